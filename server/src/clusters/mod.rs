@@ -1,0 +1,311 @@
+//! The cluster registry: validation, sealing of credentials, the store, and a
+//! cache of records by name that every write on this process invalidates.
+//!
+//! Never logs or returns a credential; `open_*` hands plaintext only to
+//! `upstream/`, which attaches it to requests.
+
+mod import;
+mod model;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use moka::future::Cache;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::ApiError;
+use crate::secrets::{SecretBox, SecretError, SecretField};
+use crate::store::{ClusterRow, Store, StoreError};
+
+pub use import::{clusters_from_kubeconfig, ImportedCluster};
+pub use model::*;
+
+/// The registry service the routes, the proxy and the object queries share.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    secrets: SecretBox,
+    cache: Cache<String, SharedCluster>,
+}
+
+/// Largest page a list may ask for.
+pub const MAX_PAGE: u32 = 1000;
+/// Page size when `limit` is not given.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// One page of clusters and the cursor of the next page.
+pub struct Page {
+    pub items: Vec<ClusterRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// What an upsert from configuration or a kubeconfig did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Duplicate => {
+                ApiError::Conflict("a cluster with this name already exists".into())
+            }
+            StoreError::VersionMismatch { current } => ApiError::Conflict(format!(
+                "the cluster was changed since version you sent; current version is {current}"
+            )),
+            StoreError::NotFound => ApiError::NotFound("no such cluster".into()),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::Unavailable("the cluster registry is unavailable; retry later".into())
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<SecretError> for ApiError {
+    fn from(error: SecretError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        ApiError::Input(error.to_string())
+    }
+}
+
+impl Registry {
+    pub fn new(store: Store, secrets: SecretBox, cache_ttl: Duration) -> Self {
+        Self {
+            store,
+            secrets,
+            cache: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(cache_ttl)
+                .build(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A cluster by name (case-insensitive), from the cache when present.
+    pub async fn resolve(&self, name: &str) -> Result<Option<SharedCluster>, StoreError> {
+        let key = name_key(name);
+        if let Some(record) = self.cache.get(&key).await {
+            return Ok(Some(record));
+        }
+        match self.store.get(name).await? {
+            Some(record) => {
+                let shared = Arc::new(record);
+                self.cache.insert(key, shared.clone()).await;
+                Ok(Some(shared))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Drops a cluster from this process's cache.
+    pub async fn invalidate(&self, name: &str) {
+        self.cache.invalidate(&name_key(name)).await;
+    }
+
+    pub async fn list(&self, cursor: Option<&str>, limit: Option<u32>) -> Result<Page, ApiError> {
+        let limit = match limit {
+            None => DEFAULT_PAGE,
+            Some(0) => return Err(ApiError::Input("limit: must be at least 1".into())),
+            Some(limit) if limit > MAX_PAGE => {
+                return Err(ApiError::Input(format!(
+                    "limit: must be at most {MAX_PAGE}"
+                )))
+            }
+            Some(limit) => limit,
+        };
+        let after = cursor.map(decode_cursor).transpose()?;
+        let mut items = self.store.list(after.as_deref(), limit + 1).await?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|record| encode_cursor(&name_key(&record.name)))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn create(&self, input: &ClusterInput) -> Result<ClusterRecord, ApiError> {
+        let spec = input.validate_new()?;
+        let row = self.seal(&spec);
+        let record = self.store.create(&row).await?;
+        self.invalidate(&record.name).await;
+        tracing::info!(cluster = %record.name, "cluster registered");
+        Ok(record)
+    }
+
+    pub async fn update(
+        &self,
+        name: &str,
+        update: &ClusterUpdate,
+        expected_version: i64,
+    ) -> Result<ClusterRecord, ApiError> {
+        let current = self
+            .store
+            .get(name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such cluster".into()))?;
+        if current.version != expected_version {
+            return Err(StoreError::VersionMismatch {
+                current: current.version,
+            }
+            .into());
+        }
+        let validated = update.validate(
+            &current.name,
+            self.open_token(&current)?,
+            self.open_client_key(&current)?,
+        )?;
+        let mut row = self.seal(&validated.spec);
+        if matches!(validated.service_account_token, SecretChange::Keep) {
+            row.sealed_service_account_token = current.sealed_service_account_token.clone();
+        }
+        if matches!(validated.client_key_data, SecretChange::Keep) {
+            row.sealed_client_key_data = current.sealed_client_key_data.clone();
+        }
+        let result = self.store.update(expected_version, &row).await;
+        self.invalidate(name).await;
+        let record = result?;
+        tracing::info!(cluster = %record.name, version = record.version, "cluster updated");
+        Ok(record)
+    }
+
+    pub async fn delete(&self, name: &str, expected_version: Option<i64>) -> Result<(), ApiError> {
+        let result = self.store.delete(name, expected_version).await;
+        self.invalidate(name).await;
+        result?;
+        tracing::info!(cluster = %name, "cluster removed");
+        Ok(())
+    }
+
+    /// Creates the cluster, or updates it when what is stored differs.
+    /// Used for clusters declared in configuration and imported from kubeconfig.
+    pub async fn upsert(&self, spec: &ClusterSpec) -> Result<Upserted, ApiError> {
+        for _ in 0..3 {
+            let row = self.seal(spec);
+            match self.store.get(&spec.name).await? {
+                None => match self.store.create(&row).await {
+                    Ok(_) => {
+                        self.invalidate(&spec.name).await;
+                        return Ok(Upserted::Created);
+                    }
+                    Err(StoreError::Duplicate) => continue,
+                    Err(error) => return Err(error.into()),
+                },
+                Some(current) => {
+                    if self.same_as_stored(spec, &current)? {
+                        return Ok(Upserted::Unchanged);
+                    }
+                    match self.store.update(current.version, &row).await {
+                        Ok(_) => {
+                            self.invalidate(&spec.name).await;
+                            return Ok(Upserted::Updated);
+                        }
+                        Err(StoreError::VersionMismatch { .. } | StoreError::NotFound) => continue,
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            }
+        }
+        Err(ApiError::Conflict(format!(
+            "cluster {} kept changing while it was being written",
+            spec.name
+        )))
+    }
+
+    fn same_as_stored(&self, spec: &ClusterSpec, stored: &ClusterRecord) -> Result<bool, ApiError> {
+        let same_secret =
+            |wanted: &Option<SecretString>, stored: Option<SecretString>| match (wanted, stored) {
+                (None, None) => true,
+                (Some(wanted), Some(stored)) => wanted.expose_secret() == stored.expose_secret(),
+                _ => false,
+            };
+        Ok(spec.name == stored.name
+            && spec.title == stored.title
+            && spec.url == stored.url
+            && spec.auth_provider == stored.auth_provider
+            && spec.ca_data == stored.ca_data
+            && spec.skip_tls_verify == stored.skip_tls_verify
+            && spec.client_cert_data == stored.client_cert_data
+            && spec.dashboard_url == stored.dashboard_url
+            && spec.oidc_token_provider == stored.oidc_token_provider
+            && spec.skip_metrics_lookup == stored.skip_metrics_lookup
+            && spec.labels == stored.labels
+            && same_secret(&spec.service_account_token, self.open_token(stored)?)
+            && same_secret(&spec.client_key_data, self.open_client_key(stored)?))
+    }
+
+    fn seal(&self, spec: &ClusterSpec) -> ClusterRow {
+        ClusterRow {
+            name: spec.name.clone(),
+            title: spec.title.clone(),
+            url: spec.url.clone(),
+            auth_provider: spec.auth_provider,
+            ca_data: spec.ca_data.clone(),
+            skip_tls_verify: spec.skip_tls_verify,
+            sealed_service_account_token: spec
+                .service_account_token
+                .as_ref()
+                .map(|token| self.secrets.seal(SecretField::ServiceAccountToken, token)),
+            client_cert_data: spec.client_cert_data.clone(),
+            sealed_client_key_data: spec
+                .client_key_data
+                .as_ref()
+                .map(|key| self.secrets.seal(SecretField::ClientKeyData, key)),
+            dashboard_url: spec.dashboard_url.clone(),
+            oidc_token_provider: spec.oidc_token_provider.clone(),
+            skip_metrics_lookup: spec.skip_metrics_lookup,
+            labels: spec.labels.clone(),
+        }
+    }
+
+    /// The cluster's service-account token in plaintext, for `upstream/` only.
+    pub fn open_token(&self, record: &ClusterRecord) -> Result<Option<SecretString>, SecretError> {
+        record
+            .sealed_service_account_token
+            .as_deref()
+            .map(|sealed| self.secrets.open(SecretField::ServiceAccountToken, sealed))
+            .transpose()
+    }
+
+    /// The cluster's client key in plaintext, for `upstream/` only.
+    pub fn open_client_key(
+        &self,
+        record: &ClusterRecord,
+    ) -> Result<Option<SecretString>, SecretError> {
+        record
+            .sealed_client_key_data
+            .as_deref()
+            .map(|sealed| self.secrets.open(SecretField::ClientKeyData, sealed))
+            .transpose()
+    }
+}
+
+fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| ApiError::Input("cursor: is not a cursor this server issued".into()))
+}

@@ -1,0 +1,878 @@
+//! Cluster records: what admins send, what is stored, what is returned.
+//!
+//! Input is validated into a [`ClusterSpec`] whose secrets are `SecretString`s
+//! (their `Debug` prints `***`). Responses carry `hasServiceAccountToken` and
+//! `hasClientKeyData` instead of the secrets themselves.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// How kubeportal authenticates to a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthProvider {
+    /// A service-account bearer token stored (encrypted) with the cluster.
+    ServiceAccount,
+    /// A client certificate and key (mTLS) stored with the cluster.
+    ClientCert,
+    /// kubeportal's own credential (token or client certificate) with
+    /// `Impersonate-User`/`Impersonate-Group` set to the portal caller.
+    Impersonate,
+    /// The caller's OIDC token for `oidcTokenProvider`, sent by the frontend.
+    Oidc,
+    /// The caller's Google token, sent by the frontend.
+    Google,
+    /// Any cluster token the caller sends (`Backstage-Kubernetes-Authorization`).
+    Client,
+}
+
+impl AuthProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthProvider::ServiceAccount => "serviceAccount",
+            AuthProvider::ClientCert => "clientCert",
+            AuthProvider::Impersonate => "impersonate",
+            AuthProvider::Oidc => "oidc",
+            AuthProvider::Google => "google",
+            AuthProvider::Client => "client",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            AuthProvider::ServiceAccount,
+            AuthProvider::ClientCert,
+            AuthProvider::Impersonate,
+            AuthProvider::Oidc,
+            AuthProvider::Google,
+            AuthProvider::Client,
+        ]
+        .into_iter()
+        .find(|provider| provider.as_str() == text)
+    }
+}
+
+/// A cluster as admins register it (`POST`), and as the config file declares it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterInput {
+    /// Unique (case-insensitively): letters, digits, `-`, `_` and `.`,
+    /// starting and ending with a letter or digit, at most 63 characters.
+    #[schema(example = "prod-eu-1")]
+    pub name: String,
+    pub title: Option<String>,
+    /// The API server URL (https or http), e.g. `https://10.0.0.1:6443`.
+    #[schema(example = "https://prod-eu-1.example:6443")]
+    pub url: String,
+    pub auth_provider: AuthProvider,
+    /// CA bundle: base64 of PEM (as in kubeconfig) or PEM text.
+    pub ca_data: Option<String>,
+    #[serde(default, rename = "skipTLSVerify")]
+    pub skip_tls_verify: bool,
+    /// Write-only; never returned.
+    #[schema(value_type = Option<String>, write_only)]
+    pub service_account_token: Option<SecretString>,
+    /// Client certificate: base64 of PEM or PEM text.
+    pub client_cert_data: Option<String>,
+    /// Write-only; never returned.
+    #[schema(value_type = Option<String>, write_only)]
+    pub client_key_data: Option<SecretString>,
+    pub dashboard_url: Option<String>,
+    pub oidc_token_provider: Option<String>,
+    /// Accepted for Backstage app-config compatibility.
+    #[serde(default)]
+    pub skip_metrics_lookup: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A full replacement of a cluster (`PUT`). Secrets are write-only: an absent
+/// secret keeps the stored one, `null` removes it, a string replaces it.
+/// Read-only fields of the `GET` shape are accepted and ignored, so a client
+/// can send back what it read.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterUpdate {
+    /// Must equal the name in the path (renames are not supported).
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub url: String,
+    pub auth_provider: AuthProvider,
+    pub ca_data: Option<String>,
+    #[serde(default, rename = "skipTLSVerify")]
+    pub skip_tls_verify: bool,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable, write_only)]
+    pub service_account_token: Option<Option<SecretString>>,
+    pub client_cert_data: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable, write_only)]
+    pub client_key_data: Option<Option<SecretString>>,
+    pub dashboard_url: Option<String>,
+    pub oidc_token_provider: Option<String>,
+    #[serde(default)]
+    pub skip_metrics_lookup: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The version this update is based on; `If-Match` may carry it instead.
+    pub version: Option<i64>,
+    #[serde(default)]
+    #[schema(read_only)]
+    pub has_service_account_token: Option<bool>,
+    #[serde(default)]
+    #[schema(read_only)]
+    pub has_client_key_data: Option<bool>,
+    #[serde(default)]
+    #[schema(read_only)]
+    pub created_at: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(read_only)]
+    pub updated_at: Option<serde_json::Value>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A validated cluster, secrets in plaintext memory only until sealed.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub title: Option<String>,
+    pub url: String,
+    pub auth_provider: AuthProvider,
+    pub ca_data: Option<String>,
+    pub skip_tls_verify: bool,
+    pub service_account_token: Option<SecretString>,
+    pub client_cert_data: Option<String>,
+    pub client_key_data: Option<SecretString>,
+    pub dashboard_url: Option<String>,
+    pub oidc_token_provider: Option<String>,
+    pub skip_metrics_lookup: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A stored cluster. Secrets stay sealed; `upstream/` opens them when it
+/// builds a connector.
+#[derive(Debug, Clone)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub title: Option<String>,
+    pub url: String,
+    pub auth_provider: AuthProvider,
+    pub ca_data: Option<String>,
+    pub skip_tls_verify: bool,
+    pub sealed_service_account_token: Option<Vec<u8>>,
+    pub client_cert_data: Option<String>,
+    pub sealed_client_key_data: Option<Vec<u8>>,
+    pub dashboard_url: Option<String>,
+    pub oidc_token_provider: Option<String>,
+    pub skip_metrics_lookup: bool,
+    pub labels: BTreeMap<String, String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub type SharedCluster = Arc<ClusterRecord>;
+
+/// What `GET /api/kubernetes/clusters` lists (Backstage's shape).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSummary {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+    pub auth_provider: AuthProvider,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_token_provider: Option<String>,
+}
+
+/// A cluster as admins read it: everything but the secrets.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterDetail {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub url: String,
+    pub auth_provider: AuthProvider,
+    /// PEM text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_data: Option<String>,
+    #[serde(rename = "skipTLSVerify")]
+    pub skip_tls_verify: bool,
+    pub has_service_account_token: bool,
+    /// PEM text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_data: Option<String>,
+    pub has_client_key_data: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_token_provider: Option<String>,
+    pub skip_metrics_lookup: bool,
+    pub labels: BTreeMap<String, String>,
+    /// Increases on every write; send it back (body or `If-Match`) to update.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&ClusterRecord> for ClusterSummary {
+    fn from(record: &ClusterRecord) -> Self {
+        Self {
+            name: record.name.clone(),
+            title: record.title.clone(),
+            dashboard_url: record.dashboard_url.clone(),
+            auth_provider: record.auth_provider,
+            oidc_token_provider: record.oidc_token_provider.clone(),
+        }
+    }
+}
+
+impl From<&ClusterRecord> for ClusterDetail {
+    fn from(record: &ClusterRecord) -> Self {
+        Self {
+            name: record.name.clone(),
+            title: record.title.clone(),
+            url: record.url.clone(),
+            auth_provider: record.auth_provider,
+            ca_data: record.ca_data.clone(),
+            skip_tls_verify: record.skip_tls_verify,
+            has_service_account_token: record.sealed_service_account_token.is_some(),
+            client_cert_data: record.client_cert_data.clone(),
+            has_client_key_data: record.sealed_client_key_data.is_some(),
+            dashboard_url: record.dashboard_url.clone(),
+            oidc_token_provider: record.oidc_token_provider.clone(),
+            skip_metrics_lookup: record.skip_metrics_lookup,
+            labels: record.labels.clone(),
+            version: record.version,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+/// A validation failure naming the field (`url`, `caData`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {}", self.field, self.message)
+    }
+}
+
+fn field_error(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The documented name rule: 1 to 63 characters, letters, digits, `-`, `_`
+/// and `.`, starting and ending with a letter or digit.
+pub fn validate_cluster_name(name: &str) -> Result<(), FieldError> {
+    const RULE: &str = "must be 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else if name.is_empty() {
+        Err(field_error("name", "must not be empty"))
+    } else {
+        Err(field_error("name", RULE))
+    }
+}
+
+/// The key clusters are unique and looked up by.
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+fn validate_url(field: &'static str, text: &str) -> Result<String, FieldError> {
+    let url = url::Url::parse(text).map_err(|error| field_error(field, error.to_string()))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(field_error(field, "must be an https or http URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(field_error(field, "must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(field_error(field, "must not carry credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(field_error(field, "must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Accepts PEM text or base64 of PEM; returns PEM text.
+fn pem_text(field: &'static str, data: &str) -> Result<String, FieldError> {
+    let trimmed = data.trim();
+    if trimmed.starts_with("-----BEGIN") {
+        return Ok(format!("{trimmed}\n"));
+    }
+    let compact: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+    let decoded = STANDARD
+        .decode(compact)
+        .map_err(|_| field_error(field, "must be PEM text or base64-encoded PEM"))?;
+    let text = String::from_utf8(decoded)
+        .map_err(|_| field_error(field, "must be PEM text or base64-encoded PEM"))?;
+    if !text.trim_start().starts_with("-----BEGIN") {
+        return Err(field_error(field, "must be PEM text or base64-encoded PEM"));
+    }
+    Ok(format!("{}\n", text.trim()))
+}
+
+fn certificates(
+    field: &'static str,
+    pem: &str,
+) -> Result<Vec<CertificateDer<'static>>, FieldError> {
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| field_error(field, "is not valid PEM"))?;
+    if certificates.is_empty() {
+        return Err(field_error(field, "holds no CERTIFICATE block"));
+    }
+    Ok(certificates)
+}
+
+fn validate_ca(data: &str) -> Result<String, FieldError> {
+    let pem = pem_text("caData", data)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates("caData", &pem)? {
+        roots.add(certificate).map_err(|error| {
+            field_error("caData", format!("is not a usable CA certificate: {error}"))
+        })?;
+    }
+    Ok(pem)
+}
+
+fn validate_client_pair(
+    cert: Option<&str>,
+    key: Option<&SecretString>,
+) -> Result<(Option<String>, Option<SecretString>), FieldError> {
+    match (cert, key) {
+        (None, None) => Ok((None, None)),
+        (Some(_), None) => Err(field_error(
+            "clientKeyData",
+            "is required with clientCertData",
+        )),
+        (None, Some(_)) => Err(field_error(
+            "clientCertData",
+            "is required with clientKeyData",
+        )),
+        (Some(cert), Some(key)) => {
+            let cert_pem = pem_text("clientCertData", cert)?;
+            let chain = certificates("clientCertData", &cert_pem)?;
+            let key_pem = pem_text("clientKeyData", key.expose_secret())?;
+            let key_der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|_| field_error("clientKeyData", "is not a PEM private key"))?;
+            rustls::sign::CertifiedKey::from_der(
+                chain,
+                key_der,
+                &rustls::crypto::ring::default_provider(),
+            )
+            .map_err(|_| {
+                field_error(
+                    "clientKeyData",
+                    "is not a supported private key for clientCertData",
+                )
+            })?;
+            Ok((Some(cert_pem), Some(SecretString::from(key_pem))))
+        }
+    }
+}
+
+fn validate_token(token: &SecretString) -> Result<(), FieldError> {
+    let text = token.expose_secret();
+    if text.is_empty() {
+        return Err(field_error("serviceAccountToken", "must not be empty"));
+    }
+    if text.len() > 16 * 1024 {
+        return Err(field_error("serviceAccountToken", "is longer than 16 KiB"));
+    }
+    if !text.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(field_error(
+            "serviceAccountToken",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_optional_text(
+    field: &'static str,
+    value: Option<&String>,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
+    match value.map(|text| text.trim()) {
+        None | Some("") => Ok(None),
+        Some(text) if text.len() > max => Err(field_error(
+            field,
+            format!("is longer than {max} characters"),
+        )),
+        Some(text) if text.chars().any(char::is_control) => {
+            Err(field_error(field, "must not contain control characters"))
+        }
+        Some(text) => Ok(Some(text.to_owned())),
+    }
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    if labels.len() > 64 {
+        return Err(field_error("labels", "at most 64 labels"));
+    }
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > 253 || key.chars().any(char::is_control) {
+            return Err(field_error(
+                "labels",
+                "keys must be 1 to 253 printable characters",
+            ));
+        }
+        if value.len() > 1024 || value.chars().any(char::is_control) {
+            return Err(field_error(
+                "labels",
+                "values must be at most 1024 printable characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The fields shared by create and update, before the secrets are known.
+struct Fields<'a> {
+    name: &'a str,
+    title: Option<&'a String>,
+    url: &'a str,
+    auth_provider: AuthProvider,
+    ca_data: Option<&'a String>,
+    skip_tls_verify: bool,
+    client_cert_data: Option<&'a String>,
+    dashboard_url: Option<&'a String>,
+    oidc_token_provider: Option<&'a String>,
+    skip_metrics_lookup: bool,
+    labels: &'a BTreeMap<String, String>,
+}
+
+fn build_spec(
+    fields: Fields<'_>,
+    token: Option<SecretString>,
+    client_key: Option<&SecretString>,
+) -> Result<ClusterSpec, FieldError> {
+    validate_cluster_name(fields.name)?;
+    let title = validate_optional_text("title", fields.title, 256)?;
+    let url = validate_url("url", fields.url)?;
+    let ca_data = fields
+        .ca_data
+        .filter(|data| !data.trim().is_empty())
+        .map(|data| validate_ca(data))
+        .transpose()?;
+    if let Some(token) = &token {
+        validate_token(token)?;
+    }
+    let (client_cert_data, client_key_data) = validate_client_pair(
+        fields
+            .client_cert_data
+            .filter(|data| !data.trim().is_empty())
+            .map(String::as_str),
+        client_key,
+    )?;
+    let dashboard_url = match fields.dashboard_url.filter(|url| !url.trim().is_empty()) {
+        Some(url) => Some(validate_url("dashboardUrl", url)?),
+        None => None,
+    };
+    let oidc_token_provider =
+        validate_optional_text("oidcTokenProvider", fields.oidc_token_provider, 128)?;
+    validate_labels(fields.labels)?;
+    match fields.auth_provider {
+        AuthProvider::ServiceAccount if token.is_none() => {
+            return Err(field_error(
+                "serviceAccountToken",
+                "is required for authProvider serviceAccount",
+            ))
+        }
+        AuthProvider::ClientCert if client_cert_data.is_none() => {
+            return Err(field_error(
+                "clientCertData",
+                "is required for authProvider clientCert",
+            ))
+        }
+        AuthProvider::Impersonate if token.is_none() && client_cert_data.is_none() => {
+            return Err(field_error(
+                "serviceAccountToken",
+                "authProvider impersonate needs kubeportal's own credential: serviceAccountToken or clientCertData with clientKeyData",
+            ))
+        }
+        AuthProvider::Oidc if oidc_token_provider.is_none() => {
+            return Err(field_error(
+                "oidcTokenProvider",
+                "is required for authProvider oidc",
+            ))
+        }
+        _ => {}
+    }
+    Ok(ClusterSpec {
+        name: fields.name.to_owned(),
+        title,
+        url,
+        auth_provider: fields.auth_provider,
+        ca_data,
+        skip_tls_verify: fields.skip_tls_verify,
+        service_account_token: token,
+        client_cert_data,
+        client_key_data,
+        dashboard_url,
+        oidc_token_provider,
+        skip_metrics_lookup: fields.skip_metrics_lookup,
+        labels: fields.labels.clone(),
+    })
+}
+
+impl ClusterInput {
+    /// Validates a new cluster.
+    pub fn validate_new(&self) -> Result<ClusterSpec, FieldError> {
+        build_spec(
+            Fields {
+                name: &self.name,
+                title: self.title.as_ref(),
+                url: &self.url,
+                auth_provider: self.auth_provider,
+                ca_data: self.ca_data.as_ref(),
+                skip_tls_verify: self.skip_tls_verify,
+                client_cert_data: self.client_cert_data.as_ref(),
+                dashboard_url: self.dashboard_url.as_ref(),
+                oidc_token_provider: self.oidc_token_provider.as_ref(),
+                skip_metrics_lookup: self.skip_metrics_lookup,
+                labels: &self.labels,
+            },
+            self.service_account_token.clone(),
+            self.client_key_data.as_ref(),
+        )
+    }
+}
+
+/// What an update does to one stored secret.
+#[derive(Debug, Clone)]
+pub enum SecretChange {
+    Keep,
+    Clear,
+    Set(SecretString),
+}
+
+impl SecretChange {
+    fn from_field(field: &Option<Option<SecretString>>) -> Self {
+        match field {
+            None => SecretChange::Keep,
+            Some(None) => SecretChange::Clear,
+            Some(Some(value)) => SecretChange::Set(value.clone()),
+        }
+    }
+}
+
+/// A validated update: the new spec, with secrets to keep left as `Keep`.
+#[derive(Debug, Clone)]
+pub struct ValidatedUpdate {
+    pub spec: ClusterSpec,
+    pub service_account_token: SecretChange,
+    pub client_key_data: SecretChange,
+}
+
+impl ClusterUpdate {
+    /// Validates the update of `name` against what is stored (`current`), given
+    /// the stored secrets in plaintext (only to validate the merged result).
+    pub fn validate(
+        &self,
+        name: &str,
+        current_token: Option<SecretString>,
+        current_client_key: Option<SecretString>,
+    ) -> Result<ValidatedUpdate, FieldError> {
+        if let Some(body_name) = &self.name {
+            if name_key(body_name) != name_key(name) {
+                return Err(field_error(
+                    "name",
+                    "must match the cluster in the path (renaming is not supported)",
+                ));
+            }
+        }
+        let token_change = SecretChange::from_field(&self.service_account_token);
+        let key_change = SecretChange::from_field(&self.client_key_data);
+        let effective_token = match &token_change {
+            SecretChange::Keep => current_token,
+            SecretChange::Clear => None,
+            SecretChange::Set(value) => Some(value.clone()),
+        };
+        let effective_key = match &key_change {
+            SecretChange::Keep => current_client_key,
+            SecretChange::Clear => None,
+            SecretChange::Set(value) => Some(value.clone()),
+        };
+        let spec = build_spec(
+            Fields {
+                name,
+                title: self.title.as_ref(),
+                url: &self.url,
+                auth_provider: self.auth_provider,
+                ca_data: self.ca_data.as_ref(),
+                skip_tls_verify: self.skip_tls_verify,
+                client_cert_data: self.client_cert_data.as_ref(),
+                dashboard_url: self.dashboard_url.as_ref(),
+                oidc_token_provider: self.oidc_token_provider.as_ref(),
+                skip_metrics_lookup: self.skip_metrics_lookup,
+                labels: &self.labels,
+            },
+            effective_token,
+            effective_key.as_ref(),
+        )?;
+        Ok(ValidatedUpdate {
+            spec,
+            service_account_token: token_change,
+            client_key_data: key_change,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn input(name: &str) -> ClusterInput {
+        ClusterInput {
+            name: name.into(),
+            title: None,
+            url: "https://10.0.0.1:6443".into(),
+            auth_provider: AuthProvider::ServiceAccount,
+            ca_data: None,
+            skip_tls_verify: false,
+            service_account_token: Some(SecretString::from("abc.def")),
+            client_cert_data: None,
+            client_key_data: None,
+            dashboard_url: None,
+            oidc_token_provider: None,
+            skip_metrics_lookup: false,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn rejects(input: ClusterInput, field: &str) {
+        let error = input.validate_new().unwrap_err();
+        assert_eq!(error.field, field, "{error}");
+    }
+
+    #[test]
+    fn names_follow_the_documented_rule() {
+        for good in ["a", "prod-eu-1", "Dev_2.cluster", &"x".repeat(63)] {
+            validate_cluster_name(good).unwrap();
+        }
+        for bad in ["", "-a", "a-", "a b", "a/b", "a%2e", &"x".repeat(64), "é"] {
+            assert!(validate_cluster_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        rejects(
+            ClusterInput {
+                url: "ftp://x".into(),
+                ..input("a")
+            },
+            "url",
+        );
+        rejects(
+            ClusterInput {
+                url: "https://u:p@x".into(),
+                ..input("a")
+            },
+            "url",
+        );
+        rejects(
+            ClusterInput {
+                url: "https://x/?a=b".into(),
+                ..input("a")
+            },
+            "url",
+        );
+        rejects(
+            ClusterInput {
+                name: "".into(),
+                ..input("a")
+            },
+            "name",
+        );
+        rejects(
+            ClusterInput {
+                ca_data: Some("not pem".into()),
+                ..input("a")
+            },
+            "caData",
+        );
+        rejects(
+            ClusterInput {
+                ca_data: Some(STANDARD.encode("hello")),
+                ..input("a")
+            },
+            "caData",
+        );
+        rejects(
+            ClusterInput {
+                service_account_token: None,
+                ..input("a")
+            },
+            "serviceAccountToken",
+        );
+        rejects(
+            ClusterInput {
+                service_account_token: Some(SecretString::from("a b")),
+                ..input("a")
+            },
+            "serviceAccountToken",
+        );
+        rejects(
+            ClusterInput {
+                auth_provider: AuthProvider::Oidc,
+                ..input("a")
+            },
+            "oidcTokenProvider",
+        );
+        rejects(
+            ClusterInput {
+                auth_provider: AuthProvider::ClientCert,
+                ..input("a")
+            },
+            "clientCertData",
+        );
+        rejects(
+            ClusterInput {
+                client_cert_data: Some("x".into()),
+                ..input("a")
+            },
+            "clientKeyData",
+        );
+        rejects(
+            ClusterInput {
+                dashboard_url: Some("javascript:alert(1)".into()),
+                ..input("a")
+            },
+            "dashboardUrl",
+        );
+    }
+
+    #[test]
+    fn urls_are_normalised() {
+        let spec = ClusterInput {
+            url: "https://Example.com:6443/".into(),
+            ..input("a")
+        }
+        .validate_new()
+        .unwrap();
+        assert_eq!(spec.url, "https://example.com:6443");
+    }
+
+    #[test]
+    fn ca_data_is_accepted_as_pem_or_base64() {
+        let certificate = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let pem = certificate.cert.pem();
+        let from_pem = ClusterInput {
+            ca_data: Some(pem.clone()),
+            ..input("a")
+        }
+        .validate_new()
+        .unwrap();
+        let from_base64 = ClusterInput {
+            ca_data: Some(STANDARD.encode(&pem)),
+            ..input("a")
+        }
+        .validate_new()
+        .unwrap();
+        assert_eq!(from_pem.ca_data, from_base64.ca_data);
+        assert!(from_pem
+            .ca_data
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn client_certificate_and_key_must_match() {
+        let one = rcgen::generate_simple_self_signed(vec!["one".into()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["two".into()]).unwrap();
+        let matching = ClusterInput {
+            auth_provider: AuthProvider::ClientCert,
+            service_account_token: None,
+            client_cert_data: Some(one.cert.pem()),
+            client_key_data: Some(SecretString::from(one.key_pair.serialize_pem())),
+            ..input("a")
+        };
+        matching.validate_new().unwrap();
+        let mismatched = ClusterInput {
+            client_key_data: Some(SecretString::from(two.key_pair.serialize_pem())),
+            ..matching
+        };
+        rejects(mismatched, "clientKeyData");
+    }
+
+    #[test]
+    fn updates_keep_clear_or_replace_secrets() {
+        let update: ClusterUpdate = serde_json::from_value(serde_json::json!({
+            "url": "https://x:6443", "authProvider": "serviceAccount", "version": 1
+        }))
+        .unwrap();
+        let validated = update
+            .validate("a", Some(SecretString::from("old")), None)
+            .unwrap();
+        assert!(matches!(
+            validated.service_account_token,
+            SecretChange::Keep
+        ));
+
+        let clearing: ClusterUpdate = serde_json::from_value(serde_json::json!({
+            "url": "https://x:6443", "authProvider": "serviceAccount", "serviceAccountToken": null
+        }))
+        .unwrap();
+        let error = clearing
+            .validate("a", Some(SecretString::from("old")), None)
+            .unwrap_err();
+        assert_eq!(error.field, "serviceAccountToken");
+
+        let renaming: ClusterUpdate = serde_json::from_value(serde_json::json!({
+            "name": "b", "url": "https://x:6443", "authProvider": "google"
+        }))
+        .unwrap();
+        assert_eq!(
+            renaming.validate("a", None, None).unwrap_err().field,
+            "name"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let spec = input("a").validate_new().unwrap();
+        assert!(!format!("{spec:?}").contains("abc.def"));
+    }
+}

@@ -1,0 +1,627 @@
+//! Configuration: parsed and validated once, at start-up, from an optional YAML
+//! file and a documented set of `KUBEPORTAL_*` environment overrides.
+//!
+//! Errors name the key that is wrong (`server.listen: invalid socket address`),
+//! and never echo a secret value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::clusters::ClusterInput;
+use crate::permissions::RuleConfig;
+
+/// Everything kubeportal reads from its configuration file and environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `None` when the file has no `permissions` key. A file without a policy
+    /// denies everything but health; running without any file allows all.
+    #[serde(default)]
+    pub permissions: Option<PermissionsConfig>,
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// Set by [`Config::load`]: whether a configuration file was read.
+    #[serde(skip)]
+    pub from_file: bool,
+    /// `KUBEPORTAL_SECRET_KEY`: base64 of the 32-byte key that seals credentials.
+    /// Only from the environment, never from the file.
+    #[serde(skip)]
+    pub secret_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The externally visible base URL, used in generated kubeconfigs.
+    pub public_url: Option<String>,
+    pub tls: Option<TlsFiles>,
+    /// Largest request body accepted on portal routes, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            tls: None,
+            body_limit_bytes: default_body_limit(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7007".to_owned()
+}
+
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` or `postgres://…`; defaults to `sqlite://./kubeportal.db`.
+    pub url: Option<String>,
+    /// Largest number of pooled connections.
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Guest access; defaults to true only while listening on loopback.
+    pub guest: Option<bool>,
+    #[serde(default)]
+    pub static_tokens: Vec<StaticToken>,
+    pub jwt: Option<JwtConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StaticToken {
+    pub token: SecretString,
+    pub subject: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtConfig {
+    pub hs256_secret: Option<SecretString>,
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Shortest time between two JWKS fetches triggered by unknown key ids.
+    #[serde(default = "default_jwks_refresh_floor")]
+    pub jwks_min_refresh_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+fn default_jwks_refresh_floor() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PermissionsConfig {
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesConfig {
+    #[serde(default)]
+    pub clusters: Vec<ClusterInput>,
+    /// Backstage's `kubernetes.clusterLocatorMethods`; `type: config` entries
+    /// contribute their clusters, other types are rejected with a clear error.
+    #[serde(default)]
+    pub cluster_locator_methods: Vec<ClusterLocatorMethod>,
+    /// Backstage's `kubernetes.serviceLocatorMethod`, accepted for
+    /// compatibility: every cluster is queried (`multiTenant`).
+    pub service_locator_method: Option<serde_json::Value>,
+    #[serde(default)]
+    pub custom_resources: Vec<CustomResourceConfig>,
+    /// Upstream timeouts, in milliseconds.
+    #[serde(default)]
+    pub timeouts: UpstreamTimeouts,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterLocatorMethod {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub clusters: Vec<ClusterInput>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomResourceConfig {
+    pub group: String,
+    pub api_version: String,
+    pub plural: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamTimeouts {
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    #[serde(default = "default_response_header_ms")]
+    pub response_header_ms: u64,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: default_connect_ms(),
+            response_header_ms: default_response_header_ms(),
+        }
+    }
+}
+
+impl UpstreamTimeouts {
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+
+    pub fn response_header(&self) -> Duration {
+        Duration::from_millis(self.response_header_ms)
+    }
+}
+
+fn default_connect_ms() -> u64 {
+    5_000
+}
+
+fn default_response_header_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info,kubeportal=debug`; `RUST_LOG` wins.
+    pub level: Option<String>,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The database kubeportal stores its registry in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite { path: PathBuf },
+    Postgres,
+}
+
+impl Config {
+    /// Reads the file (if any) then applies environment overrides, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let text = match file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        Self::from_parts(text.as_deref(), &env)
+    }
+
+    /// Parses YAML text (when given) and applies the overrides found in `env`.
+    pub fn from_parts(
+        yaml: Option<&str>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match yaml {
+            Some(text) if !text.trim().is_empty() => {
+                let deserializer = serde_yaml::Deserializer::from_str(text);
+                let mut config: Config =
+                    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                        let key = error.path().to_string();
+                        let message = redact_yaml_error(&error.inner().to_string());
+                        invalid(if key == "." { "config".into() } else { key }, message)
+                    })?;
+                config.from_file = true;
+                config
+            }
+            Some(_) => Config {
+                from_file: true,
+                ..Config::default()
+            },
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        if let Some(listen) = env.get("KUBEPORTAL_LISTEN") {
+            self.server.listen = listen.clone();
+        }
+        if let Some(url) = env.get("KUBEPORTAL_PUBLIC_URL") {
+            self.server.public_url = Some(url.clone());
+        }
+        if let Some(url) = env
+            .get("KUBEPORTAL_DATABASE_URL")
+            .or_else(|| env.get("DATABASE_URL"))
+        {
+            self.database.url = Some(url.clone());
+        }
+        if let Some(guest) = env.get("KUBEPORTAL_AUTH_GUEST") {
+            self.auth.guest = Some(parse_bool("KUBEPORTAL_AUTH_GUEST", guest)?);
+        }
+        if let Some(secret) = env.get("KUBEPORTAL_JWT_HS256_SECRET") {
+            self.auth
+                .jwt
+                .get_or_insert_with(JwtConfig::default)
+                .hs256_secret = Some(SecretString::from(secret.clone()));
+        }
+        if let Some(url) = env.get("KUBEPORTAL_JWKS_URL") {
+            self.auth
+                .jwt
+                .get_or_insert_with(JwtConfig::default)
+                .jwks_url = Some(url.clone());
+        }
+        if let Some(key) = env.get("KUBEPORTAL_SECRET_KEY") {
+            crate::secrets::SecretBox::from_base64(key)
+                .map_err(|error| invalid("KUBEPORTAL_SECRET_KEY", error.to_string()))?;
+            self.secret_key = Some(SecretString::from(key.clone()));
+        }
+        if let Some(format) = env.get("KUBEPORTAL_LOG_FORMAT") {
+            self.logging.format = match format.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                _ => {
+                    return Err(invalid(
+                        "KUBEPORTAL_LOG_FORMAT",
+                        "expected `text` or `json`",
+                    ))
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if let Some(url) = &self.server.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|error| invalid("server.publicUrl", error.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("server.publicUrl", "expected an http or https URL"));
+            }
+        }
+        self.database_kind()?;
+        if self.server.body_limit_bytes == 0 {
+            return Err(invalid(
+                "server.bodyLimitBytes",
+                "must be greater than zero",
+            ));
+        }
+        for (index, token) in self.auth.static_tokens.iter().enumerate() {
+            use secrecy::ExposeSecret;
+            if token.token.expose_secret().len() < 16 {
+                return Err(invalid(
+                    format!("auth.staticTokens[{index}].token"),
+                    "must be at least 16 characters",
+                ));
+            }
+            crate::identity::validate_entity_ref(&token.subject).map_err(|message| {
+                invalid(format!("auth.staticTokens[{index}].subject"), message)
+            })?;
+        }
+        if let Some(jwt) = &self.auth.jwt {
+            for (index, pem) in jwt.public_keys.iter().enumerate() {
+                crate::identity::jwt::decoding_key_from_pem(pem)
+                    .map_err(|message| invalid(format!("auth.jwt.publicKeys[{index}]"), message))?;
+            }
+            if let Some(url) = &jwt.jwks_url {
+                url::Url::parse(url)
+                    .map_err(|error| invalid("auth.jwt.jwksUrl", error.to_string()))?;
+            }
+        }
+        if let Some(permissions) = &self.permissions {
+            for (index, rule) in permissions.rules.iter().enumerate() {
+                rule.compile()
+                    .map_err(|message| invalid(format!("permissions.rules[{index}]"), message))?;
+            }
+        }
+        for (index, method) in self.kubernetes.cluster_locator_methods.iter().enumerate() {
+            if method.kind != "config" {
+                return Err(invalid(
+                    format!("kubernetes.clusterLocatorMethods[{index}].type"),
+                    format!(
+                        "`{}` is not supported; register such clusters over the admin API or with `kubeportal clusters import`",
+                        method.kind
+                    ),
+                ));
+            }
+        }
+        for (key, cluster) in self.declared_clusters() {
+            cluster
+                .validate_new()
+                .map_err(|error| invalid(format!("{key}.{}", error.field), error.message))?;
+        }
+        Ok(())
+    }
+
+    /// The socket address to listen on.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                "expected an address such as 127.0.0.1:7007",
+            )
+        })
+    }
+
+    /// Guest access: explicit setting, else on only while listening on loopback.
+    pub fn guest_enabled(&self) -> bool {
+        self.auth.guest.unwrap_or_else(|| {
+            self.listen_addr()
+                .map(|addr| addr.ip().is_loopback())
+                .unwrap_or(false)
+        })
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| "sqlite://./kubeportal.db".to_owned())
+    }
+
+    pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {
+        let url = self.database_url();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseKind::Postgres)
+        } else if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or(url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(invalid("database.url", "the sqlite URL names no file"));
+            }
+            Ok(DatabaseKind::Sqlite {
+                path: PathBuf::from(path),
+            })
+        } else {
+            Err(invalid(
+                "database.url",
+                "expected a sqlite://FILE or postgres:// URL",
+            ))
+        }
+    }
+
+    /// Clusters declared in the file, with the key each came from.
+    pub fn declared_clusters(&self) -> Vec<(String, &ClusterInput)> {
+        let own = self
+            .kubernetes
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(index, cluster)| (format!("kubernetes.clusters[{index}]"), cluster));
+        let located = self
+            .kubernetes
+            .cluster_locator_methods
+            .iter()
+            .enumerate()
+            .flat_map(|(method_index, method)| {
+                method.clusters.iter().enumerate().map(move |(index, cluster)| {
+                    (
+                        format!("kubernetes.clusterLocatorMethods[{method_index}].clusters[{index}]"),
+                        cluster,
+                    )
+                })
+            });
+        own.chain(located).collect()
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(invalid(key, "expected true or false")),
+    }
+}
+
+/// serde_yaml quotes the offending scalar in some messages ("invalid type:
+/// string \"…\""); never echo it, it may be a secret.
+fn redact_yaml_error(message: &str) -> String {
+    match message.find('"') {
+        Some(start) => match message[start + 1..].find('"') {
+            Some(end) => format!(
+                "{}\"…\"{}",
+                &message[..start],
+                &message[start + 1 + end + 1..]
+            ),
+            None => message.to_owned(),
+        },
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_file_means_loopback_sqlite_with_guest() {
+        let config = Config::from_parts(None, &env(&[])).unwrap();
+        assert_eq!(config.listen_addr().unwrap().to_string(), "127.0.0.1:7007");
+        assert!(config.guest_enabled());
+        assert!(!config.from_file);
+        assert_eq!(
+            config.database_kind().unwrap(),
+            DatabaseKind::Sqlite {
+                path: PathBuf::from("./kubeportal.db")
+            }
+        );
+    }
+
+    #[test]
+    fn guest_is_off_when_listening_on_all_interfaces() {
+        let config =
+            Config::from_parts(None, &env(&[("KUBEPORTAL_LISTEN", "0.0.0.0:7007")])).unwrap();
+        assert!(!config.guest_enabled());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let yaml = "database:\n  url: sqlite://a.db\n";
+        let config = Config::from_parts(
+            Some(yaml),
+            &env(&[("DATABASE_URL", "postgres://postgres@127.0.0.1/x")]),
+        )
+        .unwrap();
+        assert_eq!(config.database_kind().unwrap(), DatabaseKind::Postgres);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let error =
+            Config::from_parts(Some("server:\n  listen: nowhere\n"), &env(&[])).unwrap_err();
+        assert!(error.to_string().starts_with("server.listen:"), "{error}");
+
+        let error = Config::from_parts(Some("server:\n  lisen: x\n"), &env(&[])).unwrap_err();
+        assert!(error.to_string().contains("lisen"), "{error}");
+
+        let error = Config::from_parts(
+            Some("permissions:\n  rules:\n    - permission: kubernetes.proxy\n      subjects: ['*']\n      decision: maybe\n"),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with("permissions.rules[0]"),
+            "{error}"
+        );
+
+        let error = Config::from_parts(
+            Some("kubernetes:\n  clusters:\n    - name: a\n      url: ftp://x\n      authProvider: serviceAccount\n      serviceAccountToken: sekrit-token-value\n"),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with("kubernetes.clusters[0].url"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("sekrit"), "{error}");
+    }
+
+    #[test]
+    fn yaml_errors_do_not_echo_values() {
+        let error = Config::from_parts(
+            Some("auth:\n  staticTokens:\n    - token: [\"sekrit\"]\n      subject: user:default/a\n"),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(!error.to_string().contains("sekrit"), "{error}");
+    }
+
+    #[test]
+    fn backstage_cluster_locator_methods_are_read() {
+        let yaml = r#"
+kubernetes:
+  serviceLocatorMethod: { type: multiTenant }
+  clusterLocatorMethods:
+    - type: config
+      clusters:
+        - name: dev
+          url: https://dev.example:6443
+          authProvider: serviceAccount
+          serviceAccountToken: a-service-account-token
+          skipTLSVerify: true
+"#;
+        let config = Config::from_parts(Some(yaml), &env(&[])).unwrap();
+        let clusters = config.declared_clusters();
+        assert_eq!(clusters.len(), 1);
+        assert_eq!(clusters[0].1.name, "dev");
+
+        let error = Config::from_parts(
+            Some("kubernetes:\n  clusterLocatorMethods:\n    - type: gke\n"),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("clusterLocatorMethods[0].type"),
+            "{error}"
+        );
+    }
+}

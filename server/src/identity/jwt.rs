@@ -1,0 +1,282 @@
+//! JWT verification: HS256 with a shared secret, RS*/PS*/ES*/EdDSA with PEM
+//! public keys, or keys from a JWKS URL (Backstage's
+//! `/api/auth/.well-known/jwks.json`). `alg: none` is never accepted.
+//!
+//! JWKS keys are cached and refetched when a token names an unknown `kid`,
+//! at most once per `jwksMinRefreshSeconds`, so forged tokens cannot make
+//! kubeportal hammer the JWKS endpoint.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+use super::{Caller, CallerKind};
+use crate::config::JwtConfig;
+
+/// How long fetched JWKS keys are trusted before a lookup refetches them.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    ent: Vec<String>,
+}
+
+/// A verification key and the algorithms it may be used with.
+#[derive(Clone)]
+struct VerificationKey {
+    algorithms: Vec<Algorithm>,
+    key: DecodingKey,
+}
+
+const RSA_ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// Parses a PEM public key (RSA, EC P-256/P-384 or Ed25519).
+pub fn decoding_key_from_pem(pem: &str) -> Result<(Vec<Algorithm>, DecodingKey), String> {
+    let bytes = pem.as_bytes();
+    if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
+        return Ok((RSA_ALGORITHMS.to_vec(), key));
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
+        return Ok((vec![Algorithm::ES256, Algorithm::ES384], key));
+    }
+    if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
+        return Ok((vec![Algorithm::EdDSA], key));
+    }
+    Err("is not a PEM RSA, EC or Ed25519 public key".into())
+}
+
+struct JwksState {
+    keys: HashMap<String, VerificationKey>,
+    fetched_at: Option<Instant>,
+}
+
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    state: RwLock<JwksState>,
+    refresh: Mutex<()>,
+    min_refresh: Duration,
+}
+
+impl Jwks {
+    async fn key(&self, kid: &str) -> Option<VerificationKey> {
+        {
+            let state = self.state.read().await;
+            let fresh = state
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < JWKS_MAX_AGE);
+            if let (true, Some(key)) = (fresh, state.keys.get(kid)) {
+                return Some(key.clone());
+            }
+        }
+        let _single_flight = self.refresh.lock().await;
+        {
+            let state = self.state.read().await;
+            let fresh = state
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < JWKS_MAX_AGE);
+            let recent = state
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < self.min_refresh);
+            if let Some(key) = state.keys.get(kid) {
+                if fresh || recent {
+                    return Some(key.clone());
+                }
+            } else if recent {
+                return None;
+            }
+        }
+        let fetched = self.fetch().await;
+        let mut state = self.state.write().await;
+        state.fetched_at = Some(Instant::now());
+        match fetched {
+            Ok(keys) => state.keys = keys,
+            Err(reason) => tracing::warn!(url = %self.url, %reason, "JWKS fetch failed"),
+        }
+        state.keys.get(kid).cloned()
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, VerificationKey>, String> {
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()));
+        }
+        let set: JwkSet = response.json().await.map_err(|error| error.to_string())?;
+        Ok(set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                let algorithms = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+                    (Some(algorithm), _) => vec![signing_algorithm(*algorithm)?],
+                    (None, AlgorithmParameters::RSA(_)) => RSA_ALGORITHMS.to_vec(),
+                    (None, AlgorithmParameters::EllipticCurve(ec)) => match ec.curve {
+                        EllipticCurve::P256 => vec![Algorithm::ES256],
+                        EllipticCurve::P384 => vec![Algorithm::ES384],
+                        _ => return None,
+                    },
+                    (None, AlgorithmParameters::OctetKeyPair(_)) => vec![Algorithm::EdDSA],
+                    (None, AlgorithmParameters::OctetKey(_)) => return None,
+                };
+                Some((kid, VerificationKey { algorithms, key }))
+            })
+            .collect())
+    }
+}
+
+/// The asymmetric signing algorithm a JWK names; symmetric and encryption
+/// algorithms are not accepted from a JWKS.
+fn signing_algorithm(algorithm: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match algorithm {
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Verifies portal JWTs.
+pub struct JwtVerifier {
+    hs256: Option<DecodingKey>,
+    public_keys: Vec<VerificationKey>,
+    jwks: Option<Jwks>,
+    validation: Validation,
+}
+
+impl JwtVerifier {
+    pub fn new(config: &JwtConfig) -> Result<Self, String> {
+        let public_keys = config
+            .public_keys
+            .iter()
+            .map(|pem| {
+                decoding_key_from_pem(pem)
+                    .map(|(algorithms, key)| VerificationKey { algorithms, key })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let jwks = config.jwks_url.as_ref().map(|url| Jwks {
+            url: url.clone(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a reqwest client with a timeout builds"),
+            state: RwLock::new(JwksState {
+                keys: HashMap::new(),
+                fetched_at: None,
+            }),
+            refresh: Mutex::new(()),
+            min_refresh: Duration::from_secs(config.jwks_min_refresh_seconds),
+        });
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = config.leeway_seconds;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &config.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &config.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        Ok(Self {
+            hs256: config
+                .hs256_secret
+                .as_ref()
+                .map(|secret| DecodingKey::from_secret(secret.expose_secret().as_bytes())),
+            public_keys,
+            jwks,
+            validation,
+        })
+    }
+
+    /// The caller a token identifies, or why it is refused (safe to return).
+    pub async fn verify(&self, token: &str) -> Result<Caller, String> {
+        let header = decode_header(token).map_err(|_| "malformed token".to_owned())?;
+        let algorithm = header.alg;
+        let candidates: Vec<DecodingKey> = if algorithm == Algorithm::HS256 {
+            self.hs256.iter().cloned().collect()
+        } else {
+            let mut keys: Vec<DecodingKey> = self
+                .public_keys
+                .iter()
+                .filter(|key| key.algorithms.contains(&algorithm))
+                .map(|key| key.key.clone())
+                .collect();
+            if let (Some(jwks), Some(kid)) = (&self.jwks, header.kid.as_deref()) {
+                if let Some(key) = jwks.key(kid).await {
+                    if key.algorithms.contains(&algorithm) {
+                        keys.push(key.key);
+                    }
+                }
+            }
+            keys
+        };
+        if candidates.is_empty() {
+            return Err("no key to verify this token".into());
+        }
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![algorithm];
+        let mut last_error = String::from("signature does not verify");
+        for key in &candidates {
+            match decode::<Claims>(token, key, &validation) {
+                Ok(data) => {
+                    let claims = data.claims;
+                    super::validate_entity_ref(&claims.sub)
+                        .map_err(|message| format!("sub {message}"))?;
+                    let groups = claims
+                        .ent
+                        .into_iter()
+                        .filter(|reference| !reference.eq_ignore_ascii_case(&claims.sub))
+                        .collect();
+                    return Ok(Caller {
+                        subject: claims.sub,
+                        groups,
+                        kind: CallerKind::Jwt,
+                    });
+                }
+                Err(error) => {
+                    use jsonwebtoken::errors::ErrorKind;
+                    last_error = match error.kind() {
+                        ErrorKind::ExpiredSignature => "token expired".into(),
+                        ErrorKind::ImmatureSignature => "token not yet valid".into(),
+                        ErrorKind::InvalidAudience => "wrong audience".into(),
+                        ErrorKind::InvalidIssuer => "wrong issuer".into(),
+                        ErrorKind::MissingRequiredClaim(claim) => format!("missing claim {claim}"),
+                        ErrorKind::InvalidSignature => "signature does not verify".into(),
+                        _ => "token does not verify".into(),
+                    };
+                    if !matches!(error.kind(), ErrorKind::InvalidSignature) {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_error)
+    }
+}

@@ -1,0 +1,18 @@
+//! kubeportal: the Kubernetes backend of a developer portal.
+//!
+//! Request flow: `identity/` (who) → `permissions/` (may they) → `clusters/`
+//! (which cluster, from `store/`) → the proxy and object queries. Errors become
+//! HTTP only in `error.rs`; configuration is read only in `config.rs`.
+
+pub mod app;
+pub mod clusters;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod identity;
+pub mod openapi;
+pub mod permissions;
+pub mod secrets;
+pub mod state;
+pub mod store;

@@ -1,0 +1,136 @@
+//! The `kubeportal` binary: `serve` (default), `migrate`, `openapi`,
+//! `clusters import --kubeconfig FILE`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kubeportal::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "kubeportal",
+    version,
+    about = "Kubernetes backend for developer portals"
+)]
+struct Cli {
+    /// YAML configuration file.
+    #[arg(long, global = true, env = "KUBEPORTAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Manage the registry from the command line.
+    Clusters {
+        #[command(subcommand)]
+        command: ClustersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClustersCommand {
+    /// Register (or update) every cluster of a kubeconfig, with its credentials.
+    Import {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+}
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.logging.level.as_deref().unwrap_or("info")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", kubeportal::openapi::document_json());
+        return Ok(());
+    }
+    let mut config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
+    if let Some(listen) = cli.listen {
+        config.server.listen = listen;
+        config.listen_addr().context("--listen")?;
+    }
+    init_tracing(&config);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            kubeportal::store::connect(&config.database_url(), config.database.max_connections)
+                .await
+                .context("migration failed")?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi => unreachable!("handled above"),
+        Command::Clusters {
+            command: ClustersCommand::Import { kubeconfig },
+        } => import(config, &kubeconfig).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr()?;
+    let guest = config.guest_enabled();
+    let state = kubeportal::app::build_state(config).await?;
+    let router = kubeportal::app::router(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, guest, "kubeportal listening");
+    kubeportal::app::serve(listener, router, kubeportal::app::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn import(config: Config, kubeconfig: &std::path::Path) -> anyhow::Result<()> {
+    let clusters =
+        kubeportal::clusters::clusters_from_kubeconfig(kubeconfig).map_err(anyhow::Error::msg)?;
+    let state = kubeportal::app::build_state(config).await?;
+    let mut failed = 0;
+    for cluster in clusters {
+        let outcome = match cluster.input {
+            Ok(input) => match input.validate_new() {
+                Ok(spec) => state
+                    .registry
+                    .upsert(&spec)
+                    .await
+                    .map(|outcome| format!("{outcome:?}").to_lowercase())
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            },
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(what) => println!("{}: {what}", cluster.name),
+            Err(error) => {
+                failed += 1;
+                println!("{}: not imported: {error}", cluster.name);
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} cluster(s) not imported");
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::clusters::Registry;
+use crate::config::Config;
+use crate::identity::Authenticator;
+use crate::permissions::Policy;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Registry,
+    pub authenticator: Arc<Authenticator>,
+    pub policy: Arc<Policy>,
+}

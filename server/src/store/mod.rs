@@ -1,0 +1,385 @@
+//! Persistence of the cluster registry: one [`ClusterStore`] contract, two
+//! implementations (Postgres for replicated deployments, embedded SQLite for
+//! a single process). The SQL is shared; only connection set-up, migrations
+//! and query-plan inspection differ.
+//!
+//! The store sees credentials only sealed; it never logs row contents.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::clusters::{AuthProvider, ClusterRecord};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A cluster with this name (compared case-insensitively) exists.
+    #[error("a cluster with this name already exists")]
+    Duplicate,
+    /// The record changed since the version the write was based on.
+    #[error("the cluster was changed by someone else (current version {current})")]
+    VersionMismatch { current: i64 },
+    #[error("no such cluster")]
+    NotFound,
+    /// The database cannot be reached right now.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(database) if database.is_unique_violation() => {
+                StoreError::Duplicate
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+/// A cluster row as written: everything but the version and timestamps,
+/// credentials already sealed.
+#[derive(Debug, Clone)]
+pub struct ClusterRow {
+    pub name: String,
+    pub title: Option<String>,
+    pub url: String,
+    pub auth_provider: AuthProvider,
+    pub ca_data: Option<String>,
+    pub skip_tls_verify: bool,
+    pub sealed_service_account_token: Option<Vec<u8>>,
+    pub client_cert_data: Option<String>,
+    pub sealed_client_key_data: Option<Vec<u8>>,
+    pub dashboard_url: Option<String>,
+    pub oidc_token_provider: Option<String>,
+    pub skip_metrics_lookup: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The registry contract both stores pass (see `tests/it/store_contract.rs`).
+#[async_trait]
+pub trait ClusterStore: Send + Sync + 'static {
+    /// Clusters ordered by lower-cased name, after the `after` key (exclusive).
+    async fn list(&self, after: Option<&str>, limit: u32)
+        -> Result<Vec<ClusterRecord>, StoreError>;
+    /// Looks a cluster up by name, case-insensitively, through the unique index.
+    async fn get(&self, name: &str) -> Result<Option<ClusterRecord>, StoreError>;
+    /// Inserts a cluster at version 1; [`StoreError::Duplicate`] if the name is taken.
+    async fn create(&self, row: &ClusterRow) -> Result<ClusterRecord, StoreError>;
+    /// Replaces a cluster if it is still at `expected_version`.
+    async fn update(
+        &self,
+        expected_version: i64,
+        row: &ClusterRow,
+    ) -> Result<ClusterRecord, StoreError>;
+    /// Deletes a cluster, if `expected_version` is given only at that version.
+    async fn delete(&self, name: &str, expected_version: Option<i64>) -> Result<(), StoreError>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The query plan of a lookup by name, as the database prints it.
+    async fn explain_lookup(&self) -> Result<String, StoreError>;
+    /// Which database this is (`postgres` or `sqlite`).
+    fn kind(&self) -> &'static str;
+}
+
+pub type Store = Arc<dyn ClusterStore>;
+
+/// Opens (and migrates) the store a database URL names.
+pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Store, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    }
+}
+
+/// The columns every query returns, in [`StoredRow`] order.
+macro_rules! columns {
+    () => {
+        "name, title, url, auth_provider, ca_data, skip_tls_verify, service_account_token, \
+         client_cert_data, client_key_data, dashboard_url, oidc_token_provider, \
+         skip_metrics_lookup, labels, version, created_at, updated_at"
+    };
+}
+pub(crate) use columns;
+
+/// A row as read back from either database.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StoredRow {
+    name: String,
+    title: Option<String>,
+    url: String,
+    auth_provider: String,
+    ca_data: Option<String>,
+    skip_tls_verify: bool,
+    service_account_token: Option<Vec<u8>>,
+    client_cert_data: Option<String>,
+    client_key_data: Option<Vec<u8>>,
+    dashboard_url: Option<String>,
+    oidc_token_provider: Option<String>,
+    skip_metrics_lookup: bool,
+    labels: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<StoredRow> for ClusterRecord {
+    type Error = StoreError;
+
+    fn try_from(row: StoredRow) -> Result<Self, StoreError> {
+        let auth_provider = AuthProvider::parse(&row.auth_provider).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown auth provider for {}", row.name))
+        })?;
+        let labels = serde_json::from_str(&row.labels).map_err(|_| {
+            StoreError::Corrupt(format!("labels of {} are not a JSON map", row.name))
+        })?;
+        Ok(ClusterRecord {
+            name: row.name,
+            title: row.title,
+            url: row.url,
+            auth_provider,
+            ca_data: row.ca_data,
+            skip_tls_verify: row.skip_tls_verify,
+            sealed_service_account_token: row.service_account_token,
+            client_cert_data: row.client_cert_data,
+            sealed_client_key_data: row.client_key_data,
+            dashboard_url: row.dashboard_url,
+            oidc_token_provider: row.oidc_token_provider,
+            skip_metrics_lookup: row.skip_metrics_lookup,
+            labels,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+fn labels_json(row: &ClusterRow) -> String {
+    serde_json::to_string(&row.labels).expect("a string map always serialises")
+}
+
+/// The SQL both stores run, for a pool type `$pool`. Written once so the two
+/// implementations cannot drift apart.
+macro_rules! shared_sql {
+    ($pool:ty, $database:ty) => {
+        async fn list_clusters(
+            pool: &$pool,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<ClusterRecord>, StoreError> {
+            let rows: Vec<StoredRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::store::columns!(),
+                " FROM clusters WHERE lower(name) > $1 ORDER BY lower(name) LIMIT $2"
+            ))
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter().map(ClusterRecord::try_from).collect()
+        }
+
+        async fn get_cluster(pool: &$pool, name: &str) -> Result<Option<ClusterRecord>, StoreError> {
+            let row: Option<StoredRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::store::columns!(),
+                " FROM clusters WHERE lower(name) = lower($1)"
+            ))
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+            row.map(ClusterRecord::try_from).transpose()
+        }
+
+        async fn create_cluster(pool: &$pool, row: &ClusterRow) -> Result<ClusterRecord, StoreError> {
+            let now = chrono::Utc::now();
+            let stored: StoredRow = sqlx::query_as(concat!(
+                "INSERT INTO clusters (name, title, url, auth_provider, ca_data, skip_tls_verify, \
+                 service_account_token, client_cert_data, client_key_data, dashboard_url, \
+                 oidc_token_provider, skip_metrics_lookup, labels, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $14) RETURNING ",
+                $crate::store::columns!()
+            ))
+            .bind(&row.name)
+            .bind(&row.title)
+            .bind(&row.url)
+            .bind(row.auth_provider.as_str())
+            .bind(&row.ca_data)
+            .bind(row.skip_tls_verify)
+            .bind(&row.sealed_service_account_token)
+            .bind(&row.client_cert_data)
+            .bind(&row.sealed_client_key_data)
+            .bind(&row.dashboard_url)
+            .bind(&row.oidc_token_provider)
+            .bind(row.skip_metrics_lookup)
+            .bind(labels_json(row))
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            stored.try_into()
+        }
+
+        async fn update_cluster(
+            pool: &$pool,
+            expected_version: i64,
+            row: &ClusterRow,
+        ) -> Result<ClusterRecord, StoreError> {
+            let mut transaction = pool.begin().await?;
+            let updated: Option<StoredRow> = sqlx::query_as(concat!(
+                "UPDATE clusters SET title = $2, url = $3, auth_provider = $4, ca_data = $5, \
+                 skip_tls_verify = $6, service_account_token = $7, client_cert_data = $8, \
+                 client_key_data = $9, dashboard_url = $10, oidc_token_provider = $11, \
+                 skip_metrics_lookup = $12, labels = $13, version = version + 1, updated_at = $14 \
+                 WHERE lower(name) = lower($1) AND version = $15 RETURNING ",
+                $crate::store::columns!()
+            ))
+            .bind(&row.name)
+            .bind(&row.title)
+            .bind(&row.url)
+            .bind(row.auth_provider.as_str())
+            .bind(&row.ca_data)
+            .bind(row.skip_tls_verify)
+            .bind(&row.sealed_service_account_token)
+            .bind(&row.client_cert_data)
+            .bind(&row.sealed_client_key_data)
+            .bind(&row.dashboard_url)
+            .bind(&row.oidc_token_provider)
+            .bind(row.skip_metrics_lookup)
+            .bind(labels_json(row))
+            .bind(chrono::Utc::now())
+            .bind(expected_version)
+            .fetch_optional(&mut *transaction)
+            .await?;
+            let result = match updated {
+                Some(stored) => stored.try_into(),
+                None => Err(version_failure(&mut transaction, &row.name).await?),
+            };
+            transaction.commit().await?;
+            result
+        }
+
+        async fn delete_cluster(
+            pool: &$pool,
+            name: &str,
+            expected_version: Option<i64>,
+        ) -> Result<(), StoreError> {
+            let mut transaction = pool.begin().await?;
+            let deleted = match expected_version {
+                Some(version) => {
+                    sqlx::query("DELETE FROM clusters WHERE lower(name) = lower($1) AND version = $2")
+                        .bind(name)
+                        .bind(version)
+                        .execute(&mut *transaction)
+                        .await?
+                }
+                None => {
+                    sqlx::query("DELETE FROM clusters WHERE lower(name) = lower($1)")
+                        .bind(name)
+                        .execute(&mut *transaction)
+                        .await?
+                }
+            };
+            let result = if deleted.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(version_failure(&mut transaction, name).await?)
+            };
+            transaction.commit().await?;
+            result
+        }
+
+        /// Why a conditional write touched no row: gone, or at another version.
+        async fn version_failure(
+            transaction: &mut sqlx::Transaction<'_, $database>,
+            name: &str,
+        ) -> Result<StoreError, StoreError> {
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM clusters WHERE lower(name) = lower($1)")
+                    .bind(name)
+                    .fetch_optional(&mut **transaction)
+                    .await?;
+            Ok(match current {
+                Some(current) => StoreError::VersionMismatch { current },
+                None => StoreError::NotFound,
+            })
+        }
+
+        async fn ping_database(pool: &$pool) -> Result<(), StoreError> {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use shared_sql;
+
+/// Implements [`ClusterStore`] for a store whose `pool` field the shared SQL runs on.
+macro_rules! delegate_store {
+    ($store:ty, $kind:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::ClusterStore for $store {
+            async fn list(
+                &self,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<ClusterRecord>, StoreError> {
+                list_clusters(&self.pool, after, limit).await
+            }
+
+            async fn get(&self, name: &str) -> Result<Option<ClusterRecord>, StoreError> {
+                get_cluster(&self.pool, name).await
+            }
+
+            async fn create(&self, row: &ClusterRow) -> Result<ClusterRecord, StoreError> {
+                create_cluster(&self.pool, row).await
+            }
+
+            async fn update(
+                &self,
+                expected_version: i64,
+                row: &ClusterRow,
+            ) -> Result<ClusterRecord, StoreError> {
+                update_cluster(&self.pool, expected_version, row).await
+            }
+
+            async fn delete(
+                &self,
+                name: &str,
+                expected_version: Option<i64>,
+            ) -> Result<(), StoreError> {
+                delete_cluster(&self.pool, name, expected_version).await
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                ping_database(&self.pool).await
+            }
+
+            async fn explain_lookup(&self) -> Result<String, StoreError> {
+                self.explain().await
+            }
+
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+        }
+    };
+}
+pub(crate) use delegate_store;
