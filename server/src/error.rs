@@ -251,6 +251,10 @@ pub fn is_path_form_proxy(path: &str) -> bool {
 pub async fn envelope(request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|matched| matched.as_str().to_owned());
     let mut response = next.run(request).await;
     let Some(pending) = response.extensions_mut().remove::<PendingError>() else {
         return response;
@@ -267,12 +271,18 @@ pub async fn envelope(request: Request, next: Next) -> Response {
             code: status.as_u16(),
         })
     } else {
+        // A denial must not reveal which cluster was asked about: report the
+        // route template (`/api/kubernetes/clusters/{name}`), not the path.
+        let url = match (pending.name, route) {
+            ("NotAllowedError", Some(route)) => route,
+            _ => path,
+        };
         serde_json::to_vec(&ErrorResponse {
             error: ErrorDetail {
                 name: pending.name.to_owned(),
                 message: pending.message,
             },
-            request: ErrorRequest { method, url: path },
+            request: ErrorRequest { method, url },
             response: ErrorStatus {
                 status_code: status.as_u16(),
             },

@@ -1,0 +1,450 @@
+//! The registry over HTTP, on both stores: create, duplicate, list, get,
+//! update with versions, delete, validation, and secrets never returned.
+
+use kubeportal_tests::{both_stores, spawn_app, ConfigSource, TestDb};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "sa-token-that-must-never-be-returned";
+
+fn cluster(name: &str) -> Value {
+    json!({
+        "name": name,
+        "title": "Production EU",
+        "url": "https://10.0.0.1:6443",
+        "authProvider": "serviceAccount",
+        "serviceAccountToken": TOKEN,
+        "dashboardUrl": "https://dashboard.example/prod",
+        "labels": {"env": "prod"}
+    })
+}
+
+fn assert_error(body: &Value, name: &str, status: u16) {
+    assert_eq!(body["error"]["name"], name, "{body}");
+    assert_eq!(body["response"]["statusCode"], status, "{body}");
+    assert!(body["request"]["method"].is_string(), "{body}");
+    assert!(
+        body["request"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/kubernetes/"),
+        "{body}"
+    );
+}
+
+both_stores!(registry_lifecycle, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let client = &app.client;
+    let clusters = app.url("/api/kubernetes/clusters");
+
+    let empty: Value = client
+        .get(&clusters)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty, json!({"items": []}));
+
+    let created = client
+        .post(&clusters)
+        .json(&cluster("Prod-EU"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["etag"], "\"1\"");
+    assert_eq!(
+        created.headers()["location"],
+        "/api/kubernetes/clusters/Prod-EU"
+    );
+    let text = created.text().await.unwrap();
+    assert!(!text.contains(TOKEN), "token returned: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["hasServiceAccountToken"], true);
+    assert_eq!(body["version"], 1);
+
+    for duplicate in ["prod-eu", "PROD-EU", "Prod-EU"] {
+        let response = client
+            .post(&clusters)
+            .json(&cluster(duplicate))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let body: Value = response.json().await.unwrap();
+        assert_error(&body, "ConflictError", 409);
+        assert!(!body.to_string().contains(TOKEN));
+    }
+
+    let list: Value = client
+        .get(&clusters)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list,
+        json!({"items": [{"name": "Prod-EU", "title": "Production EU", "dashboardUrl": "https://dashboard.example/prod", "authProvider": "serviceAccount"}]})
+    );
+
+    let one = client
+        .get(app.url("/api/kubernetes/clusters/prod-eu"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), StatusCode::OK);
+    let text = one.text().await.unwrap();
+    assert!(!text.contains(TOKEN));
+    let detail: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(detail["name"], "Prod-EU");
+    assert_eq!(detail["labels"], json!({"env": "prod"}));
+
+    // Update based on version 1, then again on the now-stale version 1.
+    let mut update = detail.clone();
+    update["title"] = json!("Renamed");
+    let updated = client
+        .put(app.url("/api/kubernetes/clusters/prod-eu"))
+        .header("If-Match", "\"1\"")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), StatusCode::OK);
+    assert_eq!(updated.headers()["etag"], "\"2\"");
+    let updated: Value = updated.json().await.unwrap();
+    assert_eq!(updated["title"], "Renamed");
+    assert_eq!(
+        updated["hasServiceAccountToken"], true,
+        "omitted secret is kept"
+    );
+
+    update["title"] = json!("Lost update");
+    let stale = client
+        .put(app.url("/api/kubernetes/clusters/prod-eu"))
+        .header("If-Match", "\"1\"")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    assert_error(&stale.json().await.unwrap(), "ConflictError", 409);
+    let body_version_stale = client
+        .put(app.url("/api/kubernetes/clusters/prod-eu"))
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body_version_stale.status(),
+        StatusCode::CONFLICT,
+        "body version 1 is stale too"
+    );
+
+    let mut unversioned = update.clone();
+    unversioned.as_object_mut().unwrap().remove("version");
+    let missing = client
+        .put(app.url("/api/kubernetes/clusters/prod-eu"))
+        .json(&unversioned)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    let missing: Value = missing.json().await.unwrap();
+    assert_error(&missing, "InputError", 400);
+    assert!(missing["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("version"));
+
+    let after: Value = client
+        .get(app.url("/api/kubernetes/clusters/prod-eu"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["title"], "Renamed", "failed writes changed nothing");
+    assert_eq!(after["version"], 2);
+
+    let deleted = client
+        .delete(app.url("/api/kubernetes/clusters/PROD-eu"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let gone = client
+        .get(app.url("/api/kubernetes/clusters/prod-eu"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_error(&gone.json().await.unwrap(), "NotFoundError", 404);
+    let again = client
+        .delete(app.url("/api/kubernetes/clusters/prod-eu"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+});
+
+both_stores!(
+    invalid_input_names_the_field_and_stores_nothing,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let app = spawn_app(&db, ConfigSource::NoFile).await;
+        let clusters = app.url("/api/kubernetes/clusters");
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                json!({"name": "", "url": "https://x", "authProvider": "google"}),
+                "name",
+            ),
+            (
+                json!({"name": "a b", "url": "https://x", "authProvider": "google"}),
+                "name",
+            ),
+            (
+                json!({"name": "a", "url": "ftp://x", "authProvider": "google"}),
+                "url",
+            ),
+            (
+                json!({"name": "a", "url": "not a url", "authProvider": "google"}),
+                "url",
+            ),
+            (
+                json!({"name": "a", "url": "https://x", "authProvider": "aws"}),
+                "authProvider",
+            ),
+            (
+                json!({"name": "a", "url": "https://x", "authProvider": "serviceAccount"}),
+                "serviceAccountToken",
+            ),
+            (
+                json!({"name": "a", "url": "https://x", "authProvider": "google", "caData": "not-pem"}),
+                "caData",
+            ),
+            (
+                json!({"name": "a", "url": "https://x", "authProvider": "oidc"}),
+                "oidcTokenProvider",
+            ),
+            (
+                json!({"name": "a", "url": "https://x", "authProvider": "google", "colour": "red"}),
+                "colour",
+            ),
+            (
+                json!({"name": "a", "url": "https://x", "authProvider": "clientCert"}),
+                "clientCertData",
+            ),
+        ];
+        for (body, field) in cases {
+            let response = app.client.post(&clusters).json(&body).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+            let error: Value = response.json().await.unwrap();
+            assert_error(&error, "InputError", 400);
+            let message = error["error"]["message"].as_str().unwrap();
+            assert!(message.contains(field), "{field} not named in {message}");
+        }
+        let not_json = app
+            .client
+            .post(&clusters)
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+        let secret_in_wrong_type = app
+        .client
+        .post(&clusters)
+        .json(&json!({"name": "a", "url": "https://x", "authProvider": "serviceAccount", "serviceAccountToken": ["hunter2-secret"]}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(secret_in_wrong_type.status(), StatusCode::BAD_REQUEST);
+        assert!(!secret_in_wrong_type
+            .text()
+            .await
+            .unwrap()
+            .contains("hunter2"));
+
+        let list: Value = app
+            .client
+            .get(&clusters)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list, json!({"items": []}));
+    }
+);
+
+both_stores!(lists_page_with_cursor, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let clusters = app.url("/api/kubernetes/clusters");
+    for index in 0..5 {
+        let response = app
+            .client
+            .post(&clusters)
+            .json(&cluster(&format!("c{index}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let first: Value = app
+        .client
+        .get(format!("{clusters}?limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let second: Value = app
+        .client
+        .get(format!("{clusters}?limit=3&cursor={cursor}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = second["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c2", "c3", "c4"]);
+    assert!(second.get("nextCursor").is_none());
+    for bad in ["limit=0", "limit=5000", "limit=x", "cursor=%%%"] {
+        let response = app
+            .client
+            .get(format!("{clusters}?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+});
+
+both_stores!(secrets_can_be_rotated_and_cleared, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let clusters = app.url("/api/kubernetes/clusters");
+    app.client
+        .post(&clusters)
+        .json(&json!({"name": "imp", "url": "https://x:6443", "authProvider": "impersonate", "serviceAccountToken": "one"}))
+        .send()
+        .await
+        .unwrap();
+    let rotate = json!({"url": "https://x:6443", "authProvider": "impersonate", "serviceAccountToken": "two", "version": 1});
+    let rotated = app
+        .client
+        .put(app.url("/api/kubernetes/clusters/imp"))
+        .json(&rotate)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let record = app
+        .state
+        .registry
+        .store()
+        .get("imp")
+        .await
+        .unwrap()
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        app.state
+            .registry
+            .open_token(&record)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "two"
+    );
+
+    let clear = json!({"url": "https://x:6443", "authProvider": "google", "serviceAccountToken": null, "version": 2});
+    let cleared: Value = app
+        .client
+        .put(app.url("/api/kubernetes/clusters/imp"))
+        .json(&clear)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["hasServiceAccountToken"], false);
+
+    let clear_needed =
+        json!({"url": "https://x:6443", "authProvider": "serviceAccount", "version": 3});
+    let refused = app
+        .client
+        .put(app.url("/api/kubernetes/clusters/imp"))
+        .json(&clear_needed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+});
+
+both_stores!(
+    declared_clusters_are_registered_at_start,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let yaml = r#"
+permissions:
+  rules:
+    - { permission: "*", subjects: ["*"], decision: allow }
+kubernetes:
+  clusters:
+    - { name: own, url: "https://own:6443", authProvider: serviceAccount, serviceAccountToken: own-token }
+  clusterLocatorMethods:
+    - type: config
+      clusters:
+        - { name: backstage-style, url: "https://bs:6443", authProvider: serviceAccount, serviceAccountToken: bs-token, skipTLSVerify: true }
+"#;
+        let app = spawn_app(&db, ConfigSource::Yaml(yaml)).await;
+        let list: Value = app
+            .client
+            .get(app.url("/api/kubernetes/clusters"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["backstage-style", "own"]);
+        app.stop().await;
+        // A restart with the same configuration changes nothing.
+        let again = spawn_app(&db, ConfigSource::Yaml(yaml)).await;
+        let record = again
+            .state
+            .registry
+            .store()
+            .get("own")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.version, 1);
+    }
+);

@@ -1,0 +1,280 @@
+//! The store contract: the SQLite and Postgres stores behave the same.
+
+use std::time::Duration;
+
+use kubeportal::clusters::{AuthProvider, ClusterInput, Registry};
+use kubeportal::secrets::SecretBox;
+use kubeportal::store::{self, StoreError};
+use kubeportal_tests::{both_stores, test_secret_key, Backend, TestDb};
+use secrecy::SecretString;
+
+fn input(name: &str, token: &str) -> ClusterInput {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "url": "https://10.0.0.1:6443",
+        "authProvider": "serviceAccount",
+        "serviceAccountToken": token,
+    }))
+    .unwrap()
+}
+
+async fn registry(db: &TestDb) -> Registry {
+    let store = store::connect(&db.url, None).await.unwrap();
+    Registry::new(
+        store,
+        SecretBox::from_base64(&test_secret_key()).unwrap(),
+        Duration::from_secs(60),
+    )
+}
+
+both_stores!(names_are_unique_case_insensitively, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    registry.create(&input("Prod-EU", "t0k3n")).await.unwrap();
+    let duplicate = registry.store().create(&row("prod-eu")).await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Duplicate)),
+        "{duplicate:?}"
+    );
+    let found = registry.store().get("PROD-eu").await.unwrap().unwrap();
+    assert_eq!(found.name, "Prod-EU");
+    assert_eq!(found.version, 1);
+});
+
+/// A row as the store receives it (the store never looks inside sealed bytes).
+fn row(name: &str) -> kubeportal::store::ClusterRow {
+    kubeportal::store::ClusterRow {
+        name: name.to_owned(),
+        title: None,
+        url: "https://10.0.0.1:6443".into(),
+        auth_provider: AuthProvider::ServiceAccount,
+        ca_data: None,
+        skip_tls_verify: false,
+        sealed_service_account_token: Some(vec![1, 2, 3]),
+        client_cert_data: None,
+        sealed_client_key_data: None,
+        dashboard_url: None,
+        oidc_token_provider: None,
+        skip_metrics_lookup: false,
+        labels: [("team".to_owned(), "a".to_owned())].into(),
+    }
+}
+
+both_stores!(updates_need_the_current_version, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    let created = registry.create(&input("dev", "t0k3n")).await.unwrap();
+    let mut row = row("dev");
+    row.title = Some("Development".into());
+    let updated = registry
+        .store()
+        .update(created.version, &row)
+        .await
+        .unwrap();
+    assert_eq!(updated.version, created.version + 1);
+    assert_eq!(updated.title.as_deref(), Some("Development"));
+    assert_eq!(updated.labels.get("team").map(String::as_str), Some("a"));
+    assert_eq!(updated.sealed_service_account_token, Some(vec![1, 2, 3]));
+    assert!(updated.updated_at >= created.updated_at);
+    assert_eq!(updated.created_at, created.created_at);
+
+    row.title = Some("Stale".into());
+    let stale = registry.store().update(created.version, &row).await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch { current }) if current == updated.version),
+        "{stale:?}"
+    );
+    let unchanged = registry.store().get("dev").await.unwrap().unwrap();
+    assert_eq!(unchanged.title.as_deref(), Some("Development"));
+
+    row.name = "missing".into();
+    assert!(matches!(
+        registry.store().update(1, &row).await,
+        Err(StoreError::NotFound)
+    ));
+});
+
+both_stores!(deletes_are_conditional_when_asked, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    registry.create(&input("dev", "t0k3n")).await.unwrap();
+    assert!(matches!(
+        registry.store().delete("DEV", Some(7)).await,
+        Err(StoreError::VersionMismatch { current: 1 })
+    ));
+    registry.store().delete("DEV", Some(1)).await.unwrap();
+    assert!(registry.store().get("dev").await.unwrap().is_none());
+    assert!(matches!(
+        registry.store().delete("dev", None).await,
+        Err(StoreError::NotFound)
+    ));
+});
+
+both_stores!(lists_page_in_name_order, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    for name in ["charlie", "Alpha", "bravo", "delta", "echo"] {
+        registry.create(&input(name, "t")).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = registry.list(cursor.as_deref(), Some(2)).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|record| record.name.clone()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["Alpha", "bravo", "charlie", "delta", "echo"]);
+});
+
+both_stores!(raw_table_holds_no_plaintext_secret, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["client".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let token = "plaintext-token-9f2c";
+    let mut with_key = input("secretive", token);
+    with_key.client_cert_data = Some(certificate.pem());
+    with_key.client_key_data = Some(SecretString::from(key.serialize_pem()));
+    registry.create(&with_key).await.unwrap();
+    let key_marker = key.serialize_pem().lines().nth(1).unwrap().to_owned();
+
+    let dump: Vec<String> = match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar("SELECT row_to_json(c)::text FROM clusters c")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let rows: Vec<(Vec<u8>, Vec<u8>)> =
+                sqlx::query_as("SELECT service_account_token, client_key_data FROM clusters")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            let everything: Vec<String> = sqlx::query_scalar(
+                "SELECT name || url || auth_provider || coalesce(client_cert_data, '') || labels FROM clusters",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            rows.into_iter()
+                .map(|(a, b)| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&a),
+                        String::from_utf8_lossy(&b)
+                    )
+                })
+                .chain(everything)
+                .collect()
+        }
+    };
+    let dump = dump.join("\n");
+    assert!(dump.contains("secretive"), "the dump is of the right table");
+    assert!(!dump.contains(token), "token stored in plaintext");
+    assert!(
+        !dump.contains(&key_marker),
+        "client key stored in plaintext"
+    );
+    let record = registry.store().get("secretive").await.unwrap().unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        registry
+            .open_token(&record)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        token
+    );
+});
+
+both_stores!(lookups_by_name_use_the_unique_index, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    for index in 0..300 {
+        registry
+            .create(&input(&format!("cluster-{index}"), "t"))
+            .await
+            .unwrap();
+    }
+    if backend == Backend::Postgres {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query("ANALYZE clusters")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let plan = registry.store().explain_lookup().await.unwrap();
+    assert!(
+        plan.contains("clusters_name_key"),
+        "plan does not use the index:\n{plan}"
+    );
+    assert!(
+        !plan.contains("Seq Scan") && !plan.starts_with("SCAN"),
+        "{plan}"
+    );
+});
+
+both_stores!(the_cache_is_invalidated_by_writes, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    registry.create(&input("dev", "t")).await.unwrap();
+    let first = registry.resolve("DEV").await.unwrap().unwrap();
+    assert_eq!(first.version, 1);
+    let update: kubeportal::clusters::ClusterUpdate = serde_json::from_value(serde_json::json!({
+        "url": "https://10.9.9.9:6443", "authProvider": "serviceAccount"
+    }))
+    .unwrap();
+    registry.update("dev", &update, 1).await.unwrap();
+    let second = registry.resolve("dev").await.unwrap().unwrap();
+    assert_eq!(second.url, "https://10.9.9.9:6443");
+    registry.delete("dev", None).await.unwrap();
+    assert!(registry.resolve("dev").await.unwrap().is_none());
+});
+
+both_stores!(
+    upserts_from_configuration_are_idempotent,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let registry = registry(&db).await;
+        use kubeportal::clusters::Upserted;
+        let spec = input("declared", "t1").validate_new().unwrap();
+        assert_eq!(registry.upsert(&spec).await.unwrap(), Upserted::Created);
+        assert_eq!(registry.upsert(&spec).await.unwrap(), Upserted::Unchanged);
+        let rotated = input("declared", "t2").validate_new().unwrap();
+        assert_eq!(registry.upsert(&rotated).await.unwrap(), Upserted::Updated);
+        assert_eq!(
+            registry
+                .store()
+                .get("declared")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            2
+        );
+    }
+);
+
+both_stores!(ping_answers, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let registry = registry(&db).await;
+    registry.store().ping().await.unwrap();
+    assert_eq!(
+        registry.store().kind(),
+        if backend == Backend::Postgres {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    );
+});
