@@ -20,6 +20,7 @@ use crate::permissions::Policy;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
 use crate::store;
+use crate::upstream::Upstreams;
 
 /// How long a cached cluster record may be served before it is re-read, as a
 /// bound for changes made by other replicas.
@@ -80,8 +81,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             Err(error) => return Err(StartError::Invalid(format!("{key}: {error}"))),
         }
     }
+    let upstreams = Upstreams::new(registry.clone(), config.kubernetes.timeouts.clone());
     Ok(AppState {
         config: Arc::new(config),
+        upstreams,
         registry,
         authenticator: Arc::new(authenticator),
         policy: Arc::new(policy),

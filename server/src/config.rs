@@ -79,6 +79,8 @@ fn default_body_limit() -> usize {
 pub struct TlsFiles {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// The CA clients need to trust this server; put into generated kubeconfigs.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -158,6 +160,19 @@ pub struct KubernetesConfig {
     /// Upstream timeouts, in milliseconds.
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
+    /// How portal refs become Kubernetes names for `authProvider: impersonate`.
+    #[serde(default)]
+    pub impersonation: ImpersonationConfig,
+}
+
+/// Portal ref → Kubernetes user or group name; refs not listed pass as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImpersonationConfig {
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

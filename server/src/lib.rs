@@ -13,6 +13,8 @@ pub mod health;
 pub mod identity;
 pub mod openapi;
 pub mod permissions;
+pub mod proxy;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod upstream;

@@ -19,6 +19,7 @@ use crate::state::AppState;
     modifiers(&BearerScheme),
     tags(
         (name = "clusters", description = "The cluster registry"),
+        (name = "proxy", description = "The Kubernetes API proxy"),
         (name = "permissions", description = "The permission policy"),
         (name = "operations", description = "Health and readiness"),
     )
@@ -45,11 +46,14 @@ impl Modify for BearerScheme {
 
 /// Every documented route, with its document.
 pub fn api() -> (Router<AppState>, Document) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::clusters::routes::routes())
+        .merge(crate::proxy::documented_routes())
         .merge(crate::permissions::routes::routes())
         .merge(crate::health::routes())
-        .split_for_parts()
+        .split_for_parts();
+    document.merge(crate::proxy::ProxyDocs::openapi());
+    (router.merge(crate::proxy::routes()), document)
 }
 
 /// The document as `kubeportal openapi` prints it and `openapi/openapi.json` holds it.

@@ -6,6 +6,7 @@ use crate::clusters::Registry;
 use crate::config::Config;
 use crate::identity::Authenticator;
 use crate::permissions::Policy;
+use crate::upstream::Upstreams;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -13,4 +14,5 @@ pub struct AppState {
     pub registry: Registry,
     pub authenticator: Arc<Authenticator>,
     pub policy: Arc<Policy>,
+    pub upstreams: Upstreams,
 }

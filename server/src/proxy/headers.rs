@@ -1,0 +1,236 @@
+//! Which headers cross the proxy. Removed on the way in: hop-by-hop headers,
+//! `Host`, the portal `Authorization` and cookies, every `Backstage-*` header,
+//! caller `Impersonate-*` and front-proxy `X-Remote-*` headers, and the bearer
+//! subprotocol of a browser WebSocket. On the way out: hop-by-hop headers.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
+use secrecy::SecretString;
+
+use crate::error::ApiError;
+
+/// The WebSocket subprotocol prefix browsers use to carry a cluster token.
+const BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+}
+
+/// Whether the request asks to switch protocols (WebSocket, SPDY).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_tokens(headers).any(|token| token == "upgrade")
+}
+
+fn is_stripped_request_header(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+        || matches!(name, "host" | "authorization" | "cookie" | "upgrade" | "sec-websocket-protocol")
+        || name.starts_with("backstage-")
+        || name.starts_with("impersonate-")
+        || name.starts_with("x-remote-")
+}
+
+/// The request headers to send upstream (credentials are added separately).
+pub fn forwardable(incoming: &HeaderMap, upgrade: bool) -> HeaderMap {
+    let named_by_connection: Vec<String> = connection_tokens(incoming).collect();
+    let mut outgoing = HeaderMap::with_capacity(incoming.len());
+    for (name, value) in incoming {
+        let lower = name.as_str();
+        if is_stripped_request_header(lower) || named_by_connection.iter().any(|token| token == lower) {
+            continue;
+        }
+        outgoing.append(name.clone(), value.clone());
+    }
+    if upgrade {
+        outgoing.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        for value in incoming.get_all(header::UPGRADE) {
+            outgoing.append(header::UPGRADE, value.clone());
+        }
+        let protocols: Vec<&str> = incoming
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|protocol| !protocol.is_empty() && !protocol.starts_with(BEARER_PROTOCOL))
+            .collect();
+        if !protocols.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&protocols.join(", ")) {
+                outgoing.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+            }
+        }
+    }
+    outgoing
+}
+
+/// Removes hop-by-hop headers from an upstream response; a 101 keeps its
+/// `Connection: Upgrade` and `Upgrade`.
+pub fn strip_response(headers: &mut HeaderMap, upgrade: bool) {
+    let named_by_connection: Vec<String> = connection_tokens(headers).collect();
+    for name in named_by_connection {
+        if upgrade && name == "upgrade" {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if upgrade && name == "connection" {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if !upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn bearer_value(name: &str, value: &HeaderValue) -> Result<SecretString, ApiError> {
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::Input(format!("{name}: not a valid token")))?
+        .trim();
+    let token = match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => text,
+    };
+    if token.is_empty() {
+        return Err(ApiError::Input(format!("{name}: empty token")));
+    }
+    Ok(SecretString::from(token.to_owned()))
+}
+
+/// The caller's cluster token from `provider_header` (e.g.
+/// `Backstage-Kubernetes-Authorization-oidc-okta`) or the generic
+/// `Backstage-Kubernetes-Authorization`.
+pub fn caller_cluster_token(headers: &HeaderMap, provider_header: &str) -> Result<Option<SecretString>, ApiError> {
+    for name in [provider_header, "Backstage-Kubernetes-Authorization"] {
+        if let Some(value) = headers.get(name) {
+            return bearer_value(name, value).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// A cluster token a browser sent as the `base64url.bearer.authorization.k8s.io.` subprotocol.
+pub fn websocket_token(headers: &HeaderMap) -> Result<Option<SecretString>, ApiError> {
+    let encoded = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .find_map(|protocol| protocol.strip_prefix(BEARER_PROTOCOL));
+    let Some(encoded) = encoded else {
+        return Ok(None);
+    };
+    let token = URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| ApiError::Input("Sec-WebSocket-Protocol: malformed bearer token subprotocol".into()))?;
+    Ok(Some(SecretString::from(token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn spoofable_and_portal_headers_do_not_cross() {
+        let incoming = headers(&[
+            ("host", "portal.example"),
+            ("authorization", "Bearer portal-token"),
+            ("cookie", "session=1"),
+            ("backstage-kubernetes-cluster", "dev"),
+            ("backstage-kubernetes-authorization", "Bearer cluster-token"),
+            ("impersonate-user", "system:admin"),
+            ("Impersonate-Group", "system:masters"),
+            ("impersonate-extra-scopes", "x"),
+            ("x-remote-user", "admin"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "hop"),
+            ("te", "trailers"),
+            ("content-type", "application/json"),
+            ("accept", "application/json;as=Table;v=v1;g=meta.k8s.io"),
+        ]);
+        let outgoing = forwardable(&incoming, false);
+        let names: Vec<&str> = outgoing.keys().map(|name| name.as_str()).collect();
+        assert_eq!(names, ["content-type", "accept"]);
+    }
+
+    #[test]
+    fn upgrades_keep_their_handshake_but_not_the_bearer_protocol() {
+        let token = URL_SAFE_NO_PAD.encode("cluster-token");
+        let incoming = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", &format!("{BEARER_PROTOCOL}{token}, v5.channel.k8s.io")),
+        ]);
+        assert!(is_upgrade(&incoming));
+        let outgoing = forwardable(&incoming, true);
+        assert_eq!(outgoing["connection"], "Upgrade");
+        assert_eq!(outgoing["upgrade"], "websocket");
+        assert_eq!(outgoing["sec-websocket-protocol"], "v5.channel.k8s.io");
+        assert_eq!(outgoing["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(websocket_token(&incoming).unwrap().unwrap().expose_secret(), "cluster-token");
+    }
+
+    #[test]
+    fn cluster_tokens_come_from_the_provider_header_first() {
+        let incoming = headers(&[
+            ("backstage-kubernetes-authorization", "Bearer generic"),
+            ("backstage-kubernetes-authorization-oidc-okta", "Bearer okta-token"),
+        ]);
+        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization-oidc-okta").unwrap().unwrap();
+        assert_eq!(token.expose_secret(), "okta-token");
+        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization").unwrap().unwrap();
+        assert_eq!(token.expose_secret(), "generic");
+        assert!(caller_cluster_token(&HeaderMap::new(), "Backstage-Kubernetes-Authorization").unwrap().is_none());
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_headers() {
+        let mut response = headers(&[
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "application/json"),
+            ("audit-id", "1"),
+        ]);
+        strip_response(&mut response, false);
+        let mut names: Vec<&str> = response.keys().map(|name| name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["audit-id", "content-type"]);
+    }
+}

@@ -1,0 +1,73 @@
+//! `GET /api/kubernetes/clusters/{name}/kubeconfig`: a kubeconfig whose server
+//! is the path form of the proxy, so kubectl works through kubeportal. It
+//! carries no credential: users add their portal token themselves.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{header, HeaderMap, HeaderValue};
+use serde_json::json;
+
+use crate::error::ErrorResponse;
+use crate::error::ApiError;
+use crate::extract::Path;
+use crate::identity::Caller;
+use crate::permissions::{Permission, Target};
+use crate::state::AppState;
+
+/// A kubeconfig for one cluster, through kubeportal.
+#[utoipa::path(get, path = "/api/kubernetes/clusters/{name}/kubeconfig", tag = "proxy",
+    params(("name" = String, Path, description = "Cluster name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A kubeconfig (YAML) whose server is the path-form proxy; set your portal token with `kubectl config set-credentials kubeportal --token=…`", body = String, content_type = "application/yaml"),
+        (status = 401, description = "No valid identity", body = ErrorResponse),
+        (status = 403, description = "kubernetes.clusters.read denied", body = ErrorResponse),
+        (status = 404, description = "No such cluster", body = ErrorResponse),
+    ))]
+pub async fn kubeconfig(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.policy.check(&caller, Permission::ClustersRead, &Target::cluster(&name))?;
+    let record = state
+        .registry
+        .resolve(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name}")))?;
+    let base = match &state.config.server.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = if state.config.server.tls.is_some() { "https" } else { "http" };
+            let host = headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .filter(|host| !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']')))
+                .map(str::to_owned)
+                .unwrap_or_else(|| state.config.server.listen.clone());
+            format!("{scheme}://{host}")
+        }
+    };
+    let mut cluster = json!({ "server": format!("{base}/api/kubernetes/clusters/{}/proxy", record.name) });
+    if let Some(ca_file) = state.config.server.tls.as_ref().and_then(|tls| tls.ca_file.as_ref()) {
+        let pem = std::fs::read(ca_file).map_err(ApiError::internal)?;
+        cluster["certificate-authority-data"] = json!(STANDARD.encode(pem));
+    }
+    let document = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": record.name, "cluster": cluster }],
+        "users": [{ "name": "kubeportal", "user": {} }],
+        "contexts": [{ "name": record.name, "context": { "cluster": record.name, "user": "kubeportal" } }],
+        "current-context": record.name,
+    });
+    let yaml = serde_yaml::to_string(&document).map_err(ApiError::internal)?;
+    let mut response = yaml.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+    Ok(response)
+}

@@ -1,0 +1,195 @@
+//! The Kubernetes API proxy: any verb, any path, streamed both ways, upgrades
+//! (WebSocket and SPDY) bridged end to end, to one registered cluster.
+//!
+//! Two addressing forms share one engine: the header form
+//! (`/api/kubernetes/proxy/<path>` + `Backstage-Kubernetes-Cluster`) for portal
+//! frontends, and the path form (`/api/kubernetes/clusters/<name>/proxy/<path>`)
+//! for kubectl and other standard clients. The policy is checked before any
+//! byte goes upstream. Bodies are never buffered whole.
+
+mod headers;
+mod kubeconfig;
+pub mod path;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use http::StatusCode;
+use hyper_util::rt::TokioIo;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::clusters::validate_cluster_name;
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::permissions::{Permission, ProxyTarget, RequestAttributes, Target};
+use crate::state::AppState;
+use crate::upstream::ClusterToken;
+
+/// The header naming the cluster in the header form.
+pub const CLUSTER_HEADER: &str = "backstage-kubernetes-cluster";
+const HEADER_FORM_PREFIX: &str = "/api/kubernetes/proxy";
+const PATH_FORM_PREFIX: &str = "/api/kubernetes/clusters/";
+
+/// The proxy routes. They take any method, so they are registered directly;
+/// their documentation is in [`docs`].
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/kubernetes/proxy", any(header_form))
+        .route("/api/kubernetes/proxy/", any(header_form))
+        .route("/api/kubernetes/proxy/{*path}", any(header_form))
+        .route("/api/kubernetes/clusters/{name}/proxy", any(path_form))
+        .route("/api/kubernetes/clusters/{name}/proxy/", any(path_form))
+        .route("/api/kubernetes/clusters/{name}/proxy/{*path}", any(path_form))
+}
+
+/// The kubeconfig route (documented through its annotation).
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(kubeconfig::kubeconfig))
+}
+
+/// The proxy routes' OpenAPI description; they are not routed through
+/// utoipa because they accept every method.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(docs::header_form_doc, docs::path_form_doc))]
+pub struct ProxyDocs;
+
+async fn header_form(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+    let cluster = request
+        .headers()
+        .get(CLUSTER_HEADER)
+        .ok_or_else(|| ApiError::Input("missing Backstage-Kubernetes-Cluster header naming the target cluster".into()))?
+        .to_str()
+        .map_err(|_| ApiError::Input("Backstage-Kubernetes-Cluster: not a valid cluster name".into()))?
+        .trim()
+        .to_owned();
+    let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
+    forward(state, caller, &cluster, &rest, request).await
+}
+
+async fn path_form(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+    let after = &request.uri().path()[PATH_FORM_PREFIX.len()..];
+    let (cluster, rest) = after
+        .split_once("/proxy")
+        .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
+    let (cluster, rest) = (cluster.to_owned(), rest.to_owned());
+    forward(state, caller, &cluster, &rest, request).await
+}
+
+/// Resolves, checks, rewrites and forwards one request.
+async fn forward(state: AppState, caller: Caller, cluster: &str, raw_path: &str, mut request: Request) -> Result<Response, ApiError> {
+    validate_cluster_name(cluster).map_err(|_| ApiError::NotFound(format!("no cluster named {}", crate::error::redact_quoted(cluster))))?;
+    let record = state
+        .registry
+        .resolve(cluster)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no cluster named {cluster}")))?;
+    let kubernetes_path = path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
+    let query = request.uri().query().map(str::to_owned);
+    let method = request.method().clone();
+    state.policy.check(
+        &caller,
+        Permission::Proxy,
+        &Target {
+            cluster: Some(&record.name),
+            proxy: Some(ProxyTarget {
+                method: &method,
+                path: &kubernetes_path,
+                attributes: RequestAttributes::parse(&method, &kubernetes_path, query.as_deref()),
+            }),
+        },
+    )?;
+    let connector = state.upstreams.connector(&record)?;
+    let upgrade = headers::is_upgrade(request.headers());
+    let caller_token = headers::caller_cluster_token(request.headers(), &connector.client_token_header())?
+        .or(headers::websocket_token(request.headers())?)
+        .map(ClusterToken);
+    let mut outgoing_headers = headers::forwardable(request.headers(), upgrade);
+    connector.authorize(&mut outgoing_headers, &caller, caller_token, &state.config.kubernetes.impersonation)?;
+
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let uri = connector.uri(&kubernetes_path, query.as_deref())?;
+    let (_, body) = request.into_parts();
+    let mut outgoing = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body)
+        .map_err(ApiError::internal)?;
+    *outgoing.headers_mut() = outgoing_headers;
+
+    let mut response = connector.send(outgoing, upgrade).await?;
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let cluster_name = record.name.clone();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                        tracing::debug!(cluster = %cluster_name, %error, "upgraded stream ended");
+                    }
+                }
+                Err(error) => tracing::warn!(cluster = %cluster_name, %error, "upgrade failed"),
+            }
+        });
+        let (mut parts, _) = response.into_parts();
+        headers::strip_response(&mut parts.headers, true);
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_response(&mut parts.headers, false);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// OpenAPI descriptions of the proxy routes (the handlers above take any method).
+mod docs {
+    use crate::error::{ErrorResponse, KubernetesStatus};
+
+    /// Proxies any Kubernetes API request to the cluster named by the
+    /// `Backstage-Kubernetes-Cluster` header (Backstage's proxy contract).
+    /// Every method is accepted (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS)
+    /// and WebSocket/SPDY upgrades are bridged; the response is the cluster's,
+    /// streamed verbatim.
+    #[utoipa::path(get, path = "/api/kubernetes/proxy/{path}", tag = "proxy",
+        params(
+            ("path" = String, Path, description = "The Kubernetes API path, e.g. api/v1/namespaces", allow_reserved),
+            ("Backstage-Kubernetes-Cluster" = String, Header, description = "Target cluster name"),
+            ("Backstage-Kubernetes-Authorization" = Option<String>, Header, description = "`Bearer <cluster token>`: used upstream instead of the server-side credential"),
+        ),
+        security(("bearer" = [])),
+        responses(
+            (status = 200, description = "The cluster's response, verbatim (any status)", content_type = "application/json", body = serde_json::Value),
+            (status = 400, description = "Missing cluster header or unsafe path", body = ErrorResponse),
+            (status = 401, description = "No valid identity, or a cluster token is required", body = ErrorResponse),
+            (status = 403, description = "kubernetes.proxy denied", body = ErrorResponse),
+            (status = 404, description = "No such cluster", body = ErrorResponse),
+            (status = 502, description = "The cluster refused, reset, or failed TLS", body = ErrorResponse),
+            (status = 504, description = "The cluster did not answer in time", body = ErrorResponse),
+        ))]
+    #[allow(dead_code)]
+    pub fn header_form_doc() {}
+
+    /// Proxies any Kubernetes API request to the named cluster; point a
+    /// kubeconfig's `server` here to use kubectl. Errors kubeportal itself
+    /// produces are Kubernetes `Status` objects.
+    #[utoipa::path(get, path = "/api/kubernetes/clusters/{name}/proxy/{path}", tag = "proxy",
+        params(
+            ("name" = String, Path, description = "Cluster name"),
+            ("path" = String, Path, description = "The Kubernetes API path", allow_reserved),
+        ),
+        security(("bearer" = [])),
+        responses(
+            (status = 200, description = "The cluster's response, verbatim (any status)", content_type = "application/json", body = serde_json::Value),
+            (status = 400, description = "Unsafe path", body = KubernetesStatus),
+            (status = 401, description = "No valid identity", body = KubernetesStatus),
+            (status = 403, description = "kubernetes.proxy denied", body = KubernetesStatus),
+            (status = 404, description = "No such cluster", body = KubernetesStatus),
+            (status = 502, description = "The cluster refused, reset, or failed TLS", body = KubernetesStatus),
+            (status = 504, description = "The cluster did not answer in time", body = KubernetesStatus),
+        ))]
+    #[allow(dead_code)]
+    pub fn path_form_doc() {}
+}

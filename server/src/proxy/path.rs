@@ -1,0 +1,159 @@
+//! Request-target safety: the Kubernetes path a cluster sees is the one the
+//! policy judged, in one canonical form, and nothing in it can leave the
+//! registered cluster URL.
+//!
+//! Each segment is percent-decoded, checked, and re-encoded canonically, so
+//! `/%61pi/v1` is judged (and sent) as `/api/v1`. Empty and `.` segments are
+//! dropped; `..`, encoded `/` or `\`, backslashes, control characters and bad
+//! escapes are refused.
+
+/// Why a request target was refused (a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path must start with /")]
+    NotAbsolute,
+    #[error("`..` segments are not allowed")]
+    ParentSegment,
+    #[error("encoded `/` or `\\` is not allowed in a path segment")]
+    EncodedSeparator,
+    #[error("backslashes are not allowed in the path")]
+    Backslash,
+    #[error("control characters are not allowed in the path")]
+    ControlCharacter,
+    #[error("malformed percent-encoding in the path")]
+    BadEscape,
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn decode(segment: &str) -> Result<Vec<u8>, PathError> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let high = bytes.get(index + 1).copied().and_then(hex).ok_or(PathError::BadEscape)?;
+            let low = bytes.get(index + 2).copied().and_then(hex).ok_or(PathError::BadEscape)?;
+            decoded.push(high << 4 | low);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    Ok(decoded)
+}
+
+/// Characters a path segment may carry unencoded (RFC 3986 pchar).
+fn is_pchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@'
+        )
+}
+
+/// The canonical Kubernetes path for the raw path after the proxy prefix.
+/// An empty input is the root (`/`).
+pub fn normalize(raw: &str) -> Result<String, PathError> {
+    if raw.is_empty() {
+        return Ok("/".to_owned());
+    }
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if raw.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    let mut normalized = String::with_capacity(raw.len());
+    for segment in raw.split('/') {
+        if segment.is_empty() {
+            continue;
+        }
+        let decoded = decode(segment)?;
+        if decoded.iter().any(|byte| *byte < 0x20 || *byte == 0x7f) {
+            return Err(PathError::ControlCharacter);
+        }
+        if decoded.iter().any(|byte| matches!(byte, b'/' | b'\\')) {
+            return Err(PathError::EncodedSeparator);
+        }
+        match decoded.as_slice() {
+            b"." => continue,
+            b".." => return Err(PathError::ParentSegment),
+            _ => {}
+        }
+        normalized.push('/');
+        for byte in decoded {
+            if is_pchar(byte) {
+                normalized.push(byte as char);
+            } else {
+                normalized.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    if normalized.is_empty() {
+        normalized.push('/');
+    } else if raw.ends_with('/') {
+        normalized.push('/');
+    }
+    Ok(normalized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_paths_pass_unchanged() {
+        for path in [
+            "/api/v1/namespaces/shop/pods",
+            "/apis/apps/v1/namespaces/a/deployments/web",
+            "/api/v1/namespaces/a/pods/p-0/log",
+            "/version",
+            "/openapi/v3/apis/apps/v1",
+            "/api/v1/namespaces/a/configmaps/user@example.com",
+        ] {
+            assert_eq!(normalize(path).unwrap(), path);
+        }
+        assert_eq!(normalize("").unwrap(), "/");
+        assert_eq!(normalize("/").unwrap(), "/");
+    }
+
+    #[test]
+    fn equivalent_spellings_become_one() {
+        assert_eq!(normalize("/%61pi/v1/pods").unwrap(), "/api/v1/pods");
+        assert_eq!(normalize("//api//v1/./pods").unwrap(), "/api/v1/pods");
+        assert_eq!(normalize("/api/v1/%2e/pods").unwrap(), "/api/v1/pods");
+        assert_eq!(normalize("/api/v1/na%6Despaces").unwrap(), "/api/v1/namespaces");
+        assert_eq!(normalize("/a b").unwrap(), "/a%20b");
+        assert_eq!(normalize("/api/v1/").unwrap(), "/api/v1/");
+    }
+
+    #[test]
+    fn hostile_targets_are_refused() {
+        let cases = [
+            ("/api/../../etc/passwd", PathError::ParentSegment),
+            ("/api/%2e%2e/x", PathError::ParentSegment),
+            ("/api/.%2E/x", PathError::ParentSegment),
+            ("/api/v1%2fnamespaces", PathError::EncodedSeparator),
+            ("/api/v1%2Fnamespaces", PathError::EncodedSeparator),
+            ("/api/v1%5cnamespaces", PathError::EncodedSeparator),
+            ("/api\\v1", PathError::Backslash),
+            ("/api/%00", PathError::ControlCharacter),
+            ("/api/%0d%0aX-Injected:%20yes", PathError::ControlCharacter),
+            ("/api/%zz", PathError::BadEscape),
+            ("/api/%", PathError::BadEscape),
+            ("api/v1", PathError::NotAbsolute),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(normalize(path), Err(expected), "{path}");
+        }
+    }
+}

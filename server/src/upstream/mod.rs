@@ -1,0 +1,330 @@
+//! Connectors to clusters: per cluster, a rustls configuration built from its
+//! record (CA, skip-verify, client certificate), pooled hyper clients, the
+//! timeouts, and the credential. This is the only place credentials are
+//! attached to requests. Nothing here logs a credential or puts one in an error.
+
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::{HeaderName, AUTHORIZATION};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use moka::sync::Cache;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clusters::{AuthProvider, ClusterRecord, Registry};
+use crate::config::{ImpersonationConfig, UpstreamTimeouts};
+use crate::error::ApiError;
+use crate::identity::Caller;
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Why a cluster could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// 502: refused, reset, or TLS failed. `cause` never holds a credential.
+    #[error("cluster {cluster} is unreachable: {cause}")]
+    Unreachable { cluster: String, cause: String },
+    /// 504: no response headers within the timeout.
+    #[error("cluster {cluster} did not answer within {seconds:.1} s")]
+    Timeout { cluster: String, seconds: f64 },
+    /// 401: the cluster needs the caller's own cluster token and none was sent.
+    #[error("cluster {cluster} uses authProvider {provider}: send your cluster token ({header})")]
+    MissingClusterToken {
+        cluster: String,
+        provider: &'static str,
+        header: String,
+    },
+    /// 500: the record cannot be turned into a connector (e.g. undecryptable key).
+    #[error("cluster {cluster} is misconfigured: {reason}")]
+    Misconfigured { cluster: String, reason: String },
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(error: UpstreamError) -> Self {
+        match &error {
+            UpstreamError::Unreachable { .. } => ApiError::BadGateway(error.to_string()),
+            UpstreamError::Timeout { .. } => ApiError::GatewayTimeout(error.to_string()),
+            UpstreamError::MissingClusterToken { .. } => ApiError::Authentication(error.to_string()),
+            UpstreamError::Misconfigured { .. } => ApiError::internal(error),
+        }
+    }
+}
+
+/// The server-side credential kubeportal holds for a cluster.
+enum ServerCredential {
+    Token(SecretString),
+    /// The client certificate is in the TLS configuration.
+    ClientCertificate,
+    None,
+}
+
+/// Where a request to a cluster goes and how it is authenticated.
+pub struct Connector {
+    pub cluster: String,
+    version: i64,
+    auth_provider: AuthProvider,
+    oidc_token_provider: Option<String>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The cluster URL's path (e.g. Rancher's `/k8s/clusters/c-1`), no trailing slash.
+    base_path: String,
+    client: HttpsClient,
+    upgrade_client: HttpsClient,
+    credential: ServerCredential,
+    response_header_timeout: Duration,
+}
+
+/// A caller-supplied cluster credential (never the portal identity).
+pub struct ClusterToken(pub SecretString);
+
+impl Connector {
+    /// The upstream URI for a normalised Kubernetes path and a raw query.
+    pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
+        let mut path_and_query = String::with_capacity(self.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
+        path_and_query.push_str(&self.base_path);
+        path_and_query.push_str(if path.is_empty() { "/" } else { path });
+        if let Some(query) = query {
+            path_and_query.push('?');
+            path_and_query.push_str(query);
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| ApiError::Input("the request target is not a valid path".into()))
+    }
+
+    /// The header a caller sends their cluster token in, for this cluster.
+    pub fn client_token_header(&self) -> String {
+        match (self.auth_provider, &self.oidc_token_provider) {
+            (AuthProvider::Oidc, Some(provider)) => {
+                format!("Backstage-Kubernetes-Authorization-oidc-{provider}")
+            }
+            (AuthProvider::Google, _) => "Backstage-Kubernetes-Authorization-google".into(),
+            _ => "Backstage-Kubernetes-Authorization".into(),
+        }
+    }
+
+    /// Attaches the cluster credential to an outgoing request's headers. The
+    /// caller's own cluster token (if any) wins for token-based providers;
+    /// impersonation always uses kubeportal's credential and the portal identity.
+    pub fn authorize(
+        &self,
+        headers: &mut HeaderMap,
+        caller: &Caller,
+        caller_token: Option<ClusterToken>,
+        impersonation: &ImpersonationConfig,
+    ) -> Result<(), UpstreamError> {
+        let bearer = |token: &SecretString| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| UpstreamError::Misconfigured {
+                    cluster: self.cluster.clone(),
+                    reason: "the token is not a valid header value".into(),
+                })?;
+            value.set_sensitive(true);
+            Ok::<_, UpstreamError>(value)
+        };
+        let server_token = match &self.credential {
+            ServerCredential::Token(token) => Some(token),
+            ServerCredential::ClientCertificate | ServerCredential::None => None,
+        };
+        match self.auth_provider {
+            AuthProvider::Impersonate => {
+                if let Some(token) = server_token {
+                    headers.insert(AUTHORIZATION, bearer(token)?);
+                }
+                let user = impersonation
+                    .users
+                    .get(&caller.subject)
+                    .unwrap_or(&caller.subject);
+                headers.insert(
+                    HeaderName::from_static("impersonate-user"),
+                    impersonation_value(&self.cluster, user)?,
+                );
+                for group in &caller.groups {
+                    let name = impersonation.groups.get(group).unwrap_or(group);
+                    headers.append(
+                        HeaderName::from_static("impersonate-group"),
+                        impersonation_value(&self.cluster, name)?,
+                    );
+                }
+            }
+            AuthProvider::ServiceAccount | AuthProvider::ClientCert => {
+                match (caller_token, server_token) {
+                    (Some(ClusterToken(token)), _) => {
+                        headers.insert(AUTHORIZATION, bearer(&token)?);
+                    }
+                    (None, Some(token)) => {
+                        headers.insert(AUTHORIZATION, bearer(token)?);
+                    }
+                    (None, None) => {}
+                }
+            }
+            AuthProvider::Oidc | AuthProvider::Google | AuthProvider::Client => match caller_token {
+                Some(ClusterToken(token)) => {
+                    headers.insert(AUTHORIZATION, bearer(&token)?);
+                }
+                None => {
+                    return Err(UpstreamError::MissingClusterToken {
+                        cluster: self.cluster.clone(),
+                        provider: self.auth_provider.as_str(),
+                        header: self.client_token_header(),
+                    })
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Sends a request and waits for the response headers within the timeout.
+    /// The body then streams with no total timeout.
+    pub async fn send(&self, request: Request<Body>, upgrade: bool) -> Result<Response<Incoming>, UpstreamError> {
+        let client = if upgrade { &self.upgrade_client } else { &self.client };
+        match tokio::time::timeout(self.response_header_timeout, client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(UpstreamError::Unreachable {
+                cluster: self.cluster.clone(),
+                cause: describe(&error),
+            }),
+            Err(_) => Err(UpstreamError::Timeout {
+                cluster: self.cluster.clone(),
+                seconds: self.response_header_timeout.as_secs_f64(),
+            }),
+        }
+    }
+}
+
+fn impersonation_value(cluster: &str, name: &str) -> Result<HeaderValue, UpstreamError> {
+    HeaderValue::from_str(name).map_err(|_| UpstreamError::Misconfigured {
+        cluster: cluster.to_owned(),
+        reason: "an impersonated name is not a valid header value".into(),
+    })
+}
+
+/// A readable cause from an error chain: "connection refused",
+/// "invalid peer certificate: UnknownIssuer", ...
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        let text = error.to_string();
+        if !text.is_empty() && !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        current = error.source();
+    }
+    // The innermost causes are the informative ones.
+    let keep = parts.len().saturating_sub(2);
+    parts[keep..].join(": ")
+}
+
+/// Connectors by cluster, rebuilt when a record's version changes.
+#[derive(Clone)]
+pub struct Upstreams {
+    registry: Registry,
+    timeouts: UpstreamTimeouts,
+    connectors: Cache<String, Arc<Connector>>,
+}
+
+impl Upstreams {
+    pub fn new(registry: Registry, timeouts: UpstreamTimeouts) -> Self {
+        Self {
+            registry,
+            timeouts,
+            connectors: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        }
+    }
+
+    /// The connector for this version of the cluster record.
+    pub fn connector(&self, record: &ClusterRecord) -> Result<Arc<Connector>, UpstreamError> {
+        let key = crate::clusters::name_key(&record.name);
+        if let Some(connector) = self.connectors.get(&key) {
+            if connector.version == record.version {
+                return Ok(connector);
+            }
+        }
+        let connector = Arc::new(self.build(record)?);
+        self.connectors.insert(key, connector.clone());
+        Ok(connector)
+    }
+
+    fn build(&self, record: &ClusterRecord) -> Result<Connector, UpstreamError> {
+        let misconfigured = |reason: String| UpstreamError::Misconfigured {
+            cluster: record.name.clone(),
+            reason,
+        };
+        let client_key = self
+            .registry
+            .open_client_key(record)
+            .map_err(|error| misconfigured(error.to_string()))?;
+        let token = self
+            .registry
+            .open_token(record)
+            .map_err(|error| misconfigured(error.to_string()))?;
+        let tls = tls::client_config(record, client_key.as_ref()).map_err(misconfigured)?;
+        let uri: Uri = record
+            .url
+            .parse()
+            .map_err(|_| misconfigured("url is not a valid URI".into()))?;
+        let parts = uri.into_parts();
+        let scheme = parts.scheme.ok_or_else(|| misconfigured("url has no scheme".into()))?;
+        let authority = parts
+            .authority
+            .ok_or_else(|| misconfigured("url has no host".into()))?;
+        let base_path = parts
+            .path_and_query
+            .map(|path| path.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        let credential = match (token, record.client_cert_data.is_some()) {
+            (Some(token), _) => ServerCredential::Token(token),
+            (None, true) => ServerCredential::ClientCertificate,
+            (None, false) => ServerCredential::None,
+        };
+        Ok(Connector {
+            cluster: record.name.clone(),
+            version: record.version,
+            auth_provider: record.auth_provider,
+            oidc_token_provider: record.oidc_token_provider.clone(),
+            scheme,
+            authority,
+            base_path,
+            client: self.client(tls.clone(), true),
+            upgrade_client: self.client(tls, false),
+            credential,
+            response_header_timeout: self.timeouts.response_header(),
+        })
+    }
+
+    fn client(&self, tls: rustls::ClientConfig, http2: bool) -> HttpsClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(self.timeouts.connect()));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(30)));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1();
+        let connector = if http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.wrap_connector(http)
+        };
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector)
+    }
+}
