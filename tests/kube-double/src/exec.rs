@@ -1,0 +1,349 @@
+//! Exec and attach over WebSocket, with the Kubernetes channel protocols
+//! `v5.channel.k8s.io`, `v4.channel.k8s.io` and `channel.k8s.io`: every binary
+//! message starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 status,
+//! 4 resize; in v5, 255 closes the stream named by the next byte).
+//!
+//! No process runs. `echo ARGS` writes its arguments joined by spaces and a newline
+//! on stdout; `cat` copies stdin to stdout until stdin closes; any other command
+//! writes a message on stderr and exits 127. Attach behaves like `cat`. Then the
+//! status goes on channel 3 (v4/v5: a `Status` object; `channel.k8s.io`: an error
+//! message, only on failure) and the socket closes normally.
+//!
+//! SPDY is not emulated: SPDY upgrade requests get a 400 `Status` saying so.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request};
+use axum::http::header;
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::auth::BEARER_SUBPROTOCOL_PREFIX;
+use crate::handlers::QueryParams;
+use crate::status::ApiError;
+use crate::Shared;
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const STATUS: u8 = 3;
+const CLOSE: u8 = 255;
+
+/// The message for clients that ask for SPDY.
+const SPDY_NOT_EMULATED: &str = "kube-double does not emulate SPDY/3.1 streams for exec, attach or port-forward; use a WebSocket with subprotocol v5.channel.k8s.io (kubectl 1.30 and later does)";
+
+/// How long to wait for the client's close frame after sending ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The channel protocol a session speaks, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChannelProtocol {
+    V5,
+    V4,
+    V1,
+}
+
+impl ChannelProtocol {
+    const SUPPORTED: [(&'static str, ChannelProtocol); 3] = [
+        ("v5.channel.k8s.io", ChannelProtocol::V5),
+        ("v4.channel.k8s.io", ChannelProtocol::V4),
+        ("channel.k8s.io", ChannelProtocol::V1),
+    ];
+}
+
+/// The pretend program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Program {
+    Echo(Vec<String>),
+    Cat,
+    Missing(String),
+}
+
+impl Program {
+    fn from_command(command: &[&str]) -> Program {
+        match command {
+            ["echo", arguments @ ..] => {
+                Program::Echo(arguments.iter().map(|a| (*a).to_owned()).collect())
+            }
+            ["cat"] => Program::Cat,
+            _ => Program::Missing(command.join(" ")),
+        }
+    }
+}
+
+/// The name of the container a request targets: the one asked for, which must
+/// exist, or the only one. A pod without containers (a minimal seeded object)
+/// accepts any name.
+pub(crate) fn resolve_container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let names: Vec<&str> = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|field| pod["spec"][field].as_array().into_iter().flatten())
+        .filter_map(|container| container["name"].as_str())
+        .collect();
+    let requested = requested.filter(|name| !name.is_empty());
+    if names.is_empty() {
+        return Ok(requested.unwrap_or_default().to_owned());
+    }
+    match requested {
+        Some(name) if names.contains(&name) => Ok(name.to_owned()),
+        Some(name) => Err(ApiError::bad_request(format!(
+            "container {name} is not valid for pod {pod_name}"
+        ))),
+        None => match pod["spec"]["containers"].as_array().map(Vec::as_slice) {
+            Some([only]) => Ok(only["name"].as_str().unwrap_or_default().to_owned()),
+            _ => Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+                names.join(" ")
+            ))),
+        },
+    }
+}
+
+/// `pods/exec` and `pods/attach`.
+pub(crate) async fn serve(
+    shared: &Shared,
+    namespace: &str,
+    pod_name: &str,
+    attach: bool,
+    query: &QueryParams,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let pod = shared
+        .store
+        .get(&shared.resources.pods(), Some(namespace), pod_name)?;
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if upgrade.starts_with("spdy/") {
+        return Err(ApiError::bad_request(SPDY_NOT_EMULATED));
+    }
+    if upgrade != "websocket" {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    }
+    resolve_container(&pod, query.get("container"))?;
+    let streams = Streams {
+        stdin: query.flag("stdin"),
+        stdout: query.flag("stdout"),
+        stderr: query.flag("stderr") && !query.flag("tty"),
+    };
+    if !(streams.stdin || streams.stdout || query.flag("stderr")) {
+        return Err(ApiError::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
+    }
+    let program = if attach {
+        Program::Cat
+    } else {
+        let command = query.all("command");
+        if command.is_empty() {
+            return Err(ApiError::bad_request(
+                "you must specify at least one command for the container",
+            ));
+        }
+        Program::from_command(&command)
+    };
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let requested: Vec<String> = upgrade
+        .requested_protocols()
+        .filter_map(|protocol| protocol.to_str().ok())
+        .filter(|protocol| !protocol.starts_with(BEARER_SUBPROTOCOL_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    let chosen = ChannelProtocol::SUPPORTED
+        .iter()
+        .find(|(name, _)| requested.iter().any(|protocol| protocol == name));
+    let (upgrade, protocol) = match (chosen, requested.is_empty()) {
+        (Some((name, protocol)), _) => (upgrade.protocols([*name]), *protocol),
+        (None, true) => (upgrade, ChannelProtocol::V1),
+        (None, false) => {
+            return Err(ApiError::bad_request(format!(
+                "none of the requested subprotocols is supported: {}; kube-double speaks {}",
+                requested.join(", "),
+                ChannelProtocol::SUPPORTED.map(|(name, _)| name).join(", ")
+            )))
+        }
+    };
+    let session = Session {
+        protocol,
+        program,
+        streams,
+        shutdown: shared.shutdown.clone(),
+    };
+    Ok(upgrade.on_upgrade(move |socket| session.run(socket)))
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Streams {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+struct Session {
+    protocol: ChannelProtocol,
+    program: Program,
+    streams: Streams,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// How the pretend program ended.
+enum Outcome {
+    Success,
+    ExitCode(u8, String),
+}
+
+impl Session {
+    async fn run(mut self, mut socket: WebSocket) {
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = self.converse(&mut socket) => {}
+            _ = crate::server::stopped(shutdown) => {}
+        }
+    }
+
+    async fn converse(&mut self, socket: &mut WebSocket) -> Result<(), axum::Error> {
+        let outcome = match &self.program {
+            Program::Echo(arguments) => {
+                let line = format!("{}\n", arguments.join(" "));
+                if self.streams.stdout {
+                    send(socket, STDOUT, line.as_bytes()).await?;
+                }
+                Outcome::Success
+            }
+            Program::Cat => {
+                if !self.copy_stdin_to_stdout(socket).await? {
+                    return Ok(());
+                }
+                Outcome::Success
+            }
+            Program::Missing(command) => {
+                if self.streams.stderr {
+                    let message = format!(
+                        "kube-double: {command}: executable file not found (only echo and cat are emulated)\n"
+                    );
+                    send(socket, STDERR, message.as_bytes()).await?;
+                }
+                Outcome::ExitCode(
+                    127,
+                    format!("error executing command [{command}], exit code 127"),
+                )
+            }
+        };
+        self.send_status(socket, outcome).await?;
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: "".into(),
+            })))
+            .await?;
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Copies stdin to stdout until stdin closes (`true`) or the client goes away
+    /// (`false`).
+    async fn copy_stdin_to_stdout(&self, socket: &mut WebSocket) -> Result<bool, axum::Error> {
+        if !self.streams.stdin {
+            // Nothing can ever arrive: wait for the client to leave.
+            while let Some(message) = socket.recv().await {
+                if matches!(message?, Message::Close(_)) {
+                    break;
+                }
+            }
+            return Ok(false);
+        }
+        while let Some(message) = socket.recv().await {
+            match message? {
+                Message::Binary(data) => match data.first() {
+                    Some(&STDIN) if self.streams.stdout => send(socket, STDOUT, &data[1..]).await?,
+                    Some(&CLOSE)
+                        if self.protocol == ChannelProtocol::V5 && data.get(1) == Some(&STDIN) =>
+                    {
+                        return Ok(true)
+                    }
+                    _ => {}
+                },
+                Message::Close(_) => return Ok(false),
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
+    async fn send_status(
+        &self,
+        socket: &mut WebSocket,
+        outcome: Outcome,
+    ) -> Result<(), axum::Error> {
+        let status = match (&outcome, self.protocol) {
+            (Outcome::Success, ChannelProtocol::V1) => return Ok(()),
+            (Outcome::ExitCode(_, message), ChannelProtocol::V1) => message.clone().into_bytes(),
+            (Outcome::Success, _) => json!({"metadata": {}, "status": "Success"})
+                .to_string()
+                .into_bytes(),
+            (Outcome::ExitCode(code, message), _) => json!({
+                "metadata": {},
+                "status": "Failure",
+                "message": format!("command terminated with non-zero exit code: {message}"),
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+            })
+            .to_string()
+            .into_bytes(),
+        };
+        send(socket, STATUS, &status).await
+    }
+}
+
+async fn send(socket: &mut WebSocket, channel: u8, data: &[u8]) -> Result<(), axum::Error> {
+    let mut frame = Vec::with_capacity(data.len() + 1);
+    frame.push(channel);
+    frame.extend_from_slice(data);
+    socket.send(Message::Binary(frame.into())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs() {
+        assert_eq!(
+            Program::from_command(&["echo", "hi", "there"]),
+            Program::Echo(vec!["hi".into(), "there".into()])
+        );
+        assert_eq!(Program::from_command(&["cat"]), Program::Cat);
+        assert_eq!(
+            Program::from_command(&["sh", "-c", "ls"]),
+            Program::Missing("sh -c ls".into())
+        );
+    }
+
+    #[test]
+    fn containers_default_to_the_only_one() {
+        let single = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app"}]}});
+        assert_eq!(resolve_container(&single, None).unwrap(), "app");
+        assert!(resolve_container(&single, Some("other")).is_err());
+        let pair = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app"}, {"name": "proxy"}]}});
+        assert!(resolve_container(&pair, None).is_err());
+        assert_eq!(resolve_container(&pair, Some("proxy")).unwrap(), "proxy");
+        let bare = json!({"metadata": {"name": "p"}});
+        assert_eq!(resolve_container(&bare, None).unwrap(), "");
+    }
+}
