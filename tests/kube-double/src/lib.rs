@@ -233,7 +233,7 @@ impl KubeDouble {
     }
 
     /// Every request received since start or the last [`clear_requests`](Self::clear_requests),
-    /// in arrival order (the most recent 100,000).
+    /// in arrival order (the most recent 10,000).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.recorder.requests()
     }

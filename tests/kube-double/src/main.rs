@@ -28,6 +28,9 @@ struct Arguments {
     /// Write the server CA certificate (PEM) to this file.
     #[arg(long)]
     ca_out: Option<PathBuf>,
+    /// Log every request (method, URI, HTTP version, kind of credential) on stderr.
+    #[arg(long)]
+    verbose: bool,
     /// Seed namespace `shop` with a deployment, two pods and a service labelled
     /// backstage.io/kubernetes-id=shop-api, and log a line per pod every second.
     #[arg(long)]
@@ -37,6 +40,13 @@ struct Arguments {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
+    if arguments.verbose {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter("kube_double=debug")
+            .init();
+    }
     let mut options = Options {
         listen: arguments.listen,
         tls: !arguments.no_tls,

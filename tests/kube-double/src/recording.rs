@@ -16,7 +16,7 @@ use crate::server::ConnectionInfo;
 use crate::Shared;
 
 /// How many requests are kept; older ones are forgotten first.
-const RECORD_LIMIT: usize = 100_000;
+const RECORD_LIMIT: usize = 10_000;
 
 /// Who a request authenticated as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +29,17 @@ pub enum Identity {
     /// No valid credential: the request was answered 401 (unless it was for a
     /// health endpoint).
     Anonymous,
+}
+
+impl Identity {
+    /// Who the caller is, for logs: never the token itself.
+    fn describe(&self) -> String {
+        match self {
+            Identity::Token(_) => "a bearer token".to_owned(),
+            Identity::ClientCert(common_name) => format!("client certificate {common_name}"),
+            Identity::Anonymous => "anonymous".to_owned(),
+        }
+    }
 }
 
 /// One request as it arrived.
@@ -118,6 +129,14 @@ pub(crate) async fn record(
         request.headers(),
         request.extensions().get::<ConnectionInfo>(),
         &shared.tokens,
+    );
+    tracing::debug!(
+        target: "kube_double::requests",
+        method = %request.method(),
+        uri = %request.uri(),
+        version = ?request.version(),
+        caller = identity.describe(),
+        "request"
     );
     shared
         .recorder

@@ -152,6 +152,29 @@ async fn watch_from_an_expired_version_gets_a_410_error_event() {
 }
 
 #[tokio::test]
+async fn dropping_the_double_ends_open_streams_on_http1_and_http2() {
+    let double = start().await;
+    double.put_object("v1", "pods", pod("default", "api-1", json!({})));
+    let http2 = watch(&double, "/api/v1/namespaces/default/configmaps?watch=true").await;
+    let http1 = common::client_builder(&double)
+        .default_headers(common::bearer(TOKEN))
+        .http1_only()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}/api/v1/namespaces/default/pods/api-1/log?follow=true",
+            double.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    drop(double);
+    http2.read_to_end().await;
+    LineReader::new(http1).read_to_end().await;
+}
+
+#[tokio::test]
 async fn watch_ends_after_timeout_seconds() {
     let double = start().await;
     let started = Instant::now();

@@ -103,6 +103,14 @@ impl LineReader {
         )
     }
 
+    /// Reads until the stream ends, cleanly or not; panics if it goes on past `STEP`.
+    pub async fn read_to_end(mut self) {
+        let drain = async { while let Ok(Some(_)) = self.response.chunk().await {} };
+        tokio::time::timeout(STEP, drain)
+            .await
+            .expect("the stream ended within the step timeout");
+    }
+
     /// Whether nothing arrives within `wait`.
     pub async fn is_quiet_for(&mut self, wait: Duration) -> bool {
         if !self.buffer.is_empty() {
