@@ -94,12 +94,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     let guest = config.guest_enabled();
     let state = kubeportal::app::build_state(config).await?;
-    let router = kubeportal::app::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, guest, "kubeportal listening");
-    kubeportal::app::serve(listener, router, kubeportal::app::shutdown_signal()).await?;
+    kubeportal::app::serve_configured(listener, state, kubeportal::app::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -164,29 +164,102 @@ pub async fn spawn_app(db: &TestDb, source: ConfigSource<'_>) -> TestApp {
 }
 
 pub async fn spawn_with_config(config: Config) -> TestApp {
+    let tls = config.server.tls.is_some();
+    let ca = config
+        .server
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.ca_file.as_ref())
+        .map(|file| std::fs::read(file).expect("CA file"));
     let state = kubeportal::app::build_state(config)
         .await
         .expect("app state");
-    let router = kubeportal::app::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local address");
     let (shutdown, signal) = oneshot::channel::<()>();
+    let served = state.clone();
     let task = tokio::spawn(async move {
-        let _ = kubeportal::app::serve(listener, router, async move {
+        let _ = kubeportal::app::serve_configured(listener, served, async move {
             let _ = signal.await;
         })
         .await;
     });
+    let mut client = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"));
+    }
     TestApp {
-        url: format!("http://{addr}"),
+        url: format!("{}://{addr}", if tls { "https" } else { "http" }),
         addr,
         state,
-        client: reqwest::Client::new(),
+        client: client.build().expect("client"),
         shutdown: Some(shutdown),
         task: Some(task),
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1/localhost, written to `dir`,
+/// as `server.tls` needs them.
+pub fn server_tls_files(dir: &std::path::Path) -> kubeportal::config::TlsFiles {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kubeportal test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ])));
+    let certificate = params
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    let files = kubeportal::config::TlsFiles {
+        cert_file: dir.join("server.crt"),
+        key_file: dir.join("server.key"),
+        ca_file: Some(dir.join("ca.crt")),
+    };
+    std::fs::write(&files.cert_file, certificate.pem()).expect("write");
+    std::fs::write(&files.key_file, key.serialize_pem()).expect("write");
+    std::fs::write(files.ca_file.as_ref().expect("set"), ca.pem()).expect("write");
+    files
+}
+
+pub use kube_double::{ClientAuth, Fault, KubeDouble, Options as DoubleOptions};
+
+/// Starts a test-double cluster with default options.
+pub async fn start_double() -> KubeDouble {
+    KubeDouble::start(DoubleOptions::default())
+        .await
+        .expect("test double")
+}
+
+/// The registry body for a test-double cluster with a service-account token.
+pub fn double_cluster(name: &str, double: &KubeDouble) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "url": double.url(),
+        "authProvider": "serviceAccount",
+        "serviceAccountToken": "double-token",
+        "caData": double.ca_pem(),
+    })
+}
+
+/// Registers a cluster directly in the app's registry (bypassing the policy).
+pub async fn register(app: &TestApp, body: serde_json::Value) {
+    let input: kubeportal::clusters::ClusterInput =
+        serde_json::from_value(body).expect("cluster body");
+    app.state
+        .registry
+        .create(&input)
+        .await
+        .expect("register cluster");
 }
 
 /// Runs a test body once per store: `both_stores!(name, |backend| async move { … })`.

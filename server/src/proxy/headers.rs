@@ -37,12 +37,16 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 
 /// Whether the request asks to switch protocols (WebSocket, SPDY).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_tokens(headers).any(|token| token == "upgrade")
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|token| token == "upgrade")
 }
 
 fn is_stripped_request_header(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
-        || matches!(name, "host" | "authorization" | "cookie" | "upgrade" | "sec-websocket-protocol")
+        || matches!(
+            name,
+            "host" | "authorization" | "cookie" | "upgrade" | "sec-websocket-protocol"
+        )
         || name.starts_with("backstage-")
         || name.starts_with("impersonate-")
         || name.starts_with("x-remote-")
@@ -54,7 +58,9 @@ pub fn forwardable(incoming: &HeaderMap, upgrade: bool) -> HeaderMap {
     let mut outgoing = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
         let lower = name.as_str();
-        if is_stripped_request_header(lower) || named_by_connection.iter().any(|token| token == lower) {
+        if is_stripped_request_header(lower)
+            || named_by_connection.iter().any(|token| token == lower)
+        {
             continue;
         }
         outgoing.append(name.clone(), value.clone());
@@ -122,7 +128,10 @@ fn bearer_value(name: &str, value: &HeaderValue) -> Result<SecretString, ApiErro
 /// The caller's cluster token from `provider_header` (e.g.
 /// `Backstage-Kubernetes-Authorization-oidc-okta`) or the generic
 /// `Backstage-Kubernetes-Authorization`.
-pub fn caller_cluster_token(headers: &HeaderMap, provider_header: &str) -> Result<Option<SecretString>, ApiError> {
+pub fn caller_cluster_token(
+    headers: &HeaderMap,
+    provider_header: &str,
+) -> Result<Option<SecretString>, ApiError> {
     for name in [provider_header, "Backstage-Kubernetes-Authorization"] {
         if let Some(value) = headers.get(name) {
             return bearer_value(name, value).map(Some);
@@ -148,7 +157,9 @@ pub fn websocket_token(headers: &HeaderMap) -> Result<Option<SecretString>, ApiE
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .filter(|token| !token.is_empty())
-        .ok_or_else(|| ApiError::Input("Sec-WebSocket-Protocol: malformed bearer token subprotocol".into()))?;
+        .ok_or_else(|| {
+            ApiError::Input("Sec-WebSocket-Protocol: malformed bearer token subprotocol".into())
+        })?;
     Ok(Some(SecretString::from(token)))
 }
 
@@ -160,7 +171,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         map
     }
@@ -196,7 +210,10 @@ mod tests {
             ("upgrade", "websocket"),
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
             ("sec-websocket-version", "13"),
-            ("sec-websocket-protocol", &format!("{BEARER_PROTOCOL}{token}, v5.channel.k8s.io")),
+            (
+                "sec-websocket-protocol",
+                &format!("{BEARER_PROTOCOL}{token}, v5.channel.k8s.io"),
+            ),
         ]);
         assert!(is_upgrade(&incoming));
         let outgoing = forwardable(&incoming, true);
@@ -204,20 +221,34 @@ mod tests {
         assert_eq!(outgoing["upgrade"], "websocket");
         assert_eq!(outgoing["sec-websocket-protocol"], "v5.channel.k8s.io");
         assert_eq!(outgoing["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
-        assert_eq!(websocket_token(&incoming).unwrap().unwrap().expose_secret(), "cluster-token");
+        assert_eq!(
+            websocket_token(&incoming).unwrap().unwrap().expose_secret(),
+            "cluster-token"
+        );
     }
 
     #[test]
     fn cluster_tokens_come_from_the_provider_header_first() {
         let incoming = headers(&[
             ("backstage-kubernetes-authorization", "Bearer generic"),
-            ("backstage-kubernetes-authorization-oidc-okta", "Bearer okta-token"),
+            (
+                "backstage-kubernetes-authorization-oidc-okta",
+                "Bearer okta-token",
+            ),
         ]);
-        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization-oidc-okta").unwrap().unwrap();
+        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization-oidc-okta")
+            .unwrap()
+            .unwrap();
         assert_eq!(token.expose_secret(), "okta-token");
-        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization").unwrap().unwrap();
+        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization")
+            .unwrap()
+            .unwrap();
         assert_eq!(token.expose_secret(), "generic");
-        assert!(caller_cluster_token(&HeaderMap::new(), "Backstage-Kubernetes-Authorization").unwrap().is_none());
+        assert!(
+            caller_cluster_token(&HeaderMap::new(), "Backstage-Kubernetes-Authorization")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderValue, Uri};
 use serde_json::json;
 
-use crate::error::ErrorResponse;
 use crate::error::ApiError;
+use crate::error::ErrorResponse;
 use crate::extract::Path;
 use crate::identity::Caller;
 use crate::permissions::{Permission, Target};
@@ -30,9 +30,12 @@ pub async fn kubeconfig(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.policy.check(&caller, Permission::ClustersRead, &Target::cluster(&name))?;
+    state
+        .policy
+        .check(&caller, Permission::ClustersRead, &Target::cluster(&name))?;
     let record = state
         .registry
         .resolve(&name)
@@ -41,18 +44,40 @@ pub async fn kubeconfig(
     let base = match &state.config.server.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
-            let scheme = if state.config.server.tls.is_some() { "https" } else { "http" };
-            let host = headers
-                .get(header::HOST)
-                .and_then(|host| host.to_str().ok())
-                .filter(|host| !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']')))
+            let scheme = if state.config.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            // HTTP/2 carries the host as the URI authority, HTTP/1.1 as `Host`.
+            let host = uri
+                .authority()
+                .map(|authority| authority.as_str())
+                .or_else(|| {
+                    headers
+                        .get(header::HOST)
+                        .and_then(|host| host.to_str().ok())
+                })
+                .filter(|host| {
+                    !host.is_empty()
+                        && host.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']')
+                        })
+                })
                 .map(str::to_owned)
                 .unwrap_or_else(|| state.config.server.listen.clone());
             format!("{scheme}://{host}")
         }
     };
-    let mut cluster = json!({ "server": format!("{base}/api/kubernetes/clusters/{}/proxy", record.name) });
-    if let Some(ca_file) = state.config.server.tls.as_ref().and_then(|tls| tls.ca_file.as_ref()) {
+    let mut cluster =
+        json!({ "server": format!("{base}/api/kubernetes/clusters/{}/proxy", record.name) });
+    if let Some(ca_file) = state
+        .config
+        .server
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.ca_file.as_ref())
+    {
         let pem = std::fs::read(ca_file).map_err(ApiError::internal)?;
         cluster["certificate-authority-data"] = json!(STANDARD.encode(pem));
     }
@@ -66,8 +91,9 @@ pub async fn kubeconfig(
     });
     let yaml = serde_yaml::to_string(&document).map_err(ApiError::internal)?;
     let mut response = yaml.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
     Ok(response)
 }

@@ -42,7 +42,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/kubernetes/proxy/{*path}", any(header_form))
         .route("/api/kubernetes/clusters/{name}/proxy", any(path_form))
         .route("/api/kubernetes/clusters/{name}/proxy/", any(path_form))
-        .route("/api/kubernetes/clusters/{name}/proxy/{*path}", any(path_form))
+        .route(
+            "/api/kubernetes/clusters/{name}/proxy/{*path}",
+            any(path_form),
+        )
 }
 
 /// The kubeconfig route (documented through its annotation).
@@ -56,20 +59,34 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
 #[openapi(paths(docs::header_form_doc, docs::path_form_doc))]
 pub struct ProxyDocs;
 
-async fn header_form(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+async fn header_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
     let cluster = request
         .headers()
         .get(CLUSTER_HEADER)
-        .ok_or_else(|| ApiError::Input("missing Backstage-Kubernetes-Cluster header naming the target cluster".into()))?
+        .ok_or_else(|| {
+            ApiError::Input(
+                "missing Backstage-Kubernetes-Cluster header naming the target cluster".into(),
+            )
+        })?
         .to_str()
-        .map_err(|_| ApiError::Input("Backstage-Kubernetes-Cluster: not a valid cluster name".into()))?
+        .map_err(|_| {
+            ApiError::Input("Backstage-Kubernetes-Cluster: not a valid cluster name".into())
+        })?
         .trim()
         .to_owned();
     let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
     forward(state, caller, &cluster, &rest, request).await
 }
 
-async fn path_form(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+async fn path_form(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
     let after = &request.uri().path()[PATH_FORM_PREFIX.len()..];
     let (cluster, rest) = after
         .split_once("/proxy")
@@ -79,14 +96,26 @@ async fn path_form(State(state): State<AppState>, caller: Caller, request: Reque
 }
 
 /// Resolves, checks, rewrites and forwards one request.
-async fn forward(state: AppState, caller: Caller, cluster: &str, raw_path: &str, mut request: Request) -> Result<Response, ApiError> {
-    validate_cluster_name(cluster).map_err(|_| ApiError::NotFound(format!("no cluster named {}", crate::error::redact_quoted(cluster))))?;
+async fn forward(
+    state: AppState,
+    caller: Caller,
+    cluster: &str,
+    raw_path: &str,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    validate_cluster_name(cluster).map_err(|_| {
+        ApiError::NotFound(format!(
+            "no cluster named {}",
+            crate::error::redact_quoted(cluster)
+        ))
+    })?;
     let record = state
         .registry
         .resolve(cluster)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {cluster}")))?;
-    let kubernetes_path = path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
+    let kubernetes_path =
+        path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
     let query = request.uri().query().map(str::to_owned);
     let method = request.method().clone();
     state.policy.check(
@@ -103,11 +132,17 @@ async fn forward(state: AppState, caller: Caller, cluster: &str, raw_path: &str,
     )?;
     let connector = state.upstreams.connector(&record)?;
     let upgrade = headers::is_upgrade(request.headers());
-    let caller_token = headers::caller_cluster_token(request.headers(), &connector.client_token_header())?
-        .or(headers::websocket_token(request.headers())?)
-        .map(ClusterToken);
+    let caller_token =
+        headers::caller_cluster_token(request.headers(), &connector.client_token_header())?
+            .or(headers::websocket_token(request.headers())?)
+            .map(ClusterToken);
     let mut outgoing_headers = headers::forwardable(request.headers(), upgrade);
-    connector.authorize(&mut outgoing_headers, &caller, caller_token, &state.config.kubernetes.impersonation)?;
+    connector.authorize(
+        &mut outgoing_headers,
+        &caller,
+        caller_token,
+        &state.config.kubernetes.impersonation,
+    )?;
 
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let uri = connector.uri(&kubernetes_path, query.as_deref())?;
@@ -120,7 +155,9 @@ async fn forward(state: AppState, caller: Caller, cluster: &str, raw_path: &str,
     *outgoing.headers_mut() = outgoing_headers;
 
     let mut response = connector.send(outgoing, upgrade).await?;
-    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+        (client_upgrade, response.status())
+    {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let cluster_name = record.name.clone();
         tokio::spawn(async move {
@@ -128,7 +165,9 @@ async fn forward(state: AppState, caller: Caller, cluster: &str, raw_path: &str,
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(error) =
+                        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
                         tracing::debug!(cluster = %cluster_name, %error, "upgraded stream ended");
                     }
                 }

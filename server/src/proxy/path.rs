@@ -39,8 +39,16 @@ fn decode(segment: &str) -> Result<Vec<u8>, PathError> {
     let mut index = 0;
     while index < bytes.len() {
         if bytes[index] == b'%' {
-            let high = bytes.get(index + 1).copied().and_then(hex).ok_or(PathError::BadEscape)?;
-            let low = bytes.get(index + 2).copied().and_then(hex).ok_or(PathError::BadEscape)?;
+            let high = bytes
+                .get(index + 1)
+                .copied()
+                .and_then(hex)
+                .ok_or(PathError::BadEscape)?;
+            let low = bytes
+                .get(index + 2)
+                .copied()
+                .and_then(hex)
+                .ok_or(PathError::BadEscape)?;
             decoded.push(high << 4 | low);
             index += 3;
         } else {
@@ -56,7 +64,22 @@ fn is_pchar(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
         || matches!(
             byte,
-            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@'
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
         )
 }
 
@@ -98,9 +121,8 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             }
         }
     }
-    if normalized.is_empty() {
-        normalized.push('/');
-    } else if raw.ends_with('/') {
+    // The root, or a path whose trailing slash the client meant.
+    if normalized.is_empty() || raw.ends_with('/') {
         normalized.push('/');
     }
     Ok(normalized)
@@ -131,7 +153,10 @@ mod tests {
         assert_eq!(normalize("/%61pi/v1/pods").unwrap(), "/api/v1/pods");
         assert_eq!(normalize("//api//v1/./pods").unwrap(), "/api/v1/pods");
         assert_eq!(normalize("/api/v1/%2e/pods").unwrap(), "/api/v1/pods");
-        assert_eq!(normalize("/api/v1/na%6Despaces").unwrap(), "/api/v1/namespaces");
+        assert_eq!(
+            normalize("/api/v1/na%6Despaces").unwrap(),
+            "/api/v1/namespaces"
+        );
         assert_eq!(normalize("/a b").unwrap(), "/a%20b");
         assert_eq!(normalize("/api/v1/").unwrap(), "/api/v1/");
     }

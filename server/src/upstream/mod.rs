@@ -52,7 +52,9 @@ impl From<UpstreamError> for ApiError {
         match &error {
             UpstreamError::Unreachable { .. } => ApiError::BadGateway(error.to_string()),
             UpstreamError::Timeout { .. } => ApiError::GatewayTimeout(error.to_string()),
-            UpstreamError::MissingClusterToken { .. } => ApiError::Authentication(error.to_string()),
+            UpstreamError::MissingClusterToken { .. } => {
+                ApiError::Authentication(error.to_string())
+            }
             UpstreamError::Misconfigured { .. } => ApiError::internal(error),
         }
     }
@@ -88,7 +90,9 @@ pub struct ClusterToken(pub SecretString);
 impl Connector {
     /// The upstream URI for a normalised Kubernetes path and a raw query.
     pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
-        let mut path_and_query = String::with_capacity(self.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
+        let mut path_and_query = String::with_capacity(
+            self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
+        );
         path_and_query.push_str(&self.base_path);
         path_and_query.push_str(if path.is_empty() { "/" } else { path });
         if let Some(query) = query {
@@ -169,26 +173,36 @@ impl Connector {
                     (None, None) => {}
                 }
             }
-            AuthProvider::Oidc | AuthProvider::Google | AuthProvider::Client => match caller_token {
-                Some(ClusterToken(token)) => {
-                    headers.insert(AUTHORIZATION, bearer(&token)?);
+            AuthProvider::Oidc | AuthProvider::Google | AuthProvider::Client => {
+                match caller_token {
+                    Some(ClusterToken(token)) => {
+                        headers.insert(AUTHORIZATION, bearer(&token)?);
+                    }
+                    None => {
+                        return Err(UpstreamError::MissingClusterToken {
+                            cluster: self.cluster.clone(),
+                            provider: self.auth_provider.as_str(),
+                            header: self.client_token_header(),
+                        })
+                    }
                 }
-                None => {
-                    return Err(UpstreamError::MissingClusterToken {
-                        cluster: self.cluster.clone(),
-                        provider: self.auth_provider.as_str(),
-                        header: self.client_token_header(),
-                    })
-                }
-            },
+            }
         }
         Ok(())
     }
 
     /// Sends a request and waits for the response headers within the timeout.
     /// The body then streams with no total timeout.
-    pub async fn send(&self, request: Request<Body>, upgrade: bool) -> Result<Response<Incoming>, UpstreamError> {
-        let client = if upgrade { &self.upgrade_client } else { &self.client };
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let client = if upgrade {
+            &self.upgrade_client
+        } else {
+            &self.client
+        };
         match tokio::time::timeout(self.response_header_timeout, client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(UpstreamError::Unreachable {
@@ -279,7 +293,9 @@ impl Upstreams {
             .parse()
             .map_err(|_| misconfigured("url is not a valid URI".into()))?;
         let parts = uri.into_parts();
-        let scheme = parts.scheme.ok_or_else(|| misconfigured("url has no scheme".into()))?;
+        let scheme = parts
+            .scheme
+            .ok_or_else(|| misconfigured("url has no scheme".into()))?;
         let authority = parts
             .authority
             .ok_or_else(|| misconfigured("url has no host".into()))?;

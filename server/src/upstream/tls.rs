@@ -17,7 +17,10 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The TLS configuration for a cluster record, ALPN left for the connector.
-pub fn client_config(record: &ClusterRecord, client_key: Option<&SecretString>) -> Result<ClientConfig, String> {
+pub fn client_config(
+    record: &ClusterRecord,
+    client_key: Option<&SecretString>,
+) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?;
@@ -30,7 +33,8 @@ pub fn client_config(record: &ClusterRecord, client_key: Option<&SecretString>) 
         match &record.ca_data {
             Some(pem) => {
                 for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                    let certificate = certificate.map_err(|_| "caData is not valid PEM".to_owned())?;
+                    let certificate =
+                        certificate.map_err(|_| "caData is not valid PEM".to_owned())?;
                     roots
                         .add(certificate)
                         .map_err(|error| format!("caData: {error}"))?;
@@ -78,7 +82,12 @@ impl ServerCertVerifier for SkipVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -87,7 +96,12 @@ impl ServerCertVerifier for SkipVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -1,0 +1,588 @@
+//! The proxy against the Kubernetes API test double: verbs, bodies and
+//! queries intact, credentials, impersonation, streaming, upgrades, faults
+//! and policy.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kubeportal_tests::{
+    double_cluster, register, spawn_app, start_double, ConfigSource, Fault, TestApp, TestDb,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ADMIN_TOKEN: &str = "portal-admin-token-0123456789";
+
+const POLICY: &str = r#"
+auth:
+  guest: false
+  staticTokens:
+    - { token: portal-admin-token-0123456789, subject: "user:default/alice", groups: ["group:default/sre", "group:default/team-a"] }
+kubernetes:
+  timeouts: { connectMs: 1000, responseHeaderMs: 1000 }
+  impersonation:
+    groups: { "group:default/sre": "sre-team" }
+permissions:
+  rules:
+    - { permission: kubernetes.proxy, subjects: ["*"], clusters: ["prod-*"], methods: [DELETE], decision: deny }
+    - { permission: "*", subjects: ["*"], decision: allow }
+"#;
+
+async fn app_with_policy(db: &TestDb) -> TestApp {
+    spawn_app(db, ConfigSource::Yaml(POLICY)).await
+}
+
+fn proxied(app: &TestApp, method: Method, cluster: &str, path: &str) -> reqwest::RequestBuilder {
+    app.client
+        .request(method, app.url(&format!("/api/kubernetes/proxy{path}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Backstage-Kubernetes-Cluster", cluster)
+}
+
+fn header<'a>(request: &'a kube_double::RecordedRequest, name: &str) -> Vec<&'a str> {
+    request
+        .headers
+        .iter()
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_verb_reaches_the_cluster_with_body_and_query_intact() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    let base = "/api/v1/namespaces/default/configmaps";
+
+    let created = proxied(&app, Method::POST, "dev", base)
+        .query(&[("fieldManager", "kubeportal-test")])
+        .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "labels": {"app": "shop"}}, "data": {"a": "1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let version = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let listed: Value = proxied(&app, Method::GET, "dev", base)
+        .query(&[("labelSelector", "app in (shop,cart)"), ("limit", "10")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let list_request = double
+        .requests()
+        .into_iter()
+        .rfind(|request| request.method == "GET")
+        .unwrap();
+    assert_eq!(list_request.path, base);
+    assert_eq!(
+        list_request.query.as_deref(),
+        Some("labelSelector=app+in+%28shop%2Ccart%29&limit=10")
+    );
+
+    let mut replacement = created.clone();
+    replacement["data"] = json!({"a": "2"});
+    let put = proxied(&app, Method::PUT, "dev", &format!("{base}/settings"))
+        .json(&replacement)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let stale = proxied(&app, Method::PUT, "dev", &format!("{base}/settings"))
+        .json(&created)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.status(),
+        StatusCode::CONFLICT,
+        "the cluster's own answer comes back (resourceVersion {version} is stale)"
+    );
+    let status: Value = stale.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+
+    for (content_type, body, key, value) in [
+        (
+            "application/json-patch+json",
+            r#"[{"op":"add","path":"/data/b","value":"json"}]"#,
+            "b",
+            "json",
+        ),
+        (
+            "application/merge-patch+json",
+            r#"{"data":{"c":"merge"}}"#,
+            "c",
+            "merge",
+        ),
+        (
+            "application/strategic-merge-patch+json",
+            r#"{"data":{"d":"strategic"}}"#,
+            "d",
+            "strategic",
+        ),
+        (
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  e: apply\n",
+            "e",
+            "apply",
+        ),
+    ] {
+        let patched = proxied(
+            &app,
+            Method::PATCH,
+            "dev",
+            &format!("{base}/settings?fieldManager=kp&force=true"),
+        )
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(patched.status(), StatusCode::OK, "{content_type}");
+        let patched: Value = patched.json().await.unwrap();
+        assert_eq!(patched["data"][key], value, "{content_type}: {patched}");
+        let recorded = double
+            .requests()
+            .into_iter()
+            .rfind(|request| request.method == "PATCH")
+            .unwrap();
+        assert_eq!(header(&recorded, "content-type"), [content_type]);
+        assert_eq!(
+            recorded.query.as_deref(),
+            Some("fieldManager=kp&force=true")
+        );
+    }
+
+    let deleted = proxied(&app, Method::DELETE, "dev", &format!("{base}/settings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let gone = proxied(&app, Method::GET, "dev", &format!("{base}/settings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        gone.json::<Value>().await.unwrap()["reason"],
+        "NotFound",
+        "the cluster's Status, verbatim"
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_the_callers_cluster_token_or_the_service_account() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = kubeportal_tests::KubeDouble::start(kubeportal_tests::DoubleOptions {
+        tokens: vec!["double-token".into(), "users-own-cluster-token".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    register(&app, double_cluster("dev", &double)).await;
+
+    let response = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
+        .header("Impersonate-User", "system:admin")
+        .header("Impersonate-Group", "system:masters")
+        .header("Cookie", "portal-session=abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let recorded = double.requests().pop().unwrap();
+    assert_eq!(header(&recorded, "authorization"), ["Bearer double-token"]);
+    assert!(header(&recorded, "impersonate-user").is_empty());
+    assert!(header(&recorded, "impersonate-group").is_empty());
+    assert!(header(&recorded, "cookie").is_empty());
+    assert!(recorded
+        .headers
+        .iter()
+        .all(|(name, _)| !name.starts_with("backstage-")));
+    assert!(
+        !recorded
+            .headers
+            .iter()
+            .any(|(_, value)| value.contains(ADMIN_TOKEN)),
+        "portal token leaked upstream"
+    );
+
+    let response = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
+        .header(
+            "Backstage-Kubernetes-Authorization",
+            "Bearer users-own-cluster-token",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let recorded = double.requests().pop().unwrap();
+    assert_eq!(
+        header(&recorded, "authorization"),
+        ["Bearer users-own-cluster-token"]
+    );
+}
+
+#[tokio::test]
+async fn impersonation_sets_the_portal_user_and_groups() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    let mut body = double_cluster("imp", &double);
+    body["authProvider"] = json!("impersonate");
+    register(&app, body).await;
+    let response = proxied(&app, Method::GET, "imp", "/api/v1/namespaces/default/pods")
+        .header("Impersonate-User", "system:admin")
+        .header(
+            "Backstage-Kubernetes-Authorization",
+            "Bearer attempt-to-override",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let recorded = double.requests().pop().unwrap();
+    assert_eq!(
+        header(&recorded, "impersonate-user"),
+        ["user:default/alice"]
+    );
+    assert_eq!(
+        header(&recorded, "impersonate-group"),
+        ["sre-team", "group:default/team-a"]
+    );
+    assert_eq!(header(&recorded, "authorization"), ["Bearer double-token"]);
+}
+
+#[tokio::test]
+async fn client_token_clusters_need_the_callers_token() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, json!({"name": "oidc-dev", "url": double.url(), "authProvider": "oidc", "oidcTokenProvider": "okta", "caData": double.ca_pem()})).await;
+    let missing = proxied(&app, Method::GET, "oidc-dev", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = missing.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Backstage-Kubernetes-Authorization-oidc-okta"));
+    assert!(double.requests().is_empty(), "nothing went upstream");
+    let with_token = proxied(&app, Method::GET, "oidc-dev", "/api/v1/namespaces")
+        .header(
+            "Backstage-Kubernetes-Authorization-oidc-okta",
+            "Bearer double-token",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn header_form_errors_follow_the_contract() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let no_header = app
+        .client
+        .get(app.url("/api/kubernetes/proxy/api/v1/pods"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_header.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        no_header.json::<Value>().await.unwrap()["error"]["name"],
+        "InputError"
+    );
+    let unknown = proxied(&app, Method::GET, "nowhere", "/api/v1/pods")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"]["name"],
+        "NotFoundError"
+    );
+    let anonymous = app
+        .client
+        .get(app.url("/api/kubernetes/proxy/api/v1/pods"))
+        .header("Backstage-Kubernetes-Cluster", "dev")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn policy_denials_send_nothing_upstream() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("prod-eu", &double)).await;
+    let denied = proxied(
+        &app,
+        Method::DELETE,
+        "prod-eu",
+        "/api/v1/namespaces/default/configmaps/x",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let body: Value = denied.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        json!({"name": "NotAllowedError", "message": "Unauthorized"})
+    );
+    assert!(!body.to_string().contains("prod-eu"));
+    assert!(!body.to_string().contains(&double.url()));
+    assert!(
+        double.requests().is_empty(),
+        "the cluster saw the denied request"
+    );
+    let allowed = proxied(&app, Method::GET, "prod-eu", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+
+    // The path form answers denials as a Kubernetes Status.
+    let path_form =
+        app.client
+            .delete(app.url(
+                "/api/kubernetes/clusters/prod-eu/proxy/api/v1/namespaces/default/configmaps/x",
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(path_form.status(), StatusCode::FORBIDDEN);
+    let status: Value = path_form.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(status["code"], 403);
+}
+
+#[tokio::test]
+async fn followed_logs_and_watches_stream_as_the_cluster_writes() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    double.put_object("v1", "pods", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-0", "namespace": "default"}}));
+    double.append_log("default", "api-0", "first line");
+
+    let response = proxied(
+        &app,
+        Method::GET,
+        "dev",
+        "/api/v1/namespaces/default/pods/api-0/log?follow=true",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("first line") {
+        seen.push_str(&String::from_utf8_lossy(
+            &tokio::time::timeout(Duration::from_secs(5), body.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        ));
+    }
+    double.append_log("default", "api-0", "written while the stream is open");
+    while !seen.contains("written while the stream is open") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("line arrives while open");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    drop(body);
+
+    let watch = proxied(
+        &app,
+        Method::GET,
+        "dev",
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
+    let mut events = watch.bytes_stream();
+    double.put_object("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later", "namespace": "default"}}));
+    let mut seen = String::new();
+    while !seen.contains("\"later\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("watch event arrives");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    assert!(seen.contains("\"ADDED\""), "{seen}");
+}
+
+#[tokio::test]
+async fn raw_upgrades_are_bridged_both_ways() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "GET /api/kubernetes/proxy/debug/echo-upgrade HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nBackstage-Kubernetes-Cluster: dev\r\nConnection: Upgrade\r\nUpgrade: echo-test\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo-test"),
+        "{head}"
+    );
+    for message in ["hello", "through the proxy"] {
+        stream.write_all(message.as_bytes()).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn faults_become_502_and_504_and_the_server_keeps_serving() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+
+    double.set_fault(Fault::Refuse);
+    let refused = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    let message = refused.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("dev"), "{message}");
+    assert!(!message.contains("double-token"));
+
+    double.set_fault(Fault::Hang);
+    let started = Instant::now();
+    let hung = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hung.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?} with a 1 s timeout",
+        started.elapsed()
+    );
+    assert!(hung.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("dev"));
+
+    double.set_fault(Fault::None);
+    double.put_object("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big", "namespace": "default"}, "data": {"blob": "x".repeat(64 * 1024)}}));
+    double.set_fault(Fault::ResetMidStream);
+    let reset = proxied(
+        &app,
+        Method::GET,
+        "dev",
+        "/api/v1/namespaces/default/configmaps/big",
+    )
+    .send()
+    .await;
+    let outcome = match reset {
+        Ok(response) => response.bytes().await.map(|body| body.len()),
+        Err(error) => Err(error),
+    };
+    assert!(
+        outcome.is_err(),
+        "the client must see the stream end early, got {outcome:?}"
+    );
+
+    double.set_fault(Fault::None);
+    let healthy = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK, "kubeportal keeps serving");
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_registry_write_changes_the_connector_at_once() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let first = start_double().await;
+    let second = start_double().await;
+    register(&app, double_cluster("dev", &first)).await;
+    assert_eq!(
+        proxied(&app, Method::GET, "dev", "/version")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let mut update = double_cluster("dev", &second);
+    update["version"] = json!(1);
+    let updated = app
+        .client
+        .put(app.url("/api/kubernetes/clusters/dev"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), StatusCode::OK);
+    first.clear_requests();
+    assert_eq!(
+        proxied(&app, Method::GET, "dev", "/version")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert!(first.requests().is_empty());
+    assert_eq!(second.requests().len(), 1);
+}
