@@ -40,7 +40,8 @@ pub enum Fault {
     /// Response headers come at once; the body dribbles one byte per interval.
     SlowBody { interval: Duration },
     /// Response headers and the first half of the first body chunk are sent, then
-    /// the TCP connection is reset (SO_LINGER 0, then close).
+    /// the TCP connection is reset (SO_LINGER 0, then close). A watch or followed
+    /// log is reset after its first event or line.
     ResetMidStream,
     /// New TLS handshakes present a certificate for the same names signed by a CA
     /// other than `ca_pem()`; open connections are reset.

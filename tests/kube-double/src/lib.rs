@@ -6,6 +6,25 @@
 //! receives so tests can check what a proxy forwarded. It is not a Kubernetes API
 //! server, and kubeportal must also work against a real one.
 //!
+//! ```no_run
+//! use kube_double::{Fault, KubeDouble, Options};
+//! use serde_json::json;
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let cluster = KubeDouble::start(Options::default()).await?;
+//! cluster.put_object("v1", "pods", json!({
+//!     "metadata": {"name": "api-1", "namespace": "shop", "labels": {"app": "api"}},
+//!     "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+//! }));
+//! cluster.append_log("shop", "api-1", "hello");
+//! // Point a client (or kubeportal) at cluster.url(), trusting cluster.ca_pem()
+//! // and sending "Authorization: Bearer double-token"; then check what arrived:
+//! let requests = cluster.requests();
+//! cluster.set_fault(Fault::Hang);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## What it emulates
 //! - **Transport**: HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a generated CA whose
 //!   server certificate names `127.0.0.1` and `localhost`, or plain HTTP.
@@ -21,7 +40,7 @@
 //!   servers), and `/openapi/v3` with one small document per group version that
 //!   declares the `fieldValidation` parameter, which is what kubectl's validation looks
 //!   for before it trusts the server to validate.
-//! - **Objects**: the built-in types listed in [`resources`](crate::resources) and
+//! - **Objects**: the built-in types listed in [`resources`] and
 //!   custom resources from [`KubeDouble::register_custom_resource`]: create, get,
 //!   list (label selectors with `=`, `==`, `!=`, `in`, `notin`, `key`, `!key`; field
 //!   selectors on any field path; `limit`/`continue`), update with resourceVersion
@@ -244,8 +263,9 @@ impl KubeDouble {
         self.shared.knobs.clear_list_calls();
     }
 
-    /// How many LIST calls (not watches) a resource received. `resource` is a plural
-    /// (`"pods"`, matching that plural in every group) or `plural.group`
+    /// How many LIST calls (not watches) a resource received, including those
+    /// answered with an injected failure. `resource` is a plural (`"pods"`,
+    /// matching that plural in every group) or `plural.group`
     /// (`"pods.metrics.k8s.io"`).
     pub fn list_calls(&self, resource: &str) -> usize {
         self.shared.knobs.list_calls(resource)
@@ -253,7 +273,9 @@ impl KubeDouble {
 
     /// Changes how the whole server misbehaves; [`Fault::None`] restores normal
     /// service. `Refuse` and `WrongCertificate` also reset the connections already
-    /// open, so pooled connections see the fault too.
+    /// open, so pooled connections see the fault too (a client reusing one meets
+    /// that reset once). Leaving `Refuse` binds the same port again, and panics if
+    /// something else took it meanwhile.
     pub fn set_fault(&self, fault: Fault) {
         let previous = self.shared.knobs.set_fault(fault);
         match fault {
@@ -330,5 +352,14 @@ impl KubeDouble {
             .resources
             .find(group, version, plural)
             .unwrap_or_else(|| panic!("kube-double: unknown resource {plural} in {api_version}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_handle_can_be_shared_across_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::KubeDouble>();
     }
 }
