@@ -95,8 +95,17 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
 pub fn router(state: AppState) -> Router {
     let (api, document) = crate::openapi::api();
     let body_limit = state.config.server.body_limit_bytes;
-    api.fallback(crate::error::not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
+    let web_root = state.config.server.web_root.clone();
+    let api = match web_root {
+        // Unknown API paths stay JSON 404s; everything else is the app.
+        Some(root) => api
+            .route("/api/{*rest}", axum::routing::any(crate::error::not_found))
+            .fallback_service(tower_http::services::ServeDir::new(&root).fallback(
+                tower_http::services::ServeFile::new(root.join("index.html")),
+            )),
+        None => api.fallback(crate::error::not_found),
+    };
+    api.layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .layer(axum::middleware::from_fn(crate::error::envelope))

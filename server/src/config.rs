@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// Largest request body accepted on portal routes, in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// A built single-page app (e.g. `web-demo/dist`) to serve at `/`.
+    pub web_root: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             public_url: None,
             tls: None,
             body_limit_bytes: default_body_limit(),
+            web_root: None,
         }
     }
 }
@@ -321,6 +324,9 @@ impl Config {
         if let Some(listen) = env.get("KUBEPORTAL_LISTEN") {
             self.server.listen = listen.clone();
         }
+        if let Some(root) = env.get("KUBEPORTAL_WEB_ROOT") {
+            self.server.web_root = Some(PathBuf::from(root));
+        }
         if let Some(url) = env.get("KUBEPORTAL_PUBLIC_URL") {
             self.server.public_url = Some(url.clone());
         }
@@ -375,6 +381,17 @@ impl Config {
             }
         }
         self.database_kind()?;
+        if let Some(root) = &self.server.web_root {
+            if !root.join("index.html").is_file() {
+                return Err(invalid(
+                    "server.webRoot",
+                    format!(
+                        "{} has no index.html (build the web demo first)",
+                        root.display()
+                    ),
+                ));
+            }
+        }
         if self.server.body_limit_bytes == 0 {
             return Err(invalid(
                 "server.bodyLimitBytes",

@@ -50,3 +50,44 @@ async fn the_server_serves_the_document_and_offline_docs() {
         .unwrap();
     assert_eq!(bundle.status(), 200, "Swagger UI assets are served locally");
 }
+
+#[tokio::test]
+async fn a_configured_web_root_is_served_with_single_page_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<html>demo app</html>").unwrap();
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("assets/app.js"), "console.log('app')").unwrap();
+    let db = TestDb::sqlite();
+    let mut config = kubeportal_tests::config_for(&db, ConfigSource::NoFile);
+    config.server.web_root = Some(dir.path().to_owned());
+    let app = kubeportal_tests::spawn_with_config(config).await;
+    let get = |path: &str| app.client.get(app.url(path)).send();
+    assert_eq!(
+        get("/").await.unwrap().text().await.unwrap(),
+        "<html>demo app</html>"
+    );
+    assert_eq!(
+        get("/clusters/dev/pods")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "<html>demo app</html>"
+    );
+    assert_eq!(
+        get("/assets/app.js").await.unwrap().text().await.unwrap(),
+        "console.log('app')"
+    );
+    let api_miss = get("/api/kubernetes/nothing-here").await.unwrap();
+    assert_eq!(api_miss.status(), 404);
+    let body: serde_json::Value = api_miss.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "NotFoundError");
+    let list: serde_json::Value = get("/api/kubernetes/clusters")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, serde_json::json!({"items": []}));
+}
