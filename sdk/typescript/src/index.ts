@@ -1,0 +1,25 @@
+/**
+ * @kubeportal/sdk: a typed client for kubeportal.
+ *
+ * ```ts
+ * const portal = createClient({ baseUrl: "https://portal.example", getToken: () => token });
+ * const clusters = await portal.clusters();
+ * for await (const line of portal.podLogs("prod", "shop", "shop-api-0", { follow: true })) console.log(line);
+ * ```
+ */
+export { createClient, KubeportalClient } from "./client.js";
+export type {
+  ClientOptions,
+  ClusterPageOptions,
+  PodLogsOptions,
+  ProxyInit,
+  VersionedClusterUpdate,
+  WatchEvent,
+  WatchOptions,
+} from "./client.js";
+export { KubeportalError, isErrorResponse } from "./errors.js";
+export type { ErrorOrigin } from "./errors.js";
+export { readLines } from "./lines.js";
+export type * from "./objects.js";
+export type * from "./types.js";
+export type { components, operations, paths } from "./schema.js";

@@ -1,0 +1,221 @@
+/**
+ * Starts a real kubeportal in front of a Kubernetes API test double
+ * (`kube-double --seed-demo`), for the SDK tests, the client-node test and
+ * the web demo's browser test.
+ *
+ * The binaries come from `cargo build -p kubeportal-server -p kube-double`
+ * (run here; a no-op when they are up to date), or from `KUBEPORTAL_BIN_DIR`
+ * when set (then nothing is built).
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
+
+/** Static tokens the test portal accepts. */
+export const TOKENS = {
+  /** `user:default/admin` in `group:default/admins`: may do anything. */
+  admin: "kubeportal-admin-token",
+  /** `user:default/viewer`: may read, may not manage clusters or write through the proxy. */
+  viewer: "kubeportal-viewer-token",
+} as const;
+
+/** The cluster every test portal has: the seeded test double. */
+export const CLUSTER = "dev";
+
+/** What the seeded double holds (see tests/kube-double/src/demo.rs). */
+export const DEMO = {
+  namespace: "shop",
+  kubernetesId: "shop-api",
+  pods: ["shop-api-7d9f8b6c5-abcde", "shop-api-7d9f8b6c5-fghij"],
+} as const;
+
+/**
+ * The policy: admins manage; the viewer may only read through the proxy and
+ * may not manage clusters; everyone else (the guest included) may read and proxy.
+ */
+const RULES = [
+  { permission: "kubernetes.clusters.manage", subjects: ["group:default/admins"], decision: "allow" },
+  { permission: "kubernetes.clusters.manage", subjects: ["*"], decision: "deny" },
+  { permission: "kubernetes.proxy", subjects: ["user:default/viewer"], actions: ["read"], decision: "allow" },
+  { permission: "kubernetes.proxy", subjects: ["user:default/viewer"], decision: "deny" },
+  { permission: "*", subjects: ["*"], decision: "allow" },
+];
+
+export interface PortalOptions {
+  /** Serve this directory (a built web demo) at `/`. */
+  webRoot?: string;
+  /** Serve HTTPS with a certificate for 127.0.0.1 signed by `caPem`. */
+  tls?: { certFile: string; keyFile: string };
+}
+
+export interface RunningPortal {
+  /** kubeportal's base URL, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** The test double's URL (HTTPS). */
+  doubleUrl: string;
+  /** Stops both processes and removes their files. */
+  stop(): Promise<void>;
+}
+
+/** Where the binaries are, building them first unless `KUBEPORTAL_BIN_DIR` is set. */
+export function ensureBinaries(): { kubeportal: string; kubeDouble: string } {
+  const given = process.env.KUBEPORTAL_BIN_DIR;
+  if (!given) {
+    const build = spawnSync("cargo", ["build", "--quiet", "-p", "kubeportal-server", "-p", "kube-double"], {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    if (build.status !== 0) {
+      throw new Error(`cargo build failed (${build.error?.message ?? `exit ${build.status}`})`);
+    }
+  }
+  const dir = given ? resolve(given) : join(REPO_ROOT, "target", "debug");
+  return { kubeportal: join(dir, "kubeportal"), kubeDouble: join(dir, "kube-double") };
+}
+
+/** A free loopback port (released just before kubeportal binds it). */
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** The environment for child processes, without anything that would override their configuration. */
+function childEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (key.startsWith("KUBEPORTAL_") || key === "DATABASE_URL") continue;
+    env[key] = value;
+  }
+  env.RUST_LOG = process.env.KUBEPORTAL_TEST_LOG ?? "warn";
+  env.RUST_BACKTRACE = "0";
+  return env;
+}
+
+/** Collects a child's stderr, to explain a failure. */
+function captureOutput(child: ChildProcess): () => string {
+  let output = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-8000);
+  });
+  return () => output;
+}
+
+async function startDouble(binary: string, dir: string): Promise<{ child: ChildProcess; url: string; caPem: string }> {
+  const caFile = join(dir, "double-ca.pem");
+  const child = spawn(binary, ["--listen", "127.0.0.1:0", "--ca-out", caFile, "--seed-demo"], {
+    env: childEnvironment(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output = captureOutput(child);
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once("line", (line) => resolveUrl(line.trim()));
+    child.once("exit", (code) => reject(new Error(`kube-double exited (${code}): ${output()}`)));
+  });
+  return { child, url, caPem: readFileSync(caFile, "utf8") };
+}
+
+async function waitUntilHealthy(url: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  let exited: number | null = null;
+  child.once("exit", (code) => {
+    exited = code ?? -1;
+  });
+  while (Date.now() < deadline) {
+    if (exited !== null) throw new Error(`kubeportal exited (${exited}): ${output()}`);
+    try {
+      const response = await fetch(`${url}/readyz`);
+      if (response.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((wait) => setTimeout(wait, 100));
+  }
+  throw new Error(`kubeportal did not become ready at ${url}: ${output()}`);
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill("SIGTERM");
+  });
+}
+
+/** Starts the test double and a kubeportal with one cluster (`dev`) pointing at it. */
+export async function startPortal(options: PortalOptions = {}): Promise<RunningPortal> {
+  const binaries = ensureBinaries();
+  const dir = mkdtempSync(join(tmpdir(), "kubeportal-js-"));
+  const children: ChildProcess[] = [];
+  const stop = async () => {
+    await Promise.all(children.map(stopChild));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const double = await startDouble(binaries.kubeDouble, dir);
+    children.push(double.child);
+
+    const port = await freePort();
+    const config = {
+      server: {
+        listen: `127.0.0.1:${port}`,
+        ...(options.webRoot ? { webRoot: options.webRoot } : {}),
+        ...(options.tls ? { tls: options.tls } : {}),
+      },
+      database: { url: `sqlite://${join(dir, "kubeportal.db")}` },
+      auth: {
+        guest: true,
+        staticTokens: [
+          { token: TOKENS.admin, subject: "user:default/admin", groups: ["group:default/admins"] },
+          { token: TOKENS.viewer, subject: "user:default/viewer", groups: [] },
+        ],
+      },
+      permissions: { rules: RULES },
+      kubernetes: {
+        clusters: [
+          {
+            name: CLUSTER,
+            title: "Development",
+            url: double.url,
+            authProvider: "serviceAccount",
+            serviceAccountToken: "double-token",
+            caData: double.caPem,
+          },
+        ],
+      },
+    };
+    // JSON is YAML.
+    const configFile = join(dir, "kubeportal.yaml");
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+
+    const portal = spawn(binaries.kubeportal, ["serve", "--config", configFile], {
+      env: childEnvironment(),
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    children.push(portal);
+    const scheme = options.tls ? "https" : "http";
+    const url = `${scheme}://127.0.0.1:${port}`;
+    await waitUntilHealthy(url, portal, captureOutput(portal));
+    return { url, doubleUrl: double.url, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
