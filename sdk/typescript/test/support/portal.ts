@@ -9,6 +9,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { get as httpGet } from "node:http";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -50,8 +52,11 @@ const RULES = [
 export interface PortalOptions {
   /** Serve this directory (a built web demo) at `/`. */
   webRoot?: string;
-  /** Serve HTTPS with a certificate for 127.0.0.1 signed by `caPem`. */
-  tls?: { certFile: string; keyFile: string };
+  /**
+   * Serve HTTPS with a self-signed certificate for 127.0.0.1 (made with
+   * `openssl`), which the served kubeconfig then trusts.
+   */
+  tls?: boolean;
 }
 
 export interface RunningPortal {
@@ -59,6 +64,8 @@ export interface RunningPortal {
   url: string;
   /** The test double's URL (HTTPS). */
   doubleUrl: string;
+  /** With `tls`, the certificate (PEM) clients must trust. */
+  caPem?: string;
   /** Stops both processes and removes their files. */
   stop(): Promise<void>;
 }
@@ -128,7 +135,37 @@ async function startDouble(binary: string, dir: string): Promise<{ child: ChildP
   return { child, url, caPem: readFileSync(caFile, "utf8") };
 }
 
-async function waitUntilHealthy(url: string, child: ChildProcess, output: () => string): Promise<void> {
+/** A self-signed certificate and key for 127.0.0.1 and localhost. */
+function selfSignedCertificate(dir: string): { certFile: string; keyFile: string } {
+  const certFile = join(dir, "tls.crt");
+  const keyFile = join(dir, "tls.key");
+  const made = spawnSync(
+    "openssl",
+    [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+      "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", "/CN=kubeportal test",
+      "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  if (made.status !== 0) {
+    throw new Error(`openssl could not make a test certificate: ${made.error?.message ?? made.stderr}`);
+  }
+  return { certFile, keyFile };
+}
+
+/** Answers whether GET `url` is a 2xx, trusting `caPem` for HTTPS. */
+function isOk(url: string, caPem: string | undefined): Promise<boolean> {
+  return new Promise((resolveOk) => {
+    const request = (url.startsWith("https:") ? httpsGet : httpGet)(url, { ca: caPem }, (response) => {
+      response.resume();
+      resolveOk((response.statusCode ?? 0) >= 200 && (response.statusCode ?? 0) < 300);
+    });
+    request.on("error", () => resolveOk(false));
+  });
+}
+
+async function waitUntilHealthy(url: string, caPem: string | undefined, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 30_000;
   let exited: number | null = null;
   child.once("exit", (code) => {
@@ -136,12 +173,7 @@ async function waitUntilHealthy(url: string, child: ChildProcess, output: () => 
   });
   while (Date.now() < deadline) {
     if (exited !== null) throw new Error(`kubeportal exited (${exited}): ${output()}`);
-    try {
-      const response = await fetch(`${url}/readyz`);
-      if (response.ok) return;
-    } catch {
-      // Not listening yet.
-    }
+    if (await isOk(`${url}/readyz`, caPem)) return;
     await new Promise((wait) => setTimeout(wait, 100));
   }
   throw new Error(`kubeportal did not become ready at ${url}: ${output()}`);
@@ -173,11 +205,12 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
     children.push(double.child);
 
     const port = await freePort();
+    const tls = options.tls ? selfSignedCertificate(dir) : undefined;
     const config = {
       server: {
         listen: `127.0.0.1:${port}`,
         ...(options.webRoot ? { webRoot: options.webRoot } : {}),
-        ...(options.tls ? { tls: options.tls } : {}),
+        ...(tls ? { tls: { ...tls, caFile: tls.certFile } } : {}),
       },
       database: { url: `sqlite://${join(dir, "kubeportal.db")}` },
       auth: {
@@ -210,10 +243,10 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
       stdio: ["ignore", "ignore", "pipe"],
     });
     children.push(portal);
-    const scheme = options.tls ? "https" : "http";
-    const url = `${scheme}://127.0.0.1:${port}`;
-    await waitUntilHealthy(url, portal, captureOutput(portal));
-    return { url, doubleUrl: double.url, stop };
+    const caPem = tls ? readFileSync(tls.certFile, "utf8") : undefined;
+    const url = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+    await waitUntilHealthy(url, caPem, portal, captureOutput(portal));
+    return { url, doubleUrl: double.url, caPem, stop };
   } catch (error) {
     await stop();
     throw error;
