@@ -82,8 +82,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         }
     }
     let upstreams = Upstreams::new(registry.clone(), config.kubernetes.timeouts.clone());
+    let objects = crate::objects::ObjectQueries::new(&config);
     Ok(AppState {
         config: Arc::new(config),
+        objects,
         upstreams,
         registry,
         authenticator: Arc::new(authenticator),

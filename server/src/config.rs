@@ -33,6 +33,8 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub catalog: CatalogConfig,
     /// Set by [`Config::load`]: whether a configuration file was read.
     #[serde(skip)]
     pub from_file: bool,
@@ -166,6 +168,53 @@ pub struct KubernetesConfig {
     /// How portal refs become Kubernetes names for `authProvider: impersonate`.
     #[serde(default)]
     pub impersonation: ImpersonationConfig,
+    /// Entity-scoped object queries across clusters.
+    #[serde(default)]
+    pub objects: ObjectQueryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectQueryConfig {
+    /// How long one cluster may take before its unfinished lists become errors.
+    #[serde(default = "default_cluster_deadline_ms")]
+    pub cluster_timeout_ms: u64,
+    /// How long identical queries share one result (0 turns caching off).
+    #[serde(default = "default_object_cache_ms")]
+    pub cache_ttl_ms: u64,
+    /// Lists in flight at once against one cluster.
+    #[serde(default = "default_concurrency_per_cluster")]
+    pub concurrency_per_cluster: usize,
+}
+
+impl Default for ObjectQueryConfig {
+    fn default() -> Self {
+        Self {
+            cluster_timeout_ms: default_cluster_deadline_ms(),
+            cache_ttl_ms: default_object_cache_ms(),
+            concurrency_per_cluster: default_concurrency_per_cluster(),
+        }
+    }
+}
+
+fn default_cluster_deadline_ms() -> u64 {
+    10_000
+}
+
+fn default_object_cache_ms() -> u64 {
+    5_000
+}
+
+fn default_concurrency_per_cluster() -> usize {
+    4
+}
+
+/// The Backstage catalog that entity refs are looked up in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Base URL of the Backstage backend, e.g. `http://backstage:7007`.
+    pub base_url: Option<String>,
 }
 
 /// Portal ref → Kubernetes user or group name; refs not listed pass as they are.
@@ -187,7 +236,8 @@ pub struct ClusterLocatorMethod {
     pub clusters: Vec<ClusterInput>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// A custom resource type to include in object queries.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomResourceConfig {
     pub group: String,
@@ -327,6 +377,9 @@ impl Config {
         if let Some(root) = env.get("KUBEPORTAL_WEB_ROOT") {
             self.server.web_root = Some(PathBuf::from(root));
         }
+        if let Some(url) = env.get("KUBEPORTAL_CATALOG_URL") {
+            self.catalog.base_url = Some(url.clone());
+        }
         if let Some(url) = env.get("KUBEPORTAL_PUBLIC_URL") {
             self.server.public_url = Some(url.clone());
         }
@@ -425,6 +478,20 @@ impl Config {
                 rule.compile()
                     .map_err(|message| invalid(format!("permissions.rules[{index}]"), message))?;
             }
+        }
+        if self.kubernetes.objects.concurrency_per_cluster == 0 {
+            return Err(invalid(
+                "kubernetes.objects.concurrencyPerCluster",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.catalog.base_url {
+            url::Url::parse(url).map_err(|error| invalid("catalog.baseUrl", error.to_string()))?;
+        }
+        for (index, resource) in self.kubernetes.custom_resources.iter().enumerate() {
+            crate::objects::validate_custom_resource(resource).map_err(|message| {
+                invalid(format!("kubernetes.customResources[{index}]"), message)
+            })?;
         }
         for (index, method) in self.kubernetes.cluster_locator_methods.iter().enumerate() {
             if method.kind != "config" {

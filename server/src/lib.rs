@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod identity;
+pub mod objects;
 pub mod openapi;
 pub mod permissions;
 pub mod proxy;

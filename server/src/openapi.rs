@@ -20,6 +20,7 @@ use crate::state::AppState;
     tags(
         (name = "clusters", description = "The cluster registry"),
         (name = "proxy", description = "The Kubernetes API proxy"),
+        (name = "objects", description = "Entity-scoped object queries across clusters"),
         (name = "permissions", description = "The permission policy"),
         (name = "operations", description = "Health and readiness"),
     )
@@ -49,6 +50,7 @@ pub fn api() -> (Router<AppState>, Document) {
     let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::clusters::routes::routes())
         .merge(crate::proxy::documented_routes())
+        .merge(crate::objects::routes())
         .merge(crate::permissions::routes::routes())
         .merge(crate::health::routes())
         .split_for_parts();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::clusters::Registry;
 use crate::config::Config;
 use crate::identity::Authenticator;
+use crate::objects::ObjectQueries;
 use crate::permissions::Policy;
 use crate::upstream::Upstreams;
 
@@ -15,4 +16,5 @@ pub struct AppState {
     pub authenticator: Arc<Authenticator>,
     pub policy: Arc<Policy>,
     pub upstreams: Upstreams,
+    pub objects: ObjectQueries,
 }

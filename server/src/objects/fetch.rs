@@ -1,0 +1,295 @@
+//! The fan-out: every object type on every selected cluster, concurrently,
+//! through kube-rs clients running on the same connectors as the proxy, with
+//! a deadline per cluster. A slow or failing cluster becomes error entries,
+//! never a failed response.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use serde_json::Value;
+
+use super::{
+    ClusterObjects, ClusterRef, ErrorType, FetchError, FetchResult, ObjectType, Selection,
+};
+use crate::clusters::{AuthProvider, ClusterRecord};
+use crate::config::ImpersonationConfig;
+use crate::identity::Caller;
+use crate::upstream::{ClusterToken, Connector, UpstreamError};
+
+/// What one cluster query needs besides the cluster.
+#[derive(Clone)]
+pub struct FetchContext {
+    pub caller: Caller,
+    pub auth: Value,
+    pub impersonation: Arc<ImpersonationConfig>,
+    pub deadline: Duration,
+    pub concurrency: usize,
+}
+
+/// The caller-side credential a cluster needs, from the request's `auth` body.
+fn client_credential(record: &ClusterRecord, auth: &Value) -> Option<String> {
+    let token = match record.auth_provider {
+        AuthProvider::Oidc => record
+            .oidc_token_provider
+            .as_deref()
+            .and_then(|provider| auth.pointer(&format!("/oidc/{provider}"))),
+        AuthProvider::Google => auth.get("google"),
+        AuthProvider::Client => auth.get("client"),
+        AuthProvider::ServiceAccount | AuthProvider::ClientCert | AuthProvider::Impersonate => None,
+    };
+    token.and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A kube-rs client whose requests go through `connector`, credentials attached there.
+fn kube_client(
+    connector: Arc<Connector>,
+    context: &FetchContext,
+    token: Option<String>,
+) -> kube::Client {
+    let caller = context.caller.clone();
+    let impersonation = context.impersonation.clone();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let connector = connector.clone();
+        let caller = caller.clone();
+        let impersonation = impersonation.clone();
+        let token = token.clone();
+        async move {
+            let (mut parts, body) = request.into_parts();
+            let path = parts.uri.path().to_owned();
+            parts.uri = connector
+                .uri(&path, parts.uri.query())
+                .map_err(|error| Box::new(error) as tower::BoxError)?;
+            connector.authorize(
+                &mut parts.headers,
+                &caller,
+                token.map(|token| ClusterToken(token.into())),
+                &impersonation,
+            )?;
+            let request = http::Request::from_parts(parts, axum::body::Body::new(body));
+            connector
+                .send(request, false)
+                .await
+                .map_err(tower::BoxError::from)
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+fn error_type_for_status(status: u16) -> ErrorType {
+    match status {
+        400 => ErrorType::BadRequest,
+        401 => ErrorType::UnauthorizedError,
+        404 => ErrorType::NotFound,
+        500 => ErrorType::SystemError,
+        _ => ErrorType::UnknownError,
+    }
+}
+
+fn fetch_error(error: &kube::Error, resource_path: &str) -> FetchError {
+    match error {
+        kube::Error::Api(response) => FetchError {
+            error_type: error_type_for_status(response.code),
+            status_code: Some(response.code),
+            resource_path: Some(resource_path.to_owned()),
+            message: Some(response.message.clone()),
+        },
+        kube::Error::Service(cause) => {
+            let message = match cause.downcast_ref::<UpstreamError>() {
+                Some(upstream) => upstream.to_string(),
+                None => cause.to_string(),
+            };
+            FetchError {
+                error_type: ErrorType::FetchError,
+                status_code: None,
+                resource_path: Some(resource_path.to_owned()),
+                message: Some(message),
+            }
+        }
+        other => FetchError {
+            error_type: ErrorType::UnknownError,
+            status_code: None,
+            resource_path: Some(resource_path.to_owned()),
+            message: Some(other.to_string()),
+        },
+    }
+}
+
+/// One list to run against a cluster.
+struct Job {
+    object_type: ObjectType,
+    metrics: bool,
+}
+
+impl Job {
+    fn api_resource(&self) -> ApiResource {
+        let gvk = GroupVersionKind::gvk(&self.object_type.group, &self.object_type.version, "");
+        ApiResource::from_gvk_with_plural(&gvk, &self.object_type.plural)
+    }
+
+    fn resource_path(&self, namespace: Option<&str>) -> String {
+        let base = if self.object_type.group.is_empty() {
+            format!("/api/{}", self.object_type.version)
+        } else {
+            format!(
+                "/apis/{}/{}",
+                self.object_type.group, self.object_type.version
+            )
+        };
+        match namespace {
+            Some(namespace) => format!("{base}/namespaces/{namespace}/{}", self.object_type.plural),
+            None => format!("{base}/{}", self.object_type.plural),
+        }
+    }
+}
+
+/// Replaces a Secret's values with `***`.
+fn mask_secret(object: &mut Value) {
+    for field in ["data", "stringData"] {
+        if let Some(Value::Object(values)) = object.get_mut(field) {
+            for value in values.values_mut() {
+                *value = Value::String("***".into());
+            }
+        }
+    }
+}
+
+/// Lists every type (and pod metrics) on one cluster within the deadline.
+pub async fn fetch_cluster(
+    record: Arc<ClusterRecord>,
+    connector: Arc<Connector>,
+    selection: Arc<Selection>,
+    types: Arc<Vec<ObjectType>>,
+    context: FetchContext,
+) -> ClusterObjects {
+    let mut objects = ClusterObjects {
+        cluster: ClusterRef {
+            name: record.name.clone(),
+            title: record.title.clone(),
+            dashboard_url: record.dashboard_url.clone(),
+        },
+        resources: Vec::new(),
+        pod_metrics: Vec::new(),
+        errors: Vec::new(),
+    };
+    let token = client_credential(&record, &context.auth);
+    if token.is_none()
+        && matches!(
+            record.auth_provider,
+            AuthProvider::Oidc | AuthProvider::Google | AuthProvider::Client
+        )
+    {
+        objects.errors.push(FetchError {
+            error_type: ErrorType::UnauthorizedError,
+            status_code: None,
+            resource_path: None,
+            message: Some(format!(
+                "cluster {} uses authProvider {}: the request's auth carries no credential for it",
+                record.name,
+                record.auth_provider.as_str()
+            )),
+        });
+        return objects;
+    }
+    let client = kube_client(connector, &context, token);
+    let namespace = selection.namespace.clone();
+    let mut jobs: Vec<Job> = types
+        .iter()
+        .map(|object_type| Job {
+            object_type: object_type.clone(),
+            metrics: false,
+        })
+        .collect();
+    if !record.skip_metrics_lookup {
+        jobs.push(Job {
+            object_type: ObjectType::new("podmetrics", "metrics.k8s.io", "v1beta1", "pods"),
+            metrics: true,
+        });
+    }
+    let paths: Vec<String> = jobs
+        .iter()
+        .map(|job| job.resource_path(namespace.as_deref()))
+        .collect();
+    let mut pending: BTreeSet<usize> = (0..jobs.len()).collect();
+    let list_params = ListParams::default().labels(&selection.label_selector);
+    let list_calls: Vec<_> = jobs
+        .iter()
+        .enumerate()
+        .map(|(index, job)| {
+            let api: Api<DynamicObject> = match &namespace {
+                Some(namespace) => {
+                    Api::namespaced_with(client.clone(), namespace, &job.api_resource())
+                }
+                None => Api::all_with(client.clone(), &job.api_resource()),
+            };
+            let list_params = list_params.clone();
+            async move { (index, api.list(&list_params).await) }
+        })
+        .collect();
+    let mut lists = futures::stream::iter(list_calls).buffer_unordered(context.concurrency);
+
+    let deadline = tokio::time::Instant::now() + context.deadline;
+    loop {
+        match tokio::time::timeout_at(deadline, lists.next()).await {
+            Ok(Some((index, result))) => {
+                pending.remove(&index);
+                let job = &jobs[index];
+                match result {
+                    Ok(list) => {
+                        let items: Vec<Value> = list
+                            .items
+                            .into_iter()
+                            .filter_map(|item| serde_json::to_value(item).ok())
+                            .map(|mut item| {
+                                if job.object_type.is_secret() {
+                                    mask_secret(&mut item);
+                                }
+                                item
+                            })
+                            .collect();
+                        if job.metrics {
+                            objects.pod_metrics = items;
+                        } else {
+                            objects.resources.push(FetchResult {
+                                kind: job.object_type.name.clone(),
+                                resources: items,
+                            });
+                        }
+                    }
+                    // A cluster without the metrics API is not an error.
+                    Err(kube::Error::Api(response))
+                        if job.metrics && matches!(response.code, 404 | 503) => {}
+                    Err(error) => objects.errors.push(fetch_error(&error, &paths[index])),
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                for index in std::mem::take(&mut pending) {
+                    objects.errors.push(FetchError {
+                        error_type: ErrorType::Timeout,
+                        status_code: None,
+                        resource_path: Some(paths[index].clone()),
+                        message: Some(format!(
+                            "cluster {} did not answer within {:.1} s",
+                            record.name,
+                            context.deadline.as_secs_f64()
+                        )),
+                    });
+                }
+                break;
+            }
+        }
+    }
+    // A stable order for clients and tests: as the types were asked for.
+    let order: Vec<&str> = types
+        .iter()
+        .map(|object_type| object_type.name.as_str())
+        .collect();
+    objects
+        .resources
+        .sort_by_key(|result| order.iter().position(|name| *name == result.kind));
+    objects
+}

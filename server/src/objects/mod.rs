@@ -1,0 +1,510 @@
+//! Entity-scoped object queries (Backstage compatible): the Kubernetes objects
+//! of a catalog entity, from every matching cluster at once, with per-cluster
+//! errors and deadlines. Identical concurrent queries are coalesced into one
+//! fan-out and briefly cached, keyed so one caller never sees results fetched
+//! with another caller's credentials.
+
+mod catalog;
+mod fetch;
+mod selection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use http::HeaderMap;
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::clusters::ClusterRecord;
+use crate::config::{Config, CustomResourceConfig};
+use crate::error::{ApiError, ErrorResponse};
+use crate::extract::{Json, Path};
+use crate::identity::Caller;
+use crate::permissions::{Permission, Target};
+use crate::state::AppState;
+
+pub use selection::{validate_label_selector, Selection};
+
+/// One listable object type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ObjectType {
+    /// The `type` reported in results (`pods`, …, or `customresources`).
+    pub name: String,
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+}
+
+impl ObjectType {
+    pub fn new(name: &str, group: &str, version: &str, plural: &str) -> Self {
+        Self {
+            name: name.into(),
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+        }
+    }
+
+    fn is_secret(&self) -> bool {
+        self.group.is_empty() && self.plural == "secrets"
+    }
+
+    fn custom(resource: &CustomResourceConfig) -> Self {
+        // apiVersion may be `v1` or `group/v1`.
+        let version = resource
+            .api_version
+            .rsplit('/')
+            .next()
+            .unwrap_or(&resource.api_version);
+        Self::new(
+            "customresources",
+            &resource.group,
+            version,
+            &resource.plural,
+        )
+    }
+}
+
+/// The types every workload query lists (Backstage's defaults).
+pub fn default_types() -> Vec<ObjectType> {
+    [
+        ("pods", "", "v1"),
+        ("services", "", "v1"),
+        ("configmaps", "", "v1"),
+        ("limitranges", "", "v1"),
+        ("resourcequotas", "", "v1"),
+        ("deployments", "apps", "v1"),
+        ("replicasets", "apps", "v1"),
+        ("horizontalpodautoscalers", "autoscaling", "v2"),
+        ("jobs", "batch", "v1"),
+        ("cronjobs", "batch", "v1"),
+        ("ingresses", "networking.k8s.io", "v1"),
+        ("statefulsets", "apps", "v1"),
+        ("daemonsets", "apps", "v1"),
+    ]
+    .into_iter()
+    .map(|(plural, group, version)| ObjectType::new(plural, group, version, plural))
+    .collect()
+}
+
+/// Checks a custom resource declaration.
+pub fn validate_custom_resource(resource: &CustomResourceConfig) -> Result<(), String> {
+    let part_ok = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 253
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+    };
+    if !resource.group.is_empty() && !part_ok(&resource.group) {
+        return Err("group: not an API group name".into());
+    }
+    let version = resource.api_version.rsplit('/').next().unwrap_or_default();
+    if !part_ok(version) {
+        return Err("apiVersion: not an API version".into());
+    }
+    if !part_ok(&resource.plural) || resource.plural.contains('.') {
+        return Err("plural: not a resource name".into());
+    }
+    Ok(())
+}
+
+/// Backstage's error types, plus `TIMEOUT` for a cluster that missed its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorType {
+    BadRequest,
+    UnauthorizedError,
+    NotFound,
+    SystemError,
+    UnknownError,
+    FetchError,
+    Timeout,
+}
+
+/// A problem with one cluster or one of its lists.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchError {
+    pub error_type: ErrorType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// The list that failed, e.g. `/apis/apps/v1/namespaces/shop/deployments`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The objects of one type.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FetchResult {
+    /// `pods`, `services`, …, or `customresources`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Kubernetes objects as the cluster returned them (Secret values masked).
+    #[schema(value_type = Vec<Object>)]
+    pub resources: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRef {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+}
+
+/// What one cluster contributed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterObjects {
+    pub cluster: ClusterRef,
+    pub resources: Vec<FetchResult>,
+    /// `metrics.k8s.io` PodMetrics, when the cluster serves them.
+    #[schema(value_type = Vec<Object>)]
+    pub pod_metrics: Vec<Value>,
+    pub errors: Vec<FetchError>,
+}
+
+/// The answer of every object query (Backstage's `ObjectsByEntityResponse`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ObjectsResponse {
+    pub items: Vec<ClusterObjects>,
+}
+
+/// `POST /services/{entityName}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectsByEntityRequest {
+    /// A catalog entity (`metadata.name` and the `backstage.io/kubernetes-*` annotations are read).
+    #[schema(value_type = Object)]
+    pub entity: Value,
+    /// Client-side cluster credentials: `{"oidc": {"<provider>": "<token>"}, "google": "<token>", "client": "<token>"}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub auth: Value,
+}
+
+/// `POST /resources/workloads/query`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadsByEntityRequest {
+    /// e.g. `component:default/shop-api`.
+    pub entity_ref: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub auth: Value,
+}
+
+/// `POST /resources/custom/query`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomResourcesByEntityRequest {
+    pub entity_ref: String,
+    pub custom_resources: Vec<CustomResourceConfig>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub auth: Value,
+}
+
+/// Runs object queries; shared by the three routes.
+#[derive(Clone)]
+pub struct ObjectQueries {
+    results: Option<Cache<[u8; 32], Arc<ObjectsResponse>>>,
+    catalog: reqwest::Client,
+    deadline: Duration,
+    concurrency: usize,
+}
+
+impl ObjectQueries {
+    pub fn new(config: &Config) -> Self {
+        let objects = &config.kubernetes.objects;
+        Self {
+            results: (objects.cache_ttl_ms > 0).then(|| {
+                Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_millis(objects.cache_ttl_ms))
+                    .build()
+            }),
+            catalog: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a reqwest client with a timeout builds"),
+            deadline: Duration::from_millis(objects.cluster_timeout_ms),
+            concurrency: objects.concurrency_per_cluster,
+        }
+    }
+}
+
+/// The key under which identical queries share a result: the selection and
+/// types, and everything about the caller that can change what clusters answer.
+fn query_key(
+    selection: &Selection,
+    types: &[ObjectType],
+    caller: &Caller,
+    auth: &Value,
+) -> [u8; 32] {
+    let mut groups = caller.groups.clone();
+    groups.sort();
+    let material = serde_json::json!({
+        "selection": selection,
+        "types": types,
+        "subject": caller.subject,
+        "groups": groups,
+        "auth": auth,
+    });
+    Sha256::digest(material.to_string().as_bytes()).into()
+}
+
+/// Every registered cluster the caller may read resources of; 403 when the
+/// policy gives them none.
+async fn readable_clusters(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<ClusterRecord>, ApiError> {
+    let mut clusters = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .registry
+            .list(cursor.as_deref(), Some(crate::clusters::MAX_PAGE))
+            .await?;
+        clusters.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let allowed: Vec<_> = clusters
+        .into_iter()
+        .filter(|cluster| {
+            state
+                .policy
+                .check(
+                    caller,
+                    Permission::ResourcesRead,
+                    &Target::cluster(&cluster.name),
+                )
+                .is_ok()
+        })
+        .collect();
+    if allowed.is_empty() {
+        state
+            .policy
+            .check(caller, Permission::ResourcesRead, &Target::none())?;
+    }
+    Ok(allowed)
+}
+
+async fn run_query(
+    state: &AppState,
+    caller: &Caller,
+    mut allowed: Vec<ClusterRecord>,
+    selection: Selection,
+    types: Vec<ObjectType>,
+    auth: Value,
+) -> Result<ObjectsResponse, ApiError> {
+    if let Some(wanted) = &selection.cluster {
+        allowed.retain(|cluster| cluster.name.eq_ignore_ascii_case(wanted));
+    }
+    let queries = &state.objects;
+    let key = query_key(&selection, &types, caller, &auth);
+    let fan_out = {
+        let state = state.clone();
+        let context = fetch::FetchContext {
+            caller: caller.clone(),
+            auth,
+            impersonation: Arc::new(state.config.kubernetes.impersonation.clone()),
+            deadline: queries.deadline,
+            concurrency: queries.concurrency,
+        };
+        let selection = Arc::new(selection);
+        let types = Arc::new(types);
+        Box::pin(async move {
+            let clusters: Vec<_> = allowed
+                .into_iter()
+                .map(|record| {
+                    let record = Arc::new(record);
+                    let selection = selection.clone();
+                    let types = types.clone();
+                    let context = context.clone();
+                    let upstreams = state.upstreams.clone();
+                    async move {
+                        match upstreams.connector(&record) {
+                            Ok(connector) => {
+                                fetch::fetch_cluster(record, connector, selection, types, context)
+                                    .await
+                            }
+                            Err(error) => ClusterObjects {
+                                cluster: ClusterRef {
+                                    name: record.name.clone(),
+                                    title: record.title.clone(),
+                                    dashboard_url: record.dashboard_url.clone(),
+                                },
+                                resources: Vec::new(),
+                                pod_metrics: Vec::new(),
+                                errors: vec![FetchError {
+                                    error_type: ErrorType::SystemError,
+                                    status_code: None,
+                                    resource_path: None,
+                                    message: Some(error.to_string()),
+                                }],
+                            },
+                        }
+                    }
+                })
+                .collect();
+            let items = futures::future::join_all(clusters)
+                .await
+                .into_iter()
+                // Backstage leaves out clusters that had nothing and no error.
+                .filter(|cluster| {
+                    !cluster.errors.is_empty()
+                        || cluster
+                            .resources
+                            .iter()
+                            .any(|result| !result.resources.is_empty())
+                })
+                .collect();
+            Arc::new(ObjectsResponse { items })
+        })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = Arc<ObjectsResponse>> + Send>>
+    };
+    let response = match &queries.results {
+        Some(cache) => cache.get_with(key, fan_out).await,
+        None => fan_out.await,
+    };
+    Ok(ObjectsResponse::clone(&response))
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(objects_by_entity))
+        .routes(routes!(workloads_by_entity_ref))
+        .routes(routes!(custom_resources_by_entity_ref))
+}
+
+fn configured_custom_types(config: &Config) -> Vec<ObjectType> {
+    config
+        .kubernetes
+        .custom_resources
+        .iter()
+        .map(ObjectType::custom)
+        .collect()
+}
+
+/// The objects of an entity sent in the body, from every matching cluster
+/// (Backstage's `/services/:serviceId`).
+#[utoipa::path(post, path = "/api/kubernetes/services/{entityName}", tag = "objects",
+    params(("entityName" = String, Path, description = "The entity's name (informational; the body's entity is used)")),
+    request_body = ObjectsByEntityRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Objects by cluster, with per-cluster errors", body = ObjectsResponse),
+        (status = 400, description = "Malformed entity or label selector", body = ErrorResponse),
+        (status = 401, description = "No valid identity", body = ErrorResponse),
+        (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
+    ))]
+async fn objects_by_entity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(_entity_name): Path<String>,
+    Json(request): Json<ObjectsByEntityRequest>,
+) -> Result<Json<ObjectsResponse>, ApiError> {
+    let clusters = readable_clusters(&state, &caller).await?;
+    let selection = Selection::of_entity(&request.entity).map_err(ApiError::Input)?;
+    let mut types = default_types();
+    types.extend(configured_custom_types(&state.config));
+    Ok(Json(
+        run_query(&state, &caller, clusters, selection, types, request.auth).await?,
+    ))
+}
+
+/// The workloads of a catalog entity, looked up by ref in the catalog.
+#[utoipa::path(post, path = "/api/kubernetes/resources/workloads/query", tag = "objects",
+    request_body = WorkloadsByEntityRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Objects by cluster, with per-cluster errors", body = ObjectsResponse),
+        (status = 400, description = "Malformed entity ref or label selector", body = ErrorResponse),
+        (status = 401, description = "No valid identity", body = ErrorResponse),
+        (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
+        (status = 404, description = "The catalog has no such entity", body = ErrorResponse),
+        (status = 502, description = "The catalog failed", body = ErrorResponse),
+        (status = 503, description = "No catalog is configured", body = ErrorResponse),
+    ))]
+async fn workloads_by_entity_ref(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(request): Json<WorkloadsByEntityRequest>,
+) -> Result<Json<ObjectsResponse>, ApiError> {
+    let clusters = readable_clusters(&state, &caller).await?;
+    let entity = catalog::fetch_entity(
+        &state.objects.catalog,
+        state.config.catalog.base_url.as_deref(),
+        &request.entity_ref,
+        &headers,
+    )
+    .await?;
+    let selection = Selection::of_entity(&entity).map_err(ApiError::Input)?;
+    let mut types = default_types();
+    types.extend(configured_custom_types(&state.config));
+    Ok(Json(
+        run_query(&state, &caller, clusters, selection, types, request.auth).await?,
+    ))
+}
+
+/// Custom resources of a catalog entity, looked up by ref in the catalog.
+#[utoipa::path(post, path = "/api/kubernetes/resources/custom/query", tag = "objects",
+    request_body = CustomResourcesByEntityRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Custom resources by cluster, with per-cluster errors", body = ObjectsResponse),
+        (status = 400, description = "Malformed entity ref, custom resource or label selector", body = ErrorResponse),
+        (status = 401, description = "No valid identity", body = ErrorResponse),
+        (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
+        (status = 404, description = "The catalog has no such entity", body = ErrorResponse),
+        (status = 502, description = "The catalog failed", body = ErrorResponse),
+        (status = 503, description = "No catalog is configured", body = ErrorResponse),
+    ))]
+async fn custom_resources_by_entity_ref(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(request): Json<CustomResourcesByEntityRequest>,
+) -> Result<Json<ObjectsResponse>, ApiError> {
+    if request.custom_resources.is_empty() {
+        return Err(ApiError::Input("customResources: list at least one".into()));
+    }
+    for (index, resource) in request.custom_resources.iter().enumerate() {
+        validate_custom_resource(resource)
+            .map_err(|message| ApiError::Input(format!("customResources[{index}].{message}")))?;
+    }
+    let clusters = readable_clusters(&state, &caller).await?;
+    let entity = catalog::fetch_entity(
+        &state.objects.catalog,
+        state.config.catalog.base_url.as_deref(),
+        &request.entity_ref,
+        &headers,
+    )
+    .await?;
+    let selection = Selection::of_entity(&entity).map_err(ApiError::Input)?;
+    let types = request
+        .custom_resources
+        .iter()
+        .map(ObjectType::custom)
+        .collect();
+    Ok(Json(
+        run_query(&state, &caller, clusters, selection, types, request.auth).await?,
+    ))
+}
