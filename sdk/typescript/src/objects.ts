@@ -1,7 +1,12 @@
 /**
  * Types of the entity-scoped object queries (design section 8, Backstage's
- * `ObjectsByEntityResponse`).
+ * `ObjectsByEntityResponse`), built on the generated wire types. The
+ * document describes Kubernetes objects, entities and credentials as free-form
+ * objects; they are typed more usefully here.
  */
+import type { components } from "./schema.js";
+
+type Schemas = components["schemas"];
 
 /** Any Kubernetes object; the fields every object has are typed, the rest is open. */
 export interface KubernetesObject {
@@ -41,52 +46,37 @@ export interface CatalogEntity {
 /**
  * Client-side credentials for clusters whose authProvider needs the caller's
  * own token, keyed by provider as Backstage's frontend sends them, e.g.
- * `{ google: "<token>" }` or `{ oidc: { okta: "<token>" } }`.
+ * `{ google: "<token>" }`, `{ oidc: { okta: "<token>" } }` or `{ client: "<token>" }`.
  */
 export interface KubernetesRequestAuth {
   google?: string;
   oidc?: Record<string, string>;
+  client?: string;
   [provider: string]: unknown;
 }
 
-/** A custom resource to fetch alongside the default object types. */
-export interface CustomResourceMatcher {
-  group: string;
-  apiVersion: string;
-  plural: string;
-}
+/** A custom resource type to fetch, e.g. `{group: "argoproj.io", apiVersion: "v1alpha1", plural: "rollouts"}`. */
+export type CustomResourceMatcher = Schemas["CustomResourceConfig"];
 
-/** Why one cluster's objects of one type could not be listed. */
-export interface KubernetesFetchError {
-  errorType:
-    | "BAD_REQUEST"
-    | "UNAUTHORIZED_ERROR"
-    | "NOT_FOUND"
-    | "SYSTEM_ERROR"
-    | "UNKNOWN_ERROR"
-    | "FETCH_ERROR"
-    | "TIMEOUT"
-    | (string & {});
-  statusCode?: number;
-  resourcePath?: string;
-  message?: string;
-}
+/** Why one cluster, or one of its lists, could not be read. */
+export type KubernetesFetchError = Schemas["FetchError"];
+
+/** `BAD_REQUEST`, `UNAUTHORIZED_ERROR`, `NOT_FOUND`, `SYSTEM_ERROR`, `UNKNOWN_ERROR`, `FETCH_ERROR` or `TIMEOUT`. */
+export type KubernetesErrorType = Schemas["ErrorType"];
 
 /** The objects of one type on one cluster, e.g. `{type: "pods", resources: [...]}`. */
-export interface FetchResponse {
-  type: string;
+export type FetchResponse = Omit<Schemas["FetchResult"], "resources"> & {
   resources: KubernetesObject[];
-}
+};
 
 /** What one cluster holds for an entity. */
-export interface ClusterObjects {
-  cluster: { name: string; title?: string | null; dashboardUrl?: string | null };
+export type ClusterObjects = Omit<Schemas["ClusterObjects"], "resources" | "podMetrics"> & {
   resources: FetchResponse[];
-  podMetrics: unknown[];
-  errors: KubernetesFetchError[];
-}
+  /** `metrics.k8s.io` PodMetrics, when the cluster serves them. */
+  podMetrics: KubernetesObject[];
+};
 
 /** The answer of every entity-scoped query: one entry per cluster. */
-export interface ObjectsByEntityResponse {
+export type ObjectsByEntityResponse = Omit<Schemas["ObjectsResponse"], "items"> & {
   items: ClusterObjects[];
-}
+};

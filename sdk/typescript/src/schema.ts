@@ -122,6 +122,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/kubernetes/resources/custom/query": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Custom resources of a catalog entity, looked up by ref in the catalog. */
+        post: operations["custom_resources_by_entity_ref"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/kubernetes/resources/workloads/query": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The workloads of a catalog entity, looked up by ref in the catalog. */
+        post: operations["workloads_by_entity_ref"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/kubernetes/services/{entityName}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The objects of an entity sent in the body, from every matching cluster
+         *     (Backstage's `/services/:serviceId`).
+         */
+        post: operations["objects_by_entity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -237,6 +291,19 @@ export interface components {
             /** @description Present when there are more clusters; pass it as `cursor`. */
             nextCursor?: string | null;
         };
+        /** @description What one cluster contributed. */
+        ClusterObjects: {
+            cluster: components["schemas"]["ClusterRef"];
+            errors: components["schemas"]["FetchError"][];
+            /** @description `metrics.k8s.io` PodMetrics, when the cluster serves them. */
+            podMetrics: Record<string, never>[];
+            resources: components["schemas"]["FetchResult"][];
+        };
+        ClusterRef: {
+            dashboardUrl?: string | null;
+            name: string;
+            title?: string | null;
+        };
         /** @description What `GET /api/kubernetes/clusters` lists (Backstage's shape). */
         ClusterSummary: {
             authProvider: components["schemas"]["AuthProvider"];
@@ -278,6 +345,18 @@ export interface components {
              */
             version?: number | null;
         };
+        /** @description A custom resource type to include in object queries. */
+        CustomResourceConfig: {
+            apiVersion: string;
+            group: string;
+            plural: string;
+        };
+        /** @description `POST /resources/custom/query`. */
+        CustomResourcesByEntityRequest: {
+            auth?: Record<string, never>;
+            customResources: components["schemas"]["CustomResourceConfig"][];
+            entityRef: string;
+        };
         /** @enum {string} */
         Decision: "allow" | "deny";
         ErrorDetail: {
@@ -304,6 +383,11 @@ export interface components {
             /** Format: int32 */
             statusCode: number;
         };
+        /**
+         * @description Backstage's error types, plus `TIMEOUT` for a cluster that missed its deadline.
+         * @enum {string}
+         */
+        ErrorType: "BAD_REQUEST" | "UNAUTHORIZED_ERROR" | "NOT_FOUND" | "SYSTEM_ERROR" | "UNKNOWN_ERROR" | "FETCH_ERROR" | "TIMEOUT";
         /** @description A question to the policy. */
         ExplainRequest: {
             cluster?: string | null;
@@ -328,6 +412,22 @@ export interface components {
             /** @description Index of the deciding rule in `permissions.rules`; absent for the default deny. */
             ruleIndex?: number | null;
         };
+        /** @description A problem with one cluster or one of its lists. */
+        FetchError: {
+            errorType: components["schemas"]["ErrorType"];
+            message?: string | null;
+            /** @description The list that failed, e.g. `/apis/apps/v1/namespaces/shop/deployments`. */
+            resourcePath?: string | null;
+            /** Format: int32 */
+            statusCode?: number | null;
+        };
+        /** @description The objects of one type. */
+        FetchResult: {
+            /** @description Kubernetes objects as the cluster returned them (Secret values masked). */
+            resources: Record<string, never>[];
+            /** @description `pods`, `services`, …, or `customresources`. */
+            type: string;
+        };
         /** @description A Kubernetes `Status` object, as the path-form proxy answers its own errors. */
         KubernetesStatus: {
             apiVersion: string;
@@ -340,6 +440,17 @@ export interface components {
             };
             reason: string;
             status: string;
+        };
+        /** @description `POST /services/{entityName}`. */
+        ObjectsByEntityRequest: {
+            /** @description Client-side cluster credentials: `{"oidc": {"<provider>": "<token>"}, "google": "<token>", "client": "<token>"}`. */
+            auth?: Record<string, never>;
+            /** @description A catalog entity (`metadata.name` and the `backstage.io/kubernetes-*` annotations are read). */
+            entity: Record<string, never>;
+        };
+        /** @description The answer of every object query (Backstage's `ObjectsByEntityResponse`). */
+        ObjectsResponse: {
+            items: components["schemas"]["ClusterObjects"][];
         };
         /**
          * @description What a caller may be allowed to do.
@@ -360,6 +471,12 @@ export interface components {
              *     non-resource paths the lower-cased HTTP method.
              */
             verb: string;
+        };
+        /** @description `POST /resources/workloads/query`. */
+        WorkloadsByEntityRequest: {
+            auth?: Record<string, never>;
+            /** @description e.g. `component:default/shop-api`. */
+            entityRef: string;
         };
     };
     responses: never;
@@ -999,6 +1116,216 @@ export interface operations {
             };
             /** @description The cluster did not answer in time */
             504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    custom_resources_by_entity_ref: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CustomResourcesByEntityRequest"];
+            };
+        };
+        responses: {
+            /** @description Custom resources by cluster, with per-cluster errors */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ObjectsResponse"];
+                };
+            };
+            /** @description Malformed entity ref, custom resource or label selector */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.resources.read denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The catalog has no such entity */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The catalog failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No catalog is configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    workloads_by_entity_ref: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkloadsByEntityRequest"];
+            };
+        };
+        responses: {
+            /** @description Objects by cluster, with per-cluster errors */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ObjectsResponse"];
+                };
+            };
+            /** @description Malformed entity ref or label selector */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.resources.read denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The catalog has no such entity */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The catalog failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No catalog is configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    objects_by_entity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The entity's name (informational; the body's entity is used) */
+                entityName: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ObjectsByEntityRequest"];
+            };
+        };
+        responses: {
+            /** @description Objects by cluster, with per-cluster errors */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ObjectsResponse"];
+                };
+            };
+            /** @description Malformed entity or label selector */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.resources.read denied */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -9,7 +9,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { get as httpGet } from "node:http";
+import { createServer as createHttpServer, get as httpGet } from "node:http";
 import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -30,11 +30,22 @@ export const TOKENS = {
 /** The cluster every test portal has: the seeded test double. */
 export const CLUSTER = "dev";
 
+/** A second cluster whose API server is unreachable (connection refused). */
+export const OFFLINE_CLUSTER = "offline";
+
 /** What the seeded double holds (see tests/kube-double/src/demo.rs). */
 export const DEMO = {
   namespace: "shop",
   kubernetesId: "shop-api",
   pods: ["shop-api-7d9f8b6c5-abcde", "shop-api-7d9f8b6c5-fghij"],
+  /** The catalog entity of the demo service, as the test catalog serves it. */
+  entityRef: "component:default/shop-api",
+  entity: {
+    apiVersion: "backstage.io/v1alpha1",
+    kind: "Component",
+    metadata: { name: "shop-api", namespace: "default", annotations: { "backstage.io/kubernetes-id": "shop-api" } },
+    spec: { type: "service", lifecycle: "production", owner: "group:default/team-a" },
+  },
 } as const;
 
 /**
@@ -109,6 +120,26 @@ function childEnvironment(): NodeJS.ProcessEnv {
   env.RUST_LOG = process.env.KUBEPORTAL_TEST_LOG ?? "warn";
   env.RUST_BACKTRACE = "0";
   return env;
+}
+
+/**
+ * A Backstage catalog stand-in: serves {@link DEMO}'s entity at
+ * `/api/catalog/entities/by-name/component/default/shop-api`.
+ */
+async function startCatalog(): Promise<{ url: string; close(): Promise<void> }> {
+  const entityPath = "/api/catalog/entities/by-name/component/default/shop-api";
+  const server = createHttpServer((request, response) => {
+    const found = request.method === "GET" && request.url === entityPath;
+    response.writeHead(found ? 200 : 404, { "Content-Type": "application/json" });
+    response.end(JSON.stringify(found ? DEMO.entity : { error: { name: "NotFoundError", message: "no such entity" } }));
+  });
+  await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((closed) => server.close(() => closed())),
+  };
 }
 
 /** Collects a child's stderr, to explain a failure. */
@@ -196,15 +227,20 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
   const binaries = ensureBinaries();
   const dir = mkdtempSync(join(tmpdir(), "kubeportal-js-"));
   const children: ChildProcess[] = [];
+  const closers: Array<() => Promise<void>> = [];
   const stop = async () => {
-    await Promise.all(children.map(stopChild));
+    await Promise.all([...children.map(stopChild), ...closers.map((close) => close())]);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     const double = await startDouble(binaries.kubeDouble, dir);
     children.push(double.child);
 
+    const catalog = await startCatalog();
+    closers.push(catalog.close);
+
     const port = await freePort();
+    const offlinePort = await freePort();
     const tls = options.tls ? selfSignedCertificate(dir) : undefined;
     const config = {
       server: {
@@ -221,12 +257,21 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
         ],
       },
       permissions: { rules: RULES },
+      catalog: { baseUrl: catalog.url },
       kubernetes: {
         clusters: [
           {
             name: CLUSTER,
             title: "Development",
             url: double.url,
+            authProvider: "serviceAccount",
+            serviceAccountToken: "double-token",
+            caData: double.caPem,
+          },
+          {
+            name: OFFLINE_CLUSTER,
+            title: "Offline",
+            url: `https://127.0.0.1:${offlinePort}`,
             authProvider: "serviceAccount",
             serviceAccountToken: "double-token",
             caData: double.caPem,
