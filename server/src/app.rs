@@ -61,7 +61,8 @@ fn secret_box(config: &Config) -> Result<SecretBox, StartError> {
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let secrets = secret_box(&config)?;
     let store = store::connect(&config.database_url(), config.database.max_connections).await?;
-    let registry = Registry::new(store, secrets, CLUSTER_CACHE_TTL);
+    let metrics = Arc::new(crate::telemetry::Metrics::new());
+    let registry = Registry::new(store, secrets, CLUSTER_CACHE_TTL).with_metrics(metrics.clone());
     let authenticator =
         Authenticator::new(&config.auth, config.guest_enabled()).map_err(StartError::Invalid)?;
     let policy = match (&config.permissions, config.from_file) {
@@ -83,8 +84,15 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     }
     let upstreams = Upstreams::new(registry.clone(), config.kubernetes.timeouts.clone());
     let objects = crate::objects::ObjectQueries::new(&config);
+    let auditor = crate::audit::Auditor::start(
+        registry.store().clone(),
+        config.audit.clone(),
+        metrics.clone(),
+    );
     Ok(AppState {
         config: Arc::new(config),
+        auditor,
+        metrics,
         objects,
         upstreams,
         registry,
@@ -107,7 +115,12 @@ pub fn router(state: AppState) -> Router {
             )),
         None => api.fallback(crate::error::not_found),
     };
-    api.layer(DefaultBodyLimit::max(body_limit))
+    let metrics = state.metrics.clone();
+    let auditor = state.auditor.clone();
+    api.route("/metrics", axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics.clone()))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::telemetry::track))
+        .layer(axum::middleware::from_fn_with_state(auditor, crate::audit::record))
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .layer(axum::middleware::from_fn(crate::error::envelope))

@@ -35,6 +35,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default)]
     pub catalog: CatalogConfig,
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Set by [`Config::load`]: whether a configuration file was read.
     #[serde(skip)]
     pub from_file: bool,

@@ -5,6 +5,7 @@
 //! HTTP only in `error.rs`; configuration is read only in `config.rs`.
 
 pub mod app;
+pub mod audit;
 pub mod clusters;
 pub mod config;
 pub mod error;
@@ -18,4 +19,5 @@ pub mod proxy;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;

@@ -52,6 +52,7 @@ pub fn api() -> (Router<AppState>, Document) {
         .merge(crate::proxy::documented_routes())
         .merge(crate::objects::routes())
         .merge(crate::permissions::routes::routes())
+        .merge(crate::audit::routes::routes())
         .merge(crate::health::routes())
         .split_for_parts();
     document.merge(crate::proxy::ProxyDocs::openapi());

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::Auditor;
 use crate::clusters::Registry;
 use crate::config::Config;
 use crate::identity::Authenticator;
@@ -17,4 +18,6 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub upstreams: Upstreams,
     pub objects: ObjectQueries,
+    pub auditor: Auditor,
+    pub metrics: crate::telemetry::SharedMetrics,
 }

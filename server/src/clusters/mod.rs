@@ -29,6 +29,7 @@ pub struct Registry {
     store: Store,
     secrets: SecretBox,
     cache: Cache<String, SharedCluster>,
+    metrics: Option<crate::telemetry::SharedMetrics>,
 }
 
 /// Largest page a list may ask for.
@@ -90,7 +91,14 @@ impl Registry {
                 .max_capacity(200_000)
                 .time_to_live(cache_ttl)
                 .build(),
+            metrics: None,
         }
+    }
+
+    /// Counts cache hits and misses in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::telemetry::SharedMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -100,7 +108,11 @@ impl Registry {
     /// A cluster by name (case-insensitive), from the cache when present.
     pub async fn resolve(&self, name: &str) -> Result<Option<SharedCluster>, StoreError> {
         let key = name_key(name);
-        if let Some(record) = self.cache.get(&key).await {
+        let cached = self.cache.get(&key).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.cache_lookup("clusters", cached.is_some());
+        }
+        if let Some(record) = cached {
             return Ok(Some(record));
         }
         match self.store.get(name).await? {

@@ -107,6 +107,7 @@ async fn create_cluster(
     caller: Caller,
     Json(input): Json<ClusterInput>,
 ) -> Result<Response, ApiError> {
+    caller.note_cluster(&input.name);
     state.policy.check(
         &caller,
         Permission::ClustersManage,
@@ -136,6 +137,7 @@ async fn get_cluster(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    caller.note_cluster(&name);
     state
         .policy
         .check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
@@ -194,6 +196,7 @@ async fn update_cluster(
     headers: HeaderMap,
     Json(update): Json<ClusterUpdate>,
 ) -> Result<Response, ApiError> {
+    caller.note_cluster(&name);
     state
         .policy
         .check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
@@ -239,6 +242,7 @@ async fn delete_cluster(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
+    caller.note_cluster(&name);
     state
         .policy
         .check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;

@@ -258,6 +258,7 @@ impl JwtVerifier {
                         subject: claims.sub,
                         groups,
                         kind: CallerKind::Jwt,
+                        note: None,
                     });
                 }
                 Err(error) => {

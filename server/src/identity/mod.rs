@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit::AuditNote;
 use crate::config::AuthConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -39,6 +40,8 @@ pub struct Caller {
     pub subject: String,
     pub groups: Vec<String>,
     pub kind: CallerKind,
+    /// Where the policy and handlers note what the audit trail needs.
+    pub note: Option<AuditNote>,
 }
 
 impl Caller {
@@ -47,6 +50,7 @@ impl Caller {
             subject: GUEST_SUBJECT.to_owned(),
             groups: Vec::new(),
             kind: CallerKind::Guest,
+            note: None,
         }
     }
 
@@ -55,6 +59,14 @@ impl Caller {
             subject: subject.to_owned(),
             groups,
             kind: CallerKind::Jwt,
+            note: None,
+        }
+    }
+
+    /// Notes the cluster a request concerns (for the audit trail and metrics).
+    pub fn note_cluster(&self, cluster: &str) {
+        if let Some(note) = &self.note {
+            note.set_cluster(cluster);
         }
     }
 }
@@ -157,6 +169,7 @@ impl Authenticator {
                 subject: identity.subject.clone(),
                 groups: identity.groups.clone(),
                 kind: CallerKind::StaticToken,
+                note: None,
             });
         }
         match &self.jwt {
@@ -179,7 +192,11 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let caller = state.authenticator.authenticate(&parts.headers).await?;
+        let mut caller = state.authenticator.authenticate(&parts.headers).await?;
+        if let Some(note) = parts.extensions.get::<AuditNote>() {
+            note.set_identity(&caller.subject, &caller.groups);
+            caller.note = Some(note.clone());
+        }
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

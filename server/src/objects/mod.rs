@@ -28,6 +28,7 @@ use crate::extract::{Json, Path};
 use crate::identity::Caller;
 use crate::permissions::{Permission, Target};
 use crate::state::AppState;
+use crate::telemetry::FanOutErrorLabels;
 
 pub use selection::{validate_label_selector, Selection};
 
@@ -329,6 +330,7 @@ async fn run_query(
         };
         let selection = Arc::new(selection);
         let types = Arc::new(types);
+        let metrics = state.metrics.clone();
         Box::pin(async move {
             let clusters: Vec<_> = allowed
                 .into_iter()
@@ -363,8 +365,20 @@ async fn run_query(
                     }
                 })
                 .collect();
-            let items = futures::future::join_all(clusters)
-                .await
+            let results = futures::future::join_all(clusters).await;
+            for cluster in &results {
+                for error in &cluster.errors {
+                    let labels = FanOutErrorLabels {
+                        cluster: cluster.cluster.name.clone(),
+                        error_type: serde_json::to_value(error.error_type)
+                            .ok()
+                            .and_then(|value| value.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                    };
+                    metrics.fan_out_errors.get_or_create(&labels).inc();
+                }
+            }
+            let items = results
                 .into_iter()
                 // Backstage leaves out clusters that had nothing and no error.
                 .filter(|cluster| {
@@ -380,7 +394,12 @@ async fn run_query(
             as std::pin::Pin<Box<dyn std::future::Future<Output = Arc<ObjectsResponse>> + Send>>
     };
     let response = match &queries.results {
-        Some(cache) => cache.get_with(key, fan_out).await,
+        Some(cache) => {
+            state
+                .metrics
+                .cache_lookup("objects", cache.contains_key(&key));
+            cache.get_with(key, fan_out).await
+        }
         None => fan_out.await,
     };
     Ok(ObjectsResponse::clone(&response))

@@ -28,14 +28,17 @@ pub enum Permission {
     ResourcesRead,
     #[serde(rename = "kubernetes.proxy")]
     Proxy,
+    #[serde(rename = "kubernetes.audit.read")]
+    AuditRead,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 4] = [
+    pub const ALL: [Permission; 5] = [
         Permission::ClustersRead,
         Permission::ClustersManage,
         Permission::ResourcesRead,
         Permission::Proxy,
+        Permission::AuditRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Permission {
             Permission::ClustersManage => "kubernetes.clusters.manage",
             Permission::ResourcesRead => "kubernetes.resources.read",
             Permission::Proxy => "kubernetes.proxy",
+            Permission::AuditRead => "kubernetes.audit.read",
         }
     }
 }
@@ -430,7 +434,14 @@ impl Policy {
         permission: Permission,
         target: &Target<'_>,
     ) -> Result<(), ApiError> {
-        match self.explain(caller, permission, target).decision {
+        let explanation = self.explain(caller, permission, target);
+        if let Some(note) = &caller.note {
+            let rule = explanation
+                .rule_index
+                .map(|index| format!("rule {index}: {}", explanation.reason));
+            note.set_decision(explanation.decision == Decision::Allow, rule);
+        }
+        match explanation.decision {
             Decision::Allow => Ok(()),
             Decision::Deny => {
                 tracing::debug!(subject = %caller.subject, permission = permission.as_str(), "denied");

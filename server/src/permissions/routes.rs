@@ -69,6 +69,7 @@ async fn explain(
         subject: request.subject.clone(),
         groups: request.groups.clone(),
         kind: CallerKind::Jwt,
+        note: None,
     };
     let method = Method::from_bytes(
         request

@@ -26,7 +26,9 @@ use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::permissions::{Permission, ProxyTarget, RequestAttributes, Target};
 use crate::state::AppState;
+use crate::telemetry::{GaugeGuard, UpstreamErrorLabels};
 use crate::upstream::ClusterToken;
+use http_body_util::BodyExt;
 
 /// The header naming the cluster in the header form.
 pub const CLUSTER_HEADER: &str = "backstage-kubernetes-cluster";
@@ -114,6 +116,7 @@ async fn forward(
         .resolve(cluster)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {cluster}")))?;
+    caller.note_cluster(&record.name);
     let kubernetes_path =
         path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
     let query = request.uri().query().map(str::to_owned);
@@ -154,13 +157,25 @@ async fn forward(
         .map_err(ApiError::internal)?;
     *outgoing.headers_mut() = outgoing_headers;
 
-    let mut response = connector.send(outgoing, upgrade).await?;
+    let mut response = match connector.send(outgoing, upgrade).await {
+        Ok(response) => response,
+        Err(error) => {
+            let labels = UpstreamErrorLabels {
+                cluster: record.name.clone(),
+                kind: error.kind().to_owned(),
+            };
+            state.metrics.upstream_errors.get_or_create(&labels).inc();
+            return Err(error.into());
+        }
+    };
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (client_upgrade, response.status())
     {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let cluster_name = record.name.clone();
+        let upgraded = GaugeGuard::new(&state.metrics.upgraded_connections);
         tokio::spawn(async move {
+            let _upgraded = upgraded;
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
@@ -180,6 +195,12 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_response(&mut parts.headers, false);
+    // The guard lives as long as the body, so the gauge counts open streams.
+    let streaming = GaugeGuard::new(&state.metrics.open_streams);
+    let body = body.map_frame(move |frame| {
+        let _ = &streaming;
+        frame
+    });
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
 use crate::clusters::{AuthProvider, ClusterRecord};
 
 pub use postgres::PgStore;
@@ -96,6 +97,17 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// The query plan of a lookup by name, as the database prints it.
     async fn explain_lookup(&self) -> Result<String, StoreError>;
+    /// Appends audit records in one transaction.
+    async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+    /// Audit records matching `filter`, newest first, older than `before_id`.
+    async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditRecord>, StoreError>;
+    /// Deletes audit records older than `before`; returns how many.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Which database this is (`postgres` or `sqlite`).
     fn kind(&self) -> &'static str;
 }
@@ -323,6 +335,80 @@ macro_rules! shared_sql {
             })
         }
 
+        async fn insert_audit_records(pool: &$pool, records: &[AuditRecord]) -> Result<(), StoreError> {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let mut transaction = pool.begin().await?;
+            let mut builder = sqlx::QueryBuilder::<$database>::new(
+                "INSERT INTO audit_records (time, kind, subject, groups, cluster, method, path, query, status, \
+                 bytes_in, bytes_out, duration_ms, decision, rule) ",
+            );
+            builder.push_values(records, |mut row, record| {
+                row.push_bind(record.time)
+                    .push_bind(record.kind.clone())
+                    .push_bind(record.subject.clone())
+                    .push_bind(serde_json::to_string(&record.groups).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(record.cluster.clone())
+                    .push_bind(record.method.clone())
+                    .push_bind(record.path.clone())
+                    .push_bind(record.query.clone())
+                    .push_bind(i32::from(record.status))
+                    .push_bind(record.bytes_in as i64)
+                    .push_bind(record.bytes_out as i64)
+                    .push_bind(record.duration_ms as i64)
+                    .push_bind(record.decision.clone())
+                    .push_bind(record.rule.clone());
+            });
+            builder.build().execute(&mut *transaction).await?;
+            transaction.commit().await?;
+            Ok(())
+        }
+
+        async fn query_audit_records(
+            pool: &$pool,
+            filter: &AuditFilter,
+            before_id: Option<i64>,
+            limit: u32,
+        ) -> Result<Vec<StoredAuditRecord>, StoreError> {
+            let mut builder = sqlx::QueryBuilder::<$database>::new(
+                "SELECT id, time, kind, subject, groups, cluster, method, path, query, status, \
+                 bytes_in, bytes_out, duration_ms, decision, rule FROM audit_records WHERE 1 = 1",
+            );
+            if let Some(before_id) = before_id {
+                builder.push(" AND id < ").push_bind(before_id);
+            }
+            if let Some(cluster) = &filter.cluster {
+                builder.push(" AND lower(cluster) = lower(").push_bind(cluster.clone()).push(")");
+            }
+            if let Some(subject) = &filter.subject {
+                builder.push(" AND subject = ").push_bind(subject.clone());
+            }
+            if let Some(method) = &filter.method {
+                builder.push(" AND method = ").push_bind(method.clone());
+            }
+            if let Some(status) = filter.status {
+                builder.push(" AND status = ").push_bind(i32::from(status));
+            }
+            if let Some(since) = filter.since {
+                builder.push(" AND time >= ").push_bind(since);
+            }
+            if let Some(until) = filter.until {
+                builder.push(" AND time < ").push_bind(until);
+            }
+            builder.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+            let rows: Vec<crate::audit::AuditRow> = builder.build_query_as().fetch_all(pool).await?;
+            Ok(rows.into_iter().map(StoredAuditRecord::from).collect())
+        }
+
+        async fn prune_audit_records(pool: &$pool, before: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+            let deleted = sqlx::query("DELETE FROM audit_records WHERE time < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            Ok(deleted.rows_affected())
+        }
+
         async fn ping_database(pool: &$pool) -> Result<(), StoreError> {
             sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
@@ -374,6 +460,29 @@ macro_rules! delegate_store {
 
             async fn explain_lookup(&self) -> Result<String, StoreError> {
                 self.explain().await
+            }
+
+            async fn insert_audit(
+                &self,
+                records: &[$crate::audit::AuditRecord],
+            ) -> Result<(), StoreError> {
+                insert_audit_records(&self.pool, records).await
+            }
+
+            async fn query_audit(
+                &self,
+                filter: &$crate::audit::AuditFilter,
+                before_id: Option<i64>,
+                limit: u32,
+            ) -> Result<Vec<$crate::audit::StoredAuditRecord>, StoreError> {
+                query_audit_records(&self.pool, filter, before_id, limit).await
+            }
+
+            async fn prune_audit(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                prune_audit_records(&self.pool, before).await
             }
 
             fn kind(&self) -> &'static str {

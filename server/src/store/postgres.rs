@@ -6,6 +6,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::{delegate_store, labels_json, shared_sql, ClusterRow, StoreError, StoredRow};
+use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
 use crate::clusters::ClusterRecord;
 
 pub struct PgStore {

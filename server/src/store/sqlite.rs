@@ -7,6 +7,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::Sqlite;
 
 use super::{delegate_store, labels_json, shared_sql, ClusterRow, StoreError, StoredRow};
+use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
 use crate::clusters::ClusterRecord;
 
 pub struct SqliteStore {

@@ -47,6 +47,23 @@ pub enum UpstreamError {
     Misconfigured { cluster: String, reason: String },
 }
 
+impl UpstreamError {
+    /// A short label for metrics: `connect`, `tls`, `timeout`, `credential`, `config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable { cause, .. }
+                if cause.to_ascii_lowercase().contains("certificate") =>
+            {
+                "tls"
+            }
+            UpstreamError::Unreachable { .. } => "connect",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::MissingClusterToken { .. } => "credential",
+            UpstreamError::Misconfigured { .. } => "config",
+        }
+    }
+}
+
 impl From<UpstreamError> for ApiError {
     fn from(error: UpstreamError) -> Self {
         match &error {

@@ -1,0 +1,512 @@
+//! The audit trail: one record for every proxied call, every registry write
+//! and every denial — who, which cluster, what, the outcome, bytes, duration,
+//! and the rule that decided.
+//!
+//! Records are written off the request path: a bounded buffer feeds a task
+//! that inserts in batches. Nothing is dropped silently: drops are counted,
+//! and `audit.failClosed` refuses requests rather than lose their records.
+//! Query strings are stored with sensitive values masked; no credential is
+//! ever recorded.
+
+pub mod routes;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::Method;
+use http_body::Frame;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::store::Store;
+use crate::telemetry::SharedMetrics;
+
+/// Audit settings (`audit:` in the configuration).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Records held in memory while the writer catches up.
+    #[serde(default = "default_buffer")]
+    pub buffer_size: usize,
+    /// Refuse auditable requests (503) when the buffer is full, rather than drop records.
+    #[serde(default)]
+    pub fail_closed: bool,
+    /// Records older than this many days are pruned (0 keeps everything).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Query parameters whose values are masked (case-insensitive substrings).
+    #[serde(default = "default_sensitive")]
+    pub sensitive_query_params: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_buffer() -> usize {
+    10_000
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+
+fn default_sensitive() -> Vec<String> {
+    [
+        "token",
+        "password",
+        "secret",
+        "ticket",
+        "key",
+        "auth",
+        "credential",
+        "signature",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            buffer_size: default_buffer(),
+            fail_closed: false,
+            retention_days: default_retention_days(),
+            sensitive_query_params: default_sensitive(),
+        }
+    }
+}
+
+/// One audited request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub time: DateTime<Utc>,
+    /// `proxy`, `registry` or `denial`.
+    pub kind: String,
+    pub subject: String,
+    pub groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    pub method: String,
+    pub path: String,
+    /// The query string with sensitive values replaced by `***`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+    /// `allow`, `deny`, or `none` when no policy decision was needed.
+    pub decision: String,
+    /// The deciding rule (`rule 3: description`), absent for the default deny.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// A stored record with its id (the paging cursor).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredAuditRecord {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: AuditRecord,
+}
+
+/// A row as both databases return it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AuditRow {
+    id: i64,
+    time: DateTime<Utc>,
+    kind: String,
+    subject: String,
+    groups: String,
+    cluster: Option<String>,
+    method: String,
+    path: String,
+    query: Option<String>,
+    status: i32,
+    bytes_in: i64,
+    bytes_out: i64,
+    duration_ms: i64,
+    decision: String,
+    rule: Option<String>,
+}
+
+impl From<AuditRow> for StoredAuditRecord {
+    fn from(row: AuditRow) -> Self {
+        Self {
+            id: row.id,
+            record: AuditRecord {
+                time: row.time,
+                kind: row.kind,
+                subject: row.subject,
+                groups: serde_json::from_str(&row.groups).unwrap_or_default(),
+                cluster: row.cluster,
+                method: row.method,
+                path: row.path,
+                query: row.query,
+                status: u16::try_from(row.status).unwrap_or_default(),
+                bytes_in: row.bytes_in.max(0) as u64,
+                bytes_out: row.bytes_out.max(0) as u64,
+                duration_ms: row.duration_ms.max(0) as u64,
+                decision: row.decision,
+                rule: row.rule,
+            },
+        }
+    }
+}
+
+/// Filters of the audit route.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub cluster: Option<String>,
+    pub subject: Option<String>,
+    pub method: Option<String>,
+    pub status: Option<u16>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default)]
+struct NoteData {
+    subject: Option<String>,
+    groups: Vec<String>,
+    cluster: Option<String>,
+    decision: Option<&'static str>,
+    rule: Option<String>,
+}
+
+/// What the handlers learn about a request, for its audit record and metrics:
+/// filled by the identity extractor, the policy and the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct AuditNote(Arc<Mutex<NoteData>>);
+
+impl AuditNote {
+    fn with<R>(&self, change: impl FnOnce(&mut NoteData) -> R) -> R {
+        change(
+            &mut self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    pub fn set_identity(&self, subject: &str, groups: &[String]) {
+        self.with(|note| {
+            note.subject = Some(subject.to_owned());
+            note.groups = groups.to_vec();
+        });
+    }
+
+    pub fn set_cluster(&self, cluster: &str) {
+        self.with(|note| note.cluster = Some(cluster.to_owned()));
+    }
+
+    pub fn cluster(&self) -> Option<String> {
+        self.with(|note| note.cluster.clone())
+    }
+
+    /// Records a policy decision; the first denial or the last allow is kept.
+    pub fn set_decision(&self, allowed: bool, rule: Option<String>) {
+        self.with(|note| {
+            if note.decision != Some("deny") {
+                note.decision = Some(if allowed { "allow" } else { "deny" });
+                note.rule = rule;
+            }
+        });
+    }
+}
+
+/// Masks the values of sensitive query parameters, keeping the rest byte for byte.
+pub fn mask_query(query: &str, sensitive: &[String]) -> String {
+    query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let lower = name.to_ascii_lowercase();
+            if !value.is_empty() && sensitive.iter().any(|word| lower.contains(word.as_str())) {
+                format!("{name}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Hands records to the background writer.
+#[derive(Clone)]
+pub struct Auditor {
+    sender: Option<mpsc::Sender<AuditRecord>>,
+    config: Arc<AuditConfig>,
+    metrics: SharedMetrics,
+}
+
+impl Auditor {
+    /// Starts the writer (and the pruner) on `store`.
+    pub fn start(store: Store, config: AuditConfig, metrics: SharedMetrics) -> Self {
+        if !config.enabled {
+            return Self {
+                sender: None,
+                config: Arc::new(config),
+                metrics,
+            };
+        }
+        let (sender, receiver) = mpsc::channel(config.buffer_size.max(1));
+        tokio::spawn(write_batches(store.clone(), receiver, metrics.clone()));
+        if config.retention_days > 0 {
+            tokio::spawn(prune(store, config.retention_days));
+        }
+        Self {
+            sender: Some(sender),
+            config: Arc::new(config),
+            metrics,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.sender
+            .as_ref()
+            .is_none_or(|sender| sender.capacity() > 0)
+    }
+
+    fn submit(&self, record: AuditRecord) {
+        let Some(sender) = &self.sender else { return };
+        if sender.try_send(record).is_err() {
+            self.metrics.audit_dropped.inc();
+            tracing::warn!("audit buffer full: a record was dropped");
+        }
+    }
+}
+
+async fn write_batches(
+    store: Store,
+    mut receiver: mpsc::Receiver<AuditRecord>,
+    metrics: SharedMetrics,
+) {
+    const BATCH: usize = 500;
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let mut attempt = 0;
+        loop {
+            match store.insert_audit(&batch).await {
+                Ok(()) => {
+                    metrics.audit_written.inc_by(batch.len() as u64);
+                    break;
+                }
+                Err(error) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "audit write failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
+                Err(error) => {
+                    metrics.audit_dropped.inc_by(batch.len() as u64);
+                    tracing::error!(%error, records = batch.len(), "audit records dropped after retries");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn prune(store: Store, retention_days: u32) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        let before = Utc::now() - chrono::Duration::days(i64::from(retention_days));
+        match store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned old audit records"),
+            Err(error) => tracing::warn!(%error, "audit pruning failed"),
+        }
+    }
+}
+
+/// What kind of request this is, for the audit trail; `None` if not audited
+/// (unless it ends in a denial).
+fn audited_kind(method: &Method, path: &str) -> Option<&'static str> {
+    if path.starts_with("/api/kubernetes/proxy") || crate::error::is_path_form_proxy(path) {
+        Some("proxy")
+    } else if path.starts_with("/api/kubernetes/clusters")
+        && matches!(
+            *method,
+            Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+        )
+    {
+        Some("registry")
+    } else {
+        None
+    }
+}
+
+/// Counts the bytes of a body and reports the total when it ends or is dropped.
+struct Counted<F: FnOnce(u64) + Send + 'static> {
+    inner: Body,
+    bytes: u64,
+    on_end: Option<F>,
+}
+
+impl<F: FnOnce(u64) + Send + Unpin + 'static> http_body::Body for Counted<F> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.bytes += data.len() as u64;
+            }
+        }
+        if let Poll::Ready(None) = &polled {
+            if let Some(on_end) = this.on_end.take() {
+                on_end(this.bytes);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<F: FnOnce(u64) + Send + 'static> Drop for Counted<F> {
+    fn drop(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.bytes);
+        }
+    }
+}
+
+/// Middleware: puts an [`AuditNote`] on the request, and writes the record
+/// when the response body has been sent (or abandoned).
+pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let note = AuditNote::default();
+    request.extensions_mut().insert(note.clone());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request
+        .uri()
+        .query()
+        .map(|query| mask_query(query, &auditor.config.sensitive_query_params));
+    let kind = audited_kind(&method, &path);
+    if kind.is_some() && auditor.config.fail_closed && !auditor.has_room() {
+        auditor.metrics.audit_dropped.inc();
+        return ApiError::Unavailable("the audit trail cannot keep up; retry later".into())
+            .into_response();
+    }
+    let bytes_in = Arc::new(AtomicU64::new(0));
+    let request = {
+        let bytes_in = bytes_in.clone();
+        request.map(|body| {
+            Body::new(Counted {
+                inner: body,
+                bytes: 0,
+                on_end: Some(move |count| bytes_in.store(count, Ordering::Relaxed)),
+            })
+        })
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let kind = match kind {
+        Some(kind) => kind,
+        None if status == 403 => "denial",
+        None => return response,
+    };
+    let (parts, body) = response.into_parts();
+    let auditor = auditor.clone();
+    let finish = move |bytes_out: u64| {
+        let data = note.with(std::mem::take);
+        auditor.submit(AuditRecord {
+            time: Utc::now(),
+            kind: kind.to_owned(),
+            subject: data.subject.unwrap_or_else(|| "anonymous".into()),
+            groups: data.groups,
+            cluster: data.cluster,
+            method: method.to_string(),
+            path,
+            query,
+            status,
+            bytes_in: bytes_in.load(Ordering::Relaxed),
+            bytes_out,
+            duration_ms: started.elapsed().as_millis() as u64,
+            decision: data.decision.unwrap_or("none").to_owned(),
+            rule: data.rule,
+        });
+    };
+    Response::from_parts(
+        parts,
+        Body::new(Counted {
+            inner: body,
+            bytes: 0,
+            on_end: Some(finish),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_query_values_are_masked_and_the_rest_kept() {
+        let sensitive = default_sensitive();
+        assert_eq!(
+            mask_query("token=abc&watch=true", &sensitive),
+            "token=***&watch=true"
+        );
+        assert_eq!(
+            mask_query(
+                "labelSelector=app%3Dx&access_token=t&ticket=xyz",
+                &sensitive
+            ),
+            "labelSelector=app%3Dx&access_token=***&ticket=***"
+        );
+        assert_eq!(
+            mask_query("follow=true&container=api", &sensitive),
+            "follow=true&container=api"
+        );
+        assert_eq!(mask_query("Password=", &sensitive), "Password=");
+    }
+
+    #[test]
+    fn what_is_audited() {
+        assert_eq!(
+            audited_kind(&Method::GET, "/api/kubernetes/proxy/api/v1/pods"),
+            Some("proxy")
+        );
+        assert_eq!(
+            audited_kind(&Method::GET, "/api/kubernetes/clusters/dev/proxy/version"),
+            Some("proxy")
+        );
+        assert_eq!(
+            audited_kind(&Method::PUT, "/api/kubernetes/clusters/dev"),
+            Some("registry")
+        );
+        assert_eq!(audited_kind(&Method::GET, "/api/kubernetes/clusters"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! `GET /api/kubernetes/audit`: the audit trail, filtered and paged, for
+//! holders of `kubernetes.audit.read`.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{AuditFilter, StoredAuditRecord};
+use crate::error::{ApiError, ErrorResponse};
+use crate::extract::{Json, Query};
+use crate::identity::Caller;
+use crate::permissions::{Permission, Target};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_audit))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    cluster: Option<String>,
+    /// Exact subject ref, e.g. `user:default/alice`.
+    subject: Option<String>,
+    method: Option<String>,
+    status: Option<u16>,
+    /// RFC 3339 time, inclusive.
+    since: Option<DateTime<Utc>>,
+    /// RFC 3339 time, exclusive.
+    until: Option<DateTime<Utc>>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<StoredAuditRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
+}
+
+/// Audit records, newest first.
+#[utoipa::path(get, path = "/api/kubernetes/audit", tag = "operations",
+    params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of audit records", body = AuditPage),
+        (status = 400, description = "Bad filter", body = ErrorResponse),
+        (status = 401, description = "No valid identity", body = ErrorResponse),
+        (status = 403, description = "kubernetes.audit.read denied", body = ErrorResponse),
+        (status = 503, description = "The store is unavailable", body = ErrorResponse),
+    ))]
+async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    state
+        .policy
+        .check(&caller, Permission::AuditRead, &Target::none())?;
+    let limit = match query.limit {
+        None => 100,
+        Some(limit @ 1..=1000) => limit,
+        Some(_) => return Err(ApiError::Input("limit: must be 1 to 1000".into())),
+    };
+    let filter = AuditFilter {
+        cluster: query.cluster,
+        subject: query.subject,
+        method: query.method.map(|method| method.to_ascii_uppercase()),
+        status: query.status,
+        since: query.since,
+        until: query.until,
+    };
+    let mut items = state
+        .registry
+        .store()
+        .query_audit(&filter, query.cursor, limit + 1)
+        .await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|record| record.id)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage { items, next_cursor }))
+}

@@ -1,0 +1,228 @@
+//! Prometheus metrics. Labels are route templates, cluster names, methods and
+//! statuses: never paths with user data, never credentials.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::CONTENT_TYPE;
+use http::HeaderValue;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub cluster: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub cluster: String,
+    /// `connect`, `timeout`, `tls`, `reset`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FanOutErrorLabels {
+    pub cluster: String,
+    pub error_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: String,
+    /// `hit` or `miss`.
+    pub result: String,
+}
+
+/// Every metric kubeportal exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub open_streams: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub upgraded_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub fan_out_errors: Family<FanOutErrorLabels, Counter>,
+    pub audit_written: Counter<u64, AtomicU64>,
+    pub audit_dropped: Counter<u64, AtomicU64>,
+    pub cache: Family<CacheLabels, Counter>,
+}
+
+pub type SharedMetrics = Arc<Metrics>;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kubeportal");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, cluster, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to response headers by route and cluster",
+            latency.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed upstream calls by cluster and kind (connect, tls, timeout, reset)",
+            upstream_errors.clone(),
+        );
+        let open_streams = Gauge::default();
+        registry.register(
+            "open_streams",
+            "Proxied response bodies currently streaming",
+            open_streams.clone(),
+        );
+        let upgraded_connections = Gauge::default();
+        registry.register(
+            "upgraded_connections",
+            "Upgraded (exec, attach, port-forward) connections currently open",
+            upgraded_connections.clone(),
+        );
+        let fan_out_errors = Family::<FanOutErrorLabels, Counter>::default();
+        registry.register(
+            "fanout_cluster_errors",
+            "Object-query errors by cluster and error type",
+            fan_out_errors.clone(),
+        );
+        let audit_written = Counter::default();
+        registry.register(
+            "audit_records_written",
+            "Audit records stored",
+            audit_written.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_records_dropped",
+            "Audit records dropped because the buffer was full or the store failed",
+            audit_dropped.clone(),
+        );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Cache lookups by cache and result",
+            cache.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            open_streams,
+            upgraded_connections,
+            fan_out_errors,
+            audit_written,
+            audit_dropped,
+            cache,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+        self.cache
+            .get_or_create(&CacheLabels {
+                cache: cache.to_owned(),
+                result: if hit { "hit" } else { "miss" }.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Middleware: counts requests and times them to response headers.
+pub async fn track(State(metrics): State<SharedMetrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let note = request
+        .extensions()
+        .get::<crate::audit::AuditNote>()
+        .cloned();
+    let response = next.run(request).await;
+    let cluster = note.and_then(|note| note.cluster()).unwrap_or_default();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            cluster: cluster.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            cluster,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`.
+pub async fn metrics_endpoint(State(metrics): State<SharedMetrics>) -> Response {
+    let mut response = metrics.encode().into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// Holds a gauge up while alive (a streaming body, an upgraded connection).
+pub struct GaugeGuard(Gauge<i64, std::sync::atomic::AtomicI64>);
+
+impl GaugeGuard {
+    pub fn new(gauge: &Gauge<i64, std::sync::atomic::AtomicI64>) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
