@@ -36,11 +36,16 @@ use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::{json, Value};
 
 pub use error::Error;
 pub use kubeportal::clusters::routes::ClusterList;
 pub use kubeportal::clusters::{
     AuthProvider, ClusterDetail, ClusterInput, ClusterSummary, ClusterUpdate,
+};
+pub use kubeportal::config::CustomResourceConfig;
+pub use kubeportal::objects::{
+    ClusterObjects, ClusterRef, ErrorType, FetchError, FetchResult, ObjectsResponse,
 };
 pub use stream::{lines, WatchEvent, WatchEventType};
 pub use wire::update_from;
@@ -213,6 +218,66 @@ impl Client {
         Ok(checked(request.send().await?).await?.text().await?)
     }
 
+    // ---- entity-scoped objects ----------------------------------------------------
+
+    /// An entity's objects on every cluster it runs on (Backstage's
+    /// `POST /services/{entityName}`). `entity` is a catalog entity
+    /// (`metadata.name` and the `backstage.io/kubernetes-*` annotations are
+    /// read); `auth` carries client-side cluster credentials, e.g.
+    /// `{"google": "<token>"}`. A cluster that fails is an entry with `errors`.
+    pub async fn objects_by_entity(
+        &self,
+        entity: &Value,
+        auth: Option<&Value>,
+    ) -> Result<ObjectsResponse, Error> {
+        let name = entity
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let body = with_auth(json!({ "entity": entity }), auth);
+        json(
+            self.request(
+                Method::POST,
+                &format!("{API}/services/{}", path_segment(name)),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
+    /// The workloads of a catalog entity, e.g. `component:default/shop-api`,
+    /// looked up in the configured catalog with the caller's token.
+    pub async fn workloads_by_entity_ref(
+        &self,
+        entity_ref: &str,
+        auth: Option<&Value>,
+    ) -> Result<ObjectsResponse, Error> {
+        let body = with_auth(json!({ "entityRef": entity_ref }), auth);
+        json(
+            self.request(Method::POST, &format!("{API}/resources/workloads/query"))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Custom resources of a catalog entity.
+    pub async fn custom_resources(
+        &self,
+        entity_ref: &str,
+        custom_resources: &[CustomResourceConfig],
+        auth: Option<&Value>,
+    ) -> Result<ObjectsResponse, Error> {
+        let body = with_auth(
+            json!({ "entityRef": entity_ref, "customResources": custom_resources }),
+            auth,
+        );
+        json(
+            self.request(Method::POST, &format!("{API}/resources/custom/query"))
+                .json(&body),
+        )
+        .await
+    }
+
     // ---- the proxy ------------------------------------------------------------
 
     /// A `GET` of a Kubernetes API path on one cluster, e.g.
@@ -348,6 +413,14 @@ impl ProxyRequest {
         *rebuilt.headers_mut() = headers;
         Ok(Response::from(rebuilt))
     }
+}
+
+/// An object query body, with the client-side credentials when there are any.
+fn with_auth(mut body: Value, auth: Option<&Value>) -> Value {
+    if let (Some(auth), Some(fields)) = (auth, body.as_object_mut()) {
+        fields.insert("auth".into(), auth.clone());
+    }
+    body
 }
 
 fn cluster_path(name: &str) -> String {
