@@ -63,6 +63,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let store = store::connect(&config.database_url(), config.database.max_connections).await?;
     let metrics = Arc::new(crate::telemetry::Metrics::new());
     let registry = Registry::new(store, secrets, CLUSTER_CACHE_TTL).with_metrics(metrics.clone());
+    registry.follow_changes();
     let authenticator =
         Authenticator::new(&config.auth, config.guest_enabled()).map_err(StartError::Invalid)?;
     let policy = match (&config.permissions, config.from_file) {

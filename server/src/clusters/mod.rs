@@ -130,6 +130,59 @@ impl Registry {
         self.cache.invalidate(&name_key(name)).await;
     }
 
+    /// After a write: drop the cluster here and tell the other replicas.
+    async fn changed(&self, name: &str) {
+        self.invalidate(name).await;
+        if let Err(error) = self.store.announce_change(name).await {
+            // The write stands; other replicas catch up when their cache entry expires.
+            tracing::warn!(cluster = %name, %error, "could not announce a registry change to other replicas");
+        }
+    }
+
+    /// On a shared (Postgres) store, follows other replicas' writes and drops
+    /// the changed clusters from this replica's cache as they are announced.
+    /// After a lost connection everything is dropped, since announcements may
+    /// have been missed.
+    pub fn follow_changes(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let pool = self.store.notification_pool()?;
+        let registry = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for registry changes; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = listener.listen(crate::store::CHANGES_CHANNEL).await {
+                    tracing::warn!(%error, "cannot listen for registry changes; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                registry.cache.invalidate_all();
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(notification)) => registry.invalidate(notification.payload()).await,
+                        Ok(None) => {
+                            tracing::warn!(
+                                "registry change feed reconnected; dropping the cluster cache"
+                            );
+                            registry.cache.invalidate_all();
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "registry change feed failed; reconnecting");
+                            registry.cache.invalidate_all();
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        }))
+    }
+
     pub async fn list(&self, cursor: Option<&str>, limit: Option<u32>) -> Result<Page, ApiError> {
         let limit = match limit {
             None => DEFAULT_PAGE,
@@ -158,7 +211,7 @@ impl Registry {
         let spec = input.validate_new()?;
         let row = self.seal(&spec);
         let record = self.store.create(&row).await?;
-        self.invalidate(&record.name).await;
+        self.changed(&record.name).await;
         tracing::info!(cluster = %record.name, "cluster registered");
         Ok(record)
     }
@@ -193,7 +246,7 @@ impl Registry {
             row.sealed_client_key_data = current.sealed_client_key_data.clone();
         }
         let result = self.store.update(expected_version, &row).await;
-        self.invalidate(name).await;
+        self.changed(name).await;
         let record = result?;
         tracing::info!(cluster = %record.name, version = record.version, "cluster updated");
         Ok(record)
@@ -201,7 +254,7 @@ impl Registry {
 
     pub async fn delete(&self, name: &str, expected_version: Option<i64>) -> Result<(), ApiError> {
         let result = self.store.delete(name, expected_version).await;
-        self.invalidate(name).await;
+        self.changed(name).await;
         result?;
         tracing::info!(cluster = %name, "cluster removed");
         Ok(())
@@ -215,7 +268,7 @@ impl Registry {
             match self.store.get(&spec.name).await? {
                 None => match self.store.create(&row).await {
                     Ok(_) => {
-                        self.invalidate(&spec.name).await;
+                        self.changed(&spec.name).await;
                         return Ok(Upserted::Created);
                     }
                     Err(StoreError::Duplicate) => continue,
@@ -227,7 +280,7 @@ impl Registry {
                     }
                     match self.store.update(current.version, &row).await {
                         Ok(_) => {
-                            self.invalidate(&spec.name).await;
+                            self.changed(&spec.name).await;
                             return Ok(Upserted::Updated);
                         }
                         Err(StoreError::VersionMismatch { .. } | StoreError::NotFound) => continue,

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
 use crate::clusters::{AuthProvider, ClusterRecord};
 
-pub use postgres::PgStore;
+pub use postgres::{PgStore, CHANGES_CHANNEL};
 pub use sqlite::SqliteStore;
 
 /// A store failure.
@@ -110,6 +110,15 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Which database this is (`postgres` or `sqlite`).
     fn kind(&self) -> &'static str;
+    /// Tells other replicas that a cluster changed (Postgres `NOTIFY`); a
+    /// no-op where the store is not shared.
+    async fn announce_change(&self, _name: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The pool to `LISTEN` on, for a store replicas share.
+    fn notification_pool(&self) -> Option<sqlx::PgPool> {
+        None
+    }
 }
 
 pub type Store = Arc<dyn ClusterStore>;
@@ -419,7 +428,7 @@ pub(crate) use shared_sql;
 
 /// Implements [`ClusterStore`] for a store whose `pool` field the shared SQL runs on.
 macro_rules! delegate_store {
-    ($store:ty, $kind:literal) => {
+    ($store:ty, $kind:literal $(, $replicated:ident)?) => {
         #[async_trait::async_trait]
         impl $crate::store::ClusterStore for $store {
             async fn list(
@@ -488,6 +497,17 @@ macro_rules! delegate_store {
             fn kind(&self) -> &'static str {
                 $kind
             }
+
+            $(
+                async fn announce_change(&self, name: &str) -> Result<(), StoreError> {
+                    let _ = stringify!($replicated);
+                    self.notify(name).await
+                }
+
+                fn notification_pool(&self) -> Option<sqlx::PgPool> {
+                    Some(self.pool.clone())
+                }
+            )?
         }
     };
 }

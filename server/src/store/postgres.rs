@@ -47,5 +47,19 @@ impl PgStore {
     }
 }
 
+/// The channel registry writes are announced on.
+pub const CHANGES_CHANNEL: &str = "kubeportal_clusters";
+
+impl PgStore {
+    pub(crate) async fn notify(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, lower($2))")
+            .bind(CHANGES_CHANNEL)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 shared_sql!(PgPool, Postgres);
-delegate_store!(PgStore, "postgres");
+delegate_store!(PgStore, "postgres", replicated);
