@@ -3,14 +3,15 @@
 CARGO ?= cargo
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test check lint openapi bench
+.PHONY: run test test-js check lint openapi bench
 
 run:
 	$(CARGO) run --release -p kubeportal-server
 
 ## All tests: formatting, lints, the OpenAPI drift check, unit and integration
-## tests on SQLite and Postgres (TEST_DATABASE_URL), kubectl end to end.
-test: lint
+## tests on SQLite and Postgres (TEST_DATABASE_URL), kubectl end to end, and
+## the JavaScript tests (test-js).
+test: lint test-js
 	$(CARGO) test --workspace --all-targets
 
 lint:
@@ -24,3 +25,15 @@ openapi:
 ## Benchmarks (not run in CI): print ratios and percentiles.
 bench:
 	$(CARGO) run --release -p kubeportal-bench
+
+## JavaScript: the TypeScript SDK (type check, generated-types drift check,
+## tests against a live kubeportal, @kubernetes/client-node through the path
+## form) and the web demo (build, headless Chromium end to end; Debian's
+## chromium at /usr/bin/chromium, or CHROMIUM_PATH). Needs Node 20+ and npm.
+NPM_CI = npm ci --no-audit --no-fund
+# The tests start these binaries; built once here, not again by each test run.
+export KUBEPORTAL_BIN_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug
+test-js:
+	$(CARGO) build -p kubeportal-server -p kube-double
+	cd sdk/typescript && $(NPM_CI) && npm run typecheck && npm run check:generated && npm test
+	cd web-demo && $(NPM_CI) && npm run build && npm run test:e2e

@@ -4,6 +4,23 @@
  */
 
 export interface paths {
+    "/api/kubernetes/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Audit records, newest first. */
+        get: operations["list_audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/kubernetes/clusters": {
         parameters: {
             query?: never;
@@ -220,6 +237,38 @@ export interface components {
          * @enum {string}
          */
         Action: "read" | "write" | "delete" | "exec";
+        AuditPage: {
+            /** @description Newest first. */
+            items: components["schemas"]["StoredAuditRecord"][];
+            /** Format: int64 */
+            nextCursor?: number | null;
+        };
+        /** @description One audited request. */
+        AuditRecord: {
+            /** Format: int64 */
+            bytesIn: number;
+            /** Format: int64 */
+            bytesOut: number;
+            cluster?: string | null;
+            /** @description `allow`, `deny`, or `none` when no policy decision was needed. */
+            decision: string;
+            /** Format: int64 */
+            durationMs: number;
+            groups: string[];
+            /** @description `proxy`, `registry` or `denial`. */
+            kind: string;
+            method: string;
+            path: string;
+            /** @description The query string with sensitive values replaced by `***`. */
+            query?: string | null;
+            /** @description The deciding rule (`rule 3: description`), absent for the default deny. */
+            rule?: string | null;
+            /** Format: int32 */
+            status: number;
+            subject: string;
+            /** Format: date-time */
+            time: string;
+        };
         /**
          * @description How kubeportal authenticates to a cluster.
          * @enum {string}
@@ -456,7 +505,7 @@ export interface components {
          * @description What a caller may be allowed to do.
          * @enum {string}
          */
-        Permission: "kubernetes.clusters.read" | "kubernetes.clusters.manage" | "kubernetes.resources.read" | "kubernetes.proxy";
+        Permission: "kubernetes.clusters.read" | "kubernetes.clusters.manage" | "kubernetes.resources.read" | "kubernetes.proxy" | "kubernetes.audit.read";
         /** @description The attributes of one Kubernetes API request. */
         RequestAttributes: {
             action: components["schemas"]["Action"];
@@ -471,6 +520,11 @@ export interface components {
              *     non-resource paths the lower-cased HTTP method.
              */
             verb: string;
+        };
+        /** @description A stored record with its id (the paging cursor). */
+        StoredAuditRecord: components["schemas"]["AuditRecord"] & {
+            /** Format: int64 */
+            id: number;
         };
         /** @description `POST /resources/workloads/query`. */
         WorkloadsByEntityRequest: {
@@ -487,6 +541,76 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_audit: {
+        parameters: {
+            query?: {
+                cluster?: string;
+                /** @description Exact subject ref, e.g. `user:default/alice`. */
+                subject?: string;
+                method?: string;
+                status?: number;
+                /** @description RFC 3339 time, inclusive. */
+                since?: string;
+                /** @description RFC 3339 time, exclusive. */
+                until?: string;
+                /** @description Page size, 1 to 1000 (default 100). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of audit records */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description Bad filter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.audit.read denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_clusters: {
         parameters: {
             query?: {

@@ -93,7 +93,7 @@ export function ensureBinaries(): { kubeportal: string; kubeDouble: string } {
       throw new Error(`cargo build failed (${build.error?.message ?? `exit ${build.status}`})`);
     }
   }
-  const dir = given ? resolve(given) : join(REPO_ROOT, "target", "debug");
+  const dir = given ? resolve(given) : join(process.env.CARGO_TARGET_DIR ?? join(REPO_ROOT, "target"), "debug");
   return { kubeportal: join(dir, "kubeportal"), kubeDouble: join(dir, "kube-double") };
 }
 
