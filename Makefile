@@ -32,7 +32,7 @@ bench:
 ## chromium at /usr/bin/chromium, or CHROMIUM_PATH). Needs Node 20+ and npm.
 NPM_CI = npm ci --no-audit --no-fund
 # The tests start these binaries; built once here, not again by each test run.
-export KUBEPORTAL_BIN_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug
+test-js: export KUBEPORTAL_TEST_BIN_DIR = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug
 test-js:
 	$(CARGO) build -p kubeportal-server -p kube-double
 	cd sdk/typescript && $(NPM_CI) && npm run typecheck && npm run check:generated && npm test

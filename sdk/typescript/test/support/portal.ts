@@ -4,7 +4,7 @@
  * the web demo's browser test.
  *
  * The binaries come from `cargo build -p kubeportal-server -p kube-double`
- * (run here; a no-op when they are up to date), or from `KUBEPORTAL_BIN_DIR`
+ * (run here; a no-op when they are up to date), or from `KUBEPORTAL_TEST_BIN_DIR`
  * when set (then nothing is built).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -81,9 +81,9 @@ export interface RunningPortal {
   stop(): Promise<void>;
 }
 
-/** Where the binaries are, building them first unless `KUBEPORTAL_BIN_DIR` is set. */
+/** Where the binaries are, building them first unless `KUBEPORTAL_TEST_BIN_DIR` is set. */
 export function ensureBinaries(): { kubeportal: string; kubeDouble: string } {
-  const given = process.env.KUBEPORTAL_BIN_DIR;
+  const given = process.env.KUBEPORTAL_TEST_BIN_DIR;
   if (!given) {
     const build = spawnSync("cargo", ["build", "--quiet", "-p", "kubeportal-server", "-p", "kube-double"], {
       cwd: REPO_ROOT,
