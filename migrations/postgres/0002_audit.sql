@@ -16,7 +16,9 @@ CREATE TABLE audit_records (
     bytes_out   BIGINT      NOT NULL DEFAULT 0,
     duration_ms BIGINT      NOT NULL DEFAULT 0,
     decision    TEXT        NOT NULL,
-    rule        TEXT
+    rule        TEXT,
+    -- The asciicast file of a recorded exec/attach session.
+    recording   TEXT
 );
 
 CREATE INDEX audit_records_time ON audit_records (time);

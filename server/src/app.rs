@@ -90,7 +90,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         config.audit.clone(),
         metrics.clone(),
     );
+    let recording = crate::proxy::recording::RecordingPolicy::new(&config.recording)
+        .map_err(StartError::Invalid)?;
     Ok(AppState {
+        recording: Arc::new(recording),
         config: Arc::new(config),
         auditor,
         metrics,

@@ -37,6 +37,8 @@ pub struct Config {
     pub catalog: CatalogConfig,
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    #[serde(default)]
+    pub recording: crate::proxy::recording::RecordingConfig,
     /// Set by [`Config::load`]: whether a configuration file was read.
     #[serde(skip)]
     pub from_file: bool,
@@ -481,6 +483,10 @@ impl Config {
                     .map_err(|message| invalid(format!("permissions.rules[{index}]"), message))?;
             }
         }
+        crate::proxy::recording::RecordingPolicy::new(&self.recording).map_err(|message| {
+            let (key, message) = message.split_once(": ").unwrap_or(("recording", &message));
+            invalid(key, message)
+        })?;
         if self.kubernetes.objects.concurrency_per_cluster == 0 {
             return Err(invalid(
                 "kubernetes.objects.concurrencyPerCluster",

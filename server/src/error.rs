@@ -27,6 +27,10 @@ pub enum ApiError {
     /// `Unauthorized` and never names the cluster.
     #[error("Unauthorized")]
     NotAllowed,
+    /// 403 `NotAllowedError` for a reason other than the policy (e.g. a
+    /// session that must be recorded and cannot be); the message says why.
+    #[error("{0}")]
+    Refused(String),
     /// 404 `NotFoundError`.
     #[error("{0}")]
     NotFound(String),
@@ -59,7 +63,7 @@ impl ApiError {
         match self {
             ApiError::Input(_) => StatusCode::BAD_REQUEST,
             ApiError::Authentication(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotAllowed => StatusCode::FORBIDDEN,
+            ApiError::NotAllowed | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -74,7 +78,7 @@ impl ApiError {
         match self {
             ApiError::Input(_) => "InputError",
             ApiError::Authentication(_) => "AuthenticationError",
-            ApiError::NotAllowed => "NotAllowedError",
+            ApiError::NotAllowed | ApiError::Refused(_) => "NotAllowedError",
             ApiError::NotFound(_) => "NotFoundError",
             ApiError::Conflict(_) => "ConflictError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",

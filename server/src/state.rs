@@ -20,4 +20,5 @@ pub struct AppState {
     pub objects: ObjectQueries,
     pub auditor: Auditor,
     pub metrics: crate::telemetry::SharedMetrics,
+    pub recording: Arc<crate::proxy::recording::RecordingPolicy>,
 }

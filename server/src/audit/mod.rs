@@ -115,6 +115,9 @@ pub struct AuditRecord {
     /// The deciding rule (`rule 3: description`), absent for the default deny.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The session recording (`GET /api/kubernetes/recordings/{name}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
 }
 
 /// A stored record with its id (the paging cursor).
@@ -144,6 +147,7 @@ pub struct AuditRow {
     duration_ms: i64,
     decision: String,
     rule: Option<String>,
+    recording: Option<String>,
 }
 
 impl From<AuditRow> for StoredAuditRecord {
@@ -165,6 +169,7 @@ impl From<AuditRow> for StoredAuditRecord {
                 duration_ms: row.duration_ms.max(0) as u64,
                 decision: row.decision,
                 rule: row.rule,
+                recording: row.recording,
             },
         }
     }
@@ -188,6 +193,7 @@ struct NoteData {
     cluster: Option<String>,
     decision: Option<&'static str>,
     rule: Option<String>,
+    recording: Option<String>,
 }
 
 /// What the handlers learn about a request, for its audit record and metrics:
@@ -214,6 +220,10 @@ impl AuditNote {
 
     pub fn set_cluster(&self, cluster: &str) {
         self.with(|note| note.cluster = Some(cluster.to_owned()));
+    }
+
+    pub fn set_recording(&self, name: &str) {
+        self.with(|note| note.recording = Some(name.to_owned()));
     }
 
     pub fn cluster(&self) -> Option<String> {
@@ -456,6 +466,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
             duration_ms: started.elapsed().as_millis() as u64,
             decision: data.decision.unwrap_or("none").to_owned(),
             rule: data.rule,
+            recording: data.recording,
         });
     };
     Response::from_parts(

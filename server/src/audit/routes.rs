@@ -16,7 +16,9 @@ use crate::permissions::{Permission, Target};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_audit))
+    OpenApiRouter::new()
+        .routes(routes!(list_audit))
+        .routes(routes!(get_recording))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -90,4 +92,36 @@ async fn list_audit(
         None
     };
     Ok(Json(AuditPage { items, next_cursor }))
+}
+
+/// An exec/attach session recording (asciicast v2), as named by an audit record.
+#[utoipa::path(get, path = "/api/kubernetes/recordings/{name}", tag = "operations",
+    params(("name" = String, Path, description = "The `recording` of an audit record")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The asciicast v2 file", body = String, content_type = "application/x-asciicast"),
+        (status = 401, description = "No valid identity", body = ErrorResponse),
+        (status = 403, description = "kubernetes.audit.read denied", body = ErrorResponse),
+        (status = 404, description = "No such recording", body = ErrorResponse),
+    ))]
+async fn get_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::extract::Path(name): crate::extract::Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    state
+        .policy
+        .check(&caller, Permission::AuditRead, &Target::none())?;
+    let contents = state
+        .recording
+        .read(&name)
+        .await
+        .map_err(|_| ApiError::NotFound("no such recording".into()))?;
+    let mut response = contents.into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-asciicast"),
+    );
+    Ok(response)
 }

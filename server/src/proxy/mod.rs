@@ -10,6 +10,7 @@
 mod headers;
 mod kubeconfig;
 pub mod path;
+pub mod recording;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -121,6 +122,8 @@ async fn forward(
         path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
     let query = request.uri().query().map(str::to_owned);
     let method = request.method().clone();
+    let attributes = RequestAttributes::parse(&method, &kubernetes_path, query.as_deref());
+    let interactive = matches!(attributes.subresource.as_deref(), Some("exec" | "attach"));
     state.policy.check(
         &caller,
         Permission::Proxy,
@@ -129,7 +132,7 @@ async fn forward(
             proxy: Some(ProxyTarget {
                 method: &method,
                 path: &kubernetes_path,
-                attributes: RequestAttributes::parse(&method, &kubernetes_path, query.as_deref()),
+                attributes,
             }),
         },
     )?;
@@ -147,6 +150,18 @@ async fn forward(
         &state.config.kubernetes.impersonation,
     )?;
 
+    let recorder = if upgrade && interactive {
+        start_recording(
+            &state,
+            &caller,
+            &record.name,
+            &kubernetes_path,
+            request.headers(),
+        )
+        .await?
+    } else {
+        None
+    };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let uri = connector.uri(&kubernetes_path, query.as_deref())?;
     let (_, body) = request.into_parts();
@@ -180,9 +195,27 @@ async fn forward(
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    if let Err(error) =
-                        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
+                    let ended = match recorder {
+                        None => tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                            .await
+                            .map(|_| ()),
+                        Some(recorder) => {
+                            let (client_read, mut client_write) = tokio::io::split(client);
+                            let (upstream_read, mut upstream_write) = tokio::io::split(upstream);
+                            let to_cluster = async {
+                                let mut client_read = client_read;
+                                tokio::io::copy(&mut client_read, &mut upstream_write).await?;
+                                tokio::io::AsyncWriteExt::shutdown(&mut upstream_write).await
+                            };
+                            let to_client = recording::copy_recorded(
+                                upstream_read,
+                                &mut client_write,
+                                recorder,
+                            );
+                            tokio::try_join!(to_cluster, to_client).map(|_| ())
+                        }
+                    };
+                    if let Err(error) = ended {
                         tracing::debug!(cluster = %cluster_name, %error, "upgraded stream ended");
                     }
                 }
@@ -202,6 +235,51 @@ async fn forward(
         frame
     });
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Sets up the recording of an exec/attach session as the cluster's policy
+/// asks; `required` refuses the session when that is impossible.
+async fn start_recording(
+    state: &AppState,
+    caller: &Caller,
+    cluster: &str,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Result<Option<recording::Recorder>, ApiError> {
+    use recording::RecordMode;
+    let mode = state.recording.mode(cluster);
+    if mode == RecordMode::Off {
+        return Ok(None);
+    }
+    let websocket = headers
+        .get(http::header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    let started = if websocket {
+        state.recording.start(cluster, path, &caller.subject).await
+    } else {
+        Err(std::io::Error::other(
+            "only WebSocket sessions can be recorded",
+        ))
+    };
+    match (started, mode) {
+        (Ok(recorder), _) => {
+            if let Some(note) = &caller.note {
+                note.set_recording(&recorder.name);
+            }
+            Ok(Some(recorder))
+        }
+        (Err(error), RecordMode::Required) => {
+            tracing::warn!(%cluster, %error, "refusing a session that cannot be recorded");
+            Err(ApiError::Refused(format!(
+                "sessions on this cluster must be recorded, and the recording cannot be set up ({error})"
+            )))
+        }
+        (Err(error), _) => {
+            tracing::warn!(%cluster, %error, "session not recorded (best effort)");
+            Ok(None)
+        }
+    }
 }
 
 /// OpenAPI descriptions of the proxy routes (the handlers above take any method).

@@ -351,7 +351,7 @@ macro_rules! shared_sql {
             let mut transaction = pool.begin().await?;
             let mut builder = sqlx::QueryBuilder::<$database>::new(
                 "INSERT INTO audit_records (time, kind, subject, groups, cluster, method, path, query, status, \
-                 bytes_in, bytes_out, duration_ms, decision, rule) ",
+                 bytes_in, bytes_out, duration_ms, decision, rule, recording) ",
             );
             builder.push_values(records, |mut row, record| {
                 row.push_bind(record.time)
@@ -367,7 +367,8 @@ macro_rules! shared_sql {
                     .push_bind(record.bytes_out as i64)
                     .push_bind(record.duration_ms as i64)
                     .push_bind(record.decision.clone())
-                    .push_bind(record.rule.clone());
+                    .push_bind(record.rule.clone())
+                    .push_bind(record.recording.clone());
             });
             builder.build().execute(&mut *transaction).await?;
             transaction.commit().await?;
@@ -382,7 +383,7 @@ macro_rules! shared_sql {
         ) -> Result<Vec<StoredAuditRecord>, StoreError> {
             let mut builder = sqlx::QueryBuilder::<$database>::new(
                 "SELECT id, time, kind, subject, groups, cluster, method, path, query, status, \
-                 bytes_in, bytes_out, duration_ms, decision, rule FROM audit_records WHERE 1 = 1",
+                 bytes_in, bytes_out, duration_ms, decision, rule, recording FROM audit_records WHERE 1 = 1",
             );
             if let Some(before_id) = before_id {
                 builder.push(" AND id < ").push_bind(before_id);

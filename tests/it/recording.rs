@@ -1,0 +1,182 @@
+//! Exec sessions through the proxy are recorded as asciicast files when the
+//! cluster's policy asks, and refused when a required recording is impossible.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kubeportal_tests::{
+    double_cluster, register, spawn_app, start_double, ConfigSource, TestApp, TestDb,
+};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+fn config(directory: &std::path::Path) -> String {
+    format!(
+        r#"
+recording:
+  directory: "{}"
+  rules:
+    - {{ clusters: ["dev"], mode: required }}
+permissions:
+  rules:
+    - {{ permission: "*", subjects: ["*"], decision: allow }}
+"#,
+        directory.display()
+    )
+}
+
+async fn exec(
+    app: &TestApp,
+    command: &[&str],
+) -> Result<String, tokio_tungstenite::tungstenite::Error> {
+    let query: String = command
+        .iter()
+        .map(|part| format!("command={part}&"))
+        .collect();
+    let url = format!(
+        "ws://{}/api/kubernetes/proxy/api/v1/namespaces/default/pods/api-0/exec?{query}stdout=true",
+        app.addr
+    );
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Backstage-Kubernetes-Cluster", "dev".parse().unwrap());
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let mut stdout = String::new();
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("exec ends")
+    {
+        match message? {
+            Message::Binary(data) if data.first() == Some(&1) => {
+                stdout.push_str(&String::from_utf8_lossy(&data[1..]))
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    Ok(stdout)
+}
+
+async fn start(app: &TestApp) -> kubeportal_tests::KubeDouble {
+    let double = start_double().await;
+    double.put_object(
+        "v1",
+        "pods",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-0", "namespace": "default"},
+               "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}}),
+    );
+    register(app, double_cluster("dev", &double)).await;
+    double
+}
+
+#[tokio::test]
+async fn exec_sessions_become_playable_asciicast_files() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&config(directory.path()))).await;
+    let _double = start(&app).await;
+
+    let output = exec(&app, &["echo", "recorded", "output"]).await.unwrap();
+    assert_eq!(output, "recorded output\n");
+
+    // The audit record names the recording.
+    let mut record = Value::Null;
+    for _ in 0..100 {
+        let page: Value = app
+            .client
+            .get(app.url("/api/kubernetes/audit"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(found) = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item.get("recording").is_some())
+        {
+            record = found.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let name = record["recording"]
+        .as_str()
+        .expect("audit record names the recording");
+    let cast = app
+        .client
+        .get(app.url(&format!("/api/kubernetes/recordings/{name}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cast.status(), 200);
+    assert_eq!(cast.headers()["content-type"], "application/x-asciicast");
+    let text = cast.text().await.unwrap();
+    let mut lines = text.lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(header["width"].as_u64().unwrap() > 0 && header["height"].as_u64().unwrap() > 0);
+    let mut played = String::new();
+    let mut last_time = 0.0;
+    for line in lines {
+        let event: Value = serde_json::from_str(line).unwrap();
+        let time = event[0].as_f64().unwrap();
+        assert!(time >= last_time, "event times never go back");
+        last_time = time;
+        assert_eq!(event[1], "o");
+        played.push_str(event[2].as_str().unwrap());
+    }
+    assert_eq!(played, "recorded output\n");
+    assert!(directory.path().join(name).is_file());
+
+    let traversal = app
+        .client
+        .get(app.url("/api/kubernetes/recordings/..%2Fsecret.cast"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traversal.status(), 404);
+}
+
+#[tokio::test]
+async fn required_recording_refuses_sessions_it_cannot_record() {
+    let scratch = tempfile::tempdir().unwrap();
+    let not_a_directory = scratch.path().join("file");
+    std::fs::write(&not_a_directory, "").unwrap();
+    let db = TestDb::sqlite();
+    let app = spawn_app(
+        &db,
+        ConfigSource::Yaml(&config(&not_a_directory.join("recordings"))),
+    )
+    .await;
+    let double = start(&app).await;
+
+    let refused = exec(&app, &["echo", "hi"]).await.unwrap_err();
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 403);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["name"], "NotAllowedError");
+            assert!(body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("must be recorded"));
+        }
+        other => panic!("expected a 403, got {other}"),
+    }
+    assert!(
+        double
+            .requests()
+            .iter()
+            .all(|request| !request.path.ends_with("/exec")),
+        "the session never reached the cluster"
+    );
+}
