@@ -139,6 +139,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/kubernetes/recordings/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An exec/attach session recording (asciicast v2), as named by an audit record. */
+        get: operations["get_recording"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/kubernetes/resources/custom/query": {
         parameters: {
             query?: never;
@@ -261,6 +278,8 @@ export interface components {
             path: string;
             /** @description The query string with sensitive values replaced by `***`. */
             query?: string | null;
+            /** @description The session recording (`GET /api/kubernetes/recordings/{name}`). */
+            recording?: string | null;
             /** @description The deciding rule (`rule 3: description`), absent for the default deny. */
             rule?: string | null;
             /** Format: int32 */
@@ -1240,6 +1259,56 @@ export interface operations {
             };
             /** @description The cluster did not answer in time */
             504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_recording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The `recording` of an audit record */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The asciicast v2 file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-asciicast": string;
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.audit.read denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such recording */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
