@@ -35,6 +35,35 @@ struct Arguments {
     /// backstage.io/kubernetes-id=shop-api, and log a line per pod every second.
     #[arg(long)]
     seed_demo: bool,
+    /// Give a pod's log this many bytes of generated lines, produced as they are
+    /// streamed (repeatable; for memory benchmarks): `NAMESPACE/POD=BYTES`.
+    #[arg(long = "generated-log", value_name = "NAMESPACE/POD=BYTES", value_parser = parse_generated_log)]
+    generated_logs: Vec<GeneratedLog>,
+}
+
+/// A `--generated-log` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GeneratedLog {
+    namespace: String,
+    pod: String,
+    bytes: u64,
+}
+
+fn parse_generated_log(value: &str) -> Result<GeneratedLog, String> {
+    let usage = || format!("{value:?}: expected NAMESPACE/POD=BYTES");
+    let (pod_ref, bytes) = value.split_once('=').ok_or_else(usage)?;
+    let (namespace, pod) = pod_ref.split_once('/').ok_or_else(usage)?;
+    if namespace.is_empty() || pod.is_empty() || pod.contains('/') {
+        return Err(usage());
+    }
+    let bytes = bytes
+        .parse()
+        .map_err(|_| format!("{value:?}: BYTES must be a whole number of bytes"))?;
+    Ok(GeneratedLog {
+        namespace: namespace.to_owned(),
+        pod: pod.to_owned(),
+        bytes,
+    })
 }
 
 #[tokio::main]
@@ -59,6 +88,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &arguments.ca_out {
         std::fs::write(path, double.ca_pem())?;
     }
+    for log in &arguments.generated_logs {
+        double.set_generated_log(&log.namespace, &log.pod, log.bytes);
+    }
     let demo = arguments.seed_demo.then(|| demo::seed(double.clone()));
     println!("{}", double.url());
     wait_for_signal().await?;
@@ -75,4 +107,24 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_log_values() {
+        assert_eq!(
+            parse_generated_log("bench/log-pod=1073741824"),
+            Ok(GeneratedLog {
+                namespace: "bench".into(),
+                pod: "log-pod".into(),
+                bytes: 1 << 30,
+            })
+        );
+        for bad in ["bench/log-pod", "log-pod=10", "/p=1", "a/b/c=1", "a/b=lots"] {
+            assert!(parse_generated_log(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,207 @@
+//! A full flow with secrets everywhere: no token, client key or Authorization
+//! value appears in any log line, error body, metric or audit record.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use kubeportal_tests::{spawn_app, ConfigSource, DoubleOptions, Fault, KubeDouble, TestDb};
+use serde_json::{json, Value};
+
+/// Every log line the app writes during the test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const JWT_SECRET: &str = "jwt-signing-secret-5a1b2c3d4e5f6a7b";
+const SERVICE_ACCOUNT_TOKEN: &str = "sa-token-7f3e9d1c2b4a";
+const CALLER_CLUSTER_TOKEN: &str = "caller-cluster-token-8e2d4c6b";
+const QUERY_SECRET: &str = "query-secret-3c5e7a9b";
+
+#[tokio::test]
+async fn secrets_never_reach_logs_errors_metrics_or_audit() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .json()
+        // Everything the product and its libraries log; the test fixture logs its own way.
+        .with_env_filter("trace,kube_double=off")
+        .with_writer(move || writer.clone())
+        .init();
+
+    let double = KubeDouble::start(DoubleOptions {
+        tokens: vec![SERVICE_ACCOUNT_TOKEN.into(), CALLER_CLUSTER_TOKEN.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (client_cert, client_key) = double.issue_client_cert("kubeportal");
+    let db = TestDb::sqlite();
+    let yaml = format!(
+        "auth:\n  guest: false\n  jwt: {{ hs256Secret: {JWT_SECRET} }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"group:default/admins\"], decision: allow }}\n"
+    );
+    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let portal_token = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "user:default/admin", "ent": ["group:default/admins"], "exp": now + 600}),
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let client_key_marker = client_key.lines().nth(1).unwrap().to_owned();
+    let mut bodies = Vec::new();
+
+    // Registry writes with secrets, one of them invalid.
+    for body in [
+        json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": SERVICE_ACCOUNT_TOKEN, "caData": double.ca_pem()}),
+        json!({"name": "mtls", "url": double.url(), "authProvider": "clientCert", "clientCertData": client_cert, "clientKeyData": client_key, "caData": double.ca_pem()}),
+        json!({"name": "bad", "url": "ftp://x", "authProvider": "serviceAccount", "serviceAccountToken": SERVICE_ACCOUNT_TOKEN}),
+        json!({"name": "bad2", "url": "https://x", "authProvider": "serviceAccount", "serviceAccountToken": [SERVICE_ACCOUNT_TOKEN]}),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/kubernetes/clusters"))
+            .bearer_auth(&portal_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        bodies.push(response.text().await.unwrap());
+    }
+    bodies.push(
+        app.client
+            .get(app.url("/api/kubernetes/clusters/dev"))
+            .bearer_auth(&portal_token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+
+    // Proxied calls: server-side token, the caller's token, a query secret, mTLS, faults.
+    let proxy = |cluster: &'static str, path: String| {
+        app.client
+            .get(app.url(&format!("/api/kubernetes/proxy{path}")))
+            .bearer_auth(&portal_token)
+            .header("Backstage-Kubernetes-Cluster", cluster)
+    };
+    for request in [
+        proxy("dev", format!("/api/v1/namespaces?token={QUERY_SECRET}")),
+        proxy("dev", "/api/v1/namespaces".into()).header(
+            "Backstage-Kubernetes-Authorization",
+            format!("Bearer {CALLER_CLUSTER_TOKEN}"),
+        ),
+        proxy("mtls", "/api/v1/namespaces".into()),
+        proxy("dev", "/api/v1/namespaces/../secrets".into()),
+    ] {
+        bodies.push(request.send().await.unwrap().text().await.unwrap());
+    }
+    double.set_fault(Fault::WrongCertificate);
+    bodies.push(
+        proxy("dev", "/api/v1/namespaces".into())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    double.set_fault(Fault::Refuse);
+    bodies.push(
+        proxy("dev", "/api/v1/namespaces".into())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    double.set_fault(Fault::None);
+    // Rejected identities.
+    bodies.push(
+        app.client
+            .get(app.url("/api/kubernetes/clusters"))
+            .bearer_auth(format!("{portal_token}x"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit: Value = app
+        .client
+        .get(app.url("/api/kubernetes/audit?limit=1000"))
+        .bearer_auth(&portal_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["items"].as_array().unwrap().len() >= 8,
+        "the flow was audited: {audit}"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.lines().count() > 20, "the flow was logged");
+    let everything = [
+        ("logs", logs),
+        ("error bodies", bodies.join("\n")),
+        ("metrics", metrics),
+        ("audit", audit.to_string()),
+    ];
+    for (where_, text) in &everything {
+        for secret in [
+            JWT_SECRET,
+            SERVICE_ACCOUNT_TOKEN,
+            CALLER_CLUSTER_TOKEN,
+            QUERY_SECRET,
+            portal_token.as_str(),
+            client_key_marker.as_str(),
+        ] {
+            let leak = text
+                .lines()
+                .find(|line| line.contains(secret))
+                .unwrap_or_default();
+            assert!(
+                !text.contains(secret),
+                "a secret ({}…) appears in {where_}: {}",
+                &secret[..8],
+                &leak[..leak.len().min(400)]
+            );
+        }
+        assert!(
+            !text.to_ascii_lowercase().contains("bearer ey"),
+            "an Authorization value appears in {where_}"
+        );
+    }
+}
