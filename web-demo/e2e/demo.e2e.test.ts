@@ -8,7 +8,15 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CLUSTER, DEMO, OFFLINE_CLUSTER, startPortal, TOKENS, type RunningPortal } from "../../sdk/typescript/test/support/portal.js";
+import {
+  CLUSTER,
+  DEMO,
+  OFFLINE_CLUSTER,
+  OIDC_CLUSTER,
+  startPortal,
+  TOKENS,
+  type RunningPortal,
+} from "../../sdk/typescript/test/support/portal.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(root, "dist");
@@ -97,6 +105,8 @@ describe("web demo", () => {
 
     const offline = page.locator(`[data-testid=cluster-result][data-cluster=${OFFLINE_CLUSTER}]`);
     expect(await offline.getByTestId("cluster-errors").innerText()).toContain("FETCH_ERROR");
+    const sso = page.locator(`[data-testid=cluster-result][data-cluster=${OIDC_CLUSTER}]`);
+    expect(await sso.getByTestId("cluster-errors").innerText()).toContain("UNAUTHORIZED_ERROR");
     await screenshot("workloads");
 
     await dev.locator(`[data-testid=follow-logs][data-pod="${DEMO.pods[0]}"]`).click();

@@ -4,7 +4,7 @@
  */
 import { describe, expect, inject, it } from "vitest";
 import { createClient, KubeportalError, type ClusterObjects, type ObjectsByEntityResponse } from "../src/index.js";
-import { CLUSTER, DEMO, OFFLINE_CLUSTER } from "./support/portal.js";
+import { CLUSTER, DEMO, OFFLINE_CLUSTER, OIDC_CLUSTER } from "./support/portal.js";
 
 const portal = createClient({ baseUrl: inject("portalUrl") });
 
@@ -36,6 +36,19 @@ describe("entity-scoped objects", () => {
     expect(offline.resources.every((result) => result.resources.length === 0)).toBe(true);
     expect(offline.errors.length).toBeGreaterThan(0);
     expect(offline.errors[0]?.errorType).toBe("FETCH_ERROR");
+  });
+
+  it("sends the caller's own cluster credentials in auth", async () => {
+    const without = entry(await portal.objectsByEntity(DEMO.entity), OIDC_CLUSTER);
+    expect(without.errors[0]?.errorType).toBe("UNAUTHORIZED_ERROR");
+    expect(namesOf(without, "pods")).toEqual([]);
+
+    const withToken = entry(await portal.objectsByEntity(DEMO.entity, { oidc: { okta: "double-token" } }), OIDC_CLUSTER);
+    expect(withToken.errors).toEqual([]);
+    expect(namesOf(withToken, "pods")).toEqual([...DEMO.pods].sort());
+
+    const workloads = entry(await portal.workloadsByEntityRef(DEMO.entityRef, { oidc: { okta: "double-token" } }), OIDC_CLUSTER);
+    expect(namesOf(workloads, "deployments")).toEqual(["shop-api"]);
   });
 
   it("selects by a label selector annotation", async () => {

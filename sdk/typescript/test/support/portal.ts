@@ -33,6 +33,12 @@ export const CLUSTER = "dev";
 /** A second cluster whose API server is unreachable (connection refused). */
 export const OFFLINE_CLUSTER = "offline";
 
+/**
+ * The seeded double again, as a cluster that authenticates each caller with
+ * their own OIDC token (provider `okta`): without one it cannot be read.
+ */
+export const OIDC_CLUSTER = "sso";
+
 /** What the seeded double holds (see tests/kube-double/src/demo.rs). */
 export const DEMO = {
   namespace: "shop",
@@ -266,6 +272,14 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
             url: double.url,
             authProvider: "serviceAccount",
             serviceAccountToken: "double-token",
+            caData: double.caPem,
+          },
+          {
+            name: OIDC_CLUSTER,
+            title: "Single sign-on",
+            url: double.url,
+            authProvider: "oidc",
+            oidcTokenProvider: "okta",
             caData: double.caPem,
           },
           {
