@@ -121,19 +121,36 @@ pub fn router(state: AppState) -> Router {
     };
     let metrics = state.metrics.clone();
     let auditor = state.auditor.clone();
-    api.route("/metrics", axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics.clone()))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::telemetry::track))
-        .layer(axum::middleware::from_fn_with_state(auditor, crate::audit::record))
-        .with_state(state)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
-        .layer(axum::middleware::from_fn(crate::error::envelope))
-        .layer(
-            // Method and path only: query strings may carry tickets.
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-            }),
-        )
+    api.route(
+        "/metrics",
+        axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics.clone()),
+    )
+    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(axum::middleware::from_fn_with_state(
+        metrics,
+        crate::telemetry::track,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        auditor,
+        crate::audit::record,
+    ))
+    .with_state(state)
+    .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+    .layer(axum::middleware::from_fn(crate::error::envelope))
+    .layer(
+        // Method and path only: query strings may carry tickets.
+        TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let span = tracing::info_span!(
+                "request",
+                otel.kind = "server",
+                method = %request.method(),
+                path = %request.uri().path(),
+                cluster = tracing::field::Empty,
+            );
+            crate::telemetry::traces::continue_trace(&span, request.headers());
+            span
+        }),
+    )
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

@@ -39,6 +39,8 @@ pub struct Config {
     pub audit: crate::audit::AuditConfig,
     #[serde(default)]
     pub recording: crate::proxy::recording::RecordingConfig,
+    #[serde(default)]
+    pub telemetry: crate::telemetry::traces::TelemetryConfig,
     /// Set by [`Config::load`]: whether a configuration file was read.
     #[serde(skip)]
     pub from_file: bool,
@@ -412,6 +414,9 @@ impl Config {
             crate::secrets::SecretBox::from_base64(key)
                 .map_err(|error| invalid("KUBEPORTAL_SECRET_KEY", error.to_string()))?;
             self.secret_key = Some(SecretString::from(key.clone()));
+        }
+        if let Some(endpoint) = env.get("KUBEPORTAL_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(endpoint.clone());
         }
         if let Some(format) = env.get("KUBEPORTAL_LOG_FORMAT") {
             self.logging.format = match format.as_str() {

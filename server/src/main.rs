@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kubeportal::config::{Config, LogFormat};
-use tracing_subscriber::EnvFilter;
+use kubeportal::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -49,18 +48,6 @@ enum ClustersCommand {
     },
 }
 
-fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(config.logging.level.as_deref().unwrap_or("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.logging.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -73,8 +60,8 @@ async fn main() -> anyhow::Result<()> {
         config.server.listen = listen;
         config.listen_addr().context("--listen")?;
     }
-    init_tracing(&config);
-    match cli.command.unwrap_or(Command::Serve) {
+    let traces = kubeportal::telemetry::traces::init(&config).map_err(anyhow::Error::msg)?;
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             kubeportal::store::connect(&config.database_url(), config.database.max_connections)
@@ -87,7 +74,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Clusters {
             command: ClustersCommand::Import { kubeconfig },
         } => import(config, &kubeconfig).await,
+    };
+    if let Some(provider) = traces {
+        // Export what is still buffered before exiting.
+        let _ = provider.shutdown();
     }
+    outcome
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -118,6 +118,7 @@ async fn forward(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {cluster}")))?;
     caller.note_cluster(&record.name);
+    tracing::Span::current().record("cluster", record.name.as_str());
     let kubernetes_path =
         path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
     let query = request.uri().query().map(str::to_owned);

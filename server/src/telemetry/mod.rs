@@ -1,5 +1,7 @@
-//! Prometheus metrics. Labels are route templates, cluster names, methods and
-//! statuses: never paths with user data, never credentials.
+//! Metrics and traces. Metric labels are route templates, cluster names,
+//! methods and statuses: never paths with user data, never credentials.
+
+pub mod traces;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

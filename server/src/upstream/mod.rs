@@ -212,15 +212,25 @@ impl Connector {
     /// The body then streams with no total timeout.
     pub async fn send(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        use tracing::Instrument;
         let client = if upgrade {
             &self.upgrade_client
         } else {
             &self.client
         };
-        match tokio::time::timeout(self.response_header_timeout, client.request(request)).await {
+        let span = tracing::info_span!(
+            "upstream",
+            otel.kind = "client",
+            cluster = %self.cluster,
+            method = %request.method(),
+            path = %request.uri().path(),
+        );
+        crate::telemetry::traces::propagate(&span, request.headers_mut());
+        let sent = tokio::time::timeout(self.response_header_timeout, client.request(request));
+        match sent.instrument(span).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(UpstreamError::Unreachable {
                 cluster: self.cluster.clone(),

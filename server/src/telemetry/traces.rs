@@ -1,0 +1,128 @@
+//! Logs and traces: `tracing` for both, text or JSON logs, and OpenTelemetry
+//! spans exported over OTLP/HTTP when `telemetry.otlpEndpoint` is set. W3C
+//! `traceparent` is read from callers and written to clusters, so a trace
+//! runs from the portal through kubeportal into the API server's audit log.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::Deserialize;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// `telemetry:` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "kubeportal".into()
+}
+
+/// Installs the global subscriber (and the OTLP exporter when configured).
+/// Keep the returned provider alive; dropping it flushes and stops export.
+pub fn init(config: &Config) -> Result<Option<SdkTracerProvider>, String> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.logging.level.as_deref().unwrap_or("info")));
+    let provider = match &config.telemetry.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|error| format!("telemetry.otlpEndpoint: {error}"))?;
+            Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name(config.telemetry.service_name.clone())
+                            .build(),
+                    )
+                    .build(),
+            )
+        }
+        None => None,
+    };
+    let otel = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("kubeportal")));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let result = match config.logging.format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    result.map_err(|error| error.to_string())?;
+    Ok(provider)
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Makes `span` a child of the trace a caller's `traceparent` names, if any.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    });
+    let _ = span.set_parent(parent);
+}
+
+/// Writes `span`'s trace context (`traceparent`) into outgoing headers.
+pub fn propagate(span: &tracing::Span, headers: &mut HeaderMap) {
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers))
+    });
+}

@@ -1,0 +1,83 @@
+//! Traces: a span per request, a child span per upstream call, and the
+//! caller's trace continued into the cluster through `traceparent`.
+
+use kubeportal_tests::{double_cluster, register, spawn_app, start_double, ConfigSource, TestDb};
+use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[tokio::test]
+async fn request_and_upstream_spans_share_the_callers_trace() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+        .init();
+
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = app
+        .client
+        .get(app.url("/api/kubernetes/proxy/api/v1/namespaces"))
+        .header("Backstage-Kubernetes-Cluster", "dev")
+        .header(
+            "traceparent",
+            format!("00-{caller_trace}-00f067aa0ba902b7-01"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    provider.force_flush().unwrap();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let request = spans
+        .iter()
+        .find(|span| span.name == "request")
+        .expect("a request span");
+    let upstream = spans
+        .iter()
+        .find(|span| span.name == "upstream")
+        .expect("an upstream span");
+    let trace_id = TraceId::from_hex(caller_trace).unwrap();
+    assert_eq!(
+        request.span_context.trace_id(),
+        trace_id,
+        "the caller's trace is continued"
+    );
+    assert_eq!(
+        request.parent_span_id,
+        SpanId::from_hex("00f067aa0ba902b7").unwrap()
+    );
+    assert_eq!(upstream.span_context.trace_id(), trace_id);
+    assert_eq!(
+        upstream.parent_span_id,
+        request.span_context.span_id(),
+        "upstream is a child of the request"
+    );
+    assert!(upstream
+        .attributes
+        .iter()
+        .any(|attribute| attribute.key.as_str() == "cluster" && attribute.value.as_str() == "dev"));
+
+    let recorded = double.requests().pop().unwrap();
+    let traceparent = recorded
+        .header("traceparent")
+        .expect("traceparent reaches the cluster");
+    assert_eq!(
+        traceparent,
+        format!("00-{caller_trace}-{}-01", upstream.span_context.span_id()),
+        "the cluster sees the upstream span as parent"
+    );
+}
