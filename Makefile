@@ -18,9 +18,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Regenerate the checked-in OpenAPI document from the code.
+## Regenerate the checked-in OpenAPI document from the code, and the
+## TypeScript SDK's types from it.
 openapi:
 	$(CARGO) run -q -p kubeportal-server -- openapi > openapi/openapi.json
+	cd sdk/typescript && $(NPM_CI) && npm run generate
 
 ## Benchmarks (not run in CI): print ratios and percentiles.
 bench:

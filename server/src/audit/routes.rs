@@ -34,6 +34,7 @@ pub struct AuditQuery {
     /// RFC 3339 time, exclusive.
     until: Option<DateTime<Utc>>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `nextCursor` of the previous page.
     cursor: Option<i64>,
