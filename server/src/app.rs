@@ -93,6 +93,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let recording = crate::proxy::recording::RecordingPolicy::new(&config.recording)
         .map_err(StartError::Invalid)?;
     Ok(AppState {
+        tickets: crate::proxy::tickets::Tickets::default(),
         recording: Arc::new(recording),
         config: Arc::new(config),
         auditor,

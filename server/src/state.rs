@@ -21,4 +21,5 @@ pub struct AppState {
     pub auditor: Auditor,
     pub metrics: crate::telemetry::SharedMetrics,
     pub recording: Arc<crate::proxy::recording::RecordingPolicy>,
+    pub tickets: crate::proxy::tickets::Tickets,
 }

@@ -99,6 +99,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/kubernetes/clusters/{name}/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Issues a one-time ticket for a browser WebSocket to one cluster path. */
+        post: operations["issue_ticket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/kubernetes/permissions/explain": {
         parameters: {
             query?: never;
@@ -544,6 +561,19 @@ export interface components {
         StoredAuditRecord: components["schemas"]["AuditRecord"] & {
             /** Format: int64 */
             id: number;
+        };
+        TicketRequest: {
+            /**
+             * @description The Kubernetes path of the upgrade, e.g. `/api/v1/namespaces/shop/pods/api-0/exec`
+             *     (a query, if given, is ignored: the ticket is for the path).
+             */
+            path: string;
+        };
+        TicketResponse: {
+            /** Format: int64 */
+            expiresInSeconds: number;
+            /** @description Pass as `?ticket=` on the upgrade request; valid once. */
+            ticket: string;
         };
         /** @description `POST /resources/workloads/query`. */
         WorkloadsByEntityRequest: {
@@ -1131,6 +1161,69 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+        };
+    };
+    issue_ticket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Cluster name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TicketRequest"];
+            };
+        };
+        responses: {
+            /** @description A ticket valid for one upgrade of that path within 30 s */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketResponse"];
+                };
+            };
+            /** @description Unsafe path */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.proxy denies that request */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such cluster */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

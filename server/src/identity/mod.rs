@@ -32,6 +32,8 @@ pub enum CallerKind {
     Guest,
     StaticToken,
     Jwt,
+    /// A one-time WebSocket ticket issued to a portal identity.
+    Ticket,
 }
 
 /// The portal identity of a request: a subject ref and the group refs it owns.

@@ -11,6 +11,7 @@ mod headers;
 mod kubeconfig;
 pub mod path;
 pub mod recording;
+pub mod tickets;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -53,7 +54,9 @@ pub fn routes() -> Router<AppState> {
 
 /// The kubeconfig route (documented through its annotation).
 pub fn documented_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(kubeconfig::kubeconfig))
+    OpenApiRouter::new()
+        .routes(routes!(kubeconfig::kubeconfig))
+        .routes(routes!(tickets::issue_ticket))
 }
 
 /// The proxy routes' OpenAPI description; they are not routed through
@@ -64,7 +67,6 @@ pub struct ProxyDocs;
 
 async fn header_form(
     State(state): State<AppState>,
-    caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
     let cluster = request
@@ -82,30 +84,67 @@ async fn header_form(
         .trim()
         .to_owned();
     let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
-    forward(state, caller, &cluster, &rest, request).await
+    forward(state, &cluster, &rest, request).await
 }
 
-async fn path_form(
-    State(state): State<AppState>,
-    caller: Caller,
-    request: Request,
-) -> Result<Response, ApiError> {
+async fn path_form(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let after = &request.uri().path()[PATH_FORM_PREFIX.len()..];
     let (cluster, rest) = after
         .split_once("/proxy")
         .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
     let (cluster, rest) = (cluster.to_owned(), rest.to_owned());
-    forward(state, caller, &cluster, &rest, request).await
+    forward(state, &cluster, &rest, request).await
+}
+
+/// Who is calling: the portal identity, or for a WebSocket upgrade without
+/// `Authorization`, the holder of a one-time `?ticket=` for this path.
+async fn proxy_caller(
+    state: &AppState,
+    parts: &mut http::request::Parts,
+    ticket: Option<&str>,
+    cluster: &str,
+    kubernetes_path: &str,
+) -> Result<Caller, ApiError> {
+    use axum::extract::FromRequestParts;
+    let ticket = ticket.filter(|_| {
+        headers::is_upgrade(&parts.headers)
+            && !parts.headers.contains_key(http::header::AUTHORIZATION)
+    });
+    let Some(ticket) = ticket else {
+        return Caller::from_request_parts(parts, state).await;
+    };
+    let mut caller = state
+        .tickets
+        .redeem(ticket, cluster, kubernetes_path)
+        .ok_or_else(|| ApiError::Authentication("invalid, spent or expired ticket".into()))?;
+    if let Some(note) = parts.extensions.get::<crate::audit::AuditNote>() {
+        note.set_identity(&caller.subject, &caller.groups);
+        caller.note = Some(note.clone());
+    }
+    Ok(caller)
 }
 
 /// Resolves, checks, rewrites and forwards one request.
 async fn forward(
     state: AppState,
-    caller: Caller,
     cluster: &str,
     raw_path: &str,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let kubernetes_path =
+        path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
+    // A ticket is a portal credential: it never goes upstream.
+    let (ticket, query) = tickets::take_ticket(request.uri().query());
+    let (mut parts, body) = request.into_parts();
+    let caller = proxy_caller(
+        &state,
+        &mut parts,
+        ticket.as_deref(),
+        cluster,
+        &kubernetes_path,
+    )
+    .await?;
+    let mut request = Request::from_parts(parts, body);
     validate_cluster_name(cluster).map_err(|_| {
         ApiError::NotFound(format!(
             "no cluster named {}",
@@ -119,9 +158,6 @@ async fn forward(
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {cluster}")))?;
     caller.note_cluster(&record.name);
     tracing::Span::current().record("cluster", record.name.as_str());
-    let kubernetes_path =
-        path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
-    let query = request.uri().query().map(str::to_owned);
     let method = request.method().clone();
     let attributes = RequestAttributes::parse(&method, &kubernetes_path, query.as_deref());
     let interactive = matches!(attributes.subresource.as_deref(), Some("exec" | "attach"));

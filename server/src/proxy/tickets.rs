@@ -1,0 +1,217 @@
+//! One-time tickets for browser WebSockets, which cannot send headers: a
+//! caller asks for a ticket for one cluster path, and within 30 seconds one
+//! upgrade of exactly that path may present it as `?ticket=` instead of an
+//! `Authorization` header. Tickets are kept hashed, in memory, and never logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aes_gcm::aead::rand_core::RngCore;
+use aes_gcm::aead::OsRng;
+use axum::extract::State;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::{Method, StatusCode};
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::clusters::name_key;
+use crate::error::{ApiError, ErrorResponse};
+use crate::extract::{Json, Path};
+use crate::identity::{Caller, CallerKind};
+use crate::permissions::{Permission, ProxyTarget, RequestAttributes, Target};
+use crate::state::AppState;
+
+/// How long a ticket may wait for its upgrade.
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
+
+struct Ticket {
+    subject: String,
+    groups: Vec<String>,
+    cluster: String,
+    path: String,
+}
+
+/// Issued tickets, by the SHA-256 of their value.
+#[derive(Clone)]
+pub struct Tickets {
+    issued: Cache<[u8; 32], Arc<Ticket>>,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Self {
+            issued: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TICKET_LIFETIME)
+                .build(),
+        }
+    }
+}
+
+fn digest(ticket: &str) -> [u8; 32] {
+    Sha256::digest(ticket.as_bytes()).into()
+}
+
+impl Tickets {
+    fn issue(&self, caller: &Caller, cluster: &str, path: &str) -> String {
+        let mut bytes = [0u8; 32];
+        OsRng.fill_bytes(&mut bytes);
+        let ticket = URL_SAFE_NO_PAD.encode(bytes);
+        self.issued.insert(
+            digest(&ticket),
+            Arc::new(Ticket {
+                subject: caller.subject.clone(),
+                groups: caller.groups.clone(),
+                cluster: name_key(cluster),
+                path: path.to_owned(),
+            }),
+        );
+        ticket
+    }
+
+    /// The caller a ticket was issued to, if it is valid for this cluster and
+    /// path. A ticket is spent by any attempt to use it.
+    pub fn redeem(&self, ticket: &str, cluster: &str, path: &str) -> Option<Caller> {
+        let issued = self.issued.remove(&digest(ticket))?;
+        (issued.cluster == name_key(cluster) && issued.path == path).then(|| Caller {
+            subject: issued.subject.clone(),
+            groups: issued.groups.clone(),
+            kind: CallerKind::Ticket,
+            note: None,
+        })
+    }
+}
+
+/// The value of `ticket` in a raw query string, and the query without it.
+pub fn take_ticket(query: Option<&str>) -> (Option<String>, Option<String>) {
+    let Some(query) = query else {
+        return (None, None);
+    };
+    let mut ticket = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("ticket=") {
+            Some(value) => {
+                ticket = Some(value.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let rest = (!rest.is_empty()).then(|| rest.join("&"));
+    (ticket, rest)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// The Kubernetes path of the upgrade, e.g. `/api/v1/namespaces/shop/pods/api-0/exec`
+    /// (a query, if given, is ignored: the ticket is for the path).
+    pub path: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketResponse {
+    /// Pass as `?ticket=` on the upgrade request; valid once.
+    pub ticket: String,
+    pub expires_in_seconds: u64,
+}
+
+/// Issues a one-time ticket for a browser WebSocket to one cluster path.
+#[utoipa::path(post, path = "/api/kubernetes/clusters/{name}/tickets", tag = "proxy",
+    params(("name" = String, Path, description = "Cluster name")),
+    request_body = TicketRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "A ticket valid for one upgrade of that path within 30 s", body = TicketResponse),
+        (status = 400, description = "Unsafe path", body = ErrorResponse),
+        (status = 401, description = "No valid identity", body = ErrorResponse),
+        (status = 403, description = "kubernetes.proxy denies that request", body = ErrorResponse),
+        (status = 404, description = "No such cluster", body = ErrorResponse),
+    ))]
+pub async fn issue_ticket(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(request): Json<TicketRequest>,
+) -> Result<(StatusCode, Json<TicketResponse>), ApiError> {
+    let record = state
+        .registry
+        .resolve(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name}")))?;
+    caller.note_cluster(&record.name);
+    let (path, query) = request
+        .path
+        .split_once('?')
+        .map_or((request.path.as_str(), None), |(path, query)| {
+            (path, Some(query))
+        });
+    let path =
+        super::path::normalize(path).map_err(|error| ApiError::Input(format!("path: {error}")))?;
+    // Upgrades are GETs: the ticket is only worth having if that GET is allowed.
+    state.policy.check(
+        &caller,
+        Permission::Proxy,
+        &Target {
+            cluster: Some(&record.name),
+            proxy: Some(ProxyTarget {
+                method: &Method::GET,
+                path: &path,
+                attributes: RequestAttributes::parse(&Method::GET, &path, query),
+            }),
+        },
+    )?;
+    let ticket = state.tickets.issue(&caller, &record.name, &path);
+    Ok((
+        StatusCode::CREATED,
+        Json(TicketResponse {
+            ticket,
+            expires_in_seconds: TICKET_LIFETIME.as_secs(),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_are_taken_out_of_the_query() {
+        assert_eq!(
+            take_ticket(Some("ticket=abc&command=sh")),
+            (Some("abc".into()), Some("command=sh".into()))
+        );
+        assert_eq!(take_ticket(Some("ticket=abc")), (Some("abc".into()), None));
+        assert_eq!(take_ticket(Some("a=1")), (None, Some("a=1".into())));
+        assert_eq!(take_ticket(None), (None, None));
+    }
+
+    #[test]
+    fn a_ticket_works_once_for_its_cluster_and_path() {
+        let tickets = Tickets::default();
+        let caller = Caller::user("user:default/alice", vec!["group:default/sre".into()]);
+        let ticket = tickets.issue(&caller, "Dev", "/api/v1/namespaces/a/pods/p/exec");
+        assert!(
+            tickets
+                .redeem(&ticket, "dev", "/api/v1/namespaces/a/pods/p/attach")
+                .is_none(),
+            "wrong path spends it"
+        );
+        let ticket = tickets.issue(&caller, "dev", "/api/v1/namespaces/a/pods/p/exec");
+        let redeemed = tickets
+            .redeem(&ticket, "DEV", "/api/v1/namespaces/a/pods/p/exec")
+            .unwrap();
+        assert_eq!(redeemed.subject, "user:default/alice");
+        assert!(
+            tickets
+                .redeem(&ticket, "dev", "/api/v1/namespaces/a/pods/p/exec")
+                .is_none(),
+            "spent"
+        );
+    }
+}
