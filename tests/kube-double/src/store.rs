@@ -212,6 +212,24 @@ impl Store {
         (items, state.resource_version)
     }
 
+    /// Like [`list`](Self::list), but hands the matching objects to `render`
+    /// by reference while the store is locked, so a large list is serialized
+    /// without copying every object first.
+    pub(crate) fn list_with<R>(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        selection: &Selection,
+        render: impl FnOnce(Vec<&Value>, u64) -> R,
+    ) -> R {
+        let state = self.lock();
+        let items = state
+            .objects_of(resource, namespace)
+            .filter(|object| selection.matches(object))
+            .collect();
+        render(items, state.resource_version)
+    }
+
     pub(crate) fn create(
         &self,
         resource: &ResourceType,

@@ -2,6 +2,7 @@
 //! delete, deletecollection), the `status` subresource, pod logs, exec and attach,
 //! and pod metrics.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -173,22 +174,46 @@ fn list(
     query: &QueryParams,
 ) -> Result<Response, ApiError> {
     let selection = Selection::parse(query.get("labelSelector"), query.get("fieldSelector"))?;
-    let (items, resource_version) = shared.store.list(resource, namespace, &selection);
     let limit = query
         .get("limit")
         .and_then(|limit| limit.parse::<usize>().ok())
         .filter(|limit| *limit > 0);
-    let page = Page::of(items, limit, query.get("continue"))?;
-    let mut document = list_document(
+    let body = shared.store.list_with(
         resource,
-        page.items,
-        Some(resource_version),
-        page.continue_token,
-    );
-    if page.remaining > 0 {
-        document["metadata"]["remainingItemCount"] = json!(page.remaining);
-    }
-    Ok(Json(document).into_response())
+        namespace,
+        &selection,
+        |items, resource_version| {
+            let page = Page::of(items, limit, query.get("continue"))?;
+            let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+            if let Some(token) = &page.continue_token {
+                metadata["continue"] = json!(token);
+            }
+            if page.remaining > 0 {
+                metadata["remainingItemCount"] = json!(page.remaining);
+            }
+            Ok::<_, ApiError>(
+                serde_json::to_vec(&ListDocument {
+                    api_version: resource.api_version(),
+                    items: &page.items,
+                    kind: resource.list_kind(),
+                    metadata,
+                })
+                .expect("JSON values always serialize"),
+            )
+        },
+    )?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A list as [`list_document`] builds it (the same bytes: keys in the order a
+/// `serde_json::Value` map sorts them), serialized from borrowed objects.
+#[derive(serde::Serialize)]
+struct ListDocument<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    items: &'a [&'a Value],
+    kind: String,
+    metadata: Value,
 }
 
 fn list_document(
@@ -213,18 +238,18 @@ fn list_document(
 }
 
 /// One page of a list: the items after the continue token, at most `limit`.
-struct Page {
-    items: Vec<Value>,
+struct Page<T> {
+    items: Vec<T>,
     continue_token: Option<String>,
     remaining: usize,
 }
 
-impl Page {
+impl<T: Borrow<Value>> Page<T> {
     fn of(
-        items: Vec<Value>,
+        items: Vec<T>,
         limit: Option<usize>,
         continue_token: Option<&str>,
-    ) -> Result<Page, ApiError> {
+    ) -> Result<Page<T>, ApiError> {
         // Items come sorted by (namespace, name); a token names the last one sent.
         let position = |object: &Value| {
             (
@@ -249,10 +274,10 @@ impl Page {
             ),
             None => None,
         };
-        let mut items: Vec<Value> = match &after {
+        let mut items: Vec<T> = match &after {
             Some(after) => items
                 .into_iter()
-                .filter(|item| position(item) > *after)
+                .filter(|item| position(item.borrow()) > *after)
                 .collect(),
             None => items,
         };
@@ -265,7 +290,10 @@ impl Page {
         };
         let remaining = items.len() - limit;
         items.truncate(limit);
-        let (namespace, name) = items.last().map(position).unwrap_or_default();
+        let (namespace, name) = items
+            .last()
+            .map(|item| position(item.borrow()))
+            .unwrap_or_default();
         Ok(Page {
             items,
             continue_token: Some(
