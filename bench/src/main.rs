@@ -1,0 +1,453 @@
+//! kubeportal-bench: one command (`make bench`) that measures, in one run,
+//! kubeportal against direct access to a Kubernetes API (the test double)
+//! and against `kubectl proxy` and nginx; kubeportal's memory under a large
+//! log and many watches; registry lookups at 100,000 clusters; and object
+//! fan-out over 1, 10 and 50 clusters. It prints one table and writes it,
+//! with the machine and the method, to `bench/RESULTS.md`.
+//!
+//! Nothing is estimated or assumed: a figure that could not be measured is
+//! reported as such, with the reason.
+
+mod fanout;
+mod fixtures;
+mod machine;
+mod memory;
+mod processes;
+mod proxy;
+mod registry;
+mod report;
+mod results;
+mod stats;
+mod wrk;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use serde_json::Value;
+
+use crate::fixtures::{Seeded, CLUSTER, WATCH_NAMESPACE};
+use crate::processes::{Binaries, DoubleProcess, KubectlProxy, Nginx, PortalProcess};
+use crate::proxy::{Endpoint, ProxyResults, Via};
+use crate::report::{Row, Table};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubeportal-bench",
+    about = "kubeportal benchmarks as ratios to direct access"
+)]
+struct Arguments {
+    /// Seconds each measured wrk run lasts.
+    #[arg(long, default_value_t = 8)]
+    duration: u64,
+    /// Seconds of load before each measured run, not counted.
+    #[arg(long, default_value_t = 2)]
+    warm_up: u64,
+    /// Watches to hold open through kubeportal.
+    #[arg(long, default_value_t = 10_000)]
+    watches: usize,
+    /// Run only these sections (comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Section>,
+    /// Write the results here; default bench/RESULTS.md when every section runs.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Use the kubeportal and kube-double release binaries already built
+    /// rather than building them first.
+    #[arg(long)]
+    no_build: bool,
+    /// Measure this kubeportal binary instead (e.g. a candidate change built
+    /// elsewhere); the results file is then not written unless --results is given.
+    #[arg(long, value_name = "PATH")]
+    kubeportal: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    Proxy,
+    Memory,
+    Registry,
+    Fanout,
+}
+
+/// What every section runs against.
+struct Bench<'a> {
+    arguments: &'a Arguments,
+    binaries: Binaries,
+    dir: &'a Path,
+    double: DoubleProcess,
+    ca_pem: String,
+    seeded: Seeded,
+    /// kubeportal's configuration with the double as cluster [`CLUSTER`].
+    portal_config: Value,
+    open_files: u64,
+}
+
+/// What the sections found: the table, the query plans, and notes on
+/// whatever could not be measured.
+#[derive(Default)]
+struct Findings {
+    table: Table,
+    notes: Vec<String>,
+    plans: Vec<(String, String)>,
+}
+
+impl Findings {
+    /// A scenario that failed: a row saying so, the full error in the notes.
+    fn failed(&mut self, what: &str, error: &anyhow::Error, target: &str) {
+        eprintln!("  {what} failed: {error:#}");
+        self.notes.push(format!("{what} failed: {error:#}"));
+        self.table.row(Row::failed(what, target));
+    }
+
+    /// A scenario that could not run, and why.
+    fn not_measured(&mut self, what: &str, reason: &str) {
+        self.notes.push(format!("{what} not measured: {reason}"));
+        self.table.row(Row::portal_only_text(&format!(
+            "{what}: not measured: {reason}"
+        )));
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let arguments = Arguments::parse();
+    if cfg!(debug_assertions) {
+        bail!("build the benchmark in release mode: make bench (cargo run --release -p kubeportal-bench)");
+    }
+    let started = Instant::now();
+    let open_files = processes::raise_open_file_limit();
+    let mut binaries = Binaries::locate(!arguments.no_build)?;
+    if let Some(kubeportal) = &arguments.kubeportal {
+        binaries.kubeportal = kubeportal.clone();
+    }
+    let directory = tempfile::Builder::new()
+        .prefix("kubeportal-bench-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let dir = directory.path();
+    eprintln!("working in {}", dir.display());
+    let load_at_start = machine::load_average();
+
+    let double = DoubleProcess::start(
+        &binaries,
+        dir,
+        &[format!(
+            "--generated-log={}/{}={}",
+            fixtures::LOG_NAMESPACE,
+            fixtures::LOG_POD,
+            memory::LOG_BYTES
+        )],
+    )
+    .await?;
+    let seeded = fixtures::seed(&double).await?;
+    let ca_pem = std::fs::read_to_string(&double.ca_file)?;
+    let portal_config = fixtures::portal_config(vec![fixtures::cluster_entry(
+        CLUSTER,
+        &double.url,
+        &ca_pem,
+        &double.token,
+    )]);
+    let bench = Bench {
+        arguments: &arguments,
+        binaries,
+        dir,
+        double,
+        ca_pem,
+        seeded,
+        portal_config,
+        open_files,
+    };
+
+    let runs = |section| arguments.only.is_empty() || arguments.only.contains(&section);
+    let mut findings = Findings::default();
+    let mut wrk_version = None;
+    if runs(Section::Proxy) {
+        wrk_version = proxy_section(&bench, &mut findings).await?;
+    }
+    if runs(Section::Memory) {
+        memory_section(&bench, &mut findings).await;
+    }
+    if runs(Section::Registry) {
+        registry_section(&bench, &mut findings).await;
+    }
+    if runs(Section::Fanout) {
+        fanout_section(&bench, &mut findings).await;
+    }
+    drop(bench);
+
+    let output = results::Output {
+        machine: machine::describe(wrk_version, &load_at_start, arguments.kubeportal.as_deref()),
+        table: findings.table.render(),
+        plans: findings.plans,
+        notes: findings.notes,
+        elapsed: started.elapsed(),
+        duration: arguments.duration,
+        warm_up: arguments.warm_up,
+        watches: arguments.watches,
+    };
+    println!("{}", output.text());
+    let complete_run = arguments.only.is_empty() && arguments.kubeportal.is_none();
+    let results_file = match (&arguments.results, complete_run) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(processes::workspace_root().join("bench/RESULTS.md")),
+        (None, false) => None,
+    };
+    if let Some(path) = results_file {
+        std::fs::write(&path, output.markdown())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Throughput and latency of the four ways; returns wrk's version.
+async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<Option<String>> {
+    eprintln!("proxy throughput and latency:");
+    let wrk = match wrk::Wrk::new(bench.dir) {
+        Ok(wrk) => wrk,
+        Err(error) => {
+            findings.table.section("proxy");
+            findings.not_measured("proxy benchmarks", &format!("{error:#}"));
+            return Ok(None);
+        }
+    };
+    let mut unavailable = BTreeMap::new();
+    let double = &bench.double;
+    let portal =
+        PortalProcess::start(&bench.binaries, bench.dir, "proxy", &bench.portal_config).await?;
+    let kubectl = KubectlProxy::start(double, bench.dir)
+        .await
+        .map_err(|error| format!("{error:#}"));
+    let nginx = match processes::require_tool("nginx", "nginx") {
+        Ok(program) => Nginx::start(&program, double, bench.dir)
+            .await
+            .map_err(|error| format!("{error:#}")),
+        Err(error) => Err(format!("{error:#}")),
+    };
+    let mut endpoints = vec![
+        Endpoint::direct(&double.url, &double.token, double.pid()),
+        Endpoint::kubeportal(&portal.url, portal.child.pid()),
+    ];
+    match &kubectl {
+        Ok(kubectl) => endpoints.push(Endpoint::plain(
+            Via::KubectlProxy,
+            &kubectl.url,
+            kubectl.pid(),
+        )),
+        Err(reason) => {
+            unavailable.insert(Via::KubectlProxy, reason.clone());
+        }
+    }
+    match &nginx {
+        Ok(nginx) => endpoints.push(Endpoint::plain(Via::Nginx, &nginx.url, nginx.pid())),
+        Err(reason) => {
+            unavailable.insert(Via::Nginx, reason.clone());
+        }
+    }
+    let failures = proxy::check_endpoints(&endpoints, &bench.ca_pem).await?;
+    if let Some(reason) = failures.get(&Via::Direct) {
+        bail!("the double itself does not answer as expected: {reason}");
+    }
+    endpoints.retain(|endpoint| !failures.contains_key(&endpoint.via));
+    unavailable.extend(failures);
+    let runs = proxy::measure(
+        &wrk,
+        &endpoints,
+        bench.seeded,
+        Duration::from_secs(bench.arguments.warm_up),
+        Duration::from_secs(bench.arguments.duration),
+    )
+    .await;
+    let results = ProxyResults {
+        seeded: bench.seeded,
+        runs,
+        unavailable,
+    };
+    for (via, reason) in &results.unavailable {
+        findings
+            .notes
+            .push(format!("{} not measured: {reason}", via.label()));
+    }
+    for ((scenario, via), result) in &results.runs {
+        if let Err(reason) = result {
+            findings
+                .notes
+                .push(format!("{scenario} via {}: {reason}", via.label()));
+        }
+    }
+    report::proxy_rows(&mut findings.table, &results);
+    Ok(Some(wrk.version()))
+}
+
+/// kubeportal's memory under a 1 GiB log and under many watches.
+async fn memory_section(bench: &Bench<'_>, findings: &mut Findings) {
+    eprintln!("memory:");
+    findings
+        .table
+        .section("memory of kubeportal (fresh process each)");
+    eprintln!("  streaming a 1 GiB pod log…");
+    let log = async {
+        let portal = PortalProcess::start(
+            &bench.binaries,
+            bench.dir,
+            "memory-log",
+            &bench.portal_config,
+        )
+        .await?;
+        memory::stream_log(&portal).await
+    }
+    .await;
+    match log {
+        Ok(result) => report::log_rows(&mut findings.table, &result),
+        Err(error) => findings.failed("1 GiB pod log", &error, "< 64 MiB"),
+    }
+
+    let wanted = bench.arguments.watches;
+    eprintln!("  holding {wanted} watches…");
+    let watches = async {
+        if bench.open_files < wanted as u64 + 1_000 {
+            bail!(
+                "the open-file limit is {}, too low for {wanted} watches (raise the hard limit: ulimit -Hn)",
+                bench.open_files
+            );
+        }
+        let portal = PortalProcess::start(
+            &bench.binaries,
+            bench.dir,
+            "memory-watch",
+            &bench.portal_config,
+        )
+        .await?;
+        let client = fixtures::double_client(&bench.ca_pem)?;
+        let probe = async {
+            client
+                .post(format!(
+                    "{}/api/v1/namespaces/{WATCH_NAMESPACE}/pods",
+                    bench.double.url
+                ))
+                .bearer_auth(&bench.double.token)
+                .json(&serde_json::json!({
+                    "metadata": {"name": "probe"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                }))
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(())
+        };
+        memory::hold_watches(&portal, probe, wanted).await
+    }
+    .await;
+    match watches {
+        Ok(result) => {
+            if let Some((reason, count)) = &result.failures {
+                findings.notes.push(format!(
+                    "{count} of {wanted} watches were not opened; the first failure: {reason}"
+                ));
+            }
+            report::watch_rows(&mut findings.table, &result);
+        }
+        Err(error) => findings.failed("watches", &error, "< 512 MiB, all open"),
+    }
+}
+
+/// Lookups at 100,000 clusters on SQLite, and on Postgres when reachable.
+async fn registry_section(bench: &Bench<'_>, findings: &mut Findings) {
+    eprintln!("registry lookups at {} clusters:", registry::CLUSTERS);
+    findings.table.section(&format!(
+        "cluster registry, {} clusters, in process",
+        report::thousands(registry::CLUSTERS as f64)
+    ));
+    eprintln!("  SQLite…");
+    match registry::sqlite(bench.dir).await {
+        Ok(result) => {
+            findings
+                .plans
+                .push((result.store.to_owned(), result.plan.clone()));
+            report::registry_rows(&mut findings.table, &result);
+        }
+        Err(error) => findings.failed("sqlite", &error, "p99 < 1 ms"),
+    }
+    eprintln!("  Postgres…");
+    match registry::postgres().await {
+        Ok(Some(result)) => {
+            findings
+                .plans
+                .push((result.store.to_owned(), result.plan.clone()));
+            report::registry_rows(&mut findings.table, &result);
+        }
+        Ok(None) => findings.not_measured(
+            "postgres",
+            &format!(
+                "no Postgres server reachable at {} (set TEST_DATABASE_URL)",
+                redact_url(&registry::postgres_admin_url())
+            ),
+        ),
+        Err(error) => findings.failed("postgres", &error, "p99 < 1 ms"),
+    }
+}
+
+/// Entity object queries over 1, 10 and 50 clusters.
+async fn fanout_section(bench: &Bench<'_>, findings: &mut Findings) {
+    eprintln!("object fan-out:");
+    findings
+        .table
+        .section("entity objects (POST /api/kubernetes/services/{entityName}), object cache off");
+    match fanout::measure(&bench.binaries, bench.dir).await {
+        Ok(fanout::FanOut::Measured(results)) => report::fanout_rows(&mut findings.table, &results),
+        Ok(fanout::FanOut::RouteNotAvailable) => findings.not_measured(
+            "object fan-out",
+            "route not available (kubeportal does not serve it)",
+        ),
+        Err(error) => findings.failed("object fan-out", &error, ""),
+    }
+}
+
+/// A database URL without its password.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_not_printed() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/postgres"),
+            "postgres://app:***@db:5432/postgres"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/postgres"),
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let arguments = Arguments::try_parse_from([
+            "kubeportal-bench",
+            "--only",
+            "proxy,registry",
+            "--duration",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(arguments.only, vec![Section::Proxy, Section::Registry]);
+        assert_eq!(arguments.duration, 3);
+        assert_eq!(arguments.watches, 10_000);
+    }
+}

@@ -1,0 +1,220 @@
+//! kubeportal's memory under streams: the peak resident set while a 1 GiB
+//! pod log streams through it, and the resident set with 10,000 watches
+//! open. Each runs on a freshly started kubeportal, so its peak (`VmHWM`)
+//! belongs to that scenario alone.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+
+use crate::fixtures::{self, LOG_NAMESPACE, LOG_POD, WATCH_NAMESPACE};
+use crate::processes::{status_kib, PortalProcess};
+
+/// The size of the generated log (the double is started with it).
+pub const LOG_BYTES: u64 = 1 << 30;
+
+/// What streaming the log cost.
+#[derive(Debug, Clone)]
+pub struct LogResult {
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Resident set after start-up and one proxied request.
+    pub baseline_kib: u64,
+    /// The process's peak resident set (`VmHWM`) at the end of the stream.
+    pub peak_kib: u64,
+}
+
+/// Reads the whole generated log through kubeportal's header form as fast as
+/// the client can, and reads kubeportal's memory.
+pub async fn stream_log(portal: &PortalProcess) -> Result<LogResult> {
+    let pid = portal.child.pid();
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/api/kubernetes/proxy/api/v1/namespaces/{LOG_NAMESPACE}/pods/{LOG_POD}",
+        portal.url
+    );
+    let mut warm = client.get(&url);
+    for (name, value) in fixtures::portal_headers() {
+        warm = warm.header(name, value);
+    }
+    warm.send().await?.error_for_status()?.bytes().await?;
+    let baseline_kib = status_kib(pid, "VmRSS")?;
+
+    let mut request = client.get(format!("{url}/log"));
+    for (name, value) in fixtures::portal_headers() {
+        request = request.header(name, value);
+    }
+    let started = Instant::now();
+    let response = request.send().await?.error_for_status()?;
+    let mut body = response.bytes_stream();
+    let mut bytes = 0u64;
+    while let Some(chunk) = body.next().await {
+        bytes += chunk.context("reading the log stream")?.len() as u64;
+    }
+    let elapsed = started.elapsed();
+    let peak_kib = status_kib(pid, "VmHWM")?;
+    if bytes != LOG_BYTES {
+        bail!("the log stream ended after {bytes} of {LOG_BYTES} bytes");
+    }
+    Ok(LogResult {
+        bytes,
+        elapsed,
+        baseline_kib,
+        peak_kib,
+    })
+}
+
+/// What holding the watches open cost.
+#[derive(Debug, Clone)]
+pub struct WatchResult {
+    pub wanted: usize,
+    pub opened: usize,
+    /// Why watches failed to open (first reason, and how many).
+    pub failures: Option<(String, usize)>,
+    pub open_time: Duration,
+    pub baseline_kib: u64,
+    /// The resident set with every opened watch still open.
+    pub rss_kib: u64,
+    /// Open watches that delivered the event of a pod created afterwards.
+    pub delivered: usize,
+}
+
+/// Client tasks the watches are spread across.
+const WATCH_TASKS: usize = 20;
+/// Watches each task opens at once (200 in all: more overflows accept
+/// backlogs rather than opening faster).
+const OPENING_PER_TASK: usize = 10;
+/// How long an open watch may take to deliver the probe pod's event.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Opening stops once this many watches failed.
+const FAILURE_BUDGET: usize = 300;
+
+/// Opens `count` watches of an empty namespace through kubeportal, reads its
+/// resident set, then creates a pod directly on the double and counts the
+/// watches that deliver its ADDED event.
+pub async fn hold_watches(
+    portal: &PortalProcess,
+    create_probe_pod: impl std::future::Future<Output = Result<()>>,
+    count: usize,
+) -> Result<WatchResult> {
+    let pid = portal.child.pid();
+    let baseline_kib = status_kib(pid, "VmRSS")?;
+    let url = Arc::new(format!(
+        "{}/api/kubernetes/proxy/api/v1/namespaces/{WATCH_NAMESPACE}/pods?watch=true",
+        portal.url
+    ));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let give_up = Arc::new(AtomicBool::new(false));
+    let first_failure = Arc::new(std::sync::Mutex::new(None::<String>));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..WATCH_TASKS {
+        let share = count / WATCH_TASKS + usize::from(task < count % WATCH_TASKS);
+        let url = url.clone();
+        let failed = failed.clone();
+        let give_up = give_up.clone();
+        let first_failure = first_failure.clone();
+        tasks.push(tokio::spawn(async move {
+            // HTTP/1.1: one connection per watch, as browsers and kubectl hold them.
+            let client = reqwest::Client::builder()
+                .http1_only()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .expect("a plain HTTP client builds");
+            futures::stream::iter(0..share)
+                .map(|_| {
+                    let mut request = client.get(url.as_str());
+                    for (name, value) in fixtures::portal_headers() {
+                        request = request.header(name, value);
+                    }
+                    let give_up = give_up.clone();
+                    async move {
+                        if give_up.load(Ordering::Relaxed) {
+                            return Err("not tried: too many failures".to_owned());
+                        }
+                        match tokio::time::timeout(Duration::from_secs(60), request.send()).await {
+                            Ok(Ok(response)) if response.status().is_success() => Ok(response),
+                            Ok(Ok(response)) => Err(format!("status {}", response.status())),
+                            Ok(Err(error)) => Err(format!("{error}")),
+                            Err(_) => Err("no response headers within 60 s".to_owned()),
+                        }
+                    }
+                })
+                .buffer_unordered(OPENING_PER_TASK)
+                .filter_map(|outcome| {
+                    let failed = failed.clone();
+                    let give_up = give_up.clone();
+                    let first_failure = first_failure.clone();
+                    async move {
+                        match outcome {
+                            Ok(response) => Some(response),
+                            Err(reason) => {
+                                if failed.fetch_add(1, Ordering::Relaxed) + 1 >= FAILURE_BUDGET {
+                                    give_up.store(true, Ordering::Relaxed);
+                                }
+                                first_failure
+                                    .lock()
+                                    .expect("not poisoned")
+                                    .get_or_insert(reason);
+                                None
+                            }
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+                .await
+        }));
+    }
+    let mut watches = Vec::new();
+    for task in tasks {
+        watches.push(task.await.context("a watch task panicked")?);
+    }
+    let open_time = started.elapsed();
+    let opened: usize = watches.iter().map(Vec::len).sum();
+    // Let the process settle, then take the largest of a few readings.
+    let mut rss_kib = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rss_kib = rss_kib.max(status_kib(pid, "VmRSS")?);
+    }
+
+    create_probe_pod.await?;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = watches
+        .into_iter()
+        .map(|mut responses| {
+            let delivered = delivered.clone();
+            tokio::spawn(async move {
+                let reads = responses.iter_mut().map(|response| async {
+                    let first = tokio::time::timeout(DELIVERY_TIMEOUT, response.chunk()).await;
+                    if let Ok(Ok(Some(chunk))) = first {
+                        if String::from_utf8_lossy(&chunk).contains("\"ADDED\"") {
+                            delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+                futures::future::join_all(reads).await;
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await.context("a watch reader panicked")?;
+    }
+    let failures = first_failure
+        .lock()
+        .expect("not poisoned")
+        .take()
+        .map(|reason| (reason, failed.load(Ordering::Relaxed)));
+    Ok(WatchResult {
+        wanted: count,
+        opened,
+        failures,
+        open_time,
+        baseline_kib,
+        rss_kib,
+        delivered: delivered.load(Ordering::Relaxed) as usize,
+    })
+}

@@ -1,0 +1,579 @@
+//! The one table every run prints and writes to `bench/RESULTS.md`: a row
+//! per measurement, a column per way of reaching the cluster, kubeportal's
+//! ratios, the target and whether it was met.
+
+use std::time::Duration;
+
+use crate::fanout::FanOutResult;
+use crate::memory::{LogResult, WatchResult};
+use crate::proxy::{ProxyResults, Scenario, Via};
+use crate::registry::RegistryResult;
+use crate::stats::{micros, millis};
+use crate::wrk::Summary;
+
+/// Whether a target was met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// There is a target but nothing to judge it by.
+    Unknown,
+    NoTarget,
+}
+
+impl Verdict {
+    fn from_bool(met: bool) -> Verdict {
+        if met {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Met => "yes",
+            Verdict::Missed => "NO",
+            Verdict::Unknown => "?",
+            Verdict::NoTarget => "",
+        }
+    }
+}
+
+/// One measurement.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: String,
+    /// direct, kubeportal, kubectl proxy, nginx.
+    pub values: [String; 4],
+    pub portal_to_direct: String,
+    pub portal_to_kubectl: String,
+    pub target: String,
+    pub verdict: Verdict,
+}
+
+impl Row {
+    /// A row with only a kubeportal value.
+    fn portal_only(scenario: String, value: String, target: &str, verdict: Verdict) -> Row {
+        Row {
+            scenario,
+            values: [String::new(), value, String::new(), String::new()],
+            portal_to_direct: String::new(),
+            portal_to_kubectl: String::new(),
+            target: target.to_owned(),
+            verdict,
+        }
+    }
+}
+
+impl Row {
+    /// A row that only says something (e.g. why nothing was measured).
+    pub fn portal_only_text(text: &str) -> Row {
+        Row::portal_only(text.to_owned(), String::new(), "", Verdict::NoTarget)
+    }
+
+    /// A scenario that failed (the notes hold the error).
+    pub fn failed(what: &str, target: &str) -> Row {
+        Row::portal_only(
+            format!("{what}: failed (see notes)"),
+            String::new(),
+            target,
+            if target.is_empty() {
+                Verdict::NoTarget
+            } else {
+                Verdict::Unknown
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Line {
+    Section(String),
+    Row(Row),
+}
+
+/// The table, and the verdicts it holds.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub lines: Vec<Line>,
+}
+
+const HEADERS: [&str; 9] = [
+    "scenario",
+    "direct",
+    "kubeportal",
+    "kubectl proxy",
+    "nginx",
+    "kubeportal/direct",
+    "kubeportal/kubectl",
+    "target",
+    "met?",
+];
+
+impl Table {
+    pub fn section(&mut self, title: &str) {
+        self.lines.push(Line::Section(title.to_owned()));
+    }
+
+    pub fn row(&mut self, row: Row) {
+        self.lines.push(Line::Row(row));
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.lines.iter().filter_map(|line| match line {
+            Line::Row(row) => Some(row),
+            Line::Section(_) => None,
+        })
+    }
+
+    /// Aligned plain text: numbers right-aligned, text left-aligned.
+    pub fn render(&self) -> String {
+        let cells = |row: &Row| -> [String; 9] {
+            [
+                row.scenario.clone(),
+                row.values[0].clone(),
+                row.values[1].clone(),
+                row.values[2].clone(),
+                row.values[3].clone(),
+                row.portal_to_direct.clone(),
+                row.portal_to_kubectl.clone(),
+                row.target.clone(),
+                row.verdict.label().to_owned(),
+            ]
+        };
+        let mut widths = HEADERS.map(|header| header.chars().count());
+        for row in self.rows() {
+            for (width, cell) in widths.iter_mut().zip(cells(row)) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let pad = |text: &str, width: usize, right: bool| {
+            let fill = " ".repeat(width.saturating_sub(text.chars().count()));
+            if right {
+                format!("{fill}{text}")
+            } else {
+                format!("{text}{fill}")
+            }
+        };
+        let join = |cells: [String; 9]| {
+            let line: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(column, cell)| pad(cell, widths[column], (1..=6).contains(&column)))
+                .collect();
+            line.join("  ").trim_end().to_owned()
+        };
+        let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        let mut text = join(HEADERS.map(str::to_owned));
+        text.push('\n');
+        text.push_str(&"=".repeat(total));
+        text.push('\n');
+        for line in &self.lines {
+            match line {
+                Line::Section(title) => {
+                    text.push_str(&format!("-- {title} "));
+                    text.push_str(&"-".repeat(total.saturating_sub(title.chars().count() + 4)));
+                }
+                Line::Row(row) => text.push_str(&join(cells(row))),
+            }
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// `12,345`.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
+    match (numerator, denominator) {
+        (Some(numerator), Some(denominator)) if denominator > 0.0 => Some(numerator / denominator),
+        _ => None,
+    }
+}
+
+fn ratio_text(value: Option<f64>) -> String {
+    value.map_or_else(String::new, |value| format!("{value:.2}x"))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Short text for a cell that has no number.
+fn reason_cell(reason: &str) -> String {
+    if reason.contains("not installed") {
+        "not installed".into()
+    } else {
+        "failed".into()
+    }
+}
+
+/// The proxy rows: requests/s and latency per load, MB/s of the list.
+pub fn proxy_rows(table: &mut Table, results: &ProxyResults) {
+    let pod_kb = results.seeded.pod_bytes as f64 / 1000.0;
+    let list_mib = results.seeded.list_bytes as f64 / (1 << 20) as f64;
+    table.section(&format!(
+        "proxy: GET a {pod_kb:.1} kB pod, LIST {} pods ({list_mib:.2} MiB); wrk, keep-alive",
+        results.seeded.list_items
+    ));
+    for scenario in Scenario::ALL {
+        let summaries: Vec<Result<&Summary, String>> = Via::ALL
+            .iter()
+            .map(|via| results.get(scenario, *via))
+            .collect();
+        let figure = |via: Via, value: &dyn Fn(&Summary) -> f64| -> Option<f64> {
+            summaries[via as usize]
+                .as_ref()
+                .ok()
+                .map(|summary| value(summary))
+        };
+        let cells = |format: &dyn Fn(&Summary) -> String| -> [String; 4] {
+            std::array::from_fn(|index| match &summaries[index] {
+                Ok(summary) => format(summary),
+                Err(reason) => reason_cell(reason),
+            })
+        };
+        let connections = scenario.connections();
+        match scenario {
+            Scenario::GetPod { .. } => {
+                let rate = |summary: &Summary| summary.requests_per_second();
+                let to_direct = ratio(figure(Via::Kubeportal, &rate), figure(Via::Direct, &rate));
+                let to_kubectl = ratio(
+                    figure(Via::Kubeportal, &rate),
+                    figure(Via::KubectlProxy, &rate),
+                );
+                let (target, verdict) = if connections == 64 {
+                    (
+                        ">=0.45x direct, >=5x kubectl",
+                        match (to_direct, to_kubectl) {
+                            (Some(direct), Some(kubectl)) => {
+                                Verdict::from_bool(direct >= 0.45 && kubectl >= 5.0)
+                            }
+                            _ => Verdict::Unknown,
+                        },
+                    )
+                } else {
+                    ("", Verdict::NoTarget)
+                };
+                table.row(Row {
+                    scenario: format!("{scenario}: requests/s"),
+                    values: cells(&|summary| thousands(summary.requests_per_second())),
+                    portal_to_direct: ratio_text(to_direct),
+                    portal_to_kubectl: ratio_text(to_kubectl),
+                    target: target.to_owned(),
+                    verdict,
+                });
+                for (label, value) in [
+                    (
+                        "p50",
+                        (|summary: &Summary| summary.p50_us) as fn(&Summary) -> f64,
+                    ),
+                    ("p99", |summary: &Summary| summary.p99_us),
+                ] {
+                    table.row(Row {
+                        scenario: format!("{scenario}: {label} latency"),
+                        values: cells(&|summary| format!("{:.0} µs", value(summary))),
+                        portal_to_direct: ratio_text(ratio(
+                            figure(Via::Kubeportal, &value),
+                            figure(Via::Direct, &value),
+                        )),
+                        portal_to_kubectl: ratio_text(ratio(
+                            figure(Via::Kubeportal, &value),
+                            figure(Via::KubectlProxy, &value),
+                        )),
+                        target: String::new(),
+                        verdict: Verdict::NoTarget,
+                    });
+                }
+                if connections == 64 {
+                    cpu_row(table, scenario, &summaries);
+                }
+                if connections == 1 {
+                    let p50 = |summary: &Summary| summary.p50_us;
+                    let direct = figure(Via::Direct, &p50);
+                    let added: [String; 4] =
+                        std::array::from_fn(|index| match (index, &summaries[index], direct) {
+                            (0, _, _) => String::new(),
+                            (_, Ok(summary), Some(direct)) => {
+                                format!("{:+.0} µs", summary.p50_us - direct)
+                            }
+                            (_, Err(reason), _) => reason_cell(reason),
+                            (_, Ok(_), None) => String::new(),
+                        });
+                    let portal_added = figure(Via::Kubeportal, &p50)
+                        .zip(direct)
+                        .map(|(portal, direct)| portal - direct);
+                    table.row(Row {
+                        scenario: format!("{scenario}: added p50 latency"),
+                        values: added,
+                        portal_to_direct: String::new(),
+                        portal_to_kubectl: String::new(),
+                        target: "< 25 µs".into(),
+                        verdict: portal_added
+                            .map_or(Verdict::Unknown, |added| Verdict::from_bool(added < 25.0)),
+                    });
+                }
+            }
+            Scenario::ListPods { .. } => {
+                let rate = |summary: &Summary| summary.megabytes_per_second();
+                let to_direct = ratio(figure(Via::Kubeportal, &rate), figure(Via::Direct, &rate));
+                table.row(Row {
+                    scenario: format!("{scenario}: MB/s"),
+                    values: cells(&|summary| format!("{:.0}", summary.megabytes_per_second())),
+                    portal_to_direct: ratio_text(to_direct),
+                    portal_to_kubectl: ratio_text(ratio(
+                        figure(Via::Kubeportal, &rate),
+                        figure(Via::KubectlProxy, &rate),
+                    )),
+                    target: ">=0.7x direct".into(),
+                    verdict: to_direct
+                        .map_or(Verdict::Unknown, |ratio| Verdict::from_bool(ratio >= 0.7)),
+                });
+                cpu_row(table, scenario, &summaries);
+                let p50 = |summary: &Summary| summary.p50_us;
+                table.row(Row {
+                    scenario: format!("{scenario}: p50 latency"),
+                    values: cells(&|summary| millis(Duration::from_micros(summary.p50_us as u64))),
+                    portal_to_direct: ratio_text(ratio(
+                        figure(Via::Kubeportal, &p50),
+                        figure(Via::Direct, &p50),
+                    )),
+                    portal_to_kubectl: ratio_text(ratio(
+                        figure(Via::Kubeportal, &p50),
+                        figure(Via::KubectlProxy, &p50),
+                    )),
+                    target: String::new(),
+                    verdict: Verdict::NoTarget,
+                });
+            }
+        }
+    }
+}
+
+/// CPU time per request of the serving process: the double for direct
+/// access, the proxy alone otherwise.
+fn cpu_row(table: &mut Table, scenario: Scenario, summaries: &[Result<&Summary, String>]) {
+    let cpu = |index: usize| {
+        summaries[index]
+            .as_ref()
+            .ok()
+            .and_then(|summary| summary.cpu_per_request())
+            .map(|cpu| cpu.as_secs_f64())
+    };
+    let values: [String; 4] = std::array::from_fn(|index| match (&summaries[index], cpu(index)) {
+        (Ok(_), Some(seconds)) => micros(Duration::from_secs_f64(seconds)),
+        (Ok(_), None) => String::new(),
+        (Err(reason), _) => reason_cell(reason),
+    });
+    table.row(Row {
+        scenario: format!("{scenario}: CPU per request (serving process)"),
+        values,
+        portal_to_direct: ratio_text(ratio(
+            cpu(Via::Kubeportal as usize),
+            cpu(Via::Direct as usize),
+        )),
+        portal_to_kubectl: ratio_text(ratio(
+            cpu(Via::Kubeportal as usize),
+            cpu(Via::KubectlProxy as usize),
+        )),
+        target: String::new(),
+        verdict: Verdict::NoTarget,
+    });
+}
+
+pub fn log_rows(table: &mut Table, result: &LogResult) {
+    let gib = result.bytes as f64 / (1u64 << 30) as f64;
+    table.row(Row::portal_only(
+        format!("{gib:.0} GiB pod log through kubeportal: peak RSS (VmHWM)"),
+        mib(result.peak_kib),
+        "< 64 MiB",
+        Verdict::from_bool(result.peak_kib < 64 * 1024),
+    ));
+    table.row(Row::portal_only(
+        format!(
+            "{gib:.0} GiB pod log: throughput (RSS before: {})",
+            mib(result.baseline_kib)
+        ),
+        format!(
+            "{:.0} MB/s",
+            result.bytes as f64 / result.elapsed.as_secs_f64() / 1e6
+        ),
+        "",
+        Verdict::NoTarget,
+    ));
+}
+
+pub fn watch_rows(table: &mut Table, result: &WatchResult) {
+    let all_open = result.opened == result.wanted;
+    table.row(Row::portal_only(
+        format!(
+            "{} watches through kubeportal: RSS with {} open",
+            thousands(result.wanted as f64),
+            thousands(result.opened as f64)
+        ),
+        mib(result.rss_kib),
+        "< 512 MiB, all open",
+        Verdict::from_bool(all_open && result.rss_kib < 512 * 1024),
+    ));
+    table.row(Row::portal_only(
+        format!(
+            "watches: opened in {:.1} s (RSS before: {}); delivered a new event",
+            result.open_time.as_secs_f64(),
+            mib(result.baseline_kib)
+        ),
+        format!(
+            "{} of {}",
+            thousands(result.delivered as f64),
+            thousands(result.opened as f64)
+        ),
+        "",
+        Verdict::NoTarget,
+    ));
+    if let Some((reason, count)) = &result.failures {
+        table.row(Row::portal_only(
+            format!("watches not opened ({reason})"),
+            thousands(*count as f64),
+            "",
+            Verdict::NoTarget,
+        ));
+    }
+}
+
+pub fn registry_rows(table: &mut Table, result: &RegistryResult) {
+    let store = result.store;
+    let clusters = thousands(result.clusters as f64);
+    table.row(Row::portal_only(
+        format!("{store}, {clusters} clusters: cached lookup p50 / p99 (Registry::resolve)"),
+        format!(
+            "{} / {}",
+            micros(result.cached.p50),
+            micros(result.cached.p99)
+        ),
+        "p99 < 1 ms",
+        Verdict::from_bool(
+            result.cache_misses == 0 && result.cached.p99 < Duration::from_millis(1),
+        ),
+    ));
+    if result.cache_misses > 0 {
+        table.row(Row::portal_only(
+            format!("{store}: cached lookups that missed the cache"),
+            thousands(result.cache_misses as f64),
+            "0",
+            Verdict::Missed,
+        ));
+    }
+    table.row(Row::portal_only(
+        format!("{store}, {clusters} clusters: uncached lookup p50 / p99 (ClusterStore::get)"),
+        format!(
+            "{} / {}",
+            micros(result.uncached.p50),
+            micros(result.uncached.p99)
+        ),
+        "",
+        Verdict::NoTarget,
+    ));
+    table.row(Row::portal_only(
+        format!(
+            "{store}: lookup uses the name index (insert of {clusters} rows: {:.1} s)",
+            result.insert_time.as_secs_f64()
+        ),
+        if result.index_used() { "yes" } else { "no" }.into(),
+        "index scan",
+        Verdict::from_bool(result.index_used()),
+    ));
+}
+
+pub fn fanout_rows(table: &mut Table, results: &[FanOutResult]) {
+    for result in results {
+        let p50 = |duration: Duration| duration.as_secs_f64();
+        table.row(Row {
+            scenario: format!(
+                "entity objects, {} cluster{} ({} lists each): p50 / p99",
+                result.clusters,
+                if result.clusters == 1 { "" } else { "s" },
+                result.calls_per_cluster
+            ),
+            values: [
+                format!(
+                    "{} / {}",
+                    millis(result.direct.p50),
+                    millis(result.direct.p99)
+                ),
+                format!(
+                    "{} / {}",
+                    millis(result.kubeportal.p50),
+                    millis(result.kubeportal.p99)
+                ),
+                String::new(),
+                String::new(),
+            ],
+            portal_to_direct: ratio_text(ratio(
+                Some(p50(result.kubeportal.p50)),
+                Some(p50(result.direct.p50)),
+            )),
+            portal_to_kubectl: String::new(),
+            target: String::new(),
+            verdict: Verdict::NoTarget,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(12_345.0), "12,345");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn the_table_is_aligned() {
+        let mut table = Table::default();
+        table.section("proxy");
+        table.row(Row {
+            scenario: "GET pod, 64 conn: requests/s".into(),
+            values: [
+                "20,000".into(),
+                "9,000".into(),
+                "1,500".into(),
+                "12,000".into(),
+            ],
+            portal_to_direct: "0.45x".into(),
+            portal_to_kubectl: "6.00x".into(),
+            target: ">=0.45x direct".into(),
+            verdict: Verdict::Met,
+        });
+        table.row(Row::portal_only(
+            "peak RSS".into(),
+            "20.0 MiB".into(),
+            "< 64 MiB",
+            Verdict::Missed,
+        ));
+        let text = table.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].starts_with("scenario"));
+        assert!(lines[2].starts_with("-- proxy --"));
+        // Right-aligned numbers end in the same column.
+        let end = |line: &str, needle: &str| line.find(needle).unwrap() + needle.len();
+        assert_eq!(end(lines[0], "kubeportal"), end(lines[3], "9,000"));
+        assert!(lines[3].ends_with("yes"));
+        assert!(lines[4].ends_with("NO"));
+    }
+}
