@@ -95,7 +95,12 @@ pub async fn measure(binaries: &Binaries, directory: &Path) -> Result<FanOut> {
     let largest = CLUSTER_COUNTS.iter().copied().max().unwrap_or(0);
     let mut doubles = Vec::with_capacity(largest);
     for _ in 0..largest {
-        let double = KubeDouble::start(Options::default()).await?;
+        // With metrics.k8s.io, as clusters running metrics-server have it.
+        let double = KubeDouble::start(Options {
+            metrics_api: true,
+            ..Options::default()
+        })
+        .await?;
         seed(&double);
         doubles.push(double);
     }
@@ -109,7 +114,7 @@ pub async fn measure(binaries: &Binaries, directory: &Path) -> Result<FanOut> {
     let direct_client = client.build()?;
     let mut results = Vec::new();
     for count in CLUSTER_COUNTS {
-        eprintln!("  {count} clusters…");
+        eprintln!("  {count} cluster{}…", if count == 1 { "" } else { "s" });
         match measure_count(binaries, directory, &doubles[..count], &direct_client).await? {
             Some(result) => results.push(result),
             None => return Ok(FanOut::RouteNotAvailable),

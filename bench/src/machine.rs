@@ -18,7 +18,6 @@ pub fn load_average() -> String {
 
 /// The machine and tool versions, one `key: value` per line.
 pub fn describe(
-    wrk_version: Option<String>,
     load_at_start: &str,
     kubeportal_binary: Option<&std::path::Path>,
 ) -> Vec<(String, String)> {
@@ -60,10 +59,7 @@ pub fn describe(
             },
         ),
         ("rustc".into(), first_line("rustc", &["--version"])),
-        (
-            "wrk".into(),
-            wrk_version.unwrap_or_else(|| "not installed".into()),
-        ),
+        ("wrk".into(), wrk_version()),
         ("nginx".into(), first_line("nginx", &["-v"])),
         ("kubectl".into(), kubectl_version()),
     ]
@@ -115,6 +111,16 @@ fn first_line(program: &str, args: &[&str]) -> String {
         })
         .filter(|line| !line.is_empty())
         .unwrap_or_else(|| format!("{program}: not installed"))
+}
+
+fn wrk_version() -> String {
+    // `wrk -v` prints its version and a copyright on one line.
+    let line = first_line("wrk", &["-v"]);
+    line.split(" Copyright")
+        .next()
+        .unwrap_or(&line)
+        .trim()
+        .to_owned()
 }
 
 fn kubectl_version() -> String {

@@ -163,9 +163,8 @@ async fn main() -> Result<()> {
 
     let runs = |section| arguments.only.is_empty() || arguments.only.contains(&section);
     let mut findings = Findings::default();
-    let mut wrk_version = None;
     if runs(Section::Proxy) {
-        wrk_version = proxy_section(&bench, &mut findings).await?;
+        proxy_section(&bench, &mut findings).await?;
     }
     if runs(Section::Memory) {
         memory_section(&bench, &mut findings).await;
@@ -179,7 +178,7 @@ async fn main() -> Result<()> {
     drop(bench);
 
     let output = results::Output {
-        machine: machine::describe(wrk_version, &load_at_start, arguments.kubeportal.as_deref()),
+        machine: machine::describe(&load_at_start, arguments.kubeportal.as_deref()),
         table: findings.table.render(),
         plans: findings.plans,
         notes: findings.notes,
@@ -203,15 +202,15 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// Throughput and latency of the four ways; returns wrk's version.
-async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<Option<String>> {
+/// Throughput and latency of the four ways.
+async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()> {
     eprintln!("proxy throughput and latency:");
     let wrk = match wrk::Wrk::new(bench.dir) {
         Ok(wrk) => wrk,
         Err(error) => {
             findings.table.section("proxy");
             findings.not_measured("proxy benchmarks", &format!("{error:#}"));
-            return Ok(None);
+            return Ok(());
         }
     };
     let mut unavailable = BTreeMap::new();
@@ -279,7 +278,7 @@ async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<Opt
         }
     }
     report::proxy_rows(&mut findings.table, &results);
-    Ok(Some(wrk.version()))
+    Ok(())
 }
 
 /// kubeportal's memory under a 1 GiB log and under many watches.

@@ -95,27 +95,6 @@ impl Wrk {
         Ok(Wrk { program, script })
     }
 
-    pub fn version(&self) -> String {
-        // `wrk -v` prints its version and exits with status 1.
-        std::process::Command::new(&self.program)
-            .arg("-v")
-            .output()
-            .ok()
-            .and_then(|output| {
-                String::from_utf8_lossy(&output.stdout)
-                    .lines()
-                    .next()
-                    .map(|line| {
-                        line.split(" Copyright")
-                            .next()
-                            .unwrap_or(line)
-                            .trim()
-                            .to_owned()
-                    })
-            })
-            .unwrap_or_else(|| "unknown".into())
-    }
-
     /// Runs one load against `url` with `headers` and returns its summary;
     /// an error when wrk fails or any request failed.
     pub async fn run(
