@@ -117,9 +117,11 @@ async fn main() -> Result<()> {
     if cfg!(debug_assertions) {
         bail!("build the benchmark in release mode: make bench (cargo run --release -p kubeportal-bench)");
     }
-    let started = Instant::now();
     let open_files = processes::raise_open_file_limit();
+    let building = Instant::now();
     let mut binaries = Binaries::locate(!arguments.no_build)?;
+    let build_time = building.elapsed();
+    let started = Instant::now();
     if let Some(kubeportal) = &arguments.kubeportal {
         binaries.kubeportal = kubeportal.clone();
     }
@@ -183,6 +185,7 @@ async fn main() -> Result<()> {
         plans: findings.plans,
         notes: findings.notes,
         elapsed: started.elapsed(),
+        build_time,
         duration: arguments.duration,
         warm_up: arguments.warm_up,
         watches: arguments.watches,

@@ -89,8 +89,8 @@ const WATCH_TASKS: usize = 20;
 const OPENING_PER_TASK: usize = 10;
 /// How long an open watch may take to deliver the probe pod's event.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Opening stops once this many watches failed.
-const FAILURE_BUDGET: usize = 300;
+/// Opening stops once this many watches failed (one wave of failures).
+const FAILURE_BUDGET: usize = 100;
 
 /// Opens `count` watches of an empty namespace through kubeportal, reads its
 /// resident set, then creates a pod directly on the double and counts the
