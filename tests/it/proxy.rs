@@ -435,6 +435,37 @@ async fn followed_logs_and_watches_stream_as_the_cluster_writes() {
         seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
     }
     assert!(seen.contains("\"ADDED\""), "{seen}");
+
+    // Long-lived streams get HTTP/1.1 connections of their own, so they cannot
+    // exhaust the HTTP/2 stream limit that ordinary requests share.
+    let recorded = double.requests();
+    let version_of = |needle: &str| {
+        let request = recorded
+            .iter()
+            .find(|request| {
+                request
+                    .query
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains(needle)
+            })
+            .unwrap_or_else(|| panic!("no request with {needle}"));
+        format!("{:?}", request.version)
+    };
+    assert_eq!(version_of("watch=true"), "HTTP/1.1");
+    assert_eq!(version_of("follow=true"), "HTTP/1.1");
+    let _ = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await;
+    let ordinary = double.requests().pop().unwrap();
+    assert_eq!(
+        format!("{:?}", ordinary.version),
+        "HTTP/2.0",
+        "ordinary requests share HTTP/2"
+    );
 }
 
 #[tokio::test]

@@ -209,7 +209,11 @@ async fn forward(
         .map_err(ApiError::internal)?;
     *outgoing.headers_mut() = outgoing_headers;
 
-    let mut response = match connector.send(outgoing, upgrade).await {
+    // Long-lived streams (watches, followed logs) get their own HTTP/1.1
+    // connection: on one multiplexed HTTP/2 connection they would exhaust the
+    // cluster's concurrent-stream limit and starve every other request.
+    let long_lived = upgrade || is_long_lived(query.as_deref());
+    let mut response = match connector.send(outgoing, long_lived).await {
         Ok(response) => response,
         Err(error) => {
             let labels = UpstreamErrorLabels {
@@ -272,6 +276,18 @@ async fn forward(
         frame
     });
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Whether a request asks for a stream that stays open (`watch`, `follow`).
+fn is_long_lived(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        query.split('&').any(|pair| {
+            matches!(
+                pair.split_once('=').unwrap_or((pair, "")),
+                ("watch" | "follow", "true" | "1")
+            )
+        })
+    })
 }
 
 /// Sets up the recording of an exec/attach session as the cluster's policy

@@ -209,14 +209,15 @@ impl Connector {
     }
 
     /// Sends a request and waits for the response headers within the timeout.
-    /// The body then streams with no total timeout.
+    /// The body then streams with no total timeout. `dedicated` requests
+    /// (upgrades and long-lived streams) go over HTTP/1.1 connections of their own.
     pub async fn send(
         &self,
         mut request: Request<Body>,
-        upgrade: bool,
+        dedicated: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
         use tracing::Instrument;
-        let client = if upgrade {
+        let client = if dedicated {
             &self.upgrade_client
         } else {
             &self.client
