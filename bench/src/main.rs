@@ -40,11 +40,17 @@ use crate::report::{Row, Table};
 )]
 struct Arguments {
     /// Seconds each measured wrk run lasts.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     duration: u64,
     /// Seconds of load before each measured run, not counted.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     warm_up: u64,
+    /// Runs per proxy cell; the cell shows the one with the most requests.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Keep the working directory (configurations and every process's log).
+    #[arg(long)]
+    keep: bool,
     /// Watches to hold open through kubeportal.
     #[arg(long, default_value_t = 10_000)]
     watches: usize,
@@ -129,7 +135,13 @@ async fn main() -> Result<()> {
         .prefix("kubeportal-bench-")
         .tempdir()
         .context("creating a temporary directory")?;
-    let dir = directory.path();
+    // Removed at the end unless kept for reading the logs afterwards.
+    let (dir, _removed_at_end) = if arguments.keep {
+        (directory.keep(), None)
+    } else {
+        (directory.path().to_owned(), Some(directory))
+    };
+    let dir = dir.as_path();
     eprintln!("working in {}", dir.display());
     let load_at_start = machine::load_average();
 
@@ -188,6 +200,7 @@ async fn main() -> Result<()> {
         build_time,
         duration: arguments.duration,
         warm_up: arguments.warm_up,
+        rounds: arguments.rounds,
         watches: arguments.watches,
     };
     println!("{}", output.text());
@@ -255,14 +268,12 @@ async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()>
     }
     endpoints.retain(|endpoint| !failures.contains_key(&endpoint.via));
     unavailable.extend(failures);
-    let runs = proxy::measure(
-        &wrk,
-        &endpoints,
-        bench.seeded,
-        Duration::from_secs(bench.arguments.warm_up),
-        Duration::from_secs(bench.arguments.duration),
-    )
-    .await;
+    let schedule = proxy::Schedule {
+        rounds: bench.arguments.rounds as usize,
+        warm_up: Duration::from_secs(bench.arguments.warm_up),
+        duration: Duration::from_secs(bench.arguments.duration),
+    };
+    let runs = proxy::measure(&wrk, &endpoints, bench.seeded, schedule).await;
     let results = ProxyResults {
         seeded: bench.seeded,
         runs,

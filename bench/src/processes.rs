@@ -69,6 +69,10 @@ impl Binaries {
                 "kubeportal-server",
                 "-p",
                 "kube-double",
+                // This crate too: one feature resolution for all three,
+                // so nothing is built twice.
+                "-p",
+                "kubeportal-bench",
                 "--bins",
             ])
             .status()

@@ -219,45 +219,83 @@ async fn fetch(
     Ok((status, response.bytes().await?.to_vec()))
 }
 
-/// Runs every scenario on every endpoint: a warm-up, then the measured run.
-/// Endpoints alternate within a scenario so slow drift affects all alike.
+/// How a cell is measured: `rounds` runs of `duration`, each after a
+/// `warm_up`, keeping the run with the most requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub rounds: usize,
+    pub warm_up: Duration,
+    pub duration: Duration,
+}
+
+/// Runs every scenario on every endpoint in rounds. Within a round the
+/// endpoints take turns (in a rotated order each round), so interference from
+/// other work on the machine is spread over all of them; a cell keeps its best
+/// run, or the first failure if any run failed.
 pub async fn measure(
     wrk: &Wrk,
     endpoints: &[Endpoint],
     seeded: Seeded,
-    warm_up: Duration,
-    duration: Duration,
+    schedule: Schedule,
 ) -> BTreeMap<(Scenario, Via), Result<Summary, String>> {
-    let mut runs = BTreeMap::new();
-    for scenario in Scenario::ALL {
-        for endpoint in endpoints {
-            eprintln!("  {scenario} via {}…", endpoint.via.label());
-            let url = endpoint.url(&scenario.path());
-            let load = |duration| Load {
-                connections: scenario.connections(),
-                duration,
-            };
-            let body_bytes = match scenario {
-                Scenario::GetPod { .. } => seeded.pod_bytes,
-                Scenario::ListPods { .. } => seeded.list_bytes,
-            };
-            let result = async {
-                wrk.run(&url, &endpoint.headers, load(warm_up)).await?;
-                let cpu_before = cpu_time(endpoint.pid)?;
-                let mut summary = wrk.run(&url, &endpoint.headers, load(duration)).await?;
-                summary.server_cpu = Some(cpu_time(endpoint.pid)?.saturating_sub(cpu_before));
-                check_sizes(&summary, body_bytes)?;
-                Ok::<_, anyhow::Error>(summary)
+    let mut cells: BTreeMap<(Scenario, Via), Result<Summary, String>> = BTreeMap::new();
+    for round in 0..schedule.rounds {
+        eprintln!("  round {} of {}…", round + 1, schedule.rounds);
+        for scenario in Scenario::ALL {
+            for offset in 0..endpoints.len() {
+                let endpoint = &endpoints[(offset + round) % endpoints.len()];
+                let cell = (scenario, endpoint.via);
+                if matches!(cells.get(&cell), Some(Err(_))) {
+                    continue;
+                }
+                let result = run_once(wrk, endpoint, scenario, seeded, schedule)
+                    .await
+                    .map_err(|error| format!("{error:#}"));
+                match (result, cells.get(&cell)) {
+                    (Err(error), _) => {
+                        eprintln!(
+                            "    {scenario} via {} failed: {error}",
+                            endpoint.via.label()
+                        );
+                        cells.insert(cell, Err(error));
+                    }
+                    (Ok(summary), Some(Ok(best))) if best.requests >= summary.requests => {}
+                    (Ok(summary), _) => {
+                        cells.insert(cell, Ok(summary));
+                    }
+                }
             }
-            .await
-            .map_err(|error| format!("{error:#}"));
-            if let Err(error) = &result {
-                eprintln!("    failed: {error}");
-            }
-            runs.insert((scenario, endpoint.via), result);
         }
     }
-    runs
+    cells
+}
+
+/// One warm-up and one measured run, with the serving process's CPU time.
+async fn run_once(
+    wrk: &Wrk,
+    endpoint: &Endpoint,
+    scenario: Scenario,
+    seeded: Seeded,
+    schedule: Schedule,
+) -> Result<Summary> {
+    let url = endpoint.url(&scenario.path());
+    let load = |duration| Load {
+        connections: scenario.connections(),
+        duration,
+    };
+    let body_bytes = match scenario {
+        Scenario::GetPod { .. } => seeded.pod_bytes,
+        Scenario::ListPods { .. } => seeded.list_bytes,
+    };
+    wrk.run(&url, &endpoint.headers, load(schedule.warm_up))
+        .await?;
+    let cpu_before = cpu_time(endpoint.pid)?;
+    let mut summary = wrk
+        .run(&url, &endpoint.headers, load(schedule.duration))
+        .await?;
+    summary.server_cpu = Some(cpu_time(endpoint.pid)?.saturating_sub(cpu_before));
+    check_sizes(&summary, body_bytes)?;
+    Ok(summary)
 }
 
 /// Fails unless `summary` moved whole responses of the expected size.

@@ -15,6 +15,7 @@ pub struct Output {
     pub build_time: Duration,
     pub duration: u64,
     pub warm_up: u64,
+    pub rounds: u64,
     pub watches: usize,
 }
 
@@ -79,22 +80,29 @@ impl Output {
             }
         }
         text.push_str("\n## Method\n\n");
-        text.push_str(&method(self.duration, self.warm_up, self.watches));
+        text.push_str(&method(
+            self.duration,
+            self.warm_up,
+            self.rounds,
+            self.watches,
+        ));
         text
     }
 }
 
 /// How every figure was measured, for `RESULTS.md`.
-fn method(duration: u64, warm_up: u64, watches: usize) -> String {
+fn method(duration: u64, warm_up: u64, rounds: u64, watches: usize) -> String {
     format!(
         "All processes run on this one machine and share its cores: the load \
 generator, the Kubernetes API test double (kube-double, release build, TLS with a \
 generated CA, bearer-token authentication) and the proxy under test. Other work on \
 the machine (see the load average) adds noise; nothing is retried or filtered.
 
-- **Proxy rows.** Each cell is one {duration} s wrk run (HTTP/1.1 keep-alive; 1 \
-thread for 1 connection, 2 otherwise) after a {warm_up} s warm-up at the same \
-concurrency; the four ways alternate within each row. *direct* is wrk to the double \
+- **Proxy rows.** Each cell is the best (most requests) of {rounds} wrk runs of \
+{duration} s (HTTP/1.1 keep-alive; 1 thread for 1 connection, 2 otherwise), each \
+after a {warm_up} s warm-up at the same concurrency; the runs of a cell are in \
+separate rounds over all rows, and the four ways take turns in a rotated order \
+each round. *direct* is wrk to the double \
 over TLS with its token. *kubeportal* is the release binary's header form \
 (`/api/kubernetes/proxy/...` with `Backstage-Kubernetes-Cluster`) with a static \
 portal token, a five-rule policy (the allowing rule is the third), the audit trail \
