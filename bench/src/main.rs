@@ -351,15 +351,22 @@ async fn memory_section(bench: &Bench<'_>, findings: &mut Findings) {
                 .error_for_status()?;
             Ok(())
         };
-        memory::hold_watches(&portal, probe, wanted).await
+        memory::hold_watches(&portal, probe, wanted, bench.open_files).await
     }
     .await;
     match watches {
         Ok(result) => {
             if let Some((reason, count)) = &result.failures {
                 findings.notes.push(format!(
-                    "{count} of {wanted} watches were not opened; the first failure: {reason}"
+                    "{count} of {wanted} watches were not opened; the first failure: {reason}; \
+                     kubeportal's open-file limit was {}",
+                    result.open_files
                 ));
+            }
+            if let Some(error) = &result.logged_error {
+                findings
+                    .notes
+                    .push(format!("kubeportal logged during the watches: {error}"));
             }
             report::watch_rows(&mut findings.table, &result);
         }

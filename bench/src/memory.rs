@@ -78,6 +78,10 @@ pub struct WatchResult {
     pub baseline_kib: u64,
     /// The resident set with every opened watch still open.
     pub rss_kib: u64,
+    /// The first error kubeportal logged, if any.
+    pub logged_error: Option<String>,
+    /// The open-file limit kubeportal ran with.
+    pub open_files: u64,
     /// Open watches that delivered the event of a pod created afterwards.
     pub delivered: usize,
 }
@@ -99,6 +103,7 @@ pub async fn hold_watches(
     portal: &PortalProcess,
     create_probe_pod: impl std::future::Future<Output = Result<()>>,
     count: usize,
+    open_files: u64,
 ) -> Result<WatchResult> {
     let pid = portal.child.pid();
     let baseline_kib = status_kib(pid, "VmRSS")?;
@@ -215,6 +220,8 @@ pub async fn hold_watches(
         open_time,
         baseline_kib,
         rss_kib,
+        logged_error: portal.first_logged_error(),
+        open_files,
         delivered: delivered.load(Ordering::Relaxed) as usize,
     })
 }

@@ -305,6 +305,15 @@ pub struct PortalProcess {
 }
 
 impl PortalProcess {
+    /// The first error kubeportal logged, without colours, if any.
+    pub fn first_logged_error(&self) -> Option<String> {
+        let log = std::fs::read_to_string(&self.child.log).ok()?;
+        log.lines()
+            .map(strip_ansi)
+            .find(|line| line.contains(" ERROR "))
+            .map(|line| line.chars().take(240).collect())
+    }
+
     /// Starts `kubeportal --config FILE` with `config` (JSON, which is YAML)
     /// and its SQLite database in `directory`.
     pub async fn start(
@@ -464,6 +473,24 @@ impl Nginx {
     }
 }
 
+/// A log line without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut characters = line.chars();
+    while let Some(character) = characters.next() {
+        if character == '\u{1b}' {
+            for inner in characters.by_ref() {
+                if inner.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(character);
+        }
+    }
+    plain
+}
+
 /// Replaces every `{{name}}` in `template`; every placeholder must be given.
 pub fn render_template(template: &str, values: &[(&str, &str)]) -> Result<String> {
     let mut text = template.to_owned();
@@ -577,6 +604,12 @@ mod tests {
         let config = render_template(NGINX_TEMPLATE, &values).unwrap();
         assert!(config.contains("proxy_pass https://kube_double;"));
         assert!(config.contains("Bearer t"));
+    }
+
+    #[test]
+    fn colours_are_stripped_from_log_lines() {
+        let line = "\u{1b}[2m2026-11-23T11:02:14Z\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m accept error";
+        assert_eq!(strip_ansi(line), "2026-11-23T11:02:14Z ERROR accept error");
     }
 
     #[test]
