@@ -17,6 +17,7 @@ mod proxy;
 mod registry;
 mod report;
 mod results;
+mod soak;
 mod stats;
 mod wrk;
 
@@ -68,6 +69,15 @@ struct Arguments {
     /// elsewhere); the results file is then not written unless --results is given.
     #[arg(long, value_name = "PATH")]
     kubeportal: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Minutes of steady open-loop load with watches open (`make soak`):
+    /// kubeportal's memory, errors and latency over time, and a verdict.
+    Soak(soak::SoakArguments),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,6 +133,9 @@ async fn main() -> Result<()> {
     if cfg!(debug_assertions) {
         bail!("build the benchmark in release mode: make bench (cargo run --release -p kubeportal-bench)");
     }
+    if let Some(Command::Soak(soak)) = &arguments.command {
+        return soak::run(soak.clone()).await;
+    }
     let open_files = processes::raise_open_file_limit();
     let building = Instant::now();
     let mut binaries = Binaries::locate(!arguments.no_build)?;
@@ -131,18 +144,9 @@ async fn main() -> Result<()> {
     if let Some(kubeportal) = &arguments.kubeportal {
         binaries.kubeportal = kubeportal.clone();
     }
-    let directory = tempfile::Builder::new()
-        .prefix("kubeportal-bench-")
-        .tempdir()
-        .context("creating a temporary directory")?;
-    // Removed at the end unless kept for reading the logs afterwards.
-    let (dir, _removed_at_end) = if arguments.keep {
-        (directory.keep(), None)
-    } else {
-        (directory.path().to_owned(), Some(directory))
-    };
+    let (dir, _removed_at_end) =
+        crate::processes::working_directory("kubeportal-bench-", arguments.keep)?;
     let dir = dir.as_path();
-    eprintln!("working in {}", dir.display());
     let load_at_start = machine::load_average();
 
     let double = DoubleProcess::start(
@@ -351,7 +355,8 @@ async fn memory_section(bench: &Bench<'_>, findings: &mut Findings) {
                 .error_for_status()?;
             Ok(())
         };
-        memory::hold_watches(&portal, probe, wanted, bench.open_files).await
+        memory::hold_watches(&portal, bench.double.pid(), probe, wanted, bench.open_files)
+            .await
     }
     .await;
     match watches {
@@ -361,6 +366,22 @@ async fn memory_section(bench: &Bench<'_>, findings: &mut Findings) {
                     "{count} of {wanted} watches were not opened; the first failure: {reason}; \
                      kubeportal's open-file limit was {}",
                     result.open_files
+                ));
+            }
+            // Each watch through kubeportal holds two sockets: its caller's
+            // and its own connection to the cluster.
+            if (result.open_files as usize) < 2 * wanted + 100 {
+                findings.notes.push(format!(
+                    "{wanted} watches need more than {} open files in kubeportal (two sockets \
+                     each), and its limit was {}: at the limit it cannot accept, its upstream \
+                     connections fail (502) and some open streams break",
+                    2 * wanted,
+                    result.open_files
+                ));
+            }
+            for (reason, count) in &result.undelivered {
+                findings.notes.push(format!(
+                    "{count} open watches did not deliver the new pod's event: {reason}"
                 ));
             }
             if let Some(error) = &result.logged_error {

@@ -84,6 +84,11 @@ pub struct WatchResult {
     pub open_files: u64,
     /// Open watches that delivered the event of a pod created afterwards.
     pub delivered: usize,
+    /// Why the others did not, with how many each.
+    pub undelivered: Vec<(String, usize)>,
+    /// The cluster's (the double's) resident set before and with the same
+    /// watches open: its end of each watch is what serving it directly costs.
+    pub cluster_kib: Option<(u64, u64)>,
 }
 
 /// Client tasks the watches are spread across.
@@ -101,12 +106,14 @@ const FAILURE_BUDGET: usize = 100;
 /// watches that deliver its ADDED event.
 pub async fn hold_watches(
     portal: &PortalProcess,
+    cluster_pid: u32,
     create_probe_pod: impl std::future::Future<Output = Result<()>>,
     count: usize,
     open_files: u64,
 ) -> Result<WatchResult> {
     let pid = portal.child.pid();
     let baseline_kib = status_kib(pid, "VmRSS")?;
+    let cluster_before = status_kib(cluster_pid, "VmRSS").ok();
     let url = Arc::new(format!(
         "{}/api/kubernetes/proxy/api/v1/namespaces/{WATCH_NAMESPACE}/pods?watch=true",
         portal.url
@@ -181,25 +188,44 @@ pub async fn hold_watches(
     let opened: usize = watches.iter().map(Vec::len).sum();
     // Let the process settle, then take the largest of a few readings.
     let mut rss_kib = 0;
+    let mut cluster_kib = 0;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         rss_kib = rss_kib.max(status_kib(pid, "VmRSS")?);
+        cluster_kib = cluster_kib.max(status_kib(cluster_pid, "VmRSS").unwrap_or(0));
     }
 
     create_probe_pod.await?;
     let delivered = Arc::new(AtomicU64::new(0));
+    let undelivered = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        usize,
+    >::new()));
     let readers: Vec<_> = watches
         .into_iter()
         .map(|mut responses| {
             let delivered = delivered.clone();
+            let undelivered = undelivered.clone();
             tokio::spawn(async move {
                 let reads = responses.iter_mut().map(|response| async {
                     let first = tokio::time::timeout(DELIVERY_TIMEOUT, response.chunk()).await;
-                    if let Ok(Ok(Some(chunk))) = first {
-                        if String::from_utf8_lossy(&chunk).contains("\"ADDED\"") {
+                    let missed = match first {
+                        Ok(Ok(Some(chunk)))
+                            if String::from_utf8_lossy(&chunk).contains("\"ADDED\"") =>
+                        {
                             delivered.fetch_add(1, Ordering::Relaxed);
+                            return;
                         }
-                    }
+                        Ok(Ok(Some(_))) => "its first chunk was not the ADDED event".to_owned(),
+                        Ok(Ok(None)) => "the stream ended".to_owned(),
+                        Ok(Err(error)) => format!("the stream failed ({error})"),
+                        Err(_) => format!("nothing within {} s", DELIVERY_TIMEOUT.as_secs()),
+                    };
+                    *undelivered
+                        .lock()
+                        .expect("not poisoned")
+                        .entry(missed)
+                        .or_default() += 1;
                 });
                 futures::future::join_all(reads).await;
             })
@@ -208,6 +234,12 @@ pub async fn hold_watches(
     for reader in readers {
         reader.await.context("a watch reader panicked")?;
     }
+    let undelivered = undelivered
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|(reason, count)| (reason.clone(), *count))
+        .collect();
     let failures = first_failure
         .lock()
         .expect("not poisoned")
@@ -223,5 +255,7 @@ pub async fn hold_watches(
         logged_error: portal.first_logged_error(),
         open_files,
         delivered: delivered.load(Ordering::Relaxed) as usize,
+        undelivered,
+        cluster_kib: cluster_before.map(|before| (before, cluster_kib)),
     })
 }

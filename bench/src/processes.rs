@@ -578,6 +578,26 @@ fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// A temporary working directory for configurations and logs, removed when
+/// the returned guard drops unless `keep` (for reading the logs afterwards).
+pub fn working_directory(
+    prefix: &str,
+    keep: bool,
+) -> anyhow::Result<(std::path::PathBuf, Option<tempfile::TempDir>)> {
+    use anyhow::Context;
+    let directory = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let working = if keep {
+        (directory.keep(), None)
+    } else {
+        (directory.path().to_owned(), Some(directory))
+    };
+    eprintln!("working in {}", working.0.display());
+    Ok(working)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -441,6 +441,30 @@ pub fn watch_rows(table: &mut Table, result: &WatchResult) {
         "",
         Verdict::NoTarget,
     ));
+    if result.opened > 0 {
+        // What each open watch costs kubeportal (its caller's connection and
+        // its own to the cluster), beside what the cluster's end of the same
+        // watch costs the double: direct access pays only that.
+        let per_watch =
+            |before: u64, with: u64| with.saturating_sub(before) as f64 / result.opened as f64;
+        let portal = per_watch(result.baseline_kib, result.rss_kib);
+        let cluster = result
+            .cluster_kib
+            .map(|(before, with)| per_watch(before, with));
+        table.row(Row {
+            scenario: "watches: RSS per open watch (direct: the double's end of them)".into(),
+            values: [
+                cluster.map_or_else(String::new, |kib| format!("{kib:.1} KiB")),
+                format!("{portal:.1} KiB"),
+                String::new(),
+                String::new(),
+            ],
+            portal_to_direct: ratio_text(ratio(Some(portal), cluster)),
+            portal_to_kubectl: String::new(),
+            target: String::new(),
+            verdict: Verdict::NoTarget,
+        });
+    }
     if let Some((reason, count)) = &result.failures {
         table.row(Row::portal_only(
             format!("watches not opened ({reason})"),

@@ -1,6 +1,5 @@
 //! Building the application from configuration, and serving it.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use axum::http::Request;
 use axum::Router;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -92,7 +92,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     );
     let recording = crate::proxy::recording::RecordingPolicy::new(&config.recording)
         .map_err(StartError::Invalid)?;
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Services {
         tickets: crate::proxy::tickets::Tickets::default(),
         recording: Arc::new(recording),
         config: Arc::new(config),
@@ -103,7 +103,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         registry,
         authenticator: Arc::new(authenticator),
         policy: Arc::new(policy),
-    })
+    }))
 }
 
 /// The whole HTTP surface.
@@ -122,50 +122,48 @@ pub fn router(state: AppState) -> Router {
     };
     let metrics = state.metrics.clone();
     let auditor = state.auditor.clone();
-    api.route(
-        "/metrics",
-        axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics.clone()),
-    )
-    .layer(DefaultBodyLimit::max(body_limit))
-    .layer(axum::middleware::from_fn_with_state(
-        metrics,
-        crate::telemetry::track,
-    ))
-    .layer(axum::middleware::from_fn_with_state(
-        auditor,
-        crate::audit::record,
-    ))
-    .with_state(state)
-    .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
-    .layer(axum::middleware::from_fn(crate::error::envelope))
-    .layer(
-        // Method and path only: query strings may carry tickets.
-        TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let span = tracing::info_span!(
-                "request",
-                otel.kind = "server",
-                method = %request.method(),
-                path = %request.uri().path(),
-                cluster = tracing::field::Empty,
-            );
-            crate::telemetry::traces::continue_trace(&span, request.headers());
-            span
-        }),
-    )
-}
-
-/// Serves until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    // The middleware wraps the routers as a whole rather than every route:
+    // axum clones and boxes a layered route's whole stack per request.
+    // Only the route template is noted per route, for metrics and errors.
+    let api = api
+        .route(
+            "/metrics",
+            axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics.clone()),
+        )
+        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::telemetry::note_route));
+    let api = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(
+            auditor,
+            crate::audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::telemetry::track,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(api);
+    let app = Router::new()
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+        .fallback_service(api);
+    let app = ServiceBuilder::new()
+        .layer(
+            // Method and path only: query strings may carry tickets.
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let span = tracing::info_span!(
+                    "request",
+                    otel.kind = "server",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    cluster = tracing::field::Empty,
+                );
+                crate::telemetry::traces::continue_trace(&span, request.headers());
+                span
+            }),
+        )
+        .layer(axum::middleware::from_fn(crate::error::envelope))
+        .service(app);
+    Router::new().fallback_service(app)
 }
 
 /// The rustls server configuration for `server.tls` (HTTP/2 and HTTP/1.1 by ALPN).
@@ -191,27 +189,69 @@ pub fn server_tls(
     Ok(Arc::new(config))
 }
 
-/// Serves TLS until `shutdown` resolves, then drains in-flight connections
-/// (for at most `drain`).
-pub async fn serve_tls(
+/// Limits every connection is served with (`server.*` in the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431.
+    pub max_headers: usize,
+    /// How long a client may take to send a request head (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            max_header_bytes: server.max_header_bytes,
+            max_headers: server.max_headers,
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+            tls_handshake_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves plain HTTP, or TLS when `tls` is given, until `shutdown` resolves,
+/// then drains in-flight connections (for at most `limits.drain_timeout`).
+/// HTTP/1.1 and HTTP/2 (by ALPN, or prior knowledge on plain HTTP), with
+/// upgrades.
+pub async fn serve(
     listener: TcpListener,
     router: Router,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use tower::ServiceExt;
 
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    // Out of file descriptors, most likely: back off rather than spin.
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -225,11 +265,6 @@ pub async fn serve_tls(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            else {
-                return;
-            };
             let service =
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let mut request = request.map(axum::body::Body::new);
@@ -238,15 +273,39 @@ pub async fn serve_tls(
                         .insert(axum::extract::ConnectInfo(remote));
                     router.clone().oneshot(request)
                 });
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection.into_owned()).await;
+            match acceptor {
+                None => {
+                    // hyper times a request head from its first byte: a
+                    // connection that never sends one is closed here.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first))
+                        .await
+                    {
+                        Ok(Ok(1..)) => {}
+                        _ => return,
+                    }
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
+                            .await
+                    else {
+                        return;
+                    };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection.into_owned()).await;
+                }
+            }
         });
     }
-    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    drop(listener);
+    let _ = tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await;
     Ok(())
 }
-
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves plain HTTP or TLS, as configured.
 pub async fn serve_configured(
@@ -261,12 +320,11 @@ pub async fn serve_configured(
         .as_ref()
         .map(server_tls)
         .transpose()?;
+    let limits = ConnectionLimits::from_config(&state.config.server);
     let router = router(state);
-    let result = match tls {
-        Some(tls) => serve_tls(listener, router, tls, shutdown).await,
-        None => serve(listener, router, shutdown).await,
-    };
-    result.map_err(|error| StartError::Invalid(format!("server failed: {error}")))
+    serve(listener, router, tls, limits, shutdown)
+        .await
+        .map_err(|error| StartError::Invalid(format!("server failed: {error}")))
 }
 
 /// Resolves on SIGINT or SIGTERM.

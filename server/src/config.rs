@@ -63,6 +63,17 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// A built single-page app (e.g. `web-demo/dist`) to serve at `/`.
     pub web_root: Option<PathBuf>,
+    /// Largest request head (request line and headers) in bytes; larger is
+    /// refused with 431. At least 8192.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more is refused with 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Seconds a client may take to send a request head (and a TLS
+    /// handshake) before the connection is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +84,9 @@ impl Default for ServerConfig {
             tls: None,
             body_limit_bytes: default_body_limit(),
             web_root: None,
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            header_read_timeout_seconds: default_header_read_timeout(),
         }
     }
 }
@@ -83,6 +97,18 @@ fn default_listen() -> String {
 
 fn default_body_limit() -> usize {
     1024 * 1024
+}
+
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_header_read_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -457,6 +483,18 @@ impl Config {
         if self.server.body_limit_bytes == 0 {
             return Err(invalid(
                 "server.bodyLimitBytes",
+                "must be greater than zero",
+            ));
+        }
+        if self.server.max_header_bytes < 8192 {
+            return Err(invalid("server.maxHeaderBytes", "must be at least 8192"));
+        }
+        if self.server.max_headers == 0 {
+            return Err(invalid("server.maxHeaders", "must be greater than zero"));
+        }
+        if self.server.header_read_timeout_seconds == 0 {
+            return Err(invalid(
+                "server.headerReadTimeoutSeconds",
                 "must be greater than zero",
             ));
         }

@@ -34,6 +34,10 @@ pub enum ApiError {
     /// 404 `NotFoundError`.
     #[error("{0}")]
     NotFound(String),
+    /// 405 `MethodNotAllowedError`: the route exists, the method does not
+    /// (`Allow` lists the methods it has).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409 `ConflictError`: duplicate name or stale version.
     #[error("{0}")]
     Conflict(String),
@@ -65,6 +69,7 @@ impl ApiError {
             ApiError::Authentication(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotAllowed | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -80,6 +85,7 @@ impl ApiError {
             ApiError::Authentication(_) => "AuthenticationError",
             ApiError::NotAllowed | ApiError::Refused(_) => "NotAllowedError",
             ApiError::NotFound(_) => "NotFoundError",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowedError",
             ApiError::Conflict(_) => "ConflictError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
             ApiError::BadGateway(_) => "BadGatewayError",
@@ -221,6 +227,7 @@ fn kubernetes_reason(status: StatusCode) -> &'static str {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "NotFound",
+        405 => "MethodNotAllowed",
         409 => "Conflict",
         413 => "RequestEntityTooLarge",
         503 => "ServiceUnavailable",
@@ -253,16 +260,18 @@ pub fn is_path_form_proxy(path: &str) -> bool {
 /// Middleware: renders errors produced anywhere below it in the right shape
 /// for the route family, with the request's method and path.
 pub async fn envelope(request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
-    let path = request.uri().path().to_owned();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|matched| matched.as_str().to_owned());
+    // Cheap handles (reference counts), turned into text only for an error.
+    let method = request.method().clone();
+    let uri = request.uri().clone();
     let mut response = next.run(request).await;
     let Some(pending) = response.extensions_mut().remove::<PendingError>() else {
         return response;
     };
+    let path = uri.path().to_owned();
+    let route = response
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|matched| matched.as_str().to_owned());
     let status = response.status();
     let body = if is_path_form_proxy(&path) {
         serde_json::to_vec(&KubernetesStatus {
@@ -286,7 +295,10 @@ pub async fn envelope(request: Request, next: Next) -> Response {
                 name: pending.name.to_owned(),
                 message: pending.message,
             },
-            request: ErrorRequest { method, url },
+            request: ErrorRequest {
+                method: method.to_string(),
+                url,
+            },
             response: ErrorStatus {
                 status_code: status.as_u16(),
             },
@@ -305,6 +317,11 @@ pub async fn envelope(request: Request, next: Next) -> Response {
 /// Fallback for unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+/// Fallback for a known route asked with a method it does not have.
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on this route"))
 }
 
 #[cfg(test)]

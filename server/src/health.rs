@@ -7,6 +7,9 @@ use utoipa_axum::routes;
 
 use crate::state::AppState;
 
+/// How long readiness waits for the store.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
@@ -27,10 +30,15 @@ async fn healthz() -> &'static str {
         (status = 503, description = "The store is unreachable", body = String, content_type = "text/plain"),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.registry.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ok"),
-        Err(error) => {
+    // Answer within a probe's usual timeout even while the store hangs.
+    match tokio::time::timeout(READY_TIMEOUT, state.registry.store().ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok"),
+        Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
+        }
+        Err(_) => {
+            tracing::warn!("readiness check failed: the store did not answer in time");
             (StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
         }
     }

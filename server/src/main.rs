@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let addr = config.listen_addr()?;
     let guest = config.guest_enabled();
     let state = kubeportal::app::build_state(config).await?;
@@ -92,6 +93,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, guest, "kubeportal listening");
     kubeportal::app::serve_configured(listener, state, kubeportal::app::shutdown_signal()).await?;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit, as Go programs do, and
+/// logs it: every watch, followed log or exec session holds two sockets (the
+/// caller's and its own connection to the cluster), and the usual soft
+/// default of 1,024 would refuse the 500th.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let before = getrlimit(Resource::Nofile);
+    let below_hard = match (before.current, before.maximum) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below_hard {
+        let raised = rustix::process::Rlimit {
+            current: before.maximum,
+            maximum: before.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "cannot raise the open-file limit to the hard limit");
+        }
+    }
+    let after = getrlimit(Resource::Nofile);
+    let show = |value: Option<u64>| value.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(
+        soft = %show(after.current),
+        hard = %show(after.maximum),
+        was = %show(before.current),
+        "open-file limit (each open stream holds two files)"
+    );
 }
 
 async fn import(config: Config, kubeconfig: &std::path::Path) -> anyhow::Result<()> {

@@ -56,7 +56,10 @@ pub fn api() -> (Router<AppState>, Document) {
         .merge(crate::health::routes())
         .split_for_parts();
     document.merge(crate::proxy::ProxyDocs::openapi());
-    (router.merge(crate::proxy::routes()), document)
+    let router = router
+        .merge(crate::proxy::routes())
+        .method_not_allowed_fallback(crate::error::method_not_allowed);
+    (router, document)
 }
 
 /// The document as `kubeportal openapi` prints it and `openapi/openapi.json` holds it.

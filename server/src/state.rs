@@ -1,5 +1,9 @@
 //! What every handler shares.
+//!
+//! Routing clones the state for every layer a request passes through, so it
+//! is one `Arc`: a clone is a reference count, whatever the services hold.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::audit::Auditor;
@@ -10,8 +14,12 @@ use crate::objects::ObjectQueries;
 use crate::permissions::Policy;
 use crate::upstream::Upstreams;
 
+/// The application state handlers extract; it dereferences to [`Services`].
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+/// The services behind [`AppState`].
+pub struct Services {
     pub config: Arc<Config>,
     pub registry: Registry,
     pub authenticator: Arc<Authenticator>,
@@ -22,4 +30,18 @@ pub struct AppState {
     pub metrics: crate::telemetry::SharedMetrics,
     pub recording: Arc<crate::proxy::recording::RecordingPolicy>,
     pub tickets: crate::proxy::tickets::Tickets,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }

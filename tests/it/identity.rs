@@ -290,3 +290,32 @@ async fn guest_follows_the_loopback_default_and_explicit_setting() {
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["name"], "AuthenticationError");
 }
+
+#[tokio::test]
+async fn anonymous_proxy_requests_are_401_before_any_other_refusal() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(
+        &db,
+        ConfigSource::Yaml("auth: { guest: false }\npermissions: { rules: [{ permission: '*', subjects: ['*'], decision: allow }] }\n"),
+    )
+    .await;
+    // No cluster header; an encoded `/` in the path (400 for a known caller).
+    for (path, cluster) in [
+        ("/api/kubernetes/proxy/api/v1/pods", None),
+        ("/api/kubernetes/proxy/api/v1/a%2Fb", Some("dev")),
+        ("/api/kubernetes/clusters/dev/proxy/api/v1/a%2Fb", None),
+    ] {
+        let mut request = app.client.get(app.url(path));
+        if let Some(cluster) = cluster {
+            request = request.header("Backstage-Kubernetes-Cluster", cluster);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body: Value = response.json().await.unwrap();
+        let name = body["error"]["name"].as_str().or(body["reason"].as_str());
+        assert!(
+            matches!(name, Some("AuthenticationError" | "Unauthorized")),
+            "{path}: {body}"
+        );
+    }
+}

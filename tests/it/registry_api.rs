@@ -448,3 +448,20 @@ kubernetes:
         assert_eq!(record.version, 1);
     }
 );
+
+#[tokio::test]
+async fn a_method_a_route_does_not_have_is_a_405_envelope_naming_the_allowed_ones() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let response = app
+        .client
+        .patch(app.url("/api/kubernetes/clusters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let body: Value = response.json().await.unwrap();
+    assert_error(&body, "MethodNotAllowedError", 405);
+}

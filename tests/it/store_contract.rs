@@ -278,3 +278,52 @@ both_stores!(ping_answers, |backend| async move {
         }
     );
 });
+
+both_stores!(
+    values_with_nul_match_nothing_and_audit_keeps_them_readable,
+    |backend| async move {
+        // Postgres text cannot hold NUL; a request can still carry one (`%00`).
+        let db = TestDb::new(backend).await;
+        let registry = registry(&db).await;
+        let store = registry.store();
+        assert!(store.get("dev\0").await.unwrap().is_none());
+        assert!(matches!(
+            store.delete("dev\0", None).await,
+            Err(StoreError::NotFound)
+        ));
+        let record: kubeportal::audit::AuditRecord = serde_json::from_value(serde_json::json!({
+            "time": "2026-01-01T00:00:00Z",
+            "kind": "registry",
+            "subject": "user:default/a\0b",
+            "groups": ["group:default/x\0"],
+            "cluster": "dev\0",
+            "method": "GET",
+            "path": "/api/kubernetes/clusters/dev%00",
+            "status": 404,
+            "bytesIn": 0,
+            "bytesOut": 0,
+            "durationMs": 1,
+            "decision": "allow",
+        }))
+        .unwrap();
+        store.insert_audit(&[record]).await.unwrap();
+        let everything = kubeportal::audit::AuditFilter::default();
+        let stored = store.query_audit(&everything, None, 10).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].record.subject, "user:default/a\u{FFFD}b");
+        assert_eq!(stored[0].record.cluster.as_deref(), Some("dev\u{FFFD}"));
+        assert_eq!(stored[0].record.groups, vec!["group:default/x\0"]);
+        let by_nul = kubeportal::audit::AuditFilter {
+            subject: Some("user:default/a\0b".into()),
+            ..Default::default()
+        };
+        assert!(store
+            .query_audit(&by_nul, None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        use base64::Engine;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("dev\0");
+        assert!(registry.list(Some(&forged), None).await.is_err());
+    }
+);

@@ -39,9 +39,19 @@ async fn request_and_upstream_spans_share_the_callers_trace() {
         .unwrap();
     assert_eq!(response.status(), 200);
     response.bytes().await.unwrap();
-    provider.force_flush().unwrap();
 
-    let spans = exporter.get_finished_spans().unwrap();
+    // The request span ends when the server drops the response body, which
+    // can be just after the client has read its last byte.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let spans = loop {
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let ended = |name: &str| spans.iter().any(|span| span.name == name);
+        if (ended("request") && ended("upstream")) || std::time::Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let request = spans
         .iter()
         .find(|span| span.name == "request")

@@ -113,8 +113,13 @@ pub enum ConfigSource<'a> {
 
 /// Builds a configuration for `db` from `source`.
 pub fn config_for(db: &TestDb, source: ConfigSource<'_>) -> Config {
+    config_for_url(&db.url, source)
+}
+
+/// Builds a configuration for the database at `url` from `source`.
+pub fn config_for_url(url: &str, source: ConfigSource<'_>) -> Config {
     let mut env = BTreeMap::new();
-    env.insert("DATABASE_URL".to_owned(), db.url.clone());
+    env.insert("DATABASE_URL".to_owned(), url.to_owned());
     env.insert("KUBEPORTAL_SECRET_KEY".to_owned(), test_secret_key());
     env.insert("KUBEPORTAL_LISTEN".to_owned(), "127.0.0.1:0".to_owned());
     let yaml = match source {
@@ -280,4 +285,210 @@ macro_rules! both_stores {
             }
         }
     };
+}
+
+/// A Postgres server of a test's own (initdb in a temporary directory, on a
+/// free loopback port) that the test may stop and start again, to see what
+/// kubeportal does through a database outage. Needs Postgres' server
+/// binaries (`initdb`, `pg_ctl`: `PG_BIN`, else the newest under
+/// `/usr/lib/postgresql`); as root, they run as the `postgres` user.
+pub struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> PrivatePostgres {
+        let bin = std::env::var_os("PG_BIN")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+                    .ok()?
+                    .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+                    .filter(|bin| bin.join("initdb").is_file())
+                    .collect();
+                versions.sort_by_key(|bin| {
+                    bin.parent()
+                        .and_then(|version| version.file_name())
+                        .and_then(|name| name.to_str())
+                        .and_then(|name| name.parse::<u32>().ok())
+                });
+                versions.pop()
+            })
+            .expect("Postgres server binaries (set PG_BIN to the directory holding initdb)");
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let data =
+            std::env::temp_dir().join(format!("kubeportal-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&data).expect("data directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let server = PrivatePostgres {
+            bin,
+            data,
+            port,
+            as_postgres,
+        };
+        if as_postgres {
+            let status = std::process::Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&server.data)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the data directory to postgres");
+        }
+        let cluster = server.data.join("cluster");
+        server.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                cluster.as_os_str(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        );
+        server.resume();
+        server
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Kills the server as a crash would (`pg_ctl stop -m immediate`): no
+    /// clean shutdown; acknowledged commits must survive by WAL recovery.
+    pub fn crash(&self) {
+        let cluster = self.data.join("cluster");
+        self.run(
+            "pg_ctl",
+            &[
+                "stop".as_ref(),
+                "-D".as_ref(),
+                cluster.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+            ],
+        );
+    }
+
+    /// Starts the server (again) on the same port and data, and waits for it.
+    pub fn resume(&self) {
+        let cluster = self.data.join("cluster");
+        let log = self.data.join("postgres.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.data.display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "start".as_ref(),
+                "-D".as_ref(),
+                cluster.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                "60".as_ref(),
+            ],
+        );
+    }
+
+    /// `program` from the server binaries, as the postgres user when root.
+    fn command(&self, program: &str) -> std::process::Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) {
+        let output = self
+            .command(program)
+            .args(args)
+            .current_dir(&self.data)
+            .output()
+            .unwrap_or_else(|error| panic!("running {program}: {error}"));
+        assert!(
+            output.status.success(),
+            "{program} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let cluster = self.data.join("cluster");
+        let _ = self
+            .command("pg_ctl")
+            .arg("stop")
+            .arg("-D")
+            .arg(&cluster)
+            .args(["-m", "immediate"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit (tests
+/// that hold thousands of sockets on both ends); returns the new soft limit.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit/setrlimit to read and write.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        let wanted = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+            return wanted.rlim_cur;
+        }
+    }
+    limit.rlim_cur
+}
+
+/// The names `GET /api/kubernetes/clusters` lists, as `token` sees them.
+pub async fn cluster_names(app: &TestApp, token: &str) -> Vec<String> {
+    let listed: serde_json::Value = app
+        .client
+        .get(app.url("/api/kubernetes/clusters"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("list clusters")
+        .json()
+        .await
+        .expect("a JSON page");
+    listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|cluster| cluster["name"].as_str().expect("a name").to_owned())
+        .collect()
 }

@@ -542,6 +542,11 @@ export interface components {
          * @enum {string}
          */
         Permission: "kubernetes.clusters.read" | "kubernetes.clusters.manage" | "kubernetes.resources.read" | "kubernetes.proxy" | "kubernetes.audit.read";
+        /**
+         * @description An error from the header-form proxy: kubeportal's own in Backstage's
+         *     envelope, or the cluster's, passed through (a Kubernetes `Status`).
+         */
+        ProxyError: components["schemas"]["ErrorResponse"] | components["schemas"]["KubernetesStatus"];
         /** @description The attributes of one Kubernetes API request. */
         RequestAttributes: {
             action: components["schemas"]["Action"];
@@ -825,6 +830,15 @@ export interface operations {
                     "application/json": components["schemas"]["ClusterDetail"];
                 };
             };
+            /** @description The name is not UTF-8 */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No valid identity */
             401: {
                 headers: {
@@ -1054,7 +1068,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/yaml": string;
+                    "application/yaml": Record<string, never>;
+                };
+            };
+            /** @description The name is not UTF-8 */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No valid identity */
@@ -1100,16 +1123,17 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The cluster's response, verbatim (any status) */
+            /** @description The cluster's response, verbatim */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": unknown;
+                    "text/plain": string;
                 };
             };
-            /** @description Unsafe path */
+            /** @description Unsafe path, or the cluster's 400 */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1118,7 +1142,7 @@ export interface operations {
                     "application/json": components["schemas"]["KubernetesStatus"];
                 };
             };
-            /** @description No valid identity */
+            /** @description No valid identity, or the cluster refused the credential */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1127,7 +1151,7 @@ export interface operations {
                     "application/json": components["schemas"]["KubernetesStatus"];
                 };
             };
-            /** @description kubernetes.proxy denied */
+            /** @description kubernetes.proxy denied, or the cluster's 403 */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1136,13 +1160,14 @@ export interface operations {
                     "application/json": components["schemas"]["KubernetesStatus"];
                 };
             };
-            /** @description No such cluster */
+            /** @description No such cluster, or the cluster's 404 */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["KubernetesStatus"];
+                    "text/plain": string;
                 };
             };
             /** @description The cluster refused, reset, or failed TLS */
@@ -1161,6 +1186,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description Any other answer of the cluster, verbatim */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "text/plain": string;
                 };
             };
         };
@@ -1226,6 +1261,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     explain: {
@@ -1277,6 +1321,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     header_form_doc: {
@@ -1296,49 +1349,51 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The cluster's response, verbatim (any status) */
+            /** @description The cluster's response, verbatim */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": unknown;
+                    "text/plain": string;
                 };
             };
-            /** @description Missing cluster header or unsafe path */
+            /** @description Missing cluster header or unsafe path, or the cluster's 400 */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
+                    "application/json": components["schemas"]["ProxyError"];
                 };
             };
-            /** @description No valid identity, or a cluster token is required */
+            /** @description No valid identity, or the cluster refused the credential */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
+                    "application/json": components["schemas"]["ProxyError"];
                 };
             };
-            /** @description kubernetes.proxy denied */
+            /** @description kubernetes.proxy denied, or the cluster's 403 */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
+                    "application/json": components["schemas"]["ProxyError"];
                 };
             };
-            /** @description No such cluster */
+            /** @description No such cluster, or the cluster's 404 */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
+                    "application/json": components["schemas"]["ProxyError"];
+                    "text/plain": string;
                 };
             };
             /** @description The cluster refused, reset, or failed TLS */
@@ -1347,7 +1402,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
+                    "application/json": components["schemas"]["ProxyError"];
                 };
             };
             /** @description The cluster did not answer in time */
@@ -1356,7 +1411,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
+                    "application/json": components["schemas"]["ProxyError"];
+                };
+            };
+            /** @description Any other answer of the cluster, verbatim */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "text/plain": string;
                 };
             };
         };
@@ -1380,6 +1445,15 @@ export interface operations {
                 };
                 content: {
                     "application/x-asciicast": string;
+                };
+            };
+            /** @description The name is not UTF-8 */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No valid identity */
@@ -1469,6 +1543,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The catalog failed */
             502: {
                 headers: {
@@ -1547,6 +1630,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The catalog failed */
             502: {
                 headers: {
@@ -1612,6 +1704,15 @@ export interface operations {
             };
             /** @description kubernetes.resources.read denied */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };

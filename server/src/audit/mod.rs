@@ -277,7 +277,12 @@ impl Auditor {
             };
         }
         let (sender, receiver) = mpsc::channel(config.buffer_size.max(1));
-        tokio::spawn(write_batches(store.clone(), receiver, metrics.clone()));
+        tokio::spawn(write_batches(
+            store.clone(),
+            receiver,
+            metrics.clone(),
+            config.fail_closed,
+        ));
         if config.retention_days > 0 {
             tokio::spawn(prune(store, config.retention_days));
         }
@@ -303,14 +308,26 @@ impl Auditor {
     }
 }
 
+/// Most records one transaction writes.
+const BATCH: usize = 1000;
+
+/// The shortest time between two audit transactions. A record that arrives
+/// after a quiet spell is written at once; under load the records of this
+/// window share one transaction (each commit costs far more than a row).
+const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Writes records in batches. A failed batch is retried a few times and then
+/// dropped (counted); with `fail_closed` it is retried until it is written,
+/// while the full buffer makes the middleware refuse new requests.
 async fn write_batches(
     store: Store,
     mut receiver: mpsc::Receiver<AuditRecord>,
     metrics: SharedMetrics,
+    fail_closed: bool,
 ) {
-    const BATCH: usize = 500;
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let started = Instant::now();
         let mut attempt = 0;
         loop {
             match store.insert_audit(&batch).await {
@@ -318,10 +335,10 @@ async fn write_batches(
                     metrics.audit_written.inc_by(batch.len() as u64);
                     break;
                 }
-                Err(error) if attempt < 3 => {
+                Err(error) if attempt < 3 || fail_closed => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, "audit write failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                    tokio::time::sleep(Duration::from_millis(500 * attempt.min(10))).await;
                 }
                 Err(error) => {
                     metrics.audit_dropped.inc_by(batch.len() as u64);
@@ -331,6 +348,7 @@ async fn write_batches(
             }
         }
         batch.clear();
+        tokio::time::sleep_until((started + WRITE_INTERVAL).into()).await;
     }
 }
 
@@ -429,16 +447,21 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
         return ApiError::Unavailable("the audit trail cannot keep up; retry later".into())
             .into_response();
     }
-    let bytes_in = Arc::new(AtomicU64::new(0));
-    let request = {
-        let bytes_in = bytes_in.clone();
-        request.map(|body| {
-            Body::new(Counted {
-                inner: body,
-                bytes: 0,
-                on_end: Some(move |count| bytes_in.store(count, Ordering::Relaxed)),
+    // A request without a body (most reads) needs no counting.
+    let bytes_in =
+        (!http_body::Body::is_end_stream(request.body())).then(|| Arc::new(AtomicU64::new(0)));
+    let request = match &bytes_in {
+        None => request,
+        Some(bytes_in) => {
+            let bytes_in = bytes_in.clone();
+            request.map(|body| {
+                Body::new(Counted {
+                    inner: body,
+                    bytes: 0,
+                    on_end: Some(move |count| bytes_in.store(count, Ordering::Relaxed)),
+                })
             })
-        })
+        }
     };
     let response = next.run(request).await;
     let status = response.status().as_u16();
@@ -461,7 +484,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
             path,
             query,
             status,
-            bytes_in: bytes_in.load(Ordering::Relaxed),
+            bytes_in: bytes_in.map_or(0, |bytes_in| bytes_in.load(Ordering::Relaxed)),
             bytes_out,
             duration_ms: started.elapsed().as_millis() as u64,
             decision: data.decision.unwrap_or("none").to_owned(),

@@ -101,6 +101,7 @@ async fn list_audit(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The asciicast v2 file", body = String, content_type = "application/x-asciicast"),
+        (status = 400, description = "The name is not UTF-8", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.audit.read denied", body = ErrorResponse),
         (status = 404, description = "No such recording", body = ErrorResponse),

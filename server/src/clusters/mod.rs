@@ -1,6 +1,11 @@
 //! The cluster registry: validation, sealing of credentials, the store, and a
 //! cache of records by name that every write on this process invalidates.
 //!
+//! The cache serves a record that is due for a re-read while it is re-read in
+//! the background, and keeps serving it while the store cannot be reached, so
+//! proxying to known clusters goes on through a database outage. A record
+//! removed by a write (here, or announced by another replica) is never served.
+//!
 //! Never logs or returns a credential; `open_*` hands plaintext only to
 //! `upstream/`, which attaches it to requests.
 
@@ -8,8 +13,10 @@ mod import;
 mod model;
 pub mod routes;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -28,9 +35,29 @@ pub use model::*;
 pub struct Registry {
     store: Store,
     secrets: SecretBox,
-    cache: Cache<String, SharedCluster>,
+    cache: Cache<String, Cached>,
+    /// How long a record is served before it is re-read.
+    ttl: Duration,
+    /// Bumped when announcements may have been missed: every entry read
+    /// before is due for a re-read.
+    epoch: Arc<AtomicU64>,
+    /// Bumped by every invalidation, so a read that raced a write is not cached.
+    generation: Arc<AtomicU64>,
+    /// Names being re-read in the background (one re-read per name at a time).
+    refreshing: Arc<Mutex<HashSet<String>>>,
     metrics: Option<crate::telemetry::SharedMetrics>,
 }
+
+/// A cached record and when it is due for a re-read.
+#[derive(Clone)]
+struct Cached {
+    record: SharedCluster,
+    due: Instant,
+    epoch: u64,
+}
+
+/// How long to wait before retrying a re-read the store failed.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// Largest page a list may ask for.
 pub const MAX_PAGE: u32 = 1000;
@@ -87,10 +114,11 @@ impl Registry {
         Self {
             store,
             secrets,
-            cache: Cache::builder()
-                .max_capacity(200_000)
-                .time_to_live(cache_ttl)
-                .build(),
+            cache: Cache::builder().max_capacity(200_000).build(),
+            ttl: cache_ttl,
+            epoch: Arc::default(),
+            generation: Arc::default(),
+            refreshing: Arc::default(),
             metrics: None,
         }
     }
@@ -106,28 +134,121 @@ impl Registry {
     }
 
     /// A cluster by name (case-insensitive), from the cache when present.
+    ///
+    /// A cached record due for a re-read is returned at once and re-read in
+    /// the background; if the store cannot be reached it stays in service.
     pub async fn resolve(&self, name: &str) -> Result<Option<SharedCluster>, StoreError> {
         let key = name_key(name);
         let cached = self.cache.get(&key).await;
         if let Some(metrics) = &self.metrics {
             metrics.cache_lookup("clusters", cached.is_some());
         }
-        if let Some(record) = cached {
-            return Ok(Some(record));
+        if let Some(cached) = cached {
+            if Instant::now() >= cached.due || cached.epoch != self.epoch.load(Ordering::Acquire) {
+                self.refresh_in_background(key, cached.record.clone());
+            }
+            return Ok(Some(cached.record));
         }
+        self.read_through(key, name).await
+    }
+
+    /// Reads a record from the store and caches it, unless a write
+    /// invalidated anything meanwhile.
+    async fn read_through(
+        &self,
+        key: String,
+        name: &str,
+    ) -> Result<Option<SharedCluster>, StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let epoch = self.epoch.load(Ordering::Acquire);
         match self.store.get(name).await? {
             Some(record) => {
                 let shared = Arc::new(record);
-                self.cache.insert(key, shared.clone()).await;
+                self.cache_if_unchanged(key, shared.clone(), generation, epoch, self.ttl)
+                    .await;
                 Ok(Some(shared))
             }
             None => Ok(None),
         }
     }
 
+    async fn cache_if_unchanged(
+        &self,
+        key: String,
+        record: SharedCluster,
+        generation: u64,
+        epoch: u64,
+        for_how_long: Duration,
+    ) {
+        let entry = Cached {
+            record,
+            due: Instant::now() + for_how_long,
+            epoch,
+        };
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.cache.insert(key, entry).await;
+        }
+    }
+
+    /// Re-reads `key` unless a re-read is already under way; keeps `stale`
+    /// in service (retrying later) when the store cannot answer.
+    fn refresh_in_background(&self, key: String, stale: SharedCluster) {
+        {
+            let mut refreshing = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+            if !refreshing.insert(key.clone()) {
+                return;
+            }
+        }
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let generation = registry.generation.load(Ordering::Acquire);
+            let epoch = registry.epoch.load(Ordering::Acquire);
+            match registry.store.get(&stale.name).await {
+                Ok(Some(record)) => {
+                    registry
+                        .cache_if_unchanged(
+                            key.clone(),
+                            Arc::new(record),
+                            generation,
+                            epoch,
+                            registry.ttl,
+                        )
+                        .await
+                }
+                Ok(None) => registry.cache.invalidate(&key).await,
+                Err(error) => {
+                    tracing::warn!(cluster = %stale.name, %error,
+                        "cannot re-read the cluster from the store; serving the last known record");
+                    registry
+                        .cache_if_unchanged(
+                            key.clone(),
+                            stale,
+                            generation,
+                            epoch,
+                            RETRY_AFTER_FAILURE,
+                        )
+                        .await;
+                }
+            }
+            registry
+                .refreshing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        });
+    }
+
     /// Drops a cluster from this process's cache.
     pub async fn invalidate(&self, name: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(&name_key(name)).await;
+    }
+
+    /// Marks every cached record due for a re-read (still served meanwhile):
+    /// used when announcements of other replicas' writes may have been missed.
+    fn revalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// After a write: drop the cluster here and tell the other replicas.
@@ -141,8 +262,8 @@ impl Registry {
 
     /// On a shared (Postgres) store, follows other replicas' writes and drops
     /// the changed clusters from this replica's cache as they are announced.
-    /// After a lost connection everything is dropped, since announcements may
-    /// have been missed.
+    /// After a lost connection every cached record is re-read (and served
+    /// meanwhile), since announcements may have been missed.
     pub fn follow_changes(&self) -> Option<tokio::task::JoinHandle<()>> {
         let pool = self.store.notification_pool()?;
         let registry = self.clone();
@@ -161,19 +282,19 @@ impl Registry {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                registry.cache.invalidate_all();
+                registry.revalidate_all();
                 loop {
                     match listener.try_recv().await {
                         Ok(Some(notification)) => registry.invalidate(notification.payload()).await,
                         Ok(None) => {
                             tracing::warn!(
-                                "registry change feed reconnected; dropping the cluster cache"
+                                "registry change feed reconnected; re-reading cached clusters"
                             );
-                            registry.cache.invalidate_all();
+                            registry.revalidate_all();
                         }
                         Err(error) => {
                             tracing::warn!(%error, "registry change feed failed; reconnecting");
-                            registry.cache.invalidate_all();
+                            registry.revalidate_all();
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             break;
                         }
@@ -367,10 +488,12 @@ fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key)
 }
 
+/// The name key a cursor carries; anything else was not issued here.
 fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| validate_cluster_name(key).is_ok())
         .ok_or_else(|| ApiError::Input("cursor: is not a cursor this server issued".into()))
 }

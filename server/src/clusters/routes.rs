@@ -128,6 +128,7 @@ async fn create_cluster(
     responses(
         (status = 200, description = "The cluster", body = ClusterDetail,
             headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, description = "The name is not UTF-8", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.clusters.manage denied", body = ErrorResponse),
         (status = 404, description = "No such cluster", body = ErrorResponse),

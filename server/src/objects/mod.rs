@@ -432,6 +432,7 @@ fn configured_custom_types(config: &Config) -> Vec<ObjectType> {
         (status = 400, description = "Malformed entity or label selector", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
 async fn objects_by_entity(
     State(state): State<AppState>,
@@ -458,6 +459,7 @@ async fn objects_by_entity(
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
         (status = 404, description = "The catalog has no such entity", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 502, description = "The catalog failed", body = ErrorResponse),
         (status = 503, description = "No catalog is configured", body = ErrorResponse),
     ))]
@@ -493,6 +495,7 @@ async fn workloads_by_entity_ref(
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
         (status = 404, description = "The catalog has no such entity", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 502, description = "The catalog failed", body = ErrorResponse),
         (status = 503, description = "No catalog is configured", body = ErrorResponse),
     ))]

@@ -159,7 +159,8 @@ impl Globs {
 pub struct Rule {
     index: usize,
     description: String,
-    permission: GlobMatcher,
+    /// The permissions the rule's permission glob matches, decided once.
+    permissions: Vec<Permission>,
     subjects: Vec<String>,
     clusters: Option<Globs>,
     methods: Option<Vec<Method>>,
@@ -273,7 +274,7 @@ impl RuleConfig {
         Ok(Rule {
             index: 0,
             description: self.description.clone().unwrap_or_default(),
-            permission,
+            permissions: matched,
             subjects: self
                 .subjects
                 .iter()
@@ -295,8 +296,17 @@ impl RuleConfig {
 }
 
 impl Rule {
+    /// Why this rule decides: its description, or its index.
+    fn reason(&self) -> std::borrow::Cow<'_, str> {
+        if self.description.is_empty() {
+            format!("rule {} matched", self.index).into()
+        } else {
+            self.description.as_str().into()
+        }
+    }
+
     fn matches(&self, caller: &Caller, permission: Permission, target: &Target<'_>) -> bool {
-        if !self.permission.is_match(permission.as_str()) {
+        if !self.permissions.contains(&permission) {
             return false;
         }
         let subject_matches = self.subjects.iter().any(|subject| {
@@ -413,11 +423,7 @@ impl Policy {
             Some(rule) => Explanation {
                 decision: rule.decision,
                 rule_index: Some(rule.index),
-                reason: if rule.description.is_empty() {
-                    format!("rule {} matched", rule.index)
-                } else {
-                    rule.description.clone()
-                },
+                reason: rule.reason().into_owned(),
             },
             None => Explanation {
                 decision: Decision::Deny,
@@ -434,14 +440,16 @@ impl Policy {
         permission: Permission,
         target: &Target<'_>,
     ) -> Result<(), ApiError> {
-        let explanation = self.explain(caller, permission, target);
+        let rule = self
+            .rules
+            .iter()
+            .find(|rule| rule.matches(caller, permission, target));
+        let decision = rule.map_or(Decision::Deny, |rule| rule.decision);
         if let Some(note) = &caller.note {
-            let rule = explanation
-                .rule_index
-                .map(|index| format!("rule {index}: {}", explanation.reason));
-            note.set_decision(explanation.decision == Decision::Allow, rule);
+            let rule = rule.map(|rule| format!("rule {}: {}", rule.index, rule.reason()));
+            note.set_decision(decision == Decision::Allow, rule);
         }
-        match explanation.decision {
+        match decision {
             Decision::Allow => Ok(()),
             Decision::Deny => {
                 tracing::debug!(subject = %caller.subject, permission = permission.as_str(), "denied");

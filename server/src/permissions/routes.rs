@@ -54,6 +54,7 @@ pub struct ExplainResponse {
         (status = 400, description = "Invalid request", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.clusters.manage denied", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
 async fn explain(
     State(state): State<AppState>,

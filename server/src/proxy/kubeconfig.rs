@@ -21,7 +21,8 @@ use crate::state::AppState;
     params(("name" = String, Path, description = "Cluster name")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A kubeconfig (YAML) whose server is the path-form proxy; set your portal token with `kubectl config set-credentials kubeportal --token=…`", body = String, content_type = "application/yaml"),
+        (status = 200, description = "A kubeconfig (YAML) whose server is the path-form proxy; set your portal token with `kubectl config set-credentials kubeportal --token=…`", body = Object, content_type = "application/yaml"),
+        (status = 400, description = "The name is not UTF-8", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.clusters.read denied", body = ErrorResponse),
         (status = 404, description = "No such cluster", body = ErrorResponse),

@@ -69,8 +69,17 @@ async fn header_form(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = request
-        .headers()
+    let cluster = match cluster_header(request.headers()) {
+        Ok(cluster) => cluster,
+        Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
+    };
+    let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
+    forward(state, &cluster, &rest, request).await
+}
+
+/// The cluster the header form names.
+fn cluster_header(headers: &http::HeaderMap) -> Result<String, ApiError> {
+    Ok(headers
         .get(CLUSTER_HEADER)
         .ok_or_else(|| {
             ApiError::Input(
@@ -82,9 +91,23 @@ async fn header_form(
             ApiError::Input("Backstage-Kubernetes-Cluster: not a valid cluster name".into())
         })?
         .trim()
-        .to_owned();
-    let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
-    forward(state, &cluster, &rest, request).await
+        .to_owned())
+}
+
+/// Refuses a malformed request only once its caller is known: without a
+/// valid identity the answer is 401 whatever else is wrong, as on every
+/// protected route.
+async fn refuse_once_authenticated(
+    state: &AppState,
+    request: Request,
+    error: ApiError,
+) -> ApiError {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    match Caller::from_request_parts(&mut parts, state).await {
+        Ok(_) => error,
+        Err(unauthenticated) => unauthenticated,
+    }
 }
 
 async fn path_form(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
@@ -131,8 +154,13 @@ async fn forward(
     raw_path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let kubernetes_path =
-        path::normalize(raw_path).map_err(|error| ApiError::Input(error.to_string()))?;
+    let kubernetes_path = match path::normalize(raw_path) {
+        Ok(path) => path,
+        Err(error) => {
+            let error = ApiError::Input(error.to_string());
+            return Err(refuse_once_authenticated(&state, request, error).await);
+        }
+    };
     // A ticket is a portal credential: it never goes upstream.
     let (ticket, query) = tickets::take_ticket(request.uri().query());
     let (mut parts, body) = request.into_parts();
@@ -176,7 +204,7 @@ async fn forward(
     let connector = state.upstreams.connector(&record)?;
     let upgrade = headers::is_upgrade(request.headers());
     let caller_token =
-        headers::caller_cluster_token(request.headers(), &connector.client_token_header())?
+        headers::caller_cluster_token(request.headers(), connector.client_token_header())?
             .or(headers::websocket_token(request.headers())?)
             .map(ClusterToken);
     let mut outgoing_headers = headers::forwardable(request.headers(), upgrade);
@@ -336,8 +364,22 @@ async fn start_recording(
 }
 
 /// OpenAPI descriptions of the proxy routes (the handlers above take any method).
+///
+/// A proxied response is the cluster's, whatever its status, body and content
+/// type; kubeportal's own answers are only the errors named here. So every
+/// status also admits the cluster's answer, and `default` covers the rest.
 mod docs {
     use crate::error::{ErrorResponse, KubernetesStatus};
+
+    /// An error from the header-form proxy: kubeportal's own in Backstage's
+    /// envelope, or the cluster's, passed through (a Kubernetes `Status`).
+    #[derive(serde::Serialize, utoipa::ToSchema)]
+    #[serde(untagged)]
+    #[allow(dead_code)]
+    pub enum ProxyError {
+        Portal(ErrorResponse),
+        Cluster(KubernetesStatus),
+    }
 
     /// Proxies any Kubernetes API request to the cluster named by the
     /// `Backstage-Kubernetes-Cluster` header (Backstage's proxy contract).
@@ -352,13 +394,17 @@ mod docs {
         ),
         security(("bearer" = [])),
         responses(
-            (status = 200, description = "The cluster's response, verbatim (any status)", content_type = "application/json", body = serde_json::Value),
-            (status = 400, description = "Missing cluster header or unsafe path", body = ErrorResponse),
-            (status = 401, description = "No valid identity, or a cluster token is required", body = ErrorResponse),
-            (status = 403, description = "kubernetes.proxy denied", body = ErrorResponse),
-            (status = 404, description = "No such cluster", body = ErrorResponse),
-            (status = 502, description = "The cluster refused, reset, or failed TLS", body = ErrorResponse),
-            (status = 504, description = "The cluster did not answer in time", body = ErrorResponse),
+            (status = 200, description = "The cluster's response, verbatim", content(
+                (serde_json::Value = "application/json"), (String = "text/plain"))),
+            (status = 400, description = "Missing cluster header or unsafe path, or the cluster's 400", body = ProxyError),
+            (status = 401, description = "No valid identity, or the cluster refused the credential", body = ProxyError),
+            (status = 403, description = "kubernetes.proxy denied, or the cluster's 403", body = ProxyError),
+            (status = 404, description = "No such cluster, or the cluster's 404", content(
+                (ProxyError = "application/json"), (String = "text/plain"))),
+            (status = 502, description = "The cluster refused, reset, or failed TLS", body = ProxyError),
+            (status = 504, description = "The cluster did not answer in time", body = ProxyError),
+            (status = "default", description = "Any other answer of the cluster, verbatim", content(
+                (serde_json::Value = "application/json"), (String = "text/plain"))),
         ))]
     #[allow(dead_code)]
     pub fn header_form_doc() {}
@@ -373,13 +419,17 @@ mod docs {
         ),
         security(("bearer" = [])),
         responses(
-            (status = 200, description = "The cluster's response, verbatim (any status)", content_type = "application/json", body = serde_json::Value),
-            (status = 400, description = "Unsafe path", body = KubernetesStatus),
-            (status = 401, description = "No valid identity", body = KubernetesStatus),
-            (status = 403, description = "kubernetes.proxy denied", body = KubernetesStatus),
-            (status = 404, description = "No such cluster", body = KubernetesStatus),
+            (status = 200, description = "The cluster's response, verbatim", content(
+                (serde_json::Value = "application/json"), (String = "text/plain"))),
+            (status = 400, description = "Unsafe path, or the cluster's 400", body = KubernetesStatus),
+            (status = 401, description = "No valid identity, or the cluster refused the credential", body = KubernetesStatus),
+            (status = 403, description = "kubernetes.proxy denied, or the cluster's 403", body = KubernetesStatus),
+            (status = 404, description = "No such cluster, or the cluster's 404", content(
+                (KubernetesStatus = "application/json"), (String = "text/plain"))),
             (status = 502, description = "The cluster refused, reset, or failed TLS", body = KubernetesStatus),
             (status = 504, description = "The cluster did not answer in time", body = KubernetesStatus),
+            (status = "default", description = "Any other answer of the cluster, verbatim", content(
+                (serde_json::Value = "application/json"), (String = "text/plain"))),
         ))]
     #[allow(dead_code)]
     pub fn path_form_doc() {}

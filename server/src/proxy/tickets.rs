@@ -132,6 +132,7 @@ pub struct TicketResponse {
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.proxy denies that request", body = ErrorResponse),
         (status = 404, description = "No such cluster", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
 pub async fn issue_ticket(
     State(state): State<AppState>,

@@ -40,6 +40,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// SQLSTATE classes (Postgres) and result codes (SQLite) that mean "try
+/// again later".
+fn is_transient(code: &str) -> bool {
+    ["57", "08", "53"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || matches!(code, "5" | "6" | "261" | "262" | "517")
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
@@ -51,6 +60,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
+            // Postgres shutting down or restarting (class 57: operator
+            // intervention), lost or refused connections (08), out of
+            // resources (53), SQLite busy or locked: retryable, not a bug.
+            sqlx::Error::Database(database)
+                if database.code().is_some_and(|code| is_transient(&code)) =>
+            {
+                StoreError::Unavailable(error)
+            }
             _ => StoreError::Database(error),
         }
     }
@@ -194,12 +211,45 @@ impl TryFrom<StoredRow> for ClusterRecord {
     }
 }
 
+/// Postgres text cannot hold NUL, so no stored name or audit value has one:
+/// a lookup by a value with NUL matches nothing, in both stores alike.
+fn holds_nul(text: &str) -> bool {
+    text.contains('\0')
+}
+
+/// An audit value as stored: NUL (which Postgres text cannot hold, and
+/// which would fail the whole batch) becomes U+FFFD.
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if holds_nul(text) {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 fn labels_json(row: &ClusterRow) -> String {
     serde_json::to_string(&row.labels).expect("a string map always serialises")
 }
 
 /// The SQL both stores run, for a pool type `$pool`. Written once so the two
 /// implementations cannot drift apart.
+/// Rows per multi-row audit INSERT. A batch is cut into chunks of at most
+/// this many rows, sized in powers of two, so only a handful of distinct
+/// statements exist and each stays prepared in the connection's cache
+/// (a statement per batch size would be parsed again for almost every batch).
+const AUDIT_CHUNK: usize = 64;
+
+/// The chunk sizes a batch of `count` audit rows is inserted in.
+pub(crate) fn audit_chunks(count: usize) -> impl Iterator<Item = usize> {
+    let full = std::iter::repeat_n(AUDIT_CHUNK, count / AUDIT_CHUNK);
+    let rest = count % AUDIT_CHUNK;
+    let powers = (0..usize::BITS)
+        .rev()
+        .map(|bit| 1usize << bit)
+        .filter(move |size| rest & size != 0);
+    full.chain(powers)
+}
+
 macro_rules! shared_sql {
     ($pool:ty, $database:ty) => {
         async fn list_clusters(
@@ -220,6 +270,9 @@ macro_rules! shared_sql {
         }
 
         async fn get_cluster(pool: &$pool, name: &str) -> Result<Option<ClusterRecord>, StoreError> {
+            if $crate::store::holds_nul(name) {
+                return Ok(None);
+            }
             let row: Option<StoredRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 $crate::store::columns!(),
@@ -303,6 +356,9 @@ macro_rules! shared_sql {
             name: &str,
             expected_version: Option<i64>,
         ) -> Result<(), StoreError> {
+            if $crate::store::holds_nul(name) {
+                return Err(StoreError::NotFound);
+            }
             let mut transaction = pool.begin().await?;
             let deleted = match expected_version {
                 Some(version) => {
@@ -348,29 +404,39 @@ macro_rules! shared_sql {
             if records.is_empty() {
                 return Ok(());
             }
+            let groups: Vec<String> = records
+                .iter()
+                .map(|record| serde_json::to_string(&record.groups).unwrap_or_else(|_| "[]".into()))
+                .collect();
             let mut transaction = pool.begin().await?;
-            let mut builder = sqlx::QueryBuilder::<$database>::new(
-                "INSERT INTO audit_records (time, kind, subject, groups, cluster, method, path, query, status, \
-                 bytes_in, bytes_out, duration_ms, decision, rule, recording) ",
-            );
-            builder.push_values(records, |mut row, record| {
-                row.push_bind(record.time)
-                    .push_bind(record.kind.clone())
-                    .push_bind(record.subject.clone())
-                    .push_bind(serde_json::to_string(&record.groups).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(record.cluster.clone())
-                    .push_bind(record.method.clone())
-                    .push_bind(record.path.clone())
-                    .push_bind(record.query.clone())
-                    .push_bind(i32::from(record.status))
-                    .push_bind(record.bytes_in as i64)
-                    .push_bind(record.bytes_out as i64)
-                    .push_bind(record.duration_ms as i64)
-                    .push_bind(record.decision.clone())
-                    .push_bind(record.rule.clone())
-                    .push_bind(record.recording.clone());
-            });
-            builder.build().execute(&mut *transaction).await?;
+            let mut offset = 0;
+            for size in $crate::store::audit_chunks(records.len()) {
+                let rows = records[offset..offset + size].iter().zip(&groups[offset..offset + size]);
+                let mut builder = sqlx::QueryBuilder::<$database>::new(
+                    "INSERT INTO audit_records (time, kind, subject, groups, cluster, method, path, query, status, \
+                     bytes_in, bytes_out, duration_ms, decision, rule, recording) ",
+                );
+                use $crate::store::storable;
+                builder.push_values(rows, |mut row, (record, groups)| {
+                    row.push_bind(record.time)
+                        .push_bind(storable(&record.kind))
+                        .push_bind(storable(&record.subject))
+                        .push_bind(groups.as_str())
+                        .push_bind(record.cluster.as_deref().map(storable))
+                        .push_bind(storable(&record.method))
+                        .push_bind(storable(&record.path))
+                        .push_bind(record.query.as_deref().map(storable))
+                        .push_bind(i32::from(record.status))
+                        .push_bind(record.bytes_in as i64)
+                        .push_bind(record.bytes_out as i64)
+                        .push_bind(record.duration_ms as i64)
+                        .push_bind(storable(&record.decision))
+                        .push_bind(record.rule.as_deref().map(storable))
+                        .push_bind(record.recording.as_deref().map(storable));
+                });
+                builder.build().persistent(true).execute(&mut *transaction).await?;
+                offset += size;
+            }
             transaction.commit().await?;
             Ok(())
         }
@@ -381,6 +447,10 @@ macro_rules! shared_sql {
             before_id: Option<i64>,
             limit: u32,
         ) -> Result<Vec<StoredAuditRecord>, StoreError> {
+            let texts = [&filter.cluster, &filter.subject, &filter.method];
+            if texts.into_iter().flatten().any(|text| $crate::store::holds_nul(text)) {
+                return Ok(Vec::new());
+            }
             let mut builder = sqlx::QueryBuilder::<$database>::new(
                 "SELECT id, time, kind, subject, groups, cluster, method, path, query, status, \
                  bytes_in, bytes_out, duration_ms, decision, rule, recording FROM audit_records WHERE 1 = 1",
@@ -513,3 +583,21 @@ macro_rules! delegate_store {
     };
 }
 pub(crate) use delegate_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_batches_are_cut_into_few_distinct_chunk_sizes() {
+        for count in [0, 1, 5, 63, 64, 65, 500, 1000] {
+            let chunks: Vec<usize> = audit_chunks(count).collect();
+            assert_eq!(chunks.iter().sum::<usize>(), count, "{count}");
+            assert!(chunks
+                .iter()
+                .all(|size| size.is_power_of_two() && *size <= AUDIT_CHUNK));
+        }
+        assert_eq!(audit_chunks(5).collect::<Vec<_>>(), [4, 1]);
+        assert_eq!(audit_chunks(130).collect::<Vec<_>>(), [64, 64, 2]);
+    }
+}

@@ -48,9 +48,9 @@ pub struct FanOutErrorLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
-    pub cache: String,
+    pub cache: &'static str,
     /// `hit` or `miss`.
-    pub result: String,
+    pub result: &'static str,
 }
 
 /// Every metric kubeportal exports.
@@ -159,44 +159,57 @@ impl Metrics {
         text
     }
 
-    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+    pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
         self.cache
             .get_or_create(&CacheLabels {
-                cache: cache.to_owned(),
-                result: if hit { "hit" } else { "miss" }.to_owned(),
+                cache,
+                result: if hit { "hit" } else { "miss" },
             })
             .inc();
     }
 }
 
+/// Middleware on every route: puts the route template on the response, for
+/// [`track`] and the error envelope, which wrap the router as a whole and so
+/// run before routing has matched anything.
+pub async fn note_route(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
+}
+
 /// Middleware: counts requests and times them to response headers.
 pub async fn track(State(metrics): State<SharedMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
     let note = request
         .extensions()
         .get::<crate::audit::AuditNote>()
         .cloned();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
     let cluster = note.and_then(|note| note.cluster()).unwrap_or_default();
+    let labels = RouteLabels {
+        route: route.to_owned(),
+        cluster,
+    };
     metrics
         .latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-            cluster: cluster.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            route,
-            cluster,
-            method,
+            route: labels.route,
+            cluster: labels.cluster,
+            method: method.as_str().to_owned(),
             status: response.status().as_u16(),
         })
         .inc();

@@ -78,8 +78,14 @@ pub fn init(config: &Config) -> Result<Option<SdkTracerProvider>, String> {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
+        // Colours only on a terminal: they cost every span its styling, and
+        // are noise in a log file.
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     result.map_err(|error| error.to_string())?;
@@ -113,6 +119,10 @@ impl Injector for HeaderInjector<'_> {
 
 /// Makes `span` a child of the trace a caller's `traceparent` names, if any.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    // Without a caller trace the span is a root, as it already is.
+    if !headers.contains_key("traceparent") {
+        return;
+    }
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     });

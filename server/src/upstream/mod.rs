@@ -79,7 +79,9 @@ impl From<UpstreamError> for ApiError {
 
 /// The server-side credential kubeportal holds for a cluster.
 enum ServerCredential {
-    Token(SecretString),
+    /// The `Authorization` value (marked sensitive), built once per
+    /// connector; `None` if the token cannot be a header value.
+    Token(Option<HeaderValue>),
     /// The client certificate is in the TLS configuration.
     ClientCertificate,
     None,
@@ -90,11 +92,12 @@ pub struct Connector {
     pub cluster: String,
     version: i64,
     auth_provider: AuthProvider,
-    oidc_token_provider: Option<String>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     /// The cluster URL's path (e.g. Rancher's `/k8s/clusters/c-1`), no trailing slash.
     base_path: String,
+    /// The header a caller sends their cluster token in.
+    client_token_header: String,
     client: HttpsClient,
     upgrade_client: HttpsClient,
     credential: ServerCredential,
@@ -125,14 +128,8 @@ impl Connector {
     }
 
     /// The header a caller sends their cluster token in, for this cluster.
-    pub fn client_token_header(&self) -> String {
-        match (self.auth_provider, &self.oidc_token_provider) {
-            (AuthProvider::Oidc, Some(provider)) => {
-                format!("Backstage-Kubernetes-Authorization-oidc-{provider}")
-            }
-            (AuthProvider::Google, _) => "Backstage-Kubernetes-Authorization-google".into(),
-            _ => "Backstage-Kubernetes-Authorization".into(),
-        }
+    pub fn client_token_header(&self) -> &str {
+        &self.client_token_header
     }
 
     /// Attaches the cluster credential to an outgoing request's headers. The
@@ -145,23 +142,19 @@ impl Connector {
         caller_token: Option<ClusterToken>,
         impersonation: &ImpersonationConfig,
     ) -> Result<(), UpstreamError> {
-        let bearer = |token: &SecretString| {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                .map_err(|_| UpstreamError::Misconfigured {
-                    cluster: self.cluster.clone(),
-                    reason: "the token is not a valid header value".into(),
-                })?;
-            value.set_sensitive(true);
-            Ok::<_, UpstreamError>(value)
+        let invalid = || UpstreamError::Misconfigured {
+            cluster: self.cluster.clone(),
+            reason: "the token is not a valid header value".into(),
         };
-        let server_token = match &self.credential {
-            ServerCredential::Token(token) => Some(token),
-            ServerCredential::ClientCertificate | ServerCredential::None => None,
+        let bearer = |token: &SecretString| bearer_value(token).ok_or_else(invalid);
+        let server_bearer = || match &self.credential {
+            ServerCredential::Token(value) => value.clone().ok_or_else(invalid).map(Some),
+            ServerCredential::ClientCertificate | ServerCredential::None => Ok(None),
         };
         match self.auth_provider {
             AuthProvider::Impersonate => {
-                if let Some(token) = server_token {
-                    headers.insert(AUTHORIZATION, bearer(token)?);
+                if let Some(value) = server_bearer()? {
+                    headers.insert(AUTHORIZATION, value);
                 }
                 let user = impersonation
                     .users
@@ -179,17 +172,16 @@ impl Connector {
                     );
                 }
             }
-            AuthProvider::ServiceAccount | AuthProvider::ClientCert => {
-                match (caller_token, server_token) {
-                    (Some(ClusterToken(token)), _) => {
-                        headers.insert(AUTHORIZATION, bearer(&token)?);
-                    }
-                    (None, Some(token)) => {
-                        headers.insert(AUTHORIZATION, bearer(token)?);
-                    }
-                    (None, None) => {}
+            AuthProvider::ServiceAccount | AuthProvider::ClientCert => match caller_token {
+                Some(ClusterToken(token)) => {
+                    headers.insert(AUTHORIZATION, bearer(&token)?);
                 }
-            }
+                None => {
+                    if let Some(value) = server_bearer()? {
+                        headers.insert(AUTHORIZATION, value);
+                    }
+                }
+            },
             AuthProvider::Oidc | AuthProvider::Google | AuthProvider::Client => {
                 match caller_token {
                     Some(ClusterToken(token)) => {
@@ -199,7 +191,7 @@ impl Connector {
                         return Err(UpstreamError::MissingClusterToken {
                             cluster: self.cluster.clone(),
                             provider: self.auth_provider.as_str(),
-                            header: self.client_token_header(),
+                            header: self.client_token_header.clone(),
                         })
                     }
                 }
@@ -243,6 +235,13 @@ impl Connector {
             }),
         }
     }
+}
+
+/// `Bearer <token>` as a sensitive header value, if the token can be one.
+fn bearer_value(token: &SecretString) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 fn impersonation_value(cluster: &str, name: &str) -> Result<HeaderValue, UpstreamError> {
@@ -332,15 +331,22 @@ impl Upstreams {
             .map(|path| path.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
         let credential = match (token, record.client_cert_data.is_some()) {
-            (Some(token), _) => ServerCredential::Token(token),
+            (Some(token), _) => ServerCredential::Token(bearer_value(&token)),
             (None, true) => ServerCredential::ClientCertificate,
             (None, false) => ServerCredential::None,
         };
+        let client_token_header = match (record.auth_provider, &record.oidc_token_provider) {
+            (AuthProvider::Oidc, Some(provider)) => {
+                format!("Backstage-Kubernetes-Authorization-oidc-{provider}")
+            }
+            (AuthProvider::Google, _) => "Backstage-Kubernetes-Authorization-google".into(),
+            _ => "Backstage-Kubernetes-Authorization".into(),
+        };
         Ok(Connector {
             cluster: record.name.clone(),
+            client_token_header,
             version: record.version,
             auth_provider: record.auth_provider,
-            oidc_token_provider: record.oidc_token_provider.clone(),
             scheme,
             authority,
             base_path,

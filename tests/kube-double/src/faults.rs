@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::pending;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +57,44 @@ pub(crate) struct Knobs {
     delays: Mutex<HashMap<String, Duration>>,
     /// LIST calls by (plural, group).
     list_calls: Mutex<HashMap<(String, String), usize>>,
+    /// Response bodies handed to hyper and not yet dropped: finished, or
+    /// abandoned because the client went away.
+    open_responses: Arc<AtomicUsize>,
+}
+
+/// Decrements the open-response count when the body it rides with is dropped.
+struct OpenResponse(Arc<AtomicUsize>);
+
+/// A response body, unchanged (size hint included), counted while it lives.
+struct Tracked {
+    body: Body,
+    _open: OpenResponse,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for OpenResponse {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Knobs {
@@ -135,6 +174,17 @@ impl Knobs {
             .sum()
     }
 
+    pub(crate) fn open_responses(&self) -> usize {
+        self.open_responses.load(Ordering::SeqCst)
+    }
+
+    /// Counts `response` as open until its body is dropped.
+    fn track(&self, response: Response) -> Response {
+        self.open_responses.fetch_add(1, Ordering::SeqCst);
+        let open = OpenResponse(self.open_responses.clone());
+        response.map(|body| Body::new(Tracked { body, _open: open }))
+    }
+
     pub(crate) fn clear_list_calls(&self) {
         self.list_calls.lock().expect("knobs poisoned").clear();
     }
@@ -149,7 +199,7 @@ pub(crate) async fn apply_fault(
 ) -> Response {
     let fault = shared.knobs.fault();
     let connection = request.extensions().get::<ConnectionInfo>().cloned();
-    match fault {
+    let response = match fault {
         Fault::Hang => pending().await,
         Fault::SlowBody { interval } => {
             let response = next.run(request).await;
@@ -168,7 +218,11 @@ pub(crate) async fn apply_fault(
             }
         }
         Fault::None | Fault::Refuse | Fault::WrongCertificate => next.run(request).await,
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return response;
     }
+    shared.knobs.track(response)
 }
 
 /// The same body, one byte per `interval`.

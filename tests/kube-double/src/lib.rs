@@ -257,6 +257,12 @@ impl KubeDouble {
         self.shared.recorder.requests()
     }
 
+    /// Response bodies being sent right now (a watch, a followed log, a slow
+    /// body): one is closed when it ends or when its client goes away.
+    pub fn open_responses(&self) -> usize {
+        self.shared.knobs.open_responses()
+    }
+
     /// Forgets the recorded requests and the list-call counts.
     pub fn clear_requests(&self) {
         self.shared.recorder.clear();
