@@ -83,7 +83,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             Err(error) => return Err(StartError::Invalid(format!("{key}: {error}"))),
         }
     }
-    let upstreams = Upstreams::new(registry.clone(), config.kubernetes.timeouts.clone());
+    let upstreams = Upstreams::new(registry.clone(), &config.kubernetes);
     let objects = crate::objects::ObjectQueries::new(&config);
     let auditor = crate::audit::Auditor::start(
         registry.store().clone(),

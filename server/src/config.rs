@@ -180,7 +180,7 @@ pub struct PermissionsConfig {
     pub rules: Vec<RuleConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubernetesConfig {
     #[serde(default)]
@@ -197,6 +197,10 @@ pub struct KubernetesConfig {
     /// Upstream timeouts, in milliseconds.
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
+    /// Long-lived streams (watches, followed logs) carried by one upstream
+    /// HTTP/2 connection; keep it below the clusters' own stream limit.
+    #[serde(default = "default_streams_per_connection")]
+    pub streams_per_connection: usize,
     /// How portal refs become Kubernetes names for `authProvider: impersonate`.
     #[serde(default)]
     pub impersonation: ImpersonationConfig,
@@ -227,6 +231,25 @@ impl Default for ObjectQueryConfig {
             concurrency_per_cluster: default_concurrency_per_cluster(),
         }
     }
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            clusters: Vec::new(),
+            cluster_locator_methods: Vec::new(),
+            service_locator_method: None,
+            custom_resources: Vec::new(),
+            timeouts: UpstreamTimeouts::default(),
+            streams_per_connection: default_streams_per_connection(),
+            impersonation: ImpersonationConfig::default(),
+            objects: ObjectQueryConfig::default(),
+        }
+    }
+}
+
+fn default_streams_per_connection() -> usize {
+    100
 }
 
 fn default_cluster_deadline_ms() -> u64 {
@@ -530,6 +553,12 @@ impl Config {
             let (key, message) = message.split_once(": ").unwrap_or(("recording", &message));
             invalid(key, message)
         })?;
+        if !(1..=1000).contains(&self.kubernetes.streams_per_connection) {
+            return Err(invalid(
+                "kubernetes.streamsPerConnection",
+                "must be from 1 to 1000",
+            ));
+        }
         if self.kubernetes.objects.concurrency_per_cluster == 0 {
             return Err(invalid(
                 "kubernetes.objects.concurrencyPerCluster",
@@ -733,6 +762,22 @@ mod tests {
             "{error}"
         );
         assert!(!error.to_string().contains("sekrit"), "{error}");
+
+        for bad in ["0", "1001"] {
+            let error = Config::from_parts(
+                Some(&format!("kubernetes:\n  streamsPerConnection: {bad}\n")),
+                &env(&[]),
+            )
+            .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("kubernetes.streamsPerConnection"),
+                "{error}"
+            );
+        }
+        let config = Config::from_parts(None, &env(&[])).unwrap();
+        assert_eq!(config.kubernetes.streams_per_connection, 100);
     }
 
     #[test]

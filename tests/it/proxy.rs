@@ -436,36 +436,180 @@ async fn followed_logs_and_watches_stream_as_the_cluster_writes() {
     }
     assert!(seen.contains("\"ADDED\""), "{seen}");
 
-    // Long-lived streams get HTTP/1.1 connections of their own, so they cannot
-    // exhaust the HTTP/2 stream limit that ordinary requests share.
-    let recorded = double.requests();
-    let version_of = |needle: &str| {
-        let request = recorded
-            .iter()
-            .find(|request| {
-                request
-                    .query
-                    .as_deref()
-                    .unwrap_or_default()
-                    .contains(needle)
-            })
-            .unwrap_or_else(|| panic!("no request with {needle}"));
-        format!("{:?}", request.version)
-    };
-    assert_eq!(version_of("watch=true"), "HTTP/1.1");
-    assert_eq!(version_of("follow=true"), "HTTP/1.1");
+    // Long-lived streams travel on HTTP/2 connections of their own, so they
+    // cannot use up the stream limit of the connection ordinary requests share.
     let _ = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
         .send()
         .await
         .unwrap()
         .bytes()
         .await;
-    let ordinary = double.requests().pop().unwrap();
-    assert_eq!(
-        format!("{:?}", ordinary.version),
-        "HTTP/2.0",
-        "ordinary requests share HTTP/2"
+    let recorded = double.requests();
+    let find = |needle: &str| {
+        recorded
+            .iter()
+            .rev()
+            .find(|request| {
+                request.path.ends_with(needle)
+                    || request
+                        .query
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains(needle)
+            })
+            .unwrap_or_else(|| panic!("no request with {needle}"))
+    };
+    let (watch, follow, ordinary) = (find("watch=true"), find("follow=true"), find("/namespaces"));
+    for request in [watch, follow, ordinary] {
+        assert_eq!(
+            request.version,
+            reqwest::Version::HTTP_2,
+            "{}",
+            request.path
+        );
+    }
+    assert_eq!(watch.peer, follow.peer, "streams share their connection");
+    assert_ne!(
+        watch.peer, ordinary.peer,
+        "ordinary requests use another connection"
     );
+}
+
+fn stream_app_config(db: &TestDb, per_connection: usize) -> kubeportal::config::Config {
+    let mut config = kubeportal_tests::config_for(db, ConfigSource::Yaml(POLICY));
+    config.kubernetes.streams_per_connection = per_connection;
+    config
+}
+
+/// Opens a watch of the default namespace's config maps through kubeportal.
+async fn open_watch(
+    app: &TestApp,
+) -> impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> {
+    let response = proxied(
+        app,
+        Method::GET,
+        "dev",
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    Box::pin(response.bytes_stream())
+}
+
+#[tokio::test]
+async fn watches_share_a_few_http2_connections_and_give_them_back() {
+    let db = TestDb::sqlite();
+    let app = kubeportal_tests::spawn_with_config(stream_app_config(&db, 10)).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+
+    let mut watches = Vec::new();
+    for _ in 0..25 {
+        watches.push(open_watch(&app).await);
+    }
+    // An ordinary request is not queued behind them.
+    let namespaces = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(namespaces.status(), StatusCode::OK);
+
+    let recorded = double.requests();
+    let watch_peers: std::collections::BTreeSet<_> = recorded
+        .iter()
+        .filter(|request| {
+            request
+                .query
+                .as_deref()
+                .is_some_and(|query| query.contains("watch=true"))
+        })
+        .map(|request| {
+            assert_eq!(request.version, reqwest::Version::HTTP_2);
+            request.peer.expect("the double knows the connection")
+        })
+        .collect();
+    assert_eq!(watch_peers.len(), 3, "25 watches at 10 per connection");
+    let ordinary = recorded.last().unwrap();
+    assert_eq!(ordinary.path, "/api/v1/namespaces");
+    assert!(!watch_peers.contains(&ordinary.peer.unwrap()));
+
+    // Every watch delivers.
+    double.put_object("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seen-by-all", "namespace": "default"}}));
+    for watch in &mut watches {
+        let mut seen = String::new();
+        while !seen.contains("\"seen-by-all\"") {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), watch.next())
+                .await
+                .expect("every watch delivers the event");
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+        }
+    }
+
+    // Callers that go away cancel their upstream streams.
+    drop(watches);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while double.open_responses() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} upstream streams still open",
+            double.open_responses()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // One idle connection is kept for the next stream.
+    double.clear_requests();
+    let _again = open_watch(&app).await;
+    let reused = double.requests().pop().unwrap();
+    assert!(watch_peers.contains(&reused.peer.unwrap()));
+}
+
+#[tokio::test]
+async fn watches_to_a_cluster_without_http2_get_a_connection_each() {
+    let db = TestDb::sqlite();
+    let app = kubeportal_tests::spawn_with_config(stream_app_config(&db, 10)).await;
+    let double = kube_double::KubeDouble::start(kube_double::Options {
+        tls: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    register(
+        &app,
+        json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token"}),
+    )
+    .await;
+    let mut watches = Vec::new();
+    for _ in 0..3 {
+        watches.push(open_watch(&app).await);
+    }
+    double.put_object("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": "default"}}));
+    for watch in &mut watches {
+        let mut seen = String::new();
+        while !seen.contains("\"plain\"") {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), watch.next())
+                .await
+                .expect("every watch delivers the event");
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+        }
+    }
+    let peers: std::collections::BTreeSet<_> = double
+        .requests()
+        .iter()
+        .filter(|request| {
+            request
+                .query
+                .as_deref()
+                .is_some_and(|query| query.contains("watch=true"))
+        })
+        .map(|request| {
+            assert_eq!(request.version, reqwest::Version::HTTP_11);
+            request.peer.unwrap()
+        })
+        .collect();
+    assert_eq!(peers.len(), 3);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use super::{
 use crate::clusters::{AuthProvider, ClusterRecord};
 use crate::config::ImpersonationConfig;
 use crate::identity::Caller;
-use crate::upstream::{ClusterToken, Connector, UpstreamError};
+use crate::upstream::{ClusterToken, Connector, Route, UpstreamError};
 
 /// What one cluster query needs besides the cluster.
 #[derive(Clone)]
@@ -71,8 +71,9 @@ fn kube_client(
             )?;
             let request = http::Request::from_parts(parts, axum::body::Body::new(body));
             connector
-                .send(request, false)
+                .send(request, Route::Shared)
                 .await
+                .map(|(response, _)| response)
                 .map_err(tower::BoxError::from)
         }
     });

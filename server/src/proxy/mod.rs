@@ -29,7 +29,7 @@ use crate::identity::Caller;
 use crate::permissions::{Permission, ProxyTarget, RequestAttributes, Target};
 use crate::state::AppState;
 use crate::telemetry::{GaugeGuard, UpstreamErrorLabels};
-use crate::upstream::ClusterToken;
+use crate::upstream::{ClusterToken, Route};
 use http_body_util::BodyExt;
 
 /// The header naming the cluster in the header form.
@@ -237,12 +237,15 @@ async fn forward(
         .map_err(ApiError::internal)?;
     *outgoing.headers_mut() = outgoing_headers;
 
-    // Long-lived streams (watches, followed logs) get their own HTTP/1.1
-    // connection: on one multiplexed HTTP/2 connection they would exhaust the
-    // cluster's concurrent-stream limit and starve every other request.
-    let long_lived = upgrade || is_long_lived(query.as_deref());
-    let mut response = match connector.send(outgoing, long_lived).await {
-        Ok(response) => response,
+    let route = if upgrade {
+        Route::Upgrade
+    } else if is_long_lived(query.as_deref()) {
+        Route::Stream
+    } else {
+        Route::Shared
+    };
+    let (mut response, lease) = match connector.send(outgoing, route).await {
+        Ok(sent) => sent,
         Err(error) => {
             let labels = UpstreamErrorLabels {
                 cluster: record.name.clone(),
@@ -297,8 +300,9 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_response(&mut parts.headers, false);
-    // The guard lives as long as the body, so the gauge counts open streams.
-    let streaming = GaugeGuard::new(&state.metrics.open_streams);
+    // The guards live as long as the body: the gauge counts open streams, and
+    // a long-lived stream's place on its connection is given back at its end.
+    let streaming = (GaugeGuard::new(&state.metrics.open_streams), lease);
     let body = body.map_frame(move |frame| {
         let _ = &streaming;
         frame

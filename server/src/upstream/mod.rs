@@ -3,6 +3,7 @@
 //! timeouts, and the credential. This is the only place credentials are
 //! attached to requests. Nothing here logs a credential or puts one in an error.
 
+mod streams;
 mod tls;
 
 use std::sync::Arc;
@@ -23,6 +24,9 @@ use crate::clusters::{AuthProvider, ClusterRecord, Registry};
 use crate::config::{ImpersonationConfig, UpstreamTimeouts};
 use crate::error::ApiError;
 use crate::identity::Caller;
+
+pub use streams::StreamLease;
+use streams::{StreamError, StreamPool};
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -100,12 +104,26 @@ pub struct Connector {
     client_token_header: String,
     client: HttpsClient,
     upgrade_client: HttpsClient,
+    streams: Arc<StreamPool>,
     credential: ServerCredential,
     response_header_timeout: Duration,
 }
 
 /// A caller-supplied cluster credential (never the portal identity).
 pub struct ClusterToken(pub SecretString);
+
+/// How a request travels to its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Ordinary requests: pooled connections, one multiplexed HTTP/2
+    /// connection where the cluster speaks it.
+    Shared,
+    /// Streams that stay open (watches, followed logs): HTTP/2 connections of
+    /// their own, many streams each, so they never crowd ordinary requests.
+    Stream,
+    /// Protocol upgrades (exec, attach, port-forward): an HTTP/1.1 connection each.
+    Upgrade,
+}
 
 impl Connector {
     /// The upstream URI for a normalised Kubernetes path and a raw query.
@@ -201,19 +219,15 @@ impl Connector {
     }
 
     /// Sends a request and waits for the response headers within the timeout.
-    /// The body then streams with no total timeout. `dedicated` requests
-    /// (upgrades and long-lived streams) go over HTTP/1.1 connections of their own.
+    /// The body then streams with no total timeout. A [`Route::Stream`]
+    /// response comes with its lease on a stream connection, to be dropped
+    /// with the body.
     pub async fn send(
         &self,
         mut request: Request<Body>,
-        dedicated: bool,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+        route: Route,
+    ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
         use tracing::Instrument;
-        let client = if dedicated {
-            &self.upgrade_client
-        } else {
-            &self.client
-        };
         let span = tracing::info_span!(
             "upstream",
             otel.kind = "client",
@@ -222,18 +236,43 @@ impl Connector {
             path = %request.uri().path(),
         );
         crate::telemetry::traces::propagate(&span, request.headers_mut());
-        let sent = tokio::time::timeout(self.response_header_timeout, client.request(request));
-        match sent.instrument(span).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(UpstreamError::Unreachable {
-                cluster: self.cluster.clone(),
-                cause: describe(&error),
-            }),
+        let unreachable = |cause: String| UpstreamError::Unreachable {
+            cluster: self.cluster.clone(),
+            cause,
+        };
+        let sent = async {
+            let client = match route {
+                Route::Shared => &self.client,
+                Route::Upgrade => &self.upgrade_client,
+                Route::Stream => match self.streams.send(request).await {
+                    Ok((response, lease)) => return Ok((response, Some(lease))),
+                    Err(StreamError::Failed(cause)) => return Err(unreachable(cause)),
+                    Err(StreamError::Http1Only(returned)) => {
+                        request = *returned;
+                        &self.upgrade_client
+                    }
+                },
+            };
+            match client.request(request).await {
+                Ok(response) => Ok((response, None)),
+                Err(error) => Err(unreachable(describe(&error))),
+            }
+        };
+        match tokio::time::timeout(self.response_header_timeout, sent)
+            .instrument(span)
+            .await
+        {
+            Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout {
                 cluster: self.cluster.clone(),
                 seconds: self.response_header_timeout.as_secs_f64(),
             }),
         }
+    }
+
+    /// Open long-lived streams on each of this cluster's stream connections.
+    pub fn streams_by_connection(&self) -> Vec<usize> {
+        self.streams.streams_by_connection()
     }
 }
 
@@ -273,14 +312,16 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 pub struct Upstreams {
     registry: Registry,
     timeouts: UpstreamTimeouts,
+    streams_per_connection: usize,
     connectors: Cache<String, Arc<Connector>>,
 }
 
 impl Upstreams {
-    pub fn new(registry: Registry, timeouts: UpstreamTimeouts) -> Self {
+    pub fn new(registry: Registry, config: &crate::config::KubernetesConfig) -> Self {
         Self {
             registry,
-            timeouts,
+            timeouts: config.timeouts.clone(),
+            streams_per_connection: config.streams_per_connection,
             connectors: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_idle(Duration::from_secs(600))
@@ -350,14 +391,20 @@ impl Upstreams {
             scheme,
             authority,
             base_path,
-            client: self.client(tls.clone(), true),
-            upgrade_client: self.client(tls, false),
+            client: self.client(self.https(tls.clone(), true)),
+            upgrade_client: self.client(self.https(tls.clone(), false)),
+            streams: Arc::new(StreamPool::new(
+                self.https(tls, true),
+                self.streams_per_connection,
+            )),
             credential,
             response_header_timeout: self.timeouts.response_header(),
         })
     }
 
-    fn client(&self, tls: rustls::ClientConfig, http2: bool) -> HttpsClient {
+    /// A TLS (or plain, for `http://` clusters) connector offering HTTP/1.1,
+    /// and HTTP/2 by ALPN when `http2`.
+    fn https(&self, tls: rustls::ClientConfig, http2: bool) -> HttpsConnector<HttpConnector> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(self.timeouts.connect()));
@@ -367,11 +414,14 @@ impl Upstreams {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1();
-        let connector = if http2 {
+        if http2 {
             builder.enable_http2().wrap_connector(http)
         } else {
             builder.wrap_connector(http)
-        };
+        }
+    }
+
+    fn client(&self, connector: HttpsConnector<HttpConnector>) -> HttpsClient {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)

@@ -52,6 +52,8 @@ pub struct RecordedRequest {
     pub query: Option<String>,
     /// HTTP/1.1 or HTTP/2.
     pub version: Version,
+    /// The caller's address and port, which tells connections apart.
+    pub peer: Option<std::net::SocketAddr>,
     /// Every header in arrival order, names lowercased, repeated headers kept
     /// (values that are not UTF-8 are converted lossily).
     pub headers: Vec<(String, String)>,
@@ -65,6 +67,10 @@ impl RecordedRequest {
             path: request.uri().path().to_owned(),
             query: request.uri().query().map(str::to_owned),
             version: request.version(),
+            peer: request
+                .extensions()
+                .get::<ConnectionInfo>()
+                .map(|connection| connection.peer),
             headers: request
                 .headers()
                 .iter()

@@ -33,6 +33,8 @@ pub(crate) struct ConnectionInfo {
     pub(crate) client_common_name: Option<String>,
     /// Notified to reset the connection (for `Fault::ResetMidStream`).
     pub(crate) reset: Arc<Notify>,
+    /// The caller's address and port: one per connection.
+    pub(crate) peer: SocketAddr,
 }
 
 #[cfg(test)]
@@ -41,6 +43,7 @@ impl ConnectionInfo {
         ConnectionInfo {
             client_common_name: client_common_name.map(str::to_owned),
             reset: Arc::new(Notify::new()),
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -178,11 +181,12 @@ async fn accept_connections(
     loop {
         tokio::select! {
             accepted = poll_fn(|context| slot.poll_accept(context)) => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     connections.spawn(serve_connection(
                         shared.clone(),
                         router.clone(),
                         stream,
+                        peer,
                         tls,
                         generation.clone(),
                     ));
@@ -202,6 +206,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
     router: Router,
     stream: TcpStream,
+    peer: SocketAddr,
     tls: bool,
     mut generation: watch::Receiver<u64>,
 ) {
@@ -235,12 +240,14 @@ async fn serve_connection(
         let info = ConnectionInfo {
             client_common_name,
             reset: reset.clone(),
+            peer,
         };
         serve_http(router, stream, info, control, generation).await;
     } else {
         let info = ConnectionInfo {
             client_common_name: None,
             reset: reset.clone(),
+            peer,
         };
         serve_http(router, stream, info, control, generation).await;
     }
