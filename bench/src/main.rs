@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use serde_json::Value;
 
@@ -323,14 +323,91 @@ async fn memory_section(bench: &Bench<'_>, findings: &mut Findings) {
     }
 
     let wanted = bench.arguments.watches;
-    eprintln!("  holding {wanted} watches…");
-    let watches = async {
-        if bench.open_files < wanted as u64 + 1_000 {
-            bail!(
-                "the open-file limit is {}, too low for {wanted} watches (raise the hard limit: ulimit -Hn)",
-                bench.open_files
-            );
+    let client = match fixtures::double_client(&bench.ca_pem) {
+        Ok(client) => client,
+        Err(error) => return findings.failed("watches", &error, "< 512 MiB, all open"),
+    };
+    // A pod created on the double, which every open watch must deliver; it is
+    // deleted again so that the next watches start from an empty namespace.
+    let probe = |name: &'static str| {
+        let client = client.clone();
+        let pods = format!(
+            "{}/api/v1/namespaces/{WATCH_NAMESPACE}/pods",
+            bench.double.url
+        );
+        let token = bench.double.token.clone();
+        async move {
+            client
+                .post(&pods)
+                .bearer_auth(&token)
+                .json(&serde_json::json!({
+                    "metadata": {"name": name},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                }))
+                .send()
+                .await?
+                .error_for_status()?;
+            anyhow::Ok(())
         }
+    };
+    let remove_probe = |name: &'static str| {
+        client
+            .delete(format!(
+                "{}/api/v1/namespaces/{WATCH_NAMESPACE}/pods/{name}",
+                bench.double.url
+            ))
+            .bearer_auth(&bench.double.token)
+            .send()
+    };
+    if bench.open_files < wanted as u64 + 1_000 {
+        let error = anyhow!(
+            "the open-file limit is {}, too low for {wanted} watches (raise the hard limit: ulimit -Hn)",
+            bench.open_files
+        );
+        return findings.failed("watches", &error, "< 512 MiB, all open");
+    }
+
+    // Direct first, while the double's memory is fresh: the same watches
+    // held by the double itself, one TLS connection each, as clients do.
+    eprintln!("  holding {wanted} watches directly…");
+    let direct = memory::hold_watches(
+        memory::WatchTarget {
+            url: memory::direct_watch_url(&bench.double.url),
+            headers: vec![(
+                "Authorization".into(),
+                format!("Bearer {}", bench.double.token),
+            )],
+            ca_pem: Some(&bench.ca_pem),
+            pid: bench.double.pid(),
+            portal: None,
+            cluster_pid: None,
+        },
+        probe("probe-direct"),
+        wanted,
+        bench.open_files,
+    )
+    .await;
+    let _ = remove_probe("probe-direct").await;
+    let direct = match direct {
+        Ok(result) => {
+            if let Some((reason, count)) = &result.failures {
+                findings.notes.push(format!(
+                    "direct: {count} of {wanted} watches were not opened on the double; \
+                     the first failure: {reason}"
+                ));
+            }
+            (result.opened > 0).then_some(result)
+        }
+        Err(error) => {
+            findings
+                .notes
+                .push(format!("direct watches failed: {error:#}"));
+            None
+        }
+    };
+
+    eprintln!("  holding {wanted} watches through kubeportal…");
+    let watches = async {
         let portal = PortalProcess::start(
             &bench.binaries,
             bench.dir,
@@ -338,27 +415,23 @@ async fn memory_section(bench: &Bench<'_>, findings: &mut Findings) {
             &bench.portal_config,
         )
         .await?;
-        let client = fixtures::double_client(&bench.ca_pem)?;
-        let probe = async {
-            client
-                .post(format!(
-                    "{}/api/v1/namespaces/{WATCH_NAMESPACE}/pods",
-                    bench.double.url
-                ))
-                .bearer_auth(&bench.double.token)
-                .json(&serde_json::json!({
-                    "metadata": {"name": "probe"},
-                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-                }))
-                .send()
-                .await?
-                .error_for_status()?;
-            Ok(())
-        };
-        memory::hold_watches(&portal, bench.double.pid(), probe, wanted, bench.open_files)
-            .await
+        memory::hold_watches(
+            memory::WatchTarget {
+                url: memory::portal_watch_url(&portal),
+                headers: fixtures::portal_headers(),
+                ca_pem: None,
+                pid: portal.child.pid(),
+                portal: Some(&portal),
+                cluster_pid: Some(bench.double.pid()),
+            },
+            probe("probe"),
+            wanted,
+            bench.open_files,
+        )
+        .await
     }
     .await;
+    let _ = remove_probe("probe").await;
     match watches {
         Ok(result) => {
             if let Some((reason, count)) = &result.failures {
@@ -388,7 +461,7 @@ async fn memory_section(bench: &Bench<'_>, findings: &mut Findings) {
                     .notes
                     .push(format!("kubeportal logged during the watches: {error}"));
             }
-            report::watch_rows(&mut findings.table, &result);
+            report::watch_rows(&mut findings.table, &result, direct.as_ref());
         }
         Err(error) => findings.failed("watches", &error, "< 512 MiB, all open"),
     }

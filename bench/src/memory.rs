@@ -101,23 +101,54 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Opening stops once this many watches failed (one wave of failures).
 const FAILURE_BUDGET: usize = 100;
 
-/// Opens `count` watches of an empty namespace through kubeportal, reads its
+/// Where watches are opened and whose memory they are charged to.
+pub struct WatchTarget<'a> {
+    /// The collection URL with `?watch=true`.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// The CA to trust when the URL is https.
+    pub ca_pem: Option<&'a str>,
+    /// The process serving the watches (kubeportal, or the double directly).
+    pub pid: u32,
+    /// kubeportal, when it is the one serving: its log is checked for errors.
+    pub portal: Option<&'a PortalProcess>,
+    /// The cluster behind kubeportal, whose end of each watch is measured too.
+    pub cluster_pid: Option<u32>,
+}
+
+/// The watch URL of the empty namespace through kubeportal's header form.
+pub fn portal_watch_url(portal: &PortalProcess) -> String {
+    format!(
+        "{}/api/kubernetes/proxy/api/v1/namespaces/{WATCH_NAMESPACE}/pods?watch=true",
+        portal.url
+    )
+}
+
+/// The same watch straight from the cluster.
+pub fn direct_watch_url(cluster_url: &str) -> String {
+    format!("{cluster_url}/api/v1/namespaces/{WATCH_NAMESPACE}/pods?watch=true")
+}
+
+/// Opens `count` watches of an empty namespace, reads the serving process's
 /// resident set, then creates a pod directly on the double and counts the
 /// watches that deliver its ADDED event.
 pub async fn hold_watches(
-    portal: &PortalProcess,
-    cluster_pid: u32,
+    target: WatchTarget<'_>,
     create_probe_pod: impl std::future::Future<Output = Result<()>>,
     count: usize,
     open_files: u64,
 ) -> Result<WatchResult> {
-    let pid = portal.child.pid();
+    let pid = target.pid;
     let baseline_kib = status_kib(pid, "VmRSS")?;
-    let cluster_before = status_kib(cluster_pid, "VmRSS").ok();
-    let url = Arc::new(format!(
-        "{}/api/kubernetes/proxy/api/v1/namespaces/{WATCH_NAMESPACE}/pods?watch=true",
-        portal.url
-    ));
+    let cluster_before = target
+        .cluster_pid
+        .and_then(|cluster| status_kib(cluster, "VmRSS").ok());
+    let url = Arc::new(target.url);
+    let headers = Arc::new(target.headers);
+    let ca = target
+        .ca_pem
+        .map(|pem| reqwest::Certificate::from_pem(pem.as_bytes()))
+        .transpose()?;
     let failed = Arc::new(AtomicUsize::new(0));
     let give_up = Arc::new(AtomicBool::new(false));
     let first_failure = Arc::new(std::sync::Mutex::new(None::<String>));
@@ -126,20 +157,27 @@ pub async fn hold_watches(
     for task in 0..WATCH_TASKS {
         let share = count / WATCH_TASKS + usize::from(task < count % WATCH_TASKS);
         let url = url.clone();
+        let headers = headers.clone();
+        let ca = ca.clone();
         let failed = failed.clone();
         let give_up = give_up.clone();
         let first_failure = first_failure.clone();
         tasks.push(tokio::spawn(async move {
             // HTTP/1.1: one connection per watch, as browsers and kubectl hold them.
-            let client = reqwest::Client::builder()
+            let mut client = reqwest::Client::builder()
                 .http1_only()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .expect("a plain HTTP client builds");
+                .connect_timeout(Duration::from_secs(10));
+            if let Some(ca) = ca {
+                client = client
+                    .use_rustls_tls()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(ca);
+            }
+            let client = client.build().expect("an HTTP client builds");
             futures::stream::iter(0..share)
                 .map(|_| {
                     let mut request = client.get(url.as_str());
-                    for (name, value) in fixtures::portal_headers() {
+                    for (name, value) in headers.iter() {
                         request = request.header(name, value);
                     }
                     let give_up = give_up.clone();
@@ -150,7 +188,7 @@ pub async fn hold_watches(
                         match tokio::time::timeout(Duration::from_secs(60), request.send()).await {
                             Ok(Ok(response)) if response.status().is_success() => Ok(response),
                             Ok(Ok(response)) => Err(format!("status {}", response.status())),
-                            Ok(Err(error)) => Err(format!("{error}")),
+                            Ok(Err(error)) => Err(error_chain(&error)),
                             Err(_) => Err("no response headers within 60 s".to_owned()),
                         }
                     }
@@ -192,7 +230,9 @@ pub async fn hold_watches(
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         rss_kib = rss_kib.max(status_kib(pid, "VmRSS")?);
-        cluster_kib = cluster_kib.max(status_kib(cluster_pid, "VmRSS").unwrap_or(0));
+        if let Some(cluster) = target.cluster_pid {
+            cluster_kib = cluster_kib.max(status_kib(cluster, "VmRSS").unwrap_or(0));
+        }
     }
 
     create_probe_pod.await?;
@@ -252,10 +292,22 @@ pub async fn hold_watches(
         open_time,
         baseline_kib,
         rss_kib,
-        logged_error: portal.first_logged_error(),
+        logged_error: target.portal.and_then(PortalProcess::first_logged_error),
         open_files,
         delivered: delivered.load(Ordering::Relaxed) as usize,
         undelivered,
         cluster_kib: cluster_before.map(|before| (before, cluster_kib)),
     })
+}
+
+/// An error with its causes: reqwest's own message rarely says what failed.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -415,7 +415,7 @@ pub fn log_rows(table: &mut Table, result: &LogResult) {
     ));
 }
 
-pub fn watch_rows(table: &mut Table, result: &WatchResult) {
+pub fn watch_rows(table: &mut Table, result: &WatchResult, direct: Option<&WatchResult>) {
     let all_open = result.opened == result.wanted;
     table.row(Row::portal_only(
         format!(
@@ -441,29 +441,39 @@ pub fn watch_rows(table: &mut Table, result: &WatchResult) {
         "",
         Verdict::NoTarget,
     ));
-    if result.opened > 0 {
-        // What each open watch costs kubeportal (its caller's connection and
-        // its own to the cluster), beside what the cluster's end of the same
-        // watch costs the double: direct access pays only that.
-        let per_watch =
-            |before: u64, with: u64| with.saturating_sub(before) as f64 / result.opened as f64;
-        let portal = per_watch(result.baseline_kib, result.rss_kib);
-        let cluster = result
-            .cluster_kib
-            .map(|(before, with)| per_watch(before, with));
+    let per_watch = |before: u64, with: u64, opened: usize| {
+        (opened > 0).then(|| with.saturating_sub(before) as f64 / opened as f64)
+    };
+    // What each open watch costs kubeportal (its caller's connection and a
+    // stream to the cluster), beside what the double pays to hold the same
+    // watch for a client directly (a TLS connection each).
+    let portal = per_watch(result.baseline_kib, result.rss_kib, result.opened);
+    let direct_kib =
+        direct.and_then(|direct| per_watch(direct.baseline_kib, direct.rss_kib, direct.opened));
+    if let Some(portal) = portal {
         table.row(Row {
-            scenario: "watches: RSS per open watch (direct: the double's end of them)".into(),
+            scenario: "watches: RSS per open watch (direct: the double holding them itself)".into(),
             values: [
-                cluster.map_or_else(String::new, |kib| format!("{kib:.1} KiB")),
+                direct_kib.map_or_else(String::new, |kib| format!("{kib:.1} KiB")),
                 format!("{portal:.1} KiB"),
                 String::new(),
                 String::new(),
             ],
-            portal_to_direct: ratio_text(ratio(Some(portal), cluster)),
+            portal_to_direct: ratio_text(ratio(Some(portal), direct_kib)),
             portal_to_kubectl: String::new(),
             target: String::new(),
             verdict: Verdict::NoTarget,
         });
+    }
+    if let Some((before, with)) = result.cluster_kib {
+        if let Some(cluster) = per_watch(before, with, result.opened) {
+            table.row(Row::portal_only(
+                "watches: the double's RSS per watch kubeportal holds (HTTP/2 streams)".into(),
+                format!("{cluster:.1} KiB"),
+                "",
+                Verdict::NoTarget,
+            ));
+        }
     }
     if let Some((reason, count)) = &result.failures {
         table.row(Row::portal_only(

@@ -125,8 +125,10 @@ to {watches} watches of an empty namespace open over as many HTTP/1.1 connection
 from 20 client tasks (opening stops after 100 failures); then a pod is created on \
 the double and the open watches that deliver its event within 60 s are counted. \
 *RSS per open watch* is the growth of VmRSS from before the watches over the watches \
-open, for kubeportal and, as *direct*, for the double, which serves the other end of \
-each watch (kubeportal carries them upstream as HTTP/2 streams, 100 per connection).
+open: for kubeportal, and as *direct* for the double holding as many watches for \
+clients itself (measured first, over TLS, a connection each). kubeportal carries its \
+watches upstream as HTTP/2 streams, 100 per connection; the double's end of those is \
+reported apart.
 - **Registry.** In process, the product's SQLite and Postgres stores holding \
 100,000 clusters (one set-based INSERT; each row with a CA, a sealed token and \
 labels). *uncached* is 10,000 random `ClusterStore::get` calls; *cached* is 100,000 \
