@@ -74,7 +74,7 @@ async fn header_form(
         Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
     };
     let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
-    forward(state, &cluster, &rest, request).await
+    Box::pin(forward(state, &cluster, &rest, request)).await
 }
 
 /// The cluster the header form names.
@@ -116,7 +116,7 @@ async fn path_form(State(state): State<AppState>, request: Request) -> Result<Re
         .split_once("/proxy")
         .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
     let (cluster, rest) = (cluster.to_owned(), rest.to_owned());
-    forward(state, &cluster, &rest, request).await
+    Box::pin(forward(state, &cluster, &rest, request)).await
 }
 
 /// Who is calling: the portal identity, or for a WebSocket upgrade without
@@ -216,13 +216,13 @@ async fn forward(
     )?;
 
     let recorder = if upgrade && interactive {
-        start_recording(
+        Box::pin(start_recording(
             &state,
             &caller,
             &record.name,
             &kubernetes_path,
             request.headers(),
-        )
+        ))
         .await?
     } else {
         None
@@ -244,7 +244,9 @@ async fn forward(
     } else {
         Route::Shared
     };
-    let (mut response, lease) = match connector.send(outgoing, route).await {
+    // Boxed: the send future is large, and inline it would be copied with
+    // every move of this one.
+    let (mut response, lease) = match Box::pin(connector.send(outgoing, route)).await {
         Ok(sent) => sent,
         Err(error) => {
             let labels = UpstreamErrorLabels {

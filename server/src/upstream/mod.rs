@@ -244,7 +244,7 @@ impl Connector {
             let client = match route {
                 Route::Shared => &self.client,
                 Route::Upgrade => &self.upgrade_client,
-                Route::Stream => match self.streams.send(request).await {
+                Route::Stream => match Box::pin(self.streams.send(request)).await {
                     Ok((response, lease)) => return Ok((response, Some(lease))),
                     Err(StreamError::Failed(cause)) => return Err(unreachable(cause)),
                     Err(StreamError::Http1Only(returned)) => {
