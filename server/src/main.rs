@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use kubeportal::config::Config;
 
 /// mimalloc: a proxy allocates and frees small buffers for every request,
-/// which glibc's allocator spends a fifth of the request's CPU on.
+/// which glibc's allocator spends a fifth of the request's CPU on. Built
+/// without transparent huge pages (`no_thp`): with them, memory that holds
+/// many small long-lived buffers (one set per open watch) rounds up to 2 MiB
+/// pages, and ten thousand watches took 60% more resident memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
