@@ -116,25 +116,27 @@ impl StreamPool {
             return Ok(Some(found));
         }
         let _connecting = self.connecting.lock().await;
-        // Another caller may have opened a connection while this one waited.
-        if let Some(found) = self.take_room() {
-            return Ok(Some(found));
+        loop {
+            // Another caller may have opened a connection while this one
+            // waited; and callers that did not wait may fill a new one first.
+            if let Some(found) = self.take_room() {
+                return Ok(Some(found));
+            }
+            if self.http1_only.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            let Some(sender) = self.connect(uri).await? else {
+                self.http1_only.store(true, Ordering::Release);
+                return Ok(None);
+            };
+            self.connections
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(Arc::new(StreamConnection {
+                    sender,
+                    open: AtomicUsize::new(0),
+                }));
         }
-        if self.http1_only.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        let Some(sender) = self.connect(uri).await? else {
-            self.http1_only.store(true, Ordering::Release);
-            return Ok(None);
-        };
-        self.connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(Arc::new(StreamConnection {
-                sender,
-                open: AtomicUsize::new(0),
-            }));
-        Ok(self.take_room())
     }
 
     /// A place on an open connection with room, if there is one.
