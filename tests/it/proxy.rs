@@ -396,23 +396,14 @@ async fn followed_logs_and_watches_stream_as_the_cluster_writes() {
     .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("first line") {
-        seen.push_str(&String::from_utf8_lossy(
-            &tokio::time::timeout(Duration::from_secs(5), body.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap(),
-        ));
-    }
+    read_until(&mut body, "first line", "the log").await;
     double.append_log("default", "api-0", "written while the stream is open");
-    while !seen.contains("written while the stream is open") {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
-            .await
-            .expect("line arrives while open");
-        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-    }
+    read_until(
+        &mut body,
+        "written while the stream is open",
+        "line arrives while open",
+    )
+    .await;
     drop(body);
 
     let watch = proxied(
@@ -427,13 +418,7 @@ async fn followed_logs_and_watches_stream_as_the_cluster_writes() {
     assert_eq!(watch.status(), StatusCode::OK);
     let mut events = watch.bytes_stream();
     double.put_object("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later", "namespace": "default"}}));
-    let mut seen = String::new();
-    while !seen.contains("\"later\"") {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .expect("watch event arrives");
-        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-    }
+    let seen = read_until(&mut events, "\"later\"", "watch event arrives").await;
     assert!(seen.contains("\"ADDED\""), "{seen}");
 
     // Long-lived streams travel on HTTP/2 connections of their own, so they
@@ -498,6 +483,44 @@ async fn open_watch(
     Box::pin(response.bytes_stream())
 }
 
+/// Reads a stream until what it delivered contains `needle` (each chunk
+/// within 5 s), and returns everything read.
+async fn read_until<S>(stream: &mut S, needle: &str, what: &str) -> String
+where
+    S: futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin,
+{
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within 5 s"));
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    seen
+}
+
+/// The connections (peer addresses) the double received watches on, each
+/// watch checked to have arrived over `version`.
+fn watch_peers(
+    double: &kube_double::KubeDouble,
+    version: reqwest::Version,
+) -> std::collections::BTreeSet<std::net::SocketAddr> {
+    double
+        .requests()
+        .iter()
+        .filter(|request| {
+            request
+                .query
+                .as_deref()
+                .is_some_and(|query| query.contains("watch=true"))
+        })
+        .map(|request| {
+            assert_eq!(request.version, version, "{}", request.path);
+            request.peer.expect("the double knows the connection")
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn watches_share_a_few_http2_connections_and_give_them_back() {
     let db = TestDb::sqlite();
@@ -517,19 +540,7 @@ async fn watches_share_a_few_http2_connections_and_give_them_back() {
     assert_eq!(namespaces.status(), StatusCode::OK);
 
     let recorded = double.requests();
-    let watch_peers: std::collections::BTreeSet<_> = recorded
-        .iter()
-        .filter(|request| {
-            request
-                .query
-                .as_deref()
-                .is_some_and(|query| query.contains("watch=true"))
-        })
-        .map(|request| {
-            assert_eq!(request.version, reqwest::Version::HTTP_2);
-            request.peer.expect("the double knows the connection")
-        })
-        .collect();
+    let watch_peers = watch_peers(&double, reqwest::Version::HTTP_2);
     assert_eq!(watch_peers.len(), 3, "25 watches at 10 per connection");
     let ordinary = recorded.last().unwrap();
     assert_eq!(ordinary.path, "/api/v1/namespaces");
@@ -538,13 +549,7 @@ async fn watches_share_a_few_http2_connections_and_give_them_back() {
     // Every watch delivers.
     double.put_object("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seen-by-all", "namespace": "default"}}));
     for watch in &mut watches {
-        let mut seen = String::new();
-        while !seen.contains("\"seen-by-all\"") {
-            let chunk = tokio::time::timeout(Duration::from_secs(5), watch.next())
-                .await
-                .expect("every watch delivers the event");
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-        }
+        read_until(watch, "\"seen-by-all\"", "every watch delivers the event").await;
     }
 
     // Callers that go away cancel their upstream streams.
@@ -587,28 +592,9 @@ async fn watches_to_a_cluster_without_http2_get_a_connection_each() {
     }
     double.put_object("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": "default"}}));
     for watch in &mut watches {
-        let mut seen = String::new();
-        while !seen.contains("\"plain\"") {
-            let chunk = tokio::time::timeout(Duration::from_secs(5), watch.next())
-                .await
-                .expect("every watch delivers the event");
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-        }
+        read_until(watch, "\"plain\"", "every watch delivers the event").await;
     }
-    let peers: std::collections::BTreeSet<_> = double
-        .requests()
-        .iter()
-        .filter(|request| {
-            request
-                .query
-                .as_deref()
-                .is_some_and(|query| query.contains("watch=true"))
-        })
-        .map(|request| {
-            assert_eq!(request.version, reqwest::Version::HTTP_11);
-            request.peer.unwrap()
-        })
-        .collect();
+    let peers = watch_peers(&double, reqwest::Version::HTTP_11);
     assert_eq!(peers.len(), 3);
 }
 

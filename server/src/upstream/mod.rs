@@ -269,11 +269,6 @@ impl Connector {
             }),
         }
     }
-
-    /// Open long-lived streams on each of this cluster's stream connections.
-    pub fn streams_by_connection(&self) -> Vec<usize> {
-        self.streams.streams_by_connection()
-    }
 }
 
 /// `Bearer <token>` as a sensitive header value, if the token can be one.

@@ -95,16 +95,6 @@ impl StreamPool {
         }
     }
 
-    /// Open streams on each connection, for tests and metrics.
-    pub(super) fn streams_by_connection(&self) -> Vec<usize> {
-        self.connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-            .map(|connection| connection.open.load(Ordering::Acquire))
-            .collect()
-    }
-
     async fn lease(
         self: &Arc<Self>,
         uri: &Uri,
