@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod identity;
+pub mod kubernetes;
 pub mod objects;
 pub mod openapi;
 pub mod permissions;

@@ -104,7 +104,11 @@ both_stores!(
         assert_eq!(get["groups"], json!(["group:default/sre"]));
         assert_eq!(get["cluster"], "dev");
         assert_eq!(get["method"], "GET");
-        assert_eq!(get["path"], "/api/kubernetes/proxy/api/v1/namespaces");
+        assert_eq!(
+            get["path"], "/api/v1/namespaces",
+            "the canonical path the cluster received"
+        );
+        assert_eq!(get["verb"], "list");
         assert_eq!(
             get["query"], "token=***&limit=5",
             "query secrets are masked"

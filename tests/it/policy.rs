@@ -326,6 +326,56 @@ permissions:
     assert_eq!(allowed["ruleIndex"], 2);
     assert_eq!(allowed["attributes"]["verb"], "watch");
 
+    // The attributes are the API server's reading, with the canonical request.
+    let exec = explain(json!({
+        "subject": "user:default/alice", "groups": ["group:default/sre"], "permission": "kubernetes.proxy",
+        "cluster": "dev", "method": "GET",
+        "path": "/api/v1/namespaces/shop/pods/api-0/exec/?command=id&%74oken=x"
+    }))
+    .await;
+    assert_eq!(
+        exec["attributes"],
+        json!({
+            "isResourceRequest": true, "verb": "create", "action": "exec", "apiGroup": "",
+            "apiVersion": "v1", "namespace": "shop", "resource": "pods", "subresource": "exec",
+            "name": "api-0"
+        })
+    );
+    assert_eq!(
+        exec["canonicalPath"],
+        "/api/v1/namespaces/shop/pods/api-0/exec"
+    );
+    assert_eq!(exec["canonicalQuery"], "command=id&token=x");
+    let watch_one = explain(json!({
+        "subject": "user:default/alice", "permission": "kubernetes.proxy", "cluster": "dev",
+        "path": "/api/v1/namespaces/shop/pods?fieldSelector=metadata.name%3Dapi-0&watch=yes"
+    }))
+    .await;
+    assert_eq!(watch_one["attributes"]["verb"], "watch");
+    assert_eq!(watch_one["attributes"]["name"], "api-0");
+    assert_eq!(
+        watch_one["canonicalQuery"],
+        "fieldSelector=metadata.name%3Dapi-0&watch=true"
+    );
+    let ambiguous = app
+        .client
+        .post(app.url("/api/kubernetes/permissions/explain"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"subject": "user:default/alice", "permission": "kubernetes.proxy", "path": "/api/v1/pods?watch=no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ambiguous.status(), StatusCode::BAD_REQUEST);
+    let impersonate = explain(json!({
+        "subject": "user:default/alice", "groups": ["group:default/sre"],
+        "permission": "kubernetes.impersonate", "cluster": "dev", "impersonateUser": "auditor"
+    }))
+    .await;
+    assert_eq!(
+        impersonate["decision"], "deny",
+        "only an exact kubernetes.impersonate rule grants it"
+    );
+
     let default_deny =
         explain(json!({"subject": "user:default/bob", "permission": "kubernetes.resources.read"}))
             .await;

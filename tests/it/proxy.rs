@@ -192,9 +192,18 @@ async fn credentials_are_the_callers_cluster_token_or_the_service_account() {
     .unwrap();
     register(&app, double_cluster("dev", &double)).await;
 
+    // A caller's own impersonation is refused, not stripped and served with
+    // kubeportal's (greater) privilege.
     let response = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
         .header("Impersonate-User", "system:admin")
         .header("Impersonate-Group", "system:masters")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(double.requests().is_empty(), "nothing reached the cluster");
+
+    let response = proxied(&app, Method::GET, "dev", "/api/v1/namespaces")
         .header("Cookie", "portal-session=abc")
         .send()
         .await
@@ -241,8 +250,13 @@ async fn impersonation_sets_the_portal_user_and_groups() {
     let mut body = double_cluster("imp", &double);
     body["authProvider"] = json!("impersonate");
     register(&app, body).await;
-    let response = proxied(&app, Method::GET, "imp", "/api/v1/namespaces/default/pods")
+    let refused = proxied(&app, Method::GET, "imp", "/api/v1/namespaces/default/pods")
         .header("Impersonate-User", "system:admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let response = proxied(&app, Method::GET, "imp", "/api/v1/namespaces/default/pods")
         .header(
             "Backstage-Kubernetes-Authorization",
             "Bearer attempt-to-override",

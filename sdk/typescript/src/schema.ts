@@ -266,8 +266,10 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
-         * @description What a request does, coarsely: exec, attach and portforward are `exec`;
-         *     a request that cannot be classified counts as `write` (fail closed).
+         * @description What a request does, coarsely. `exec` covers exec, attach and portforward
+         *     and every `proxy` subresource or verb (they reach arbitrary endpoints, the
+         *     kubelet's exec included); a request that cannot be classified counts as
+         *     `write` (fail closed).
          * @enum {string}
          */
         Action: "read" | "write" | "delete" | "exec";
@@ -289,11 +291,24 @@ export interface components {
             /** Format: int64 */
             durationMs: number;
             groups: string[];
+            impersonatedGroups?: string[];
+            /**
+             * @description The Kubernetes user the caller impersonated (a `kubernetes.impersonate`
+             *     grant); `subject` stays the portal identity.
+             */
+            impersonatedUser?: string | null;
             /** @description `proxy`, `registry` or `denial`. */
             kind: string;
             method: string;
+            /**
+             * @description For a proxied call, the canonical Kubernetes path the cluster received;
+             *     otherwise the request path.
+             */
             path: string;
-            /** @description The query string with sensitive values replaced by `***`. */
+            /**
+             * @description The query string with sensitive values replaced by `***` (for a
+             *     proxied call, the canonical query the cluster received).
+             */
             query?: string | null;
             /** @description The session recording (`GET /api/kubernetes/recordings/{name}`). */
             recording?: string | null;
@@ -304,6 +319,11 @@ export interface components {
             subject: string;
             /** Format: date-time */
             time: string;
+            /**
+             * @description For a proxied call, the Kubernetes verb the policy judged (as the API
+             *     server derives it: `watch` for `?watch=yes`, `create` for exec, ...).
+             */
+            verb?: string | null;
         };
         /**
          * @description How kubeportal authenticates to a cluster.
@@ -478,9 +498,16 @@ export interface components {
             cluster?: string | null;
             /** @description Group refs the subject owns, e.g. `group:default/sre`. */
             groups?: string[];
+            /** @description For `kubernetes.impersonate`: the group to impersonate. */
+            impersonateGroup?: string | null;
+            /** @description For `kubernetes.impersonate`: the user to impersonate. */
+            impersonateUser?: string | null;
             /** @description For `kubernetes.proxy`: the HTTP method (default GET). */
             method?: string | null;
-            /** @description For `kubernetes.proxy`: the Kubernetes path, optionally with a query. */
+            /**
+             * @description For `kubernetes.proxy`: the Kubernetes path, optionally with a query,
+             *     as a client would send it (it is read as the proxy reads it).
+             */
             path?: string | null;
             permission: components["schemas"]["Permission"];
             /** @description The subject, e.g. `user:default/alice`. */
@@ -488,6 +515,10 @@ export interface components {
         };
         ExplainResponse: components["schemas"]["Explanation"] & {
             attributes?: null | components["schemas"]["RequestAttributes"];
+            /** @description The canonical path the cluster would receive. */
+            canonicalPath?: string | null;
+            /** @description The canonical query the cluster would receive. */
+            canonicalQuery?: string | null;
         };
         /** @description Why a decision was made. */
         Explanation: {
@@ -541,7 +572,7 @@ export interface components {
          * @description What a caller may be allowed to do.
          * @enum {string}
          */
-        Permission: "kubernetes.clusters.read" | "kubernetes.clusters.manage" | "kubernetes.resources.read" | "kubernetes.proxy" | "kubernetes.audit.read";
+        Permission: "kubernetes.clusters.read" | "kubernetes.clusters.manage" | "kubernetes.resources.read" | "kubernetes.proxy" | "kubernetes.audit.read" | "kubernetes.impersonate";
         /**
          * @description An error from the header-form proxy: kubeportal's own in Backstage's
          *     envelope, or the cluster's, passed through (a Kubernetes `Status`).
@@ -552,13 +583,23 @@ export interface components {
             action: components["schemas"]["Action"];
             /** @description `""` for the core group; absent for non-resource paths. */
             apiGroup?: string | null;
+            apiVersion?: string | null;
+            /** @description Whether the path names an API resource (`/api/v1/…`, `/apis/g/v/…`). */
+            isResourceRequest: boolean;
+            /**
+             * @description From the path, or for a list or watch from a `metadata.name` field
+             *     selector (how kubectl watches one object).
+             */
             name?: string | null;
             namespace?: string | null;
             resource?: string | null;
             subresource?: string | null;
             /**
-             * @description get, list, watch, create, update, patch, delete, deletecollection; for
-             *     non-resource paths the lower-cased HTTP method.
+             * @description For resource requests: get, list, watch, create, update, patch, delete,
+             *     deletecollection, proxy (the legacy `/proxy/` prefix), or `""` for a
+             *     method the API server has no verb for; exec, attach and portforward
+             *     are `create` whatever the method. For other paths the lower-cased
+             *     HTTP method.
              */
             verb: string;
         };

@@ -102,10 +102,23 @@ pub struct AuditRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     pub method: String,
+    /// For a proxied call, the canonical Kubernetes path the cluster received;
+    /// otherwise the request path.
     pub path: String,
-    /// The query string with sensitive values replaced by `***`.
+    /// The query string with sensitive values replaced by `***` (for a
+    /// proxied call, the canonical query the cluster received).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// For a proxied call, the Kubernetes verb the policy judged (as the API
+    /// server derives it: `watch` for `?watch=yes`, `create` for exec, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// The Kubernetes user the caller impersonated (a `kubernetes.impersonate`
+    /// grant); `subject` stays the portal identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonated_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub impersonated_groups: Vec<String>,
     pub status: u16,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -148,6 +161,9 @@ pub struct AuditRow {
     decision: String,
     rule: Option<String>,
     recording: Option<String>,
+    verb: Option<String>,
+    impersonated_user: Option<String>,
+    impersonated_groups: String,
 }
 
 impl From<AuditRow> for StoredAuditRecord {
@@ -163,6 +179,10 @@ impl From<AuditRow> for StoredAuditRecord {
                 method: row.method,
                 path: row.path,
                 query: row.query,
+                verb: row.verb,
+                impersonated_user: row.impersonated_user,
+                impersonated_groups: serde_json::from_str(&row.impersonated_groups)
+                    .unwrap_or_default(),
                 status: u16::try_from(row.status).unwrap_or_default(),
                 bytes_in: row.bytes_in.max(0) as u64,
                 bytes_out: row.bytes_out.max(0) as u64,
@@ -194,6 +214,10 @@ struct NoteData {
     decision: Option<&'static str>,
     rule: Option<String>,
     recording: Option<String>,
+    /// The canonical path and masked query a proxied call was forwarded with.
+    target: Option<(String, Option<String>)>,
+    verb: Option<String>,
+    impersonated: Option<(String, Vec<String>)>,
 }
 
 /// What the handlers learn about a request, for its audit record and metrics:
@@ -222,6 +246,19 @@ impl AuditNote {
         self.with(|note| note.cluster = Some(cluster.to_owned()));
     }
 
+    /// The request as the cluster receives it: the canonical path, the
+    /// canonical query with sensitive values already masked, and the verb.
+    pub fn set_request(&self, path: &str, masked_query: Option<String>, verb: &str) {
+        self.with(|note| {
+            note.target = Some((path.to_owned(), masked_query));
+            note.verb = Some(verb.to_owned());
+        });
+    }
+
+    pub fn set_impersonation(&self, user: &str, groups: &[String]) {
+        self.with(|note| note.impersonated = Some((user.to_owned(), groups.to_vec())));
+    }
+
     pub fn set_recording(&self, name: &str) {
         self.with(|note| note.recording = Some(name.to_owned()));
     }
@@ -241,21 +278,14 @@ impl AuditNote {
     }
 }
 
-/// Masks the values of sensitive query parameters, keeping the rest byte for byte.
+/// The query with the values of sensitive parameters masked, judged on their
+/// decoded names (`%74oken=` is `token=`). A query that does not decode is
+/// recorded as `<malformed>`, never raw: it might carry a secret.
 pub fn mask_query(query: &str, sensitive: &[String]) -> String {
-    query
-        .split('&')
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let lower = name.to_ascii_lowercase();
-            if !value.is_empty() && sensitive.iter().any(|word| lower.contains(word.as_str())) {
-                format!("{name}=***")
-            } else {
-                pair.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+    match crate::kubernetes::Query::parse(Some(query)) {
+        Ok(decoded) => decoded.encode_masked(sensitive).unwrap_or_default(),
+        Err(_) => "<malformed>".to_owned(),
+    }
 }
 
 /// Hands records to the background writer.
@@ -474,6 +504,10 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
     let auditor = auditor.clone();
     let finish = move |bytes_out: u64| {
         let data = note.with(std::mem::take);
+        let (path, query) = data.target.unwrap_or((path, query));
+        let (impersonated_user, impersonated_groups) = data
+            .impersonated
+            .map_or((None, Vec::new()), |(user, groups)| (Some(user), groups));
         auditor.submit(AuditRecord {
             time: Utc::now(),
             kind: kind.to_owned(),
@@ -483,6 +517,9 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
             method: method.to_string(),
             path,
             query,
+            verb: data.verb,
+            impersonated_user,
+            impersonated_groups,
             status,
             bytes_in: bytes_in.map_or(0, |bytes_in| bytes_in.load(Ordering::Relaxed)),
             bytes_out,
@@ -520,6 +557,11 @@ mod tests {
             ),
             "labelSelector=app%3Dx&access_token=***&ticket=***"
         );
+        assert_eq!(
+            mask_query("%74oken=abc&p%61ssword=x", &sensitive),
+            "token=***&password=***"
+        );
+        assert_eq!(mask_query("token=abc;x", &sensitive), "<malformed>");
         assert_eq!(
             mask_query("follow=true&container=api", &sensitive),
             "follow=true&container=api"

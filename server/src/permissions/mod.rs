@@ -4,7 +4,6 @@
 //! cluster. A denial never names the cluster; `Policy::explain` is where
 //! admins learn which rule decided.
 
-mod attributes;
 pub mod routes;
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -15,7 +14,7 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::identity::Caller;
 
-pub use attributes::{Action, RequestAttributes};
+pub use crate::kubernetes::{Action, RequestAttributes};
 
 /// What a caller may be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -30,15 +29,20 @@ pub enum Permission {
     Proxy,
     #[serde(rename = "kubernetes.audit.read")]
     AuditRead,
+    /// Sending `Impersonate-User`/`Impersonate-Group` through the proxy.
+    /// Only a rule naming it exactly grants it: no glob does.
+    #[serde(rename = "kubernetes.impersonate")]
+    Impersonate,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::ClustersRead,
         Permission::ClustersManage,
         Permission::ResourcesRead,
         Permission::Proxy,
         Permission::AuditRead,
+        Permission::Impersonate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl Permission {
             Permission::ResourcesRead => "kubernetes.resources.read",
             Permission::Proxy => "kubernetes.proxy",
             Permission::AuditRead => "kubernetes.audit.read",
+            Permission::Impersonate => "kubernetes.impersonate",
         }
     }
 }
@@ -61,11 +66,19 @@ pub struct ProxyTarget<'a> {
     pub attributes: RequestAttributes,
 }
 
+/// An identity a caller asks to act as (`Impersonate-User`, `Impersonate-Group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impersonation<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
 /// What a permission check is about.
 #[derive(Debug, Clone, Default)]
 pub struct Target<'a> {
     pub cluster: Option<&'a str>,
     pub proxy: Option<ProxyTarget<'a>>,
+    pub impersonation: Option<Impersonation<'a>>,
 }
 
 impl<'a> Target<'a> {
@@ -76,7 +89,7 @@ impl<'a> Target<'a> {
     pub fn cluster(name: &'a str) -> Self {
         Self {
             cluster: Some(name),
-            proxy: None,
+            ..Self::default()
         }
     }
 }
@@ -101,6 +114,11 @@ pub struct RuleConfig {
     pub resources: Option<Vec<String>>,
     pub subresources: Option<Vec<String>>,
     pub names: Option<Vec<String>>,
+    /// For `kubernetes.impersonate`: the Kubernetes user names (globs) the
+    /// subjects may impersonate.
+    pub users: Option<Vec<String>>,
+    /// For `kubernetes.impersonate`: the Kubernetes group names (globs).
+    pub groups: Option<Vec<String>>,
     pub decision: String,
     pub description: Option<String>,
 }
@@ -172,10 +190,12 @@ pub struct Rule {
     resources: Option<Globs>,
     subresources: Option<Globs>,
     names: Option<Globs>,
+    users: Option<Globs>,
+    groups: Option<Globs>,
     decision: Decision,
 }
 
-const VERBS: [&str; 8] = [
+const VERBS: [&str; 9] = [
     "get",
     "list",
     "watch",
@@ -184,6 +204,7 @@ const VERBS: [&str; 8] = [
     "patch",
     "delete",
     "deletecollection",
+    "proxy",
 ];
 
 impl RuleConfig {
@@ -207,9 +228,14 @@ impl RuleConfig {
             .build()
             .map_err(|error| format!("permission: {error}"))?
             .compile_matcher();
+        // Impersonation lends another identity: it is granted only by name,
+        // never by a glob written for the other permissions.
         let matched: Vec<Permission> = Permission::ALL
             .into_iter()
-            .filter(|candidate| permission.is_match(candidate.as_str()))
+            .filter(|candidate| match candidate {
+                Permission::Impersonate => self.permission == candidate.as_str(),
+                _ => permission.is_match(candidate.as_str()),
+            })
             .collect();
         if matched.is_empty() {
             return Err(format!(
@@ -232,6 +258,15 @@ impl RuleConfig {
         if !matched.contains(&Permission::Proxy) {
             if let Some((key, _)) = proxy_only.iter().find(|(_, present)| *present) {
                 return Err(format!("{key}: only applies to kubernetes.proxy"));
+            }
+        }
+        let impersonate_only = [
+            ("users", self.users.is_some()),
+            ("groups", self.groups.is_some()),
+        ];
+        if !matched.contains(&Permission::Impersonate) {
+            if let Some((key, _)) = impersonate_only.iter().find(|(_, present)| *present) {
+                return Err(format!("{key}: only applies to kubernetes.impersonate"));
             }
         }
         let methods = self
@@ -290,6 +325,8 @@ impl RuleConfig {
             resources: Globs::compile("resources", &self.resources, true)?,
             subresources: Globs::compile("subresources", &self.subresources, true)?,
             names: Globs::compile("names", &self.names, false)?,
+            users: Globs::compile("users", &self.users, false)?,
+            groups: Globs::compile("groups", &self.groups, false)?,
             decision,
         })
     }
@@ -320,6 +357,17 @@ impl Rule {
         if !subject_matches || !Globs::matches(&self.clusters, target.cluster) {
             return false;
         }
+        if permission == Permission::Impersonate {
+            return match target.impersonation {
+                Some(Impersonation::User(user)) => {
+                    self.users.is_some() && Globs::matches(&self.users, Some(user))
+                }
+                Some(Impersonation::Group(group)) => {
+                    self.groups.is_some() && Globs::matches(&self.groups, Some(group))
+                }
+                None => false,
+            };
+        }
         let proxy = target.proxy.as_ref();
         let attributes = proxy.map(|proxy| &proxy.attributes);
         if let Some(methods) = &self.methods {
@@ -342,15 +390,39 @@ impl Rule {
                 &self.api_groups,
                 attributes.and_then(|a| a.api_group.as_deref()),
             )
-            && Globs::matches(
-                &self.resources,
-                attributes.and_then(|a| a.resource.as_deref()),
-            )
-            && Globs::matches(
-                &self.subresources,
-                attributes.and_then(|a| a.subresource.as_deref()),
-            )
+            && self.resource_matches(attributes)
             && Globs::matches(&self.names, attributes.and_then(|a| a.name.as_deref()))
+    }
+
+    /// Resources and subresources as Kubernetes RBAC reads them: `resources`
+    /// alone covers only requests without a subresource (`pods` is not
+    /// `pods/exec`) unless a pattern names the pair (`pods/exec`, `pods/*`,
+    /// `*/exec`) or is `*` (everything); `subresources` is matched against the
+    /// subresource, `""` when there is none (so `["*"]` covers both).
+    fn resource_matches(&self, attributes: Option<&RequestAttributes>) -> bool {
+        if self.resources.is_none() && self.subresources.is_none() {
+            return true;
+        }
+        let Some(resource) = attributes.and_then(|a| a.resource.as_deref()) else {
+            return false;
+        };
+        let subresource = attributes.and_then(|a| a.subresource.as_deref());
+        if self.subresources.is_some() {
+            return Globs::matches(&self.resources, Some(resource))
+                && Globs::matches(&self.subresources, Some(subresource.unwrap_or_default()));
+        }
+        let Some(Globs(resources)) = &self.resources else {
+            return true;
+        };
+        match subresource {
+            None => resources.iter().any(|glob| glob.is_match(resource)),
+            Some(subresource) => {
+                let pair = format!("{resource}/{subresource}");
+                resources
+                    .iter()
+                    .any(|glob| glob.glob().glob() == "*" || glob.is_match(&pair))
+            }
+        }
     }
 }
 
@@ -403,6 +475,8 @@ impl Policy {
             resources: None,
             subresources: None,
             names: None,
+            users: None,
+            groups: None,
             decision: "allow".into(),
             description: Some("default policy without a configuration file: allow all".into()),
         }])
@@ -473,10 +547,12 @@ mod tests {
     }
 
     fn proxy<'a>(method: &'a Method, path: &'a str, query: Option<&str>) -> ProxyTarget<'a> {
+        let query = crate::kubernetes::Query::parse(query).unwrap();
+        let request = crate::kubernetes::KubernetesRequest::parse(method, path, query).unwrap();
         ProxyTarget {
             method,
             path,
-            attributes: RequestAttributes::parse(method, path, query),
+            attributes: request.attributes,
         }
     }
 
@@ -517,6 +593,7 @@ mod tests {
         let target = Target {
             cluster: Some("prod-eu"),
             proxy: Some(pods.clone()),
+            impersonation: None,
         };
         assert!(policy.check(&sre, Permission::Proxy, &target).is_ok());
         assert!(policy.check(&other, Permission::Proxy, &target).is_err());
@@ -528,6 +605,7 @@ mod tests {
             &Target {
                 cluster: Some("PROD-eu"),
                 proxy: Some(delete_pod.clone()),
+                impersonation: None,
             },
         );
         assert_eq!(explanation.decision, Decision::Deny);
@@ -537,6 +615,7 @@ mod tests {
         let dev = Target {
             cluster: Some("dev-1"),
             proxy: Some(delete_pod),
+            impersonation: None,
         };
         assert!(policy.check(&sre, Permission::Proxy, &dev).is_ok());
 
@@ -579,7 +658,8 @@ mod tests {
                 Permission::Proxy,
                 &Target {
                     cluster: Some("dev-a"),
-                    proxy: Some(exec.clone())
+                    proxy: Some(exec.clone()),
+                    impersonation: None,
                 }
             )
             .is_ok());
@@ -589,7 +669,8 @@ mod tests {
                 Permission::Proxy,
                 &Target {
                     cluster: Some("prod"),
-                    proxy: Some(exec)
+                    proxy: Some(exec),
+                    impersonation: None,
                 }
             )
             .is_err());
@@ -601,7 +682,8 @@ mod tests {
                 Permission::Proxy,
                 &Target {
                     cluster: Some("prod"),
-                    proxy: Some(logs)
+                    proxy: Some(logs),
+                    impersonation: None,
                 }
             )
             .is_ok());
@@ -632,6 +714,7 @@ mod tests {
                     &Target {
                         cluster: Some("c"),
                         proxy: Some(proxy(&get, path, None)),
+                        impersonation: None,
                     },
                 )
                 .is_ok()
@@ -686,7 +769,8 @@ mod tests {
                 Permission::Proxy,
                 &Target {
                     cluster: Some("c"),
-                    proxy: Some(in_namespace)
+                    proxy: Some(in_namespace),
+                    impersonation: None,
                 }
             )
             .is_ok());
@@ -696,7 +780,8 @@ mod tests {
                 Permission::Proxy,
                 &Target {
                     cluster: Some("c"),
-                    proxy: Some(cluster_wide)
+                    proxy: Some(cluster_wide),
+                    impersonation: None,
                 }
             )
             .is_err());
@@ -742,5 +827,100 @@ mod tests {
             "{permission: kubernetes.proxy, subjects: ['*'], clusters: [], decision: deny}"
         )
         .starts_with("clusters:"));
+    }
+
+    #[test]
+    fn resources_without_subresources_match_as_rbac_does() {
+        let policy = rules(
+            r#"
+- { permission: kubernetes.proxy, subjects: [user:default/plain], resources: [pods], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/logs], resources: [pods, pods/log], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/all-sub], resources: ["pods/*"], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/any-exec], resources: ["*/exec"], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/star], resources: ["*"], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/sub-star], resources: [pods], subresources: ["*"], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/sub-exec], resources: [pods], subresources: [exec], decision: allow }
+"#,
+        );
+        let get = Method::GET;
+        let allowed = |subject: &str, path: &str| {
+            policy
+                .check(
+                    &caller(subject, &[]),
+                    Permission::Proxy,
+                    &Target {
+                        cluster: Some("c"),
+                        proxy: Some(proxy(&get, path, None)),
+                        impersonation: None,
+                    },
+                )
+                .is_ok()
+        };
+        let pod = "/api/v1/namespaces/a/pods/p";
+        let exec = "/api/v1/namespaces/a/pods/p/exec";
+        let log = "/api/v1/namespaces/a/pods/p/log";
+        let table = [
+            ("user:default/plain", [true, false, false]),
+            ("user:default/logs", [true, false, true]),
+            ("user:default/all-sub", [false, true, true]),
+            ("user:default/any-exec", [false, true, false]),
+            ("user:default/star", [true, true, true]),
+            ("user:default/sub-star", [true, true, true]),
+            ("user:default/sub-exec", [false, true, false]),
+        ];
+        for (subject, [on_pod, on_exec, on_log]) in table {
+            assert_eq!(allowed(subject, pod), on_pod, "{subject} on pods");
+            assert_eq!(allowed(subject, exec), on_exec, "{subject} on pods/exec");
+            assert_eq!(allowed(subject, log), on_log, "{subject} on pods/log");
+        }
+    }
+
+    #[test]
+    fn impersonation_is_granted_only_by_name_per_user_and_group() {
+        let policy = rules(
+            r#"
+- { permission: "*", subjects: [group:default/admins], decision: allow }
+- { permission: kubernetes.impersonate, subjects: [group:default/sre], clusters: ["dev-*"], users: ["auditor", "svc-*"], groups: [viewers], decision: allow }
+"#,
+        );
+        let check = |subject: &Caller, cluster: &str, impersonation| {
+            policy
+                .check(
+                    subject,
+                    Permission::Impersonate,
+                    &Target {
+                        cluster: Some(cluster),
+                        proxy: None,
+                        impersonation: Some(impersonation),
+                    },
+                )
+                .is_ok()
+        };
+        let sre = caller("user:default/a", &["group:default/sre"]);
+        let admin = caller("user:default/b", &["group:default/admins"]);
+        assert!(check(&sre, "dev-1", Impersonation::User("auditor")));
+        assert!(check(&sre, "dev-1", Impersonation::User("svc-ci")));
+        assert!(check(&sre, "dev-1", Impersonation::Group("viewers")));
+        assert!(!check(
+            &sre,
+            "dev-1",
+            Impersonation::Group("system:masters")
+        ));
+        assert!(!check(&sre, "dev-1", Impersonation::User("admin")));
+        assert!(!check(&sre, "prod-1", Impersonation::User("auditor")));
+        assert!(
+            !check(&admin, "dev-1", Impersonation::User("auditor")),
+            "`*` does not grant impersonation"
+        );
+        let compile = |yaml: &str| {
+            serde_yaml::from_str::<RuleConfig>(yaml)
+                .unwrap()
+                .compile()
+                .unwrap_err()
+        };
+        assert!(compile(
+            "{permission: kubernetes.proxy, subjects: ['*'], users: [x], decision: allow}"
+        )
+        .starts_with("users:"));
     }
 }

@@ -8,10 +8,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Explanation, Permission, ProxyTarget, RequestAttributes, Target};
+use super::{Explanation, Impersonation, Permission, ProxyTarget, RequestAttributes, Target};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::Json;
 use crate::identity::{validate_entity_ref, Caller, CallerKind};
+use crate::kubernetes::KubernetesRequest;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -31,8 +32,13 @@ pub struct ExplainRequest {
     pub cluster: Option<String>,
     /// For `kubernetes.proxy`: the HTTP method (default GET).
     pub method: Option<String>,
-    /// For `kubernetes.proxy`: the Kubernetes path, optionally with a query.
+    /// For `kubernetes.proxy`: the Kubernetes path, optionally with a query,
+    /// as a client would send it (it is read as the proxy reads it).
     pub path: Option<String>,
+    /// For `kubernetes.impersonate`: the user to impersonate.
+    pub impersonate_user: Option<String>,
+    /// For `kubernetes.impersonate`: the group to impersonate.
+    pub impersonate_group: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,9 +46,16 @@ pub struct ExplainRequest {
 pub struct ExplainResponse {
     #[serde(flatten)]
     pub explanation: Explanation,
-    /// The Kubernetes request attributes derived from method and path.
+    /// The Kubernetes request attributes derived from method and path, as
+    /// the API server derives them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attributes: Option<RequestAttributes>,
+    /// The canonical path the cluster would receive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical_path: Option<String>,
+    /// The canonical query the cluster would receive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical_query: Option<String>,
 }
 
 /// Explains a decision (requires kubernetes.clusters.manage).
@@ -81,7 +94,7 @@ async fn explain(
             .as_bytes(),
     )
     .map_err(|_| ApiError::Input("method: not an HTTP method".into()))?;
-    let (path, query) = match request.path.as_deref() {
+    let target = match request.path.as_deref() {
         Some(full) => {
             let (path, query) = full
                 .split_once('?')
@@ -89,22 +102,38 @@ async fn explain(
             if !path.starts_with('/') {
                 return Err(ApiError::Input("path: must start with /".into()));
             }
-            (Some(path), query)
+            let target = KubernetesRequest::parse_target(&method, path, query)
+                .map_err(|error| ApiError::Input(format!("path: {error}")))?;
+            Some(target)
         }
-        None => (None, None),
+        None => None,
     };
-    let proxy = path.map(|path| ProxyTarget {
+    let impersonation = match (&request.impersonate_user, &request.impersonate_group) {
+        (Some(user), None) => Some(Impersonation::User(user)),
+        (None, Some(group)) => Some(Impersonation::Group(group)),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Input(
+                "impersonateUser, impersonateGroup: ask about one at a time".into(),
+            ))
+        }
+    };
+    let proxy = target.as_ref().map(|target| ProxyTarget {
         method: &method,
-        path,
-        attributes: RequestAttributes::parse(&method, path, query),
+        path: &target.path,
+        attributes: target.attributes.clone(),
     });
-    let attributes = proxy.as_ref().map(|proxy| proxy.attributes.clone());
-    let target = Target {
+    let policy_target = Target {
         cluster: request.cluster.as_deref(),
         proxy,
+        impersonation,
     };
     Ok(Json(ExplainResponse {
-        explanation: state.policy.explain(&subject, request.permission, &target),
-        attributes,
+        explanation: state
+            .policy
+            .explain(&subject, request.permission, &policy_target),
+        attributes: target.as_ref().map(|target| target.attributes.clone()),
+        canonical_path: target.as_ref().map(|target| target.path.clone()),
+        canonical_query: target.as_ref().and_then(|target| target.query_string()),
     }))
 }

@@ -110,6 +110,56 @@ pub fn strip_response(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// The identity a caller asks to act as with its own `Impersonate-*` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedIdentity {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// Reads a caller's `Impersonate-User` and `Impersonate-Group` headers.
+/// `Impersonate-Uid` and `Impersonate-Extra-*` cannot be granted through the
+/// portal and are refused, as are groups without a user (the API server
+/// refuses those too).
+pub fn requested_impersonation(headers: &HeaderMap) -> Result<Option<RequestedIdentity>, ApiError> {
+    let mut user = None;
+    let mut groups = Vec::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !name.starts_with("impersonate-") {
+            continue;
+        }
+        let text = || {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::Input(format!("{name}: not a valid name")))
+        };
+        match name {
+            "impersonate-user" if user.is_none() => user = Some(text()?),
+            "impersonate-user" => {
+                return Err(ApiError::Input(
+                    "impersonate-user: only one user can be impersonated".into(),
+                ))
+            }
+            "impersonate-group" => groups.push(text()?),
+            _ => {
+                return Err(ApiError::Refused(format!(
+                    "impersonation through the portal is not allowed: {name} cannot be granted"
+                )))
+            }
+        }
+    }
+    match user {
+        Some(user) => Ok(Some(RequestedIdentity { user, groups })),
+        None if groups.is_empty() => Ok(None),
+        None => Err(ApiError::Input(
+            "impersonate-group: groups can only be impersonated together with Impersonate-User"
+                .into(),
+        )),
+    }
+}
+
 fn bearer_value(name: &str, value: &HeaderValue) -> Result<SecretString, ApiError> {
     let text = value
         .to_str()

@@ -9,7 +9,6 @@
 
 mod headers;
 mod kubeconfig;
-pub mod path;
 pub mod recording;
 pub mod tickets;
 
@@ -26,7 +25,8 @@ use utoipa_axum::routes;
 use crate::clusters::validate_cluster_name;
 use crate::error::ApiError;
 use crate::identity::Caller;
-use crate::permissions::{Permission, ProxyTarget, RequestAttributes, Target};
+use crate::kubernetes::{KubernetesRequest, Query};
+use crate::permissions::{Impersonation, Permission, ProxyTarget, Target};
 use crate::state::AppState;
 use crate::telemetry::{GaugeGuard, UpstreamErrorLabels};
 use crate::upstream::{ClusterToken, Route};
@@ -147,6 +147,22 @@ async fn proxy_caller(
     Ok(caller)
 }
 
+/// Reads a request target once, as the API server will: the canonical
+/// request to forward and its attributes, and the portal's ticket (which never
+/// goes upstream).
+fn read_target(
+    method: &http::Method,
+    raw_path: &str,
+    raw_query: Option<&str>,
+) -> Result<(KubernetesRequest, Option<String>), ApiError> {
+    let invalid = |error: &dyn std::fmt::Display| ApiError::Input(error.to_string());
+    let mut query = Query::parse(raw_query).map_err(|error| invalid(&error))?;
+    let ticket = query.take("ticket");
+    let request =
+        KubernetesRequest::parse(method, raw_path, query).map_err(|error| invalid(&error))?;
+    Ok((request, ticket))
+}
+
 /// Resolves, checks, rewrites and forwards one request.
 async fn forward(
     state: AppState,
@@ -154,24 +170,13 @@ async fn forward(
     raw_path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let kubernetes_path = match path::normalize(raw_path) {
-        Ok(path) => path,
-        Err(error) => {
-            let error = ApiError::Input(error.to_string());
-            return Err(refuse_once_authenticated(&state, request, error).await);
-        }
+    let method = request.method().clone();
+    let (target, ticket) = match read_target(&method, raw_path, request.uri().query()) {
+        Ok(read) => read,
+        Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
     };
-    // A ticket is a portal credential: it never goes upstream.
-    let (ticket, query) = tickets::take_ticket(request.uri().query());
     let (mut parts, body) = request.into_parts();
-    let caller = proxy_caller(
-        &state,
-        &mut parts,
-        ticket.as_deref(),
-        cluster,
-        &kubernetes_path,
-    )
-    .await?;
+    let caller = proxy_caller(&state, &mut parts, ticket.as_deref(), cluster, &target.path).await?;
     let mut request = Request::from_parts(parts, body);
     validate_cluster_name(cluster).map_err(|_| {
         ApiError::NotFound(format!(
@@ -186,9 +191,20 @@ async fn forward(
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {cluster}")))?;
     caller.note_cluster(&record.name);
     tracing::Span::current().record("cluster", record.name.as_str());
-    let method = request.method().clone();
-    let attributes = RequestAttributes::parse(&method, &kubernetes_path, query.as_deref());
+    let query = target.query_string();
+    if let Some(note) = &caller.note {
+        note.set_request(
+            &target.path,
+            target
+                .query
+                .encode_masked(&state.config.audit.sensitive_query_params),
+            &target.attributes.verb,
+        );
+    }
+    let requested_identity = headers::requested_impersonation(request.headers())?;
+    let attributes = &target.attributes;
     let interactive = matches!(attributes.subresource.as_deref(), Some("exec" | "attach"));
+    let long_lived = target.is_long_lived();
     state.policy.check(
         &caller,
         Permission::Proxy,
@@ -196,11 +212,15 @@ async fn forward(
             cluster: Some(&record.name),
             proxy: Some(ProxyTarget {
                 method: &method,
-                path: &kubernetes_path,
-                attributes,
+                path: &target.path,
+                attributes: target.attributes.clone(),
             }),
+            impersonation: None,
         },
     )?;
+    if let Some(requested) = &requested_identity {
+        check_impersonation(&state, &caller, &record.name, requested)?;
+    }
     let connector = state.upstreams.connector(&record)?;
     let upgrade = headers::is_upgrade(request.headers());
     let caller_token =
@@ -214,13 +234,16 @@ async fn forward(
         caller_token,
         &state.config.kubernetes.impersonation,
     )?;
+    if let Some(requested) = &requested_identity {
+        connector.impersonate(&mut outgoing_headers, &requested.user, &requested.groups)?;
+    }
 
     let recorder = if upgrade && interactive {
         Box::pin(start_recording(
             &state,
             &caller,
             &record.name,
-            &kubernetes_path,
+            &target.path,
             request.headers(),
         ))
         .await?
@@ -228,7 +251,7 @@ async fn forward(
         None
     };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let uri = connector.uri(&kubernetes_path, query.as_deref())?;
+    let uri = connector.uri(&target.path, query.as_deref())?;
     let (_, body) = request.into_parts();
     let mut outgoing = http::Request::builder()
         .method(method)
@@ -239,7 +262,7 @@ async fn forward(
 
     let route = if upgrade {
         Route::Upgrade
-    } else if is_long_lived(query.as_deref()) {
+    } else if long_lived {
         Route::Stream
     } else {
         Route::Shared
@@ -312,16 +335,44 @@ async fn forward(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
-/// Whether a request asks for a stream that stays open (`watch`, `follow`).
-fn is_long_lived(query: Option<&str>) -> bool {
-    query.is_some_and(|query| {
-        query.split('&').any(|pair| {
-            matches!(
-                pair.split_once('=').unwrap_or((pair, "")),
-                ("watch" | "follow", "true" | "1")
-            )
-        })
-    })
+/// Refuses a caller's `Impersonate-*` headers unless `kubernetes.impersonate`
+/// rules grant the user and every group on this cluster.
+fn check_impersonation(
+    state: &AppState,
+    caller: &Caller,
+    cluster: &str,
+    requested: &headers::RequestedIdentity,
+) -> Result<(), ApiError> {
+    let wanted = std::iter::once(Impersonation::User(&requested.user)).chain(
+        requested
+            .groups
+            .iter()
+            .map(|group| Impersonation::Group(group)),
+    );
+    for impersonation in wanted {
+        let target = Target {
+            cluster: Some(cluster),
+            proxy: None,
+            impersonation: Some(impersonation),
+        };
+        if state
+            .policy
+            .check(caller, Permission::Impersonate, &target)
+            .is_err()
+        {
+            let (kind, name) = match impersonation {
+                Impersonation::User(user) => ("user", user),
+                Impersonation::Group(group) => ("group", group),
+            };
+            return Err(ApiError::Refused(format!(
+                "impersonation through the portal is not allowed: no kubernetes.impersonate rule lets you act as {kind} {name:?} here"
+            )));
+        }
+    }
+    if let Some(note) = &caller.note {
+        note.set_impersonation(&requested.user, &requested.groups);
+    }
+    Ok(())
 }
 
 /// Sets up the recording of an exec/attach session as the cluster's policy

@@ -21,7 +21,8 @@ use crate::clusters::name_key;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Path};
 use crate::identity::{Caller, CallerKind};
-use crate::permissions::{Permission, ProxyTarget, RequestAttributes, Target};
+use crate::kubernetes::KubernetesRequest;
+use crate::permissions::{Permission, ProxyTarget, Target};
 use crate::state::AppState;
 
 /// How long a ticket may wait for its upgrade.
@@ -85,26 +86,6 @@ impl Tickets {
     }
 }
 
-/// The value of `ticket` in a raw query string, and the query without it.
-pub fn take_ticket(query: Option<&str>) -> (Option<String>, Option<String>) {
-    let Some(query) = query else {
-        return (None, None);
-    };
-    let mut ticket = None;
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.strip_prefix("ticket=") {
-            Some(value) => {
-                ticket = Some(value.to_owned());
-                false
-            }
-            None => true,
-        })
-        .collect();
-    let rest = (!rest.is_empty()).then(|| rest.join("&"));
-    (ticket, rest)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
@@ -152,9 +133,10 @@ pub async fn issue_ticket(
         .map_or((request.path.as_str(), None), |(path, query)| {
             (path, Some(query))
         });
-    let path =
-        super::path::normalize(path).map_err(|error| ApiError::Input(format!("path: {error}")))?;
-    // Upgrades are GETs: the ticket is only worth having if that GET is allowed.
+    // Upgrades are GETs: the ticket is only worth having if that GET is
+    // allowed, read exactly as the upgrade will be.
+    let target = KubernetesRequest::parse_target(&Method::GET, path, query)
+        .map_err(|error| ApiError::Input(format!("path: {error}")))?;
     state.policy.check(
         &caller,
         Permission::Proxy,
@@ -162,12 +144,13 @@ pub async fn issue_ticket(
             cluster: Some(&record.name),
             proxy: Some(ProxyTarget {
                 method: &Method::GET,
-                path: &path,
-                attributes: RequestAttributes::parse(&Method::GET, &path, query),
+                path: &target.path,
+                attributes: target.attributes,
             }),
+            impersonation: None,
         },
     )?;
-    let ticket = state.tickets.issue(&caller, &record.name, &path);
+    let ticket = state.tickets.issue(&caller, &record.name, &target.path);
     Ok((
         StatusCode::CREATED,
         Json(TicketResponse {
@@ -180,17 +163,6 @@ pub async fn issue_ticket(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tickets_are_taken_out_of_the_query() {
-        assert_eq!(
-            take_ticket(Some("ticket=abc&command=sh")),
-            (Some("abc".into()), Some("command=sh".into()))
-        );
-        assert_eq!(take_ticket(Some("ticket=abc")), (Some("abc".into()), None));
-        assert_eq!(take_ticket(Some("a=1")), (None, Some("a=1".into())));
-        assert_eq!(take_ticket(None), (None, None));
-    }
 
     #[test]
     fn a_ticket_works_once_for_its_cluster_and_path() {

@@ -404,9 +404,12 @@ macro_rules! shared_sql {
             if records.is_empty() {
                 return Ok(());
             }
-            let groups: Vec<String> = records
+            let groups: Vec<(String, String)> = records
                 .iter()
-                .map(|record| serde_json::to_string(&record.groups).unwrap_or_else(|_| "[]".into()))
+                .map(|record| {
+                    let json = |groups: &[String]| serde_json::to_string(groups).unwrap_or_else(|_| "[]".into());
+                    (json(&record.groups), json(&record.impersonated_groups))
+                })
                 .collect();
             let mut transaction = pool.begin().await?;
             let mut offset = 0;
@@ -414,10 +417,11 @@ macro_rules! shared_sql {
                 let rows = records[offset..offset + size].iter().zip(&groups[offset..offset + size]);
                 let mut builder = sqlx::QueryBuilder::<$database>::new(
                     "INSERT INTO audit_records (time, kind, subject, groups, cluster, method, path, query, status, \
-                     bytes_in, bytes_out, duration_ms, decision, rule, recording) ",
+                     bytes_in, bytes_out, duration_ms, decision, rule, recording, verb, impersonated_user, \
+                     impersonated_groups) ",
                 );
                 use $crate::store::storable;
-                builder.push_values(rows, |mut row, (record, groups)| {
+                builder.push_values(rows, |mut row, (record, (groups, impersonated_groups))| {
                     row.push_bind(record.time)
                         .push_bind(storable(&record.kind))
                         .push_bind(storable(&record.subject))
@@ -432,7 +436,10 @@ macro_rules! shared_sql {
                         .push_bind(record.duration_ms as i64)
                         .push_bind(storable(&record.decision))
                         .push_bind(record.rule.as_deref().map(storable))
-                        .push_bind(record.recording.as_deref().map(storable));
+                        .push_bind(record.recording.as_deref().map(storable))
+                        .push_bind(record.verb.as_deref().map(storable))
+                        .push_bind(record.impersonated_user.as_deref().map(storable))
+                        .push_bind(impersonated_groups.as_str());
                 });
                 builder.build().persistent(true).execute(&mut *transaction).await?;
                 offset += size;
@@ -453,7 +460,8 @@ macro_rules! shared_sql {
             }
             let mut builder = sqlx::QueryBuilder::<$database>::new(
                 "SELECT id, time, kind, subject, groups, cluster, method, path, query, status, \
-                 bytes_in, bytes_out, duration_ms, decision, rule, recording FROM audit_records WHERE 1 = 1",
+                 bytes_in, bytes_out, duration_ms, decision, rule, recording, verb, impersonated_user, \
+                 impersonated_groups FROM audit_records WHERE 1 = 1",
             );
             if let Some(before_id) = before_id {
                 builder.push(" AND id < ").push_bind(before_id);

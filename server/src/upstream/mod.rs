@@ -218,6 +218,29 @@ impl Connector {
         Ok(())
     }
 
+    /// Makes the request act as `user` and `groups`, an identity the policy
+    /// granted the caller (`kubernetes.impersonate`): replaces any
+    /// impersonation of the portal caller; the cluster's own RBAC still
+    /// decides whether this cluster's credential may impersonate.
+    pub fn impersonate(
+        &self,
+        headers: &mut HeaderMap,
+        user: &str,
+        groups: &[String],
+    ) -> Result<(), UpstreamError> {
+        let user_header = HeaderName::from_static("impersonate-user");
+        let group_header = HeaderName::from_static("impersonate-group");
+        headers.remove(&group_header);
+        headers.insert(user_header, impersonation_value(&self.cluster, user)?);
+        for group in groups {
+            headers.append(
+                group_header.clone(),
+                impersonation_value(&self.cluster, group)?,
+            );
+        }
+        Ok(())
+    }
+
     /// Sends a request and waits for the response headers within the timeout.
     /// The body then streams with no total timeout. A [`Route::Stream`]
     /// response comes with its lease on a stream connection, to be dropped

@@ -103,8 +103,11 @@ impl QueryParams {
             .collect()
     }
 
-    /// Whether a boolean parameter is set (`true` or `1`).
+    /// A boolean parameter as the API server reads it (apimachinery's
+    /// `Convert_Slice_string_To_bool`): absent, `false` or `0` (any case) is
+    /// false; any other value, the empty one included, is true.
     pub(crate) fn flag(&self, name: &str) -> bool {
-        matches!(self.get(name), Some("true" | "1"))
+        self.get(name)
+            .is_some_and(|value| !matches!(value.to_ascii_lowercase().as_str(), "false" | "0"))
     }
 }

@@ -22,6 +22,8 @@ pub enum PathError {
     ControlCharacter,
     #[error("malformed percent-encoding in the path")]
     BadEscape,
+    #[error("the path is not valid UTF-8 once decoded")]
+    NotUtf8,
 }
 
 fn hex(byte: u8) -> Option<u8> {
@@ -102,6 +104,21 @@ fn is_canonical(raw: &str) -> bool {
     true
 }
 
+/// The decoded segments of a canonical path, as the API server splits its
+/// decoded `URL.Path`: `/api/v1/namespaces/a%20b/` is `["api", "v1",
+/// "namespaces", "a b"]`.
+pub fn decoded_segments(canonical: &str) -> Vec<String> {
+    canonical
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| match decode(segment) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+            Err(_) => segment.to_owned(),
+        })
+        .collect()
+}
+
 /// The canonical Kubernetes path for the raw path after the proxy prefix.
 /// An empty input is the root (`/`).
 pub fn normalize(raw: &str) -> Result<String, PathError> {
@@ -128,6 +145,9 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         }
         if decoded.iter().any(|byte| matches!(byte, b'/' | b'\\')) {
             return Err(PathError::EncodedSeparator);
+        }
+        if std::str::from_utf8(&decoded).is_err() {
+            return Err(PathError::NotUtf8);
         }
         match decoded.as_slice() {
             b"." => continue,
@@ -236,6 +256,7 @@ mod tests {
             ("/api/%zz", PathError::BadEscape),
             ("/api/%", PathError::BadEscape),
             ("api/v1", PathError::NotAbsolute),
+            ("/api/v1/namespaces/%ff", PathError::NotUtf8),
         ];
         for (path, expected) in cases {
             assert_eq!(normalize(path), Err(expected), "{path}");

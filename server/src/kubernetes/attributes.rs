@@ -1,0 +1,210 @@
+//! The attributes kube-apiserver derives for a request (its `RequestInfoFactory`
+//! with the metav1 list-option decoding), so rules speak of verbs, resources
+//! and namespaces exactly as the API server will serve the request.
+
+use http::Method;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::fields;
+use super::query::{Query, QueryError};
+
+/// What a request does, coarsely. `exec` covers exec, attach and portforward
+/// and every `proxy` subresource or verb (they reach arbitrary endpoints, the
+/// kubelet's exec included); a request that cannot be classified counts as
+/// `write` (fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    Read,
+    Write,
+    Delete,
+    Exec,
+}
+
+impl Action {
+    pub fn parse(text: &str) -> Option<Action> {
+        match text.to_ascii_lowercase().as_str() {
+            "read" => Some(Action::Read),
+            "write" => Some(Action::Write),
+            "delete" => Some(Action::Delete),
+            "exec" => Some(Action::Exec),
+            _ => None,
+        }
+    }
+}
+
+/// The attributes of one Kubernetes API request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestAttributes {
+    /// Whether the path names an API resource (`/api/v1/…`, `/apis/g/v/…`).
+    pub is_resource_request: bool,
+    /// For resource requests: get, list, watch, create, update, patch, delete,
+    /// deletecollection, proxy (the legacy `/proxy/` prefix), or `""` for a
+    /// method the API server has no verb for; exec, attach and portforward
+    /// are `create` whatever the method. For other paths the lower-cased
+    /// HTTP method.
+    pub verb: String,
+    pub action: Action,
+    /// `""` for the core group; absent for non-resource paths.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// From the path, or for a list or watch from a `metadata.name` field
+    /// selector (how kubectl watches one object).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Why the API server could not read a request (a 400 here; it answers 500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttributeError {
+    #[error("unable to determine kind and namespace from the path")]
+    NoResource,
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// `path.IsValidPathSegmentName`.
+fn is_valid_path_segment_name(name: &str) -> bool {
+    !matches!(name, "." | "..") && !name.contains(['/', '%'])
+}
+
+/// Whether the list options would decode: when they do not, the API server
+/// takes no name from the field selector (and refuses to serve the list).
+fn list_options_decode(query: &Query) -> bool {
+    let integer = |name| {
+        query
+            .first(name)
+            .is_none_or(|value| value.parse::<i64>().is_ok())
+    };
+    integer("limit")
+        && integer("timeoutSeconds")
+        && query.first("fieldSelector").is_none_or(fields::is_valid)
+}
+
+impl RequestAttributes {
+    /// Derives the attributes of `method` on the decoded path `segments`
+    /// (empty, `.` and `..` segments already resolved). Booleans the decision
+    /// reads (`watch` of a list, `follow` of a log) are rewritten in `query`
+    /// to their canonical spelling.
+    pub fn derive(
+        method: &Method,
+        segments: &[String],
+        query: &mut Query,
+    ) -> Result<Self, AttributeError> {
+        let non_resource = || Self::non_resource(method);
+        let [prefix, rest @ ..] = segments else {
+            return Ok(non_resource());
+        };
+        if segments.len() < 3 {
+            return Ok(non_resource());
+        }
+        let (api_group, rest) = match prefix.as_str() {
+            "api" => (String::new(), rest),
+            "apis" if rest.len() >= 3 => (rest[0].clone(), &rest[1..]),
+            _ => return Ok(non_resource()),
+        };
+        let api_version = rest[0].clone();
+        let mut parts = &rest[1..];
+
+        let mut verb = match parts[0].as_str() {
+            special @ ("proxy" | "watch") => {
+                if parts.len() < 2 {
+                    return Err(AttributeError::NoResource);
+                }
+                parts = &parts[1..];
+                special
+            }
+            _ => match *method {
+                Method::POST => "create",
+                Method::GET | Method::HEAD => "get",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => "",
+            },
+        };
+
+        let mut namespace = None;
+        if parts[0] == "namespaces" && parts.len() > 1 {
+            namespace = Some(parts[1].clone());
+            if parts.len() > 2 && !matches!(parts[2].as_str(), "status" | "finalize") {
+                parts = &parts[2..];
+            }
+        }
+        let resource = parts[0].clone();
+        let mut name = parts.get(1).cloned();
+        let subresource = parts.get(2).filter(|_| verb != "proxy").cloned();
+
+        if name.is_none() && verb == "get" {
+            verb = if query.canonical_boolean("watch")? {
+                "watch"
+            } else {
+                "list"
+            };
+            if list_options_decode(query) {
+                name = query
+                    .first("fieldSelector")
+                    .and_then(|selector| fields::exact_match(selector, "metadata.name"))
+                    .filter(|name| is_valid_path_segment_name(name));
+            }
+        }
+        if name.is_none() && verb == "delete" {
+            verb = "deletecollection";
+        }
+        let subresource_str = subresource.as_deref();
+        if subresource_str == Some("log") {
+            query.canonical_boolean("follow")?;
+        }
+        // What current API servers authorize for exec, attach and
+        // port-forward, whether they arrive as a POST or as a WebSocket GET.
+        if matches!(subresource_str, Some("exec" | "attach" | "portforward")) {
+            verb = "create";
+        }
+        let action = match (subresource_str, verb) {
+            (Some("exec" | "attach" | "portforward" | "proxy"), _) | (_, "proxy") => Action::Exec,
+            (_, "get" | "list" | "watch") => Action::Read,
+            (_, "create" | "update" | "patch") => Action::Write,
+            (_, "delete" | "deletecollection") => Action::Delete,
+            _ => Action::Write,
+        };
+        Ok(Self {
+            is_resource_request: true,
+            verb: verb.to_owned(),
+            action,
+            api_group: Some(api_group),
+            api_version: Some(api_version),
+            namespace,
+            resource: Some(resource),
+            subresource,
+            name,
+        })
+    }
+
+    fn non_resource(method: &Method) -> Self {
+        let action = match *method {
+            Method::GET | Method::HEAD | Method::OPTIONS => Action::Read,
+            _ => Action::Write,
+        };
+        Self {
+            is_resource_request: false,
+            verb: method.as_str().to_ascii_lowercase(),
+            action,
+            api_group: None,
+            api_version: None,
+            namespace: None,
+            resource: None,
+            subresource: None,
+            name: None,
+        }
+    }
+}
