@@ -465,3 +465,126 @@ async fn a_method_a_route_does_not_have_is_a_405_envelope_naming_the_allowed_one
     let body: Value = response.json().await.unwrap();
     assert_error(&body, "MethodNotAllowedError", 405);
 }
+
+// An update that sends the stored credentials somewhere else (another
+// scheme, host or port, another CA, verification off) must send them again:
+// an admin who may manage clusters but not read their secrets cannot point a
+// cluster at their own server and collect its token.
+both_stores!(
+    stored_credentials_do_not_follow_a_cluster_elsewhere,
+    |backend| async move {
+        use kubeportal_tests::{start_double, DoubleOptions, KubeDouble};
+        let db = TestDb::new(backend).await;
+        let app = spawn_app(&db, ConfigSource::NoFile).await;
+        let real = start_double().await;
+        let elsewhere = KubeDouble::start(DoubleOptions {
+            tls: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let elsewhere_tls = start_double().await;
+        let created = app
+            .client
+            .post(app.url("/api/kubernetes/clusters"))
+            .json(
+                &json!({"name": "dev", "url": real.url(), "authProvider": "serviceAccount",
+                "serviceAccountToken": "double-token", "caData": real.ca_pem()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let put = |body: Value| {
+            app.client
+                .put(app.url("/api/kubernetes/clusters/dev"))
+                .json(&body)
+                .send()
+        };
+        for moved in [
+            json!({"url": elsewhere.url()}),
+            json!({"url": elsewhere_tls.url(), "caData": elsewhere_tls.ca_pem()}),
+            json!({"skipTLSVerify": true}),
+            json!({"caData": elsewhere_tls.ca_pem()}),
+        ] {
+            let mut body = json!({"url": real.url(), "authProvider": "serviceAccount",
+                "caData": real.ca_pem(), "version": 1});
+            body.as_object_mut()
+                .unwrap()
+                .extend(moved.as_object().unwrap().clone());
+            let refused = put(body.clone()).await.unwrap();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{moved}");
+            let refused: Value = refused.json().await.unwrap();
+            assert_error(&refused, "InputError", 400);
+            assert!(
+                refused["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("serviceAccountToken:"),
+                "{refused}"
+            );
+        }
+        // Nothing changed: calls still go to the real cluster, none elsewhere.
+        let version = app
+            .client
+            .get(app.url("/api/kubernetes/proxy/version"))
+            .header("Backstage-Kubernetes-Cluster", "dev")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(version.status(), StatusCode::OK);
+        assert_eq!(real.requests().len(), 1);
+        assert!(elsewhere.requests().is_empty() && elsewhere_tls.requests().is_empty());
+
+        // Sent again, the credential goes where the admin says.
+        let moved = put(
+            json!({"url": elsewhere.url(), "authProvider": "serviceAccount",
+            "serviceAccountToken": "double-token", "version": 1}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(moved.status(), StatusCode::OK);
+        let version = app
+            .client
+            .get(app.url("/api/kubernetes/proxy/version"))
+            .header("Backstage-Kubernetes-Cluster", "dev")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(version.status(), StatusCode::OK);
+        assert_eq!(elsewhere.requests().len(), 1);
+
+        // A stored client key must be sent again too.
+        let (cert, key) = real.issue_client_cert("kubeportal");
+        let created = app
+            .client
+            .post(app.url("/api/kubernetes/clusters"))
+            .json(
+                &json!({"name": "mtls", "url": real.url(), "authProvider": "clientCert",
+                "clientCertData": cert, "clientKeyData": key, "caData": real.ca_pem()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let refused = app
+            .client
+            .put(app.url("/api/kubernetes/clusters/mtls"))
+            .json(
+                &json!({"url": elsewhere.url(), "authProvider": "clientCert",
+                "clientCertData": cert, "version": 1}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let refused: Value = refused.json().await.unwrap();
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("clientKeyData:"),
+            "{refused}"
+        );
+    }
+);

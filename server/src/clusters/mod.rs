@@ -355,7 +355,7 @@ impl Registry {
             .into());
         }
         let validated = update.validate(
-            &current.name,
+            &current,
             self.open_token(&current)?,
             self.open_client_key(&current)?,
         )?;
