@@ -588,3 +588,102 @@ both_stores!(
         );
     }
 );
+
+// A cluster deleted and registered again under its name is another cluster:
+// versions start again at 1, but nothing built for the old registration (its
+// connector with the old URL and token, cached object results) serves the new.
+both_stores!(
+    a_cluster_registered_again_is_reached_at_its_new_url_with_its_new_token,
+    |backend| async move {
+        use kubeportal_tests::{DoubleOptions, Identity, KubeDouble};
+        let db = TestDb::new(backend).await;
+        let app = spawn_app(&db, ConfigSource::NoFile).await;
+        let start = |token: &str| {
+            KubeDouble::start(DoubleOptions {
+                tokens: vec![token.to_owned()],
+                ..Default::default()
+            })
+        };
+        let (old, new) = (
+            start("old-token").await.unwrap(),
+            start("new-token").await.unwrap(),
+        );
+        for (double, pod) in [(&old, "old-pod"), (&new, "new-pod")] {
+            double.put_object(
+                "v1",
+                "pods",
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "default",
+                    "labels": {"backstage.io/kubernetes-id": "shop"}}}),
+            );
+        }
+        let register =
+            |double: &KubeDouble, token: &str| {
+                app.client
+                .post(app.url("/api/kubernetes/clusters"))
+                .json(&json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount",
+                    "serviceAccountToken": token, "caData": double.ca_pem()}))
+                .send()
+            };
+        let version = || {
+            app.client
+                .get(app.url("/api/kubernetes/proxy/version"))
+                .header("Backstage-Kubernetes-Cluster", "dev")
+                .send()
+        };
+        let pods = || async {
+            let body: Value = app
+                .client
+                .post(app.url("/api/kubernetes/services/shop"))
+                .json(&json!({"entity": {"metadata": {"name": "shop"}}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["items"][0]["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|list| list["type"] == "pods")
+                .map(|list| list["resources"][0]["metadata"]["name"].clone())
+                .unwrap_or_default()
+        };
+
+        assert_eq!(
+            register(&old, "old-token").await.unwrap().status(),
+            StatusCode::CREATED
+        );
+        assert_eq!(version().await.unwrap().status(), StatusCode::OK);
+        assert_eq!(pods().await, "old-pod");
+
+        let deleted = app
+            .client
+            .delete(app.url("/api/kubernetes/clusters/dev"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        let created = register(&new, "new-token").await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        assert_eq!(
+            created.headers()["etag"],
+            "\"1\"",
+            "the version starts again"
+        );
+        old.clear_requests();
+
+        assert_eq!(version().await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            pods().await,
+            "new-pod",
+            "no result of the old cluster is served"
+        );
+        assert!(old.requests().is_empty(), "nothing goes to the old cluster");
+        let arrived = new.requests();
+        assert!(!arrived.is_empty());
+        assert!(arrived
+            .iter()
+            .all(|request| request.identity == Identity::Token("new-token".into())));
+    }
+);

@@ -183,6 +183,11 @@ pub struct ClusterRecord {
     pub oidc_token_provider: Option<String>,
     pub skip_metrics_lookup: bool,
     pub labels: BTreeMap<String, String>,
+    /// This registration's identity, generated on create and never reused:
+    /// a cluster deleted and registered again under its name has another.
+    /// What is built for a cluster (connectors, cached results) is keyed by
+    /// it with the version, never by the name alone.
+    pub uid: String,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -910,6 +915,7 @@ mod tests {
             oidc_token_provider: None,
             skip_metrics_lookup: false,
             labels: BTreeMap::new(),
+            uid: "0123456789abcdef0123456789abcdef".into(),
             version: 1,
             created_at: Utc::now(),
             updated_at: Utc::now(),

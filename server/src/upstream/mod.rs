@@ -94,6 +94,8 @@ enum ServerCredential {
 /// Where a request to a cluster goes and how it is authenticated.
 pub struct Connector {
     pub cluster: String,
+    /// The registration and version of the record this was built from.
+    uid: String,
     version: i64,
     auth_provider: AuthProvider,
     scheme: http::uri::Scheme,
@@ -302,7 +304,9 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     parts[keep..].join(": ")
 }
 
-/// Connectors by cluster, rebuilt when a record's version changes.
+/// Connectors by cluster, rebuilt when the record changes (another version,
+/// or another registration under the same name), and dropped as soon as the
+/// registry drops the cluster.
 #[derive(Clone)]
 pub struct Upstreams {
     registry: Registry,
@@ -313,22 +317,28 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(registry: Registry, config: &crate::config::KubernetesConfig) -> Self {
+        let connectors: Cache<String, Arc<Connector>> = Cache::builder()
+            .max_capacity(10_000)
+            .time_to_idle(Duration::from_secs(600))
+            .build();
+        let evicted = connectors.clone();
+        registry.on_eviction(move |name_key| evicted.invalidate(name_key));
         Self {
             registry,
             timeouts: config.timeouts.clone(),
             streams_per_connection: config.streams_per_connection,
-            connectors: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
+            connectors,
         }
     }
 
-    /// The connector for this version of the cluster record.
+    /// The connector for this registration and version of the cluster.
+    ///
+    /// One connector per name is kept, but it serves only the record it was
+    /// built from: a name deleted and registered again is another `uid`.
     pub fn connector(&self, record: &ClusterRecord) -> Result<Arc<Connector>, UpstreamError> {
         let key = crate::clusters::name_key(&record.name);
         if let Some(connector) = self.connectors.get(&key) {
-            if connector.version == record.version {
+            if connector.uid == record.uid && connector.version == record.version {
                 return Ok(connector);
             }
         }
@@ -381,6 +391,7 @@ impl Upstreams {
         Ok(Connector {
             cluster: record.name.clone(),
             client_token_header,
+            uid: record.uid.clone(),
             version: record.version,
             auth_provider: record.auth_provider,
             scheme,
