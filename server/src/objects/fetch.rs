@@ -63,7 +63,7 @@ fn kube_client(
             parts.uri = connector
                 .uri(&path, parts.uri.query())
                 .map_err(|error| Box::new(error) as tower::BoxError)?;
-            connector.authorize(
+            let credential = connector.authorize(
                 &mut parts.headers,
                 &caller,
                 token.map(|token| ClusterToken(token.into())),
@@ -71,7 +71,7 @@ fn kube_client(
             )?;
             let request = http::Request::from_parts(parts, axum::body::Body::new(body));
             connector
-                .send(request, Route::Shared)
+                .send(request, Route::Shared, credential)
                 .await
                 .map(|(response, _)| response)
                 .map_err(tower::BoxError::from)

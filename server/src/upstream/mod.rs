@@ -104,11 +104,36 @@ pub struct Connector {
     base_path: String,
     /// The header a caller sends their cluster token in.
     client_token_header: String,
-    client: HttpsClient,
-    upgrade_client: HttpsClient,
-    streams: Arc<StreamPool>,
+    /// The connections kubeportal's own credential travels on (with its
+    /// client certificate, when the cluster has one).
+    portal: Clients,
+    /// For a cluster with a client certificate: connections without it, for
+    /// requests that carry the caller's own cluster token. The API server
+    /// authenticates a certificate before any token, so presenting it would
+    /// run the caller's request as kubeportal.
+    without_certificate: Option<Clients>,
     credential: ServerCredential,
     response_header_timeout: Duration,
+}
+
+/// The pooled clients of one TLS configuration.
+struct Clients {
+    shared: HttpsClient,
+    upgrade: HttpsClient,
+    streams: Arc<StreamPool>,
+}
+
+/// Whose credential a request to a cluster carries, as [`Connector::authorize`]
+/// decided; [`Connector::send`] presents kubeportal's client certificate only
+/// for [`Credential::Portal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "send the request with the credential authorize attached"]
+pub enum Credential {
+    /// kubeportal's own (service-account token, client certificate,
+    /// impersonation), or none.
+    Portal,
+    /// The caller's own cluster token.
+    Caller,
 }
 
 /// A caller-supplied cluster credential (never the portal identity).
@@ -152,16 +177,17 @@ impl Connector {
         &self.client_token_header
     }
 
-    /// Attaches the cluster credential to an outgoing request's headers. The
-    /// caller's own cluster token (if any) wins for token-based providers;
-    /// impersonation always uses kubeportal's credential and the portal identity.
+    /// Attaches the cluster credential to an outgoing request's headers and
+    /// says whose it is, for [`send`](Self::send). The caller's own cluster
+    /// token (if any) wins for token-based providers; impersonation always
+    /// uses kubeportal's credential and the portal identity.
     pub fn authorize(
         &self,
         headers: &mut HeaderMap,
         caller: &Caller,
         caller_token: Option<ClusterToken>,
         impersonation: &ImpersonationConfig,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<Credential, UpstreamError> {
         let invalid = || UpstreamError::Misconfigured {
             cluster: self.cluster.clone(),
             reason: "the token is not a valid header value".into(),
@@ -195,6 +221,7 @@ impl Connector {
             AuthProvider::ServiceAccount | AuthProvider::ClientCert => match caller_token {
                 Some(ClusterToken(token)) => {
                     headers.insert(AUTHORIZATION, bearer(&token)?);
+                    return Ok(Credential::Caller);
                 }
                 None => {
                     if let Some(value) = server_bearer()? {
@@ -206,6 +233,7 @@ impl Connector {
                 match caller_token {
                     Some(ClusterToken(token)) => {
                         headers.insert(AUTHORIZATION, bearer(&token)?);
+                        return Ok(Credential::Caller);
                     }
                     None => {
                         return Err(UpstreamError::MissingClusterToken {
@@ -217,18 +245,24 @@ impl Connector {
                 }
             }
         }
-        Ok(())
+        Ok(Credential::Portal)
     }
 
     /// Sends a request and waits for the response headers within the timeout.
     /// The body then streams with no total timeout. A [`Route::Stream`]
     /// response comes with its lease on a stream connection, to be dropped
-    /// with the body.
+    /// with the body. kubeportal's client certificate is presented only when
+    /// the request carries kubeportal's credential, never with a caller's.
     pub async fn send(
         &self,
         mut request: Request<Body>,
         route: Route,
+        credential: Credential,
     ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
+        let clients = match credential {
+            Credential::Portal => &self.portal,
+            Credential::Caller => self.without_certificate.as_ref().unwrap_or(&self.portal),
+        };
         use tracing::Instrument;
         let span = tracing::info_span!(
             "upstream",
@@ -244,14 +278,14 @@ impl Connector {
         };
         let sent = async {
             let client = match route {
-                Route::Shared => &self.client,
-                Route::Upgrade => &self.upgrade_client,
-                Route::Stream => match Box::pin(self.streams.send(request)).await {
+                Route::Shared => &clients.shared,
+                Route::Upgrade => &clients.upgrade,
+                Route::Stream => match Box::pin(clients.streams.send(request)).await {
                     Ok((response, lease)) => return Ok((response, Some(lease))),
                     Err(StreamError::Failed(cause)) => return Err(unreachable(cause)),
                     Err(StreamError::Http1Only(returned)) => {
                         request = *returned;
-                        &self.upgrade_client
+                        &clients.upgrade
                     }
                 },
             };
@@ -361,6 +395,12 @@ impl Upstreams {
             .open_token(record)
             .map_err(|error| misconfigured(error.to_string()))?;
         let tls = tls::client_config(record, client_key.as_ref()).map_err(misconfigured)?;
+        let without_certificate = match (&record.client_cert_data, &client_key) {
+            (Some(_), Some(_)) => {
+                Some(self.clients(tls::client_config(record, None).map_err(misconfigured)?))
+            }
+            _ => None,
+        };
         let uri: Uri = record
             .url
             .parse()
@@ -397,12 +437,8 @@ impl Upstreams {
             scheme,
             authority,
             base_path,
-            client: self.client(self.https(tls.clone(), true)),
-            upgrade_client: self.client(self.https(tls.clone(), false)),
-            streams: Arc::new(StreamPool::new(
-                self.https(tls, true),
-                self.streams_per_connection,
-            )),
+            portal: self.clients(tls),
+            without_certificate,
             credential,
             response_header_timeout: self.timeouts.response_header(),
         })
@@ -424,6 +460,19 @@ impl Upstreams {
             builder.enable_http2().wrap_connector(http)
         } else {
             builder.wrap_connector(http)
+        }
+    }
+
+    /// The pooled clients for one TLS configuration: shared (HTTP/2 where
+    /// offered), upgrades (HTTP/1.1) and long-lived streams.
+    fn clients(&self, tls: rustls::ClientConfig) -> Clients {
+        Clients {
+            shared: self.client(self.https(tls.clone(), true)),
+            upgrade: self.client(self.https(tls.clone(), false)),
+            streams: Arc::new(StreamPool::new(
+                self.https(tls, true),
+                self.streams_per_connection,
+            )),
         }
     }
 
