@@ -12,6 +12,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use serde_json::Value;
 
+use super::masking;
 use super::{
     ClusterObjects, ClusterRef, ErrorType, FetchError, FetchResult, ObjectType, Selection,
 };
@@ -147,17 +148,6 @@ impl Job {
     }
 }
 
-/// Replaces a Secret's values with `***`.
-fn mask_secret(object: &mut Value) {
-    for field in ["data", "stringData"] {
-        if let Some(Value::Object(values)) = object.get_mut(field) {
-            for value in values.values_mut() {
-                *value = Value::String("***".into());
-            }
-        }
-    }
-}
-
 /// Lists every type (and pod metrics) on one cluster within the deadline.
 pub async fn fetch_cluster(
     record: Arc<ClusterRecord>,
@@ -245,8 +235,10 @@ pub async fn fetch_cluster(
                             .into_iter()
                             .filter_map(|item| serde_json::to_value(item).ok())
                             .map(|mut item| {
-                                if job.object_type.is_secret() {
-                                    mask_secret(&mut item);
+                                if job.object_type.is_secret()
+                                    || masking::says_it_is_a_secret(&item)
+                                {
+                                    masking::mask_secret(&mut item);
                                 }
                                 item
                             })

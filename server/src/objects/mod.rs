@@ -6,6 +6,7 @@
 
 mod catalog;
 mod fetch;
+mod masking;
 mod selection;
 
 use std::sync::Arc;
