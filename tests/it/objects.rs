@@ -549,3 +549,114 @@ impl CatalogStub {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// A Secret as `kubectl apply` leaves it: values in `data` and `stringData`,
+/// and all of them again in the `last-applied-configuration` annotation.
+const APPLIED_SECRET: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db-credentials
+  namespace: default
+  labels: { backstage.io/kubernetes-id: shop-api }
+type: Opaque
+data:
+  password: aHVudGVyMi1mcm9tLWRhdGE=
+stringData:
+  url: postgres://app:string-data-s3cret@db/app
+"#;
+
+#[tokio::test]
+async fn a_secret_applied_with_kubectl_shows_no_value_in_any_object_query() {
+    use kubeportal_tests::kubectl_on_double;
+    let db = TestDb::sqlite();
+    let catalog = CatalogStub::start(vec![entity("shop-api", json!({}))]).await;
+    let yaml = format!(
+        r#"
+catalog: {{ baseUrl: "{}" }}
+permissions:
+  rules:
+    - {{ permission: "*", subjects: ["*"], decision: allow }}
+kubernetes:
+  customResources:
+    - {{ group: "", apiVersion: v1, plural: secrets }}
+"#,
+        catalog.url
+    );
+    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    let applied = kubectl_on_double(&double, &["apply", "-f", "-"], Some(APPLIED_SECRET)).await;
+    assert!(applied.contains("secret/db-credentials"), "{applied}");
+    let values = [
+        "aHVudGVyMi1mcm9tLWRhdGE=",
+        "hunter2-from-data",
+        "string-data-s3cret",
+    ];
+
+    // The cluster holds the values in the annotation too (what the proxy,
+    // under its own policy, passes through verbatim).
+    let raw = app
+        .client
+        .get(app.url("/api/kubernetes/proxy/api/v1/namespaces/default/secrets/db-credentials"))
+        .header("Backstage-Kubernetes-Cluster", "dev")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("last-applied-configuration") && raw.contains("string-data-s3cret"));
+
+    let routes = [
+        (
+            "/api/kubernetes/services/shop-api",
+            json!({"entity": entity("shop-api", json!({}))}),
+        ),
+        (
+            "/api/kubernetes/resources/workloads/query",
+            json!({"entityRef": "component:default/shop-api"}),
+        ),
+        (
+            "/api/kubernetes/resources/custom/query",
+            json!({"entityRef": "component:default/shop-api",
+                "customResources": [{"group": "", "apiVersion": "v1", "plural": "secrets"}]}),
+        ),
+    ];
+    for (route, request) in routes {
+        let response = app
+            .client
+            .post(app.url(route))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{route}");
+        let body: Value = response.json().await.unwrap();
+        let secret = body["items"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|list| list["resources"].as_array().unwrap())
+            .find(|object| object["metadata"]["name"] == "db-credentials")
+            .unwrap_or_else(|| panic!("{route} lists the Secret: {body}"))
+            .clone();
+        let text = body.to_string();
+        for value in values {
+            assert!(
+                !text.contains(value),
+                "{route} returned a secret value: {text}"
+            );
+        }
+        assert_eq!(secret["data"]["password"], "***", "{route}");
+        let copy: Value = serde_json::from_str(
+            secret["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{route} keeps the annotation: {secret}")),
+        )
+        .unwrap();
+        assert_eq!(copy["metadata"]["name"], "db-credentials", "{route}");
+        assert_eq!(copy["data"]["password"], "***", "{route}");
+        assert_eq!(copy["stringData"]["url"], "***", "{route}");
+    }
+}

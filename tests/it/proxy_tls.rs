@@ -112,3 +112,144 @@ async fn client_certificates_authenticate_to_clusters_that_require_them() {
     );
     assert!(!response.text().await.unwrap().contains("whatever"));
 }
+
+/// On a cluster with a client certificate, a request carrying the caller's
+/// own cluster token is sent without kubeportal's certificate: the API server
+/// authenticates a certificate before any token, so presenting it would run
+/// the caller's request as kubeportal. Every way a caller token arrives (the
+/// Backstage header, the WebSocket bearer subprotocol, an object query's
+/// `auth`), on every kind of connection (shared, stream, upgrade).
+#[tokio::test]
+async fn a_callers_cluster_token_is_never_sent_with_kubeportals_certificate() {
+    use base64::Engine as _;
+    use futures::StreamExt;
+    use kubeportal_tests::Identity;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const CALLER_TOKEN: &str = "caller-cluster-token-5d1e";
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let double = KubeDouble::start(DoubleOptions {
+        client_auth: ClientAuth::Optional,
+        tokens: vec![CALLER_TOKEN.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    double.put_object(
+        "v1",
+        "pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "api-0", "namespace": "default", "labels": {"backstage.io/kubernetes-id": "shop"}},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}}),
+    );
+    let (cert, key) = double.issue_client_cert("kubeportal");
+    for (name, provider) in [("mtls", "clientCert"), ("mtls-client", "client")] {
+        register(
+            &app,
+            json!({"name": name, "url": double.url(), "authProvider": provider, "caData": double.ca_pem(),
+                "clientCertData": cert, "clientKeyData": key}),
+        )
+        .await;
+    }
+    let last_identity = || double.requests().pop().expect("a request arrived").identity;
+    let kubeportal = Identity::ClientCert("kubeportal".into());
+    let caller = Identity::Token(CALLER_TOKEN.into());
+    let proxied = |path: &str, token: Option<&str>| {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/api/kubernetes/proxy{path}")))
+            .header("Backstage-Kubernetes-Cluster", "mtls");
+        if let Some(token) = token {
+            request = request.header(
+                "Backstage-Kubernetes-Authorization",
+                format!("Bearer {token}"),
+            );
+        }
+        request.send()
+    };
+
+    // Without a caller token, kubeportal's certificate; with one, the caller.
+    let (status, body) = get(&app, "mtls").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_identity(), kubeportal);
+    let response = proxied("/api/v1/namespaces", Some(CALLER_TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(last_identity(), caller);
+    // And kubeportal's own connections still present the certificate.
+    let (status, _) = get(&app, "mtls").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(last_identity(), kubeportal);
+
+    // A watch (its own stream connections).
+    let watch = proxied(
+        "/api/v1/namespaces/default/pods?watch=true",
+        Some(CALLER_TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
+    assert_eq!(last_identity(), caller);
+    drop(watch);
+
+    // An exec over WebSocket with the token as the bearer subprotocol.
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(CALLER_TOKEN);
+    let mut request = format!(
+        "ws://{}/api/kubernetes/proxy/api/v1/namespaces/default/pods/api-0/exec?command=echo&command=hi&stdout=true",
+        app.addr
+    )
+    .into_client_request()
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("Backstage-Kubernetes-Cluster", "mtls".parse().unwrap());
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.{encoded}")
+            .parse()
+            .unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    while let Some(message) = socket.next().await {
+        if matches!(message, Ok(Message::Close(_)) | Err(_)) {
+            break;
+        }
+    }
+    let exec = double
+        .requests()
+        .into_iter()
+        .rfind(|request| request.path.ends_with("/exec"))
+        .expect("the exec reached the cluster");
+    assert_eq!(exec.identity, caller);
+
+    // An object query whose `auth` carries the caller's token (for the
+    // cluster whose authProvider takes one).
+    double.clear_requests();
+    let objects = app
+        .client
+        .post(app.url("/api/kubernetes/services/shop"))
+        .json(&json!({"entity": {"metadata": {"name": "shop",
+            "annotations": {"backstage.io/kubernetes-cluster": "mtls-client"}}},
+            "auth": {"client": CALLER_TOKEN}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(objects.status(), StatusCode::OK);
+    let lists: Vec<_> = double
+        .requests()
+        .into_iter()
+        .filter(|request| request.path.ends_with("/pods"))
+        .collect();
+    assert!(!lists.is_empty());
+    assert!(
+        lists.iter().all(|request| request.identity == caller),
+        "{:?}",
+        lists
+            .iter()
+            .map(|request| &request.identity)
+            .collect::<Vec<_>>()
+    );
+}

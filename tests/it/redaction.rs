@@ -1,5 +1,7 @@
-//! A full flow with secrets everywhere: no token, client key or Authorization
-//! value appears in any log line, error body, metric or audit record.
+//! A full flow with secrets everywhere: no token, client key, Authorization
+//! value or Secret value (including the copy kubectl keeps in the
+//! `last-applied-configuration` annotation) appears in any log line, error
+//! or object-query body, metric or audit record.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,24 @@ const JWT_SECRET: &str = "jwt-signing-secret-5a1b2c3d4e5f6a7b";
 const SERVICE_ACCOUNT_TOKEN: &str = "sa-token-7f3e9d1c2b4a";
 const CALLER_CLUSTER_TOKEN: &str = "caller-cluster-token-8e2d4c6b";
 const QUERY_SECRET: &str = "query-secret-3c5e7a9b";
+/// A Secret's value, base64 in `data` (`c2VjcmV0LWluLWRhdGEtNGY2YTJi`) and as written.
+const DATA_SECRET: &str = "secret-in-data-4f6a2b";
+const DATA_SECRET_BASE64: &str = "c2VjcmV0LWluLWRhdGEtNGY2YTJi";
+const STRING_DATA_SECRET: &str = "secret-in-string-data-9d1c";
+
+/// Serves one catalog entity, `component:default/shop-api`, at `/api/catalog/...`.
+async fn catalog_stub() -> String {
+    let entity = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "shop-api", "namespace": "default"}});
+    let router = axum::Router::new().route(
+        "/api/catalog/entities/by-name/component/default/shop-api",
+        axum::routing::get(move || async move { axum::Json(entity) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
 
 #[tokio::test]
 async fn secrets_never_reach_logs_errors_metrics_or_audit() {
@@ -48,9 +68,21 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
     .unwrap();
     let (client_cert, client_key) = double.issue_client_cert("kubeportal");
     let db = TestDb::sqlite();
+    let catalog = catalog_stub().await;
     let yaml = format!(
-        "auth:\n  guest: false\n  jwt: {{ hs256Secret: {JWT_SECRET} }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"group:default/admins\"], decision: allow }}\n"
+        "auth:\n  guest: false\n  jwt: {{ hs256Secret: {JWT_SECRET} }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"group:default/admins\"], decision: allow }}\ncatalog: {{ baseUrl: \"{catalog}\" }}\nkubernetes:\n  customResources:\n    - {{ group: \"\", apiVersion: v1, plural: secrets }}\n"
     );
+    // A Secret as `kubectl apply` leaves it: its values in `data`,
+    // `stringData` and the last-applied-configuration annotation.
+    let applied = kubeportal_tests::kubectl_on_double(
+        &double,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: shop-db\n  namespace: default\n  labels: {{ backstage.io/kubernetes-id: shop-api }}\ndata:\n  password: {DATA_SECRET_BASE64}\nstringData:\n  url: {STRING_DATA_SECRET}\n"
+        )),
+    )
+    .await;
+    assert!(applied.contains("secret/shop-db"), "{applied}");
     let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -64,6 +96,7 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
     .unwrap();
     let client_key_marker = client_key.lines().nth(1).unwrap().to_owned();
     let mut bodies = Vec::new();
+    let mut object_bodies = Vec::new();
 
     // Registry writes with secrets, one of them invalid.
     for body in [
@@ -111,6 +144,39 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
         proxy("dev", "/api/v1/namespaces/../secrets".into()),
     ] {
         bodies.push(request.send().await.unwrap().text().await.unwrap());
+    }
+    // Object queries, by every route, listing the Secret on both clusters.
+    for (route, request) in [
+        (
+            "/api/kubernetes/services/shop-api",
+            json!({"entity": {"metadata": {"name": "shop-api"}}}),
+        ),
+        (
+            "/api/kubernetes/resources/workloads/query",
+            json!({"entityRef": "component:default/shop-api"}),
+        ),
+        (
+            "/api/kubernetes/resources/custom/query",
+            json!({"entityRef": "component:default/shop-api",
+                "customResources": [{"group": "", "apiVersion": "v1", "plural": "secrets"}]}),
+        ),
+    ] {
+        let body = app
+            .client
+            .post(app.url(route))
+            .bearer_auth(&portal_token)
+            .json(&request)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("shop-db") && body.contains("last-applied-configuration"),
+            "{route} lists the Secret with its annotation: {body}"
+        );
+        object_bodies.push(body);
     }
     double.set_fault(Fault::WrongCertificate);
     bodies.push(
@@ -178,6 +244,7 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
         ("error bodies", bodies.join("\n")),
         ("metrics", metrics),
         ("audit", audit.to_string()),
+        ("object-query bodies", object_bodies.join("\n")),
     ];
     for (where_, text) in &everything {
         for secret in [
@@ -203,5 +270,24 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
             !text.to_ascii_lowercase().contains("bearer ey"),
             "an Authorization value appears in {where_}"
         );
+    }
+    // Secret values: nowhere but in what the proxy passed through from the
+    // cluster under the caller's policy (the `../secrets` list above).
+    for (where_, text) in everything
+        .iter()
+        .filter(|(where_, _)| *where_ != "error bodies")
+    {
+        for value in [DATA_SECRET, DATA_SECRET_BASE64, STRING_DATA_SECRET] {
+            let leak = text
+                .lines()
+                .find(|line| line.contains(value))
+                .unwrap_or_default();
+            assert!(
+                !text.contains(value),
+                "a Secret value ({}…) appears in {where_}: {}",
+                &value[..8],
+                &leak[..leak.len().min(400)]
+            );
+        }
     }
 }

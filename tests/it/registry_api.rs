@@ -465,3 +465,225 @@ async fn a_method_a_route_does_not_have_is_a_405_envelope_naming_the_allowed_one
     let body: Value = response.json().await.unwrap();
     assert_error(&body, "MethodNotAllowedError", 405);
 }
+
+// An update that sends the stored credentials somewhere else (another
+// scheme, host or port, another CA, verification off) must send them again:
+// an admin who may manage clusters but not read their secrets cannot point a
+// cluster at their own server and collect its token.
+both_stores!(
+    stored_credentials_do_not_follow_a_cluster_elsewhere,
+    |backend| async move {
+        use kubeportal_tests::{start_double, DoubleOptions, KubeDouble};
+        let db = TestDb::new(backend).await;
+        let app = spawn_app(&db, ConfigSource::NoFile).await;
+        let real = start_double().await;
+        let elsewhere = KubeDouble::start(DoubleOptions {
+            tls: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let elsewhere_tls = start_double().await;
+        let created = app
+            .client
+            .post(app.url("/api/kubernetes/clusters"))
+            .json(
+                &json!({"name": "dev", "url": real.url(), "authProvider": "serviceAccount",
+                "serviceAccountToken": "double-token", "caData": real.ca_pem()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let put = |body: Value| {
+            app.client
+                .put(app.url("/api/kubernetes/clusters/dev"))
+                .json(&body)
+                .send()
+        };
+        for moved in [
+            json!({"url": elsewhere.url()}),
+            json!({"url": elsewhere_tls.url(), "caData": elsewhere_tls.ca_pem()}),
+            json!({"skipTLSVerify": true}),
+            json!({"caData": elsewhere_tls.ca_pem()}),
+        ] {
+            let mut body = json!({"url": real.url(), "authProvider": "serviceAccount",
+                "caData": real.ca_pem(), "version": 1});
+            body.as_object_mut()
+                .unwrap()
+                .extend(moved.as_object().unwrap().clone());
+            let refused = put(body.clone()).await.unwrap();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{moved}");
+            let refused: Value = refused.json().await.unwrap();
+            assert_error(&refused, "InputError", 400);
+            assert!(
+                refused["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("serviceAccountToken:"),
+                "{refused}"
+            );
+        }
+        // Nothing changed: calls still go to the real cluster, none elsewhere.
+        let version = app
+            .client
+            .get(app.url("/api/kubernetes/proxy/version"))
+            .header("Backstage-Kubernetes-Cluster", "dev")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(version.status(), StatusCode::OK);
+        assert_eq!(real.requests().len(), 1);
+        assert!(elsewhere.requests().is_empty() && elsewhere_tls.requests().is_empty());
+
+        // Sent again, the credential goes where the admin says.
+        let moved = put(
+            json!({"url": elsewhere.url(), "authProvider": "serviceAccount",
+            "serviceAccountToken": "double-token", "version": 1}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(moved.status(), StatusCode::OK);
+        let version = app
+            .client
+            .get(app.url("/api/kubernetes/proxy/version"))
+            .header("Backstage-Kubernetes-Cluster", "dev")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(version.status(), StatusCode::OK);
+        assert_eq!(elsewhere.requests().len(), 1);
+
+        // A stored client key must be sent again too.
+        let (cert, key) = real.issue_client_cert("kubeportal");
+        let created = app
+            .client
+            .post(app.url("/api/kubernetes/clusters"))
+            .json(
+                &json!({"name": "mtls", "url": real.url(), "authProvider": "clientCert",
+                "clientCertData": cert, "clientKeyData": key, "caData": real.ca_pem()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let refused = app
+            .client
+            .put(app.url("/api/kubernetes/clusters/mtls"))
+            .json(
+                &json!({"url": elsewhere.url(), "authProvider": "clientCert",
+                "clientCertData": cert, "version": 1}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let refused: Value = refused.json().await.unwrap();
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("clientKeyData:"),
+            "{refused}"
+        );
+    }
+);
+
+// A cluster deleted and registered again under its name is another cluster:
+// versions start again at 1, but nothing built for the old registration (its
+// connector with the old URL and token, cached object results) serves the new.
+both_stores!(
+    a_cluster_registered_again_is_reached_at_its_new_url_with_its_new_token,
+    |backend| async move {
+        use kubeportal_tests::{DoubleOptions, Identity, KubeDouble};
+        let db = TestDb::new(backend).await;
+        let app = spawn_app(&db, ConfigSource::NoFile).await;
+        let start = |token: &str| {
+            KubeDouble::start(DoubleOptions {
+                tokens: vec![token.to_owned()],
+                ..Default::default()
+            })
+        };
+        let (old, new) = (
+            start("old-token").await.unwrap(),
+            start("new-token").await.unwrap(),
+        );
+        for (double, pod) in [(&old, "old-pod"), (&new, "new-pod")] {
+            double.put_object(
+                "v1",
+                "pods",
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "default",
+                    "labels": {"backstage.io/kubernetes-id": "shop"}}}),
+            );
+        }
+        let register =
+            |double: &KubeDouble, token: &str| {
+                app.client
+                .post(app.url("/api/kubernetes/clusters"))
+                .json(&json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount",
+                    "serviceAccountToken": token, "caData": double.ca_pem()}))
+                .send()
+            };
+        let version = || {
+            app.client
+                .get(app.url("/api/kubernetes/proxy/version"))
+                .header("Backstage-Kubernetes-Cluster", "dev")
+                .send()
+        };
+        let pods = || async {
+            let body: Value = app
+                .client
+                .post(app.url("/api/kubernetes/services/shop"))
+                .json(&json!({"entity": {"metadata": {"name": "shop"}}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["items"][0]["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|list| list["type"] == "pods")
+                .map(|list| list["resources"][0]["metadata"]["name"].clone())
+                .unwrap_or_default()
+        };
+
+        assert_eq!(
+            register(&old, "old-token").await.unwrap().status(),
+            StatusCode::CREATED
+        );
+        assert_eq!(version().await.unwrap().status(), StatusCode::OK);
+        assert_eq!(pods().await, "old-pod");
+
+        let deleted = app
+            .client
+            .delete(app.url("/api/kubernetes/clusters/dev"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        let created = register(&new, "new-token").await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        assert_eq!(
+            created.headers()["etag"],
+            "\"1\"",
+            "the version starts again"
+        );
+        old.clear_requests();
+
+        assert_eq!(version().await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            pods().await,
+            "new-pod",
+            "no result of the old cluster is served"
+        );
+        assert!(old.requests().is_empty(), "nothing goes to the old cluster");
+        let arrived = new.requests();
+        assert!(!arrived.is_empty());
+        assert!(arrived
+            .iter()
+            .all(|request| request.identity == Identity::Token("new-token".into())));
+    }
+);

@@ -69,3 +69,70 @@ async fn a_write_on_one_replica_reaches_the_others_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_cluster_deleted_and_registered_again_on_one_replica_is_the_new_one_on_the_others() {
+    use kubeportal_tests::{DoubleOptions, Identity, KubeDouble};
+    let db = TestDb::postgres().await;
+    let first = spawn_app(&db, ConfigSource::NoFile).await;
+    let second = spawn_app(&db, ConfigSource::NoFile).await;
+    let start = |token: &str| {
+        KubeDouble::start(DoubleOptions {
+            tokens: vec![token.to_owned()],
+            ..Default::default()
+        })
+    };
+    let (old, new) = (
+        start("old-token").await.unwrap(),
+        start("new-token").await.unwrap(),
+    );
+    let body = |double: &KubeDouble, token: &str| {
+        json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount",
+            "serviceAccountToken": token, "caData": double.ca_pem()})
+    };
+    register(&first, body(&old, "old-token")).await;
+    let proxy = |app: &kubeportal_tests::TestApp| {
+        app.client
+            .get(app.url("/api/kubernetes/proxy/version"))
+            .header("Backstage-Kubernetes-Cluster", "dev")
+            .send()
+    };
+    assert_eq!(proxy(&second).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(old.requests().len(), 1);
+
+    let deleted = first
+        .client
+        .delete(first.url("/api/kubernetes/clusters/dev"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    register(&first, body(&new, "new-token")).await;
+    let written = Instant::now();
+    old.clear_requests();
+
+    loop {
+        let status = proxy(&second).await.unwrap().status();
+        if status == StatusCode::OK && !new.requests().is_empty() {
+            break;
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "the second replica did not reach the new cluster within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // From then on, nothing goes to the deleted cluster.
+    old.clear_requests();
+    for _ in 0..3 {
+        assert_eq!(proxy(&second).await.unwrap().status(), StatusCode::OK);
+    }
+    assert!(
+        old.requests().is_empty(),
+        "a call went to the deleted cluster"
+    );
+    assert!(new
+        .requests()
+        .iter()
+        .all(|request| request.identity == Identity::Token("new-token".into())));
+}

@@ -94,6 +94,32 @@ both_stores!(updates_need_the_current_version, |backend| async move {
     ));
 });
 
+both_stores!(
+    registrations_have_identities_that_never_repeat,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let registry = registry(&db).await;
+        let first = registry.create(&input("dev", "t0k3n")).await.unwrap();
+        assert_eq!(first.uid.len(), 32, "{}", first.uid);
+        assert!(first.uid.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        let updated = registry
+            .store()
+            .update(first.version, &row("dev"))
+            .await
+            .unwrap();
+        assert_eq!(updated.uid, first.uid, "an update keeps the identity");
+        let other = registry.create(&input("other", "t0k3n")).await.unwrap();
+        assert_ne!(other.uid, first.uid);
+
+        registry.delete("dev", None).await.unwrap();
+        let again = registry.create(&input("DEV", "t0k3n")).await.unwrap();
+        assert_eq!(again.version, 1, "versions start again");
+        assert_ne!(again.uid, first.uid, "the identity does not");
+        let found = registry.store().get("dev").await.unwrap().unwrap();
+        assert_eq!(found.uid, again.uid);
+    }
+);
+
 both_stores!(deletes_are_conditional_when_asked, |backend| async move {
     let db = TestDb::new(backend).await;
     let registry = registry(&db).await;
@@ -231,7 +257,8 @@ both_stores!(the_cache_is_invalidated_by_writes, |backend| async move {
     let first = registry.resolve("DEV").await.unwrap().unwrap();
     assert_eq!(first.version, 1);
     let update: kubeportal::clusters::ClusterUpdate = serde_json::from_value(serde_json::json!({
-        "url": "https://10.9.9.9:6443", "authProvider": "serviceAccount"
+        "url": "https://10.9.9.9:6443", "authProvider": "serviceAccount",
+        "serviceAccountToken": "t"
     }))
     .unwrap();
     registry.update("dev", &update, 1).await.unwrap();

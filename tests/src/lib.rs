@@ -236,7 +236,7 @@ pub fn server_tls_files(dir: &std::path::Path) -> kubeportal::config::TlsFiles {
     files
 }
 
-pub use kube_double::{ClientAuth, Fault, KubeDouble, Options as DoubleOptions};
+pub use kube_double::{ClientAuth, Fault, Identity, KubeDouble, Options as DoubleOptions};
 
 /// Starts a test-double cluster with default options.
 pub async fn start_double() -> KubeDouble {
@@ -491,4 +491,40 @@ pub async fn cluster_names(app: &TestApp, token: &str) -> Vec<String> {
         .iter()
         .map(|cluster| cluster["name"].as_str().expect("a name").to_owned())
         .collect()
+}
+
+/// Runs the real `kubectl` (from `PATH`) straight against a test double, as
+/// its first token, and returns its standard output; panics if it fails.
+pub async fn kubectl_on_double(double: &KubeDouble, args: &[&str], stdin: Option<&str>) -> String {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, double.kubeconfig()).expect("write kubeconfig");
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--request-timeout=20s")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl on the PATH");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
+        .expect("kubectl ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }

@@ -45,8 +45,14 @@ pub struct Registry {
     generation: Arc<AtomicU64>,
     /// Names being re-read in the background (one re-read per name at a time).
     refreshing: Arc<Mutex<HashSet<String>>>,
+    /// Told of every cluster dropped from the cache, so what was built from
+    /// its record (connectors) is dropped with it.
+    evictions: Arc<std::sync::RwLock<Vec<Eviction>>>,
     metrics: Option<crate::telemetry::SharedMetrics>,
 }
+
+/// Called with the name key of a cluster a write changed or removed.
+type Eviction = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A cached record and when it is due for a re-read.
 #[derive(Clone)]
@@ -119,8 +125,19 @@ impl Registry {
             epoch: Arc::default(),
             generation: Arc::default(),
             refreshing: Arc::default(),
+            evictions: Arc::default(),
             metrics: None,
         }
+    }
+
+    /// Calls `evict` with the name key of every cluster a write changes or
+    /// removes, here or (announced) on another replica, at the moment its
+    /// record leaves this replica's cache.
+    pub fn on_eviction(&self, evict: impl Fn(&str) + Send + Sync + 'static) {
+        self.evictions
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::new(evict));
     }
 
     /// Counts cache hits and misses in `metrics`.
@@ -215,7 +232,7 @@ impl Registry {
                         )
                         .await
                 }
-                Ok(None) => registry.cache.invalidate(&key).await,
+                Ok(None) => registry.invalidate(&key).await,
                 Err(error) => {
                     tracing::warn!(cluster = %stale.name, %error,
                         "cannot re-read the cluster from the store; serving the last known record");
@@ -238,10 +255,19 @@ impl Registry {
         });
     }
 
-    /// Drops a cluster from this process's cache.
+    /// Drops a cluster from this process's cache, and what was built for it.
     pub async fn invalidate(&self, name: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate(&name_key(name)).await;
+        let key = name_key(name);
+        self.cache.invalidate(&key).await;
+        let evictions = self
+            .evictions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for evict in evictions {
+            evict(&key);
+        }
     }
 
     /// Marks every cached record due for a re-read (still served meanwhile):
@@ -355,7 +381,7 @@ impl Registry {
             .into());
         }
         let validated = update.validate(
-            &current.name,
+            &current,
             self.open_token(&current)?,
             self.open_client_key(&current)?,
         )?;

@@ -183,6 +183,11 @@ pub struct ClusterRecord {
     pub oidc_token_provider: Option<String>,
     pub skip_metrics_lookup: bool,
     pub labels: BTreeMap<String, String>,
+    /// This registration's identity, generated on create and never reused:
+    /// a cluster deleted and registered again under its name has another.
+    /// What is built for a cluster (connectors, cached results) is keyed by
+    /// it with the version, never by the name alone.
+    pub uid: String,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -605,15 +610,51 @@ pub struct ValidatedUpdate {
     pub client_key_data: SecretChange,
 }
 
+/// Why an update must re-send the stored credentials: it changes where they
+/// go (the url's scheme, host or port) or whom kubeportal trusts to be the
+/// cluster (its CA, or verification turned off). Kept, they would follow an
+/// admin who may manage clusters but never read their secrets to a server
+/// of their choosing.
+fn credential_destination_change(
+    current: &ClusterRecord,
+    spec: &ClusterSpec,
+) -> Option<&'static str> {
+    let origin = |text: &str| {
+        url::Url::parse(text).ok().map(|url| {
+            (
+                url.scheme().to_owned(),
+                url.host_str().map(str::to_ascii_lowercase),
+                url.port_or_known_default(),
+            )
+        })
+    };
+    let current_origin = origin(&current.url);
+    if current_origin.is_none() || current_origin != origin(&spec.url) {
+        Some("the url's scheme, host or port changes")
+    } else if spec.skip_tls_verify && !current.skip_tls_verify {
+        Some("skipTLSVerify is turned on")
+    } else if !spec.skip_tls_verify && spec.ca_data != current.ca_data {
+        Some("caData changes")
+    } else {
+        None
+    }
+}
+
 impl ClusterUpdate {
-    /// Validates the update of `name` against what is stored (`current`), given
-    /// the stored secrets in plaintext (only to validate the merged result).
+    /// Validates the update of the stored cluster `current`, given its
+    /// secrets in plaintext (only to validate the merged result).
+    ///
+    /// A stored secret is kept only while it goes to the same server: an
+    /// update that changes the url's scheme, host or port, the CA, or turns
+    /// verification off must send `serviceAccountToken` (and `clientKeyData`,
+    /// when one is stored) again, or clear them.
     pub fn validate(
         &self,
-        name: &str,
+        current: &ClusterRecord,
         current_token: Option<SecretString>,
         current_client_key: Option<SecretString>,
     ) -> Result<ValidatedUpdate, FieldError> {
+        let name = current.name.as_str();
         if let Some(body_name) = &self.name {
             if name_key(body_name) != name_key(name) {
                 return Err(field_error(
@@ -651,6 +692,26 @@ impl ClusterUpdate {
             effective_token,
             effective_key.as_ref(),
         )?;
+        if let Some(reason) = credential_destination_change(current, &spec) {
+            let kept = |change: &SecretChange, stored: bool| {
+                stored && matches!(change, SecretChange::Keep)
+            };
+            if kept(
+                &token_change,
+                current.sealed_service_account_token.is_some(),
+            ) {
+                return Err(field_error(
+                    "serviceAccountToken",
+                    format!("must be sent again (or null to remove it): {reason}"),
+                ));
+            }
+            if kept(&key_change, current.sealed_client_key_data.is_some()) {
+                return Err(field_error(
+                    "clientKeyData",
+                    format!("must be sent again (or null to remove it): {reason}"),
+                ));
+            }
+        }
         Ok(ValidatedUpdate {
             spec,
             service_account_token: token_change,
@@ -837,37 +898,131 @@ mod tests {
         rejects(mismatched, "clientKeyData");
     }
 
+    /// A stored cluster `a` at `https://x:6443` with a service-account token
+    /// (and a client key when `with_key`).
+    fn stored(with_key: bool) -> ClusterRecord {
+        ClusterRecord {
+            name: "a".into(),
+            title: None,
+            url: "https://x:6443".into(),
+            auth_provider: AuthProvider::ServiceAccount,
+            ca_data: None,
+            skip_tls_verify: false,
+            sealed_service_account_token: Some(b"sealed".to_vec()),
+            client_cert_data: None,
+            sealed_client_key_data: with_key.then(|| b"sealed".to_vec()),
+            dashboard_url: None,
+            oidc_token_provider: None,
+            skip_metrics_lookup: false,
+            labels: BTreeMap::new(),
+            uid: "0123456789abcdef0123456789abcdef".into(),
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn update(body: serde_json::Value) -> ClusterUpdate {
+        serde_json::from_value(body).unwrap()
+    }
+
     #[test]
     fn updates_keep_clear_or_replace_secrets() {
-        let update: ClusterUpdate = serde_json::from_value(serde_json::json!({
+        let validated = update(serde_json::json!({
             "url": "https://x:6443", "authProvider": "serviceAccount", "version": 1
         }))
+        .validate(&stored(false), Some(SecretString::from("old")), None)
         .unwrap();
-        let validated = update
-            .validate("a", Some(SecretString::from("old")), None)
-            .unwrap();
         assert!(matches!(
             validated.service_account_token,
             SecretChange::Keep
         ));
 
-        let clearing: ClusterUpdate = serde_json::from_value(serde_json::json!({
+        let error = update(serde_json::json!({
             "url": "https://x:6443", "authProvider": "serviceAccount", "serviceAccountToken": null
         }))
-        .unwrap();
-        let error = clearing
-            .validate("a", Some(SecretString::from("old")), None)
-            .unwrap_err();
+        .validate(&stored(false), Some(SecretString::from("old")), None)
+        .unwrap_err();
         assert_eq!(error.field, "serviceAccountToken");
 
-        let renaming: ClusterUpdate = serde_json::from_value(serde_json::json!({
+        let renaming = update(serde_json::json!({
             "name": "b", "url": "https://x:6443", "authProvider": "google"
-        }))
-        .unwrap();
+        }));
         assert_eq!(
-            renaming.validate("a", None, None).unwrap_err().field,
+            renaming
+                .validate(&stored(false), None, None)
+                .unwrap_err()
+                .field,
             "name"
         );
+    }
+
+    #[test]
+    fn stored_secrets_do_not_follow_a_new_destination() {
+        let token = || Some(SecretString::from("old"));
+        for (url, extra) in [
+            ("https://evil.example:6443", serde_json::json!({})),
+            ("http://x:6443", serde_json::json!({})),
+            ("https://x:7443", serde_json::json!({})),
+            ("https://x", serde_json::json!({})),
+            ("https://x:6443", serde_json::json!({"skipTLSVerify": true})),
+            (
+                "https://x:6443",
+                serde_json::json!({"caData": rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap().cert.pem()}),
+            ),
+        ] {
+            let mut body = serde_json::json!({"url": url, "authProvider": "serviceAccount"});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let error = update(body.clone())
+                .validate(&stored(false), token(), None)
+                .unwrap_err();
+            assert_eq!(error.field, "serviceAccountToken", "{body}: {error}");
+
+            // Sent again, the token goes to the new destination.
+            body["serviceAccountToken"] = "new".into();
+            let validated = update(body.clone())
+                .validate(&stored(false), token(), None)
+                .unwrap();
+            assert!(matches!(
+                validated.service_account_token,
+                SecretChange::Set(_)
+            ));
+        }
+
+        // The same server by another spelling, or another path on it, keeps them.
+        for url in ["https://X:6443/", "https://x:6443/k8s/clusters/c-1"] {
+            update(serde_json::json!({"url": url, "authProvider": "serviceAccount"}))
+                .validate(&stored(false), token(), None)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_stored_client_key_does_not_follow_a_new_url() {
+        let pair = rcgen::generate_simple_self_signed(vec!["kubeportal".into()]).unwrap();
+        let record = ClusterRecord {
+            client_cert_data: Some(pair.cert.pem()),
+            ..stored(true)
+        };
+        let key = || Some(SecretString::from(pair.key_pair.serialize_pem()));
+        let body = serde_json::json!({
+            "url": "https://evil.example:6443", "authProvider": "clientCert",
+            "clientCertData": pair.cert.pem(), "serviceAccountToken": "new"
+        });
+        let error = update(body)
+            .validate(&record, Some(SecretString::from("old")), key())
+            .unwrap_err();
+        assert_eq!(error.field, "clientKeyData", "{error}");
+        let body = serde_json::json!({
+            "url": "https://evil.example:6443", "authProvider": "clientCert",
+            "clientCertData": pair.cert.pem(), "serviceAccountToken": "new",
+            "clientKeyData": pair.key_pair.serialize_pem()
+        });
+        update(body)
+            .validate(&record, Some(SecretString::from("old")), key())
+            .unwrap();
     }
 
     #[test]

@@ -12,6 +12,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use serde_json::Value;
 
+use super::masking;
 use super::{
     ClusterObjects, ClusterRef, ErrorType, FetchError, FetchResult, ObjectType, Selection,
 };
@@ -63,7 +64,7 @@ fn kube_client(
             parts.uri = connector
                 .uri(&path, parts.uri.query())
                 .map_err(|error| Box::new(error) as tower::BoxError)?;
-            connector.authorize(
+            let credential = connector.authorize(
                 &mut parts.headers,
                 &caller,
                 token.map(|token| ClusterToken(token.into())),
@@ -71,7 +72,7 @@ fn kube_client(
             )?;
             let request = http::Request::from_parts(parts, axum::body::Body::new(body));
             connector
-                .send(request, Route::Shared)
+                .send(request, Route::Shared, credential)
                 .await
                 .map(|(response, _)| response)
                 .map_err(tower::BoxError::from)
@@ -143,17 +144,6 @@ impl Job {
         match namespace {
             Some(namespace) => format!("{base}/namespaces/{namespace}/{}", self.object_type.plural),
             None => format!("{base}/{}", self.object_type.plural),
-        }
-    }
-}
-
-/// Replaces a Secret's values with `***`.
-fn mask_secret(object: &mut Value) {
-    for field in ["data", "stringData"] {
-        if let Some(Value::Object(values)) = object.get_mut(field) {
-            for value in values.values_mut() {
-                *value = Value::String("***".into());
-            }
         }
     }
 }
@@ -245,8 +235,10 @@ pub async fn fetch_cluster(
                             .into_iter()
                             .filter_map(|item| serde_json::to_value(item).ok())
                             .map(|mut item| {
-                                if job.object_type.is_secret() {
-                                    mask_secret(&mut item);
+                                if job.object_type.is_secret()
+                                    || masking::says_it_is_a_secret(&item)
+                                {
+                                    masking::mask_secret(&mut item);
                                 }
                                 item
                             })

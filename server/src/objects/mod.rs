@@ -6,6 +6,7 @@
 
 mod catalog;
 mod fetch;
+mod masking;
 mod selection;
 
 use std::sync::Arc;
@@ -247,21 +248,29 @@ impl ObjectQueries {
 }
 
 /// The key under which identical queries share a result: the selection and
-/// types, and everything about the caller that can change what clusters answer.
+/// types, everything about the caller that can change what clusters answer,
+/// and the clusters asked, each by registration and version (so a cluster
+/// changed, or deleted and registered again under its name, is asked anew).
 fn query_key(
     selection: &Selection,
     types: &[ObjectType],
     caller: &Caller,
     auth: &Value,
+    clusters: &[ClusterRecord],
 ) -> [u8; 32] {
     let mut groups = caller.groups.clone();
     groups.sort();
+    let clusters: Vec<(&str, i64)> = clusters
+        .iter()
+        .map(|cluster| (cluster.uid.as_str(), cluster.version))
+        .collect();
     let material = serde_json::json!({
         "selection": selection,
         "types": types,
         "subject": caller.subject,
         "groups": groups,
         "auth": auth,
+        "clusters": clusters,
     });
     Sha256::digest(material.to_string().as_bytes()).into()
 }
@@ -318,7 +327,7 @@ async fn run_query(
         allowed.retain(|cluster| cluster.name.eq_ignore_ascii_case(wanted));
     }
     let queries = &state.objects;
-    let key = query_key(&selection, &types, caller, &auth);
+    let key = query_key(&selection, &types, caller, &auth, &allowed);
     let fan_out = {
         let state = state.clone();
         let context = fetch::FetchContext {

@@ -228,7 +228,7 @@ async fn forward(
             .or(headers::websocket_token(request.headers())?)
             .map(ClusterToken);
     let mut outgoing_headers = headers::forwardable(request.headers(), upgrade);
-    connector.authorize(
+    let credential = connector.authorize(
         &mut outgoing_headers,
         &caller,
         caller_token,
@@ -269,7 +269,7 @@ async fn forward(
     };
     // Boxed: the send future is large, and inline it would be copied with
     // every move of this one.
-    let (mut response, lease) = match Box::pin(connector.send(outgoing, route)).await {
+    let (mut response, lease) = match Box::pin(connector.send(outgoing, route, credential)).await {
         Ok(sent) => sent,
         Err(error) => {
             let labels = UpstreamErrorLabels {

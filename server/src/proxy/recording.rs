@@ -158,7 +158,7 @@ pub struct Recorder {
 impl Recorder {
     /// Feeds bytes the cluster sent; complete stdout/stderr messages become events.
     async fn observe(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        for payload in self.frames.push(bytes) {
+        for payload in self.frames.push(bytes)? {
             // channel.k8s.io: the first byte names the stream (1 stdout, 2 stderr).
             if let [1 | 2, data @ ..] = payload.as_slice() {
                 if data.is_empty() {
@@ -183,72 +183,98 @@ impl Recorder {
     }
 }
 
-/// Just enough of RFC 6455 to read server-to-client frames (unmasked, with
-/// continuation frames joined) out of a byte stream.
+/// The largest message (one frame, or a fragmented message joined) the
+/// recorder reads. Interactive output comes in frames of a few KiB; a cluster
+/// declaring more is not followed, whatever length it claims.
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Why the cluster's side of a session cannot be recorded any further.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("the cluster sent a WebSocket frame of {declared} bytes (more than {MAX_MESSAGE_BYTES} cannot be recorded)")]
+    FrameTooLarge { declared: u64 },
+    #[error("the cluster sent a WebSocket message of more than {MAX_MESSAGE_BYTES} bytes")]
+    MessageTooLarge,
+    #[error("the cluster sent an invalid WebSocket frame: {0}")]
+    Invalid(tungstenite::Error),
+}
+
+impl From<FrameError> for std::io::Error {
+    fn from(error: FrameError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+    }
+}
+
+/// Reads server-to-client WebSocket messages (continuation frames joined)
+/// out of a byte stream, with frame headers parsed by tungstenite. Nothing
+/// the cluster declares makes it hold more than one bounded frame: a larger
+/// frame or message is an error, after which the parser holds nothing and
+/// reads nothing more.
 #[derive(Default)]
 struct FrameParser {
     buffer: Vec<u8>,
     message: Vec<u8>,
+    failed: bool,
 }
 
 impl FrameParser {
-    fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        if self.failed {
+            return Ok(Vec::new());
+        }
+        let parsed = self.parse(bytes);
+        if parsed.is_err() {
+            self.failed = true;
+            self.buffer = Vec::new();
+            self.message = Vec::new();
+        }
+        parsed
+    }
+
+    fn parse(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        use tungstenite::protocol::frame::coding::OpCode;
+        use tungstenite::protocol::frame::FrameHeader;
+
         self.buffer.extend_from_slice(bytes);
         let mut messages = Vec::new();
+        let mut consumed = 0;
         loop {
-            let buffer = &self.buffer;
-            if buffer.len() < 2 {
+            let mut cursor = std::io::Cursor::new(&self.buffer[consumed..]);
+            let Some((header, declared)) =
+                FrameHeader::parse(&mut cursor).map_err(FrameError::Invalid)?
+            else {
+                break;
+            };
+            let length = usize::try_from(declared)
+                .ok()
+                .filter(|length| *length <= MAX_MESSAGE_BYTES)
+                .ok_or(FrameError::FrameTooLarge { declared })?;
+            // At most 14 bytes.
+            let start = consumed + cursor.position() as usize;
+            if self.buffer.len() - start < length {
                 break;
             }
-            let fin = buffer[0] & 0x80 != 0;
-            let opcode = buffer[0] & 0x0f;
-            let masked = buffer[1] & 0x80 != 0;
-            let (length, mut offset) = match buffer[1] & 0x7f {
-                126 if buffer.len() >= 4 => {
-                    (u16::from_be_bytes([buffer[2], buffer[3]]) as usize, 4)
-                }
-                127 if buffer.len() >= 10 => {
-                    let mut length = [0u8; 8];
-                    length.copy_from_slice(&buffer[2..10]);
-                    (u64::from_be_bytes(length) as usize, 10)
-                }
-                126 | 127 => break,
-                length => (length as usize, 2),
-            };
-            let mask = if masked {
-                if buffer.len() < offset + 4 {
-                    break;
-                }
-                let mask = [
-                    buffer[offset],
-                    buffer[offset + 1],
-                    buffer[offset + 2],
-                    buffer[offset + 3],
-                ];
-                offset += 4;
-                Some(mask)
-            } else {
-                None
-            };
-            if buffer.len() < offset + length {
-                break;
-            }
-            let mut payload = buffer[offset..offset + length].to_vec();
-            if let Some(mask) = mask {
+            let payload = &mut self.buffer[start..start + length];
+            if let Some(mask) = header.mask {
                 for (index, byte) in payload.iter_mut().enumerate() {
                     *byte ^= mask[index % 4];
                 }
             }
-            self.buffer.drain(..offset + length);
+            consumed = start + length;
             // Continuation, text and binary frames carry data; control frames do not.
-            if opcode <= 0x2 {
-                self.message.extend_from_slice(&payload);
-                if fin {
+            if let OpCode::Data(_) = header.opcode {
+                if self.message.len() + length > MAX_MESSAGE_BYTES {
+                    return Err(FrameError::MessageTooLarge);
+                }
+                self.message
+                    .extend_from_slice(&self.buffer[start..start + length]);
+                if header.is_final {
                     messages.push(std::mem::take(&mut self.message));
                 }
             }
         }
-        messages
+        self.buffer.drain(..consumed);
+        Ok(messages)
     }
 }
 
@@ -307,11 +333,104 @@ mod tests {
         let mut parser = FrameParser::default();
         let mut messages = Vec::new();
         for chunk in stream.chunks(7) {
-            messages.extend(parser.push(chunk));
+            messages.extend(parser.push(chunk).unwrap());
         }
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[0], b"\x01hello world");
         assert_eq!(messages[1].len(), 300);
+        assert!(parser.buffer.is_empty() && parser.message.is_empty());
+    }
+
+    #[test]
+    fn masked_frames_are_unmasked() {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut stream = vec![0x82, 0x80 | 6];
+        stream.extend_from_slice(&mask);
+        stream.extend(
+            b"\x01hello"
+                .iter()
+                .enumerate()
+                .map(|(index, byte)| byte ^ mask[index % 4]),
+        );
+        let mut parser = FrameParser::default();
+        assert_eq!(parser.push(&stream).unwrap(), vec![b"\x01hello".to_vec()]);
+    }
+
+    /// A binary frame header declaring `length` bytes, with the 64-bit length form.
+    fn hostile_header(length: u64) -> Vec<u8> {
+        let mut header = vec![0x82, 127];
+        header.extend_from_slice(&length.to_be_bytes());
+        header
+    }
+
+    #[test]
+    fn hostile_frame_lengths_neither_panic_nor_grow_the_buffer() {
+        for declared in [
+            1u64 << 63,
+            u64::MAX,
+            (1u64 << 32) + 5,
+            MAX_MESSAGE_BYTES as u64 + 1,
+        ] {
+            let mut parser = FrameParser::default();
+            let mut stream = hostile_header(declared);
+            stream.extend_from_slice(&[b'x'; 64]);
+            let error = parser.push(&stream).unwrap_err();
+            assert!(
+                matches!(error, FrameError::FrameTooLarge { declared: found } if found == declared),
+                "{error}"
+            );
+            // What follows is neither parsed nor kept.
+            for _ in 0..64 {
+                assert!(parser.push(&[b'y'; 16 * 1024]).unwrap().is_empty());
+            }
+            assert_eq!(parser.buffer.capacity(), 0, "{declared}");
+            assert_eq!(parser.message.capacity(), 0, "{declared}");
+        }
+    }
+
+    #[test]
+    fn frames_up_to_the_bound_are_read() {
+        let payload = vec![1u8; MAX_MESSAGE_BYTES];
+        let mut stream = hostile_header(payload.len() as u64);
+        stream.extend_from_slice(&payload);
+        let mut parser = FrameParser::default();
+        let mut messages = Vec::new();
+        for chunk in stream.chunks(16 * 1024) {
+            messages.extend(parser.push(chunk).unwrap());
+        }
+        assert_eq!(messages, vec![payload]);
+    }
+
+    #[test]
+    fn a_fragmented_message_is_bounded_too() {
+        let mut parser = FrameParser::default();
+        let fragment = vec![2u8; 64 * 1024];
+        let mut refused = false;
+        for _ in 0..=(MAX_MESSAGE_BYTES / fragment.len()) {
+            let mut stream = vec![0x00, 127];
+            stream.extend_from_slice(&(fragment.len() as u64).to_be_bytes());
+            stream.extend_from_slice(&fragment);
+            match parser.push(&stream) {
+                Ok(messages) => assert!(messages.is_empty()),
+                Err(error) => {
+                    assert!(matches!(error, FrameError::MessageTooLarge), "{error}");
+                    refused = true;
+                    break;
+                }
+            }
+            assert!(parser.message.len() <= MAX_MESSAGE_BYTES);
+        }
+        assert!(refused, "an endless message is refused");
+        assert_eq!(parser.message.capacity(), 0);
+    }
+
+    #[test]
+    fn reserved_opcodes_stop_the_parser() {
+        let mut parser = FrameParser::default();
+        assert!(matches!(
+            parser.push(&[0x83, 0x00]),
+            Err(FrameError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -100,9 +100,10 @@ pub trait ClusterStore: Send + Sync + 'static {
         -> Result<Vec<ClusterRecord>, StoreError>;
     /// Looks a cluster up by name, case-insensitively, through the unique index.
     async fn get(&self, name: &str) -> Result<Option<ClusterRecord>, StoreError>;
-    /// Inserts a cluster at version 1; [`StoreError::Duplicate`] if the name is taken.
+    /// Inserts a cluster at version 1 with a new `uid`; [`StoreError::Duplicate`]
+    /// if the name is taken.
     async fn create(&self, row: &ClusterRow) -> Result<ClusterRecord, StoreError>;
-    /// Replaces a cluster if it is still at `expected_version`.
+    /// Replaces a cluster if it is still at `expected_version`; its `uid` stays.
     async fn update(
         &self,
         expected_version: i64,
@@ -154,7 +155,7 @@ macro_rules! columns {
     () => {
         "name, title, url, auth_provider, ca_data, skip_tls_verify, service_account_token, \
          client_cert_data, client_key_data, dashboard_url, oidc_token_provider, \
-         skip_metrics_lookup, labels, version, created_at, updated_at"
+         skip_metrics_lookup, labels, uid, version, created_at, updated_at"
     };
 }
 pub(crate) use columns;
@@ -175,6 +176,7 @@ pub(crate) struct StoredRow {
     oidc_token_provider: Option<String>,
     skip_metrics_lookup: bool,
     labels: String,
+    uid: String,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -204,6 +206,7 @@ impl TryFrom<StoredRow> for ClusterRecord {
             oidc_token_provider: row.oidc_token_provider,
             skip_metrics_lookup: row.skip_metrics_lookup,
             labels,
+            uid: row.uid,
             version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -289,8 +292,8 @@ macro_rules! shared_sql {
             let stored: StoredRow = sqlx::query_as(concat!(
                 "INSERT INTO clusters (name, title, url, auth_provider, ca_data, skip_tls_verify, \
                  service_account_token, client_cert_data, client_key_data, dashboard_url, \
-                 oidc_token_provider, skip_metrics_lookup, labels, version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $14) RETURNING ",
+                 oidc_token_provider, skip_metrics_lookup, labels, uid, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, 1, $14, $14) RETURNING ",
                 $crate::store::columns!()
             ))
             .bind(&row.name)
@@ -307,6 +310,7 @@ macro_rules! shared_sql {
             .bind(row.skip_metrics_lookup)
             .bind(labels_json(row))
             .bind(now)
+            .bind(uuid::Uuid::new_v4().simple().to_string())
             .fetch_one(pool)
             .await?;
             stored.try_into()

@@ -94,6 +94,8 @@ enum ServerCredential {
 /// Where a request to a cluster goes and how it is authenticated.
 pub struct Connector {
     pub cluster: String,
+    /// The registration and version of the record this was built from.
+    uid: String,
     version: i64,
     auth_provider: AuthProvider,
     scheme: http::uri::Scheme,
@@ -102,11 +104,36 @@ pub struct Connector {
     base_path: String,
     /// The header a caller sends their cluster token in.
     client_token_header: String,
-    client: HttpsClient,
-    upgrade_client: HttpsClient,
-    streams: Arc<StreamPool>,
+    /// The connections kubeportal's own credential travels on (with its
+    /// client certificate, when the cluster has one).
+    portal: Clients,
+    /// For a cluster with a client certificate: connections without it, for
+    /// requests that carry the caller's own cluster token. The API server
+    /// authenticates a certificate before any token, so presenting it would
+    /// run the caller's request as kubeportal.
+    without_certificate: Option<Clients>,
     credential: ServerCredential,
     response_header_timeout: Duration,
+}
+
+/// The pooled clients of one TLS configuration.
+struct Clients {
+    shared: HttpsClient,
+    upgrade: HttpsClient,
+    streams: Arc<StreamPool>,
+}
+
+/// Whose credential a request to a cluster carries, as [`Connector::authorize`]
+/// decided; [`Connector::send`] presents kubeportal's client certificate only
+/// for [`Credential::Portal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "send the request with the credential authorize attached"]
+pub enum Credential {
+    /// kubeportal's own (service-account token, client certificate,
+    /// impersonation), or none.
+    Portal,
+    /// The caller's own cluster token.
+    Caller,
 }
 
 /// A caller-supplied cluster credential (never the portal identity).
@@ -150,16 +177,17 @@ impl Connector {
         &self.client_token_header
     }
 
-    /// Attaches the cluster credential to an outgoing request's headers. The
-    /// caller's own cluster token (if any) wins for token-based providers;
-    /// impersonation always uses kubeportal's credential and the portal identity.
+    /// Attaches the cluster credential to an outgoing request's headers and
+    /// says whose it is, for [`send`](Self::send). The caller's own cluster
+    /// token (if any) wins for token-based providers; impersonation always
+    /// uses kubeportal's credential and the portal identity.
     pub fn authorize(
         &self,
         headers: &mut HeaderMap,
         caller: &Caller,
         caller_token: Option<ClusterToken>,
         impersonation: &ImpersonationConfig,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<Credential, UpstreamError> {
         let invalid = || UpstreamError::Misconfigured {
             cluster: self.cluster.clone(),
             reason: "the token is not a valid header value".into(),
@@ -193,6 +221,7 @@ impl Connector {
             AuthProvider::ServiceAccount | AuthProvider::ClientCert => match caller_token {
                 Some(ClusterToken(token)) => {
                     headers.insert(AUTHORIZATION, bearer(&token)?);
+                    return Ok(Credential::Caller);
                 }
                 None => {
                     if let Some(value) = server_bearer()? {
@@ -204,6 +233,7 @@ impl Connector {
                 match caller_token {
                     Some(ClusterToken(token)) => {
                         headers.insert(AUTHORIZATION, bearer(&token)?);
+                        return Ok(Credential::Caller);
                     }
                     None => {
                         return Err(UpstreamError::MissingClusterToken {
@@ -215,7 +245,7 @@ impl Connector {
                 }
             }
         }
-        Ok(())
+        Ok(Credential::Portal)
     }
 
     /// Makes the request act as `user` and `groups`, an identity the policy
@@ -244,12 +274,18 @@ impl Connector {
     /// Sends a request and waits for the response headers within the timeout.
     /// The body then streams with no total timeout. A [`Route::Stream`]
     /// response comes with its lease on a stream connection, to be dropped
-    /// with the body.
+    /// with the body. kubeportal's client certificate is presented only when
+    /// the request carries kubeportal's credential, never with a caller's.
     pub async fn send(
         &self,
         mut request: Request<Body>,
         route: Route,
+        credential: Credential,
     ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
+        let clients = match credential {
+            Credential::Portal => &self.portal,
+            Credential::Caller => self.without_certificate.as_ref().unwrap_or(&self.portal),
+        };
         use tracing::Instrument;
         let span = tracing::info_span!(
             "upstream",
@@ -265,14 +301,14 @@ impl Connector {
         };
         let sent = async {
             let client = match route {
-                Route::Shared => &self.client,
-                Route::Upgrade => &self.upgrade_client,
-                Route::Stream => match Box::pin(self.streams.send(request)).await {
+                Route::Shared => &clients.shared,
+                Route::Upgrade => &clients.upgrade,
+                Route::Stream => match Box::pin(clients.streams.send(request)).await {
                     Ok((response, lease)) => return Ok((response, Some(lease))),
                     Err(StreamError::Failed(cause)) => return Err(unreachable(cause)),
                     Err(StreamError::Http1Only(returned)) => {
                         request = *returned;
-                        &self.upgrade_client
+                        &clients.upgrade
                     }
                 },
             };
@@ -325,7 +361,9 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     parts[keep..].join(": ")
 }
 
-/// Connectors by cluster, rebuilt when a record's version changes.
+/// Connectors by cluster, rebuilt when the record changes (another version,
+/// or another registration under the same name), and dropped as soon as the
+/// registry drops the cluster.
 #[derive(Clone)]
 pub struct Upstreams {
     registry: Registry,
@@ -336,22 +374,28 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(registry: Registry, config: &crate::config::KubernetesConfig) -> Self {
+        let connectors: Cache<String, Arc<Connector>> = Cache::builder()
+            .max_capacity(10_000)
+            .time_to_idle(Duration::from_secs(600))
+            .build();
+        let evicted = connectors.clone();
+        registry.on_eviction(move |name_key| evicted.invalidate(name_key));
         Self {
             registry,
             timeouts: config.timeouts.clone(),
             streams_per_connection: config.streams_per_connection,
-            connectors: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
+            connectors,
         }
     }
 
-    /// The connector for this version of the cluster record.
+    /// The connector for this registration and version of the cluster.
+    ///
+    /// One connector per name is kept, but it serves only the record it was
+    /// built from: a name deleted and registered again is another `uid`.
     pub fn connector(&self, record: &ClusterRecord) -> Result<Arc<Connector>, UpstreamError> {
         let key = crate::clusters::name_key(&record.name);
         if let Some(connector) = self.connectors.get(&key) {
-            if connector.version == record.version {
+            if connector.uid == record.uid && connector.version == record.version {
                 return Ok(connector);
             }
         }
@@ -374,6 +418,12 @@ impl Upstreams {
             .open_token(record)
             .map_err(|error| misconfigured(error.to_string()))?;
         let tls = tls::client_config(record, client_key.as_ref()).map_err(misconfigured)?;
+        let without_certificate = match (&record.client_cert_data, &client_key) {
+            (Some(_), Some(_)) => {
+                Some(self.clients(tls::client_config(record, None).map_err(misconfigured)?))
+            }
+            _ => None,
+        };
         let uri: Uri = record
             .url
             .parse()
@@ -404,17 +454,14 @@ impl Upstreams {
         Ok(Connector {
             cluster: record.name.clone(),
             client_token_header,
+            uid: record.uid.clone(),
             version: record.version,
             auth_provider: record.auth_provider,
             scheme,
             authority,
             base_path,
-            client: self.client(self.https(tls.clone(), true)),
-            upgrade_client: self.client(self.https(tls.clone(), false)),
-            streams: Arc::new(StreamPool::new(
-                self.https(tls, true),
-                self.streams_per_connection,
-            )),
+            portal: self.clients(tls),
+            without_certificate,
             credential,
             response_header_timeout: self.timeouts.response_header(),
         })
@@ -436,6 +483,19 @@ impl Upstreams {
             builder.enable_http2().wrap_connector(http)
         } else {
             builder.wrap_connector(http)
+        }
+    }
+
+    /// The pooled clients for one TLS configuration: shared (HTTP/2 where
+    /// offered), upgrades (HTTP/1.1) and long-lived streams.
+    fn clients(&self, tls: rustls::ClientConfig) -> Clients {
+        Clients {
+            shared: self.client(self.https(tls.clone(), true)),
+            upgrade: self.client(self.https(tls.clone(), false)),
+            streams: Arc::new(StreamPool::new(
+                self.https(tls, true),
+                self.streams_per_connection,
+            )),
         }
     }
 
