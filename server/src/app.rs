@@ -56,6 +56,25 @@ fn secret_box(config: &Config) -> Result<SecretBox, StartError> {
     }
 }
 
+/// The configured policy; without one, a file denies everything but health,
+/// and no file at all lets only the loopback guest do everything. Says which
+/// in one log line when there is no policy.
+fn default_or_configured_policy(config: &Config) -> Result<Policy, StartError> {
+    if let Some(permissions) = &config.permissions {
+        return Policy::new(&permissions.rules).map_err(StartError::Invalid);
+    }
+    let loopback = config
+        .listen_addr()
+        .is_ok_and(|addr| addr.ip().is_loopback());
+    if !config.from_file && loopback && config.guest_enabled() {
+        tracing::info!("no configuration file: the loopback guest may do everything, every other caller is denied (configure permissions.rules to change this)");
+        Ok(Policy::guest_only())
+    } else {
+        tracing::warn!("no permissions configured: every request but health is denied (configure permissions.rules)");
+        Policy::new(&[]).map_err(StartError::Invalid)
+    }
+}
+
 /// Connects the store, prepares identity and policy, and registers the
 /// clusters the configuration declares.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
@@ -66,14 +85,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     registry.follow_changes();
     let authenticator =
         Authenticator::new(&config.auth, config.guest_enabled()).map_err(StartError::Invalid)?;
-    let policy = match (&config.permissions, config.from_file) {
-        (Some(permissions), _) => Policy::new(&permissions.rules).map_err(StartError::Invalid)?,
-        (None, true) => Policy::new(&[]).map_err(StartError::Invalid)?,
-        (None, false) => Policy::allow_all(),
-    };
+    let policy = default_or_configured_policy(&config)?;
     for (key, input) in config.declared_clusters() {
         let spec = input
             .validate_new()
+            .map_err(|error| StartError::Invalid(format!("{key}.{error}")))?;
+        crate::clusters::refuse_own_address(&input.url, config.listen_addr().ok())
             .map_err(|error| StartError::Invalid(format!("{key}.{error}")))?;
         match registry.upsert(&spec).await {
             Ok(Upserted::Unchanged) => {}
@@ -103,6 +120,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         registry,
         authenticator: Arc::new(authenticator),
         policy: Arc::new(policy),
+        own_address: std::sync::OnceLock::new(),
     }))
 }
 
@@ -120,7 +138,20 @@ pub fn router(state: AppState) -> Router {
             )),
         None => api.fallback(crate::error::not_found),
     };
+    let origins = Arc::new(crate::identity::origin::OriginPolicy::new(
+        state.authenticator.guest_enabled(),
+        state.config.server.public_url.as_deref(),
+        &state.config.server.allowed_origins,
+    ));
     let metrics = state.metrics.clone();
+    let registry = state.registry.clone();
+    let tracking = crate::telemetry::Tracking {
+        metrics: metrics.clone(),
+        registered: Arc::new(move |name: String| {
+            let registry = registry.clone();
+            Box::pin(async move { registry.is_registered(&name).await })
+        }),
+    };
     let auditor = state.auditor.clone();
     // The middleware wraps the routers as a whole rather than every route:
     // axum clones and boxes a layered route's whole stack per request.
@@ -138,7 +169,7 @@ pub fn router(state: AppState) -> Router {
             crate::audit::record,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            metrics,
+            tracking,
             crate::telemetry::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -162,6 +193,10 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(axum::middleware::from_fn(crate::error::envelope))
+        .layer(axum::middleware::from_fn_with_state(
+            origins,
+            crate::identity::origin::guard,
+        ))
         .service(app);
     Router::new().fallback_service(app)
 }
@@ -196,10 +231,16 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// Most header fields in one request; more gets 431.
     pub max_headers: usize,
-    /// How long a client may take to send a request head (slowloris guard).
+    /// How long a client may take to send a request head (slowloris guard),
+    /// and how long a new connection may take to start its first request.
     pub header_read_timeout: Duration,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// How long a connection may stay open with no request in progress.
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 client is pinged, and how long it has to answer.
+    pub keep_alive_interval: Duration,
+    pub keep_alive_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
 }
@@ -211,6 +252,9 @@ impl ConnectionLimits {
             max_headers: server.max_headers,
             header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
             tls_handshake_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(server.idle_timeout_seconds),
+            keep_alive_interval: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(20),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -220,6 +264,14 @@ impl ConnectionLimits {
 /// then drains in-flight connections (for at most `limits.drain_timeout`).
 /// HTTP/1.1 and HTTP/2 (by ALPN, or prior knowledge on plain HTTP), with
 /// upgrades.
+///
+/// No connection is held for free: a TLS handshake must finish within the
+/// handshake timeout, the first request must start within the header-read
+/// timeout (whatever the protocol: a silent client after the handshake or
+/// after the HTTP/2 preface is closed like one that never sent a byte), a
+/// connection with nothing in progress is closed after the idle timeout, and
+/// HTTP/2 clients that stop answering pings are dropped. Requests in
+/// progress (watches, followed logs, upgraded sessions) are never cut.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -232,7 +284,9 @@ pub async fn serve(
     use tower::ServiceExt;
 
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Each connection task holds a sender: when all are gone, all are drained.
+    let (draining, mut drained) = tokio::sync::mpsc::channel::<()>(1);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -244,6 +298,8 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .enable_connect_protocol()
+        .keep_alive_interval(limits.keep_alive_interval)
+        .keep_alive_timeout(limits.keep_alive_timeout)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
     loop {
@@ -263,30 +319,40 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let draining = draining.clone();
+        let stopping = stopping.clone();
         tokio::spawn(async move {
+            let _draining = draining;
+            let activity = Arc::new(Activity::default());
+            let tracked = activity.clone();
             let service =
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let in_flight = tracked.begin();
                     let mut request = request.map(axum::body::Body::new);
                     request
                         .extensions_mut()
                         .insert(axum::extract::ConnectInfo(remote));
-                    router.clone().oneshot(request)
+                    let response = router.clone().oneshot(request);
+                    async move {
+                        let response = response.await?;
+                        Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody {
+                            body,
+                            _in_flight: in_flight,
+                        }))
+                    }
                 });
             match acceptor {
                 None => {
-                    // hyper times a request head from its first byte: a
-                    // connection that never sends one is closed here.
-                    let mut first = [0u8; 1];
-                    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first))
-                        .await
-                    {
-                        Ok(Ok(1..)) => {}
-                        _ => return,
-                    }
                     let connection =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    drive(
+                        connection,
+                        |connection| connection.graceful_shutdown(),
+                        &activity,
+                        limits,
+                        stopping,
+                    )
+                    .await;
                 }
                 Some(acceptor) => {
                     let Ok(Ok(stream)) =
@@ -295,16 +361,189 @@ pub async fn serve(
                     else {
                         return;
                     };
+                    activity.reset_clock();
                     let connection =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    drive(
+                        connection,
+                        |connection| connection.graceful_shutdown(),
+                        &activity,
+                        limits,
+                        stopping,
+                    )
+                    .await;
                 }
             }
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await;
+    let _ = stop.send(true);
+    drop(draining);
+    let _ = tokio::time::timeout(limits.drain_timeout, drained.recv()).await;
     Ok(())
+}
+
+/// What one connection is doing: requests whose responses are unfinished,
+/// and since when it has had none.
+#[derive(Debug)]
+struct Activity {
+    state: std::sync::Mutex<ActivityState>,
+    /// Wakes [`drive`] when the connection falls idle.
+    idle: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct ActivityState {
+    in_flight: usize,
+    /// Whether a request has ever arrived.
+    started: bool,
+    /// When the last request finished (or the connection opened); `None`
+    /// while requests are in progress.
+    idle_since: Option<std::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            state: std::sync::Mutex::new(ActivityState {
+                in_flight: 0,
+                started: false,
+                idle_since: Some(std::time::Instant::now()),
+            }),
+            idle: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl Activity {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Restarts the idle clock (after a TLS handshake).
+    fn reset_clock(&self) {
+        let mut state = self.lock();
+        if state.in_flight == 0 {
+            state.idle_since = Some(std::time::Instant::now());
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        let mut state = self.lock();
+        state.in_flight += 1;
+        state.started = true;
+        state.idle_since = None;
+        InFlight(self.clone())
+    }
+
+    /// When the connection must be closed unless a request starts first.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<tokio::time::Instant> {
+        let state = self.lock();
+        let allowed = if state.started {
+            limits.idle_timeout
+        } else {
+            limits.header_read_timeout
+        };
+        state
+            .idle_since
+            .map(|since| tokio::time::Instant::from_std(since + allowed))
+    }
+}
+
+/// A request in progress, until its response body is finished or dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.in_flight -= 1;
+        if state.in_flight == 0 {
+            state.idle_since = Some(std::time::Instant::now());
+            drop(state);
+            self.0.idle.notify_one();
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in progress.
+struct InFlightBody {
+    body: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for InFlightBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Polls a connection to its end, shutting it down gracefully when it has
+/// stayed idle too long or the server stops. A connection that was shut down
+/// for idleness and still has nothing in progress after the header-read
+/// timeout (a client that ignores the shutdown) is dropped.
+async fn drive<C, E>(
+    connection: C,
+    graceful_shutdown: impl Fn(std::pin::Pin<&mut C>),
+    activity: &Activity,
+    limits: ConnectionLimits,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(connection);
+    let mut shut_down = false;
+    let mut forced_after: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = if shut_down {
+            forced_after
+        } else {
+            activity.deadline(&limits)
+        };
+        let idle = activity.idle.notified();
+        let timer = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => idle.await,
+            }
+        };
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stopping.changed(), if !shut_down => {
+                graceful_shutdown(connection.as_mut());
+                shut_down = true;
+                forced_after = Some(tokio::time::Instant::now() + limits.header_read_timeout);
+            }
+            _ = timer => {
+                let now = tokio::time::Instant::now();
+                if shut_down {
+                    if forced_after.is_some_and(|at| now >= at) && activity.deadline(&limits).is_some() {
+                        return;
+                    }
+                    forced_after = Some(now + limits.header_read_timeout);
+                } else if activity.deadline(&limits).is_some_and(|at| now >= at) {
+                    graceful_shutdown(connection.as_mut());
+                    shut_down = true;
+                    forced_after = Some(now + limits.header_read_timeout);
+                }
+            }
+        }
+    }
 }
 
 /// Serves plain HTTP or TLS, as configured.
@@ -320,6 +559,9 @@ pub async fn serve_configured(
         .as_ref()
         .map(server_tls)
         .transpose()?;
+    if let Ok(address) = listener.local_addr() {
+        let _ = state.own_address.set(address);
+    }
     let limits = ConnectionLimits::from_config(&state.config.server);
     let router = router(state);
     serve(listener, router, tls, limits, shutdown)

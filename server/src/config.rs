@@ -74,6 +74,14 @@ pub struct ServerConfig {
     /// handshake) before the connection is closed.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout_seconds: u64,
+    /// Seconds a connection may stay open with no request in progress
+    /// (HTTP/1.1 keep-alive or HTTP/2 without streams) before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Origins (`https://portal.example`) besides kubeportal's own whose
+    /// browser pages may open WebSockets and send writes.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +95,8 @@ impl Default for ServerConfig {
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),
             header_read_timeout_seconds: default_header_read_timeout(),
+            idle_timeout_seconds: default_idle_timeout(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -109,6 +119,10 @@ fn default_max_headers() -> usize {
 
 fn default_header_read_timeout() -> u64 {
     30
+}
+
+fn default_idle_timeout() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -521,6 +535,16 @@ impl Config {
                 "must be greater than zero",
             ));
         }
+        if self.server.idle_timeout_seconds == 0 {
+            return Err(invalid(
+                "server.idleTimeoutSeconds",
+                "must be greater than zero",
+            ));
+        }
+        for (index, origin) in self.server.allowed_origins.iter().enumerate() {
+            crate::identity::origin::validate_allowed_origin(origin)
+                .map_err(|message| invalid(format!("server.allowedOrigins[{index}]"), message))?;
+        }
         for (index, token) in self.auth.static_tokens.iter().enumerate() {
             use secrecy::ExposeSecret;
             if token.token.expose_secret().len() < 16 {
@@ -532,6 +556,15 @@ impl Config {
             crate::identity::validate_entity_ref(&token.subject).map_err(|message| {
                 invalid(format!("auth.staticTokens[{index}].subject"), message)
             })?;
+            if token
+                .subject
+                .eq_ignore_ascii_case(crate::identity::GUEST_SUBJECT)
+            {
+                return Err(invalid(
+                    format!("auth.staticTokens[{index}].subject"),
+                    "is reserved for the guest",
+                ));
+            }
         }
         if let Some(jwt) = &self.auth.jwt {
             for (index, pem) in jwt.public_keys.iter().enumerate() {

@@ -30,6 +30,8 @@ pub struct Services {
     pub metrics: crate::telemetry::SharedMetrics,
     pub recording: Arc<crate::proxy::recording::RecordingPolicy>,
     pub tickets: crate::proxy::tickets::Tickets,
+    /// The address this process listens on, once it does.
+    pub own_address: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl AppState {

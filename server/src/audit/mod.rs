@@ -267,6 +267,15 @@ impl AuditNote {
         self.with(|note| note.cluster.clone())
     }
 
+    /// The cluster, only when the policy allowed the request.
+    pub fn allowed_cluster(&self) -> Option<String> {
+        self.with(|note| {
+            (note.decision == Some("allow"))
+                .then(|| note.cluster.clone())
+                .flatten()
+        })
+    }
+
     /// Records a policy decision; the first denial or the last allow is kept.
     pub fn set_decision(&self, allowed: bool, rule: Option<String>) {
         self.with(|note| {

@@ -30,6 +30,54 @@ use crate::store::{ClusterRow, Store, StoreError};
 pub use import::{clusters_from_kubeconfig, ImportedCluster};
 pub use model::*;
 
+/// Whether a cluster URL points at kubeportal itself (a loopback name or
+/// address, or the address it listens on, at its own port): proxying there
+/// would loop until file descriptors run out.
+pub fn points_at(url: &str, own: std::net::SocketAddr) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let same_host = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(address)) => {
+            address.is_loopback() || std::net::IpAddr::V4(address) == own.ip()
+        }
+        Some(url::Host::Ipv6(address)) => {
+            address.is_loopback() || std::net::IpAddr::V6(address) == own.ip()
+        }
+        None => false,
+    };
+    same_host && url.port_or_known_default() == Some(own.port())
+}
+
+/// 400 naming `url` when it points at kubeportal itself.
+pub fn refuse_own_address(url: &str, own: Option<std::net::SocketAddr>) -> Result<(), ApiError> {
+    match own {
+        Some(own) if points_at(url, own) => Err(ApiError::Input(
+            "url: points at kubeportal itself; register the cluster's API server".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The answer for a cluster name that is not registered: 404 for a caller
+/// who may read the cluster list (and so sees every name anyway), else the
+/// very denial a registered cluster gets, so names cannot be probed.
+pub fn unknown_cluster(
+    policy: &crate::permissions::Policy,
+    caller: &crate::identity::Caller,
+    name: &str,
+) -> ApiError {
+    use crate::permissions::{Permission, Target};
+    match policy.check(caller, Permission::ClustersRead, &Target::cluster(name)) {
+        Ok(()) => ApiError::NotFound(format!(
+            "no cluster named {}",
+            crate::error::redact_quoted(name)
+        )),
+        Err(denied) => denied,
+    }
+}
+
 /// The registry service the routes, the proxy and the object queries share.
 #[derive(Clone)]
 pub struct Registry {
@@ -253,6 +301,15 @@ impl Registry {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key);
         });
+    }
+
+    /// Whether a cluster of this name is registered: from the cache (without
+    /// counting a lookup) when it holds the name, else from the store.
+    pub async fn is_registered(&self, name: &str) -> bool {
+        if self.cache.contains_key(&name_key(name)) {
+            return true;
+        }
+        matches!(self.store.get(name).await, Ok(Some(_)))
     }
 
     /// Drops a cluster from this process's cache, and what was built for it.
@@ -522,4 +579,31 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .filter(|key| validate_cluster_name(key).is_ok())
         .ok_or_else(|| ApiError::Input("cursor: is not a cursor this server issued".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_of_kubeportal_itself_are_recognised() {
+        let own: std::net::SocketAddr = "0.0.0.0:7007".parse().unwrap();
+        for url in [
+            "https://127.0.0.1:7007",
+            "http://localhost:7007/",
+            "https://[::1]:7007",
+            "http://127.0.0.2:7007",
+        ] {
+            assert!(points_at(url, own), "{url}");
+        }
+        for url in [
+            "https://127.0.0.1:6443",
+            "https://10.0.0.1:7007",
+            "https://kube.example",
+        ] {
+            assert!(!points_at(url, own), "{url}");
+        }
+        let specific: std::net::SocketAddr = "10.0.0.5:443".parse().unwrap();
+        assert!(points_at("https://10.0.0.5", specific));
+    }
 }

@@ -114,6 +114,7 @@ async fn create_cluster(
         Permission::ClustersManage,
         &Target::cluster(&input.name),
     )?;
+    super::refuse_own_address(&input.url, state.own_address.get().copied())?;
     let record = state.registry.create(&input).await?;
     Ok(detail_response(
         StatusCode::CREATED,
@@ -215,6 +216,7 @@ async fn update_cluster(
                     .into(),
             )),
         };
+    super::refuse_own_address(&update.url, state.own_address.get().copied())?;
     let record = state.registry.update(&name, &update, version).await?;
     Ok(detail_response(
         StatusCode::OK,

@@ -196,14 +196,21 @@ impl JwtVerifier {
         validation.leeway = config.leeway_seconds;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience must be present in the token, not
+        // only right when present: the library checks them only if they are.
+        let mut required = vec!["exp", "sub"];
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(issuer) = &config.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self {
             hs256: config
                 .hs256_secret

@@ -5,6 +5,7 @@
 //! never logged; a bad token is a 401 even where guests are allowed.
 
 pub mod jwt;
+pub mod origin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -174,13 +175,21 @@ impl Authenticator {
                 note: None,
             });
         }
-        match &self.jwt {
+        let caller = match &self.jwt {
             Some(verifier) => verifier.verify(token).await.map_err(|reason| {
                 tracing::debug!(%reason, "token rejected");
                 ApiError::Authentication(format!("invalid token: {reason}"))
-            }),
-            None => Err(ApiError::Authentication("invalid token".into())),
+            })?,
+            None => return Err(ApiError::Authentication("invalid token".into())),
+        };
+        // The guest's subject belongs to the guest alone: what the default
+        // policy grants the loopback guest must not go to a token naming it.
+        if caller.subject.eq_ignore_ascii_case(GUEST_SUBJECT) {
+            return Err(ApiError::Authentication(format!(
+                "invalid token: sub {GUEST_SUBJECT} is reserved for the guest"
+            )));
         }
+        Ok(caller)
     }
 }
 

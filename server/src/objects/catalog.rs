@@ -17,12 +17,16 @@ pub fn parse_entity_ref(reference: &str) -> Result<(String, String, String), Api
         .split_once(':')
         .unwrap_or(("component", reference));
     let (namespace, name) = rest.split_once('/').unwrap_or(("default", rest));
+    // Letters, digits, `-`, `_` and `.`, and not only dots: a part becomes a
+    // path segment of the catalog URL, where `.` and `..` would move the
+    // request (with the caller's token) elsewhere on the catalog.
     let part_ok = |part: &str| {
         !part.is_empty()
             && part.len() <= 253
             && part
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && part.bytes().any(|b| b != b'.')
     };
     if !(part_ok(kind) && part_ok(namespace) && part_ok(name)) {
         return Err(invalid());
@@ -32,6 +36,20 @@ pub fn parse_entity_ref(reference: &str) -> Result<(String, String, String), Api
         namespace.to_owned(),
         name.to_owned(),
     ))
+}
+
+/// `{base}/api/catalog/entities/by-name/{kind}/{namespace}/{name}`, each
+/// part one encoded path segment.
+fn catalog_url(base: &str, kind: &str, namespace: &str, name: &str) -> Result<url::Url, ApiError> {
+    let mut url =
+        url::Url::parse(base).map_err(|_| ApiError::internal("catalog.baseUrl is not a URL"))?;
+    url.path_segments_mut()
+        .map_err(|_| ApiError::internal("catalog.baseUrl cannot have a path"))?
+        .pop_if_empty()
+        .extend([
+            "api", "catalog", "entities", "by-name", kind, namespace, name,
+        ]);
+    Ok(url)
 }
 
 /// Fetches an entity from `{base}/api/catalog/entities/by-name/{kind}/{namespace}/{name}`.
@@ -45,11 +63,8 @@ pub async fn fetch_entity(
     let base = base_url.ok_or_else(|| {
         ApiError::Unavailable("no catalog is configured (catalog.baseUrl); send the entity itself to /api/kubernetes/services/{entityName}".into())
     })?;
-    let url = format!(
-        "{}/api/catalog/entities/by-name/{kind}/{namespace}/{name}",
-        base.trim_end_matches('/')
-    );
-    let mut request = client.get(&url);
+    let url = catalog_url(base, &kind, &namespace, &name)?;
+    let mut request = client.get(url);
     if let Some(authorization) = incoming.get(http::header::AUTHORIZATION) {
         request = request.header(http::header::AUTHORIZATION, authorization.clone());
     }
@@ -90,8 +105,30 @@ mod tests {
             parse_entity_ref("Resource:db").unwrap(),
             ("resource".into(), "default".into(), "db".into())
         );
-        for bad in ["", "a:b/c/d", "a:/b", "x:y/../z", "a b"] {
+        for bad in [
+            "",
+            "a:b/c/d",
+            "a:/b",
+            "x:y/../z",
+            "a b",
+            "component:default/..",
+            "..:default/x",
+            "component:../x",
+            "component:default/.",
+            "component:default/a%2Fb",
+            "component:default/a%2e%2e",
+        ] {
             assert!(parse_entity_ref(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn catalog_urls_keep_each_part_in_its_segment() {
+        let url =
+            catalog_url("http://backstage:7007/base/", "component", "default", "a.b").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://backstage:7007/base/api/catalog/entities/by-name/component/default/a.b"
+        );
     }
 }

@@ -459,12 +459,13 @@ impl Policy {
         Ok(Self { rules })
     }
 
-    /// Everything allowed to anyone: the policy of a server started without a
-    /// configuration file (which only has the loopback guest).
-    pub fn allow_all() -> Self {
+    /// Everything allowed to the guest and nothing to anyone else: the policy
+    /// of a server started on loopback without a configuration file. Only the
+    /// guest itself carries the guest's subject (tokens naming it are refused).
+    pub fn guest_only() -> Self {
         Self::new(&[RuleConfig {
             permission: "*".into(),
-            subjects: vec!["*".into()],
+            subjects: vec![crate::identity::GUEST_SUBJECT.into()],
             clusters: None,
             methods: None,
             paths: None,
@@ -478,7 +479,10 @@ impl Policy {
             users: None,
             groups: None,
             decision: "allow".into(),
-            description: Some("default policy without a configuration file: allow all".into()),
+            description: Some(
+                "default policy without a configuration file: the loopback guest may do everything"
+                    .into(),
+            ),
         }])
         .expect("the allow-all rule compiles")
     }

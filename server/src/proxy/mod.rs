@@ -178,17 +178,13 @@ async fn forward(
     let (mut parts, body) = request.into_parts();
     let caller = proxy_caller(&state, &mut parts, ticket.as_deref(), cluster, &target.path).await?;
     let mut request = Request::from_parts(parts, body);
-    validate_cluster_name(cluster).map_err(|_| {
-        ApiError::NotFound(format!(
-            "no cluster named {}",
-            crate::error::redact_quoted(cluster)
-        ))
-    })?;
+    validate_cluster_name(cluster)
+        .map_err(|_| crate::clusters::unknown_cluster(&state.policy, &caller, cluster))?;
     let record = state
         .registry
         .resolve(cluster)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no cluster named {cluster}")))?;
+        .ok_or_else(|| crate::clusters::unknown_cluster(&state.policy, &caller, cluster))?;
     caller.note_cluster(&record.name);
     tracing::Span::current().record("cluster", record.name.as_str());
     let query = target.query_string();

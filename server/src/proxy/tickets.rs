@@ -29,6 +29,7 @@ use crate::state::AppState;
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
 
 struct Ticket {
+    issued_at: std::time::Instant,
     subject: String,
     groups: Vec<String>,
     cluster: String,
@@ -64,6 +65,7 @@ impl Tickets {
         self.issued.insert(
             digest(&ticket),
             Arc::new(Ticket {
+                issued_at: std::time::Instant::now(),
                 subject: caller.subject.clone(),
                 groups: caller.groups.clone(),
                 cluster: name_key(cluster),
@@ -74,10 +76,13 @@ impl Tickets {
     }
 
     /// The caller a ticket was issued to, if it is valid for this cluster and
-    /// path. A ticket is spent by any attempt to use it.
+    /// path and younger than [`TICKET_LIFETIME`]. A ticket is spent by any
+    /// attempt to use it. The age is checked here rather than left to the
+    /// cache's eviction, which may keep an expired entry a while.
     pub fn redeem(&self, ticket: &str, cluster: &str, path: &str) -> Option<Caller> {
         let issued = self.issued.remove(&digest(ticket))?;
-        (issued.cluster == name_key(cluster) && issued.path == path).then(|| Caller {
+        let fresh = issued.issued_at.elapsed() < TICKET_LIFETIME;
+        (fresh && issued.cluster == name_key(cluster) && issued.path == path).then(|| Caller {
             subject: issued.subject.clone(),
             groups: issued.groups.clone(),
             kind: CallerKind::Ticket,
@@ -125,7 +130,7 @@ pub async fn issue_ticket(
         .registry
         .resolve(&name)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name}")))?;
+        .ok_or_else(|| crate::clusters::unknown_cluster(&state.policy, &caller, &name))?;
     caller.note_cluster(&record.name);
     let (path, query) = request
         .path
@@ -186,5 +191,24 @@ mod tests {
                 .is_none(),
             "spent"
         );
+    }
+
+    #[test]
+    fn a_ticket_older_than_its_lifetime_is_refused() {
+        let tickets = Tickets::default();
+        let ticket = "an-old-ticket";
+        tickets.issued.insert(
+            digest(ticket),
+            Arc::new(Ticket {
+                issued_at: std::time::Instant::now() - TICKET_LIFETIME,
+                subject: "user:default/alice".into(),
+                groups: Vec::new(),
+                cluster: "dev".into(),
+                path: "/api/v1/namespaces/a/pods/p/exec".into(),
+            }),
+        );
+        assert!(tickets
+            .redeem(ticket, "dev", "/api/v1/namespaces/a/pods/p/exec")
+            .is_none());
     }
 }

@@ -1,5 +1,8 @@
-//! Metrics and traces. Metric labels are route templates, cluster names,
-//! methods and statuses: never paths with user data, never credentials.
+//! Metrics and traces. Metric labels are route templates, names of
+//! registered clusters (for callers the policy allowed), methods from a fixed
+//! set and statuses: never raw caller input, never paths with user data, never
+//! credentials. Label values are escaped as the exposition format requires
+//! anyway, so no value could ever forge a line.
 
 pub mod traces;
 
@@ -10,16 +13,17 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use http::header::CONTENT_TYPE;
 use http::HeaderValue;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct RequestLabels {
     pub route: String,
     pub cluster: String,
@@ -27,23 +31,101 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct RouteLabels {
     pub route: String,
     pub cluster: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct UpstreamErrorLabels {
     pub cluster: String,
     /// `connect`, `timeout`, `tls`, `reset`.
     pub kind: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct FanOutErrorLabels {
     pub cluster: String,
     pub error_type: String,
+}
+
+/// A label value written with the escapes of the Prometheus and OpenMetrics
+/// text formats (`\\`, `\"`, `\n`): prometheus-client writes values as they
+/// are, so a quote or a line break in a value would end it early.
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        let mut rest = self.0;
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..at])?;
+            encoder.write_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        encoder.write_str(rest)
+    }
+}
+
+/// Writes `labels` as a label set, every value escaped.
+fn encode_escaped(
+    labels: &[(&'static str, &str)],
+    mut encoder: LabelSetEncoder,
+) -> Result<(), std::fmt::Error> {
+    for (name, value) in labels {
+        prometheus_client::encoding::EncodeLabel::encode(
+            &(*name, Escaped(value)),
+            encoder.encode_label(),
+        )?;
+    }
+    Ok(())
+}
+
+impl EncodeLabelSet for RequestLabels {
+    fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let status = self.status.to_string();
+        encode_escaped(
+            &[
+                ("route", &self.route),
+                ("cluster", &self.cluster),
+                ("method", &self.method),
+                ("status", &status),
+            ],
+            encoder,
+        )
+    }
+}
+
+impl EncodeLabelSet for RouteLabels {
+    fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        encode_escaped(
+            &[("route", &self.route), ("cluster", &self.cluster)],
+            encoder,
+        )
+    }
+}
+
+impl EncodeLabelSet for UpstreamErrorLabels {
+    fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        encode_escaped(&[("cluster", &self.cluster), ("kind", &self.kind)], encoder)
+    }
+}
+
+impl EncodeLabelSet for FanOutErrorLabels {
+    fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        encode_escaped(
+            &[("cluster", &self.cluster), ("error_type", &self.error_type)],
+            encoder,
+        )
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -181,10 +263,42 @@ pub async fn note_route(request: Request, next: Next) -> Response {
     response
 }
 
+/// The `method` label: one of the standard methods, else `other`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Whether a name is that of a registered cluster.
+pub type ClusterCheck = Arc<dyn Fn(String) -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// What [`track`] needs: the metrics, and how to tell a registered cluster
+/// name from anything else a caller may have sent.
+#[derive(Clone)]
+pub struct Tracking {
+    pub metrics: SharedMetrics,
+    pub registered: ClusterCheck,
+}
+
 /// Middleware: counts requests and times them to response headers.
-pub async fn track(State(metrics): State<SharedMetrics>, request: Request, next: Next) -> Response {
+///
+/// The `cluster` label is the cluster the policy allowed the caller to use,
+/// and only when it is registered: unauthenticated or denied callers, and
+/// names nobody registered, count under an empty cluster, so no caller can
+/// add series by making up names.
+pub async fn track(State(tracking): State<Tracking>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let note = request
         .extensions()
         .get::<crate::audit::AuditNote>()
@@ -195,11 +309,15 @@ pub async fn track(State(metrics): State<SharedMetrics>, request: Request, next:
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    let cluster = note.and_then(|note| note.cluster()).unwrap_or_default();
+    let cluster = match note.and_then(|note| note.allowed_cluster()) {
+        Some(name) if (tracking.registered)(name.clone()).await => name,
+        _ => String::new(),
+    };
     let labels = RouteLabels {
         route: route.to_owned(),
         cluster,
     };
+    let metrics = &tracking.metrics;
     metrics
         .latency
         .get_or_create(&labels)
@@ -209,7 +327,7 @@ pub async fn track(State(metrics): State<SharedMetrics>, request: Request, next:
         .get_or_create(&RequestLabels {
             route: labels.route,
             cluster: labels.cluster,
-            method: method.as_str().to_owned(),
+            method: method.to_owned(),
             status: response.status().as_u16(),
         })
         .inc();
@@ -239,5 +357,37 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_forge_lines() {
+        let metrics = Metrics::new();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: "/r".into(),
+                cluster: "a\"} 1\nkubeportal_forged_total 9\n\\".into(),
+                method: "GET".into(),
+                status: 200,
+            })
+            .inc();
+        let text = metrics.encode();
+        assert!(!text.contains("\nkubeportal_forged_total"), "{text}");
+        assert!(
+            text.contains(r#"cluster="a\"} 1\nkubeportal_forged_total 9\n\\""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_methods_are_other() {
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+        let made_up = http::Method::from_bytes(b"RND1").unwrap();
+        assert_eq!(method_label(&made_up), "other");
     }
 }

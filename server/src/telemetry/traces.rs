@@ -41,12 +41,23 @@ fn default_service_name() -> String {
     "kubeportal".into()
 }
 
+/// kube-rs logs the raw body of a cluster response it cannot parse (at WARN,
+/// and every body at TRACE): cluster data, Secrets included, must never reach
+/// the logs, whatever `RUST_LOG` or `logging.level` say. Its errors carry no
+/// body and stay visible.
+pub fn quiet_kube_client() -> tracing_subscriber::filter::Directive {
+    "kube_client::client=error"
+        .parse()
+        .expect("a valid filter directive")
+}
+
 /// Installs the global subscriber (and the OTLP exporter when configured).
 /// Keep the returned provider alive; dropping it flushes and stops export.
 pub fn init(config: &Config) -> Result<Option<SdkTracerProvider>, String> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(config.logging.level.as_deref().unwrap_or("info")));
+        .unwrap_or_else(|_| EnvFilter::new(config.logging.level.as_deref().unwrap_or("info")))
+        .add_directive(quiet_kube_client());
     let provider = match &config.telemetry.otlp_endpoint {
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
