@@ -244,3 +244,148 @@ async fn kubectl_works_through_the_path_form() {
             .all(|(_, value)| !value.contains(PORTAL_TOKEN)));
     }
 }
+
+const SCOPED_CONFIG: &str = r#"
+auth:
+  guest: false
+  staticTokens:
+    - { token: kubectl-watcher-token-0123456, subject: "user:default/walt", groups: ["group:default/api-0-watcher"] }
+    - { token: kubectl-ops-token-01234567890, subject: "user:default/olga", groups: ["group:default/ops"] }
+permissions:
+  rules:
+    - { permission: kubernetes.clusters.read, subjects: ["*"], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["*"], methods: [GET], paths: ["/api", "/api/v1", "/apis", "/apis/*", "/apis/*/*", "/version"], decision: allow, description: discovery }
+    - { permission: kubernetes.proxy, subjects: ["group:default/api-0-watcher"], resources: [pods], names: [api-0], verbs: [get, list, watch], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["group:default/ops"], decision: allow }
+"#;
+
+/// kubectl's own requests, judged as the API server reads them: a watch of
+/// one pod is a watch of that name; exec by a read rule and `--as` without a
+/// grant are refused with a Status kubectl prints.
+#[tokio::test]
+async fn kubectl_requests_are_judged_as_the_api_server_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let mut config =
+        kubeportal_tests::config_for(&db, kubeportal_tests::ConfigSource::Yaml(SCOPED_CONFIG));
+    config.server.tls = Some(server_tls_files(dir.path()));
+    let app = spawn_with_config(config).await;
+    let double = start_double().await;
+    register(&app, double_cluster("prod-eu", &double)).await;
+    double.put_object(
+        "v1",
+        "pods",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "api-0", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/api:1"}]},
+            "status": {"phase": "Running"}
+        }),
+    );
+    let kubeconfig_text = app
+        .client
+        .get(app.url("/api/kubernetes/clusters/prod-eu/kubeconfig"))
+        .bearer_auth("kubectl-ops-token-01234567890")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, &kubeconfig_text).unwrap();
+    let kubectl = Kubectl { kubeconfig };
+    let as_watcher = "--token=kubectl-watcher-token-0123456";
+    let as_ops = "--token=kubectl-ops-token-01234567890";
+
+    // `get pod api-0 -w` lists and watches with fieldSelector=metadata.name=api-0.
+    let (mut watcher, mut lines) =
+        kubectl.stream(&[as_watcher, "get", "pod", "api-0", "-n", "default", "-w"]);
+    wait_for_line(&mut lines, "api-0").await;
+    let mut watched = false;
+    for _ in 0..100 {
+        watched = double.requests().into_iter().any(|request| {
+            request.query.as_deref().is_some_and(|query| {
+                query.contains("watch=true") && query.contains("metadata.name%3Dapi-0")
+            })
+        });
+        if watched {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        watcher.try_wait().unwrap().is_none(),
+        "the single-object watch is allowed and stays open"
+    );
+    watcher.kill().await.unwrap();
+    assert!(watched, "kubectl's watch reached the cluster");
+
+    let refused = |args: &'static [&'static str]| {
+        let mut command = kubectl.command(args);
+        async move {
+            let output = command.output().await.unwrap();
+            assert!(!output.status.success(), "kubectl {args:?} must fail");
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        }
+    };
+    double.clear_requests();
+    let all_pods = refused(&[
+        "--token=kubectl-watcher-token-0123456",
+        "get",
+        "pods",
+        "-n",
+        "default",
+    ])
+    .await;
+    assert!(
+        all_pods.contains("Forbidden") || all_pods.contains("forbidden"),
+        "{all_pods}"
+    );
+    let exec = refused(&[
+        "--token=kubectl-watcher-token-0123456",
+        "exec",
+        "api-0",
+        "-n",
+        "default",
+        "--",
+        "id",
+    ])
+    .await;
+    assert!(
+        exec.contains("Forbidden") || exec.contains("forbidden") || exec.contains("Unauthorized"),
+        "{exec}"
+    );
+    let impersonating = refused(&[
+        "--token=kubectl-ops-token-01234567890",
+        "--as=auditor",
+        "--as-group=viewers",
+        "delete",
+        "configmap",
+        "x",
+        "-n",
+        "default",
+    ])
+    .await;
+    assert!(
+        impersonating.contains("impersonation through the portal is not allowed"),
+        "{impersonating}"
+    );
+    for request in double.requests() {
+        let query = request.query.as_deref().unwrap_or_default();
+        let refused = request.path.ends_with("/exec")
+            || request.method == reqwest::Method::DELETE
+            || request.header("impersonate-user").is_some()
+            || (request.path.ends_with("/pods") && !query.contains("metadata.name"));
+        assert!(
+            !refused,
+            "a refused request reached the cluster: {} {}",
+            request.method, request.path
+        );
+    }
+
+    let pods = kubectl.run(&[as_ops, "get", "pods", "-n", "default"]).await;
+    assert!(pods.contains("api-0"), "{pods}");
+}

@@ -383,6 +383,24 @@ async fn the_audit_trail_records_the_canonical_request_and_its_verb() {
     assert_eq!(record["query"], "watch=true&token=***");
     assert_eq!(record["verb"], "watch");
     assert!(!record.to_string().contains("hunter2"));
+    let metrics = setup
+        .app
+        .client
+        .get(setup.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("kubeportal_http_requests_total")
+                && line.contains(r#"cluster="prod-eu""#)
+                && line.contains(r#"verb="watch""#)),
+        "the metrics count the verb that was judged: {metrics}"
+    );
 }
 
 async fn eventually_audited(app: &TestApp, subject: &str, method: &str) -> Value {

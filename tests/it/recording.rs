@@ -180,3 +180,53 @@ async fn required_recording_refuses_sessions_it_cannot_record() {
         "the session never reached the cluster"
     );
 }
+
+#[tokio::test]
+async fn required_recording_leaves_no_unrecorded_way_to_run_commands() {
+    let recordings = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&config(recordings.path()))).await;
+    let double = start(&app).await;
+    for (method, path) in [
+        (
+            reqwest::Method::POST,
+            "/api/v1/nodes/node-1/proxy/run/default/api-0/app?cmd=id",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/nodes/node-1/proxy/exec/default/api-0/app?command=id",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/namespaces/default/pods/api-0/proxy/debug",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/proxy/namespaces/default/pods/api-0",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/namespaces/default/pods/api-0/exec?command=id",
+        ),
+    ] {
+        let response = app
+            .client
+            .request(method, app.url(&format!("/api/kubernetes/proxy{path}")))
+            .header("Backstage-Kubernetes-Cluster", "dev")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("must be recorded"),
+            "{path}: {body}"
+        );
+    }
+    assert!(double.requests().is_empty(), "nothing reached the cluster");
+    // A recorded session still works.
+    assert_eq!(exec(&app, &["echo", "hi"]).await.unwrap().trim(), "hi");
+}

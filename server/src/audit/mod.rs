@@ -268,6 +268,11 @@ impl AuditNote {
     }
 
     /// The cluster, only when the policy allowed the request.
+    /// The Kubernetes verb of a proxied request, as the policy judged it.
+    pub fn verb(&self) -> Option<String> {
+        self.with(|note| note.verb.clone())
+    }
+
     pub fn allowed_cluster(&self) -> Option<String> {
         self.with(|note| {
             (note.decision == Some("allow"))

@@ -23,7 +23,15 @@ pub enum QueryError {
         "query parameter `{0}`: API servers disagree on what this value means; use `true` or `false`"
     )]
     AmbiguousBoolean(String),
+    #[error("more than {MAX_PARAMETERS} query parameters")]
+    TooManyParameters,
 }
+
+/// The most `&`-separated parts a query may have. Go 1.24 and later refuse a
+/// query of more than 10,000 parts outright, and an API server built with it
+/// then reads the request with no query at all (no field selector, no name):
+/// a query Go would drop must never reach it, so the cap is well below.
+pub const MAX_PARAMETERS: usize = 1000;
 
 /// Decoded query parameters, in the order the caller sent them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,8 +110,12 @@ fn boolean(name: &str, value: &str) -> Result<bool, QueryError> {
 impl Query {
     /// Decodes a raw query string (without `?`) as Go's `url.ParseQuery` does.
     pub fn parse(raw: Option<&str>) -> Result<Self, QueryError> {
+        let raw = raw.unwrap_or_default();
+        if raw.bytes().filter(|byte| *byte == b'&').count() >= MAX_PARAMETERS {
+            return Err(QueryError::TooManyParameters);
+        }
         let mut pairs = Vec::new();
-        for piece in raw.unwrap_or_default().split('&') {
+        for piece in raw.split('&') {
             if piece.contains(';') {
                 return Err(QueryError::Semicolon);
             }
@@ -230,6 +242,18 @@ mod tests {
         assert_eq!(Query::parse(Some("a=%zz")), Err(QueryError::BadEscape));
         assert_eq!(Query::parse(Some("a=%4")), Err(QueryError::BadEscape));
         assert_eq!(Query::parse(Some("%ff=1")), Err(QueryError::NotUtf8));
+        let crowded = format!("fieldSelector=metadata.name%3Dapi-0{}", "&a".repeat(10_000));
+        assert_eq!(
+            Query::parse(Some(&crowded)),
+            Err(QueryError::TooManyParameters)
+        );
+        let empties = "&".repeat(MAX_PARAMETERS);
+        assert_eq!(
+            Query::parse(Some(&empties)),
+            Err(QueryError::TooManyParameters),
+            "empty parts count as Go counts them"
+        );
+        assert!(Query::parse(Some(&"&a".repeat(MAX_PARAMETERS - 1))).is_ok());
     }
 
     #[test]

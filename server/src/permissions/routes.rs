@@ -12,7 +12,7 @@ use super::{Explanation, Impersonation, Permission, ProxyTarget, RequestAttribut
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::Json;
 use crate::identity::{validate_entity_ref, Caller, CallerKind};
-use crate::kubernetes::KubernetesRequest;
+use crate::kubernetes::{KubernetesRequest, Query};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -85,15 +85,9 @@ async fn explain(
         kind: CallerKind::Jwt,
         note: None,
     };
-    let method = Method::from_bytes(
-        request
-            .method
-            .as_deref()
-            .unwrap_or("GET")
-            .to_ascii_uppercase()
-            .as_bytes(),
-    )
-    .map_err(|_| ApiError::Input("method: not an HTTP method".into()))?;
+    // Methods are case-sensitive, as on the wire: `get` is not GET.
+    let method = Method::from_bytes(request.method.as_deref().unwrap_or("GET").as_bytes())
+        .map_err(|_| ApiError::Input("method: not an HTTP method".into()))?;
     let target = match request.path.as_deref() {
         Some(full) => {
             let (path, query) = full
@@ -102,8 +96,12 @@ async fn explain(
             if !path.starts_with('/') {
                 return Err(ApiError::Input("path: must start with /".into()));
             }
-            let target = KubernetesRequest::parse_target(&method, path, query)
-                .map_err(|error| ApiError::Input(format!("path: {error}")))?;
+            // Read as the proxy reads it: the portal's ticket is not forwarded.
+            let invalid = |error: &dyn std::fmt::Display| ApiError::Input(format!("path: {error}"));
+            let mut query = Query::parse(query).map_err(|error| invalid(&error))?;
+            query.take("ticket");
+            let target =
+                KubernetesRequest::parse(&method, path, query).map_err(|error| invalid(&error))?;
             Some(target)
         }
         None => None,

@@ -234,7 +234,23 @@ async fn forward(
         connector.impersonate(&mut outgoing_headers, &requested.user, &requested.groups)?;
     }
 
-    let recorder = if upgrade && interactive {
+    // Where sessions must be recorded, nothing else that can run commands gets
+    // through unrecorded: a node, pod or service proxy reaches the kubelet's
+    // exec and run endpoints, and exec or attach without an upgrade cannot be
+    // recorded.
+    let recordable = upgrade && interactive;
+    let runs_commands = target.attributes.action == crate::kubernetes::Action::Exec
+        && target.attributes.subresource.as_deref() != Some("portforward");
+    if runs_commands
+        && !recordable
+        && state.recording.mode(&record.name) == recording::RecordMode::Required
+    {
+        return Err(ApiError::Refused(
+            "sessions on this cluster must be recorded, and only WebSocket or SPDY exec and attach can be"
+                .into(),
+        ));
+    }
+    let recorder = if recordable {
         Box::pin(start_recording(
             &state,
             &caller,

@@ -28,6 +28,8 @@ pub struct RequestLabels {
     pub route: String,
     pub cluster: String,
     pub method: String,
+    /// For proxied requests, the Kubernetes verb the policy judged; else empty.
+    pub verb: &'static str,
     pub status: u16,
 }
 
@@ -97,6 +99,7 @@ impl EncodeLabelSet for RequestLabels {
                 ("route", &self.route),
                 ("cluster", &self.cluster),
                 ("method", &self.method),
+                ("verb", self.verb),
                 ("status", &status),
             ],
             encoder,
@@ -279,6 +282,32 @@ pub fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
+/// The `verb` label: a Kubernetes verb (or a non-resource request's method)
+/// from a fixed set, `other` for anything else, empty when there is none.
+pub fn verb_label(verb: Option<&str>) -> &'static str {
+    match verb {
+        None => "",
+        Some(verb) => [
+            "get",
+            "list",
+            "watch",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "deletecollection",
+            "proxy",
+            "head",
+            "options",
+            "post",
+            "put",
+        ]
+        .into_iter()
+        .find(|known| *known == verb)
+        .unwrap_or("other"),
+    }
+}
+
 /// Whether a name is that of a registered cluster.
 pub type ClusterCheck = Arc<dyn Fn(String) -> BoxFuture<'static, bool> + Send + Sync>;
 
@@ -309,6 +338,7 @@ pub async fn track(State(tracking): State<Tracking>, request: Request, next: Nex
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
+    let verb = verb_label(note.as_ref().and_then(|note| note.verb()).as_deref());
     let cluster = match note.and_then(|note| note.allowed_cluster()) {
         Some(name) if (tracking.registered)(name.clone()).await => name,
         _ => String::new(),
@@ -328,6 +358,7 @@ pub async fn track(State(tracking): State<Tracking>, request: Request, next: Nex
             route: labels.route,
             cluster: labels.cluster,
             method: method.to_owned(),
+            verb,
             status: response.status().as_u16(),
         })
         .inc();
@@ -365,6 +396,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn verbs_come_from_a_fixed_set() {
+        assert_eq!(verb_label(Some("watch")), "watch");
+        assert_eq!(verb_label(Some("")), "other");
+        assert_eq!(verb_label(Some("propfind")), "other");
+        assert_eq!(verb_label(None), "");
+    }
+
+    #[test]
     fn label_values_cannot_forge_lines() {
         let metrics = Metrics::new();
         metrics
@@ -373,6 +412,7 @@ mod tests {
                 route: "/r".into(),
                 cluster: "a\"} 1\nkubeportal_forged_total 9\n\\".into(),
                 method: "GET".into(),
+                verb: "",
                 status: 200,
             })
             .inc();
