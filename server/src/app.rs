@@ -197,6 +197,9 @@ pub fn router(state: AppState) -> Router {
             origins,
             crate::identity::origin::guard,
         ))
+        .layer(axum::middleware::from_fn(
+            crate::proxy::refuse_plain_connect,
+        ))
         .service(app);
     Router::new().fallback_service(app)
 }

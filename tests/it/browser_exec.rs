@@ -137,3 +137,163 @@ async fn a_ticket_and_the_bearer_subprotocol_open_one_exec_session() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+/// An HTTP/2 connection over TLS that trusts kubeportal's test CA, as a
+/// browser holds one to a portal served over HTTPS.
+async fn http2_connection(
+    app: &TestApp,
+    ca_file: &std::path::Path,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_file).unwrap();
+    for certificate in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// Browsers open WebSockets over HTTP/2 (RFC 8441) when the portal is served
+/// over HTTPS: the extended CONNECT is read, judged, ticketed, recorded and
+/// bridged to the cluster's HTTP/1.1 WebSocket exactly like an upgrade; a
+/// plain CONNECT is 405.
+#[tokio::test]
+async fn websocket_over_http2_is_bridged_like_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let yaml = format!(
+        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"user:default/dev\"], decision: allow }}\n"
+    );
+    let mut config = kubeportal_tests::config_for(&db, ConfigSource::Yaml(&yaml));
+    let tls = kubeportal_tests::server_tls_files(dir.path());
+    let ca_file = tls.ca_file.clone().unwrap();
+    config.server.tls = Some(tls);
+    let app = kubeportal_tests::spawn_with_config(config).await;
+    let double = start_double().await;
+    double.put_object(
+        "v1",
+        "pods",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-0", "namespace": "default"},
+               "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}}),
+    );
+    register(&app, json!({"name": "dev", "url": double.url(), "authProvider": "client", "caData": double.ca_pem()})).await;
+    let issued: Value = app
+        .client
+        .post(app.url("/api/kubernetes/clusters/dev/tickets"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"path": EXEC}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = issued["ticket"].as_str().unwrap();
+
+    let mut sender = http2_connection(&app, &ca_file).await;
+    let port = app.addr.port();
+    let protocol = format!(
+        "base64url.bearer.authorization.k8s.io.{}, v5.channel.k8s.io",
+        URL_SAFE_NO_PAD.encode("double-token")
+    );
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("https://localhost:{port}/api/kubernetes/clusters/dev/proxy{EXEC}?command=echo&command=over-http2&stdout=true&ticket={ticket}"))
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", protocol)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200, "an accepted extended CONNECT");
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "v5.channel.k8s.io"
+    );
+    assert!(response.headers().get("sec-websocket-accept").is_none());
+    let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let mut stdout = String::new();
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+    {
+        match message.unwrap() {
+            Message::Binary(data) if data.first() == Some(&1) => {
+                stdout.push_str(&String::from_utf8_lossy(&data[1..]))
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(stdout, "over-http2\n");
+    let exec = double
+        .requests()
+        .into_iter()
+        .find(|request| request.path == EXEC)
+        .unwrap();
+    assert_eq!(
+        exec.method,
+        http::Method::GET,
+        "an HTTP/1.1 WebSocket upstream"
+    );
+    assert_eq!(exec.header("upgrade"), Some("websocket"));
+    assert_eq!(exec.header("authorization"), Some("Bearer double-token"));
+    assert!(!exec.query.as_deref().unwrap().contains("ticket"));
+
+    // The ticket is spent, and a plain CONNECT never tunnels anywhere.
+    let again = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("https://localhost:{port}/api/kubernetes/clusters/dev/proxy{EXEC}?command=id&stdout=true&ticket={ticket}"))
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::new())
+        .map(|mut request| {
+            request.extensions_mut().insert(hyper::ext::Protocol::from_static("websocket"));
+            request
+        })
+        .unwrap();
+    assert_eq!(sender.send_request(again).await.unwrap().status(), 401);
+    double.clear_requests();
+    let plain = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!(
+            "https://localhost:{port}/api/kubernetes/clusters/dev/proxy{EXEC}"
+        ))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    assert_eq!(sender.send_request(plain).await.unwrap().status(), 405);
+    assert!(
+        double.requests().is_empty(),
+        "a plain CONNECT reaches no cluster"
+    );
+}

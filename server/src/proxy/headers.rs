@@ -41,6 +41,29 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         && connection_tokens(headers).any(|token| token == "upgrade")
 }
 
+/// Whether an HTTP/1.1 upgrade asks for a WebSocket (rather than SPDY).
+pub fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// Turns the headers of a WebSocket over HTTP/2 (already passed through
+/// [`forwardable`] as an upgrade) into an HTTP/1.1 WebSocket handshake for
+/// the cluster: `Upgrade: websocket`, a fresh `Sec-WebSocket-Key`, version 13.
+pub fn as_http1_websocket(headers: &mut HeaderMap) {
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let key = base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes());
+    if let Ok(key) = HeaderValue::from_str(&key) {
+        headers.insert(header::SEC_WEBSOCKET_KEY, key);
+    }
+    headers.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+}
+
 fn is_stripped_request_header(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
         || matches!(

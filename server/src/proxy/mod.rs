@@ -120,7 +120,8 @@ async fn path_form(State(state): State<AppState>, request: Request) -> Result<Re
 }
 
 /// Who is calling: the portal identity, or for a WebSocket upgrade without
-/// `Authorization`, the holder of a one-time `?ticket=` for this path.
+/// `Authorization`, the holder of a one-time `?ticket=` for this path (the
+/// caller passes a ticket only for upgrades).
 async fn proxy_caller(
     state: &AppState,
     parts: &mut http::request::Parts,
@@ -129,10 +130,7 @@ async fn proxy_caller(
     kubernetes_path: &str,
 ) -> Result<Caller, ApiError> {
     use axum::extract::FromRequestParts;
-    let ticket = ticket.filter(|_| {
-        headers::is_upgrade(&parts.headers)
-            && !parts.headers.contains_key(http::header::AUTHORIZATION)
-    });
+    let ticket = ticket.filter(|_| !parts.headers.contains_key(http::header::AUTHORIZATION));
     let Some(ticket) = ticket else {
         return Caller::from_request_parts(parts, state).await;
     };
@@ -170,13 +168,35 @@ async fn forward(
     raw_path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let method = request.method().clone();
+    // A browser's WebSocket over HTTP/2 (RFC 8441 extended CONNECT) is the
+    // same request as an HTTP/1.1 WebSocket GET and is read, judged and
+    // forwarded as one; any other CONNECT would tunnel past the API server.
+    let websocket_over_http2 = is_websocket_over_http2(&request);
+    if request.method() == http::Method::CONNECT && !websocket_over_http2 {
+        let error = ApiError::MethodNotAllowed(
+            "CONNECT is not proxied (only WebSocket over HTTP/2 uses it)".into(),
+        );
+        return Err(refuse_once_authenticated(&state, request, error).await);
+    }
+    let upgrade = websocket_over_http2 || headers::is_upgrade(request.headers());
+    let method = if websocket_over_http2 {
+        http::Method::GET
+    } else {
+        request.method().clone()
+    };
     let (target, ticket) = match read_target(&method, raw_path, request.uri().query()) {
         Ok(read) => read,
         Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
     };
     let (mut parts, body) = request.into_parts();
-    let caller = proxy_caller(&state, &mut parts, ticket.as_deref(), cluster, &target.path).await?;
+    let caller = proxy_caller(
+        &state,
+        &mut parts,
+        ticket.filter(|_| upgrade).as_deref(),
+        cluster,
+        &target.path,
+    )
+    .await?;
     let mut request = Request::from_parts(parts, body);
     validate_cluster_name(cluster)
         .map_err(|_| crate::clusters::unknown_cluster(&state.policy, &caller, cluster))?;
@@ -218,12 +238,14 @@ async fn forward(
         check_impersonation(&state, &caller, &record.name, requested)?;
     }
     let connector = state.upstreams.connector(&record)?;
-    let upgrade = headers::is_upgrade(request.headers());
     let caller_token =
         headers::caller_cluster_token(request.headers(), connector.client_token_header())?
             .or(headers::websocket_token(request.headers())?)
             .map(ClusterToken);
     let mut outgoing_headers = headers::forwardable(request.headers(), upgrade);
+    if websocket_over_http2 {
+        headers::as_http1_websocket(&mut outgoing_headers);
+    }
     let credential = connector.authorize(
         &mut outgoing_headers,
         &caller,
@@ -256,7 +278,7 @@ async fn forward(
             &caller,
             &record.name,
             &target.path,
-            request.headers(),
+            websocket_over_http2 || headers::is_websocket(request.headers()),
         ))
         .await?
     } else {
@@ -333,6 +355,14 @@ async fn forward(
         });
         let (mut parts, _) = response.into_parts();
         headers::strip_response(&mut parts.headers, true);
+        if websocket_over_http2 {
+            // RFC 8441: the stream is accepted with a 2xx and no HTTP/1.1
+            // handshake headers.
+            parts.status = StatusCode::OK;
+            for name in ["connection", "upgrade", "sec-websocket-accept"] {
+                parts.headers.remove(name);
+            }
+        }
         return Ok(Response::from_parts(parts, Body::empty()));
     }
     let (mut parts, body) = response.into_parts();
@@ -345,6 +375,34 @@ async fn forward(
         frame
     });
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Middleware: a CONNECT is only ever a WebSocket over HTTP/2; any other
+/// (authority-form or not, on any route) is 405 before it meets a handler.
+pub async fn refuse_plain_connect(request: Request, next: axum::middleware::Next) -> Response {
+    use axum::response::IntoResponse;
+    if request.method() == http::Method::CONNECT && !is_websocket_over_http2(&request) {
+        let mut response = ApiError::MethodNotAllowed(
+            "CONNECT is not proxied (only WebSocket over HTTP/2 uses it)".into(),
+        )
+        .into_response();
+        response.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Whether a request is a WebSocket over HTTP/2 (extended CONNECT with
+/// `:protocol websocket`).
+fn is_websocket_over_http2(request: &Request) -> bool {
+    request.method() == http::Method::CONNECT
+        && request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"))
 }
 
 /// Refuses a caller's `Impersonate-*` headers unless `kubernetes.impersonate`
@@ -394,17 +452,13 @@ async fn start_recording(
     caller: &Caller,
     cluster: &str,
     path: &str,
-    headers: &http::HeaderMap,
+    websocket: bool,
 ) -> Result<Option<recording::Recorder>, ApiError> {
     use recording::RecordMode;
     let mode = state.recording.mode(cluster);
     if mode == RecordMode::Off {
         return Ok(None);
     }
-    let websocket = headers
-        .get(http::header::UPGRADE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
     let started = if websocket {
         state.recording.start(cluster, path, &caller.subject).await
     } else {
