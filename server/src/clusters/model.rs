@@ -36,6 +36,24 @@ pub enum AuthProvider {
 }
 
 impl AuthProvider {
+    /// The provider as Backstage's frontend knows it (its `KubernetesAuthProviders`
+    /// refuse any other name before a query). Credentials kubeportal holds are
+    /// `serviceAccount` to the frontend (it sends nothing for them); `oidc` and
+    /// `google` are the frontend's own client-side providers. The stock
+    /// frontend has no `client` provider: that cluster is presented as
+    /// `serviceAccount` too, so the entity's tab works and the cluster reports
+    /// its missing credential as an error entry unless the caller sends one.
+    pub fn as_frontend_names_it(self) -> AuthProvider {
+        match self {
+            AuthProvider::Oidc => AuthProvider::Oidc,
+            AuthProvider::Google => AuthProvider::Google,
+            AuthProvider::ServiceAccount
+            | AuthProvider::ClientCert
+            | AuthProvider::Impersonate
+            | AuthProvider::Client => AuthProvider::ServiceAccount,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthProvider::ServiceAccount => "serviceAccount",
@@ -246,7 +264,7 @@ impl From<&ClusterRecord> for ClusterSummary {
             name: record.name.clone(),
             title: record.title.clone(),
             dashboard_url: record.dashboard_url.clone(),
-            auth_provider: record.auth_provider,
+            auth_provider: record.auth_provider.as_frontend_names_it(),
             oidc_token_provider: record.oidc_token_provider.clone(),
         }
     }
