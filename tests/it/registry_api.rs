@@ -810,3 +810,67 @@ async fn the_public_list_returns_every_cluster_unless_a_limit_is_given() {
     assert_eq!(page["items"].as_array().unwrap().len(), 100);
     assert!(page["nextCursor"].is_string());
 }
+
+both_stores!(
+    dashboard_fields_are_stored_and_listed,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let app = spawn_app(&db, ConfigSource::NoFile).await;
+        let clusters = app.url("/api/kubernetes/clusters");
+        let dashboard_url =
+            "https://console.cloud.google.com/kubernetes/clusters?project=shop#details";
+        let parameters =
+            json!({"projectId": "shop", "region": "europe-west1", "clusterName": "prod"});
+        let mut body = cluster("prod");
+        body["dashboardUrl"] = json!(dashboard_url);
+        body["dashboardApp"] = json!("gke");
+        body["dashboardParameters"] = parameters.clone();
+        let created = app.client.post(&clusters).json(&body).send().await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let created: Value = created.json().await.unwrap();
+        assert_eq!(created["dashboardUrl"], dashboard_url, "kept as given");
+        assert_eq!(created["dashboardApp"], "gke");
+        assert_eq!(created["dashboardParameters"], parameters);
+
+        let listed: Value = app
+            .client
+            .get(&clusters)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["items"][0]["dashboardUrl"], dashboard_url);
+        assert_eq!(listed["items"][0]["dashboardApp"], "gke");
+        assert_eq!(listed["items"][0]["dashboardParameters"], parameters);
+
+        let mut update = created.clone();
+        update["dashboardApp"] = json!("standard");
+        update["dashboardParameters"] = json!({"namespace": "shop"});
+        let updated = app
+            .client
+            .put(format!("{clusters}/prod"))
+            .json(&update)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(updated.status(), StatusCode::OK);
+        let detail: Value = app
+            .client
+            .get(format!("{clusters}/prod"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(detail["dashboardApp"], "standard");
+        assert_eq!(detail["dashboardParameters"], json!({"namespace": "shop"}));
+
+        let mut bad = cluster("bad");
+        bad["dashboardParameters"] = json!("not an object");
+        let refused = app.client.post(&clusters).json(&bad).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+);

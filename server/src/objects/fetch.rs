@@ -174,11 +174,7 @@ pub async fn fetch_cluster(
     context: FetchContext,
 ) -> ClusterObjects {
     let mut objects = ClusterObjects {
-        cluster: ClusterRef {
-            name: record.name.clone(),
-            title: record.title.clone(),
-            dashboard_url: record.dashboard_url.clone(),
-        },
+        cluster: ClusterRef::of(&record),
         resources: Vec::new(),
         pod_metrics: Vec::new(),
         errors: Vec::new(),

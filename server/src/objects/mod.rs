@@ -164,6 +164,24 @@ pub struct ClusterRef {
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub dashboard_parameters: Option<serde_json::Map<String, Value>>,
+}
+
+impl ClusterRef {
+    /// The cluster as Backstage's `ClusterAttributes` present it.
+    pub fn of(record: &ClusterRecord) -> Self {
+        Self {
+            name: record.name.clone(),
+            title: record.title.clone(),
+            dashboard_url: record.dashboard_url.clone(),
+            dashboard_app: record.dashboard_app.clone(),
+            dashboard_parameters: record.dashboard_parameters.clone(),
+        }
+    }
 }
 
 /// What one cluster contributed.
@@ -359,11 +377,7 @@ async fn run_query(
                                     .await
                             }
                             Err(error) => ClusterObjects {
-                                cluster: ClusterRef {
-                                    name: record.name.clone(),
-                                    title: record.title.clone(),
-                                    dashboard_url: record.dashboard_url.clone(),
-                                },
+                                cluster: ClusterRef::of(&record),
                                 resources: Vec::new(),
                                 pod_metrics: Vec::new(),
                                 errors: vec![FetchError {
