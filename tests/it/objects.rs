@@ -142,11 +142,21 @@ async fn a_hung_cluster_becomes_an_error_entry_within_the_deadline() {
         DEFAULT_TYPES.len() + 1,
         "one per unfinished list, metrics included: {errors:?}"
     );
-    assert!(errors.iter().all(|error| error["errorType"] == "TIMEOUT"));
+    // Backstage's frontend knows no TIMEOUT type: a fetch error that says what timed out.
     assert!(errors
         .iter()
-        .any(|error| error["resourcePath"] == "/apis/apps/v1/deployments"));
-    assert!(errors[0]["message"].as_str().unwrap().contains("hung"));
+        .all(|error| error["errorType"] == "FETCH_ERROR"));
+    let deployments = errors
+        .iter()
+        .find(|error| error["resourcePath"] == "/apis/apps/v1/deployments")
+        .unwrap();
+    let message = deployments["message"].as_str().unwrap();
+    assert!(
+        message.contains("hung")
+            && message.contains("/apis/apps/v1/deployments")
+            && message.contains("timed out after 2.0 s"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -317,7 +327,14 @@ permissions:
         .send()
         .await
         .unwrap();
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // As Backstage answers it: bad input naming the ref, not a missing route.
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    let missing: Value = missing.json().await.unwrap();
+    assert_eq!(missing["error"]["name"], "InputError");
+    assert_eq!(
+        missing["error"]["message"],
+        "Entity ref missing, component:default/nobody"
+    );
     catalog.fail();
     let failing = app
         .client
@@ -390,12 +407,45 @@ async fn client_side_credentials_and_metrics_are_per_cluster() {
     register(&app, double_cluster("metrics", &with_metrics)).await;
     register(&app, json!({"name": "oidc", "url": oidc.url(), "authProvider": "oidc", "oidcTokenProvider": "okta", "caData": oidc.ca_pem()})).await;
 
+    with_metrics.put_object(
+        "v1",
+        "pods",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "shop", "labels": {"backstage.io/kubernetes-id": "shop-api"}},
+               "spec": {"containers": [
+                   {"name": "app", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}},
+                   {"name": "sidecar", "resources": {"requests": {"cpu": "20m"}}}]}}),
+    );
+
     let (_, body) = query(&app, &entity("shop-api", json!({}))).await;
     let metrics = cluster(&body, "metrics");
     assert_eq!(metrics["errors"], json!([]));
-    assert!(
-        !metrics["podMetrics"].as_array().unwrap().is_empty(),
-        "{metrics}"
+    // Backstage's client pod status, one per pod listed: the double reports
+    // 5m CPU and 32Mi memory per container.
+    let statuses = metrics["podMetrics"].as_array().unwrap();
+    assert_eq!(statuses.len(), 2, "{metrics}");
+    let web = statuses
+        .iter()
+        .find(|status| status["pod"]["metadata"]["name"] == "web")
+        .unwrap();
+    assert_eq!(web["pod"]["kind"], "Pod");
+    assert_eq!(
+        web["cpu"],
+        json!({"currentUsage": 0.01, "requestTotal": 0.12, "limitTotal": 0.5})
+    );
+    assert_eq!(
+        web["memory"],
+        json!({"currentUsage": 67108864, "requestTotal": 67108864, "limitTotal": 134217728})
+    );
+    assert_eq!(
+        web["containers"],
+        json!([
+            {"container": "app",
+             "cpuUsage": {"currentUsage": 0.005, "requestTotal": 0.1, "limitTotal": 0.5},
+             "memoryUsage": {"currentUsage": 33554432, "requestTotal": 67108864, "limitTotal": 134217728}},
+            {"container": "sidecar",
+             "cpuUsage": {"currentUsage": 0.005, "requestTotal": 0.02, "limitTotal": 0.0},
+             "memoryUsage": {"currentUsage": 33554432, "requestTotal": 0, "limitTotal": 0}},
+        ])
     );
     let unauthorized = cluster(&body, "oidc");
     assert_eq!(unauthorized["errors"][0]["errorType"], "UNAUTHORIZED_ERROR");
@@ -659,4 +709,76 @@ kubernetes:
         assert_eq!(copy["data"]["password"], "***", "{route}");
         assert_eq!(copy["stringData"]["url"], "***", "{route}");
     }
+}
+
+/// A cluster stand-in whose lists carry their type only on the list, as API
+/// servers may send them: every list answers one item without `kind` or `apiVersion`.
+async fn typeless_cluster() -> String {
+    let router = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+        let path = uri.path().to_owned();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let (api_version, kind) = match (segments.first(), segments.last()) {
+            (Some(&"api"), Some(&"pods")) => ("v1".to_owned(), "PodList"),
+            (Some(&"apis"), Some(&"widgets")) => (format!("{}/{}", segments[1], segments[2]), "WidgetList"),
+            _ => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not here"})),
+                )
+            }
+        };
+        (
+            StatusCode::OK,
+            axum::Json(json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"},
+                "items": [{"metadata": {"name": "bare", "namespace": "shop", "labels": {"backstage.io/kubernetes-id": "shop-api"}}}]})),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn items_missing_their_type_get_it_from_the_list() {
+    let db = TestDb::sqlite();
+    let yaml = r#"
+kubernetes:
+  objects: { clusterTimeoutMs: 2000, cacheTtlMs: 0 }
+  customResources:
+    - { group: example.com, apiVersion: v1, plural: widgets }
+permissions:
+  rules:
+    - { permission: "*", subjects: ["*"], decision: allow }
+"#;
+    let app = spawn_app(&db, ConfigSource::Yaml(yaml)).await;
+    let url = typeless_cluster().await;
+    register(
+        &app,
+        json!({"name": "bare", "url": url, "authProvider": "serviceAccount", "serviceAccountToken": "token", "skipMetricsLookup": true}),
+    )
+    .await;
+
+    let (status, body) = query(&app, &entity("shop-api", json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entry = cluster(&body, "bare");
+    let first = |kind: &str| {
+        entry["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|result| result["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {entry}"))["resources"][0]
+            .clone()
+    };
+    let pod = first("pods");
+    assert_eq!(
+        (&pod["kind"], &pod["apiVersion"]),
+        (&json!("Pod"), &json!("v1"))
+    );
+    let widget = first("customresources");
+    assert_eq!(
+        (&widget["kind"], &widget["apiVersion"]),
+        (&json!("Widget"), &json!("example.com/v1"))
+    );
 }

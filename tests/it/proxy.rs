@@ -761,3 +761,57 @@ async fn a_registry_write_changes_the_connector_at_once() {
     assert!(first.requests().is_empty());
     assert_eq!(second.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn without_the_cluster_header_the_only_cluster_is_used() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    let headerless = || {
+        app.client
+            .get(app.url("/api/kubernetes/proxy/api/v1/namespaces/default/configmaps"))
+            .bearer_auth(ADMIN_TOKEN)
+    };
+
+    let only = headerless().send().await.unwrap();
+    assert_eq!(only.status(), StatusCode::OK);
+    assert_eq!(
+        double.requests().pop().unwrap().path,
+        "/api/v1/namespaces/default/configmaps"
+    );
+
+    let other = start_double().await;
+    register(&app, double_cluster("staging", &other)).await;
+    let ambiguous = headerless().send().await.unwrap();
+    assert_eq!(ambiguous.status(), StatusCode::BAD_REQUEST);
+    let body: Value = ambiguous.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "InputError");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Backstage-Kubernetes-Cluster"));
+    assert!(other.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_client_provider_header_carries_the_callers_cluster_token() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(
+        &app,
+        json!({"name": "byo", "url": double.url(), "authProvider": "client", "caData": double.ca_pem()}),
+    )
+    .await;
+
+    let response = proxied(&app, Method::GET, "byo", "/api/v1/namespaces/default/pods")
+        .header("Backstage-Kubernetes-Authorization-client", "double-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let recorded = double.requests().pop().unwrap();
+    assert_eq!(header(&recorded, "authorization"), ["Bearer double-token"]);
+    assert!(header(&recorded, "backstage-kubernetes-authorization-client").is_empty());
+}

@@ -687,3 +687,190 @@ both_stores!(
             .all(|request| request.identity == Identity::Token("new-token".into())));
     }
 );
+
+#[tokio::test]
+async fn the_public_list_names_providers_as_backstages_frontend_knows_them() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let clusters = app.url("/api/kubernetes/clusters");
+    let registered = [
+        (
+            "a-service-account",
+            json!({"authProvider": "serviceAccount", "serviceAccountToken": TOKEN}),
+            "serviceAccount",
+        ),
+        (
+            "b-impersonate",
+            json!({"authProvider": "impersonate", "serviceAccountToken": TOKEN}),
+            "serviceAccount",
+        ),
+        (
+            "c-client",
+            json!({"authProvider": "client"}),
+            "serviceAccount",
+        ),
+        (
+            "d-oidc",
+            json!({"authProvider": "oidc", "oidcTokenProvider": "okta"}),
+            "oidc",
+        ),
+        ("e-google", json!({"authProvider": "google"}), "google"),
+    ];
+    for (name, fields, _) in &registered {
+        let mut body = json!({"name": name, "url": "https://10.0.0.1:6443"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let response = app.client.post(&clusters).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{name}");
+    }
+    let list: Value = app
+        .client
+        .get(&clusters)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let presented: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                item["name"].as_str().unwrap(),
+                item["authProvider"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str)> = registered
+        .iter()
+        .map(|(name, _, shown)| (*name, *shown))
+        .collect();
+    assert_eq!(presented, expected);
+    assert_eq!(list["items"][3]["oidcTokenProvider"], "okta");
+
+    // Admins read the real value.
+    for (name, fields, _) in &registered {
+        let detail: Value = app
+            .client
+            .get(format!("{clusters}/{name}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(detail["authProvider"], fields["authProvider"], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_public_list_returns_every_cluster_unless_a_limit_is_given() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let clusters = app.url("/api/kubernetes/clusters");
+    for index in 0..105 {
+        let response = app
+            .client
+            .post(&clusters)
+            .json(&cluster(&format!("c{index:03}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let all: Value = app
+        .client
+        .get(&clusters)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["items"].as_array().unwrap().len(), 105);
+    assert_eq!(all["items"][104]["name"], "c104");
+    assert!(
+        all.get("nextCursor").is_none(),
+        "no paging: {}",
+        all["nextCursor"]
+    );
+
+    let page: Value = app
+        .client
+        .get(format!("{clusters}?limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 100);
+    assert!(page["nextCursor"].is_string());
+}
+
+both_stores!(
+    dashboard_fields_are_stored_and_listed,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let app = spawn_app(&db, ConfigSource::NoFile).await;
+        let clusters = app.url("/api/kubernetes/clusters");
+        let dashboard_url =
+            "https://console.cloud.google.com/kubernetes/clusters?project=shop#details";
+        let parameters =
+            json!({"projectId": "shop", "region": "europe-west1", "clusterName": "prod"});
+        let mut body = cluster("prod");
+        body["dashboardUrl"] = json!(dashboard_url);
+        body["dashboardApp"] = json!("gke");
+        body["dashboardParameters"] = parameters.clone();
+        let created = app.client.post(&clusters).json(&body).send().await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let created: Value = created.json().await.unwrap();
+        assert_eq!(created["dashboardUrl"], dashboard_url, "kept as given");
+        assert_eq!(created["dashboardApp"], "gke");
+        assert_eq!(created["dashboardParameters"], parameters);
+
+        let listed: Value = app
+            .client
+            .get(&clusters)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["items"][0]["dashboardUrl"], dashboard_url);
+        assert_eq!(listed["items"][0]["dashboardApp"], "gke");
+        assert_eq!(listed["items"][0]["dashboardParameters"], parameters);
+
+        let mut update = created.clone();
+        update["dashboardApp"] = json!("standard");
+        update["dashboardParameters"] = json!({"namespace": "shop"});
+        let updated = app
+            .client
+            .put(format!("{clusters}/prod"))
+            .json(&update)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(updated.status(), StatusCode::OK);
+        let detail: Value = app
+            .client
+            .get(format!("{clusters}/prod"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(detail["dashboardApp"], "standard");
+        assert_eq!(detail["dashboardParameters"], json!({"namespace": "shop"}));
+
+        let mut bad = cluster("bad");
+        bad["dashboardParameters"] = json!("not an object");
+        let refused = app.client.post(&clusters).json(&bad).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+);

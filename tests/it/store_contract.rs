@@ -54,6 +54,8 @@ fn row(name: &str) -> kubeportal::store::ClusterRow {
         client_cert_data: None,
         sealed_client_key_data: None,
         dashboard_url: None,
+        dashboard_app: None,
+        dashboard_parameters: None,
         oidc_token_provider: None,
         skip_metrics_lookup: false,
         labels: [("team".to_owned(), "a".to_owned())].into(),

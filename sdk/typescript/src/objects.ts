@@ -61,7 +61,7 @@ export type CustomResourceMatcher = Schemas["CustomResourceConfig"];
 /** Why one cluster, or one of its lists, could not be read. */
 export type KubernetesFetchError = Schemas["FetchError"];
 
-/** `BAD_REQUEST`, `UNAUTHORIZED_ERROR`, `NOT_FOUND`, `SYSTEM_ERROR`, `UNKNOWN_ERROR`, `FETCH_ERROR` or `TIMEOUT`. */
+/** `BAD_REQUEST`, `UNAUTHORIZED_ERROR`, `NOT_FOUND`, `SYSTEM_ERROR`, `UNKNOWN_ERROR` or `FETCH_ERROR` (also for a list that missed the deadline). */
 export type KubernetesErrorType = Schemas["ErrorType"];
 
 /** The objects of one type on one cluster, e.g. `{type: "pods", resources: [...]}`. */
@@ -69,11 +69,30 @@ export type FetchResponse = Omit<Schemas["FetchResult"], "resources"> & {
   resources: KubernetesObject[];
 };
 
+/** Usage against the totals declared in the pod spec (Backstage's `ClientCurrentResourceUsage`): CPU in cores, memory in bytes. */
+export interface CurrentResourceUsage {
+  currentUsage: number | string;
+  requestTotal: number | string;
+  limitTotal: number | string;
+}
+
+/** One pod's usage, as Backstage's `ClientPodStatus`. */
+export interface PodStatus {
+  pod: KubernetesObject;
+  cpu: CurrentResourceUsage;
+  memory: CurrentResourceUsage;
+  containers: {
+    container: string;
+    cpuUsage: CurrentResourceUsage;
+    memoryUsage: CurrentResourceUsage;
+  }[];
+}
+
 /** What one cluster holds for an entity. */
 export type ClusterObjects = Omit<Schemas["ClusterObjects"], "resources" | "podMetrics"> & {
   resources: FetchResponse[];
-  /** `metrics.k8s.io` PodMetrics, when the cluster serves them. */
-  podMetrics: KubernetesObject[];
+  /** One status per pod listed, when the cluster serves `metrics.k8s.io`. */
+  podMetrics: PodStatus[];
 };
 
 /** The answer of every entity-scoped query: one entry per cluster. */

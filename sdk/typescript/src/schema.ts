@@ -339,6 +339,8 @@ export interface components {
             clientCertData?: string | null;
             /** Format: date-time */
             createdAt: string;
+            dashboardApp?: string | null;
+            dashboardParameters?: Record<string, never> | null;
             dashboardUrl?: string | null;
             hasClientKeyData: boolean;
             hasServiceAccountToken: boolean;
@@ -368,6 +370,14 @@ export interface components {
             clientCertData?: string | null;
             /** @description Write-only; never returned. */
             clientKeyData?: string | null;
+            /**
+             * @description Which dashboard `dashboardUrl` is (Backstage's `standard`, `rancher`,
+             *     `openshift`, `aks`, `eks`, `gke`, …), for the frontend's links.
+             */
+            dashboardApp?: string | null;
+            /** @description Parameters of that dashboard's links (Backstage's `dashboardParameters`). */
+            dashboardParameters?: Record<string, never> | null;
+            /** @description A link to the cluster's dashboard, kept as given (query and fragment included). */
             dashboardUrl?: string | null;
             labels?: {
                 [key: string]: string;
@@ -400,11 +410,17 @@ export interface components {
         ClusterObjects: {
             cluster: components["schemas"]["ClusterRef"];
             errors: components["schemas"]["FetchError"][];
-            /** @description `metrics.k8s.io` PodMetrics, when the cluster serves them. */
+            /**
+             * @description Backstage's client pod status (`{pod, cpu, memory, containers}`: usage
+             *     in cores and bytes against the requests and limits of the pod spec), one
+             *     per pod listed, when the cluster serves `metrics.k8s.io`.
+             */
             podMetrics: Record<string, never>[];
             resources: components["schemas"]["FetchResult"][];
         };
         ClusterRef: {
+            dashboardApp?: string | null;
+            dashboardParameters?: Record<string, never> | null;
             dashboardUrl?: string | null;
             name: string;
             title?: string | null;
@@ -412,6 +428,8 @@ export interface components {
         /** @description What `GET /api/kubernetes/clusters` lists (Backstage's shape). */
         ClusterSummary: {
             authProvider: components["schemas"]["AuthProvider"];
+            dashboardApp?: string | null;
+            dashboardParameters?: Record<string, never> | null;
             dashboardUrl?: string | null;
             name: string;
             oidcTokenProvider?: string | null;
@@ -429,6 +447,8 @@ export interface components {
             clientCertData?: string | null;
             clientKeyData?: string | null;
             createdAt?: unknown;
+            dashboardApp?: string | null;
+            dashboardParameters?: Record<string, never> | null;
             dashboardUrl?: string | null;
             readonly hasClientKeyData?: boolean | null;
             readonly hasServiceAccountToken?: boolean | null;
@@ -489,10 +509,11 @@ export interface components {
             statusCode: number;
         };
         /**
-         * @description Backstage's error types, plus `TIMEOUT` for a cluster that missed its deadline.
+         * @description Backstage's error types. A list that misses the cluster deadline is a
+         *     `FETCH_ERROR` whose message names the list and the deadline.
          * @enum {string}
          */
-        ErrorType: "BAD_REQUEST" | "UNAUTHORIZED_ERROR" | "NOT_FOUND" | "SYSTEM_ERROR" | "UNKNOWN_ERROR" | "FETCH_ERROR" | "TIMEOUT";
+        ErrorType: "BAD_REQUEST" | "UNAUTHORIZED_ERROR" | "NOT_FOUND" | "SYSTEM_ERROR" | "UNKNOWN_ERROR" | "FETCH_ERROR";
         /** @description A question to the policy. */
         ExplainRequest: {
             cluster?: string | null;
@@ -709,7 +730,10 @@ export interface operations {
     list_clusters: {
         parameters: {
             query?: {
-                /** @description Page size, 1 to 1000 (default 100). */
+                /**
+                 * @description Page size, 1 to 1000. Without it every cluster is returned (Backstage
+                 *     does not page this route).
+                 */
                 limit?: number;
                 /** @description `nextCursor` of the previous page. */
                 cursor?: string;
@@ -720,7 +744,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description One page of clusters, ordered by name */
+            /** @description Every cluster, or one page when `limit` or `cursor` is given, ordered by name */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1400,7 +1424,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Missing cluster header or unsafe path, or the cluster's 400 */
+            /** @description Missing cluster header while more than one cluster is registered, unsafe path, or the cluster's 400 */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1548,7 +1572,7 @@ export interface operations {
                     "application/json": components["schemas"]["ObjectsResponse"];
                 };
             };
-            /** @description Malformed entity ref, custom resource or label selector */
+            /** @description Malformed entity ref, custom resource or label selector, or the catalog has no such entity */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1568,15 +1592,6 @@ export interface operations {
             };
             /** @description kubernetes.resources.read denied */
             403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The catalog has no such entity */
-            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1635,7 +1650,7 @@ export interface operations {
                     "application/json": components["schemas"]["ObjectsResponse"];
                 };
             };
-            /** @description Malformed entity ref or label selector */
+            /** @description Malformed entity ref or label selector, or the catalog has no such entity */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1655,15 +1670,6 @@ export interface operations {
             };
             /** @description kubernetes.resources.read denied */
             403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The catalog has no such entity */
-            404: {
                 headers: {
                     [name: string]: unknown;
                 };

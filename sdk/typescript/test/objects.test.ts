@@ -74,9 +74,10 @@ describe("entity-scoped objects", () => {
     expect(namesOf(dev, "pods")).toEqual([]);
   });
 
-  it("an entity the catalog does not know is a NotFoundError", async () => {
+  it("an entity the catalog does not know is an InputError naming the ref, as Backstage answers", async () => {
     const error = await portal.workloadsByEntityRef("component:default/nobody").catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(KubeportalError);
-    expect(error).toMatchObject({ name: "NotFoundError", status: 404 });
+    expect(error).toMatchObject({ name: "InputError", status: 400 });
+    expect((error as Error).message).toContain("Entity ref missing, component:default/nobody");
   });
 });

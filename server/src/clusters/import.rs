@@ -166,6 +166,8 @@ fn to_input(
         client_cert_data,
         client_key_data,
         dashboard_url: None,
+        dashboard_app: None,
+        dashboard_parameters: None,
         oidc_token_provider: None,
         skip_metrics_lookup: false,
         labels: BTreeMap::new(),

@@ -514,6 +514,8 @@ impl Registry {
             && spec.skip_tls_verify == stored.skip_tls_verify
             && spec.client_cert_data == stored.client_cert_data
             && spec.dashboard_url == stored.dashboard_url
+            && spec.dashboard_app == stored.dashboard_app
+            && spec.dashboard_parameters == stored.dashboard_parameters
             && spec.oidc_token_provider == stored.oidc_token_provider
             && spec.skip_metrics_lookup == stored.skip_metrics_lookup
             && spec.labels == stored.labels
@@ -539,6 +541,8 @@ impl Registry {
                 .as_ref()
                 .map(|key| self.secrets.seal(SecretField::ClientKeyData, key)),
             dashboard_url: spec.dashboard_url.clone(),
+            dashboard_app: spec.dashboard_app.clone(),
+            dashboard_parameters: spec.dashboard_parameters.clone(),
             oidc_token_provider: spec.oidc_token_provider.clone(),
             skip_metrics_lookup: spec.skip_metrics_lookup,
             labels: spec.labels.clone(),

@@ -36,6 +36,24 @@ pub enum AuthProvider {
 }
 
 impl AuthProvider {
+    /// The provider as Backstage's frontend knows it (its `KubernetesAuthProviders`
+    /// refuse any other name before a query). Credentials kubeportal holds are
+    /// `serviceAccount` to the frontend (it sends nothing for them); `oidc` and
+    /// `google` are the frontend's own client-side providers. The stock
+    /// frontend has no `client` provider: that cluster is presented as
+    /// `serviceAccount` too, so the entity's tab works and the cluster reports
+    /// its missing credential as an error entry unless the caller sends one.
+    pub fn as_frontend_names_it(self) -> AuthProvider {
+        match self {
+            AuthProvider::Oidc => AuthProvider::Oidc,
+            AuthProvider::Google => AuthProvider::Google,
+            AuthProvider::ServiceAccount
+            | AuthProvider::ClientCert
+            | AuthProvider::Impersonate
+            | AuthProvider::Client => AuthProvider::ServiceAccount,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthProvider::ServiceAccount => "serviceAccount",
@@ -86,7 +104,14 @@ pub struct ClusterInput {
     /// Write-only; never returned.
     #[schema(value_type = Option<String>, write_only)]
     pub client_key_data: Option<SecretString>,
+    /// A link to the cluster's dashboard, kept as given (query and fragment included).
     pub dashboard_url: Option<String>,
+    /// Which dashboard `dashboardUrl` is (Backstage's `standard`, `rancher`,
+    /// `openshift`, `aks`, `eks`, `gke`, …), for the frontend's links.
+    pub dashboard_app: Option<String>,
+    /// Parameters of that dashboard's links (Backstage's `dashboardParameters`).
+    #[schema(value_type = Option<Object>)]
+    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub oidc_token_provider: Option<String>,
     /// Accepted for Backstage app-config compatibility.
     #[serde(default)]
@@ -118,6 +143,9 @@ pub struct ClusterUpdate {
     #[schema(value_type = Option<String>, nullable, write_only)]
     pub client_key_data: Option<Option<SecretString>>,
     pub dashboard_url: Option<String>,
+    pub dashboard_app: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub oidc_token_provider: Option<String>,
     #[serde(default)]
     pub skip_metrics_lookup: bool,
@@ -161,6 +189,8 @@ pub struct ClusterSpec {
     pub client_cert_data: Option<String>,
     pub client_key_data: Option<SecretString>,
     pub dashboard_url: Option<String>,
+    pub dashboard_app: Option<String>,
+    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub oidc_token_provider: Option<String>,
     pub skip_metrics_lookup: bool,
     pub labels: BTreeMap<String, String>,
@@ -180,6 +210,8 @@ pub struct ClusterRecord {
     pub client_cert_data: Option<String>,
     pub sealed_client_key_data: Option<Vec<u8>>,
     pub dashboard_url: Option<String>,
+    pub dashboard_app: Option<String>,
+    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub oidc_token_provider: Option<String>,
     pub skip_metrics_lookup: bool,
     pub labels: BTreeMap<String, String>,
@@ -204,6 +236,11 @@ pub struct ClusterSummary {
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub auth_provider: AuthProvider,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc_token_provider: Option<String>,
@@ -231,6 +268,11 @@ pub struct ClusterDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc_token_provider: Option<String>,
     pub skip_metrics_lookup: bool,
     pub labels: BTreeMap<String, String>,
@@ -246,7 +288,9 @@ impl From<&ClusterRecord> for ClusterSummary {
             name: record.name.clone(),
             title: record.title.clone(),
             dashboard_url: record.dashboard_url.clone(),
-            auth_provider: record.auth_provider,
+            dashboard_app: record.dashboard_app.clone(),
+            dashboard_parameters: record.dashboard_parameters.clone(),
+            auth_provider: record.auth_provider.as_frontend_names_it(),
             oidc_token_provider: record.oidc_token_provider.clone(),
         }
     }
@@ -265,6 +309,8 @@ impl From<&ClusterRecord> for ClusterDetail {
             client_cert_data: record.client_cert_data.clone(),
             has_client_key_data: record.sealed_client_key_data.is_some(),
             dashboard_url: record.dashboard_url.clone(),
+            dashboard_app: record.dashboard_app.clone(),
+            dashboard_parameters: record.dashboard_parameters.clone(),
             oidc_token_provider: record.oidc_token_provider.clone(),
             skip_metrics_lookup: record.skip_metrics_lookup,
             labels: record.labels.clone(),
@@ -336,6 +382,23 @@ fn validate_url(field: &'static str, text: &str) -> Result<String, FieldError> {
         return Err(field_error(field, "must not have a query or fragment"));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A dashboard link, kept as given: dashboards address their pages with
+/// queries and fragments, and Backstage's frontend appends to the text.
+fn validate_dashboard_url(text: &str) -> Result<String, FieldError> {
+    let field = "dashboardUrl";
+    let url = url::Url::parse(text).map_err(|error| field_error(field, error.to_string()))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(field_error(field, "must be an https or http URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(field_error(field, "must not carry credentials"));
+    }
+    if text.len() > 2048 {
+        return Err(field_error(field, "must be at most 2048 characters"));
+    }
+    Ok(text.to_owned())
 }
 
 /// Accepts PEM text or base64 of PEM; returns PEM text.
@@ -482,6 +545,8 @@ struct Fields<'a> {
     skip_tls_verify: bool,
     client_cert_data: Option<&'a String>,
     dashboard_url: Option<&'a String>,
+    dashboard_app: Option<&'a String>,
+    dashboard_parameters: Option<&'a serde_json::Map<String, serde_json::Value>>,
     oidc_token_provider: Option<&'a String>,
     skip_metrics_lookup: bool,
     labels: &'a BTreeMap<String, String>,
@@ -511,9 +576,19 @@ fn build_spec(
         client_key,
     )?;
     let dashboard_url = match fields.dashboard_url.filter(|url| !url.trim().is_empty()) {
-        Some(url) => Some(validate_url("dashboardUrl", url)?),
+        Some(url) => Some(validate_dashboard_url(url)?),
         None => None,
     };
+    let dashboard_app = validate_optional_text("dashboardApp", fields.dashboard_app, 64)?;
+    let dashboard_parameters = fields.dashboard_parameters.cloned();
+    if let Some(parameters) = &dashboard_parameters {
+        if serde_json::to_string(parameters).map_or(0, |text| text.len()) > 16 * 1024 {
+            return Err(field_error(
+                "dashboardParameters",
+                "must be at most 16 KiB of JSON",
+            ));
+        }
+    }
     let oidc_token_provider =
         validate_optional_text("oidcTokenProvider", fields.oidc_token_provider, 128)?;
     validate_labels(fields.labels)?;
@@ -555,6 +630,8 @@ fn build_spec(
         client_cert_data,
         client_key_data,
         dashboard_url,
+        dashboard_app,
+        dashboard_parameters,
         oidc_token_provider,
         skip_metrics_lookup: fields.skip_metrics_lookup,
         labels: fields.labels.clone(),
@@ -574,6 +651,8 @@ impl ClusterInput {
                 skip_tls_verify: self.skip_tls_verify,
                 client_cert_data: self.client_cert_data.as_ref(),
                 dashboard_url: self.dashboard_url.as_ref(),
+                dashboard_app: self.dashboard_app.as_ref(),
+                dashboard_parameters: self.dashboard_parameters.as_ref(),
                 oidc_token_provider: self.oidc_token_provider.as_ref(),
                 skip_metrics_lookup: self.skip_metrics_lookup,
                 labels: &self.labels,
@@ -685,6 +764,8 @@ impl ClusterUpdate {
                 skip_tls_verify: self.skip_tls_verify,
                 client_cert_data: self.client_cert_data.as_ref(),
                 dashboard_url: self.dashboard_url.as_ref(),
+                dashboard_app: self.dashboard_app.as_ref(),
+                dashboard_parameters: self.dashboard_parameters.as_ref(),
                 oidc_token_provider: self.oidc_token_provider.as_ref(),
                 skip_metrics_lookup: self.skip_metrics_lookup,
                 labels: &self.labels,
@@ -736,6 +817,8 @@ mod tests {
             client_cert_data: None,
             client_key_data: None,
             dashboard_url: None,
+            dashboard_app: None,
+            dashboard_parameters: None,
             oidc_token_provider: None,
             skip_metrics_lookup: false,
             labels: BTreeMap::new(),
@@ -912,6 +995,8 @@ mod tests {
             client_cert_data: None,
             sealed_client_key_data: with_key.then(|| b"sealed".to_vec()),
             dashboard_url: None,
+            dashboard_app: None,
+            dashboard_parameters: None,
             oidc_token_provider: None,
             skip_metrics_lookup: false,
             labels: BTreeMap::new(),

@@ -25,7 +25,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Page size, 1 to 1000 (default 100).
+    /// Page size, 1 to 1000. Without it every cluster is returned (Backstage
+    /// does not page this route).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `nextCursor` of the previous page.
@@ -46,7 +47,7 @@ pub struct ClusterList {
     params(ListQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "One page of clusters, ordered by name", body = ClusterList),
+        (status = 200, description = "Every cluster, or one page when `limit` or `cursor` is given, ordered by name", body = ClusterList),
         (status = 400, description = "Bad limit or cursor", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.clusters.read denied", body = ErrorResponse),
@@ -60,13 +61,32 @@ async fn list_clusters(
     state
         .policy
         .check(&caller, Permission::ClustersRead, &Target::none())?;
-    let page = state
-        .registry
-        .list(query.cursor.as_deref(), query.limit)
-        .await?;
+    if query.limit.is_some() || query.cursor.is_some() {
+        let page = state
+            .registry
+            .list(query.cursor.as_deref(), query.limit)
+            .await?;
+        return Ok(Json(ClusterList {
+            items: page.items.iter().map(ClusterSummary::from).collect(),
+            next_cursor: page.next_cursor,
+        }));
+    }
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .registry
+            .list(cursor.as_deref(), Some(super::MAX_PAGE))
+            .await?;
+        items.extend(page.items.iter().map(ClusterSummary::from));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     Ok(Json(ClusterList {
-        items: page.items.iter().map(ClusterSummary::from).collect(),
-        next_cursor: page.next_cursor,
+        items,
+        next_cursor: None,
     }))
 }
 

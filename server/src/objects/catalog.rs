@@ -78,8 +78,9 @@ pub async fn fetch_entity(
         200 => response.json().await.map_err(|_| {
             ApiError::BadGateway("the catalog answered something that is not an entity".into())
         }),
-        404 => Err(ApiError::NotFound(format!(
-            "the catalog has no entity {kind}:{namespace}/{name}"
+        // Backstage answers a missing entity as bad input, naming the ref.
+        404 => Err(ApiError::Input(format!(
+            "Entity ref missing, {kind}:{namespace}/{name}"
         ))),
         status => Err(ApiError::BadGateway(format!(
             "the catalog answered {status}"

@@ -13,6 +13,7 @@ use kube::core::GroupVersionKind;
 use serde_json::Value;
 
 use super::masking;
+use super::metrics::client_pod_statuses;
 use super::{
     ClusterObjects, ClusterRef, ErrorType, FetchError, FetchResult, ObjectType, Selection,
 };
@@ -120,6 +121,22 @@ fn fetch_error(error: &kube::Error, resource_path: &str) -> FetchError {
     }
 }
 
+/// Sets `kind` and `apiVersion` on an item that lacks them.
+fn fill_type(item: &mut Value, kind: &str, api_version: &str) {
+    let Some(fields) = item.as_object_mut() else {
+        return;
+    };
+    for (name, value) in [("kind", kind), ("apiVersion", api_version)] {
+        let missing = fields
+            .get(name)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        if missing && !value.is_empty() {
+            fields.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+}
+
 /// One list to run against a cluster.
 struct Job {
     object_type: ObjectType,
@@ -157,11 +174,7 @@ pub async fn fetch_cluster(
     context: FetchContext,
 ) -> ClusterObjects {
     let mut objects = ClusterObjects {
-        cluster: ClusterRef {
-            name: record.name.clone(),
-            title: record.title.clone(),
-            dashboard_url: record.dashboard_url.clone(),
-        },
+        cluster: ClusterRef::of(&record),
         resources: Vec::new(),
         pod_metrics: Vec::new(),
         errors: Vec::new(),
@@ -221,6 +234,7 @@ pub async fn fetch_cluster(
         })
         .collect();
     let mut lists = futures::stream::iter(list_calls).buffer_unordered(context.concurrency);
+    let mut raw_pod_metrics: Option<Vec<Value>> = None;
 
     let deadline = tokio::time::Instant::now() + context.deadline;
     loop {
@@ -230,11 +244,16 @@ pub async fn fetch_cluster(
                 let job = &jobs[index];
                 match result {
                     Ok(list) => {
+                        // Items may omit their type (API servers do for built-in
+                        // types); the list names it, as Backstage fills it in.
+                        let kind = list.types.kind.strip_suffix("List").unwrap_or_default();
+                        let api_version = list.types.api_version.as_str();
                         let items: Vec<Value> = list
                             .items
                             .into_iter()
                             .filter_map(|item| serde_json::to_value(item).ok())
                             .map(|mut item| {
+                                fill_type(&mut item, kind, api_version);
                                 if job.object_type.is_secret()
                                     || masking::says_it_is_a_secret(&item)
                                 {
@@ -244,7 +263,7 @@ pub async fn fetch_cluster(
                             })
                             .collect();
                         if job.metrics {
-                            objects.pod_metrics = items;
+                            raw_pod_metrics = Some(items);
                         } else {
                             objects.resources.push(FetchResult {
                                 kind: job.object_type.name.clone(),
@@ -260,14 +279,17 @@ pub async fn fetch_cluster(
             }
             Ok(None) => break,
             Err(_) => {
+                // Backstage's frontend knows no timeout type: a list that missed
+                // the deadline is a fetch error that says so.
                 for index in std::mem::take(&mut pending) {
                     objects.errors.push(FetchError {
-                        error_type: ErrorType::Timeout,
+                        error_type: ErrorType::FetchError,
                         status_code: None,
                         resource_path: Some(paths[index].clone()),
                         message: Some(format!(
-                            "cluster {} did not answer within {:.1} s",
+                            "cluster {}: list {} timed out after {:.1} s",
                             record.name,
+                            paths[index],
                             context.deadline.as_secs_f64()
                         )),
                     });
@@ -275,6 +297,15 @@ pub async fn fetch_cluster(
                 break;
             }
         }
+    }
+    if let Some(raw) = raw_pod_metrics {
+        let pods = objects
+            .resources
+            .iter()
+            .find(|result| result.kind == "pods")
+            .map(|result| result.resources.as_slice())
+            .unwrap_or_default();
+        objects.pod_metrics = client_pod_statuses(pods, &raw);
     }
     // A stable order for clients and tests: as the types were asked for.
     let order: Vec<&str> = types

@@ -7,6 +7,7 @@
 mod catalog;
 mod fetch;
 mod masking;
+mod metrics;
 mod selection;
 
 use std::sync::Arc;
@@ -117,7 +118,8 @@ pub fn validate_custom_resource(resource: &CustomResourceConfig) -> Result<(), S
     Ok(())
 }
 
-/// Backstage's error types, plus `TIMEOUT` for a cluster that missed its deadline.
+/// Backstage's error types. A list that misses the cluster deadline is a
+/// `FETCH_ERROR` whose message names the list and the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorType {
@@ -127,7 +129,6 @@ pub enum ErrorType {
     SystemError,
     UnknownError,
     FetchError,
-    Timeout,
 }
 
 /// A problem with one cluster or one of its lists.
@@ -163,6 +164,24 @@ pub struct ClusterRef {
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub dashboard_parameters: Option<serde_json::Map<String, Value>>,
+}
+
+impl ClusterRef {
+    /// The cluster as Backstage's `ClusterAttributes` present it.
+    pub fn of(record: &ClusterRecord) -> Self {
+        Self {
+            name: record.name.clone(),
+            title: record.title.clone(),
+            dashboard_url: record.dashboard_url.clone(),
+            dashboard_app: record.dashboard_app.clone(),
+            dashboard_parameters: record.dashboard_parameters.clone(),
+        }
+    }
 }
 
 /// What one cluster contributed.
@@ -171,7 +190,9 @@ pub struct ClusterRef {
 pub struct ClusterObjects {
     pub cluster: ClusterRef,
     pub resources: Vec<FetchResult>,
-    /// `metrics.k8s.io` PodMetrics, when the cluster serves them.
+    /// Backstage's client pod status (`{pod, cpu, memory, containers}`: usage
+    /// in cores and bytes against the requests and limits of the pod spec), one
+    /// per pod listed, when the cluster serves `metrics.k8s.io`.
     #[schema(value_type = Vec<Object>)]
     pub pod_metrics: Vec<Value>,
     pub errors: Vec<FetchError>,
@@ -356,11 +377,7 @@ async fn run_query(
                                     .await
                             }
                             Err(error) => ClusterObjects {
-                                cluster: ClusterRef {
-                                    name: record.name.clone(),
-                                    title: record.title.clone(),
-                                    dashboard_url: record.dashboard_url.clone(),
-                                },
+                                cluster: ClusterRef::of(&record),
                                 resources: Vec::new(),
                                 pod_metrics: Vec::new(),
                                 errors: vec![FetchError {
@@ -464,10 +481,9 @@ async fn objects_by_entity(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Objects by cluster, with per-cluster errors", body = ObjectsResponse),
-        (status = 400, description = "Malformed entity ref or label selector", body = ErrorResponse),
+        (status = 400, description = "Malformed entity ref or label selector, or the catalog has no such entity", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
-        (status = 404, description = "The catalog has no such entity", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 502, description = "The catalog failed", body = ErrorResponse),
         (status = 503, description = "No catalog is configured", body = ErrorResponse),
@@ -500,10 +516,9 @@ async fn workloads_by_entity_ref(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Custom resources by cluster, with per-cluster errors", body = ObjectsResponse),
-        (status = 400, description = "Malformed entity ref, custom resource or label selector", body = ErrorResponse),
+        (status = 400, description = "Malformed entity ref, custom resource or label selector, or the catalog has no such entity", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.resources.read denied", body = ErrorResponse),
-        (status = 404, description = "The catalog has no such entity", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
         (status = 502, description = "The catalog failed", body = ErrorResponse),
         (status = 503, description = "No catalog is configured", body = ErrorResponse),

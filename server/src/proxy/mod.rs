@@ -70,28 +70,48 @@ async fn header_form(
     request: Request,
 ) -> Result<Response, ApiError> {
     let cluster = match cluster_header(request.headers()) {
-        Ok(cluster) => cluster,
+        Ok(Some(cluster)) => cluster,
+        // Without the header Backstage uses the only cluster there is (its
+        // browser exec terminal, which cannot set headers, relies on it).
+        Ok(None) => match only_cluster(&state).await {
+            Ok(Some(cluster)) => cluster,
+            Ok(None) => {
+                let error = ApiError::Input(
+                    "missing Backstage-Kubernetes-Cluster header naming the target cluster".into(),
+                );
+                return Err(refuse_once_authenticated(&state, request, error).await);
+            }
+            Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
+        },
         Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
     };
     let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
     Box::pin(forward(state, &cluster, &rest, request)).await
 }
 
-/// The cluster the header form names.
-fn cluster_header(headers: &http::HeaderMap) -> Result<String, ApiError> {
-    Ok(headers
-        .get(CLUSTER_HEADER)
-        .ok_or_else(|| {
-            ApiError::Input(
-                "missing Backstage-Kubernetes-Cluster header naming the target cluster".into(),
-            )
-        })?
-        .to_str()
-        .map_err(|_| {
-            ApiError::Input("Backstage-Kubernetes-Cluster: not a valid cluster name".into())
-        })?
-        .trim()
-        .to_owned())
+/// The cluster the header form names, if it names one.
+fn cluster_header(headers: &http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(CLUSTER_HEADER) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        value
+            .to_str()
+            .map_err(|_| {
+                ApiError::Input("Backstage-Kubernetes-Cluster: not a valid cluster name".into())
+            })?
+            .trim()
+            .to_owned(),
+    ))
+}
+
+/// The name of the registered cluster when there is exactly one.
+async fn only_cluster(state: &AppState) -> Result<Option<String>, ApiError> {
+    let page = state.registry.list(None, Some(2)).await?;
+    Ok(match page.items.as_slice() {
+        [only] => Some(only.name.clone()),
+        _ => None,
+    })
 }
 
 /// Refuses a malformed request only once its caller is known: without a
@@ -519,7 +539,7 @@ mod docs {
         responses(
             (status = 200, description = "The cluster's response, verbatim", content(
                 (serde_json::Value = "application/json"), (String = "text/plain"))),
-            (status = 400, description = "Missing cluster header or unsafe path, or the cluster's 400", body = ProxyError),
+            (status = 400, description = "Missing cluster header while more than one cluster is registered, unsafe path, or the cluster's 400", body = ProxyError),
             (status = 401, description = "No valid identity, or the cluster refused the credential", body = ProxyError),
             (status = 403, description = "kubernetes.proxy denied, or the cluster's 403", body = ProxyError),
             (status = 404, description = "No such cluster, or the cluster's 404", content(

@@ -87,6 +87,8 @@ pub struct ClusterRow {
     pub client_cert_data: Option<String>,
     pub sealed_client_key_data: Option<Vec<u8>>,
     pub dashboard_url: Option<String>,
+    pub dashboard_app: Option<String>,
+    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub oidc_token_provider: Option<String>,
     pub skip_metrics_lookup: bool,
     pub labels: BTreeMap<String, String>,
@@ -155,7 +157,8 @@ macro_rules! columns {
     () => {
         "name, title, url, auth_provider, ca_data, skip_tls_verify, service_account_token, \
          client_cert_data, client_key_data, dashboard_url, oidc_token_provider, \
-         skip_metrics_lookup, labels, uid, version, created_at, updated_at"
+         skip_metrics_lookup, labels, uid, version, created_at, updated_at, dashboard_app, \
+         dashboard_parameters"
     };
 }
 pub(crate) use columns;
@@ -180,6 +183,8 @@ pub(crate) struct StoredRow {
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    dashboard_app: Option<String>,
+    dashboard_parameters: Option<String>,
 }
 
 impl TryFrom<StoredRow> for ClusterRecord {
@@ -192,6 +197,17 @@ impl TryFrom<StoredRow> for ClusterRecord {
         let labels = serde_json::from_str(&row.labels).map_err(|_| {
             StoreError::Corrupt(format!("labels of {} are not a JSON map", row.name))
         })?;
+        let dashboard_parameters = row
+            .dashboard_parameters
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "dashboardParameters of {} are not a JSON object",
+                    row.name
+                ))
+            })?;
         Ok(ClusterRecord {
             name: row.name,
             title: row.title,
@@ -203,6 +219,8 @@ impl TryFrom<StoredRow> for ClusterRecord {
             client_cert_data: row.client_cert_data,
             sealed_client_key_data: row.client_key_data,
             dashboard_url: row.dashboard_url,
+            dashboard_app: row.dashboard_app,
+            dashboard_parameters,
             oidc_token_provider: row.oidc_token_provider,
             skip_metrics_lookup: row.skip_metrics_lookup,
             labels,
@@ -228,6 +246,12 @@ fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(text)
     }
+}
+
+pub(crate) fn dashboard_parameters_json(row: &ClusterRow) -> Option<String> {
+    row.dashboard_parameters
+        .as_ref()
+        .map(|parameters| serde_json::to_string(parameters).expect("a JSON map always serialises"))
 }
 
 fn labels_json(row: &ClusterRow) -> String {
@@ -292,8 +316,9 @@ macro_rules! shared_sql {
             let stored: StoredRow = sqlx::query_as(concat!(
                 "INSERT INTO clusters (name, title, url, auth_provider, ca_data, skip_tls_verify, \
                  service_account_token, client_cert_data, client_key_data, dashboard_url, \
-                 oidc_token_provider, skip_metrics_lookup, labels, uid, version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, 1, $14, $14) RETURNING ",
+                 oidc_token_provider, skip_metrics_lookup, labels, uid, version, created_at, updated_at, \
+                 dashboard_app, dashboard_parameters) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, 1, $14, $14, $16, $17) RETURNING ",
                 $crate::store::columns!()
             ))
             .bind(&row.name)
@@ -311,6 +336,8 @@ macro_rules! shared_sql {
             .bind(labels_json(row))
             .bind(now)
             .bind(uuid::Uuid::new_v4().simple().to_string())
+            .bind(&row.dashboard_app)
+            .bind($crate::store::dashboard_parameters_json(row))
             .fetch_one(pool)
             .await?;
             stored.try_into()
@@ -326,7 +353,8 @@ macro_rules! shared_sql {
                 "UPDATE clusters SET title = $2, url = $3, auth_provider = $4, ca_data = $5, \
                  skip_tls_verify = $6, service_account_token = $7, client_cert_data = $8, \
                  client_key_data = $9, dashboard_url = $10, oidc_token_provider = $11, \
-                 skip_metrics_lookup = $12, labels = $13, version = version + 1, updated_at = $14 \
+                 skip_metrics_lookup = $12, labels = $13, version = version + 1, updated_at = $14, \
+                 dashboard_app = $16, dashboard_parameters = $17 \
                  WHERE lower(name) = lower($1) AND version = $15 RETURNING ",
                 $crate::store::columns!()
             ))
@@ -345,6 +373,8 @@ macro_rules! shared_sql {
             .bind(labels_json(row))
             .bind(chrono::Utc::now())
             .bind(expected_version)
+            .bind(&row.dashboard_app)
+            .bind($crate::store::dashboard_parameters_json(row))
             .fetch_optional(&mut *transaction)
             .await?;
             let result = match updated {

@@ -449,6 +449,7 @@ impl Upstreams {
                 format!("Backstage-Kubernetes-Authorization-oidc-{provider}")
             }
             (AuthProvider::Google, _) => "Backstage-Kubernetes-Authorization-google".into(),
+            (AuthProvider::Client, _) => "Backstage-Kubernetes-Authorization-client".into(),
             _ => "Backstage-Kubernetes-Authorization".into(),
         };
         Ok(Connector {

@@ -35,6 +35,9 @@ struct Arguments {
     /// backstage.io/kubernetes-id=shop-api, and log a line per pod every second.
     #[arg(long)]
     seed_demo: bool,
+    /// Serve `metrics.k8s.io/v1beta1` pod metrics (fixed usage per container).
+    #[arg(long)]
+    metrics_api: bool,
     /// Give a pod's log this many bytes of generated lines, produced as they are
     /// streamed (repeatable; for memory benchmarks): `NAMESPACE/POD=BYTES`.
     #[arg(long = "generated-log", value_name = "NAMESPACE/POD=BYTES", value_parser = parse_generated_log)]
@@ -79,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
     let mut options = Options {
         listen: arguments.listen,
         tls: !arguments.no_tls,
+        metrics_api: arguments.metrics_api,
         ..Options::default()
     };
     if !arguments.tokens.is_empty() {

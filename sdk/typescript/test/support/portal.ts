@@ -39,6 +39,9 @@ export const OFFLINE_CLUSTER = "offline";
  */
 export const OIDC_CLUSTER = "sso";
 
+/** The seeded double once more, for callers who send any cluster token (`authProvider: client`). */
+export const CLIENT_CLUSTER = "byo";
+
 /** What the seeded double holds (see tests/kube-double/src/demo.rs). */
 export const DEMO = {
   namespace: "shop",
@@ -159,7 +162,7 @@ function captureOutput(child: ChildProcess): () => string {
 
 async function startDouble(binary: string, dir: string): Promise<{ child: ChildProcess; url: string; caPem: string }> {
   const caFile = join(dir, "double-ca.pem");
-  const child = spawn(binary, ["--listen", "127.0.0.1:0", "--ca-out", caFile, "--seed-demo"], {
+  const child = spawn(binary, ["--listen", "127.0.0.1:0", "--ca-out", caFile, "--seed-demo", "--metrics-api"], {
     env: childEnvironment(),
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -280,6 +283,13 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
             url: double.url,
             authProvider: "oidc",
             oidcTokenProvider: "okta",
+            caData: double.caPem,
+          },
+          {
+            name: CLIENT_CLUSTER,
+            title: "Bring your own token",
+            url: double.url,
+            authProvider: "client",
             caData: double.caPem,
           },
           {
