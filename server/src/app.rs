@@ -138,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             )),
         None => api.fallback(crate::error::not_found),
     };
+    let cors = crate::identity::origin::cors(&state.config.server.allowed_origins);
     let origins = Arc::new(crate::identity::origin::OriginPolicy::new(
         state.authenticator.guest_enabled(),
         state.config.server.public_url.as_deref(),
@@ -201,7 +202,13 @@ pub fn router(state: AppState) -> Router {
             crate::proxy::refuse_plain_connect,
         ))
         .service(app);
-    Router::new().fallback_service(app)
+    // Outermost, so that a preflight from a listed origin is answered before
+    // anything asks it for an identity.
+    let router = Router::new().fallback_service(app);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// The rustls server configuration for `server.tls` (HTTP/2 and HTTP/1.1 by ALPN).

@@ -750,6 +750,26 @@ async fn the_public_list_names_providers_as_backstages_frontend_knows_them() {
         .collect();
     assert_eq!(presented, expected);
     assert_eq!(list["items"][3]["oidcTokenProvider"], "okta");
+    // Backstage's frontend looks up `<authProvider>.<oidcTokenProvider>`: an
+    // oidcTokenProvider beside any other provider would name no provider it
+    // knows and break every entity's tab, so it is refused.
+    let stray = app
+        .client
+        .post(&clusters)
+        .json(&json!({"name": "f-stray", "url": "https://10.0.0.1:6443", "authProvider": "serviceAccount",
+                      "serviceAccountToken": TOKEN, "oidcTokenProvider": "okta"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stray.status(), StatusCode::BAD_REQUEST);
+    let error: Value = stray.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("oidcTokenProvider"),
+        "{error}"
+    );
 
     // Admins read the real value.
     for (name, fields, _) in &registered {

@@ -435,6 +435,70 @@ async fn other_origins_cannot_write_or_open_websockets() {
         websocket_status(&listed, &exec, Some("https://evil.example"), Some(ADMIN)).await,
         403
     );
+
+    // A listed origin (a Backstage app on its own host) may read the answers:
+    // its preflights are answered, and responses name it; no other origin's.
+    let preflight = |origin: &'static str| {
+        listed
+            .client
+            .request(
+                Method::OPTIONS,
+                listed.url("/api/kubernetes/proxy/api/v1/namespaces"),
+            )
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "DELETE")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, backstage-kubernetes-cluster",
+            )
+            .send()
+    };
+    let allowed = preflight("https://portal.example").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let headers = allowed.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://portal.example"
+    );
+    assert!(headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("DELETE"));
+    assert!(headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("backstage-kubernetes-cluster"));
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let read = listed
+        .client
+        .get(listed.url("/api/kubernetes/clusters"))
+        .bearer_auth(ADMIN)
+        .header("Origin", "https://portal.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.headers()["access-control-allow-origin"],
+        "https://portal.example"
+    );
+    let elsewhere = app
+        .client
+        .get(app.url("/api/kubernetes/clusters"))
+        .header("Origin", "https://portal.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        elsewhere
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "without allowedOrigins, no CORS at all"
+    );
 }
 
 fn environment(db: &TestDb, extra: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -89,6 +89,21 @@ describe("Backstage's KubernetesBackendClient", () => {
     expect(clusters.find((cluster) => cluster.name === CLIENT_CLUSTER)?.authProvider).toBe("serviceAccount");
   });
 
+  it("the stock KubernetesAuthProviders and generateAuth accept every listed cluster", async () => {
+    const { KubernetesAuthProviders } = await load("kubernetes-auth-provider/KubernetesAuthProviders.esm.js");
+    const { generateAuth } = await load("hooks/auth.esm.js");
+    const providers = new KubernetesAuthProviders({
+      googleAuthApi: { getAccessToken: async () => "google-token" },
+      microsoftAuthApi: { getAccessToken: async () => "microsoft-token" },
+      oidcProviders: { okta: { getIdToken: async () => "double-token" } },
+    });
+    // What the entity page does before any query: one provider per listed cluster.
+    const auth = await generateAuth(DEMO.entity, backendClient(), providers);
+    expect(auth).toEqual({ oidc: { okta: "double-token" } });
+    const objects: ObjectsByEntityResponse = await backendClient().getObjectsByEntity({ entity: DEMO.entity, auth });
+    expect(namesOf(entry(objects, OIDC_CLUSTER), "deployments")).toEqual(["shop-api"]);
+  });
+
   it("getObjectsByEntity, getWorkloadsByEntity and getCustomObjectsByEntity answer per cluster", async () => {
     const client = backendClient();
     const auth = { oidc: { okta: "double-token" } };

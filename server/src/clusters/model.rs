@@ -291,7 +291,12 @@ impl From<&ClusterRecord> for ClusterSummary {
             dashboard_app: record.dashboard_app.clone(),
             dashboard_parameters: record.dashboard_parameters.clone(),
             auth_provider: record.auth_provider.as_frontend_names_it(),
-            oidc_token_provider: record.oidc_token_provider.clone(),
+            // Backstage's frontend looks up `<authProvider>.<oidcTokenProvider>`:
+            // beside any other provider it names no auth provider and fails
+            // every entity's Kubernetes tab.
+            oidc_token_provider: (record.auth_provider == AuthProvider::Oidc)
+                .then(|| record.oidc_token_provider.clone())
+                .flatten(),
         }
     }
 }
@@ -591,6 +596,12 @@ fn build_spec(
     }
     let oidc_token_provider =
         validate_optional_text("oidcTokenProvider", fields.oidc_token_provider, 128)?;
+    if oidc_token_provider.is_some() && fields.auth_provider != AuthProvider::Oidc {
+        return Err(field_error(
+            "oidcTokenProvider",
+            "only applies to authProvider oidc",
+        ));
+    }
     validate_labels(fields.labels)?;
     match fields.auth_provider {
         AuthProvider::ServiceAccount if token.is_none() => {

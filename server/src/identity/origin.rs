@@ -10,6 +10,10 @@
 //!   form posts across origins without asking, and kubeportal sets no CORS
 //!   headers, so nothing else from another origin gets an answer it can read.
 //!
+//! - The origins in `server.allowedOrigins` (a Backstage app on its own
+//!   host, say) may also read kubeportal's answers: CORS admits them, and
+//!   only them, for every route.
+//!
 //! Clients that are not browsers send no `Origin` and are not affected.
 
 use std::net::IpAddr;
@@ -70,6 +74,34 @@ pub fn validate_allowed_origin(text: &str) -> Result<(), String> {
         return Err("expected an origin such as https://portal.example or http://localhost:3000 (scheme, host and port only)".into());
     }
     Ok(())
+}
+
+/// CORS for the origins of `server.allowedOrigins` (none without them):
+/// preflights answered for any method and requested header, responses
+/// readable with their `ETag`, `Warning` and `Location`. Credentials are
+/// allowed so a frontend whose fetch sends cookies works; kubeportal itself
+/// reads no cookie and never forwards one.
+pub fn cors(allowed_origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+    let origins: Vec<http::HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|origin| {
+            let url = url::Url::parse(origin).ok()?;
+            http::HeaderValue::from_str(&url.origin().ascii_serialization()).ok()
+        })
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods(AllowMethods::mirror_request())
+            .allow_headers(AllowHeaders::mirror_request())
+            .allow_credentials(true)
+            .expose_headers([header::ETAG, header::WARNING, header::LOCATION])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 impl OriginPolicy {
