@@ -304,6 +304,7 @@ permissions:
         "from config: {workloads}"
     );
 
+    double.clear_requests();
     let custom = app
         .client
         .post(app.url("/api/kubernetes/resources/custom/query"))
@@ -318,6 +319,13 @@ permissions:
     assert!(
         names_of(entry, "pods").is_empty(),
         "only the asked-for types"
+    );
+    assert!(
+        double
+            .requests()
+            .iter()
+            .all(|request| !request.path.contains("metrics.k8s.io")),
+        "no pod metrics are fetched where no pods are asked for"
     );
 
     let missing = app

@@ -207,7 +207,9 @@ pub async fn fetch_cluster(
             metrics: false,
         })
         .collect();
-    if !record.skip_metrics_lookup {
+    // Pod metrics only where pods are asked for (not for custom resources).
+    let wants_pods = types.iter().any(|object_type| object_type.name == "pods");
+    if wants_pods && !record.skip_metrics_lookup {
         jobs.push(Job {
             object_type: ObjectType::new("podmetrics", "metrics.k8s.io", "v1beta1", "pods"),
             metrics: true,
@@ -235,6 +237,7 @@ pub async fn fetch_cluster(
         .collect();
     let mut lists = futures::stream::iter(list_calls).buffer_unordered(context.concurrency);
     let mut raw_pod_metrics: Option<Vec<Value>> = None;
+    let mut metrics_error: Option<FetchError> = None;
 
     let deadline = tokio::time::Instant::now() + context.deadline;
     loop {
@@ -274,6 +277,10 @@ pub async fn fetch_cluster(
                     // A cluster without the metrics API is not an error.
                     Err(kube::Error::Api(response))
                         if job.metrics && matches!(response.code, 404 | 503) => {}
+                    // Metrics matter only for pods found: decided once all lists are in.
+                    Err(error) if job.metrics => {
+                        metrics_error = Some(fetch_error(&error, &paths[index]));
+                    }
                     Err(error) => objects.errors.push(fetch_error(&error, &paths[index])),
                 }
             }
@@ -297,6 +304,14 @@ pub async fn fetch_cluster(
                 break;
             }
         }
+    }
+    let pods_found = objects
+        .resources
+        .iter()
+        .any(|result| result.kind == "pods" && !result.resources.is_empty());
+    // As Backstage: no pods, no metrics to report on (nor their failure).
+    if let Some(error) = metrics_error.filter(|_| pods_found) {
+        objects.errors.push(error);
     }
     if let Some(raw) = raw_pod_metrics {
         let pods = objects
