@@ -197,6 +197,6 @@ async fn workloads_and_custom_resources_by_entity_ref() {
         .workloads_by_entity_ref("component:default/nobody", None)
         .await
         .expect_err("not in the catalog");
-    assert_eq!(unknown.portal_name(), Some("NotFoundError"));
+    assert_eq!(unknown.portal_name(), Some("InputError"));
     assert!(matches!(unknown, Error::Portal { .. }));
 }
