@@ -617,10 +617,29 @@ impl Config {
                 ));
             }
         }
-        for (key, cluster) in self.declared_clusters() {
+        let declared = self.declared_clusters();
+        for (key, cluster) in &declared {
             cluster
                 .validate_new()
                 .map_err(|error| invalid(format!("{key}.{}", error.field), error.message))?;
+        }
+        // Names are unique in any case, as in the registry: a second entry
+        // must never silently replace the first one's URL and credentials.
+        let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+        for (key, cluster) in &declared {
+            if let Some(first) = seen.insert(cluster.name.to_ascii_lowercase(), key.as_str()) {
+                let first_name = declared
+                    .iter()
+                    .find(|(other, _)| other == first)
+                    .map_or("", |(_, cluster)| cluster.name.as_str());
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!(
+                        "`{}` is already declared by {first} (`{first_name}`); cluster names are compared without case",
+                        cluster.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -821,6 +840,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(!error.to_string().contains("sekrit"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_cluster_names_refuse_to_start() {
+        let cluster = |name: &str| {
+            format!("{{ name: {name}, url: \"https://{name}.example:6443\", authProvider: serviceAccount, serviceAccountToken: a-service-account-token }}")
+        };
+        let in_one_list = format!(
+            "kubernetes:\n  clusters:\n    - {}\n    - {}\n",
+            cluster("prod"),
+            cluster("PROD")
+        );
+        let error = Config::from_parts(Some(&in_one_list), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("kubernetes.clusters[1].name"), "{error}");
+        assert!(error.contains("kubernetes.clusters[0]"), "{error}");
+        assert!(
+            error.contains("`PROD`") && error.contains("`prod`"),
+            "{error}"
+        );
+
+        let across = format!(
+            "kubernetes:\n  clusters:\n    - {}\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - {}\n",
+            cluster("prod"),
+            cluster("Prod")
+        );
+        let error = Config::from_parts(Some(&across), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("kubernetes.clusterLocatorMethods[0].clusters[0].name"),
+            "{error}"
+        );
+        assert!(error.contains("kubernetes.clusters[0]"), "{error}");
+
+        let distinct = format!(
+            "kubernetes:\n  clusters:\n    - {}\n    - {}\n",
+            cluster("prod"),
+            cluster("prod-eu")
+        );
+        assert!(Config::from_parts(Some(&distinct), &env(&[])).is_ok());
     }
 
     #[test]

@@ -815,3 +815,88 @@ async fn the_client_provider_header_carries_the_callers_cluster_token() {
     assert_eq!(header(&recorded, "authorization"), ["Bearer double-token"]);
     assert!(header(&recorded, "backstage-kubernetes-authorization-client").is_empty());
 }
+
+/// A stand-in for `kubectl proxy` (or a credential-adding sidecar): it adds
+/// its own credential and refuses any request that already carries one.
+async fn credential_adding_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(request.uri().path().to_owned());
+            if request.headers().contains_key("authorization") {
+                return (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 401})),
+                );
+            }
+            (
+                axum::http::StatusCode::OK,
+                axum::Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_cluster_behind_kubectl_proxy_receives_no_credential() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let (url, seen) = credential_adding_proxy().await;
+    let created = app
+        .client
+        .post(app.url("/api/kubernetes/clusters"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "local", "url": url, "authProvider": "localKubectlProxy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    // Not even a token the caller offers goes there.
+    for request in [
+        proxied(
+            &app,
+            Method::GET,
+            "local",
+            "/api/v1/namespaces/default/pods",
+        ),
+        proxied(
+            &app,
+            Method::GET,
+            "local",
+            "/api/v1/namespaces/default/pods",
+        )
+        .header("Backstage-Kubernetes-Authorization", "Bearer offered-token"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // Backstage's frontend knows the provider by this name.
+    let listed: Value = app
+        .client
+        .get(app.url("/api/kubernetes/clusters"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["authProvider"], "localKubectlProxy");
+    // A credential for it is a mistake, said as one.
+    let with_token = app
+        .client
+        .post(app.url("/api/kubernetes/clusters"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "local-2", "url": "http://127.0.0.1:9", "authProvider": "localKubectlProxy", "serviceAccountToken": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), StatusCode::BAD_REQUEST);
+}

@@ -329,7 +329,7 @@ export interface components {
          * @description How kubeportal authenticates to a cluster.
          * @enum {string}
          */
-        AuthProvider: "serviceAccount" | "clientCert" | "impersonate" | "oidc" | "google" | "client";
+        AuthProvider: "serviceAccount" | "clientCert" | "impersonate" | "oidc" | "google" | "client" | "localKubectlProxy";
         /** @description A cluster as admins read it: everything but the secrets. */
         ClusterDetail: {
             authProvider: components["schemas"]["AuthProvider"];

@@ -33,6 +33,10 @@ pub enum AuthProvider {
     Google,
     /// Any cluster token the caller sends (`Backstage-Kubernetes-Authorization`).
     Client,
+    /// No credential at all: the cluster is reached through `kubectl proxy`
+    /// or a sidecar that adds its own. Nothing is stored and no
+    /// `Authorization`, the caller's included, is ever sent.
+    LocalKubectlProxy,
 }
 
 impl AuthProvider {
@@ -47,6 +51,7 @@ impl AuthProvider {
         match self {
             AuthProvider::Oidc => AuthProvider::Oidc,
             AuthProvider::Google => AuthProvider::Google,
+            AuthProvider::LocalKubectlProxy => AuthProvider::LocalKubectlProxy,
             AuthProvider::ServiceAccount
             | AuthProvider::ClientCert
             | AuthProvider::Impersonate
@@ -62,6 +67,7 @@ impl AuthProvider {
             AuthProvider::Oidc => "oidc",
             AuthProvider::Google => "google",
             AuthProvider::Client => "client",
+            AuthProvider::LocalKubectlProxy => "localKubectlProxy",
         }
     }
 
@@ -73,6 +79,7 @@ impl AuthProvider {
             AuthProvider::Oidc,
             AuthProvider::Google,
             AuthProvider::Client,
+            AuthProvider::LocalKubectlProxy,
         ]
         .into_iter()
         .find(|provider| provider.as_str() == text)
@@ -626,6 +633,18 @@ fn build_spec(
             return Err(field_error(
                 "oidcTokenProvider",
                 "is required for authProvider oidc",
+            ))
+        }
+        AuthProvider::LocalKubectlProxy if token.is_some() => {
+            return Err(field_error(
+                "serviceAccountToken",
+                "authProvider localKubectlProxy sends no credential: leave it out",
+            ))
+        }
+        AuthProvider::LocalKubectlProxy if client_cert_data.is_some() => {
+            return Err(field_error(
+                "clientCertData",
+                "authProvider localKubectlProxy sends no credential: leave it out",
             ))
         }
         _ => {}

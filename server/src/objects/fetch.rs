@@ -41,7 +41,10 @@ fn client_credential(record: &ClusterRecord, auth: &Value) -> Option<String> {
             .and_then(|provider| auth.pointer(&format!("/oidc/{provider}"))),
         AuthProvider::Google => auth.get("google"),
         AuthProvider::Client => auth.get("client"),
-        AuthProvider::ServiceAccount | AuthProvider::ClientCert | AuthProvider::Impersonate => None,
+        AuthProvider::ServiceAccount
+        | AuthProvider::ClientCert
+        | AuthProvider::Impersonate
+        | AuthProvider::LocalKubectlProxy => None,
     };
     token.and_then(Value::as_str).map(str::to_owned)
 }

@@ -229,6 +229,9 @@ impl Connector {
                     }
                 }
             },
+            // The cluster adds its own credential: nothing is sent, not even
+            // a token the caller offers.
+            AuthProvider::LocalKubectlProxy => {}
             AuthProvider::Oidc | AuthProvider::Google | AuthProvider::Client => {
                 match caller_token {
                     Some(ClusterToken(token)) => {
