@@ -181,17 +181,22 @@ pub fn router(state: AppState) -> Router {
     let app = ServiceBuilder::new()
         .layer(
             // Method and path only: query strings may carry tickets.
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let span = tracing::info_span!(
-                    "request",
-                    otel.kind = "server",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    cluster = tracing::field::Empty,
-                );
-                crate::telemetry::traces::continue_trace(&span, request.headers());
-                span
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let span = tracing::info_span!(
+                        "request",
+                        otel.kind = "server",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        cluster = tracing::field::Empty,
+                    );
+                    crate::telemetry::traces::continue_trace(&span, request.headers());
+                    span
+                })
+                // A 502 or 504 is a cluster's fault, not kubeportal's: a warning.
+                // kubeportal's own faults (500) are logged at ERROR where they
+                // happen, with their cause.
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(axum::middleware::from_fn(crate::error::envelope))
         .layer(axum::middleware::from_fn_with_state(

@@ -19,6 +19,10 @@ Checks:
   protected operation of the document was tried and refused.
 - `proxy_reached_the_cluster` (pass `admin`): after the run, both proxy forms
   returned a 2xx from the kube-double at least once.
+- `no_server_fault` (both passes): no 5xx, except the documented 502/504 of
+  the proxy for a cluster the run itself registered at a made-up address
+  (a cluster needing no credential, `localKubectlProxy`, is reachable from
+  generated data alone); the kube-double's cluster never gets one.
 
 Environment: FUZZ_PASS (`admin` or `anonymous`), FUZZ_CLUSTER (the cluster on
 the kube-double), FUZZ_ENTITY_REF (an entity the catalog stub knows).
@@ -156,6 +160,36 @@ def _json(response):
 
 
 ERROR_NAMES = {401: "AuthenticationError", 405: "MethodNotAllowedError"}
+
+
+def _proxied_cluster(case):
+    """The cluster a proxy request names, or None for other operations."""
+    key = _key(case.operation)
+    if key == PATH_FORM:
+        return (case.path_parameters or {}).get("name")
+    if key == HEADER_FORM:
+        headers = {name.lower(): value for name, value in (case.headers or {}).items()}
+        return headers.get("backstage-kubernetes-cluster")
+    return None
+
+
+@schemathesis.check
+def no_server_fault(ctx, response, case):
+    """No 5xx but the proxy's documented answer for an unreachable cluster
+    that the run registered itself (never the kube-double's)."""
+    status = response.status_code
+    if status < 500:
+        return None
+    label = f"{case.method.upper()} {case.formatted_path}"
+    cluster = _proxied_cluster(case)
+    unreachable = status in (502, 504) and isinstance(cluster, str) and cluster.lower() != CLUSTER.lower()
+    if not unreachable:
+        raise AssertionError(f"{label} answered {status}")
+    body = _json(response)
+    message = body.get("message") or body.get("error", {}).get("message", "")
+    if "unreachable" not in message and "did not answer" not in message:
+        raise AssertionError(f"{label}: a {status} that names no unreachable cluster: {body}")
+    return None
 
 
 @schemathesis.check

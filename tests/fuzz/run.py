@@ -9,7 +9,9 @@ double) and a catalog stub, then runs schemathesis against the server's own
 `/openapi.json` twice:
 
 1. `admin`: with the admin token, every response must be documented (status
-   code, content type, body schema) and no response may be a 5xx; then a few
+   code, content type, body schema) and no response may be a 5xx (but the
+   proxy's 502/504 for an unreachable cluster the run registered itself, see
+   hooks.py); then a few
    probes schemathesis cannot generate (PROBES) must get their answers.
 2. `anonymous`: without a token, every protected operation must answer 401
    (and the public ones must not); see hooks.py.
@@ -70,7 +72,7 @@ PUBLIC_UNDOCUMENTED = ["/openapi.json", "/docs/", "/metrics"]
 # Not negative_data_rejection: the hooks put real values into generated
 # requests, which makes some requests meant to be invalid valid.
 ADMIN_CHECKS = [
-    "not_a_server_error",
+    "no_server_fault",
     "status_code_conformance",
     "content_type_conformance",
     "response_schema_conformance",
@@ -82,7 +84,7 @@ ADMIN_CHECKS = [
     "proxy_reached_the_cluster",
 ]
 ANONYMOUS_CHECKS = [
-    "not_a_server_error",
+    "no_server_fault",
     "anonymous_gets_only_401",
     "every_protected_operation_refused",
 ]
