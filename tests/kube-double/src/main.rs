@@ -96,19 +96,17 @@ async fn main() -> anyhow::Result<()> {
         double.set_generated_log(&log.namespace, &log.pod, log.bytes);
     }
     let demo = arguments.seed_demo.then(|| demo::seed(double.clone()));
+    // Listen for the stop signals before announcing the URL: whoever reads the
+    // URL may stop the double at once.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     println!("{}", double.url());
-    wait_for_signal().await?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
     if let Some(demo) = demo {
         demo.abort();
-    }
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted?,
-        _ = terminate.recv() => {}
     }
     Ok(())
 }
