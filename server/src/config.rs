@@ -319,8 +319,15 @@ pub struct CustomResourceConfig {
 pub struct UpstreamTimeouts {
     #[serde(default = "default_connect_ms")]
     pub connect_ms: u64,
+    /// How long a cluster may take to answer a request that names no
+    /// `timeout`: by default the API server's own 60 s, and time for its
+    /// answer to arrive.
     #[serde(default = "default_response_header_ms")]
     pub response_header_ms: u64,
+    /// The most a request's own `?timeout=` can ask for (the cluster's own
+    /// `--request-timeout` still caps it).
+    #[serde(default = "default_max_response_header_ms")]
+    pub max_response_header_ms: u64,
 }
 
 impl Default for UpstreamTimeouts {
@@ -328,9 +335,14 @@ impl Default for UpstreamTimeouts {
         Self {
             connect_ms: default_connect_ms(),
             response_header_ms: default_response_header_ms(),
+            max_response_header_ms: default_max_response_header_ms(),
         }
     }
 }
+
+/// What a cluster is given beyond a request's own `timeout` to send the
+/// answer it produces when that time runs out.
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 impl UpstreamTimeouts {
     pub fn connect(&self) -> Duration {
@@ -340,6 +352,18 @@ impl UpstreamTimeouts {
     pub fn response_header(&self) -> Duration {
         Duration::from_millis(self.response_header_ms)
     }
+
+    /// How long to wait for a cluster's response headers: the request's own
+    /// `timeout` (as the API server reads it) and a grace for the cluster's
+    /// answer, capped by `maxResponseHeaderMs`; the default otherwise.
+    pub fn response_header_for(&self, requested: Option<Duration>) -> Duration {
+        match requested {
+            Some(requested) => requested
+                .saturating_add(ANSWER_GRACE)
+                .min(Duration::from_millis(self.max_response_header_ms)),
+            None => self.response_header(),
+        }
+    }
 }
 
 fn default_connect_ms() -> u64 {
@@ -347,7 +371,11 @@ fn default_connect_ms() -> u64 {
 }
 
 fn default_response_header_ms() -> u64 {
-    30_000
+    65_000
+}
+
+fn default_max_response_header_ms() -> u64 {
+    300_000
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -539,6 +567,24 @@ impl Config {
             return Err(invalid(
                 "server.idleTimeoutSeconds",
                 "must be greater than zero",
+            ));
+        }
+        let timeouts = &self.kubernetes.timeouts;
+        for (key, value) in [
+            ("kubernetes.timeouts.connectMs", timeouts.connect_ms),
+            (
+                "kubernetes.timeouts.responseHeaderMs",
+                timeouts.response_header_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if timeouts.max_response_header_ms < timeouts.response_header_ms {
+            return Err(invalid(
+                "kubernetes.timeouts.maxResponseHeaderMs",
+                "must be at least responseHeaderMs",
             ));
         }
         for (index, origin) in self.server.allowed_origins.iter().enumerate() {

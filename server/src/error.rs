@@ -47,7 +47,8 @@ pub enum ApiError {
     /// 502 `BadGatewayError`: a cluster refused, reset or failed TLS.
     #[error("{0}")]
     BadGateway(String),
-    /// 503 `ServiceUnavailableError`: the store is unreachable.
+    /// 503 `ServiceUnavailableError`: the store is unreachable (or, on the
+    /// path-form proxy, the cluster is, as the API server says of a backend).
     #[error("{0}")]
     Unavailable(String),
     /// 504 `GatewayTimeoutError`: a cluster did not answer in time.

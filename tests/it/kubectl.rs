@@ -389,3 +389,217 @@ async fn kubectl_requests_are_judged_as_the_api_server_reads_them() {
     let pods = kubectl.run(&[as_ops, "get", "pods", "-n", "default"]).await;
     assert!(pods.contains("api-0"), "{pods}");
 }
+
+const VIEWER_CONFIG: &str = r#"
+auth:
+  guest: false
+  staticTokens:
+    - { token: kubectl-viewer-token-01234567, subject: "user:default/vera", groups: ["group:default/viewers"] }
+permissions:
+  rules:
+    - { permission: kubernetes.clusters.read, subjects: ["*"], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], actions: [read], decision: allow, description: viewers read everything }
+    - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], resources: [configmaps], verbs: [create], decision: allow, description: viewers may create config maps }
+"#;
+
+/// kubectl as people use it through the path form: `auth whoami` names the
+/// portal identity, `auth can-i` is a read whose answer is the policy's
+/// decision and the cluster's, denials read as the API server's own, and an
+/// unreachable cluster is `ServiceUnavailable`, not "unknown".
+#[tokio::test]
+async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let mut config =
+        kubeportal_tests::config_for(&db, kubeportal_tests::ConfigSource::Yaml(VIEWER_CONFIG));
+    config.server.tls = Some(server_tls_files(dir.path()));
+    let app = spawn_with_config(config).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    // The cluster's own RBAC refuses what the policy would allow.
+    double.deny("create", "", "configmaps");
+    double.put_object(
+        "v1",
+        "pods",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "api-0", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/api:1"}]},
+            "status": {"phase": "Running"}
+        }),
+    );
+    let kubeconfig_text = app
+        .client
+        .get(app.url("/api/kubernetes/clusters/dev/kubeconfig"))
+        .bearer_auth("kubectl-viewer-token-01234567")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, &kubeconfig_text).unwrap();
+    let kubectl = Kubectl { kubeconfig };
+    let token = "--token=kubectl-viewer-token-01234567";
+    let outcome = |args: Vec<String>| {
+        let mut command = kubectl.command(&[]);
+        command.args(&args);
+        async move {
+            let output = command.output().await.unwrap();
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let args = |list: &[&str]| -> Vec<String> {
+        std::iter::once(token)
+            .chain(list.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let whoami = kubectl.run(&[token, "auth", "whoami", "-o", "json"]).await;
+    let whoami: serde_json::Value = serde_json::from_str(&whoami).unwrap();
+    assert_eq!(whoami["kind"], "SelfSubjectReview");
+    assert_eq!(
+        whoami["status"]["userInfo"]["username"],
+        "user:default/vera"
+    );
+    assert_eq!(
+        whoami["status"]["userInfo"]["groups"],
+        json!(["group:default/viewers"])
+    );
+
+    // A review is a read: a caller allowed only reads may ask it.
+    let (allowed, stdout, stderr) = outcome(args(&["auth", "can-i", "get", "pods"])).await;
+    assert!(allowed, "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "yes");
+    // The policy says no: the cluster is not asked.
+    double.clear_requests();
+    let (allowed, stdout, stderr) =
+        outcome(args(&["auth", "can-i", "delete", "pods", "-n", "default"])).await;
+    assert!(!allowed, "{stdout}{stderr}");
+    assert!(
+        stdout
+            .trim()
+            .starts_with("no - kubeportal's policy denies it"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        !double
+            .requests()
+            .iter()
+            .any(|request| request.path.contains("selfsubjectaccessreviews")),
+        "a review the policy answers never reaches the cluster"
+    );
+    // The policy allows, the cluster does not: no.
+    let (allowed, stdout, stderr) = outcome(args(&[
+        "auth",
+        "can-i",
+        "create",
+        "configmaps",
+        "-n",
+        "default",
+    ]))
+    .await;
+    assert!(
+        !allowed && stdout.trim().starts_with("no") && !stdout.contains("kubeportal"),
+        "{stdout}{stderr}"
+    );
+    // Both allow: yes.
+    let (allowed, stdout, _) = outcome(args(&[
+        "auth",
+        "can-i",
+        "list",
+        "configmaps",
+        "-n",
+        "default",
+    ]))
+    .await;
+    assert!(allowed && stdout.trim() == "yes", "{stdout}");
+
+    // --list: the cluster's rules, narrowed to what the policy allows.
+    double.deny("delete", "", "pods");
+    let rules = kubectl
+        .run(&[token, "auth", "can-i", "--list", "-n", "default"])
+        .await;
+    let pods = rules
+        .lines()
+        .find(|line| line.trim_start().starts_with("pods "))
+        .unwrap_or_else(|| panic!("pods are listed: {rules}"));
+    assert!(pods.contains("get") && pods.contains("list"), "{pods}");
+    assert!(
+        !pods.contains("delete") && !pods.contains("patch"),
+        "{pods}"
+    );
+
+    // A denial reads as the API server's own.
+    let (allowed, _, stderr) = outcome(args(&["delete", "pod", "api-0", "-n", "default"])).await;
+    assert!(!allowed);
+    assert!(
+        stderr.contains(
+            "Error from server (Forbidden): pods \"api-0\" is forbidden: User \"user:default/vera\" cannot delete resource \"pods\" in API group \"\" in the namespace \"default\""
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kubeportal's policy"), "{stderr}");
+    assert!(!stderr.contains("Unauthorized"), "{stderr}");
+
+    // An unreachable cluster: ServiceUnavailable, the cause named where
+    // kubectl prints the server's message.
+    register(
+        &app,
+        json!({"name": "gone", "url": "https://127.0.0.1:9", "authProvider": "serviceAccount", "serviceAccountToken": "t"}),
+    )
+    .await;
+    let gone = kubectl_for(&app, "gone", dir.path()).await;
+    let mut command = gone.command(&[
+        token,
+        "get",
+        "--raw",
+        "/api/kubernetes/clusters/gone/proxy/api/v1/namespaces",
+    ]);
+    let output = command.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("ServiceUnavailable"), "{stderr}");
+    assert!(!stderr.contains("\"unknown\""), "{stderr}");
+    let mut command = gone.command(&[token, "get", "pods"]);
+    let output = command.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(!stderr.contains("(\"unknown\")"), "{stderr}");
+    assert!(
+        stderr.contains("the server is currently unable to handle the request")
+            || stderr.contains("unreachable"),
+        "{stderr}"
+    );
+}
+
+/// kubectl with the kubeconfig kubeportal serves for `cluster`.
+async fn kubectl_for(
+    app: &kubeportal_tests::TestApp,
+    cluster: &str,
+    dir: &std::path::Path,
+) -> Kubectl {
+    let text = app
+        .client
+        .get(app.url(&format!("/api/kubernetes/clusters/{cluster}/kubeconfig")))
+        .bearer_auth("kubectl-viewer-token-01234567")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kubeconfig = dir.join(format!("kubeconfig-{cluster}"));
+    std::fs::write(&kubeconfig, text).unwrap();
+    Kubectl { kubeconfig }
+}

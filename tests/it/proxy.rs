@@ -900,3 +900,78 @@ async fn a_cluster_behind_kubectl_proxy_receives_no_credential() {
         .unwrap();
     assert_eq!(with_token.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_requests_own_timeout_is_honoured_as_the_api_server_reads_it() {
+    // responseHeaderMs is 1 s here; the cluster takes 2 s to answer.
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    double.delay_resource("configmaps", Duration::from_secs(2));
+    let list = "/api/v1/namespaces/default/configmaps";
+
+    let default_deadline = proxied(&app, Method::GET, "dev", list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(default_deadline.status(), StatusCode::GATEWAY_TIMEOUT);
+
+    // kubectl --request-timeout=10s sends timeout=10s: the cluster is given
+    // that long (it would answer 504 itself when it runs out).
+    let asked = proxied(&app, Method::GET, "dev", list)
+        .query(&[("timeout", "10s")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::OK);
+    let path_form = app
+        .client
+        .get(app.url(&format!(
+            "/api/kubernetes/clusters/dev/proxy{list}?timeout=1m30s"
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(path_form.status(), StatusCode::OK);
+
+    // Zero or less is the server's default, as for the API server.
+    let zero = proxied(&app, Method::GET, "dev", list)
+        .query(&[("timeout", "0s")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zero.status(), StatusCode::GATEWAY_TIMEOUT);
+
+    // What the API server cannot read it refuses with 400; so does kubeportal,
+    // before anything reaches the cluster.
+    double.clear_requests();
+    for bad in ["10", "ten seconds", "1d"] {
+        let refused = proxied(&app, Method::GET, "dev", list)
+            .query(&[("timeout", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "timeout={bad}");
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid timeout"),
+            "{body}"
+        );
+    }
+    assert!(double.requests().is_empty(), "nothing reached the cluster");
+
+    // Long-running requests have no deadline of their own, and the API
+    // server does not read their timeout: neither does kubeportal.
+    double.delay_resource("configmaps", Duration::ZERO);
+    let watch = proxied(&app, Method::GET, "dev", list)
+        .query(&[("watch", "true"), ("timeout", "not-a-duration")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
+}

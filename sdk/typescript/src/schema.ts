@@ -1216,7 +1216,7 @@ export interface operations {
                     "application/json": components["schemas"]["KubernetesStatus"];
                 };
             };
-            /** @description kubernetes.proxy denied, or the cluster's 403 */
+            /** @description kubernetes.proxy denied (a `Forbidden` Status naming the verb, resource and the policy's reason, as the API server words its own), or the cluster's 403 */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1235,8 +1235,8 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description The cluster refused, reset, or failed TLS */
-            502: {
+            /** @description The cluster refused, reset, or failed TLS (reason `ServiceUnavailable`, the message naming the cause) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1244,7 +1244,7 @@ export interface operations {
                     "application/json": components["schemas"]["KubernetesStatus"];
                 };
             };
-            /** @description The cluster did not answer in time */
+            /** @description The cluster did not answer in time (`?timeout=` as the API server reads it, capped by `kubernetes.timeouts.maxResponseHeaderMs`) */
             504: {
                 headers: {
                     [name: string]: unknown;

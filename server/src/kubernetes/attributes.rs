@@ -23,6 +23,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action of a verb, or of the subresource that decides it.
+    fn of(subresource: Option<&str>, verb: &str) -> Action {
+        match (subresource, verb) {
+            (Some("exec" | "attach" | "portforward" | "proxy"), _) | (_, "proxy") => Action::Exec,
+            (_, "get" | "list" | "watch") => Action::Read,
+            (_, "create" | "update" | "patch") => Action::Write,
+            (_, "delete" | "deletecollection") => Action::Delete,
+            _ => Action::Write,
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Action> {
         match text.to_ascii_lowercase().as_str() {
             "read" => Some(Action::Read),
@@ -62,6 +73,45 @@ pub struct RequestAttributes {
     /// selector (how kubectl watches one object).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+impl RequestAttributes {
+    /// The message of the API server's own denial (its `forbiddenMessage`
+    /// inside `NewForbidden`), so a client prints it as it prints any other:
+    /// `pods "web-1" is forbidden: User "alice" cannot get resource "pods" in
+    /// API group "" in the namespace "shop": <reason>`.
+    pub fn forbidden_message(&self, user: &str, path: &str, reason: &str) -> String {
+        let verb = &self.verb;
+        let reason = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        };
+        let (Some(resource), true) = (&self.resource, self.is_resource_request) else {
+            return format!("forbidden: User {user:?} cannot {verb} path {path:?}{reason}");
+        };
+        let group = self.api_group.as_deref().unwrap_or_default();
+        let qualified = if group.is_empty() {
+            resource.clone()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let subject = match &self.name {
+            Some(name) => format!("{qualified} {name:?}"),
+            None => qualified,
+        };
+        let full_resource = match &self.subresource {
+            Some(subresource) => format!("{resource}/{subresource}"),
+            None => resource.clone(),
+        };
+        let scope = match &self.namespace {
+            Some(namespace) => format!("in the namespace {namespace:?}"),
+            None => "at the cluster scope".to_owned(),
+        };
+        format!(
+            "{subject} is forbidden: User {user:?} cannot {verb} resource {full_resource:?} in API group {group:?} {scope}{reason}"
+        )
+    }
 }
 
 /// Why the API server could not read a request (a 400 here; it answers 500).
@@ -170,13 +220,7 @@ impl RequestAttributes {
         if matches!(subresource_str, Some("exec" | "attach" | "portforward")) {
             verb = "create";
         }
-        let action = match (subresource_str, verb) {
-            (Some("exec" | "attach" | "portforward" | "proxy"), _) | (_, "proxy") => Action::Exec,
-            (_, "get" | "list" | "watch") => Action::Read,
-            (_, "create" | "update" | "patch") => Action::Write,
-            (_, "delete" | "deletecollection") => Action::Delete,
-            _ => Action::Write,
-        };
+        let action = Action::of(subresource_str, verb);
         Ok(Self {
             is_resource_request: true,
             verb: verb.to_owned(),
@@ -188,6 +232,83 @@ impl RequestAttributes {
             subresource,
             name,
         })
+    }
+
+    /// The attributes of a resource request described by its parts, as an
+    /// access review (`kubectl auth can-i`) asks about one.
+    pub fn of_resource(
+        verb: &str,
+        api_group: &str,
+        api_version: Option<&str>,
+        namespace: Option<&str>,
+        resource: &str,
+        subresource: Option<&str>,
+        name: Option<&str>,
+    ) -> Self {
+        Self {
+            is_resource_request: true,
+            verb: verb.to_owned(),
+            action: Action::of(subresource, verb),
+            api_group: Some(api_group.to_owned()),
+            api_version: api_version.map(str::to_owned),
+            namespace: namespace.map(str::to_owned),
+            resource: Some(resource.to_owned()),
+            subresource: subresource.map(str::to_owned),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    /// The attributes of a request for a non-resource path by `verb` (the
+    /// lower-cased method).
+    pub fn of_non_resource(verb: &str) -> Self {
+        let method =
+            Method::from_bytes(verb.to_ascii_uppercase().as_bytes()).unwrap_or(Method::POST);
+        Self {
+            verb: verb.to_owned(),
+            ..Self::non_resource(&method)
+        }
+    }
+
+    /// The HTTP method and canonical path of a request with these attributes
+    /// (`version` standing in where the attributes name none).
+    pub fn method_and_path(&self, version: &str) -> (Method, String) {
+        let method = match self.verb.as_str() {
+            "get" | "list" | "watch" => Method::GET,
+            "update" => Method::PUT,
+            "patch" => Method::PATCH,
+            "delete" | "deletecollection" => Method::DELETE,
+            _ => Method::POST,
+        };
+        let (Some(group), Some(resource)) = (&self.api_group, &self.resource) else {
+            return (method, String::new());
+        };
+        let version = self.api_version.as_deref().unwrap_or(version);
+        let mut path = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        for segment in [
+            self.namespace
+                .as_deref()
+                .map(|namespace| ("namespaces", namespace)),
+            Some((resource.as_str(), self.name.as_deref().unwrap_or_default())),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            path.push('/');
+            path.push_str(&super::path::escape_segment(segment.0));
+            if !segment.1.is_empty() {
+                path.push('/');
+                path.push_str(&super::path::escape_segment(segment.1));
+            }
+        }
+        if let (Some(subresource), Some(_)) = (&self.subresource, &self.name) {
+            path.push('/');
+            path.push_str(&super::path::escape_segment(subresource));
+        }
+        (method, path)
     }
 
     fn non_resource(method: &Method) -> Self {

@@ -10,13 +10,17 @@
 //! This module knows nothing of the portal: no identity, no cluster, no I/O.
 
 mod attributes;
+mod duration;
 pub mod fields;
 pub mod path;
 pub mod query;
 
+use std::time::Duration;
+
 use http::Method;
 
 pub use attributes::{Action, AttributeError, RequestAttributes};
+pub use duration::{parse_go_duration, TimeoutError};
 pub use path::PathError;
 pub use query::{Query, QueryError};
 
@@ -29,6 +33,8 @@ pub enum RequestError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Attributes(#[from] AttributeError),
+    #[error(transparent)]
+    Timeout(#[from] TimeoutError),
 }
 
 /// One Kubernetes API request in canonical form, with its attributes.
@@ -42,6 +48,10 @@ pub struct KubernetesRequest {
     /// cluster receives.
     pub query: Query,
     pub attributes: RequestAttributes,
+    /// The caller's own deadline (`?timeout=`), as the API server reads it:
+    /// only on requests it does not treat as long-running, and `None` for
+    /// zero or less.
+    pub timeout: Option<Duration>,
 }
 
 impl KubernetesRequest {
@@ -61,10 +71,15 @@ impl KubernetesRequest {
                 path.pop();
             }
         }
+        let timeout = match query.first("timeout") {
+            Some(text) if !is_long_running(&attributes, &path) => parse_go_duration(text)?,
+            _ => None,
+        };
         Ok(Self {
             path,
             query,
             attributes,
+            timeout,
         })
     }
 
@@ -96,6 +111,19 @@ impl KubernetesRequest {
                 _ => false,
             }
     }
+}
+
+/// kube-apiserver's long-running check (`BasicLongRunningRequestCheck` with
+/// its verbs and subresources): such requests have no request deadline, and
+/// their `timeout` parameter is not read.
+fn is_long_running(attributes: &RequestAttributes, path: &str) -> bool {
+    matches!(attributes.verb.as_str(), "watch" | "proxy")
+        || (attributes.is_resource_request
+            && matches!(
+                attributes.subresource.as_deref(),
+                Some("attach" | "exec" | "proxy" | "log" | "portforward")
+            ))
+        || (!attributes.is_resource_request && path.starts_with("/debug/pprof/"))
 }
 
 #[cfg(test)]

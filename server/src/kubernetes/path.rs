@@ -119,6 +119,27 @@ pub fn decoded_segments(canonical: &str) -> Vec<String> {
         .collect()
 }
 
+/// Appends `bytes` as one canonically encoded path segment.
+fn push_encoded(out: &mut String, bytes: &[u8]) {
+    for &byte in bytes {
+        if is_pchar(byte) {
+            out.push(byte as char);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0xf)] as char);
+        }
+    }
+}
+
+/// One path segment (a name, a namespace) in canonical encoding.
+pub fn escape_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    push_encoded(&mut out, segment.as_bytes());
+    out
+}
+
 /// The canonical Kubernetes path for the raw path after the proxy prefix.
 /// An empty input is the root (`/`).
 pub fn normalize(raw: &str) -> Result<String, PathError> {
@@ -155,16 +176,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             _ => {}
         }
         normalized.push('/');
-        for byte in decoded {
-            if is_pchar(byte) {
-                normalized.push(byte as char);
-            } else {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                normalized.push('%');
-                normalized.push(HEX[usize::from(byte >> 4)] as char);
-                normalized.push(HEX[usize::from(byte & 0xf)] as char);
-            }
-        }
+        push_encoded(&mut normalized, &decoded);
     }
     // The root, or a path whose trailing slash the client meant.
     if normalized.is_empty() || raw.ends_with('/') {

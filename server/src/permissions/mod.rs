@@ -63,7 +63,8 @@ pub struct ProxyTarget<'a> {
     pub method: &'a Method,
     /// The Kubernetes path the cluster will see (normalised, no query).
     pub path: &'a str,
-    pub attributes: RequestAttributes,
+    /// Borrowed from the parsed request on the proxy's path.
+    pub attributes: std::borrow::Cow<'a, RequestAttributes>,
 }
 
 /// An identity a caller asks to act as (`Impersonate-User`, `Impersonate-Group`).
@@ -369,7 +370,7 @@ impl Rule {
             };
         }
         let proxy = target.proxy.as_ref();
-        let attributes = proxy.map(|proxy| &proxy.attributes);
+        let attributes = proxy.map(|proxy| proxy.attributes.as_ref());
         if let Some(methods) = &self.methods {
             if !proxy.is_some_and(|proxy| methods.contains(proxy.method)) {
                 return false;
@@ -556,7 +557,7 @@ mod tests {
         ProxyTarget {
             method,
             path,
-            attributes: request.attributes,
+            attributes: std::borrow::Cow::Owned(request.attributes),
         }
     }
 

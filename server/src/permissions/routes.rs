@@ -119,7 +119,7 @@ async fn explain(
     let proxy = target.as_ref().map(|target| ProxyTarget {
         method: &method,
         path: &target.path,
-        attributes: target.attributes.clone(),
+        attributes: std::borrow::Cow::Borrowed(&target.attributes),
     });
     let policy_target = Target {
         cluster: request.cluster.as_deref(),

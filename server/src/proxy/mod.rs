@@ -10,6 +10,7 @@
 mod headers;
 mod kubeconfig;
 pub mod recording;
+mod reviews;
 pub mod tickets;
 
 use axum::body::Body;
@@ -86,7 +87,18 @@ async fn header_form(
         Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
     };
     let rest = request.uri().path()[HEADER_FORM_PREFIX.len()..].to_owned();
-    Box::pin(forward(state, &cluster, &rest, request)).await
+    Box::pin(forward(state, &cluster, &rest, request, Form::Header)).await
+}
+
+/// How the caller addressed the cluster, which decides how errors read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Portal frontends: Backstage's error envelope, denials say only
+    /// `Unauthorized` (the cluster came in a header and is not named).
+    Header,
+    /// kubectl and other standard clients: errors are Kubernetes `Status`
+    /// objects that read as the API server's own.
+    Path,
 }
 
 /// The cluster the header form names, if it names one.
@@ -136,7 +148,15 @@ async fn path_form(State(state): State<AppState>, request: Request) -> Result<Re
         .split_once("/proxy")
         .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
     let (cluster, rest) = (cluster.to_owned(), rest.to_owned());
-    Box::pin(forward(state, &cluster, &rest, request)).await
+    Box::pin(forward(state, &cluster, &rest, request, Form::Path))
+        .await
+        .map_err(|error| match error {
+            // The API server's own word for a backend it cannot reach; kubectl
+            // prints its reason (`ServiceUnavailable`) and, once it has
+            // discovery, the message naming the cause.
+            ApiError::BadGateway(message) => ApiError::Unavailable(message),
+            other => other,
+        })
 }
 
 /// Who is calling: the portal identity, or for a WebSocket upgrade without
@@ -187,6 +207,7 @@ async fn forward(
     cluster: &str,
     raw_path: &str,
     request: Request,
+    form: Form,
 ) -> Result<Response, ApiError> {
     // A browser's WebSocket over HTTP/2 (RFC 8441 extended CONNECT) is the
     // same request as an HTTP/1.1 WebSocket GET and is read, judged and
@@ -238,22 +259,54 @@ async fn forward(
         );
     }
     let requested_identity = headers::requested_impersonation(request.headers())?;
+    if let Some(review) = reviews::Review::of(&target.attributes) {
+        if requested_identity.is_some() {
+            return Err(ApiError::Input(
+                "reviews of one's own identity or access are answered for the portal identity only; drop --as and --as-group".into(),
+            ));
+        }
+        return Box::pin(reviews::answer(
+            &state,
+            reviews::ReviewRequest {
+                review,
+                caller: &caller,
+                record: &record,
+                attributes: &target.attributes,
+                request,
+            },
+        ))
+        .await;
+    }
     let attributes = &target.attributes;
     let interactive = matches!(attributes.subresource.as_deref(), Some("exec" | "attach"));
     let long_lived = target.is_long_lived();
-    state.policy.check(
-        &caller,
-        Permission::Proxy,
-        &Target {
-            cluster: Some(&record.name),
-            proxy: Some(ProxyTarget {
-                method: &method,
-                path: &target.path,
-                attributes: target.attributes.clone(),
-            }),
-            impersonation: None,
-        },
-    )?;
+    let policy_target = Target {
+        cluster: Some(&record.name),
+        proxy: Some(ProxyTarget {
+            method: &method,
+            path: &target.path,
+            attributes: std::borrow::Cow::Borrowed(&target.attributes),
+        }),
+        impersonation: None,
+    };
+    if let Err(denied) = state
+        .policy
+        .check(&caller, Permission::Proxy, &policy_target)
+    {
+        return Err(match form {
+            Form::Header => denied,
+            Form::Path => {
+                let explanation = state
+                    .policy
+                    .explain(&caller, Permission::Proxy, &policy_target);
+                ApiError::Refused(attributes.forbidden_message(
+                    &caller.subject,
+                    &target.path,
+                    &format!("kubeportal's policy denies it ({})", explanation.reason),
+                ))
+            }
+        });
+    }
     if let Some(requested) = &requested_identity {
         check_impersonation(&state, &caller, &record.name, requested)?;
     }
@@ -323,17 +376,23 @@ async fn forward(
     };
     // Boxed: the send future is large, and inline it would be copied with
     // every move of this one.
-    let (mut response, lease) = match Box::pin(connector.send(outgoing, route, credential)).await {
-        Ok(sent) => sent,
-        Err(error) => {
-            let labels = UpstreamErrorLabels {
-                cluster: record.name.clone(),
-                kind: error.kind().to_owned(),
-            };
-            state.metrics.upstream_errors.get_or_create(&labels).inc();
-            return Err(error.into());
-        }
-    };
+    let header_timeout = state
+        .config
+        .kubernetes
+        .timeouts
+        .response_header_for(target.timeout);
+    let (mut response, lease) =
+        match Box::pin(connector.send_within(outgoing, route, credential, header_timeout)).await {
+            Ok(sent) => sent,
+            Err(error) => {
+                let labels = UpstreamErrorLabels {
+                    cluster: record.name.clone(),
+                    kind: error.kind().to_owned(),
+                };
+                state.metrics.upstream_errors.get_or_create(&labels).inc();
+                return Err(error.into());
+            }
+        };
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (client_upgrade, response.status())
     {
@@ -566,11 +625,11 @@ mod docs {
                 (serde_json::Value = "application/json"), (String = "text/plain"))),
             (status = 400, description = "Unsafe path, or the cluster's 400", body = KubernetesStatus),
             (status = 401, description = "No valid identity, or the cluster refused the credential", body = KubernetesStatus),
-            (status = 403, description = "kubernetes.proxy denied, or the cluster's 403", body = KubernetesStatus),
+            (status = 403, description = "kubernetes.proxy denied (a `Forbidden` Status naming the verb, resource and the policy's reason, as the API server words its own), or the cluster's 403", body = KubernetesStatus),
             (status = 404, description = "No such cluster, or the cluster's 404", content(
                 (KubernetesStatus = "application/json"), (String = "text/plain"))),
-            (status = 502, description = "The cluster refused, reset, or failed TLS", body = KubernetesStatus),
-            (status = 504, description = "The cluster did not answer in time", body = KubernetesStatus),
+            (status = 503, description = "The cluster refused, reset, or failed TLS (reason `ServiceUnavailable`, the message naming the cause)", body = KubernetesStatus),
+            (status = 504, description = "The cluster did not answer in time (`?timeout=` as the API server reads it, capped by `kubernetes.timeouts.maxResponseHeaderMs`)", body = KubernetesStatus),
             (status = "default", description = "Any other answer of the cluster, verbatim", content(
                 (serde_json::Value = "application/json"), (String = "text/plain"))),
         ))]

@@ -150,7 +150,7 @@ pub async fn issue_ticket(
             proxy: Some(ProxyTarget {
                 method: &Method::GET,
                 path: &target.path,
-                attributes: target.attributes,
+                attributes: std::borrow::Cow::Borrowed(&target.attributes),
             }),
             impersonation: None,
         },

@@ -281,9 +281,21 @@ impl Connector {
     /// the request carries kubeportal's credential, never with a caller's.
     pub async fn send(
         &self,
+        request: Request<Body>,
+        route: Route,
+        credential: Credential,
+    ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
+        self.send_within(request, route, credential, self.response_header_timeout)
+            .await
+    }
+
+    /// [`Connector::send`], waiting `header_timeout` for the response headers.
+    pub async fn send_within(
+        &self,
         mut request: Request<Body>,
         route: Route,
         credential: Credential,
+        header_timeout: Duration,
     ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
         let clients = match credential {
             Credential::Portal => &self.portal,
@@ -320,14 +332,14 @@ impl Connector {
                 Err(error) => Err(unreachable(describe(&error))),
             }
         };
-        match tokio::time::timeout(self.response_header_timeout, sent)
+        match tokio::time::timeout(header_timeout, sent)
             .instrument(span)
             .await
         {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout {
                 cluster: self.cluster.clone(),
-                seconds: self.response_header_timeout.as_secs_f64(),
+                seconds: header_timeout.as_secs_f64(),
             }),
         }
     }

@@ -90,6 +90,7 @@
 //! - Aggregated discovery and OpenAPI v2 are not served (404), and the OpenAPI v3
 //!   documents carry paths and parameters but no schemas.
 
+mod access;
 mod auth;
 mod exec;
 mod faults;
@@ -165,6 +166,7 @@ impl Default for Options {
 /// State shared by the connection handling, the HTTP handlers and the
 /// [`KubeDouble`] handle that tests hold.
 pub(crate) struct Shared {
+    pub(crate) access: access::Access,
     pub(crate) store: Store,
     pub(crate) resources: Resources,
     pub(crate) logs: PodLogs,
@@ -197,6 +199,7 @@ impl KubeDouble {
         }
         let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
+            access: access::Access::default(),
             store,
             resources,
             logs: PodLogs::default(),
@@ -275,6 +278,13 @@ impl KubeDouble {
     /// (`"pods.metrics.k8s.io"`).
     pub fn list_calls(&self, resource: &str) -> usize {
         self.shared.knobs.list_calls(resource)
+    }
+
+    /// Denies `verb` on `resource` (a plural, or `plural/subresource`) of
+    /// `group` (`""` for the core group) to every caller: such requests get the
+    /// API server's 403 `Forbidden`, and `kubectl auth can-i` says no.
+    pub fn deny(&self, verb: &str, group: &str, resource: &str) {
+        self.shared.access.deny(verb, group, resource);
     }
 
     /// Changes how the whole server misbehaves; [`Fault::None`] restores normal

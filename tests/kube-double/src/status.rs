@@ -43,6 +43,37 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
     }
 
+    /// 403, worded as the API server's authorizer denial.
+    pub(crate) fn forbidden(
+        group: &str,
+        plural: &str,
+        name: Option<&str>,
+        verb: &str,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Self {
+        let qualified = if group.is_empty() {
+            plural.to_owned()
+        } else {
+            format!("{plural}.{group}")
+        };
+        let subject = match name {
+            Some(name) => format!("{qualified} {name:?}"),
+            None => qualified,
+        };
+        let scope = match namespace {
+            Some(namespace) => format!("in the namespace {namespace:?}"),
+            None => "at the cluster scope".to_owned(),
+        };
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "{subject} is forbidden: User \"kube-double-caller\" cannot {verb} resource {resource:?} in API group {group:?} {scope}"
+            ),
+        )
+    }
+
     /// 400 BadRequest.
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)

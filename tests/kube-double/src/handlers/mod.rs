@@ -68,7 +68,16 @@ async fn api_request(State(shared): State<Arc<Shared>>, request: Request) -> Res
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     };
     let result = match path {
-        ApiPath::Resource(path) => objects::serve(shared, path, request).await,
+        ApiPath::Resource(path) => match shared.access.review(&path, request).await {
+            Ok(answered) => answered,
+            Err(request) => {
+                let watch = QueryParams::parse(request.uri().query()).flag("watch");
+                match shared.access.check(&path, request.method(), watch) {
+                    Ok(()) => objects::serve(shared, path, request).await,
+                    Err(denied) => Err(denied),
+                }
+            }
+        },
         discovery_path => discovery::serve(&shared, discovery_path, &request),
     };
     result.unwrap_or_else(IntoResponse::into_response)
