@@ -1,5 +1,5 @@
 //! The `kubeportal` binary: `serve` (default), `migrate`, `openapi`,
-//! `clusters import --kubeconfig FILE`.
+//! `clusters import --kubeconfig FILE [--name-from context|cluster] [--rename OLD=NEW]`.
 
 use std::path::PathBuf;
 
@@ -50,10 +50,63 @@ enum Command {
 #[derive(Subcommand)]
 enum ClustersCommand {
     /// Register (or update) every cluster of a kubeconfig, with its credentials.
+    ///
+    /// Each cluster is imported once, with the credentials of the first
+    /// context that uses it (token, tokenFile, client certificate and key,
+    /// CA, insecure-skip-tls-verify), under the name of that context: the
+    /// name `kubectl --context` takes. A cluster no context uses keeps its
+    /// cluster name. Relative file paths resolve against the kubeconfig's
+    /// directory; the documents of a multi-document file, and several
+    /// --kubeconfig files, are merged as kubectl merges KUBECONFIG=a:b (the
+    /// first definition of a name wins; later ones are reported as skipped).
+    ///
+    /// A name that is not a valid cluster name (1 to 63 letters, digits,
+    /// '-', '_' or '.', starting and ending with a letter or digit) is made
+    /// into one: an EKS ARN gives the cluster name after `cluster/`, a GKE
+    /// gke_PROJECT_LOCATION_NAME longer than 63 characters gives NAME, and
+    /// otherwise each run of other characters becomes '-', leading and
+    /// trailing '-', '_' and '.' go, and the name is cut to 63 characters.
+    /// Clusters that would get the same name (compared case-insensitively)
+    /// are all left out and reported; --rename tells them apart.
+    ///
+    /// Users whose credential comes from an exec plugin (aws eks get-token,
+    /// gke-gcloud-auth-plugin, kubelogin) or an auth-provider, or who use
+    /// basic authentication or impersonation, cannot be imported: their
+    /// clusters are reported and nothing is registered for them. A cluster
+    /// whose context has no user is registered with authProvider client
+    /// (callers send their own token).
+    ///
+    /// Prints one line per cluster (KUBECONFIG-NAME -> NAME: created,
+    /// updated or unchanged, or why it was not imported) and one per
+    /// context or definition skipped; secrets are never printed.
+    ///
+    /// Exit status: 0 when every cluster of the kubeconfig was imported
+    /// (skipped contexts and definitions do not count); 1 when any cluster
+    /// was not (the others are still imported), or when a kubeconfig cannot
+    /// be read or a --rename names no cluster (then nothing is imported);
+    /// 2 for invalid arguments.
+    #[command(verbatim_doc_comment)]
     Import {
-        #[arg(long)]
-        kubeconfig: PathBuf,
+        /// Kubeconfig file; repeat to merge several, in order.
+        #[arg(long, required = true, value_name = "FILE")]
+        kubeconfig: Vec<PathBuf>,
+        /// Which kubeconfig name a cluster is registered under.
+        #[arg(long, value_enum, value_name = "SOURCE", default_value_t = NameFrom::Context)]
+        name_from: NameFrom,
+        /// Register the cluster known as OLD (its context or cluster name,
+        /// per --name-from, as printed left of `->`) as NEW. Repeatable.
+        #[arg(long, value_name = "OLD=NEW", value_parser = kubeportal::clusters::parse_rename)]
+        rename: Vec<(String, String)>,
     },
+}
+
+/// `--name-from`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NameFrom {
+    /// The first context that uses the cluster (a cluster no context uses keeps its cluster name).
+    Context,
+    /// The cluster's own name in the kubeconfig.
+    Cluster,
 }
 
 #[tokio::main]
@@ -80,8 +133,22 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Openapi => unreachable!("handled above"),
         Command::Clusters {
-            command: ClustersCommand::Import { kubeconfig },
-        } => import(config, &kubeconfig).await,
+            command:
+                ClustersCommand::Import {
+                    kubeconfig,
+                    name_from,
+                    rename,
+                },
+        } => {
+            let options = kubeportal::clusters::ImportOptions {
+                name_from: match name_from {
+                    NameFrom::Context => kubeportal::clusters::NameFrom::Context,
+                    NameFrom::Cluster => kubeportal::clusters::NameFrom::Cluster,
+                },
+                renames: rename,
+            };
+            import(config, &kubeconfig, &options).await
+        }
     };
     if let Some(provider) = traces {
         // Export what is still buffered before exiting.
@@ -134,34 +201,54 @@ fn raise_open_file_limit() {
     );
 }
 
-async fn import(config: Config, kubeconfig: &std::path::Path) -> anyhow::Result<()> {
-    let clusters =
-        kubeportal::clusters::clusters_from_kubeconfig(kubeconfig).map_err(anyhow::Error::msg)?;
+async fn import(
+    config: Config,
+    kubeconfigs: &[PathBuf],
+    options: &kubeportal::clusters::ImportOptions,
+) -> anyhow::Result<()> {
+    let plan =
+        kubeportal::clusters::plan_import(kubeconfigs, options).map_err(anyhow::Error::msg)?;
     let state = kubeportal::app::build_state(config).await?;
+    let total = plan.clusters.len();
     let mut failed = 0;
-    for cluster in clusters {
-        let outcome = match cluster.input {
-            Ok(input) => match input.validate_new() {
-                Ok(spec) => state
-                    .registry
-                    .upsert(&spec)
-                    .await
-                    .map(|outcome| format!("{outcome:?}").to_lowercase())
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
-            },
-            Err(error) => Err(error),
+    for cluster in plan.clusters {
+        let target = match &cluster.name {
+            Some(name) => format!("{} -> {name}", cluster.source),
+            None => cluster.source.clone(),
+        };
+        let outcome = match &cluster.outcome {
+            Ok(spec) => state
+                .registry
+                .upsert(spec)
+                .await
+                .map(|outcome| (outcome, spec.auth_provider))
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.clone()),
         };
         match outcome {
-            Ok(what) => println!("{}: {what}", cluster.name),
+            Ok((outcome, provider)) => {
+                let mut notes = vec![format!("authProvider {}", provider.as_str())];
+                notes.extend(cluster.notes);
+                println!(
+                    "{target}: {} ({})",
+                    format!("{outcome:?}").to_lowercase(),
+                    notes.join("; ")
+                );
+            }
             Err(error) => {
                 failed += 1;
-                println!("{}: not imported: {error}", cluster.name);
+                println!("{target}: not imported: {error}");
             }
         }
     }
+    for line in plan.skipped {
+        println!("{line}");
+    }
+    if total == 0 {
+        eprintln!("the kubeconfig defines no cluster");
+    }
     if failed > 0 {
-        anyhow::bail!("{failed} cluster(s) not imported");
+        anyhow::bail!("{failed} of {total} cluster(s) not imported");
     }
     Ok(())
 }

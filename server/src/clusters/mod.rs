@@ -27,7 +27,9 @@ use crate::error::ApiError;
 use crate::secrets::{SecretBox, SecretError, SecretField};
 use crate::store::{ClusterRow, Store, StoreError};
 
-pub use import::{clusters_from_kubeconfig, ImportedCluster};
+pub use import::{
+    parse_rename, plan_import, registry_name, ImportOptions, ImportPlan, NameFrom, PlannedCluster,
+};
 pub use model::*;
 
 /// Whether a cluster URL points at kubeportal itself (a loopback name or
