@@ -2,25 +2,8 @@
 //! raw body of an error it cannot parse (at WARN), and kubeportal's log filter
 //! keeps that logger quiet whatever level the operator chooses.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use kubeportal_tests::{register, spawn_app, ConfigSource, TestDb};
+use kubeportal_tests::{register, serve_stand_in, spawn_app, CapturedLogs, ConfigSource, TestDb};
 use serde_json::{json, Value};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A cluster whose every answer is a 500 with a body that is not a Status.
 const CLUSTER_DATA: &str = "cluster-data-that-must-not-be-logged-61c2";
@@ -32,15 +15,12 @@ async fn unparsable_cluster() -> String {
             format!("<html>{CLUSTER_DATA}</html>"),
         )
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
+    serve_stand_in(router).await
 }
 
 #[tokio::test]
 async fn cluster_bodies_kube_rs_cannot_parse_stay_out_of_the_logs() {
-    let logs = Captured::default();
+    let logs = CapturedLogs::default();
     let writer = logs.clone();
     // The operator asked for everything; the product's own directive still applies.
     tracing_subscriber::fmt()
@@ -86,7 +66,7 @@ async fn cluster_bodies_kube_rs_cannot_parse_stay_out_of_the_logs() {
         "the cluster's failures are reported: {answer}"
     );
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("kube_client") || text.contains("hyper"),
         "the client libraries did log at trace level: the filter was live"

@@ -217,9 +217,10 @@ async fn jwks_keys_are_fetched_on_unknown_kid_with_a_refresh_floor() {
             }),
         )
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let jwks_url = format!(
+        "{}/jwks.json",
+        kubeportal_tests::serve_stand_in(router).await
+    );
 
     let yaml = policy_yaml(&format!(
         "    jwksUrl: {jwks_url}\n    jwksMinRefreshSeconds: 1"

@@ -592,9 +592,7 @@ impl CatalogStub {
                 ),
             )
             .with_state((entities, failing.clone(), seen.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let url = kubeportal_tests::serve_stand_in(router).await;
         CatalogStub { url, failing, seen }
     }
 
@@ -741,9 +739,7 @@ async fn typeless_cluster() -> String {
                 "items": [{"metadata": {"name": "bare", "namespace": "shop", "labels": {"backstage.io/kubernetes-id": "shop-api"}}}]})),
         )
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = kubeportal_tests::serve_stand_in(router).await;
     url
 }
 

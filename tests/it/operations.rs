@@ -38,17 +38,7 @@ async fn audit(app: &TestApp, query: &str) -> Value {
 
 /// Audit writes are batched off the request path: wait for them to land.
 async fn audit_eventually(app: &TestApp, query: &str, count: usize) -> Value {
-    for _ in 0..100 {
-        let page = audit(app, query).await;
-        if page["items"].as_array().unwrap().len() >= count {
-            return page;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "fewer than {count} audit records for {query}: {}",
-        audit(app, query).await
-    );
+    kubeportal_tests::audit_page_when(app, Some(ADMIN), query, |items| items.len() >= count).await
 }
 
 both_stores!(

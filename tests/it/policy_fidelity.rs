@@ -404,23 +404,9 @@ async fn the_audit_trail_records_the_canonical_request_and_its_verb() {
 }
 
 async fn eventually_audited(app: &TestApp, subject: &str, method: &str) -> Value {
-    for _ in 0..100 {
-        let page: Value = app
-            .client
-            .get(app.url(&format!(
-                "/api/kubernetes/audit?subject={subject}&method={method}"
-            )))
-            .bearer_auth(AUDITOR)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(record) = page["items"].as_array().and_then(|items| items.first()) {
-            return record.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no audit record for {subject} {method}");
+    let query = format!("?subject={subject}&method={method}");
+    let page =
+        kubeportal_tests::audit_page_when(app, Some(AUDITOR), &query, |items| !items.is_empty())
+            .await;
+    page["items"][0].clone()
 }

@@ -837,9 +837,7 @@ async fn credential_adding_proxy() -> (String, std::sync::Arc<std::sync::Mutex<V
             )
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = kubeportal_tests::serve_stand_in(router).await;
     (url, seen)
 }
 

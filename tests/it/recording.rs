@@ -86,28 +86,18 @@ async fn exec_sessions_become_playable_asciicast_files() {
     assert_eq!(output, "recorded output\n");
 
     // The audit record names the recording.
-    let mut record = Value::Null;
-    for _ in 0..100 {
-        let page: Value = app
-            .client
-            .get(app.url("/api/kubernetes/audit"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(found) = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item.get("recording").is_some())
-        {
-            record = found.clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let names_recording = |item: &&Value| item.get("recording").is_some();
+    let page = kubeportal_tests::audit_page_when(&app, None, "", |items| {
+        items.iter().any(|item| names_recording(&item))
+    })
+    .await;
+    let record = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(names_recording)
+        .unwrap()
+        .clone();
     let name = record["recording"]
         .as_str()
         .expect("audit record names the recording");

@@ -3,28 +3,13 @@
 //! `last-applied-configuration` annotation) appears in any log line, error
 //! or object-query body, metric or audit record.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use kubeportal_tests::{spawn_app, ConfigSource, DoubleOptions, Fault, KubeDouble, TestDb};
+use kubeportal_tests::{
+    serve_stand_in, spawn_app, CapturedLogs, ConfigSource, DoubleOptions, Fault, KubeDouble, TestDb,
+};
 use serde_json::{json, Value};
-
-/// Every log line the app writes during the test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const JWT_SECRET: &str = "jwt-signing-secret-5a1b2c3d4e5f6a7b";
 const SERVICE_ACCOUNT_TOKEN: &str = "sa-token-7f3e9d1c2b4a";
@@ -43,15 +28,12 @@ async fn catalog_stub() -> String {
         "/api/catalog/entities/by-name/component/default/shop-api",
         axum::routing::get(move || async move { axum::Json(entity) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
+    serve_stand_in(router).await
 }
 
 #[tokio::test]
 async fn secrets_never_reach_logs_errors_metrics_or_audit() {
-    let logs = Captured::default();
+    let logs = CapturedLogs::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .json()
@@ -237,7 +219,7 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
         .await
         .unwrap();
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.lines().count() > 20, "the flow was logged");
     let everything = [
         ("logs", logs),

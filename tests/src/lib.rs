@@ -318,8 +318,7 @@ impl PrivatePostgres {
                 versions.pop()
             })
             .expect("Postgres server binaries (set PG_BIN to the directory holding initdb)");
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let as_postgres = rustix::process::geteuid().is_root();
         let data =
             std::env::temp_dir().join(format!("kubeportal-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&data).expect("data directory");
@@ -453,24 +452,17 @@ impl Drop for PrivatePostgres {
 /// Raises this process's soft limit on open files to its hard limit (tests
 /// that hold thousands of sockets on both ends); returns the new soft limit.
 pub fn raise_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let wanted = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
     };
-    // SAFETY: `limit` is a valid rlimit for getrlimit/setrlimit to read and write.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        let wanted = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-            return wanted.rlim_cur;
-        }
+    match setrlimit(Resource::Nofile, wanted) {
+        // `None` is unlimited.
+        Ok(()) => wanted.current.unwrap_or(u64::MAX),
+        Err(_) => limit.current.unwrap_or(1024),
     }
-    limit.rlim_cur
 }
 
 /// The names `GET /api/kubernetes/clusters` lists, as `token` sees them.
@@ -527,4 +519,70 @@ pub async fn kubectl_on_double(double: &KubeDouble, args: &[&str], stdin: Option
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Serves `router` on a free loopback port for the rest of the test (a
+/// catalog, a JWKS endpoint or a stand-in cluster); its base URL,
+/// `http://127.0.0.1:PORT`.
+pub async fn serve_stand_in(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("bound address"));
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .await
+            .expect("stand-in serves")
+    });
+    url
+}
+
+/// A sink for a tracing subscriber's output that the test reads back.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Audit records are written in batches off the request path: the page of
+/// `GET /api/kubernetes/audit{query}` (as `token`, or the guest) once `ready`
+/// holds for its items. Panics with the last page after about five seconds.
+pub async fn audit_page_when(
+    app: &TestApp,
+    token: Option<&str>,
+    query: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> serde_json::Value {
+    let mut page = serde_json::Value::Null;
+    for _ in 0..100 {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/api/kubernetes/audit{query}")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("audit page");
+        assert_eq!(response.status(), 200, "reading the audit trail");
+        page = response.json().await.expect("audit page JSON");
+        if page["items"].as_array().is_some_and(|items| ready(items)) {
+            return page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the audit trail for {query} never became ready: {page}");
 }

@@ -293,8 +293,22 @@ async fn forward(
         .policy
         .check(&caller, Permission::Proxy, &policy_target)
     {
+        // Only a caller who may see the cluster learns more than an unknown
+        // name would tell it.
+        let may_see_cluster = || {
+            state
+                .policy
+                .explain(
+                    &caller,
+                    Permission::ClustersRead,
+                    &Target::cluster(&record.name),
+                )
+                .decision
+                == crate::permissions::Decision::Allow
+        };
         return Err(match form {
             Form::Header => denied,
+            Form::Path if !may_see_cluster() => denied,
             Form::Path => {
                 let explanation = state
                     .policy
