@@ -1,5 +1,5 @@
 //! Per-cluster TLS: the registered CA, a wrong CA, a server certificate given
-//! as its own caData, skip-verify, and mTLS.
+//! as its own caData, caData refused at registration, skip-verify, and mTLS.
 
 use kubeportal_tests::{
     register, spawn_app, ClientAuth, ConfigSource, DoubleOptions, KubeDouble, ServerCertificate,
@@ -389,4 +389,89 @@ async fn a_server_certificate_given_as_ca_data_is_trusted_for_its_own_names() {
     }
     assert!(elsewhere_double.requests().is_empty());
     assert!(sibling_double.requests().is_empty());
+}
+
+/// `caData` that can never verify a server is refused when it is given, with
+/// a 400 naming `caData`, rather than registered to answer 502 ever after:
+/// on create, on update and in the configuration file.
+#[tokio::test]
+async fn ca_data_that_cannot_work_is_refused_at_registration() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let double = KubeDouble::start(DoubleOptions {
+        tokens: vec![TOKEN.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // (e) An expired CA.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let expired = params.self_signed(&key).unwrap().pem();
+    // (f) A private key where the certificate belongs.
+    let (_, private_key) = serving_certificate(&["127.0.0.1"], None);
+
+    for (ca_data, says) in [
+        (expired.as_str(), "expired"),
+        (private_key.as_str(), "private key"),
+    ] {
+        let (status, body) = create(&app, &cluster("bad-ca", &double, ca_data)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["name"], "InputError", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("caData") && message.contains(says),
+            "{message}"
+        );
+        assert!(!body.to_string().contains("PRIVATE KEY"), "{body}");
+    }
+
+    // An update to such caData is refused the same way.
+    let (status, body) = create(&app, &cluster("good-ca", &double, &double.ca_pem())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let response = app
+        .client
+        .put(app.url("/api/kubernetes/clusters/good-ca"))
+        .json(
+            &json!({"url": double.url(), "authProvider": "serviceAccount",
+            "serviceAccountToken": TOKEN, "caData": expired, "version": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("caData") && message.contains("expired"),
+        "{message}"
+    );
+    let (status, body) = get(&app, "good-ca").await;
+    assert_eq!(status, StatusCode::OK, "the stored caData is kept: {body}");
+
+    // A cluster of the configuration file goes through the same validation.
+    let yaml = format!(
+        "kubernetes:\n  clusters:\n    - name: from-file\n      url: {}\n      authProvider: serviceAccount\n      serviceAccountToken: {TOKEN}\n      caData: {}\n",
+        double.url(),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &expired),
+    );
+    let env = std::collections::BTreeMap::from([
+        ("DATABASE_URL".to_owned(), db.url.clone()),
+        (
+            "KUBEPORTAL_SECRET_KEY".to_owned(),
+            kubeportal_tests::test_secret_key(),
+        ),
+    ]);
+    let error = match kubeportal::config::Config::from_parts(Some(&yaml), &env) {
+        Ok(_) => panic!("a configuration with expired caData is accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("caData") && error.contains("expired"),
+        "{error}"
+    );
 }

@@ -121,7 +121,7 @@ impl CaDataVerifier {
     ) -> Result<Self, String> {
         let mut roots = RootCertStore::empty();
         // A certificate webpki cannot take as an anchor may still be matched
-        // exactly.
+        // exactly; registration has refused certificates neither can use.
         roots.add_parsable_certificates(certificates.iter().cloned());
         let webpki = if roots.is_empty() {
             None
@@ -206,6 +206,74 @@ impl ServerCertVerifier for CaDataVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// Whether [`CaDataVerifier`] can use these `caData` certificates at `now`,
+/// or why not (for registration): every certificate must be a trust anchor
+/// webpki takes or an end-entity certificate it parses (for an exact match),
+/// and at least one must be within its validity period, since an expired
+/// (or not yet valid) issuer or exact match is refused at every handshake.
+pub(crate) fn check_ca_certificates(
+    certificates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<(), String> {
+    let numbered = |index: usize| {
+        if certificates.len() == 1 {
+            "the certificate".to_owned()
+        } else {
+            format!("certificate {} of {}", index + 1, certificates.len())
+        }
+    };
+    let mut periods = Vec::with_capacity(certificates.len());
+    for (index, certificate) in certificates.iter().enumerate() {
+        let anchor = RootCertStore::empty().add(certificate.clone().into_owned());
+        if let (Err(error), Err(_)) = (anchor, ParsedCertificate::try_from(certificate)) {
+            return Err(format!(
+                "{} is not a usable X.509 certificate: {error}",
+                numbered(index)
+            ));
+        }
+        let period = validity(certificate)
+            .ok_or_else(|| format!("{} is not a valid X.509 certificate", numbered(index)))?;
+        periods.push(period);
+    }
+    let current = |(not_before, not_after): &(UnixTime, UnixTime)| {
+        not_before.as_secs() <= now.as_secs() && now.as_secs() <= not_after.as_secs()
+    };
+    if periods.iter().any(current) {
+        return Ok(());
+    }
+    let reasons: Vec<String> = periods
+        .iter()
+        .enumerate()
+        .map(|(index, (not_before, not_after))| {
+            if now.as_secs() > not_after.as_secs() {
+                format!("{} expired on {}", numbered(index), timestamp(*not_after))
+            } else {
+                format!(
+                    "{} is not valid before {}",
+                    numbered(index),
+                    timestamp(*not_before)
+                )
+            }
+        })
+        .collect();
+    let reasons = reasons.join("; ");
+    Err(if certificates.len() == 1 {
+        reasons
+    } else {
+        format!("no certificate is valid now: {reasons}")
+    })
+}
+
+fn timestamp(time: UnixTime) -> String {
+    i64::try_from(time.as_secs())
+        .ok()
+        .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0))
+        .map_or_else(
+            || format!("{} seconds after 1970", time.as_secs()),
+            |time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
 }
 
 /// What Go still checks of a leaf found in its roots pool (see
@@ -489,5 +557,36 @@ mod tests {
             refusal(verify(&verifier, &sibling, "kube.example")),
             CertificateError::UnknownIssuer
         );
+    }
+
+    #[test]
+    fn ca_data_without_a_certificate_valid_now_is_refused() {
+        let now = UnixTime::now();
+        let issuer = ca("cluster CA");
+        let old = expired(CertificateParams::new(Vec::<String>::new()).unwrap())
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap();
+        let mut future = CertificateParams::new(Vec::<String>::new()).unwrap();
+        future.not_before = rcgen::date_time_ymd(2999, 1, 1);
+        future.not_after = rcgen::date_time_ymd(3000, 1, 1);
+        let future = future.self_signed(&KeyPair::generate().unwrap()).unwrap();
+
+        check_ca_certificates(&[issuer.0.der().clone()], now).unwrap();
+        // A bundle keeping a retired CA beside the current one is fine.
+        check_ca_certificates(&[old.der().clone(), issuer.0.der().clone()], now).unwrap();
+
+        let error = check_ca_certificates(&[old.der().clone()], now).unwrap_err();
+        assert_eq!(error, "the certificate expired on 2020-01-01T00:00:00Z");
+        let error = check_ca_certificates(&[future.der().clone()], now).unwrap_err();
+        assert_eq!(
+            error,
+            "the certificate is not valid before 2999-01-01T00:00:00Z"
+        );
+        let error =
+            check_ca_certificates(&[old.der().clone(), future.der().clone()], now).unwrap_err();
+        assert!(error.starts_with("no certificate is valid now"), "{error}");
+        let error =
+            check_ca_certificates(&[CertificateDer::from(b"not der".to_vec())], now).unwrap_err();
+        assert!(error.contains("not a usable X.509 certificate"), "{error}");
     }
 }
