@@ -603,3 +603,90 @@ async fn kubectl_for(
     std::fs::write(&kubeconfig, text).unwrap();
     Kubectl { kubeconfig }
 }
+
+/// A cluster serving a self-signed `CA:TRUE` certificate, given as its own
+/// `caData`: kubectl trusts it directly, and kubectl through kubeportal
+/// reaches it too.
+#[tokio::test]
+async fn kubectl_through_kubeportal_reaches_a_cluster_serving_its_own_ca_certificate() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyCertSign,
+    ];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let certificate = params.self_signed(&key).unwrap().pem();
+    let double = kubeportal_tests::KubeDouble::start(kubeportal_tests::DoubleOptions {
+        server_certificate: Some(kubeportal_tests::ServerCertificate {
+            chain_pem: certificate.clone(),
+            key_pem: key.serialize_pem(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // kubectl itself, with that certificate as certificate-authority-data.
+    let direct = Kubectl {
+        kubeconfig: dir.path().join("direct"),
+    };
+    std::fs::write(
+        &direct.kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: double-token\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            double.url(),
+            base64::engine::general_purpose::STANDARD.encode(&certificate),
+        ),
+    )
+    .unwrap();
+    let namespaces = direct.run(&["get", "ns"]).await;
+    assert!(namespaces.contains("kube-system"), "{namespaces}");
+
+    // The same through kubeportal.
+    let db = TestDb::sqlite();
+    let mut config =
+        kubeportal_tests::config_for(&db, kubeportal_tests::ConfigSource::Yaml(CONFIG));
+    config.server.tls = Some(server_tls_files(dir.path()));
+    let app = spawn_with_config(config).await;
+    register(
+        &app,
+        json!({"name": "self-signed", "url": double.url(), "authProvider": "serviceAccount",
+            "serviceAccountToken": "double-token", "caData": certificate}),
+    )
+    .await;
+    let kubeconfig_text = app
+        .client
+        .get(app.url("/api/kubernetes/clusters/self-signed/kubeconfig"))
+        .bearer_auth(PORTAL_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let portal = Kubectl {
+        kubeconfig: dir.path().join("portal"),
+    };
+    std::fs::write(&portal.kubeconfig, &kubeconfig_text).unwrap();
+    portal
+        .run(&[
+            "config",
+            "set-credentials",
+            "kubeportal",
+            &format!("--token={PORTAL_TOKEN}"),
+        ])
+        .await;
+    let namespaces = portal.run(&["get", "ns"]).await;
+    assert!(
+        namespaces.contains("default") && namespaces.contains("kube-system"),
+        "{namespaces}"
+    );
+}

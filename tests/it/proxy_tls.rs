@@ -1,7 +1,9 @@
-//! Per-cluster TLS: the registered CA, a wrong CA, skip-verify, and mTLS.
+//! Per-cluster TLS: the registered CA, a wrong CA, a server certificate given
+//! as its own caData, caData refused at registration, skip-verify, and mTLS.
 
 use kubeportal_tests::{
-    register, spawn_app, ClientAuth, ConfigSource, DoubleOptions, KubeDouble, TestApp, TestDb,
+    register, spawn_app, ClientAuth, ConfigSource, DoubleOptions, KubeDouble, ServerCertificate,
+    TestApp, TestDb,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -251,5 +253,225 @@ async fn a_callers_cluster_token_is_never_sent_with_kubeportals_certificate() {
             .iter()
             .map(|request| &request.identity)
             .collect::<Vec<_>>()
+    );
+}
+
+const TOKEN: &str = "sa-token-value-123";
+
+/// A certificate serving `names` (serverAuth), signed by `issuer` or, when
+/// `issuer` is None, self-signed as a CA (`CA:TRUE`, as some hand-made
+/// clusters serve). Returns the certificate and its key, PEM.
+fn serving_certificate(
+    names: &[&str],
+    issuer: Option<(&rcgen::Certificate, &rcgen::KeyPair)>,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kube-apiserver");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let certificate = match issuer {
+        Some((issuer, issuer_key)) => params.signed_by(&key, issuer, issuer_key).unwrap(),
+        None => {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                rcgen::KeyUsagePurpose::DigitalSignature,
+                rcgen::KeyUsagePurpose::KeyCertSign,
+            ];
+            params.self_signed(&key).unwrap()
+        }
+    };
+    (certificate.pem(), key.serialize_pem())
+}
+
+/// A CA the tests never give kubeportal.
+fn hidden_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hand-made cluster CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    (params.self_signed(&key).unwrap(), key)
+}
+
+async fn serving((chain_pem, key_pem): &(String, String)) -> KubeDouble {
+    KubeDouble::start(DoubleOptions {
+        tokens: vec![TOKEN.into()],
+        server_certificate: Some(ServerCertificate {
+            chain_pem: chain_pem.clone(),
+            key_pem: key_pem.clone(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn cluster(name: &str, double: &KubeDouble, ca_data: &str) -> Value {
+    json!({"name": name, "url": double.url(), "authProvider": "serviceAccount",
+        "serviceAccountToken": TOKEN, "caData": ca_data})
+}
+
+async fn create(app: &TestApp, body: &Value) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(app.url("/api/kubernetes/clusters"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// `caData` is trusted as kubectl (Go's crypto/x509) trusts it: a server
+/// certificate that is itself in `caData` verifies, even when it is a
+/// self-signed CA certificate or a leaf whose issuer is not given, as long
+/// as it names the server; anything else still needs a chain to `caData`.
+#[tokio::test]
+async fn a_server_certificate_given_as_ca_data_is_trusted_for_its_own_names() {
+    use base64::Engine as _;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let (issuer, issuer_key) = hidden_ca();
+
+    // (a) A self-signed CA:TRUE serving certificate, given as its own caData.
+    let self_signed = serving_certificate(&["127.0.0.1", "localhost"], None);
+    let self_signed_double = serving(&self_signed).await;
+    // (b) The server's own leaf (signed by a CA kubeportal never sees), as
+    // base64 of PEM the way kubeconfig carries it.
+    let leaf = serving_certificate(&["127.0.0.1"], Some((&issuer, &issuer_key)));
+    let leaf_double = serving(&leaf).await;
+    let leaf_base64 = base64::engine::general_purpose::STANDARD.encode(&leaf.0);
+    // (c) An exact match whose names do not cover 127.0.0.1.
+    let elsewhere = serving_certificate(&["kube.example"], Some((&issuer, &issuer_key)));
+    let elsewhere_double = serving(&elsewhere).await;
+    // Another leaf of the same CA, for the same address: not the one given.
+    let sibling = serving_certificate(&["127.0.0.1"], Some((&issuer, &issuer_key)));
+    let sibling_double = serving(&sibling).await;
+
+    let clusters = [
+        ("self-signed-ca", &self_signed_double, self_signed.0.clone()),
+        ("leaf", &leaf_double, leaf_base64.clone()),
+        ("wrong-name", &elsewhere_double, elsewhere.0.clone()),
+        ("sibling", &sibling_double, leaf_base64),
+        // (d) An unrelated certificate as caData.
+        ("unrelated", &leaf_double, other_ca()),
+    ];
+    for (name, double, ca_data) in &clusters {
+        let (status, body) = create(&app, &cluster(name, double, ca_data)).await;
+        assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
+    }
+
+    for cluster in ["self-signed-ca", "leaf"] {
+        let (status, body) = get(&app, cluster).await;
+        assert_eq!(status, StatusCode::OK, "{cluster}: {body}");
+    }
+    assert!(self_signed_double
+        .requests()
+        .iter()
+        .any(|request| request.path == "/api/v1/namespaces"));
+    assert!(leaf_double
+        .requests()
+        .iter()
+        .any(|request| request.path == "/api/v1/namespaces"));
+
+    for cluster in ["wrong-name", "sibling", "unrelated"] {
+        let (status, body) = get(&app, cluster).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{cluster}: {body}");
+        let error: Value = serde_json::from_str(&body).unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(cluster), "{message}");
+        assert!(message.to_lowercase().contains("certificate"), "{message}");
+        assert!(!body.contains(TOKEN));
+    }
+    assert!(elsewhere_double.requests().is_empty());
+    assert!(sibling_double.requests().is_empty());
+}
+
+/// `caData` that can never verify a server is refused when it is given, with
+/// a 400 naming `caData`, rather than registered to answer 502 ever after:
+/// on create, on update and in the configuration file.
+#[tokio::test]
+async fn ca_data_that_cannot_work_is_refused_at_registration() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    let double = KubeDouble::start(DoubleOptions {
+        tokens: vec![TOKEN.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // (e) An expired CA.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let expired = params.self_signed(&key).unwrap().pem();
+    // (f) A private key where the certificate belongs.
+    let (_, private_key) = serving_certificate(&["127.0.0.1"], None);
+
+    for (ca_data, says) in [
+        (expired.as_str(), "expired"),
+        (private_key.as_str(), "private key"),
+    ] {
+        let (status, body) = create(&app, &cluster("bad-ca", &double, ca_data)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["name"], "InputError", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("caData") && message.contains(says),
+            "{message}"
+        );
+        assert!(!body.to_string().contains("PRIVATE KEY"), "{body}");
+    }
+
+    // An update to such caData is refused the same way.
+    let (status, body) = create(&app, &cluster("good-ca", &double, &double.ca_pem())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let response = app
+        .client
+        .put(app.url("/api/kubernetes/clusters/good-ca"))
+        .json(
+            &json!({"url": double.url(), "authProvider": "serviceAccount",
+            "serviceAccountToken": TOKEN, "caData": expired, "version": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("caData") && message.contains("expired"),
+        "{message}"
+    );
+    let (status, body) = get(&app, "good-ca").await;
+    assert_eq!(status, StatusCode::OK, "the stored caData is kept: {body}");
+
+    // A cluster of the configuration file goes through the same validation.
+    let yaml = format!(
+        "kubernetes:\n  clusters:\n    - name: from-file\n      url: {}\n      authProvider: serviceAccount\n      serviceAccountToken: {TOKEN}\n      caData: {}\n",
+        double.url(),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &expired),
+    );
+    let env = std::collections::BTreeMap::from([
+        ("DATABASE_URL".to_owned(), db.url.clone()),
+        (
+            "KUBEPORTAL_SECRET_KEY".to_owned(),
+            kubeportal_tests::test_secret_key(),
+        ),
+    ]);
+    let error = match kubeportal::config::Config::from_parts(Some(&yaml), &env) {
+        Ok(_) => panic!("a configuration with expired caData is accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("caData") && error.contains("expired"),
+        "{error}"
     );
 }

@@ -236,7 +236,9 @@ pub fn server_tls_files(dir: &std::path::Path) -> kubeportal::config::TlsFiles {
     files
 }
 
-pub use kube_double::{ClientAuth, Fault, Identity, KubeDouble, Options as DoubleOptions};
+pub use kube_double::{
+    ClientAuth, Fault, Identity, KubeDouble, Options as DoubleOptions, ServerCertificate,
+};
 
 /// Starts a test-double cluster with default options.
 pub async fn start_double() -> KubeDouble {

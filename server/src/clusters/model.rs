@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -445,13 +445,27 @@ fn certificates(
 }
 
 fn validate_ca(data: &str) -> Result<String, FieldError> {
+    validate_ca_at(data, UnixTime::now())
+}
+
+/// `caData` the TLS client can use at `now`: certificates only (a key would
+/// be stored in the clear and returned by every read), each an issuer or a
+/// server certificate trusted as given, at least one of them valid now (see
+/// `upstream::tls::check_ca_certificates`).
+fn validate_ca_at(data: &str, now: UnixTime) -> Result<String, FieldError> {
     let pem = pem_text("caData", data)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in certificates("caData", &pem)? {
-        roots.add(certificate).map_err(|error| {
-            field_error("caData", format!("is not a usable CA certificate: {error}"))
-        })?;
+    if pem
+        .lines()
+        .any(|line| line.starts_with("-----BEGIN") && line.contains("PRIVATE KEY"))
+    {
+        return Err(field_error(
+            "caData",
+            "holds a private key: send the cluster's CA certificate (PEM CERTIFICATE blocks), never a key",
+        ));
     }
+    let certificates = certificates("caData", &pem)?;
+    crate::upstream::tls::check_ca_certificates(&certificates, now)
+        .map_err(|reason| field_error("caData", reason))?;
     Ok(pem)
 }
 
@@ -990,6 +1004,36 @@ mod tests {
             .ca_data
             .unwrap()
             .starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn ca_data_that_cannot_work_is_refused_naming_it() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        let expired = params.self_signed(&key).unwrap().pem();
+        let current = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+        for (ca_data, says) in [
+            (expired.clone(), "expired on 2020-01-01"),
+            (key.serialize_pem(), "private key"),
+            (
+                format!("{}{}", current.cert.pem(), current.key_pair.serialize_pem()),
+                "private key",
+            ),
+            (STANDARD.encode(key.serialize_pem()), "private key"),
+            (key.public_key_pem(), "no CERTIFICATE"),
+        ] {
+            let error = ClusterInput {
+                ca_data: Some(ca_data),
+                ..input("a")
+            }
+            .validate_new()
+            .unwrap_err();
+            assert_eq!(error.field, "caData", "{error}");
+            assert!(error.message.contains(says), "{error}");
+            assert!(!error.message.contains("PRIVATE"), "{error}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! attached to requests. Nothing here logs a credential or puts one in an error.
 
 mod streams;
-mod tls;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

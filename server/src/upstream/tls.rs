@@ -1,13 +1,21 @@
 //! rustls client configuration for one cluster: its CA bundle (or the web PKI
 //! roots), optional verification skip, optional client certificate (mTLS).
+//!
+//! A cluster's `caData` is trusted as Go's crypto/x509 (kubectl, client-go)
+//! trusts a kubeconfig's `certificate-authority-data`; see [`CaDataVerifier`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clusters::ClusterRecord;
@@ -29,20 +37,19 @@ pub fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SkipVerification(provider())))
     } else {
-        let mut roots = RootCertStore::empty();
         match &record.ca_data {
-            Some(pem) => {
-                for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                    let certificate =
-                        certificate.map_err(|_| "caData is not valid PEM".to_owned())?;
-                    roots
-                        .add(certificate)
-                        .map_err(|error| format!("caData: {error}"))?;
-                }
+            Some(pem) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(CaDataVerifier::from_pem(
+                    pem,
+                    provider(),
+                )?)),
+            None => {
+                let mut roots = RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots)
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        builder.with_root_certificates(roots)
     };
     match (&record.client_cert_data, client_key) {
         (Some(cert_pem), Some(key_pem)) => {
@@ -57,6 +64,280 @@ pub fn client_config(
         }
         _ => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// Verifies a server against a cluster's `caData` as Go's crypto/x509 does.
+///
+/// First, always, rustls' own [`WebPkiServerVerifier`] over the certificates
+/// of `caData` that webpki takes as trust anchors: a chain to one of them,
+/// validity periods, the serverAuth purpose and the server name. Whatever it
+/// accepts is accepted.
+///
+/// When it refuses, one more rule, Go's (`Certificate.Verify`: a leaf that
+/// is itself in the roots pool is a chain of its own): the presented
+/// end-entity certificate is accepted if it is byte for byte (DER) one of the
+/// certificates of `caData`, and only if, as Go still checks on that path,
+///
+/// - webpki parses it as an end-entity certificate (malformed DER and
+///   unknown critical extensions are refused, as Go refuses them),
+/// - it is valid for the server name (DNS or IP subject alternative names,
+///   by webpki's `EndEntityCert::verify_is_valid_for_subject_name`),
+/// - `now` lies within its notBefore..=notAfter, and
+/// - its extended key usage, if it has one, allows serverAuth (or any
+///   purpose); no extension at all allows every purpose, as in Go.
+///
+/// Its own signature, CA flag and key usage are not looked at (it is
+/// trusted as given, as Go trusts it), and nothing else webpki refused is
+/// accepted. This is how a self-signed `CA:TRUE` serving certificate (which
+/// webpki refuses as an end entity) and a cluster's own leaf certificate
+/// given as `caData` (not an issuer of anything) verify, as they do for
+/// kubectl. Handshake signatures are checked with the provider's algorithms
+/// either way, so the server must hold the certificate's private key.
+#[derive(Debug)]
+struct CaDataVerifier {
+    /// None when no certificate of `caData` could be a trust anchor: then
+    /// only an exact match is accepted.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// Every certificate of `caData`, anchors included (a self-signed CA is
+    /// both).
+    exact: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl CaDataVerifier {
+    fn from_pem(pem: &str, provider: Arc<CryptoProvider>) -> Result<Self, String> {
+        let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "caData is not valid PEM".to_owned())?;
+        if certificates.is_empty() {
+            return Err("caData holds no certificate".to_owned());
+        }
+        Self::new(certificates, provider)
+    }
+
+    fn new(
+        certificates: Vec<CertificateDer<'static>>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, String> {
+        let mut roots = RootCertStore::empty();
+        // A certificate webpki cannot take as an anchor may still be matched
+        // exactly; registration has refused certificates neither can use.
+        roots.add_parsable_certificates(certificates.iter().cloned());
+        let webpki = if roots.is_empty() {
+            None
+        } else {
+            Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|error| format!("caData: {error}"))?,
+            )
+        };
+        Ok(CaDataVerifier {
+            webpki,
+            exact: certificates,
+            provider,
+        })
+    }
+}
+
+impl ServerCertVerifier for CaDataVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match &self.webpki {
+            Some(webpki) => match webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Ok(verified) => return Ok(verified),
+                Err(error) => error,
+            },
+            None => rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        };
+        if !self
+            .exact
+            .iter()
+            .any(|trusted| trusted.as_ref() == end_entity.as_ref())
+        {
+            return Err(refused);
+        }
+        verify_exact_match(end_entity, server_name, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Whether [`CaDataVerifier`] can use these `caData` certificates at `now`,
+/// or why not (for registration): every certificate must be a trust anchor
+/// webpki takes or an end-entity certificate it parses (for an exact match),
+/// and at least one must be within its validity period, since an expired
+/// (or not yet valid) issuer or exact match is refused at every handshake.
+pub(crate) fn check_ca_certificates(
+    certificates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<(), String> {
+    let numbered = |index: usize| {
+        if certificates.len() == 1 {
+            "the certificate".to_owned()
+        } else {
+            format!("certificate {} of {}", index + 1, certificates.len())
+        }
+    };
+    let mut periods = Vec::with_capacity(certificates.len());
+    for (index, certificate) in certificates.iter().enumerate() {
+        let anchor = RootCertStore::empty().add(certificate.clone().into_owned());
+        if let (Err(error), Err(_)) = (anchor, ParsedCertificate::try_from(certificate)) {
+            return Err(format!(
+                "{} is not a usable X.509 certificate: {error}",
+                numbered(index)
+            ));
+        }
+        let period = validity(certificate)
+            .ok_or_else(|| format!("{} is not a valid X.509 certificate", numbered(index)))?;
+        periods.push(period);
+    }
+    let current = |(not_before, not_after): &(UnixTime, UnixTime)| {
+        not_before.as_secs() <= now.as_secs() && now.as_secs() <= not_after.as_secs()
+    };
+    if periods.iter().any(current) {
+        return Ok(());
+    }
+    let reasons: Vec<String> = periods
+        .iter()
+        .enumerate()
+        .map(|(index, (not_before, not_after))| {
+            if now.as_secs() > not_after.as_secs() {
+                format!("{} expired on {}", numbered(index), timestamp(*not_after))
+            } else {
+                format!(
+                    "{} is not valid before {}",
+                    numbered(index),
+                    timestamp(*not_before)
+                )
+            }
+        })
+        .collect();
+    let reasons = reasons.join("; ");
+    Err(if certificates.len() == 1 {
+        reasons
+    } else {
+        format!("no certificate is valid now: {reasons}")
+    })
+}
+
+fn timestamp(time: UnixTime) -> String {
+    i64::try_from(time.as_secs())
+        .ok()
+        .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0))
+        .map_or_else(
+            || format!("{} seconds after 1970", time.as_secs()),
+            |time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+}
+
+/// What Go still checks of a leaf found in its roots pool (see
+/// [`CaDataVerifier`]): parsing, the server name, the validity period and
+/// the extended key usage.
+fn verify_exact_match(
+    end_entity: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let invalid = rustls::Error::InvalidCertificate;
+    let parsed = ParsedCertificate::try_from(end_entity)?;
+    verify_server_name(&parsed, server_name)?;
+    let (not_before, not_after) =
+        validity(end_entity).ok_or(invalid(CertificateError::BadEncoding))?;
+    let time = now.as_secs();
+    if time < not_before.as_secs() {
+        return Err(invalid(CertificateError::NotValidYetContext {
+            time: now,
+            not_before,
+        }));
+    }
+    if time > not_after.as_secs() {
+        return Err(invalid(CertificateError::ExpiredContext {
+            time: now,
+            not_after,
+        }));
+    }
+    if !allows_server_auth(end_entity).ok_or(invalid(CertificateError::BadEncoding))? {
+        return Err(invalid(CertificateError::InvalidPurpose));
+    }
+    Ok(())
+}
+
+/// A certificate's notBefore and notAfter (times before 1970 as 1970), or
+/// None when it does not parse.
+fn validity(certificate: &CertificateDer<'_>) -> Option<(UnixTime, UnixTime)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    let time = |seconds: i64| {
+        UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+    };
+    let validity = parsed.validity();
+    Some((
+        time(validity.not_before.timestamp()),
+        time(validity.not_after.timestamp()),
+    ))
+}
+
+/// Whether the extended key usage allows serverAuth as Go reads it: no
+/// extension (or an empty one) allows every purpose, otherwise it must name
+/// serverAuth or anyExtendedKeyUsage. None when it does not parse.
+fn allows_server_auth(certificate: &CertificateDer<'_>) -> Option<bool> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    let Some(usage) = parsed.extended_key_usage().ok()? else {
+        return Some(true);
+    };
+    let usage = usage.value;
+    let names_none = !(usage.client_auth
+        || usage.code_signing
+        || usage.email_protection
+        || usage.time_stamping
+        || usage.ocsp_signing)
+        && usage.other.is_empty();
+    Some(usage.any || usage.server_auth || names_none)
 }
 
 /// `skipTLSVerify: true`: any server certificate is accepted (handshake
@@ -106,5 +387,206 @@ impl ServerCertVerifier for SkipVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, Certificate, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+
+    use super::*;
+
+    fn name(text: &str) -> ServerName<'static> {
+        ServerName::try_from(text.to_owned()).unwrap()
+    }
+
+    fn ca(common_name: &str) -> (Certificate, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    fn serving(names: &[&str]) -> CertificateParams {
+        let mut params = CertificateParams::new(
+            names
+                .iter()
+                .map(|name| name.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params
+    }
+
+    fn signed(params: CertificateParams, issuer: &(Certificate, KeyPair)) -> Certificate {
+        params
+            .signed_by(&KeyPair::generate().unwrap(), &issuer.0, &issuer.1)
+            .unwrap()
+    }
+
+    fn expired(mut params: CertificateParams) -> CertificateParams {
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        params
+    }
+
+    fn verifier(ca_data: &[&Certificate]) -> CaDataVerifier {
+        let pem: String = ca_data
+            .iter()
+            .map(|certificate| certificate.pem())
+            .collect();
+        CaDataVerifier::from_pem(&pem, provider()).unwrap()
+    }
+
+    fn verify(
+        verifier: &CaDataVerifier,
+        presented: &Certificate,
+        server: &str,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        verifier.verify_server_cert(presented.der(), &[], &name(server), &[], UnixTime::now())
+    }
+
+    fn refusal(result: Result<ServerCertVerified, rustls::Error>) -> CertificateError {
+        match result {
+            Err(rustls::Error::InvalidCertificate(error)) => error,
+            other => panic!("expected a certificate error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_self_signed_ca_serving_certificate_verifies_as_its_own_ca_data() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = serving(&["kube.example", "127.0.0.1"]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let certificate = params.self_signed(&key).unwrap();
+        let verifier = verifier(&[&certificate]);
+        // webpki alone refuses a CA certificate as an end entity.
+        assert!(verifier
+            .webpki
+            .as_ref()
+            .unwrap()
+            .verify_server_cert(
+                certificate.der(),
+                &[],
+                &name("kube.example"),
+                &[],
+                UnixTime::now()
+            )
+            .is_err());
+        verify(&verifier, &certificate, "kube.example").unwrap();
+        verify(&verifier, &certificate, "127.0.0.1").unwrap();
+        assert!(matches!(
+            refusal(verify(&verifier, &certificate, "other.example")),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ));
+    }
+
+    #[test]
+    fn a_leaf_given_as_ca_data_verifies_for_its_names_its_period_and_server_use_only() {
+        let unknown_ca = ca("unknown CA");
+        let leaf = signed(serving(&["kube.example"]), &unknown_ca);
+        verify(&verifier(&[&leaf]), &leaf, "kube.example").unwrap();
+        assert!(matches!(
+            refusal(verify(&verifier(&[&leaf]), &leaf, "10.0.0.1")),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ));
+
+        let old = signed(expired(serving(&["kube.example"])), &unknown_ca);
+        assert!(matches!(
+            refusal(verify(&verifier(&[&old]), &old, "kube.example")),
+            CertificateError::ExpiredContext { .. }
+        ));
+
+        let mut client_only = serving(&["kube.example"]);
+        client_only.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_only = signed(client_only, &unknown_ca);
+        assert_eq!(
+            refusal(verify(
+                &verifier(&[&client_only]),
+                &client_only,
+                "kube.example"
+            )),
+            CertificateError::InvalidPurpose
+        );
+
+        let mut no_usage = serving(&["kube.example"]);
+        no_usage.extended_key_usages = vec![];
+        let no_usage = signed(no_usage, &unknown_ca);
+        verify(&verifier(&[&no_usage]), &no_usage, "kube.example").unwrap();
+
+        // Only that very certificate: another one of the same CA, for the
+        // same name, is not trusted.
+        let sibling = signed(serving(&["kube.example"]), &unknown_ca);
+        assert!(verify(&verifier(&[&leaf]), &sibling, "kube.example").is_err());
+    }
+
+    #[test]
+    fn chains_to_a_ca_data_issuer_verify_as_before_and_nothing_else_does() {
+        let issuer = ca("cluster CA");
+        let verifier = verifier(&[&issuer.0]);
+        let leaf = signed(serving(&["kube.example"]), &issuer);
+        verify(&verifier, &leaf, "kube.example").unwrap();
+        assert!(verify(&verifier, &leaf, "other.example").is_err());
+        let old = signed(expired(serving(&["kube.example"])), &issuer);
+        assert!(verify(&verifier, &old, "kube.example").is_err());
+        let stranger = signed(serving(&["kube.example"]), &ca("stranger CA"));
+        assert_eq!(
+            refusal(verify(&verifier, &stranger, "kube.example")),
+            CertificateError::UnknownIssuer
+        );
+    }
+
+    #[test]
+    fn without_any_trust_anchor_only_exact_matches_verify() {
+        let unknown_ca = ca("unknown CA");
+        let leaf = signed(serving(&["kube.example"]), &unknown_ca);
+        let verifier = CaDataVerifier {
+            webpki: None,
+            exact: vec![leaf.der().clone()],
+            provider: provider(),
+        };
+        verify(&verifier, &leaf, "kube.example").unwrap();
+        let sibling = signed(serving(&["kube.example"]), &unknown_ca);
+        assert_eq!(
+            refusal(verify(&verifier, &sibling, "kube.example")),
+            CertificateError::UnknownIssuer
+        );
+    }
+
+    #[test]
+    fn ca_data_without_a_certificate_valid_now_is_refused() {
+        let now = UnixTime::now();
+        let issuer = ca("cluster CA");
+        let old = expired(CertificateParams::new(Vec::<String>::new()).unwrap())
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap();
+        let mut future = CertificateParams::new(Vec::<String>::new()).unwrap();
+        future.not_before = rcgen::date_time_ymd(2999, 1, 1);
+        future.not_after = rcgen::date_time_ymd(3000, 1, 1);
+        let future = future.self_signed(&KeyPair::generate().unwrap()).unwrap();
+
+        check_ca_certificates(&[issuer.0.der().clone()], now).unwrap();
+        // A bundle keeping a retired CA beside the current one is fine.
+        check_ca_certificates(&[old.der().clone(), issuer.0.der().clone()], now).unwrap();
+
+        let error = check_ca_certificates(&[old.der().clone()], now).unwrap_err();
+        assert_eq!(error, "the certificate expired on 2020-01-01T00:00:00Z");
+        let error = check_ca_certificates(&[future.der().clone()], now).unwrap_err();
+        assert_eq!(
+            error,
+            "the certificate is not valid before 2999-01-01T00:00:00Z"
+        );
+        let error =
+            check_ca_certificates(&[old.der().clone(), future.der().clone()], now).unwrap_err();
+        assert!(error.starts_with("no certificate is valid now"), "{error}");
+        let error =
+            check_ca_certificates(&[CertificateDer::from(b"not der".to_vec())], now).unwrap_err();
+        assert!(error.contains("not a usable X.509 certificate"), "{error}");
     }
 }

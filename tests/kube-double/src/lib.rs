@@ -27,7 +27,8 @@
 //!
 //! ## What it emulates
 //! - **Transport**: HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a generated CA whose
-//!   server certificate names `127.0.0.1` and `localhost`, or plain HTTP.
+//!   server certificate names `127.0.0.1` and `localhost` (or a certificate and key
+//!   the caller supplies, [`Options::server_certificate`]), or plain HTTP.
 //! - **Authentication**: bearer tokens from [`Options::tokens`]; client certificates
 //!   signed by the double's client CA ([`KubeDouble::issue_client_cert`]), the common
 //!   name being the user; the WebSocket subprotocol
@@ -149,6 +150,29 @@ pub struct Options {
     pub metrics_api: bool,
     /// Where to listen; default `127.0.0.1:0` (a free port).
     pub listen: SocketAddr,
+    /// Serve this certificate instead of the one the generated CA signs
+    /// (ignored without TLS). [`KubeDouble::ca_pem`] still returns the
+    /// generated CA, which then does not verify the server.
+    pub server_certificate: Option<ServerCertificate>,
+}
+
+/// A serving certificate chain and its private key, both PEM, for
+/// [`Options::server_certificate`].
+#[derive(Clone)]
+pub struct ServerCertificate {
+    /// The end-entity certificate first, then any intermediates.
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerCertificate {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServerCertificate")
+            .field("chain_pem", &self.chain_pem)
+            .field("key_pem", &"***")
+            .finish()
+    }
 }
 
 impl Default for Options {
@@ -159,6 +183,7 @@ impl Default for Options {
             tokens: vec!["double-token".to_owned()],
             metrics_api: false,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            server_certificate: None,
         }
     }
 }
@@ -191,7 +216,11 @@ impl KubeDouble {
     pub async fn start(options: Options) -> anyhow::Result<KubeDouble> {
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;
-        let tls = TlsMaterial::generate(options.client_auth, addr.ip())?;
+        let tls = TlsMaterial::generate(
+            options.client_auth,
+            addr.ip(),
+            options.server_certificate.as_ref(),
+        )?;
         let resources = Resources::new(options.metrics_api);
         let store = Store::new(&resources.namespaces());
         for namespace in ["default", "kube-system"] {

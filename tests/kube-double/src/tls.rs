@@ -13,9 +13,10 @@ use rcgen::{
 };
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::ClientAuth;
+use crate::{ClientAuth, ServerCertificate};
 
 /// A certificate authority that can sign leaf certificates.
 struct CertificateAuthority {
@@ -69,15 +70,35 @@ pub(crate) struct TlsMaterial {
 }
 
 impl TlsMaterial {
-    /// Generates every certificate for a server listening on `ip`.
-    pub(crate) fn generate(client_auth: ClientAuth, ip: IpAddr) -> anyhow::Result<Self> {
+    /// Generates every certificate for a server listening on `ip`; it
+    /// presents `served` instead of its own server certificate when given.
+    pub(crate) fn generate(
+        client_auth: ClientAuth,
+        ip: IpAddr,
+        served: Option<&ServerCertificate>,
+    ) -> anyhow::Result<Self> {
         let server_ca = CertificateAuthority::generate("kube-double server CA")?;
         let client_ca = CertificateAuthority::generate("kube-double client CA")?;
         let impostor_ca = CertificateAuthority::generate("kube-double impostor CA")?;
-        let (certificate, key) = server_ca.server_certificate(ip)?;
-        let server_config = build_server_config(&certificate, &key, &client_ca, client_auth)?;
+        let (chain, key) = match served {
+            Some(served) => (
+                CertificateDer::pem_slice_iter(served.chain_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()?,
+                PrivateKeyDer::from_pem_slice(served.key_pem.as_bytes())?,
+            ),
+            None => {
+                let (certificate, key) = server_ca.server_certificate(ip)?;
+                (vec![certificate.der().clone()], pkcs8(&key))
+            }
+        };
+        let server_config = build_server_config(chain, key, &client_ca, client_auth)?;
         let (certificate, key) = impostor_ca.server_certificate(ip)?;
-        let impostor_config = build_server_config(&certificate, &key, &client_ca, client_auth)?;
+        let impostor_config = build_server_config(
+            vec![certificate.der().clone()],
+            pkcs8(&key),
+            &client_ca,
+            client_auth,
+        )?;
         Ok(TlsMaterial {
             server_ca,
             client_ca,
@@ -111,9 +132,13 @@ impl TlsMaterial {
     }
 }
 
+fn pkcs8(key: &KeyPair) -> PrivateKeyDer<'static> {
+    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))
+}
+
 fn build_server_config(
-    certificate: &Certificate,
-    key: &KeyPair,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
     client_ca: &CertificateAuthority,
     client_auth: ClientAuth,
 ) -> anyhow::Result<Arc<ServerConfig>> {
@@ -134,8 +159,7 @@ fn build_server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut config = builder.with_single_cert(vec![certificate.der().clone()], key)?;
+    let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -154,7 +178,8 @@ mod tests {
     #[test]
     fn issued_client_certificate_carries_its_common_name() {
         let material =
-            TlsMaterial::generate(ClientAuth::Optional, IpAddr::from([127, 0, 0, 1])).unwrap();
+            TlsMaterial::generate(ClientAuth::Optional, IpAddr::from([127, 0, 0, 1]), None)
+                .unwrap();
         let (certificate_pem, key_pem) = material.issue_client_cert("alice").unwrap();
         assert!(key_pem.contains("BEGIN PRIVATE KEY"));
         let der = pem_to_der(&certificate_pem);
