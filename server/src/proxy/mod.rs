@@ -12,6 +12,7 @@ mod kubeconfig;
 pub mod recording;
 mod reviews;
 pub mod tickets;
+mod upgrade;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,7 +20,6 @@ use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use http::StatusCode;
-use hyper_util::rt::TokioIo;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -293,32 +293,9 @@ async fn forward(
         .policy
         .check(&caller, Permission::Proxy, &policy_target)
     {
-        // Only a caller who may see the cluster learns more than an unknown
-        // name would tell it.
-        let may_see_cluster = || {
-            state
-                .policy
-                .explain(
-                    &caller,
-                    Permission::ClustersRead,
-                    &Target::cluster(&record.name),
-                )
-                .decision
-                == crate::permissions::Decision::Allow
-        };
         return Err(match form {
             Form::Header => denied,
-            Form::Path if !may_see_cluster() => denied,
-            Form::Path => {
-                let explanation = state
-                    .policy
-                    .explain(&caller, Permission::Proxy, &policy_target);
-                ApiError::Refused(attributes.forbidden_message(
-                    &caller.subject,
-                    &target.path,
-                    &format!("kubeportal's policy denies it ({})", explanation.reason),
-                ))
-            }
+            Form::Path => worded_as_the_api_server(&state, &caller, &policy_target, denied),
         });
     }
     if let Some(requested) = &requested_identity {
@@ -395,7 +372,7 @@ async fn forward(
         .kubernetes
         .timeouts
         .response_header_for(target.timeout);
-    let (mut response, lease) =
+    let (response, lease) =
         match Box::pin(connector.send_within(outgoing, route, credential, header_timeout)).await {
             Ok(sent) => sent,
             Err(error) => {
@@ -410,53 +387,14 @@ async fn forward(
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (client_upgrade, response.status())
     {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        let cluster_name = record.name.clone();
-        let upgraded = GaugeGuard::new(&state.metrics.upgraded_connections);
-        tokio::spawn(async move {
-            let _upgraded = upgraded;
-            match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok((client, upstream)) => {
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    let ended = match recorder {
-                        None => tokio::io::copy_bidirectional(&mut client, &mut upstream)
-                            .await
-                            .map(|_| ()),
-                        Some(recorder) => {
-                            let (client_read, mut client_write) = tokio::io::split(client);
-                            let (upstream_read, mut upstream_write) = tokio::io::split(upstream);
-                            let to_cluster = async {
-                                let mut client_read = client_read;
-                                tokio::io::copy(&mut client_read, &mut upstream_write).await?;
-                                tokio::io::AsyncWriteExt::shutdown(&mut upstream_write).await
-                            };
-                            let to_client = recording::copy_recorded(
-                                upstream_read,
-                                &mut client_write,
-                                recorder,
-                            );
-                            tokio::try_join!(to_cluster, to_client).map(|_| ())
-                        }
-                    };
-                    if let Err(error) = ended {
-                        tracing::debug!(cluster = %cluster_name, %error, "upgraded stream ended");
-                    }
-                }
-                Err(error) => tracing::warn!(cluster = %cluster_name, %error, "upgrade failed"),
-            }
-        });
-        let (mut parts, _) = response.into_parts();
-        headers::strip_response(&mut parts.headers, true);
-        if websocket_over_http2 {
-            // RFC 8441: the stream is accepted with a 2xx and no HTTP/1.1
-            // handshake headers.
-            parts.status = StatusCode::OK;
-            for name in ["connection", "upgrade", "sec-websocket-accept"] {
-                parts.headers.remove(name);
-            }
-        }
-        return Ok(Response::from_parts(parts, Body::empty()));
+        return Ok(upgrade::bridge(upgrade::Bridge {
+            client: client_upgrade,
+            response,
+            recorder,
+            cluster: record.name.clone(),
+            gauge: GaugeGuard::new(&state.metrics.upgraded_connections),
+            websocket_over_http2,
+        }));
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_response(&mut parts.headers, false);
@@ -496,6 +434,35 @@ fn is_websocket_over_http2(request: &Request) -> bool {
             .extensions()
             .get::<hyper::ext::Protocol>()
             .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// A policy denial on the path form, in the API server's own words (`pods
+/// "api-0" is forbidden: User … cannot delete resource "pods" …`) with the
+/// deciding rule's reason. Only a caller who may see the cluster learns more
+/// than an unknown name would tell it; anyone else gets the plain denial.
+fn worded_as_the_api_server(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target<'_>,
+    denied: ApiError,
+) -> ApiError {
+    let (Some(cluster), Some(proxy)) = (target.cluster, &target.proxy) else {
+        return denied;
+    };
+    let policy = &state.policy;
+    if policy
+        .explain(caller, Permission::ClustersRead, &Target::cluster(cluster))
+        .decision
+        != crate::permissions::Decision::Allow
+    {
+        return denied;
+    }
+    let reason = policy.explain(caller, Permission::Proxy, target).reason;
+    ApiError::Refused(proxy.attributes.forbidden_message(
+        &caller.subject,
+        proxy.path,
+        &format!("kubeportal's policy denies it ({reason})"),
+    ))
 }
 
 /// Refuses a caller's `Impersonate-*` headers unless `kubernetes.impersonate`
