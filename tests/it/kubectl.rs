@@ -395,9 +395,13 @@ auth:
   guest: false
   staticTokens:
     - { token: kubectl-viewer-token-01234567, subject: "user:default/vera", groups: ["group:default/viewers"] }
+    - { token: kubectl-proxy-only-token-0123, subject: "user:default/pat" }
+    - { token: kubectl-reader-only-token-012, subject: "user:default/reed" }
 permissions:
   rules:
-    - { permission: kubernetes.clusters.read, subjects: ["*"], decision: allow }
+    - { permission: kubernetes.clusters.read, subjects: ["group:default/viewers", "user:default/reed"], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/pat"], actions: [read], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], paths: ["/api/v1/namespaces/*/pods/*/log"], decision: deny, description: no logs }
     - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], actions: [read], decision: allow, description: viewers read everything }
     - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], resources: [configmaps], verbs: [create], decision: allow, description: viewers may create config maps }
 "#;
@@ -522,6 +526,52 @@ async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
     ]))
     .await;
     assert!(allowed && stdout.trim() == "yes", "{stdout}");
+
+    // What the policy cannot judge exactly is answered no: a subresource
+    // denied by path, a verb in capitals, verbs that are not requests.
+    for asked in [
+        &[
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "--subresource=log",
+            "-n",
+            "default",
+        ][..],
+        &["auth", "can-i", "DELETE", "pods", "-n", "default"],
+        &["auth", "can-i", "impersonate", "users"],
+        &["auth", "can-i", "escalate", "roles"],
+    ] {
+        let (allowed, stdout, stderr) = outcome(args(asked)).await;
+        assert!(
+            !allowed && stdout.trim().starts_with("no"),
+            "{asked:?}: {stdout}{stderr}"
+        );
+    }
+    let (logs_allowed, _, stderr) = outcome(args(&["logs", "api-0", "-n", "default"])).await;
+    assert!(!logs_allowed, "{stderr}");
+
+    // A caller the proxy policy lets read, without clusters.read, may ask.
+    let pat = "--token=kubectl-proxy-only-token-0123";
+    let whoami = kubectl.run(&[pat, "auth", "whoami", "-o", "json"]).await;
+    assert!(whoami.contains("user:default/pat"), "{whoami}");
+    let yes = kubectl.run(&[pat, "auth", "can-i", "list", "pods"]).await;
+    assert_eq!(yes.trim(), "yes");
+    // A caller who may only see the registry makes kubeportal ask the
+    // cluster nothing.
+    double.clear_requests();
+    let reed = "--token=kubectl-reader-only-token-012";
+    let mut command = kubectl.command(&[reed, "auth", "can-i", "--list"]);
+    let output = command.output().await.unwrap();
+    assert!(!output.status.success());
+    assert!(
+        !double
+            .requests()
+            .iter()
+            .any(|request| request.path.contains("selfsubjectrulesreviews")),
+        "no rules review reached the cluster for a caller without proxy rights"
+    );
 
     // --list: the cluster's rules, narrowed to what the policy allows.
     double.deny("delete", "", "pods");

@@ -877,6 +877,82 @@ async fn callers_who_may_not_read_clusters_cannot_tell_names_apart() {
     );
     assert_eq!(dev, nope);
     assert_eq!(dev.0, StatusCode::FORBIDDEN);
+
+    // Whatever else is wrong with the request, a caller who may not read the
+    // clusters gets the same denial for a registered and an unknown name:
+    // malformed or ungrantable impersonation headers, `--as` on a review, an
+    // unsafe ticket path.
+    let probe = |cluster: &'static str,
+                 header: Option<(&'static str, &'static str)>,
+                 path: &'static str,
+                 body: Option<Value>| {
+        let url = if path.ends_with("/tickets") {
+            format!("/api/kubernetes/clusters/{cluster}/tickets")
+        } else {
+            format!("/api/kubernetes/clusters/{cluster}/proxy{path}")
+        };
+        let mut request = app
+            .client
+            .request(
+                if body.is_some() {
+                    Method::POST
+                } else {
+                    Method::GET
+                },
+                app.url(&url),
+            )
+            .bearer_auth(NOBODY);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}});
+    let probes: Vec<(Option<(&str, &str)>, &str, Option<Value>)> = vec![
+        (Some(("Impersonate-Uid", "x")), "/api/v1/pods", None),
+        (
+            Some(("Impersonate-Extra-Scopes", "x")),
+            "/api/v1/pods",
+            None,
+        ),
+        (Some(("Impersonate-Group", "x")), "/api/v1/pods", None),
+        (
+            Some(("Impersonate-User", "x")),
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            Some(review.clone()),
+        ),
+        (
+            None,
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some(json!({})),
+        ),
+        (None, "/tickets", Some(json!({"path": "/x/../y"}))),
+    ];
+    for (header, path, body) in probes {
+        let registered = probe("dev", header, path, body.clone()).await;
+        let unknown = probe("nope", header, path, body).await;
+        assert_eq!(registered, unknown, "{header:?} {path}");
+        assert_eq!(registered.0, StatusCode::FORBIDDEN, "{header:?} {path}");
+    }
+
+    // Whether exactly one cluster is registered is not told either: with
+    // several and no cluster header, the same denial as with one.
+    register(&app, double_cluster("second", &double)).await;
+    let missing_header = app
+        .client
+        .get(app.url("/api/kubernetes/proxy/api/v1/pods"))
+        .bearer_auth(NOBODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing_header.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -921,4 +997,61 @@ async fn a_cluster_cannot_point_at_kubeportal_itself() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// A cluster's answer is untrusted: a rules review built to be expensive to
+/// narrow (2,000 groups x 2,000 resources x 2,000 names, 2,000 URLs x 2,000
+/// verbs) is answered at once, incomplete, and the server keeps serving.
+#[tokio::test]
+async fn a_hostile_rules_review_costs_kubeportal_a_bounded_amount() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&config(""))).await;
+    let many =
+        |prefix: &str| -> Vec<String> { (0..2000).map(|i| format!("{prefix}{i}")).collect() };
+    let status = json!({
+        "resourceRules": [{"verbs": ["get", "list"], "apiGroups": many("g"), "resources": many("r"), "resourceNames": many("n")}],
+        "nonResourceRules": [{"verbs": many("v"), "nonResourceURLs": many("/u")}],
+        "incomplete": false,
+        "evaluationError": "internal-host-10.1.2.3",
+    });
+    let router = axum::Router::new().route(
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        axum::routing::post(move || {
+            let status = status.clone();
+            async move {
+                (
+                    StatusCode::CREATED,
+                    axum::Json(json!({"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1", "status": status})),
+                )
+            }
+        }),
+    );
+    let url = kubeportal_tests::serve_stand_in(router).await;
+    register(
+        &app,
+        json!({"name": "hostile", "url": url, "authProvider": "serviceAccount", "serviceAccountToken": "t"}),
+    )
+    .await;
+    let review = app
+        .client
+        .post(app.url(
+            "/api/kubernetes/clusters/hostile/proxy/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": "default"}}))
+        .timeout(std::time::Duration::from_secs(20))
+        .send()
+        .await
+        .expect("answered well within the timeout");
+    assert_eq!(review.status(), StatusCode::CREATED);
+    let review: Value = review.json().await.unwrap();
+    assert_eq!(review["status"]["incomplete"], true, "{review}");
+    assert_eq!(review["status"]["resourceRules"], json!([]));
+    assert_eq!(review["status"]["nonResourceRules"], json!([]));
+    assert!(
+        !review.to_string().contains("internal-host"),
+        "the cluster's own text is not passed on: {review}"
+    );
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
 }

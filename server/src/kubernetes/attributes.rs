@@ -304,7 +304,12 @@ impl RequestAttributes {
                 path.push_str(&super::path::escape_segment(segment.1));
             }
         }
-        if let (Some(subresource), Some(_)) = (&self.subresource, &self.name) {
+        if let Some(subresource) = &self.subresource {
+            // A subresource of any object: `*` stands for the name, so path
+            // globs such as `…/pods/*/log` judge it.
+            if self.name.is_none() {
+                path.push_str("/*");
+            }
             path.push('/');
             path.push_str(&super::path::escape_segment(subresource));
         }

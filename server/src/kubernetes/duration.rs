@@ -37,8 +37,8 @@ pub fn parse_go_duration(text: &str) -> Result<Option<Duration>, TimeoutError> {
     if rest.is_empty() {
         return Err(invalid());
     }
-    // Go's limit is i64 nanoseconds (about 292 years).
-    let limit = i64::MAX as u128;
+    // Go's limit is i64 nanoseconds (about 292 years), one more below zero.
+    let limit = i64::MAX as u128 + u128::from(negative);
     let mut total: u128 = 0;
     while !rest.is_empty() {
         let whole_end = rest
@@ -116,6 +116,7 @@ mod tests {
         assert_eq!(seconds("0"), None);
         assert_eq!(seconds("0s"), None);
         assert_eq!(seconds("-5s"), None);
+        assert_eq!(seconds("-9223372036854775808ns"), None);
     }
 
     #[test]
@@ -127,6 +128,7 @@ mod tests {
             ".s",
             "-",
             "1d",
+            "9223372036854775808ns",
             "5 s",
             "5S",
             "1e3s",

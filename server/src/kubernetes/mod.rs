@@ -72,7 +72,10 @@ impl KubernetesRequest {
             }
         }
         let timeout = match query.first("timeout") {
-            Some(text) if !is_long_running(&attributes, &path) => parse_go_duration(text)?,
+            // The API server reads an empty value as no timeout at all.
+            Some(text) if !text.is_empty() && !is_long_running(&attributes, &path) => {
+                parse_go_duration(text)?
+            }
             _ => None,
         };
         Ok(Self {

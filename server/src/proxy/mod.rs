@@ -80,7 +80,13 @@ async fn header_form(
                 let error = ApiError::Input(
                     "missing Backstage-Kubernetes-Cluster header naming the target cluster".into(),
                 );
-                return Err(refuse_once_authenticated(&state, request, error).await);
+                // Whether exactly one cluster is registered is for those who
+                // may read the registry.
+                let error = match authenticated(&state, request).await {
+                    Ok(caller) => told_to_who_may_see(&state, &caller, None, error),
+                    Err(unauthenticated) => unauthenticated,
+                };
+                return Err(error);
             }
             Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
         },
@@ -134,11 +140,40 @@ async fn refuse_once_authenticated(
     request: Request,
     error: ApiError,
 ) -> ApiError {
-    use axum::extract::FromRequestParts;
-    let (mut parts, _) = request.into_parts();
-    match Caller::from_request_parts(&mut parts, state).await {
+    match authenticated(state, request).await {
         Ok(_) => error,
         Err(unauthenticated) => unauthenticated,
+    }
+}
+
+async fn authenticated(state: &AppState, request: Request) -> Result<Caller, ApiError> {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    Caller::from_request_parts(&mut parts, state).await
+}
+
+/// `error` for a caller who may see the cluster (or, without one, read the
+/// registry); the plain denial for anyone else, so that no answer tells a
+/// registered cluster from an unknown name.
+pub(crate) fn told_to_who_may_see(
+    state: &AppState,
+    caller: &Caller,
+    cluster: Option<&str>,
+    error: ApiError,
+) -> ApiError {
+    let target = match cluster {
+        Some(cluster) => Target::cluster(cluster),
+        None => Target::none(),
+    };
+    let may_see = state
+        .policy
+        .explain(caller, Permission::ClustersRead, &target)
+        .decision
+        == crate::permissions::Decision::Allow;
+    if may_see {
+        error
+    } else {
+        ApiError::NotAllowed
     }
 }
 
@@ -258,19 +293,14 @@ async fn forward(
             &target.attributes.verb,
         );
     }
-    let requested_identity = headers::requested_impersonation(request.headers())?;
     if let Some(review) = reviews::Review::of(&target.attributes) {
-        if requested_identity.is_some() {
-            return Err(ApiError::Input(
-                "reviews of one's own identity or access are answered for the portal identity only; drop --as and --as-group".into(),
-            ));
-        }
         return Box::pin(reviews::answer(
             &state,
             reviews::ReviewRequest {
                 review,
                 caller: &caller,
                 record: &record,
+                path: &target.path,
                 attributes: &target.attributes,
                 request,
             },
@@ -298,6 +328,9 @@ async fn forward(
             Form::Path => worded_as_the_api_server(&state, &caller, &policy_target, denied),
         });
     }
+    // Read only once the policy allowed the request, so that a malformed
+    // header cannot tell a registered cluster from an unknown one.
+    let requested_identity = headers::requested_impersonation(request.headers())?;
     if let Some(requested) = &requested_identity {
         check_impersonation(&state, &caller, &record.name, requested)?;
     }
@@ -449,20 +482,19 @@ fn worded_as_the_api_server(
     let (Some(cluster), Some(proxy)) = (target.cluster, &target.proxy) else {
         return denied;
     };
-    let policy = &state.policy;
-    if policy
-        .explain(caller, Permission::ClustersRead, &Target::cluster(cluster))
-        .decision
-        != crate::permissions::Decision::Allow
-    {
-        return denied;
-    }
-    let reason = policy.explain(caller, Permission::Proxy, target).reason;
-    ApiError::Refused(proxy.attributes.forbidden_message(
+    let reason = state
+        .policy
+        .explain(caller, Permission::Proxy, target)
+        .reason;
+    let worded = ApiError::Refused(proxy.attributes.forbidden_message(
         &caller.subject,
         proxy.path,
         &format!("kubeportal's policy denies it ({reason})"),
-    ))
+    ));
+    match told_to_who_may_see(state, caller, Some(cluster), worded) {
+        ApiError::NotAllowed => denied,
+        worded => worded,
+    }
 }
 
 /// Refuses a caller's `Impersonate-*` headers unless `kubernetes.impersonate`

@@ -29,9 +29,24 @@ use crate::upstream::{ClusterToken, Route};
 
 /// The largest review body read.
 const BODY_LIMIT: usize = 64 * 1024;
-/// The most rule combinations a rules review narrows before it reports
-/// `incomplete` instead.
+/// The most policy checks a rules review makes (verbs x groups x resources x
+/// names, rule by rule) before it reports `incomplete` instead: a cluster's
+/// answer is untrusted and may be built to be expensive.
 const RULE_CHECKS: usize = 10_000;
+/// The resource verbs kubeportal can judge; a review of any other (`impersonate`,
+/// `escalate`, `bind`, `use`, a verb in capitals) is answered no.
+const RESOURCE_VERBS: [&str; 8] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+/// The verbs of non-resource requests: lower-cased HTTP methods.
+const PATH_VERBS: [&str; 7] = ["get", "head", "options", "post", "put", "patch", "delete"];
 
 /// A review kubeportal answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,32 +92,79 @@ pub(super) struct ReviewRequest<'a> {
     pub review: Review,
     pub caller: &'a Caller,
     pub record: &'a ClusterRecord,
+    /// The review request's own canonical path and attributes.
+    pub path: &'a str,
     pub attributes: &'a RequestAttributes,
     pub request: Request,
+}
+
+/// Whether the caller may ask: a review is a read of one's own access, so
+/// the policy judges the review request as a read (an `actions: [read]` rule
+/// covers it). Who may see the cluster may also ask who they are and what
+/// they may do (the policy answers before the cluster is asked); a rules
+/// review always asks the cluster, so only the proxy policy grants it.
+fn may_ask(state: &AppState, asked: &ReviewRequest<'_>) -> Result<(), ApiError> {
+    let mut as_read = asked.attributes.clone();
+    as_read.action = Action::Read;
+    let target = Target {
+        cluster: Some(&asked.record.name),
+        proxy: Some(ProxyTarget {
+            method: &Method::POST,
+            path: asked.path,
+            attributes: std::borrow::Cow::Owned(as_read),
+        }),
+        impersonation: None,
+    };
+    let explanation = state
+        .policy
+        .explain(asked.caller, Permission::Proxy, &target);
+    if explanation.decision == Decision::Allow {
+        if let Some(note) = &asked.caller.note {
+            note.set_decision(
+                true,
+                Some(format!(
+                    "a review of the caller's own access, judged as a read: {}",
+                    explanation.reason
+                )),
+            );
+        }
+        return Ok(());
+    }
+    match asked.review {
+        Review::Rules => state.policy.check(asked.caller, Permission::Proxy, &target),
+        Review::WhoAmI | Review::Access => state.policy.check(
+            asked.caller,
+            Permission::ClustersRead,
+            &Target::cluster(&asked.record.name),
+        ),
+    }
 }
 
 pub(super) async fn answer(
     state: &AppState,
     asked: ReviewRequest<'_>,
 ) -> Result<Response, ApiError> {
+    may_ask(state, &asked)?;
     let ReviewRequest {
         review,
         caller,
         record,
         attributes,
         request,
+        ..
     } = asked;
+    // Only once the caller may ask (an unknown cluster and a registered one
+    // must read alike until then): reviews are about the portal identity.
+    if super::headers::requested_impersonation(request.headers())?.is_some() {
+        return Err(ApiError::Input(
+            "reviews of one's own identity or access are answered for the portal identity only; drop --as and --as-group".into(),
+        ));
+    }
     let api_version = format!(
         "{}/{}",
         attributes.api_group.as_deref().unwrap_or_default(),
         attributes.api_version.as_deref().unwrap_or("v1")
     );
-    // About the caller itself: anyone who may see the cluster may ask.
-    state.policy.check(
-        caller,
-        Permission::ClustersRead,
-        &Target::cluster(&record.name),
-    )?;
     if review == Review::WhoAmI {
         let answer = json!({
             "kind": review.kind(),
@@ -115,12 +177,6 @@ pub(super) async fn answer(
             }},
         });
         return Ok((StatusCode::CREATED, Json(answer)).into_response());
-    }
-    if let Some(note) = &caller.note {
-        note.set_decision(
-            true,
-            Some("a review of the caller's own access: a read, answered with the policy".into()),
-        );
     }
     let (parts, body) = request.into_parts();
     let body = http_body_util::Limited::new(body, BODY_LIMIT)
@@ -285,6 +341,17 @@ impl Reviewer<'_> {
                 json!({"allowed": false, "reason": "kubeportal answers for one verb on one resource or path; ask without wildcards"}),
             ));
         }
+        let known_verbs: &[&str] = if attributes.is_resource_request {
+            &RESOURCE_VERBS
+        } else {
+            &PATH_VERBS
+        };
+        if !known_verbs.contains(&attributes.verb.as_str()) {
+            return Ok((
+                judged,
+                json!({"allowed": false, "reason": format!("kubeportal answers for the verbs {}", known_verbs.join(", "))}),
+            ));
+        }
         let mut for_policy = attributes.clone();
         if let Some(path) = &path {
             // A non-resource path is judged by its path globs.
@@ -319,14 +386,26 @@ impl Reviewer<'_> {
             "kind": "SelfSubjectRulesReview",
             "spec": judged,
         });
-        let mut status = self
+        let status = self
             .ask_cluster(
                 "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
                 &body,
             )
             .await?;
         let mut incomplete = status["incomplete"].as_bool().unwrap_or(false);
-        let mut checks = 0usize;
+        // What the cluster spends is the cluster's; what kubeportal spends
+        // narrowing it is bounded before any of it is done.
+        let mut budget = RULE_CHECKS;
+        let mut spend = |cost: usize| match budget.checked_sub(cost) {
+            Some(left) => {
+                budget = left;
+                true
+            }
+            None => {
+                budget = 0;
+                false
+            }
+        };
         let strings = |value: &Value| -> Vec<String> {
             value
                 .as_array()
@@ -339,18 +418,24 @@ impl Reviewer<'_> {
                 .unwrap_or_default()
         };
         let namespace = non_empty(&namespace);
+        let empty = Vec::new();
         let mut resource_rules = Vec::new();
-        for rule in status["resourceRules"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let verbs = strings(&rule["verbs"]);
+        for rule in status["resourceRules"].as_array().unwrap_or(&empty) {
+            let mut verbs = strings(&rule["verbs"]);
             let groups = strings(&rule["apiGroups"]);
             let resources = strings(&rule["resources"]);
             let names = strings(&rule["resourceNames"]);
             let all = verbs.iter().chain(&groups).chain(&resources).chain(&names);
             if all.clone().any(|part| part.contains('*')) {
+                incomplete = true;
+                continue;
+            }
+            let judged_verbs = verbs.len();
+            verbs.retain(|verb| RESOURCE_VERBS.contains(&verb.as_str()));
+            incomplete |= verbs.len() < judged_verbs;
+            let name_count = names.len().max(1);
+            let cost = verbs.len() * groups.len() * resources.len() * name_count;
+            if !spend(cost) {
                 incomplete = true;
                 continue;
             }
@@ -366,11 +451,6 @@ impl Reviewer<'_> {
                         None => (resource.as_str(), None),
                     };
                     for name in &names {
-                        checks += verbs.len();
-                        if checks > RULE_CHECKS {
-                            incomplete = true;
-                            continue;
-                        }
                         let allowed: Vec<&String> = verbs
                             .iter()
                             .filter(|verb| {
@@ -404,14 +484,17 @@ impl Reviewer<'_> {
             }
         }
         let mut non_resource_rules = Vec::new();
-        for rule in status["nonResourceRules"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let verbs = strings(&rule["verbs"]);
+        for rule in status["nonResourceRules"].as_array().unwrap_or(&empty) {
+            let mut verbs = strings(&rule["verbs"]);
             let urls = strings(&rule["nonResourceURLs"]);
             if verbs.iter().chain(&urls).any(|part| part.contains('*')) {
+                incomplete = true;
+                continue;
+            }
+            let judged_verbs = verbs.len();
+            verbs.retain(|verb| PATH_VERBS.contains(&verb.as_str()));
+            incomplete |= verbs.len() < judged_verbs;
+            if !spend(verbs.len() * urls.len()) {
                 incomplete = true;
                 continue;
             }
@@ -429,12 +512,16 @@ impl Reviewer<'_> {
                 }
             }
         }
-        status["resourceRules"] = json!(resource_rules);
-        status["nonResourceRules"] = json!(non_resource_rules);
-        status["incomplete"] = json!(incomplete);
-        if incomplete && status.get("evaluationError").is_none() {
+        // Only kubeportal's own words: a cluster's text is not passed on.
+        let answer = json!({
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": incomplete,
+        });
+        let mut status = answer;
+        if incomplete {
             status["evaluationError"] = json!(
-                "kubeportal left out rules with wildcards, which its policy cannot narrow exactly; ask kubectl auth can-i VERB RESOURCE"
+                "kubeportal left out rules it cannot narrow exactly (wildcards, verbs other than the standard ones, or more than it checks at once); ask kubectl auth can-i VERB RESOURCE"
             );
         }
         Ok((judged, status))

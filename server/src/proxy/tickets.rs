@@ -140,8 +140,14 @@ pub async fn issue_ticket(
         });
     // Upgrades are GETs: the ticket is only worth having if that GET is
     // allowed, read exactly as the upgrade will be.
-    let target = KubernetesRequest::parse_target(&Method::GET, path, query)
-        .map_err(|error| ApiError::Input(format!("path: {error}")))?;
+    let target = KubernetesRequest::parse_target(&Method::GET, path, query).map_err(|error| {
+        super::told_to_who_may_see(
+            &state,
+            &caller,
+            Some(&record.name),
+            ApiError::Input(format!("path: {error}")),
+        )
+    })?;
     state.policy.check(
         &caller,
         Permission::Proxy,

@@ -51,7 +51,7 @@ pub fn client_config(
             }
         }
     };
-    match (&record.client_cert_data, client_key) {
+    let mut config = match (&record.client_cert_data, client_key) {
         (Some(cert_pem), Some(key_pem)) => {
             let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
@@ -60,18 +60,27 @@ pub fn client_config(
                 .map_err(|_| "clientKeyData is not a PEM private key".to_owned())?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|error| format!("client certificate: {error}"))
+                .map_err(|error| format!("client certificate: {error}"))?
         }
-        _ => Ok(builder.with_no_client_auth()),
-    }
+        _ => builder.with_no_client_auth(),
+    };
+    // Every new connection verifies the server's certificate in full, as
+    // client-go (which keeps no session cache) does: a resumed session
+    // would skip verification, and with it a certificate that has expired
+    // or a trust anchor that has. Connections are pooled, so handshakes
+    // stay rare.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 /// Verifies a server against a cluster's `caData` as Go's crypto/x509 does.
 ///
-/// First, always, rustls' own [`WebPkiServerVerifier`] over the certificates
-/// of `caData` that webpki takes as trust anchors: a chain to one of them,
-/// validity periods, the serverAuth purpose and the server name. Whatever it
-/// accepts is accepted.
+/// First, always, rustls' own [`WebPkiServerVerifier`] over each certificate
+/// of `caData` that Go would let sign (a CA, or a version 1 certificate, as
+/// `CheckSignatureFrom` requires) and that is valid at the time of the
+/// handshake (Go checks the root's period too; webpki does not): a chain to
+/// one of them, validity periods, the serverAuth purpose and the server name.
+/// Whatever it accepts is accepted.
 ///
 /// When it refuses, one more rule, Go's (`Certificate.Verify`: a leaf that
 /// is itself in the roots pool is a chain of its own): the presented
@@ -95,9 +104,9 @@ pub fn client_config(
 /// either way, so the server must hold the certificate's private key.
 #[derive(Debug)]
 struct CaDataVerifier {
-    /// None when no certificate of `caData` could be a trust anchor: then
-    /// only an exact match is accepted.
-    webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// One verifier per certificate of `caData` that may be a trust anchor,
+    /// with its validity period; none: only an exact match is accepted.
+    anchors: Vec<Anchor>,
     /// Every certificate of `caData`, anchors included (a self-signed CA is
     /// both).
     exact: Vec<CertificateDer<'static>>,
@@ -119,21 +128,31 @@ impl CaDataVerifier {
         certificates: Vec<CertificateDer<'static>>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, String> {
-        let mut roots = RootCertStore::empty();
-        // A certificate webpki cannot take as an anchor may still be matched
+        let mut anchors = Vec::new();
+        // A certificate that cannot be an anchor may still be matched
         // exactly; registration has refused certificates neither can use.
-        roots.add_parsable_certificates(certificates.iter().cloned());
-        let webpki = if roots.is_empty() {
-            None
-        } else {
-            Some(
+        for certificate in &certificates {
+            let (Some(true), Some((not_before, not_after))) =
+                (may_sign(certificate), validity(certificate))
+            else {
+                continue;
+            };
+            let mut roots = RootCertStore::empty();
+            if roots.add(certificate.clone()).is_err() {
+                continue;
+            }
+            let verifier =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
-                    .map_err(|error| format!("caData: {error}"))?,
-            )
-        };
+                    .map_err(|error| format!("caData: {error}"))?;
+            anchors.push(Anchor {
+                verifier,
+                not_before,
+                not_after,
+            });
+        }
         Ok(CaDataVerifier {
-            webpki,
+            anchors,
             exact: certificates,
             provider,
         })
@@ -149,8 +168,13 @@ impl ServerCertVerifier for CaDataVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let refused = match &self.webpki {
-            Some(webpki) => match webpki.verify_server_cert(
+        let mut refused = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let in_period = |anchor: &&Anchor| {
+            anchor.not_before.as_secs() <= now.as_secs()
+                && now.as_secs() <= anchor.not_after.as_secs()
+        };
+        for anchor in self.anchors.iter().filter(in_period) {
+            match anchor.verifier.verify_server_cert(
                 end_entity,
                 intermediates,
                 server_name,
@@ -158,10 +182,9 @@ impl ServerCertVerifier for CaDataVerifier {
                 now,
             ) {
                 Ok(verified) => return Ok(verified),
-                Err(error) => error,
-            },
-            None => rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
-        };
+                Err(error) => refused = error,
+            }
+        }
         if !self
             .exact
             .iter()
@@ -306,6 +329,31 @@ fn verify_exact_match(
         return Err(invalid(CertificateError::InvalidPurpose));
     }
     Ok(())
+}
+
+/// One trust anchor of `caData` and the period in which it may be used.
+#[derive(Debug)]
+struct Anchor {
+    verifier: Arc<WebPkiServerVerifier>,
+    not_before: UnixTime,
+    not_after: UnixTime,
+}
+
+/// Whether Go would let the certificate sign another (`CheckSignatureFrom`):
+/// a version 3 certificate must carry basic constraints with CA set; older
+/// versions may sign. None when it does not parse.
+fn may_sign(certificate: &CertificateDer<'_>) -> Option<bool> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    if parsed.version() != x509_parser::x509::X509Version::V3 {
+        return Some(true);
+    }
+    Some(
+        parsed
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|constraints| constraints.value.ca),
+    )
 }
 
 /// A certificate's notBefore and notAfter (times before 1970 as 1970), or
@@ -467,10 +515,8 @@ mod tests {
         let certificate = params.self_signed(&key).unwrap();
         let verifier = verifier(&[&certificate]);
         // webpki alone refuses a CA certificate as an end entity.
-        assert!(verifier
-            .webpki
-            .as_ref()
-            .unwrap()
+        assert!(verifier.anchors[0]
+            .verifier
             .verify_server_cert(
                 certificate.der(),
                 &[],
@@ -543,11 +589,52 @@ mod tests {
     }
 
     #[test]
+    fn a_leaf_given_as_ca_data_signs_nothing() {
+        // A server certificate made with the leaf's key and subject: Go
+        // refuses it ("parent certificate cannot sign this kind of
+        // certificate"), since the leaf is not a CA.
+        let unknown_ca = ca("unknown CA");
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf_params = serving(&["kube.example"]);
+        leaf_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "leaf");
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &unknown_ca.0, &unknown_ca.1)
+            .unwrap();
+        let mut forged_params = serving(&["kube.example"]);
+        forged_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "forged");
+        let forged = forged_params
+            .signed_by(&KeyPair::generate().unwrap(), &leaf, &leaf_key)
+            .unwrap();
+        let verifier = verifier(&[&leaf]);
+        assert!(verifier.anchors.is_empty(), "a leaf is no trust anchor");
+        verify(&verifier, &leaf, "kube.example").unwrap();
+        assert!(verify(&verifier, &forged, "kube.example").is_err());
+    }
+
+    #[test]
+    fn an_expired_ca_in_a_bundle_vouches_for_nothing() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let old_ca = (expired(params).self_signed(&key).unwrap(), key);
+        let current_ca = ca("current CA");
+        let under_old = signed(serving(&["kube.example"]), &old_ca);
+        let under_current = signed(serving(&["kube.example"]), &current_ca);
+        let verifier = verifier(&[&old_ca.0, &current_ca.0]);
+        verify(&verifier, &under_current, "kube.example").unwrap();
+        assert!(verify(&verifier, &under_old, "kube.example").is_err());
+    }
+
+    #[test]
     fn without_any_trust_anchor_only_exact_matches_verify() {
         let unknown_ca = ca("unknown CA");
         let leaf = signed(serving(&["kube.example"]), &unknown_ca);
         let verifier = CaDataVerifier {
-            webpki: None,
+            anchors: Vec::new(),
             exact: vec![leaf.der().clone()],
             provider: provider(),
         };
