@@ -915,7 +915,8 @@ async fn callers_who_may_not_read_clusters_cannot_tell_names_apart() {
     };
     let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
         "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}});
-    let probes: Vec<(Option<(&str, &str)>, &str, Option<Value>)> = vec![
+    type Header = Option<(&'static str, &'static str)>;
+    let probes: Vec<(Header, &str, Option<Value>)> = vec![
         (Some(("Impersonate-Uid", "x")), "/api/v1/pods", None),
         (
             Some(("Impersonate-Extra-Scopes", "x")),
