@@ -245,7 +245,10 @@ async fn import(
         println!("{line}");
     }
     if total == 0 {
-        eprintln!("the kubeconfig defines no cluster");
+        // A file that is YAML but no kubeconfig (a kubeportal configuration,
+        // say) reads as an empty kubeconfig: nothing was asked for that
+        // could be done.
+        anyhow::bail!("the kubeconfig defines no cluster: is it a kubeconfig?");
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {total} cluster(s) not imported");

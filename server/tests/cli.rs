@@ -578,3 +578,54 @@ contexts:
     assert!(success, "{printed}");
     assert_eq!(registered(dir.path()), ["shop-prod", "shop-prod-b"]);
 }
+
+#[test]
+fn clusters_import_survives_what_is_not_a_kubeconfig_and_never_prints_its_values() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A value serde would quote in backticks: never echoed.
+    let numeric = kubeconfig_in(
+        dir.path(),
+        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user: { username: admin, password: 987654321 }\n",
+    );
+    let (success, printed) = import_in(dir.path(), &["--kubeconfig", &numeric]);
+    assert!(!success, "{printed}");
+    assert!(!printed.contains("987654321"), "{printed}");
+    assert!(printed.contains("is not a kubeconfig"), "{printed}");
+
+    // UTF-16 cut mid-character: an error, not a panic.
+    for bytes in [&b"\xff\xfeA"[..], &b"\xfe\xff\x00"[..]] {
+        let path = dir.path().join("utf16");
+        std::fs::write(&path, bytes).unwrap();
+        let output = Command::new(BINARY)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("KUBEPORTAL_CONFIG")
+            .args(["clusters", "import", "--kubeconfig"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+    }
+
+    // YAML that is no kubeconfig (a kubeportal configuration) exits 1.
+    let config = kubeconfig_in(dir.path(), "server:\n  listen: 127.0.0.1:7007\n");
+    let (success, printed) = import_in(dir.path(), &["--kubeconfig", &config]);
+    assert!(!success, "{printed}");
+    assert!(printed.contains("defines no cluster"), "{printed}");
+
+    // A certificate authority and insecure-skip-tls-verify together: kubectl
+    // refuses the pair, and so does the import.
+    let ca = rcgen::generate_simple_self_signed(vec!["kube.example".into()]).unwrap();
+    let both = kubeconfig_in(
+        dir.path(),
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: both\n  cluster:\n    server: https://kube.example:6443\n    insecure-skip-tls-verify: true\n    certificate-authority-data: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(ca.cert.pem())
+        ),
+    );
+    let (success, printed) = import_in(dir.path(), &["--kubeconfig", &both]);
+    assert!(!success, "{printed}");
+    assert!(printed.contains("insecure-skip-tls-verify"), "{printed}");
+    assert!(registered(dir.path()).is_empty());
+}

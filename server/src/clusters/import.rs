@@ -255,6 +255,7 @@ fn report_collisions(planned: &mut [PlannedCluster]) {
 fn load(files: &[PathBuf]) -> Result<Kubeconfig, String> {
     let mut merged = Kubeconfig::default();
     for file in files {
+        refuse_truncated_utf16(file)?;
         let next = Kubeconfig::read_from(file).map_err(|error| match error {
             KubeconfigError::ReadConfig(cause, _) => {
                 format!("cannot read {}: {cause}", file.display())
@@ -262,7 +263,7 @@ fn load(files: &[PathBuf]) -> Result<Kubeconfig, String> {
             other => format!(
                 "{} is not a kubeconfig: {}",
                 file.display(),
-                crate::error::redact_quoted(&other.to_string())
+                without_values(&other.to_string())
             ),
         })?;
         merged = merged
@@ -270,6 +271,50 @@ fn load(files: &[PathBuf]) -> Result<Kubeconfig, String> {
             .map_err(|error| format!("{}: {error}", file.display()))?;
     }
     Ok(merged)
+}
+
+/// The YAML parser's messages quote the offending value (`` invalid type:
+/// integer `987654321` ``, `"…"`); in a kubeconfig that may be a password,
+/// a token or a key, so every quoted part is left out.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut closing = None;
+    for character in message.chars() {
+        match closing {
+            Some(end) if character == end => {
+                out.push('…');
+                out.push(end);
+                closing = None;
+            }
+            Some(_) => {}
+            None if matches!(character, '"' | '`') => {
+                out.push(character);
+                closing = Some(character);
+            }
+            None => out.push(character),
+        }
+    }
+    if closing.is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A UTF-16 file (byte order mark first) whose text is cut mid-character:
+/// the kubeconfig reader cannot take it (and would panic on it).
+fn refuse_truncated_utf16(file: &Path) -> Result<(), String> {
+    let Ok(bytes) = std::fs::read(file) else {
+        // The reader reports what cannot be read.
+        return Ok(());
+    };
+    let utf16 = bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]);
+    if utf16 && bytes.len() % 2 == 1 {
+        return Err(format!(
+            "{} is not a kubeconfig: its UTF-16 text ends in the middle of a character",
+            file.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The first entry of each name, in order (later ones are ignored, as by
@@ -490,8 +535,9 @@ fn credential(
             .filter(|token| !token.expose_secret().is_empty()),
         user.token_file.as_deref().filter(|file| !file.is_empty()),
     ) {
-        (Some(token), _) => Some(token.clone()),
-        (None, Some(file)) => Some(SecretString::from(read_file(file)?.trim().to_owned())),
+        // client-go sends the file's token when both are given.
+        (_, Some(file)) => Some(SecretString::from(read_file(file)?.trim().to_owned())),
+        (Some(token), None) => Some(token.clone()),
         (None, None) if token_file_misspelled => {
             return Err(format!(
                 "user {name} has `token-file`, a key kubectl ignores: a token file is `tokenFile`"
@@ -536,6 +582,20 @@ fn to_spec(
         .clone()
         .filter(|server| !server.is_empty())
         .ok_or_else(|| "the cluster has no server".to_owned())?;
+    let has_ca = cluster
+        .certificate_authority_data
+        .as_deref()
+        .is_some_and(|data| !data.trim().is_empty())
+        || cluster
+            .certificate_authority
+            .as_deref()
+            .is_some_and(|file| !file.is_empty());
+    if has_ca && cluster.insecure_skip_tls_verify == Some(true) {
+        return Err(
+            "it has both a certificate authority and insecure-skip-tls-verify, which kubectl refuses; keep one"
+                .into(),
+        );
+    }
     let no_credential = AuthInfo::default();
     let credential = match user.filter(|user| !user.is_empty()) {
         None => credential("", &no_credential, false)?,
@@ -655,6 +715,34 @@ mod tests {
         assert!(how.unwrap().contains("cut to 63"));
         assert!(registry_name("é/ü").is_err());
         assert_eq!(registry_name("kind-dev").unwrap().1, None);
+    }
+
+    #[test]
+    fn a_token_file_wins_over_a_token_as_in_client_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        let user = AuthInfo {
+            token: Some(SecretString::from("inline".to_owned())),
+            token_file: Some(file.to_str().unwrap().to_owned()),
+            ..AuthInfo::default()
+        };
+        let credential = credential("u", &user, false).unwrap();
+        assert_eq!(credential.token.unwrap().expose_secret(), "from-the-file");
+    }
+
+    #[test]
+    fn parse_errors_keep_their_place_and_lose_their_values() {
+        assert_eq!(
+            without_values(
+                "invalid type: integer `987654321`, expected a string at line 5 column 40"
+            ),
+            "invalid type: integer `…`, expected a string at line 5 column 40"
+        );
+        assert_eq!(
+            without_values("bad \"secret\" and `open"),
+            "bad \"…\" and `…"
+        );
     }
 
     #[test]

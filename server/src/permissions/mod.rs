@@ -381,18 +381,44 @@ impl Rule {
                 return false;
             }
         }
+        // A deny rule that names namespaces or objects also denies a resource
+        // request that spans them: one without a namespace (a list across
+        // all of them, or of a cluster-scoped kind) or without a name (a
+        // list, watch or delete of the whole collection). An allow rule
+        // grants only what it names, as RBAC's namespaces and resourceNames.
+        let denies_spans =
+            self.decision == Decision::Deny && attributes.is_some_and(|a| a.is_resource_request);
+        fn spanning(denies_spans: bool, value: Option<&str>) -> Option<&str> {
+            match value {
+                None if denies_spans => Some("*"),
+                value => value,
+            }
+        }
+        let spans = |value| spanning(denies_spans, value);
         Globs::matches(&self.paths, proxy.map(|proxy| proxy.path))
             && Globs::matches(&self.verbs, attributes.map(|a| a.verb.as_str()))
-            && Globs::matches(
+            && Self::spanning_match(
                 &self.namespaces,
-                attributes.and_then(|a| a.namespace.as_deref()),
+                spans(attributes.and_then(|a| a.namespace.as_deref())),
             )
             && Globs::matches(
                 &self.api_groups,
                 attributes.and_then(|a| a.api_group.as_deref()),
             )
             && self.resource_matches(attributes)
-            && Globs::matches(&self.names, attributes.and_then(|a| a.name.as_deref()))
+            && Self::spanning_match(
+                &self.names,
+                spans(attributes.and_then(|a| a.name.as_deref())),
+            )
+    }
+
+    /// `Some("*")` stands for every value (a request that spans them all),
+    /// which any pattern covers.
+    fn spanning_match(globs: &Option<Globs>, value: Option<&str>) -> bool {
+        match (globs, value) {
+            (Some(_), Some("*")) => true,
+            _ => Globs::matches(globs, value),
+        }
     }
 
     /// Resources and subresources as Kubernetes RBAC reads them: `resources`
@@ -728,6 +754,73 @@ mod tests {
         assert!(!allowed("/api/v1/namespaces/a/pods/p/exec"));
         assert!(!allowed("/api/v1/namespaces/a/b/pods/p/log"));
         assert!(allowed("/apis/apps/v1/namespaces/a/deployments"));
+    }
+
+    #[test]
+    fn a_deny_of_namespaces_or_names_covers_requests_that_span_them() {
+        let policy = rules(
+            r#"
+- permission: kubernetes.proxy
+  subjects: ["*"]
+  namespaces: [kube-system]
+  decision: deny
+- permission: kubernetes.proxy
+  subjects: ["*"]
+  resources: [secrets]
+  names: [db-password]
+  decision: deny
+- permission: kubernetes.proxy
+  subjects: ["*"]
+  namespaces: [team-a]
+  resources: [configmaps]
+  decision: allow
+- permission: kubernetes.proxy
+  subjects: ["*"]
+  paths: ["/api", "/api/v1"]
+  decision: allow
+- permission: kubernetes.proxy
+  subjects: ["*"]
+  resources: [configmaps, secrets]
+  namespaces: [shop]
+  decision: allow
+"#,
+        );
+        let anyone = caller("user:default/a", &[]);
+        let get = Method::GET;
+        let allowed = |path: &str, query: Option<&str>| {
+            policy
+                .check(
+                    &anyone,
+                    Permission::Proxy,
+                    &Target {
+                        cluster: Some("c"),
+                        proxy: Some(proxy(&get, path, query)),
+                        impersonation: None,
+                    },
+                )
+                .is_ok()
+        };
+        // Across every namespace, kube-system's objects included: denied.
+        assert!(!allowed("/api/v1/configmaps", None));
+        assert!(!allowed(
+            "/api/v1/configmaps",
+            Some("fieldSelector=metadata.namespace%3Dkube-system")
+        ));
+        assert!(!allowed("/api/v1/namespaces/kube-system/configmaps", None));
+        assert!(allowed("/api/v1/namespaces/team-a/configmaps", None));
+        // The whole collection holds the denied name: denied; other names not.
+        assert!(!allowed("/api/v1/namespaces/shop/secrets", None));
+        assert!(!allowed(
+            "/api/v1/namespaces/shop/secrets",
+            Some("fieldSelector=metadata.name%3Ddb-password")
+        ));
+        assert!(allowed("/api/v1/namespaces/shop/secrets/api-key", None));
+        assert!(allowed(
+            "/api/v1/namespaces/shop/secrets",
+            Some("fieldSelector=metadata.name%3Dapi-key")
+        ));
+        // Non-resource requests name no namespace and are not spanned.
+        assert!(allowed("/api/v1", None));
     }
 
     #[test]
