@@ -13,7 +13,7 @@ use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::clusters::{Registry, Upserted};
+use crate::clusters::{ClusterInputExt, Registry, Upserted};
 use crate::config::{Config, DatabaseKind};
 use crate::identity::Authenticator;
 use crate::permissions::Policy;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::clusters::ClusterInput;
+use crate::clusters::{ClusterInput, ClusterInputExt};
 use crate::permissions::RuleConfig;
 
 /// Everything kubeportal reads from its configuration file and environment.
@@ -305,14 +305,9 @@ pub struct ClusterLocatorMethod {
     pub clusters: Vec<ClusterInput>,
 }
 
-/// A custom resource type to include in object queries.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CustomResourceConfig {
-    pub group: String,
-    pub api_version: String,
-    pub plural: String,
-}
+// A custom resource type to include in object queries, also part of the
+// object-query wire format.
+pub use kubeportal_api::objects::CustomResourceConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

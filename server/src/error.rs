@@ -11,8 +11,6 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 /// An error a handler returns. Each variant's doc names its status.
 #[derive(Debug, thiserror::Error)]
@@ -178,49 +176,9 @@ pub fn redact_quoted(message: &str) -> String {
     out
 }
 
-/// Backstage's error envelope.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorResponse {
-    pub error: ErrorDetail,
-    pub request: ErrorRequest,
-    pub response: ErrorStatus,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// `InputError`, `AuthenticationError`, `NotAllowedError`, `NotFoundError`,
-    /// `ConflictError`, or a 5xx name.
-    #[schema(example = "NotFoundError")]
-    pub name: String,
-    pub message: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorRequest {
-    pub method: String,
-    /// The request path (the query string is left out: it may hold tickets).
-    pub url: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorStatus {
-    pub status_code: u16,
-}
-
-/// A Kubernetes `Status` object, as the path-form proxy answers its own errors.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KubernetesStatus {
-    pub kind: &'static str,
-    pub api_version: &'static str,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub status: &'static str,
-    pub message: String,
-    pub reason: &'static str,
-    pub code: u16,
-}
+pub use kubeportal_api::error::{
+    ErrorDetail, ErrorRequest, ErrorResponse, ErrorStatus, KubernetesStatus,
+};
 
 fn kubernetes_reason(status: StatusCode) -> &'static str {
     match status.as_u16() {
@@ -276,12 +234,12 @@ pub async fn envelope(request: Request, next: Next) -> Response {
     let status = response.status();
     let body = if is_path_form_proxy(&path) {
         serde_json::to_vec(&KubernetesStatus {
-            kind: "Status",
-            api_version: "v1",
+            kind: "Status".into(),
+            api_version: "v1".into(),
             metadata: Default::default(),
-            status: "Failure",
+            status: "Failure".into(),
             message: pending.message,
-            reason: kubernetes_reason(status),
+            reason: kubernetes_reason(status).into(),
             code: status.as_u16(),
         })
     } else {

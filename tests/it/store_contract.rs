@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kubeportal::clusters::{AuthProvider, ClusterInput, Registry};
+use kubeportal::clusters::{AuthProvider, ClusterInput, ClusterInputExt, Registry};
 use kubeportal::secrets::SecretBox;
 use kubeportal::store::{self, StoreError};
 use kubeportal_tests::{both_stores, test_secret_key, Backend, TestDb};

@@ -1,5 +1,6 @@
 //! What a call can fail with.
 
+use kubeportal_api::error::ErrorResponse;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -60,31 +61,9 @@ impl Error {
     }
 }
 
-/// Backstage's error envelope, as kubeportal answers errors.
-///
-/// Mirrors `kubeportal::error::ErrorResponse`, which is `Serialize` only.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    error: EnvelopeError,
-    /// Required so that only the envelope is recognised; the HTTP status is what is reported.
-    #[allow(dead_code)]
-    response: EnvelopeStatus,
-}
-
-#[derive(Debug, Deserialize)]
-struct EnvelopeError {
-    name: String,
-    message: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EnvelopeStatus {
-    #[allow(dead_code)]
-    status_code: u16,
-}
-
-/// The parts of a Kubernetes `Status` an error needs.
+/// The parts of a Kubernetes `Status` an error needs, as a cluster answers
+/// it: unlike kubeportal's own (`kubeportal_api::error::KubernetesStatus`),
+/// a cluster's may leave out its message and reason.
 #[derive(Debug, Deserialize)]
 struct KubernetesStatus {
     kind: String,
@@ -94,9 +73,10 @@ struct KubernetesStatus {
     reason: Option<String>,
 }
 
-/// The portal error a body carries, if it is the envelope.
+/// The portal error a body carries, if it is Backstage's error envelope, as
+/// kubeportal answers errors (the HTTP status is what is reported).
 pub(crate) fn portal_error(status: StatusCode, body: &[u8]) -> Option<Error> {
-    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    let envelope: ErrorResponse = serde_json::from_slice(body).ok()?;
     Some(Error::Portal {
         name: envelope.error.name,
         status,

@@ -2,8 +2,8 @@
 //!
 //! A client for kubeportal: the cluster registry, entity-scoped object
 //! queries and the Kubernetes API proxy. Request and response types are the
-//! server's own (`kubeportal::clusters`, `kubeportal::objects`), so the
-//! client and the server cannot drift apart.
+//! server's own, from the `kubeportal-api` crate (re-exported as [`api`]), so
+//! the client and the server cannot drift apart.
 //!
 //! ```no_run
 //! use futures::StreamExt;
@@ -28,7 +28,6 @@
 
 mod error;
 mod stream;
-mod wire;
 
 use futures::stream::{BoxStream, StreamExt};
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, IF_MATCH};
@@ -36,19 +35,22 @@ use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use error::Error;
-pub use kubeportal::clusters::routes::ClusterList;
-pub use kubeportal::clusters::{
-    AuthProvider, ClusterDetail, ClusterInput, ClusterSummary, ClusterUpdate,
+/// Every wire type of kubeportal's HTTP API.
+pub use kubeportal_api as api;
+pub use kubeportal_api::clusters::{
+    AuthProvider, ClusterDetail, ClusterInput, ClusterList, ClusterSummary, ClusterUpdate,
 };
-pub use kubeportal::config::CustomResourceConfig;
-pub use kubeportal::objects::{
-    ClusterObjects, ClusterRef, ErrorType, FetchError, FetchResult, ObjectsResponse,
+pub use kubeportal_api::objects::{
+    ClusterObjects, ClusterRef, CustomResourceConfig, ErrorType, FetchError, FetchResult,
+    ObjectsResponse,
+};
+use kubeportal_api::objects::{
+    CustomResourcesByEntityRequest, ObjectsByEntityRequest, WorkloadsByEntityRequest,
 };
 pub use stream::{lines, WatchEvent, WatchEventType};
-pub use wire::update_from;
 
 /// The lines of a pod log, as they arrive; dropping it closes the stream.
 pub type LineStream = BoxStream<'static, Result<String, Error>>;
@@ -173,10 +175,9 @@ impl Client {
 
     /// Registers a cluster (admins). A duplicate name is a `ConflictError`.
     pub async fn create_cluster(&self, input: &ClusterInput) -> Result<ClusterDetail, Error> {
-        let body = wire::InputBody::from(input);
         json(
             self.request(Method::POST, &format!("{API}/clusters"))
-                .json(&body),
+                .json(input),
         )
         .await
     }
@@ -190,11 +191,10 @@ impl Client {
         version: i64,
         update: &ClusterUpdate,
     ) -> Result<ClusterDetail, Error> {
-        let body = wire::UpdateBody::from(update);
         json(
             self.request(Method::PUT, &cluster_path(name))
                 .header(IF_MATCH, format!("\"{version}\""))
-                .json(&body),
+                .json(update),
         )
         .await
     }
@@ -234,7 +234,10 @@ impl Client {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let body = with_auth(json!({ "entity": entity }), auth);
+        let body = ObjectsByEntityRequest {
+            entity: entity.clone(),
+            auth: client_auth(auth),
+        };
         json(
             self.request(
                 Method::POST,
@@ -252,7 +255,10 @@ impl Client {
         entity_ref: &str,
         auth: Option<&Value>,
     ) -> Result<ObjectsResponse, Error> {
-        let body = with_auth(json!({ "entityRef": entity_ref }), auth);
+        let body = WorkloadsByEntityRequest {
+            entity_ref: entity_ref.to_owned(),
+            auth: client_auth(auth),
+        };
         json(
             self.request(Method::POST, &format!("{API}/resources/workloads/query"))
                 .json(&body),
@@ -267,10 +273,11 @@ impl Client {
         custom_resources: &[CustomResourceConfig],
         auth: Option<&Value>,
     ) -> Result<ObjectsResponse, Error> {
-        let body = with_auth(
-            json!({ "entityRef": entity_ref, "customResources": custom_resources }),
-            auth,
-        );
+        let body = CustomResourcesByEntityRequest {
+            entity_ref: entity_ref.to_owned(),
+            custom_resources: custom_resources.to_vec(),
+            auth: client_auth(auth),
+        };
         json(
             self.request(Method::POST, &format!("{API}/resources/custom/query"))
                 .json(&body),
@@ -352,6 +359,53 @@ impl Client {
     }
 }
 
+/// An update that keeps everything `detail` says (and every stored secret):
+/// change its fields, then send it with `update_cluster`.
+pub fn update_from(detail: &ClusterDetail) -> ClusterUpdate {
+    let ClusterDetail {
+        name,
+        title,
+        url,
+        auth_provider,
+        ca_data,
+        skip_tls_verify,
+        client_cert_data,
+        dashboard_url,
+        dashboard_app,
+        dashboard_parameters,
+        oidc_token_provider,
+        skip_metrics_lookup,
+        labels,
+        version,
+        has_service_account_token: _,
+        has_client_key_data: _,
+        created_at: _,
+        updated_at: _,
+    } = detail.clone();
+    ClusterUpdate {
+        name: Some(name),
+        title,
+        url,
+        auth_provider,
+        ca_data,
+        skip_tls_verify,
+        service_account_token: None,
+        client_cert_data,
+        client_key_data: None,
+        dashboard_url,
+        dashboard_app,
+        dashboard_parameters,
+        oidc_token_provider,
+        skip_metrics_lookup,
+        labels,
+        version: Some(version),
+        has_service_account_token: None,
+        has_client_key_data: None,
+        created_at: None,
+        updated_at: None,
+    }
+}
+
 /// A request through the header-form proxy, to be completed and sent.
 pub struct ProxyRequest {
     builder: RequestBuilder,
@@ -415,12 +469,10 @@ impl ProxyRequest {
     }
 }
 
-/// An object query body, with the client-side credentials when there are any.
-fn with_auth(mut body: Value, auth: Option<&Value>) -> Value {
-    if let (Some(auth), Some(fields)) = (auth, body.as_object_mut()) {
-        fields.insert("auth".into(), auth.clone());
-    }
-    body
+/// The client-side credentials of an object query; `null` (left out of the
+/// body) when there are none.
+fn client_auth(auth: Option<&Value>) -> Value {
+    auth.cloned().unwrap_or_default()
 }
 
 fn cluster_path(name: &str) -> String {

@@ -23,9 +23,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::Method;
 use http_body::Frame;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::mpsc;
-use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::store::Store;
@@ -90,57 +89,7 @@ impl Default for AuditConfig {
     }
 }
 
-/// One audited request.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditRecord {
-    pub time: DateTime<Utc>,
-    /// `proxy`, `registry` or `denial`.
-    pub kind: String,
-    pub subject: String,
-    pub groups: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
-    pub method: String,
-    /// For a proxied call, the canonical Kubernetes path the cluster received;
-    /// otherwise the request path.
-    pub path: String,
-    /// The query string with sensitive values replaced by `***` (for a
-    /// proxied call, the canonical query the cluster received).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// For a proxied call, the Kubernetes verb the policy judged (as the API
-    /// server derives it: `watch` for `?watch=yes`, `create` for exec, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verb: Option<String>,
-    /// The Kubernetes user the caller impersonated (a `kubernetes.impersonate`
-    /// grant); `subject` stays the portal identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub impersonated_user: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub impersonated_groups: Vec<String>,
-    pub status: u16,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub duration_ms: u64,
-    /// `allow`, `deny`, or `none` when no policy decision was needed.
-    pub decision: String,
-    /// The deciding rule (`rule 3: description`), absent for the default deny.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// The session recording (`GET /api/kubernetes/recordings/{name}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recording: Option<String>,
-}
-
-/// A stored record with its id (the paging cursor).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredAuditRecord {
-    pub id: i64,
-    #[serde(flatten)]
-    pub record: AuditRecord,
-}
+pub use kubeportal_api::audit::{AuditRecord, StoredAuditRecord};
 
 /// A row as both databases return it.
 #[derive(Debug, sqlx::FromRow)]

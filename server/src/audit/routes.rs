@@ -3,12 +3,12 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AuditFilter, StoredAuditRecord};
+use super::AuditFilter;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Query};
 use crate::identity::Caller;
@@ -40,14 +40,7 @@ pub struct AuditQuery {
     cursor: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditPage {
-    /// Newest first.
-    pub items: Vec<StoredAuditRecord>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<i64>,
-}
+pub use kubeportal_api::audit::AuditPage;
 
 /// Audit records, newest first.
 #[utoipa::path(get, path = "/api/kubernetes/audit", tag = "operations",

@@ -19,7 +19,9 @@ use kube::config::{AuthInfo, Kubeconfig, KubeconfigError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{name_key, validate_cluster_name, AuthProvider, ClusterInput, ClusterSpec};
+use super::{
+    name_key, validate_cluster_name, AuthProvider, ClusterInput, ClusterInputExt, ClusterSpec,
+};
 
 /// Which kubeconfig name a cluster is registered under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

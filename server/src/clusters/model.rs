@@ -1,4 +1,6 @@
 //! Cluster records: what admins send, what is stored, what is returned.
+//! What is sent and returned are the wire types of `kubeportal-api`,
+//! re-exported here; their validation and conversions are the server's.
 //!
 //! Input is validated into a [`ClusterSpec`] whose secrets are `SecretString`s
 //! (their `Debug` prints `***`). Responses carry `hasServiceAccountToken` and
@@ -13,174 +15,28 @@ use chrono::{DateTime, Utc};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::ToSchema;
 
-/// How kubeportal authenticates to a cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum AuthProvider {
-    /// A service-account bearer token stored (encrypted) with the cluster.
-    ServiceAccount,
-    /// A client certificate and key (mTLS) stored with the cluster.
-    ClientCert,
-    /// kubeportal's own credential (token or client certificate) with
-    /// `Impersonate-User`/`Impersonate-Group` set to the portal caller.
-    Impersonate,
-    /// The caller's OIDC token for `oidcTokenProvider`, sent by the frontend.
-    Oidc,
-    /// The caller's Google token, sent by the frontend.
-    Google,
-    /// Any cluster token the caller sends (`Backstage-Kubernetes-Authorization`).
-    Client,
-    /// No credential at all: the cluster is reached through `kubectl proxy`
-    /// or a sidecar that adds its own. Nothing is stored and no
-    /// `Authorization`, the caller's included, is ever sent.
-    LocalKubectlProxy,
-}
+pub use kubeportal_api::clusters::{
+    AuthProvider, ClusterDetail, ClusterInput, ClusterSummary, ClusterUpdate,
+};
 
-impl AuthProvider {
-    /// The provider as Backstage's frontend knows it (its `KubernetesAuthProviders`
-    /// refuse any other name before a query). Credentials kubeportal holds are
-    /// `serviceAccount` to the frontend (it sends nothing for them); `oidc` and
-    /// `google` are the frontend's own client-side providers. The stock
-    /// frontend has no `client` provider: that cluster is presented as
-    /// `serviceAccount` too, so the entity's tab works and the cluster reports
-    /// its missing credential as an error entry unless the caller sends one.
-    pub fn as_frontend_names_it(self) -> AuthProvider {
-        match self {
-            AuthProvider::Oidc => AuthProvider::Oidc,
-            AuthProvider::Google => AuthProvider::Google,
-            AuthProvider::LocalKubectlProxy => AuthProvider::LocalKubectlProxy,
-            AuthProvider::ServiceAccount
-            | AuthProvider::ClientCert
-            | AuthProvider::Impersonate
-            | AuthProvider::Client => AuthProvider::ServiceAccount,
-        }
+/// The provider as Backstage's frontend knows it (its `KubernetesAuthProviders`
+/// refuse any other name before a query). Credentials kubeportal holds are
+/// `serviceAccount` to the frontend (it sends nothing for them); `oidc` and
+/// `google` are the frontend's own client-side providers. The stock
+/// frontend has no `client` provider: that cluster is presented as
+/// `serviceAccount` too, so the entity's tab works and the cluster reports
+/// its missing credential as an error entry unless the caller sends one.
+fn as_frontend_names_it(provider: AuthProvider) -> AuthProvider {
+    match provider {
+        AuthProvider::Oidc => AuthProvider::Oidc,
+        AuthProvider::Google => AuthProvider::Google,
+        AuthProvider::LocalKubectlProxy => AuthProvider::LocalKubectlProxy,
+        AuthProvider::ServiceAccount
+        | AuthProvider::ClientCert
+        | AuthProvider::Impersonate
+        | AuthProvider::Client => AuthProvider::ServiceAccount,
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthProvider::ServiceAccount => "serviceAccount",
-            AuthProvider::ClientCert => "clientCert",
-            AuthProvider::Impersonate => "impersonate",
-            AuthProvider::Oidc => "oidc",
-            AuthProvider::Google => "google",
-            AuthProvider::Client => "client",
-            AuthProvider::LocalKubectlProxy => "localKubectlProxy",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            AuthProvider::ServiceAccount,
-            AuthProvider::ClientCert,
-            AuthProvider::Impersonate,
-            AuthProvider::Oidc,
-            AuthProvider::Google,
-            AuthProvider::Client,
-            AuthProvider::LocalKubectlProxy,
-        ]
-        .into_iter()
-        .find(|provider| provider.as_str() == text)
-    }
-}
-
-/// A cluster as admins register it (`POST`), and as the config file declares it.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClusterInput {
-    /// Unique (case-insensitively): letters, digits, `-`, `_` and `.`,
-    /// starting and ending with a letter or digit, at most 63 characters.
-    #[schema(example = "prod-eu-1")]
-    pub name: String,
-    pub title: Option<String>,
-    /// The API server URL (https or http), e.g. `https://10.0.0.1:6443`.
-    #[schema(example = "https://prod-eu-1.example:6443")]
-    pub url: String,
-    pub auth_provider: AuthProvider,
-    /// CA bundle: base64 of PEM (as in kubeconfig) or PEM text.
-    pub ca_data: Option<String>,
-    #[serde(default, rename = "skipTLSVerify")]
-    pub skip_tls_verify: bool,
-    /// Write-only; never returned.
-    #[schema(value_type = Option<String>, write_only)]
-    pub service_account_token: Option<SecretString>,
-    /// Client certificate: base64 of PEM or PEM text.
-    pub client_cert_data: Option<String>,
-    /// Write-only; never returned.
-    #[schema(value_type = Option<String>, write_only)]
-    pub client_key_data: Option<SecretString>,
-    /// A link to the cluster's dashboard, kept as given (query and fragment included).
-    pub dashboard_url: Option<String>,
-    /// Which dashboard `dashboardUrl` is (Backstage's `standard`, `rancher`,
-    /// `openshift`, `aks`, `eks`, `gke`, …), for the frontend's links.
-    pub dashboard_app: Option<String>,
-    /// Parameters of that dashboard's links (Backstage's `dashboardParameters`).
-    #[schema(value_type = Option<Object>)]
-    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    pub oidc_token_provider: Option<String>,
-    /// Accepted for Backstage app-config compatibility.
-    #[serde(default)]
-    pub skip_metrics_lookup: bool,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A full replacement of a cluster (`PUT`). Secrets are write-only: an absent
-/// secret keeps the stored one, `null` removes it, a string replaces it.
-/// Read-only fields of the `GET` shape are accepted and ignored, so a client
-/// can send back what it read.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClusterUpdate {
-    /// Must equal the name in the path (renames are not supported).
-    pub name: Option<String>,
-    pub title: Option<String>,
-    pub url: String,
-    pub auth_provider: AuthProvider,
-    pub ca_data: Option<String>,
-    #[serde(default, rename = "skipTLSVerify")]
-    pub skip_tls_verify: bool,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, nullable, write_only)]
-    pub service_account_token: Option<Option<SecretString>>,
-    pub client_cert_data: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, nullable, write_only)]
-    pub client_key_data: Option<Option<SecretString>>,
-    pub dashboard_url: Option<String>,
-    pub dashboard_app: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    pub oidc_token_provider: Option<String>,
-    #[serde(default)]
-    pub skip_metrics_lookup: bool,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// The version this update is based on; `If-Match` may carry it instead.
-    pub version: Option<i64>,
-    #[serde(default)]
-    #[schema(read_only)]
-    pub has_service_account_token: Option<bool>,
-    #[serde(default)]
-    #[schema(read_only)]
-    pub has_client_key_data: Option<bool>,
-    #[serde(default)]
-    #[schema(read_only)]
-    pub created_at: Option<serde_json::Value>,
-    #[serde(default)]
-    #[schema(read_only)]
-    pub updated_at: Option<serde_json::Value>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A validated cluster, secrets in plaintext memory only until sealed.
@@ -234,61 +90,6 @@ pub struct ClusterRecord {
 
 pub type SharedCluster = Arc<ClusterRecord>;
 
-/// What `GET /api/kubernetes/clusters` lists (Backstage's shape).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterSummary {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dashboard_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dashboard_app: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    pub auth_provider: AuthProvider,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oidc_token_provider: Option<String>,
-}
-
-/// A cluster as admins read it: everything but the secrets.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterDetail {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    pub url: String,
-    pub auth_provider: AuthProvider,
-    /// PEM text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_data: Option<String>,
-    #[serde(rename = "skipTLSVerify")]
-    pub skip_tls_verify: bool,
-    pub has_service_account_token: bool,
-    /// PEM text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_cert_data: Option<String>,
-    pub has_client_key_data: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dashboard_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dashboard_app: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oidc_token_provider: Option<String>,
-    pub skip_metrics_lookup: bool,
-    pub labels: BTreeMap<String, String>,
-    /// Increases on every write; send it back (body or `If-Match`) to update.
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 impl From<&ClusterRecord> for ClusterSummary {
     fn from(record: &ClusterRecord) -> Self {
         Self {
@@ -297,7 +98,7 @@ impl From<&ClusterRecord> for ClusterSummary {
             dashboard_url: record.dashboard_url.clone(),
             dashboard_app: record.dashboard_app.clone(),
             dashboard_parameters: record.dashboard_parameters.clone(),
-            auth_provider: record.auth_provider.as_frontend_names_it(),
+            auth_provider: as_frontend_names_it(record.auth_provider),
             // Backstage's frontend looks up `<authProvider>.<oidcTokenProvider>`:
             // beside any other provider it names no auth provider and fails
             // every entity's Kubernetes tab.
@@ -682,9 +483,14 @@ fn build_spec(
     })
 }
 
-impl ClusterInput {
+/// Validation of a new cluster, for the input type of `kubeportal-api`.
+pub trait ClusterInputExt {
     /// Validates a new cluster.
-    pub fn validate_new(&self) -> Result<ClusterSpec, FieldError> {
+    fn validate_new(&self) -> Result<ClusterSpec, FieldError>;
+}
+
+impl ClusterInputExt for ClusterInput {
+    fn validate_new(&self) -> Result<ClusterSpec, FieldError> {
         build_spec(
             Fields {
                 name: &self.name,
@@ -763,7 +569,8 @@ fn credential_destination_change(
     }
 }
 
-impl ClusterUpdate {
+/// Validation of an update, for the update type of `kubeportal-api`.
+pub trait ClusterUpdateExt {
     /// Validates the update of the stored cluster `current`, given its
     /// secrets in plaintext (only to validate the merged result).
     ///
@@ -771,7 +578,16 @@ impl ClusterUpdate {
     /// update that changes the url's scheme, host or port, the CA, or turns
     /// verification off must send `serviceAccountToken` (and `clientKeyData`,
     /// when one is stored) again, or clear them.
-    pub fn validate(
+    fn validate(
+        &self,
+        current: &ClusterRecord,
+        current_token: Option<SecretString>,
+        current_client_key: Option<SecretString>,
+    ) -> Result<ValidatedUpdate, FieldError>;
+}
+
+impl ClusterUpdateExt for ClusterUpdate {
+    fn validate(
         &self,
         current: &ClusterRecord,
         current_token: Option<SecretString>,

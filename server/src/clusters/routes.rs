@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -33,14 +33,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterList {
-    pub items: Vec<ClusterSummary>,
-    /// Present when there are more clusters; pass it as `cursor`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+pub use kubeportal_api::clusters::ClusterList;
 
 /// Lists the registered clusters (Backstage's `GET /clusters`).
 #[utoipa::path(get, path = "/api/kubernetes/clusters", tag = "clusters",

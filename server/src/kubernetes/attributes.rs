@@ -3,84 +3,92 @@
 //! and namespaces exactly as the API server will serve the request.
 
 use http::Method;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::fields;
 use super::query::{Query, QueryError};
 
-/// What a request does, coarsely. `exec` covers exec, attach and portforward
-/// and every `proxy` subresource or verb (they reach arbitrary endpoints, the
-/// kubelet's exec included); a request that cannot be classified counts as
-/// `write` (fail closed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Action {
-    Read,
-    Write,
-    Delete,
-    Exec,
-}
+pub use kubeportal_api::kubernetes::{Action, RequestAttributes};
 
-impl Action {
-    /// The action of a verb, or of the subresource that decides it.
-    fn of(subresource: Option<&str>, verb: &str) -> Action {
-        match (subresource, verb) {
-            (Some("exec" | "attach" | "portforward" | "proxy"), _) | (_, "proxy") => Action::Exec,
-            (_, "get" | "list" | "watch") => Action::Read,
-            (_, "create" | "update" | "patch") => Action::Write,
-            (_, "delete" | "deletecollection") => Action::Delete,
-            _ => Action::Write,
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Action> {
-        match text.to_ascii_lowercase().as_str() {
-            "read" => Some(Action::Read),
-            "write" => Some(Action::Write),
-            "delete" => Some(Action::Delete),
-            "exec" => Some(Action::Exec),
-            _ => None,
-        }
+/// The action of a verb, or of the subresource that decides it.
+fn action_of(subresource: Option<&str>, verb: &str) -> Action {
+    match (subresource, verb) {
+        (Some("exec" | "attach" | "portforward" | "proxy"), _) | (_, "proxy") => Action::Exec,
+        (_, "get" | "list" | "watch") => Action::Read,
+        (_, "create" | "update" | "patch") => Action::Write,
+        (_, "delete" | "deletecollection") => Action::Delete,
+        _ => Action::Write,
     }
 }
 
-/// The attributes of one Kubernetes API request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestAttributes {
-    /// Whether the path names an API resource (`/api/v1/…`, `/apis/g/v/…`).
-    pub is_resource_request: bool,
-    /// For resource requests: get, list, watch, create, update, patch, delete,
-    /// deletecollection, proxy (the legacy `/proxy/` prefix), or `""` for a
-    /// method the API server has no verb for; exec, attach and portforward
-    /// are `create` whatever the method. For other paths the lower-cased
-    /// HTTP method.
-    pub verb: String,
-    pub action: Action,
-    /// `""` for the core group; absent for non-resource paths.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_group: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subresource: Option<String>,
-    /// From the path, or for a list or watch from a `metadata.name` field
-    /// selector (how kubectl watches one object).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
+/// What the server derives from and reads out of [`RequestAttributes`] (a
+/// wire type of `kubeportal-api`, reported by the policy's explain route).
+pub trait RequestAttributesExt: Sized {
+    /// Derives the attributes of `method` on the decoded path `segments`
+    /// (empty, `.` and `..` segments already resolved). Booleans the decision
+    /// reads (`watch` of a list, `follow` of a log) are rewritten in `query`
+    /// to their canonical spelling.
+    fn derive(
+        method: &Method,
+        segments: &[String],
+        query: &mut Query,
+    ) -> Result<Self, AttributeError>;
 
-impl RequestAttributes {
+    /// The attributes of a resource request described by its parts, as an
+    /// access review (`kubectl auth can-i`) asks about one.
+    fn of_resource(
+        verb: &str,
+        api_group: &str,
+        api_version: Option<&str>,
+        namespace: Option<&str>,
+        resource: &str,
+        subresource: Option<&str>,
+        name: Option<&str>,
+    ) -> Self;
+
+    /// The attributes of a request for a non-resource path by `verb` (the
+    /// lower-cased method).
+    fn of_non_resource(verb: &str) -> Self;
+
+    /// The HTTP method and canonical path of a request with these attributes
+    /// (`version` standing in where the attributes name none).
+    fn method_and_path(&self, version: &str) -> (Method, String);
+
     /// The message of the API server's own denial (its `forbiddenMessage`
     /// inside `NewForbidden`), so a client prints it as it prints any other:
     /// `pods "web-1" is forbidden: User "alice" cannot get resource "pods" in
     /// API group "" in the namespace "shop": <reason>`.
-    pub fn forbidden_message(&self, user: &str, path: &str, reason: &str) -> String {
+    fn forbidden_message(&self, user: &str, path: &str, reason: &str) -> String;
+}
+
+/// Why the API server could not read a request (a 400 here; it answers 500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttributeError {
+    #[error("unable to determine kind and namespace from the path")]
+    NoResource,
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// `path.IsValidPathSegmentName`.
+fn is_valid_path_segment_name(name: &str) -> bool {
+    !matches!(name, "." | "..") && !name.contains(['/', '%'])
+}
+
+/// Whether the list options would decode: when they do not, the API server
+/// takes no name from the field selector (and refuses to serve the list).
+fn list_options_decode(query: &Query) -> bool {
+    let integer = |name| {
+        query
+            .first(name)
+            .is_none_or(|value| value.parse::<i64>().is_ok())
+    };
+    integer("limit")
+        && integer("timeoutSeconds")
+        && query.first("fieldSelector").is_none_or(fields::is_valid)
+}
+
+impl RequestAttributesExt for RequestAttributes {
+    fn forbidden_message(&self, user: &str, path: &str, reason: &str) -> String {
         let verb = &self.verb;
         let reason = if reason.is_empty() {
             String::new()
@@ -112,46 +120,13 @@ impl RequestAttributes {
             "{subject} is forbidden: User {user:?} cannot {verb} resource {full_resource:?} in API group {group:?} {scope}{reason}"
         )
     }
-}
 
-/// Why the API server could not read a request (a 400 here; it answers 500).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AttributeError {
-    #[error("unable to determine kind and namespace from the path")]
-    NoResource,
-    #[error(transparent)]
-    Query(#[from] QueryError),
-}
-
-/// `path.IsValidPathSegmentName`.
-fn is_valid_path_segment_name(name: &str) -> bool {
-    !matches!(name, "." | "..") && !name.contains(['/', '%'])
-}
-
-/// Whether the list options would decode: when they do not, the API server
-/// takes no name from the field selector (and refuses to serve the list).
-fn list_options_decode(query: &Query) -> bool {
-    let integer = |name| {
-        query
-            .first(name)
-            .is_none_or(|value| value.parse::<i64>().is_ok())
-    };
-    integer("limit")
-        && integer("timeoutSeconds")
-        && query.first("fieldSelector").is_none_or(fields::is_valid)
-}
-
-impl RequestAttributes {
-    /// Derives the attributes of `method` on the decoded path `segments`
-    /// (empty, `.` and `..` segments already resolved). Booleans the decision
-    /// reads (`watch` of a list, `follow` of a log) are rewritten in `query`
-    /// to their canonical spelling.
-    pub fn derive(
+    fn derive(
         method: &Method,
         segments: &[String],
         query: &mut Query,
     ) -> Result<Self, AttributeError> {
-        let non_resource = || Self::non_resource(method);
+        let non_resource = || non_resource(method);
         let [prefix, rest @ ..] = segments else {
             return Ok(non_resource());
         };
@@ -220,7 +195,7 @@ impl RequestAttributes {
         if matches!(subresource_str, Some("exec" | "attach" | "portforward")) {
             verb = "create";
         }
-        let action = Action::of(subresource_str, verb);
+        let action = action_of(subresource_str, verb);
         Ok(Self {
             is_resource_request: true,
             verb: verb.to_owned(),
@@ -234,9 +209,7 @@ impl RequestAttributes {
         })
     }
 
-    /// The attributes of a resource request described by its parts, as an
-    /// access review (`kubectl auth can-i`) asks about one.
-    pub fn of_resource(
+    fn of_resource(
         verb: &str,
         api_group: &str,
         api_version: Option<&str>,
@@ -248,7 +221,7 @@ impl RequestAttributes {
         Self {
             is_resource_request: true,
             verb: verb.to_owned(),
-            action: Action::of(subresource, verb),
+            action: action_of(subresource, verb),
             api_group: Some(api_group.to_owned()),
             api_version: api_version.map(str::to_owned),
             namespace: namespace.map(str::to_owned),
@@ -258,20 +231,16 @@ impl RequestAttributes {
         }
     }
 
-    /// The attributes of a request for a non-resource path by `verb` (the
-    /// lower-cased method).
-    pub fn of_non_resource(verb: &str) -> Self {
+    fn of_non_resource(verb: &str) -> Self {
         let method =
             Method::from_bytes(verb.to_ascii_uppercase().as_bytes()).unwrap_or(Method::POST);
         Self {
             verb: verb.to_owned(),
-            ..Self::non_resource(&method)
+            ..non_resource(&method)
         }
     }
 
-    /// The HTTP method and canonical path of a request with these attributes
-    /// (`version` standing in where the attributes name none).
-    pub fn method_and_path(&self, version: &str) -> (Method, String) {
+    fn method_and_path(&self, version: &str) -> (Method, String) {
         let method = match self.verb.as_str() {
             "get" | "list" | "watch" => Method::GET,
             "update" => Method::PUT,
@@ -315,22 +284,22 @@ impl RequestAttributes {
         }
         (method, path)
     }
+}
 
-    fn non_resource(method: &Method) -> Self {
-        let action = match *method {
-            Method::GET | Method::HEAD | Method::OPTIONS => Action::Read,
-            _ => Action::Write,
-        };
-        Self {
-            is_resource_request: false,
-            verb: method.as_str().to_ascii_lowercase(),
-            action,
-            api_group: None,
-            api_version: None,
-            namespace: None,
-            resource: None,
-            subresource: None,
-            name: None,
-        }
+fn non_resource(method: &Method) -> RequestAttributes {
+    let action = match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Action::Read,
+        _ => Action::Write,
+    };
+    RequestAttributes {
+        is_resource_request: false,
+        verb: method.as_str().to_ascii_lowercase(),
+        action,
+        api_group: None,
+        api_version: None,
+        namespace: None,
+        resource: None,
+        subresource: None,
+        name: None,
     }
 }

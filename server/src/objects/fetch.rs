@@ -177,7 +177,7 @@ pub async fn fetch_cluster(
     context: FetchContext,
 ) -> ClusterObjects {
     let mut objects = ClusterObjects {
-        cluster: ClusterRef::of(&record),
+        cluster: ClusterRef::from(&*record),
         resources: Vec::new(),
         pod_metrics: Vec::new(),
         errors: Vec::new(),

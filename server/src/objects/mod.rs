@@ -16,10 +16,9 @@ use std::time::Duration;
 use axum::extract::State;
 use http::HeaderMap;
 use moka::future::Cache;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -118,62 +117,14 @@ pub fn validate_custom_resource(resource: &CustomResourceConfig) -> Result<(), S
     Ok(())
 }
 
-/// Backstage's error types. A list that misses the cluster deadline is a
-/// `FETCH_ERROR` whose message names the list and the deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorType {
-    BadRequest,
-    UnauthorizedError,
-    NotFound,
-    SystemError,
-    UnknownError,
-    FetchError,
-}
+pub use kubeportal_api::objects::{
+    ClusterObjects, ClusterRef, CustomResourcesByEntityRequest, ErrorType, FetchError, FetchResult,
+    ObjectsByEntityRequest, ObjectsResponse, WorkloadsByEntityRequest,
+};
 
-/// A problem with one cluster or one of its lists.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FetchError {
-    pub error_type: ErrorType,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_code: Option<u16>,
-    /// The list that failed, e.g. `/apis/apps/v1/namespaces/shop/deployments`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// The objects of one type.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct FetchResult {
-    /// `pods`, `services`, …, or `customresources`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Kubernetes objects as the cluster returned them (Secret values masked).
-    #[schema(value_type = Vec<Object>)]
-    pub resources: Vec<Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterRef {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dashboard_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dashboard_app: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub dashboard_parameters: Option<serde_json::Map<String, Value>>,
-}
-
-impl ClusterRef {
-    /// The cluster as Backstage's `ClusterAttributes` present it.
-    pub fn of(record: &ClusterRecord) -> Self {
+/// The cluster as Backstage's `ClusterAttributes` present it.
+impl From<&ClusterRecord> for ClusterRef {
+    fn from(record: &ClusterRecord) -> Self {
         Self {
             name: record.name.clone(),
             title: record.title.clone(),
@@ -182,61 +133,6 @@ impl ClusterRef {
             dashboard_parameters: record.dashboard_parameters.clone(),
         }
     }
-}
-
-/// What one cluster contributed.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterObjects {
-    pub cluster: ClusterRef,
-    pub resources: Vec<FetchResult>,
-    /// Backstage's client pod status (`{pod, cpu, memory, containers}`: usage
-    /// in cores and bytes against the requests and limits of the pod spec), one
-    /// per pod listed, when the cluster serves `metrics.k8s.io`.
-    #[schema(value_type = Vec<Object>)]
-    pub pod_metrics: Vec<Value>,
-    pub errors: Vec<FetchError>,
-}
-
-/// The answer of every object query (Backstage's `ObjectsByEntityResponse`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ObjectsResponse {
-    pub items: Vec<ClusterObjects>,
-}
-
-/// `POST /services/{entityName}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectsByEntityRequest {
-    /// A catalog entity (`metadata.name` and the `backstage.io/kubernetes-*` annotations are read).
-    #[schema(value_type = Object)]
-    pub entity: Value,
-    /// Client-side cluster credentials: `{"oidc": {"<provider>": "<token>"}, "google": "<token>", "client": "<token>"}`.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub auth: Value,
-}
-
-/// `POST /resources/workloads/query`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkloadsByEntityRequest {
-    /// e.g. `component:default/shop-api`.
-    pub entity_ref: String,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub auth: Value,
-}
-
-/// `POST /resources/custom/query`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomResourcesByEntityRequest {
-    pub entity_ref: String,
-    pub custom_resources: Vec<CustomResourceConfig>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub auth: Value,
 }
 
 /// Runs object queries; shared by the three routes.
@@ -377,7 +273,7 @@ async fn run_query(
                                     .await
                             }
                             Err(error) => ClusterObjects {
-                                cluster: ClusterRef::of(&record),
+                                cluster: ClusterRef::from(&*record),
                                 resources: Vec::new(),
                                 pod_metrics: Vec::new(),
                                 errors: vec![FetchError {

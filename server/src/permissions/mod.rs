@@ -8,54 +8,14 @@ pub mod routes;
 
 use globset::{GlobBuilder, GlobMatcher};
 use http::Method;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::identity::Caller;
 
 pub use crate::kubernetes::{Action, RequestAttributes};
 
-/// What a caller may be allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-pub enum Permission {
-    #[serde(rename = "kubernetes.clusters.read")]
-    ClustersRead,
-    #[serde(rename = "kubernetes.clusters.manage")]
-    ClustersManage,
-    #[serde(rename = "kubernetes.resources.read")]
-    ResourcesRead,
-    #[serde(rename = "kubernetes.proxy")]
-    Proxy,
-    #[serde(rename = "kubernetes.audit.read")]
-    AuditRead,
-    /// Sending `Impersonate-User`/`Impersonate-Group` through the proxy.
-    /// Only a rule naming it exactly grants it: no glob does.
-    #[serde(rename = "kubernetes.impersonate")]
-    Impersonate,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 6] = [
-        Permission::ClustersRead,
-        Permission::ClustersManage,
-        Permission::ResourcesRead,
-        Permission::Proxy,
-        Permission::AuditRead,
-        Permission::Impersonate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::ClustersRead => "kubernetes.clusters.read",
-            Permission::ClustersManage => "kubernetes.clusters.manage",
-            Permission::ResourcesRead => "kubernetes.resources.read",
-            Permission::Proxy => "kubernetes.proxy",
-            Permission::AuditRead => "kubernetes.audit.read",
-            Permission::Impersonate => "kubernetes.impersonate",
-        }
-    }
-}
+pub use kubeportal_api::permissions::{Decision, Explanation, Permission};
 
 /// A request to a cluster through the proxy, as the policy judges it.
 #[derive(Debug, Clone)]
@@ -122,13 +82,6 @@ pub struct RuleConfig {
     pub groups: Option<Vec<String>>,
     pub decision: String,
     pub description: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Decision {
-    Allow,
-    Deny,
 }
 
 /// A set of globs; an absent set matches everything.
@@ -451,18 +404,6 @@ impl Rule {
             }
         }
     }
-}
-
-/// Why a decision was made.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Explanation {
-    pub decision: Decision,
-    /// Index of the deciding rule in `permissions.rules`; absent for the default deny.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule_index: Option<usize>,
-    /// The deciding rule's description, or why nothing matched.
-    pub reason: String,
 }
 
 /// The ordered rules.

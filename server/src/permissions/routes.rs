@@ -3,12 +3,10 @@
 
 use axum::extract::State;
 use http::Method;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Explanation, Impersonation, Permission, ProxyTarget, RequestAttributes, Target};
+use super::{Impersonation, Permission, ProxyTarget, Target};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::Json;
 use crate::identity::{validate_entity_ref, Caller, CallerKind};
@@ -19,44 +17,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(explain))
 }
 
-/// A question to the policy.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExplainRequest {
-    /// The subject, e.g. `user:default/alice`.
-    pub subject: String,
-    /// Group refs the subject owns, e.g. `group:default/sre`.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    pub permission: Permission,
-    pub cluster: Option<String>,
-    /// For `kubernetes.proxy`: the HTTP method (default GET).
-    pub method: Option<String>,
-    /// For `kubernetes.proxy`: the Kubernetes path, optionally with a query,
-    /// as a client would send it (it is read as the proxy reads it).
-    pub path: Option<String>,
-    /// For `kubernetes.impersonate`: the user to impersonate.
-    pub impersonate_user: Option<String>,
-    /// For `kubernetes.impersonate`: the group to impersonate.
-    pub impersonate_group: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ExplainResponse {
-    #[serde(flatten)]
-    pub explanation: Explanation,
-    /// The Kubernetes request attributes derived from method and path, as
-    /// the API server derives them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<RequestAttributes>,
-    /// The canonical path the cluster would receive.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub canonical_path: Option<String>,
-    /// The canonical query the cluster would receive.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub canonical_query: Option<String>,
-}
+pub use kubeportal_api::permissions::{ExplainRequest, ExplainResponse};
 
 /// Explains a decision (requires kubernetes.clusters.manage).
 #[utoipa::path(post, path = "/api/kubernetes/permissions/explain", tag = "permissions",

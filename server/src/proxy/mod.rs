@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use crate::clusters::validate_cluster_name;
 use crate::error::ApiError;
 use crate::identity::Caller;
-use crate::kubernetes::{KubernetesRequest, Query};
+use crate::kubernetes::{KubernetesRequest, Query, RequestAttributesExt};
 use crate::permissions::{Impersonation, Permission, ProxyTarget, Target};
 use crate::state::AppState;
 use crate::telemetry::{GaugeGuard, UpstreamErrorLabels};

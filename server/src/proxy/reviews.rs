@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use crate::clusters::ClusterRecord;
 use crate::error::ApiError;
 use crate::identity::Caller;
-use crate::kubernetes::{Action, RequestAttributes};
+use crate::kubernetes::{Action, RequestAttributes, RequestAttributesExt};
 use crate::permissions::{Decision, Permission, ProxyTarget, Target};
 use crate::state::AppState;
 use crate::upstream::{ClusterToken, Route};

@@ -13,9 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{Method, StatusCode};
 use moka::sync::Cache;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
 use crate::clusters::name_key;
 use crate::error::{ApiError, ErrorResponse};
@@ -91,21 +89,7 @@ impl Tickets {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TicketRequest {
-    /// The Kubernetes path of the upgrade, e.g. `/api/v1/namespaces/shop/pods/api-0/exec`
-    /// (a query, if given, is ignored: the ticket is for the path).
-    pub path: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TicketResponse {
-    /// Pass as `?ticket=` on the upgrade request; valid once.
-    pub ticket: String,
-    pub expires_in_seconds: u64,
-}
+pub use kubeportal_api::tickets::{TicketRequest, TicketResponse};
 
 /// Issues a one-time ticket for a browser WebSocket to one cluster path.
 #[utoipa::path(post, path = "/api/kubernetes/clusters/{name}/tickets", tag = "proxy",
