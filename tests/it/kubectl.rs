@@ -402,6 +402,7 @@ permissions:
     - { permission: kubernetes.clusters.read, subjects: ["group:default/viewers", "user:default/reed"], decision: allow }
     - { permission: kubernetes.proxy, subjects: ["user:default/pat"], actions: [read], decision: allow }
     - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], paths: ["/api/v1/namespaces/*/pods/*/log"], decision: deny, description: no logs }
+    - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], namespaces: [kube-system], decision: deny, description: not the system }
     - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], actions: [read], decision: allow, description: viewers read everything }
     - { permission: kubernetes.proxy, subjects: ["group:default/viewers"], resources: [configmaps], verbs: [create], decision: allow, description: viewers may create config maps }
 "#;
@@ -542,6 +543,13 @@ async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
         &["auth", "can-i", "DELETE", "pods", "-n", "default"],
         &["auth", "can-i", "impersonate", "users"],
         &["auth", "can-i", "escalate", "roles"],
+        // A resource path asked as a plain path is not judged by path rules.
+        &[
+            "auth",
+            "can-i",
+            "post",
+            "/api/v1/namespaces/default/pods/api-0/exec",
+        ],
     ] {
         let (allowed, stdout, stderr) = outcome(args(asked)).await;
         assert!(
@@ -612,7 +620,7 @@ async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
         token,
         "get",
         "--raw",
-        "/api/kubernetes/clusters/gone/proxy/api/v1/namespaces",
+        "/api/kubernetes/clusters/gone/proxy/api/v1/namespaces/default/pods",
     ]);
     let output = command.output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

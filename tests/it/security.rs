@@ -1010,7 +1010,12 @@ async fn a_hostile_rules_review_costs_kubeportal_a_bounded_amount() {
     let many =
         |prefix: &str| -> Vec<String> { (0..2000).map(|i| format!("{prefix}{i}")).collect() };
     let status = json!({
-        "resourceRules": [{"verbs": ["get", "list"], "apiGroups": many("g"), "resources": many("r"), "resourceNames": many("n")}],
+        "resourceRules": [
+            {"verbs": ["get", "list"], "apiGroups": many("g"), "resources": many("r"), "resourceNames": many("n")},
+            // No verb kubeportal judges: nothing to check, nothing to walk.
+            {"verbs": [], "apiGroups": many("g"), "resources": many("r"), "resourceNames": many("n")},
+            {"verbs": ["impersonate"], "apiGroups": many("g"), "resources": many("r"), "resourceNames": many("n")},
+        ],
         "nonResourceRules": [{"verbs": many("v"), "nonResourceURLs": many("/u")}],
         "incomplete": false,
         "evaluationError": "internal-host-10.1.2.3",

@@ -398,9 +398,15 @@ impl Rule {
             None => resources.iter().any(|glob| glob.is_match(resource)),
             Some(subresource) => {
                 let pair = format!("{resource}/{subresource}");
-                resources
-                    .iter()
-                    .any(|glob| glob.glob().glob() == "*" || glob.is_match(&pair))
+                // A deny of a resource also denies its subresources: `status`,
+                // `ephemeralcontainers` and the like answer with the whole
+                // object.
+                let denied_whole = self.decision == Decision::Deny
+                    && resources.iter().any(|glob| glob.is_match(resource));
+                denied_whole
+                    || resources
+                        .iter()
+                        .any(|glob| glob.glob().glob() == "*" || glob.is_match(&pair))
             }
         }
     }
@@ -721,7 +727,7 @@ mod tests {
   decision: allow
 - permission: kubernetes.proxy
   subjects: ["*"]
-  resources: [configmaps, secrets]
+  resources: [configmaps, secrets, "secrets/*"]
   namespaces: [shop]
   decision: allow
 "#,
@@ -757,11 +763,21 @@ mod tests {
         ));
         assert!(allowed("/api/v1/namespaces/shop/secrets/api-key", None));
         assert!(allowed(
+            "/api/v1/namespaces/shop/secrets/api-key/status",
+            None
+        ));
+        assert!(allowed(
             "/api/v1/namespaces/shop/secrets",
             Some("fieldSelector=metadata.name%3Dapi-key")
         ));
         // Non-resource requests name no namespace and are not spanned.
         assert!(allowed("/api/v1", None));
+        // A subresource answers with the object: a deny of it covers them.
+        assert!(!allowed(
+            "/api/v1/namespaces/shop/secrets/db-password/status",
+            None
+        ));
+        assert!(allowed("/api/v1/namespaces/shop/secrets/api-key", None));
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub(super) struct ReviewRequest<'a> {
 fn may_ask(state: &AppState, asked: &ReviewRequest<'_>) -> Result<(), ApiError> {
     let mut as_read = asked.attributes.clone();
     as_read.action = Action::Read;
+    // A review is about the caller: it spans no namespace and no object, so a
+    // deny naming namespaces or names does not cover it.
+    as_read.namespace = Some(String::new());
+    as_read.name = Some(String::new());
     let target = Target {
         cluster: Some(&asked.record.name),
         proxy: Some(ProxyTarget {
@@ -341,6 +345,18 @@ impl Reviewer<'_> {
                 json!({"allowed": false, "reason": "kubeportal answers for one verb on one resource or path; ask without wildcards"}),
             ));
         }
+        if let Some(path) = &path {
+            // A path the API server reads as a resource request is judged as
+            // one when it is requested; asked as a plain path it would be
+            // judged by other rules.
+            let read = crate::kubernetes::KubernetesRequest::parse_target(&Method::GET, path, None);
+            if !read.is_ok_and(|read| !read.attributes.is_resource_request) {
+                return Ok((
+                    judged,
+                    json!({"allowed": false, "reason": "that path names API resources; ask with the verb and resource (kubectl auth can-i VERB RESOURCE)"}),
+                ));
+            }
+        }
         let known_verbs: &[&str] = if attributes.is_resource_request {
             &RESOURCE_VERBS
         } else {
@@ -433,9 +449,20 @@ impl Reviewer<'_> {
             let judged_verbs = verbs.len();
             verbs.retain(|verb| RESOURCE_VERBS.contains(&verb.as_str()));
             incomplete |= verbs.len() < judged_verbs;
-            let name_count = names.len().max(1);
-            let cost = verbs.len() * groups.len() * resources.len() * name_count;
-            if !spend(cost) {
+            if verbs.is_empty() {
+                continue;
+            }
+            // Every combination is charged, checked or not, before any is
+            // walked: the product is what the loops below would cost.
+            let cost = [
+                verbs.len(),
+                groups.len(),
+                resources.len(),
+                names.len().max(1),
+            ]
+            .into_iter()
+            .try_fold(1usize, usize::checked_mul);
+            if !cost.is_some_and(|cost| spend(cost)) {
                 incomplete = true;
                 continue;
             }
@@ -494,7 +521,14 @@ impl Reviewer<'_> {
             let judged_verbs = verbs.len();
             verbs.retain(|verb| PATH_VERBS.contains(&verb.as_str()));
             incomplete |= verbs.len() < judged_verbs;
-            if !spend(verbs.len() * urls.len()) {
+            if verbs.is_empty() {
+                continue;
+            }
+            if !verbs
+                .len()
+                .checked_mul(urls.len())
+                .is_some_and(|cost| spend(cost))
+            {
                 incomplete = true;
                 continue;
             }

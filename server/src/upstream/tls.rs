@@ -149,6 +149,7 @@ impl CaDataVerifier {
                 verifier,
                 not_before,
                 not_after,
+                max_intermediates: path_length(certificate),
             });
         }
         Ok(CaDataVerifier {
@@ -169,11 +170,14 @@ impl ServerCertVerifier for CaDataVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let mut refused = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
-        let in_period = |anchor: &&Anchor| {
+        let usable = |anchor: &&Anchor| {
             anchor.not_before.as_secs() <= now.as_secs()
                 && now.as_secs() <= anchor.not_after.as_secs()
+                && anchor.max_intermediates.is_none_or(|most| {
+                    u32::try_from(intermediates.len()).is_ok_and(|count| count <= most)
+                })
         };
-        for anchor in self.anchors.iter().filter(in_period) {
+        for anchor in self.anchors.iter().filter(usable) {
             match anchor.verifier.verify_server_cert(
                 end_entity,
                 intermediates,
@@ -337,23 +341,43 @@ struct Anchor {
     verifier: Arc<WebPkiServerVerifier>,
     not_before: UnixTime,
     not_after: UnixTime,
+    /// Its path length constraint, which webpki does not apply to anchors:
+    /// a server that sends more intermediates is not verified through it
+    /// (stricter than Go, which counts only the chain it builds).
+    max_intermediates: Option<u32>,
 }
 
 /// Whether Go would let the certificate sign another (`CheckSignatureFrom`):
-/// a version 3 certificate must carry basic constraints with CA set; older
-/// versions may sign. None when it does not parse.
+/// a version 3 certificate must carry basic constraints with CA set, and a
+/// key usage extension, where there is one, must allow certificate signing;
+/// older versions may sign. None when it does not parse.
 fn may_sign(certificate: &CertificateDer<'_>) -> Option<bool> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
     if parsed.version() != x509_parser::x509::X509Version::V3 {
         return Some(true);
     }
-    Some(
-        parsed
-            .basic_constraints()
-            .ok()
-            .flatten()
-            .is_some_and(|constraints| constraints.value.ca),
-    )
+    let ca = parsed
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|constraints| constraints.value.ca);
+    let signs_certificates = match parsed.key_usage() {
+        Ok(Some(usage)) => usage.value.key_cert_sign(),
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    Some(ca && signs_certificates)
+}
+
+/// The anchor's path length constraint: how many intermediates may stand
+/// between it and the server's certificate (None: no limit).
+fn path_length(certificate: &CertificateDer<'_>) -> Option<u32> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    parsed
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .and_then(|constraints| constraints.value.path_len_constraint)
 }
 
 /// A certificate's notBefore and notAfter (times before 1970 as 1970), or
@@ -613,6 +637,48 @@ mod tests {
         assert!(verifier.anchors.is_empty(), "a leaf is no trust anchor");
         verify(&verifier, &leaf, "kube.example").unwrap();
         assert!(verify(&verifier, &forged, "kube.example").is_err());
+    }
+
+    #[test]
+    fn a_ca_signs_only_within_its_key_usage_and_path_length() {
+        // CA:TRUE but a key usage without keyCertSign (a common self-signed
+        // serving certificate): Go will not let it sign.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["kube.example".to_owned()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        let no_sign = (params.self_signed(&key).unwrap(), key);
+        let minted = signed(serving(&["other.example"]), &no_sign);
+        let verifier_no_sign = verifier(&[&no_sign.0]);
+        assert!(verifier_no_sign.anchors.is_empty());
+        assert!(verify(&verifier_no_sign, &minted, "other.example").is_err());
+        verify(&verifier_no_sign, &no_sign.0, "kube.example").unwrap();
+
+        // pathlen:0 allows no intermediate below the root.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let root = (params.self_signed(&key).unwrap(), key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let intermediate = (params.signed_by(&key, &root.0, &root.1).unwrap(), key);
+        let leaf = signed(serving(&["kube.example"]), &intermediate);
+        let verifier = verifier(&[&root.0]);
+        let through_intermediate = verifier.verify_server_cert(
+            leaf.der(),
+            &[intermediate.0.der().clone()],
+            &name("kube.example"),
+            &[],
+            UnixTime::now(),
+        );
+        assert!(through_intermediate.is_err());
+        verify(
+            &verifier,
+            &signed(serving(&["kube.example"]), &root),
+            "kube.example",
+        )
+        .unwrap();
     }
 
     #[test]
