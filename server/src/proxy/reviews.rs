@@ -462,7 +462,7 @@ impl Reviewer<'_> {
             ]
             .into_iter()
             .try_fold(1usize, usize::checked_mul);
-            if !cost.is_some_and(|cost| spend(cost)) {
+            if !cost.is_some_and(&mut spend) {
                 incomplete = true;
                 continue;
             }
@@ -524,11 +524,7 @@ impl Reviewer<'_> {
             if verbs.is_empty() {
                 continue;
             }
-            if !verbs
-                .len()
-                .checked_mul(urls.len())
-                .is_some_and(|cost| spend(cost))
-            {
+            if !verbs.len().checked_mul(urls.len()).is_some_and(&mut spend) {
                 incomplete = true;
                 continue;
             }
