@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod clusters;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod extract;
 pub mod health;

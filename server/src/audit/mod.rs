@@ -11,7 +11,7 @@
 pub mod routes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use crate::context::AuditNote;
 use crate::error::ApiError;
 use crate::store::Store;
 use crate::telemetry::SharedMetrics;
@@ -204,92 +205,6 @@ pub struct AuditFilter {
     pub status: Option<u16>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Default)]
-struct NoteData {
-    subject: Option<String>,
-    groups: Vec<String>,
-    cluster: Option<String>,
-    decision: Option<&'static str>,
-    rule: Option<String>,
-    recording: Option<String>,
-    /// The canonical path and masked query a proxied call was forwarded with.
-    target: Option<(String, Option<String>)>,
-    verb: Option<String>,
-    impersonated: Option<(String, Vec<String>)>,
-}
-
-/// What the handlers learn about a request, for its audit record and metrics:
-/// filled by the identity extractor, the policy and the proxy.
-#[derive(Debug, Clone, Default)]
-pub struct AuditNote(Arc<Mutex<NoteData>>);
-
-impl AuditNote {
-    fn with<R>(&self, change: impl FnOnce(&mut NoteData) -> R) -> R {
-        change(
-            &mut self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
-    }
-
-    pub fn set_identity(&self, subject: &str, groups: &[String]) {
-        self.with(|note| {
-            note.subject = Some(subject.to_owned());
-            note.groups = groups.to_vec();
-        });
-    }
-
-    pub fn set_cluster(&self, cluster: &str) {
-        self.with(|note| note.cluster = Some(cluster.to_owned()));
-    }
-
-    /// The request as the cluster receives it: the canonical path, the
-    /// canonical query with sensitive values already masked, and the verb.
-    pub fn set_request(&self, path: &str, masked_query: Option<String>, verb: &str) {
-        self.with(|note| {
-            note.target = Some((path.to_owned(), masked_query));
-            note.verb = Some(verb.to_owned());
-        });
-    }
-
-    pub fn set_impersonation(&self, user: &str, groups: &[String]) {
-        self.with(|note| note.impersonated = Some((user.to_owned(), groups.to_vec())));
-    }
-
-    pub fn set_recording(&self, name: &str) {
-        self.with(|note| note.recording = Some(name.to_owned()));
-    }
-
-    pub fn cluster(&self) -> Option<String> {
-        self.with(|note| note.cluster.clone())
-    }
-
-    /// The cluster, only when the policy allowed the request.
-    /// The Kubernetes verb of a proxied request, as the policy judged it.
-    pub fn verb(&self) -> Option<String> {
-        self.with(|note| note.verb.clone())
-    }
-
-    pub fn allowed_cluster(&self) -> Option<String> {
-        self.with(|note| {
-            (note.decision == Some("allow"))
-                .then(|| note.cluster.clone())
-                .flatten()
-        })
-    }
-
-    /// Records a policy decision; the first denial or the last allow is kept.
-    pub fn set_decision(&self, allowed: bool, rule: Option<String>) {
-        self.with(|note| {
-            if note.decision != Some("deny") {
-                note.decision = Some(if allowed { "allow" } else { "deny" });
-                note.rule = rule;
-            }
-        });
-    }
 }
 
 /// The query with the values of sensitive parameters masked, judged on their
@@ -517,7 +432,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
     let (parts, body) = response.into_parts();
     let auditor = auditor.clone();
     let finish = move |bytes_out: u64| {
-        let data = note.with(std::mem::take);
+        let data = note.take();
         let (path, query) = data.target.unwrap_or((path, query));
         let (impersonated_user, impersonated_groups) = data
             .impersonated

@@ -17,8 +17,8 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::audit::AuditNote;
 use crate::config::AuthConfig;
+use crate::context::AuditNote;
 use crate::error::ApiError;
 use crate::state::AppState;
 

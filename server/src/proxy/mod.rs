@@ -178,7 +178,7 @@ async fn proxy_caller(
         .tickets
         .redeem(ticket, cluster, kubernetes_path)
         .ok_or_else(|| ApiError::Authentication("invalid, spent or expired ticket".into()))?;
-    if let Some(note) = parts.extensions.get::<crate::audit::AuditNote>() {
+    if let Some(note) = parts.extensions.get::<crate::context::AuditNote>() {
         note.set_identity(&caller.subject, &caller.groups);
         caller.note = Some(note.clone());
     }
