@@ -79,9 +79,10 @@ fn default_or_configured_policy(config: &Config) -> Result<Policy, StartError> {
 /// clusters the configuration declares.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let secrets = secret_box(&config)?;
-    let store = store::connect(&config.database_url(), config.database.max_connections).await?;
+    let database = store::connect(&config.database_url(), config.database.max_connections).await?;
     let metrics = Arc::new(crate::telemetry::Metrics::new());
-    let registry = Registry::new(store, secrets, CLUSTER_CACHE_TTL).with_metrics(metrics.clone());
+    let registry = Registry::new(database.clusters(), secrets, CLUSTER_CACHE_TTL)
+        .with_metrics(metrics.clone());
     registry.follow_changes();
     let authenticator =
         Authenticator::new(&config.auth, config.guest_enabled()).map_err(StartError::Invalid)?;
@@ -102,12 +103,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     }
     let upstreams = Upstreams::new(registry.clone(), &config.kubernetes);
     let objects = crate::objects::ObjectQueries::new(&config);
-    let auditor = crate::audit::Auditor::start(
-        registry.store().clone(),
-        config.audit.clone(),
-        metrics.clone(),
-    );
-    let recording = crate::proxy::recording::RecordingPolicy::new(&config.recording)
+    let auditor =
+        crate::audit::Auditor::start(database.audit(), config.audit.clone(), metrics.clone());
+    let recording = crate::audit::recording::RecordingPolicy::new(&config.recording)
         .map_err(StartError::Invalid)?;
     Ok(AppState::new(crate::state::Services {
         tickets: crate::proxy::tickets::Tickets::default(),

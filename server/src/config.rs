@@ -38,7 +38,7 @@ pub struct Config {
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
     #[serde(default)]
-    pub recording: crate::proxy::recording::RecordingConfig,
+    pub recording: crate::audit::recording::RecordingConfig,
     #[serde(default)]
     pub telemetry: crate::telemetry::traces::TelemetryConfig,
     /// Set by [`Config::load`]: whether a configuration file was read.
@@ -628,7 +628,7 @@ impl Config {
                     .map_err(|message| invalid(format!("permissions.rules[{index}]"), message))?;
             }
         }
-        crate::proxy::recording::RecordingPolicy::new(&self.recording).map_err(|message| {
+        crate::audit::recording::RecordingPolicy::new(&self.recording).map_err(|message| {
             let (key, message) = message.split_once(": ").unwrap_or(("recording", &message));
             invalid(key, message)
         })?;

@@ -28,7 +28,7 @@ pub struct Services {
     pub objects: ObjectQueries,
     pub auditor: Auditor,
     pub metrics: crate::telemetry::SharedMetrics,
-    pub recording: Arc<crate::proxy::recording::RecordingPolicy>,
+    pub recording: Arc<crate::audit::recording::RecordingPolicy>,
     pub tickets: crate::proxy::tickets::Tickets,
     /// The address this process listens on, once it does.
     pub own_address: std::sync::OnceLock<std::net::SocketAddr>,

@@ -8,7 +8,9 @@
 //! Query strings are stored with sensitive values masked; no credential is
 //! ever recorded.
 
+pub mod recording;
 pub mod routes;
+mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,8 +31,9 @@ use utoipa::ToSchema;
 
 use crate::context::AuditNote;
 use crate::error::ApiError;
-use crate::store::Store;
 use crate::telemetry::SharedMetrics;
+
+pub use store::{AuditStore, AuditStoreError};
 
 /// Audit settings (`audit:` in the configuration).
 #[derive(Debug, Clone, Deserialize)]
@@ -143,59 +146,6 @@ pub struct StoredAuditRecord {
     pub record: AuditRecord,
 }
 
-/// A row as both databases return it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct AuditRow {
-    id: i64,
-    time: DateTime<Utc>,
-    kind: String,
-    subject: String,
-    groups: String,
-    cluster: Option<String>,
-    method: String,
-    path: String,
-    query: Option<String>,
-    status: i32,
-    bytes_in: i64,
-    bytes_out: i64,
-    duration_ms: i64,
-    decision: String,
-    rule: Option<String>,
-    recording: Option<String>,
-    verb: Option<String>,
-    impersonated_user: Option<String>,
-    impersonated_groups: String,
-}
-
-impl From<AuditRow> for StoredAuditRecord {
-    fn from(row: AuditRow) -> Self {
-        Self {
-            id: row.id,
-            record: AuditRecord {
-                time: row.time,
-                kind: row.kind,
-                subject: row.subject,
-                groups: serde_json::from_str(&row.groups).unwrap_or_default(),
-                cluster: row.cluster,
-                method: row.method,
-                path: row.path,
-                query: row.query,
-                verb: row.verb,
-                impersonated_user: row.impersonated_user,
-                impersonated_groups: serde_json::from_str(&row.impersonated_groups)
-                    .unwrap_or_default(),
-                status: u16::try_from(row.status).unwrap_or_default(),
-                bytes_in: row.bytes_in.max(0) as u64,
-                bytes_out: row.bytes_out.max(0) as u64,
-                duration_ms: row.duration_ms.max(0) as u64,
-                decision: row.decision,
-                rule: row.rule,
-                recording: row.recording,
-            },
-        }
-    }
-}
-
 /// Filters of the audit route.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -217,9 +167,10 @@ pub fn mask_query(query: &str, sensitive: &[String]) -> String {
     }
 }
 
-/// Hands records to the background writer.
+/// Hands records to the background writer, and reads them back.
 #[derive(Clone)]
 pub struct Auditor {
+    store: Arc<dyn AuditStore>,
     sender: Option<mpsc::Sender<AuditRecord>>,
     config: Arc<AuditConfig>,
     metrics: SharedMetrics,
@@ -227,9 +178,10 @@ pub struct Auditor {
 
 impl Auditor {
     /// Starts the writer (and the pruner) on `store`.
-    pub fn start(store: Store, config: AuditConfig, metrics: SharedMetrics) -> Self {
+    pub fn start(store: Arc<dyn AuditStore>, config: AuditConfig, metrics: SharedMetrics) -> Self {
         if !config.enabled {
             return Self {
+                store,
                 sender: None,
                 config: Arc::new(config),
                 metrics,
@@ -243,13 +195,24 @@ impl Auditor {
             config.fail_closed,
         ));
         if config.retention_days > 0 {
-            tokio::spawn(prune(store, config.retention_days));
+            tokio::spawn(prune(store.clone(), config.retention_days));
         }
         Self {
+            store,
             sender: Some(sender),
             config: Arc::new(config),
             metrics,
         }
+    }
+
+    /// Stored records matching `filter`, newest first, older than `before_id`.
+    pub async fn query(
+        &self,
+        filter: &AuditFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditRecord>, AuditStoreError> {
+        self.store.query_audit(filter, before_id, limit).await
     }
 
     fn has_room(&self) -> bool {
@@ -279,7 +242,7 @@ const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 /// dropped (counted); with `fail_closed` it is retried until it is written,
 /// while the full buffer makes the middleware refuse new requests.
 async fn write_batches(
-    store: Store,
+    store: Arc<dyn AuditStore>,
     mut receiver: mpsc::Receiver<AuditRecord>,
     metrics: SharedMetrics,
     fail_closed: bool,
@@ -311,7 +274,7 @@ async fn write_batches(
     }
 }
 
-async fn prune(store: Store, retention_days: u32) {
+async fn prune(store: Arc<dyn AuditStore>, retention_days: u32) {
     let mut interval = tokio::time::interval(Duration::from_secs(3600));
     loop {
         interval.tick().await;

@@ -82,9 +82,8 @@ async fn list_audit(
         until: query.until,
     };
     let mut items = state
-        .registry
-        .store()
-        .query_audit(&filter, query.cursor, limit + 1)
+        .auditor
+        .query(&filter, query.cursor, limit + 1)
         .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);

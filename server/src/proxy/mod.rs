@@ -9,7 +9,6 @@
 
 mod headers;
 mod kubeconfig;
-pub mod recording;
 mod reviews;
 pub mod tickets;
 
@@ -23,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::recording;
 use crate::clusters::validate_cluster_name;
 use crate::error::ApiError;
 use crate::identity::Caller;

@@ -1,6 +1,7 @@
 //! Exec and attach session recording: the cluster's stdout and stderr frames
 //! of a WebSocket (`*.channel.k8s.io`) session, written as an asciicast v2
-//! file with timing, per the `recording` policy of the cluster.
+//! file with timing, per the `recording` policy of the cluster. The proxy
+//! records; the audit trail names each recording and serves it back.
 //!
 //! `required` refuses a session whose recording cannot be set up; what the
 //! user types (stdin) is not recorded.
