@@ -13,12 +13,16 @@ use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::clusters::{Registry, Upserted};
+use crate::audit::recording::RecordingPolicy;
+use crate::audit::Auditor;
+use crate::clusters::{OwnAddress, Registry, Upserted};
 use crate::config::{Config, DatabaseKind};
 use crate::identity::Authenticator;
+use crate::objects::ObjectQueries;
 use crate::permissions::Policy;
+use crate::proxy::tickets::Tickets;
 use crate::secrets::SecretBox;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store;
 use crate::upstream::Upstreams;
 
@@ -61,7 +65,8 @@ fn secret_box(config: &Config) -> Result<SecretBox, StartError> {
 /// in one log line when there is no policy.
 fn default_or_configured_policy(config: &Config) -> Result<Policy, StartError> {
     if let Some(permissions) = &config.permissions {
-        return Policy::new(&permissions.rules).map_err(StartError::Invalid);
+        return Policy::new(&permissions.rules)
+            .map_err(|error| StartError::Invalid(error.to_string()));
     }
     let loopback = config
         .listen_addr()
@@ -71,7 +76,7 @@ fn default_or_configured_policy(config: &Config) -> Result<Policy, StartError> {
         Ok(Policy::guest_only())
     } else {
         tracing::warn!("no permissions configured: every request but health is denied (configure permissions.rules)");
-        Policy::new(&[]).map_err(StartError::Invalid)
+        Policy::new(&[]).map_err(|error| StartError::Invalid(error.to_string()))
     }
 }
 
@@ -84,9 +89,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let registry = Registry::new(database.clusters(), secrets, CLUSTER_CACHE_TTL)
         .with_metrics(metrics.clone());
     registry.follow_changes();
-    let authenticator =
-        Authenticator::new(&config.auth, config.guest_enabled()).map_err(StartError::Invalid)?;
-    let policy = default_or_configured_policy(&config)?;
+    let authenticator = Arc::new(
+        Authenticator::new(&config.auth, config.guest_enabled())
+            .map_err(|error| StartError::Invalid(error.to_string()))?,
+    );
+    let policy = Arc::new(default_or_configured_policy(&config)?);
     for (key, input) in config.declared_clusters() {
         let spec = input
             .validate_new()
@@ -101,24 +108,29 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             Err(error) => return Err(StartError::Invalid(format!("{key}: {error}"))),
         }
     }
-    let upstreams = Upstreams::new(registry.clone(), &config.kubernetes);
-    let objects = crate::objects::ObjectQueries::new(&config);
-    let auditor =
-        crate::audit::Auditor::start(database.audit(), config.audit.clone(), metrics.clone());
-    let recording = crate::audit::recording::RecordingPolicy::new(&config.recording)
-        .map_err(StartError::Invalid)?;
-    Ok(AppState::new(crate::state::Services {
-        tickets: crate::proxy::tickets::Tickets::default(),
-        recording: Arc::new(recording),
+    let upstreams = Upstreams::new(
+        registry.clone(),
+        &config.kubernetes.timeouts,
+        config.kubernetes.streams_per_connection,
+    );
+    let objects = ObjectQueries::new(&config);
+    let auditor = Auditor::start(database.audit(), config.audit.clone(), metrics.clone());
+    let recording = Arc::new(
+        RecordingPolicy::new(&config.recording)
+            .map_err(|error| StartError::Invalid(error.to_string()))?,
+    );
+    Ok(AppState::new(Services {
+        tickets: Tickets::default(),
+        recording,
         config: Arc::new(config),
         auditor,
         metrics,
         objects,
         upstreams,
         registry,
-        authenticator: Arc::new(authenticator),
-        policy: Arc::new(policy),
-        own_address: std::sync::OnceLock::new(),
+        authenticator,
+        policy,
+        own_address: OwnAddress::default(),
     }))
 }
 

@@ -1,13 +1,18 @@
-//! What every handler shares.
+//! What every handler shares, and the part each takes of it.
 //!
 //! Routing clones the state for every layer a request passes through, so it
 //! is one `Arc`: a clone is a reference count, whatever the services hold.
+//! Handlers extract only what they use (`State<Registry>`, `State<Auditor>`,
+//! …), through the [`FromRef`] implementations here.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
+use axum::extract::FromRef;
+
+use crate::audit::recording::RecordingPolicy;
 use crate::audit::Auditor;
-use crate::clusters::Registry;
+use crate::clusters::{OwnAddress, Registry};
 use crate::config::Config;
 use crate::identity::Authenticator;
 use crate::objects::ObjectQueries;
@@ -28,10 +33,10 @@ pub struct Services {
     pub objects: ObjectQueries,
     pub auditor: Auditor,
     pub metrics: crate::telemetry::SharedMetrics,
-    pub recording: Arc<crate::audit::recording::RecordingPolicy>,
+    pub recording: Arc<RecordingPolicy>,
     pub tickets: crate::proxy::tickets::Tickets,
     /// The address this process listens on, once it does.
-    pub own_address: std::sync::OnceLock<std::net::SocketAddr>,
+    pub own_address: OwnAddress,
 }
 
 impl AppState {
@@ -45,5 +50,42 @@ impl Deref for AppState {
 
     fn deref(&self) -> &Services {
         &self.0
+    }
+}
+
+/// The authenticator, for the [`Caller`](crate::identity::Caller) extractor.
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Policy> {
+    fn from_ref(state: &AppState) -> Self {
+        state.policy.clone()
+    }
+}
+
+impl FromRef<AppState> for Registry {
+    fn from_ref(state: &AppState) -> Self {
+        state.registry.clone()
+    }
+}
+
+impl FromRef<AppState> for OwnAddress {
+    fn from_ref(state: &AppState) -> Self {
+        state.own_address.clone()
+    }
+}
+
+impl FromRef<AppState> for Auditor {
+    fn from_ref(state: &AppState) -> Self {
+        state.auditor.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<RecordingPolicy> {
+    fn from_ref(state: &AppState) -> Self {
+        state.recording.clone()
     }
 }

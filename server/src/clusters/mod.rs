@@ -10,6 +10,7 @@
 //! Never logs or returns a credential; `open_*` hands plaintext only to
 //! `upstream/`, which attaches it to requests.
 
+mod config;
 mod import;
 mod model;
 pub mod routes;
@@ -28,6 +29,9 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::error::ApiError;
 use crate::secrets::{SecretBox, SecretError, SecretField};
 
+pub use config::{
+    declared_clusters, validate_declared_clusters, ClusterLocatorMethod, DeclaredClusterError,
+};
 pub use import::{
     parse_rename, plan_import, registry_name, ImportOptions, ImportPlan, NameFrom, PlannedCluster,
 };
@@ -61,6 +65,22 @@ pub fn refuse_own_address(url: &str, own: Option<std::net::SocketAddr>) -> Resul
             "url: points at kubeportal itself; register the cluster's API server".into(),
         )),
         _ => Ok(()),
+    }
+}
+
+/// The address kubeportal listens on, once it does (shared: a clone is a
+/// reference count).
+#[derive(Debug, Clone, Default)]
+pub struct OwnAddress(Arc<std::sync::OnceLock<std::net::SocketAddr>>);
+
+impl OwnAddress {
+    /// Records the address; the first recorded stays.
+    pub fn set(&self, address: std::net::SocketAddr) -> Result<(), std::net::SocketAddr> {
+        self.0.set(address)
+    }
+
+    pub fn get(&self) -> Option<std::net::SocketAddr> {
+        self.0.get().copied()
     }
 }
 
