@@ -18,9 +18,10 @@ use crate::audit::Auditor;
 use crate::clusters::{OwnAddress, Registry, Upserted};
 use crate::config::{Config, DatabaseKind};
 use crate::identity::Authenticator;
-use crate::objects::ObjectQueries;
+use crate::objects::{ObjectQueries, ObjectServices, ObjectSettings};
 use crate::permissions::Policy;
 use crate::proxy::tickets::Tickets;
+use crate::proxy::{ProxyServices, ProxySettings, ProxyState, PublicAddress};
 use crate::secrets::SecretBox;
 use crate::state::{AppState, Services};
 use crate::store;
@@ -113,20 +114,56 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         &config.kubernetes.timeouts,
         config.kubernetes.streams_per_connection,
     );
-    let objects = ObjectQueries::new(&config);
+    let objects = ObjectQueries::new(
+        ObjectSettings {
+            queries: &config.kubernetes.objects,
+            custom_resources: &config.kubernetes.custom_resources,
+            catalog: &config.catalog,
+            impersonation: &config.kubernetes.impersonation,
+        },
+        ObjectServices {
+            registry: registry.clone(),
+            policy: policy.clone(),
+            upstreams: upstreams.clone(),
+            metrics: metrics.clone(),
+        },
+    );
     let auditor = Auditor::start(database.audit(), config.audit.clone(), metrics.clone());
     let recording = Arc::new(
         RecordingPolicy::new(&config.recording)
             .map_err(|error| StartError::Invalid(error.to_string()))?,
     );
-    Ok(AppState::new(Services {
+    let proxy = ProxyState::new(ProxyServices {
+        registry: registry.clone(),
+        authenticator: authenticator.clone(),
+        policy: policy.clone(),
+        upstreams,
+        metrics: metrics.clone(),
+        recording: recording.clone(),
         tickets: Tickets::default(),
+        settings: ProxySettings {
+            sensitive_query_params: config.audit.sensitive_query_params.clone(),
+            impersonation: config.kubernetes.impersonation.clone(),
+            timeouts: config.kubernetes.timeouts.clone(),
+            address: PublicAddress {
+                public_url: config.server.public_url.clone(),
+                tls: config.server.tls.is_some(),
+                ca_file: config
+                    .server
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls.ca_file.clone()),
+                listen: config.server.listen.clone(),
+            },
+        },
+    });
+    Ok(AppState::new(Services {
         recording,
         config: Arc::new(config),
         auditor,
         metrics,
         objects,
-        upstreams,
+        proxy,
         registry,
         authenticator,
         policy,

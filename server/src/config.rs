@@ -17,11 +17,18 @@ use crate::clusters::{
     DeclaredClusterError,
 };
 use crate::identity::{AuthConfig, AuthConfigError, JwtConfig};
+use crate::objects::{
+    validate_custom_resources, CatalogConfig, ObjectQueryConfig, ObjectsConfigError,
+};
 use crate::permissions::{PermissionsConfig, PermissionsConfigError};
 use crate::telemetry::traces::{LogFormat, LoggingConfig, TelemetryConfig};
 use crate::upstream::{
     validate_streams_per_connection, ImpersonationConfig, UpstreamConfigError, UpstreamTimeouts,
 };
+
+/// Entries of `kubernetes.customResources` (owned by object queries), at the
+/// path the SDK takes them from.
+pub use crate::objects::CustomResourceConfig;
 
 /// Everything kubeportal reads from its configuration file and environment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -180,30 +187,6 @@ pub struct KubernetesConfig {
     pub objects: ObjectQueryConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ObjectQueryConfig {
-    /// How long one cluster may take before its unfinished lists become errors.
-    #[serde(default = "default_cluster_deadline_ms")]
-    pub cluster_timeout_ms: u64,
-    /// How long identical queries share one result (0 turns caching off).
-    #[serde(default = "default_object_cache_ms")]
-    pub cache_ttl_ms: u64,
-    /// Lists in flight at once against one cluster.
-    #[serde(default = "default_concurrency_per_cluster")]
-    pub concurrency_per_cluster: usize,
-}
-
-impl Default for ObjectQueryConfig {
-    fn default() -> Self {
-        Self {
-            cluster_timeout_ms: default_cluster_deadline_ms(),
-            cache_ttl_ms: default_object_cache_ms(),
-            concurrency_per_cluster: default_concurrency_per_cluster(),
-        }
-    }
-}
-
 impl Default for KubernetesConfig {
     fn default() -> Self {
         Self {
@@ -221,35 +204,6 @@ impl Default for KubernetesConfig {
 
 fn default_streams_per_connection() -> usize {
     100
-}
-
-fn default_cluster_deadline_ms() -> u64 {
-    10_000
-}
-
-fn default_object_cache_ms() -> u64 {
-    5_000
-}
-
-fn default_concurrency_per_cluster() -> usize {
-    4
-}
-
-/// The Backstage catalog that entity refs are looked up in.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CatalogConfig {
-    /// Base URL of the Backstage backend, e.g. `http://backstage:7007`.
-    pub base_url: Option<String>,
-}
-
-/// A custom resource type to include in object queries.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CustomResourceConfig {
-    pub group: String,
-    pub api_version: String,
-    pub plural: String,
 }
 
 /// A configuration problem, naming the key.
@@ -271,6 +225,8 @@ pub enum ConfigError {
     Recording(#[from] RecordingConfigError),
     #[error(transparent)]
     Upstream(#[from] UpstreamConfigError),
+    #[error(transparent)]
+    Objects(#[from] ObjectsConfigError),
     #[error(transparent)]
     Clusters(#[from] DeclaredClusterError),
 }
@@ -449,20 +405,9 @@ impl Config {
         }
         self.recording.validate()?;
         validate_streams_per_connection(self.kubernetes.streams_per_connection)?;
-        if self.kubernetes.objects.concurrency_per_cluster == 0 {
-            return Err(invalid(
-                "kubernetes.objects.concurrencyPerCluster",
-                "must be at least 1",
-            ));
-        }
-        if let Some(url) = &self.catalog.base_url {
-            url::Url::parse(url).map_err(|error| invalid("catalog.baseUrl", error.to_string()))?;
-        }
-        for (index, resource) in self.kubernetes.custom_resources.iter().enumerate() {
-            crate::objects::validate_custom_resource(resource).map_err(|message| {
-                invalid(format!("kubernetes.customResources[{index}]"), message)
-            })?;
-        }
+        self.kubernetes.objects.validate()?;
+        self.catalog.validate()?;
+        validate_custom_resources(&self.kubernetes.custom_resources)?;
         validate_declared_clusters(
             &self.kubernetes.clusters,
             &self.kubernetes.cluster_locator_methods,

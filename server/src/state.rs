@@ -2,7 +2,7 @@
 //!
 //! Routing clones the state for every layer a request passes through, so it
 //! is one `Arc`: a clone is a reference count, whatever the services hold.
-//! Handlers extract only what they use (`State<Registry>`, `State<Auditor>`,
+//! Handlers extract only what they use (`State<Registry>`, `State<ProxyState>`,
 //! …), through the [`FromRef`] implementations here.
 
 use std::ops::Deref;
@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::identity::Authenticator;
 use crate::objects::ObjectQueries;
 use crate::permissions::Policy;
-use crate::upstream::Upstreams;
+use crate::proxy::ProxyState;
 
 /// The application state handlers extract; it dereferences to [`Services`].
 #[derive(Clone)]
@@ -29,12 +29,11 @@ pub struct Services {
     pub registry: Registry,
     pub authenticator: Arc<Authenticator>,
     pub policy: Arc<Policy>,
-    pub upstreams: Upstreams,
     pub objects: ObjectQueries,
+    pub proxy: ProxyState,
     pub auditor: Auditor,
     pub metrics: crate::telemetry::SharedMetrics,
     pub recording: Arc<RecordingPolicy>,
-    pub tickets: crate::proxy::tickets::Tickets,
     /// The address this process listens on, once it does.
     pub own_address: OwnAddress,
 }
@@ -87,5 +86,17 @@ impl FromRef<AppState> for Auditor {
 impl FromRef<AppState> for Arc<RecordingPolicy> {
     fn from_ref(state: &AppState) -> Self {
         state.recording.clone()
+    }
+}
+
+impl FromRef<AppState> for ObjectQueries {
+    fn from_ref(state: &AppState) -> Self {
+        state.objects.clone()
+    }
+}
+
+impl FromRef<AppState> for ProxyState {
+    fn from_ref(state: &AppState) -> Self {
+        state.proxy.clone()
     }
 }

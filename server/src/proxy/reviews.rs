@@ -19,12 +19,12 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
+use super::ProxyState;
 use crate::clusters::ClusterRecord;
 use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::kubernetes::{Action, RequestAttributes};
 use crate::permissions::{Decision, Permission, ProxyTarget, Target};
-use crate::state::AppState;
 use crate::upstream::{ClusterToken, Route};
 
 /// The largest review body read.
@@ -82,7 +82,7 @@ pub(super) struct ReviewRequest<'a> {
 }
 
 pub(super) async fn answer(
-    state: &AppState,
+    state: &ProxyState,
     asked: ReviewRequest<'_>,
 ) -> Result<Response, ApiError> {
     let ReviewRequest {
@@ -175,7 +175,7 @@ fn non_empty(text: &str) -> Option<&str> {
 }
 
 struct Reviewer<'a> {
-    state: &'a AppState,
+    state: &'a ProxyState,
     caller: &'a Caller,
     record: &'a ClusterRecord,
     headers: &'a HeaderMap,
@@ -458,7 +458,7 @@ impl Reviewer<'_> {
             &mut headers,
             self.caller,
             caller_token,
-            &self.state.config.kubernetes.impersonation,
+            &self.state.settings.impersonation,
         )?;
         let mut request = http::Request::builder()
             .method(Method::POST)

@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use super::ProxyState;
 use crate::clusters::name_key;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Path};
 use crate::identity::{Caller, CallerKind};
 use crate::kubernetes::KubernetesRequest;
 use crate::permissions::{Permission, ProxyTarget, Target};
-use crate::state::AppState;
 
 /// How long a ticket may wait for its upgrade.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
@@ -121,7 +121,7 @@ pub struct TicketResponse {
         (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
 pub async fn issue_ticket(
-    State(state): State<AppState>,
+    State(state): State<ProxyState>,
     caller: Caller,
     Path(name): Path<String>,
     Json(request): Json<TicketRequest>,
