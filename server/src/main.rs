@@ -224,7 +224,7 @@ async fn import(
                 .await
                 .map(|outcome| (outcome, spec.auth_provider))
                 .map_err(|error| error.to_string()),
-            Err(error) => Err(error.clone()),
+            Err(error) => Err(error.to_string()),
         };
         match outcome {
             Ok((outcome, provider)) => {

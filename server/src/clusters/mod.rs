@@ -33,7 +33,8 @@ pub use config::{
     declared_clusters, validate_declared_clusters, ClusterLocatorMethod, DeclaredClusterError,
 };
 pub use import::{
-    parse_rename, plan_import, registry_name, ImportOptions, ImportPlan, NameFrom, PlannedCluster,
+    parse_rename, plan_import, registry_name, ImportError, ImportOptions, ImportPlan, NameFrom,
+    PlannedCluster,
 };
 pub use model::*;
 pub use store::{ClusterRow, ClusterStore, DatabaseError, RegistryChange, StoreError};

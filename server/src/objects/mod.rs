@@ -36,7 +36,7 @@ pub use config::{
     validate_custom_resource, validate_custom_resources, CatalogConfig, CustomResourceConfig,
     CustomResourceError, ObjectQueryConfig, ObjectsConfigError,
 };
-pub use selection::{validate_label_selector, Selection};
+pub use selection::{validate_label_selector, LabelSelectorError, Selection, SelectionError};
 
 /// One listable object type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -482,7 +482,8 @@ async fn objects_by_entity(
     Json(request): Json<ObjectsByEntityRequest>,
 ) -> Result<Json<ObjectsResponse>, ApiError> {
     let clusters = readable_clusters(&queries, &caller).await?;
-    let selection = Selection::of_entity(&request.entity).map_err(ApiError::Input)?;
+    let selection = Selection::of_entity(&request.entity)
+        .map_err(|error| ApiError::Input(error.to_string()))?;
     let mut types = default_types();
     types.extend(queries.custom_types.iter().cloned());
     Ok(Json(
@@ -517,7 +518,8 @@ async fn workloads_by_entity_ref(
         &headers,
     )
     .await?;
-    let selection = Selection::of_entity(&entity).map_err(ApiError::Input)?;
+    let selection =
+        Selection::of_entity(&entity).map_err(|error| ApiError::Input(error.to_string()))?;
     let mut types = default_types();
     types.extend(queries.custom_types.iter().cloned());
     Ok(Json(
@@ -559,7 +561,8 @@ async fn custom_resources_by_entity_ref(
         &headers,
     )
     .await?;
-    let selection = Selection::of_entity(&entity).map_err(ApiError::Input)?;
+    let selection =
+        Selection::of_entity(&entity).map_err(|error| ApiError::Input(error.to_string()))?;
     let types = request
         .custom_resources
         .iter()
