@@ -16,7 +16,7 @@ use base64::Engine;
 use futures::StreamExt;
 use kubeportal::clusters::Registry;
 use kubeportal::secrets::{SecretBox, SecretField};
-use kubeportal::store::{ClusterStore, PgStore, SqliteStore, Store};
+use kubeportal::store::{ClusterStore, PgStore, SqliteStore};
 use secrecy::SecretString;
 use sqlx::Connection;
 
@@ -232,7 +232,7 @@ async fn measure<S: ClusterStore>(
         }
     }
 
-    let shared: Store = store;
+    let shared: Arc<dyn ClusterStore> = store;
     let registry = Registry::new(shared, secrets, CACHE_TTL);
     let warmed = Instant::now();
     let mut warm = futures::stream::iter(0..CLUSTERS)

@@ -13,12 +13,17 @@ use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::clusters::{ClusterInputExt, Registry, Upserted};
+use crate::audit::recording::RecordingPolicy;
+use crate::audit::Auditor;
+use crate::clusters::{ClusterInputExt, OwnAddress, Registry, Upserted};
 use crate::config::{Config, DatabaseKind};
 use crate::identity::Authenticator;
+use crate::objects::{ObjectQueries, ObjectServices, ObjectSettings};
 use crate::permissions::Policy;
+use crate::proxy::tickets::Tickets;
+use crate::proxy::{ProxyServices, ProxySettings, ProxyState, PublicAddress};
 use crate::secrets::SecretBox;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store;
 use crate::upstream::Upstreams;
 
@@ -61,7 +66,8 @@ fn secret_box(config: &Config) -> Result<SecretBox, StartError> {
 /// in one log line when there is no policy.
 fn default_or_configured_policy(config: &Config) -> Result<Policy, StartError> {
     if let Some(permissions) = &config.permissions {
-        return Policy::new(&permissions.rules).map_err(StartError::Invalid);
+        return Policy::new(&permissions.rules)
+            .map_err(|error| StartError::Invalid(error.to_string()));
     }
     let loopback = config
         .listen_addr()
@@ -71,7 +77,7 @@ fn default_or_configured_policy(config: &Config) -> Result<Policy, StartError> {
         Ok(Policy::guest_only())
     } else {
         tracing::warn!("no permissions configured: every request but health is denied (configure permissions.rules)");
-        Policy::new(&[]).map_err(StartError::Invalid)
+        Policy::new(&[]).map_err(|error| StartError::Invalid(error.to_string()))
     }
 }
 
@@ -79,13 +85,16 @@ fn default_or_configured_policy(config: &Config) -> Result<Policy, StartError> {
 /// clusters the configuration declares.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let secrets = secret_box(&config)?;
-    let store = store::connect(&config.database_url(), config.database.max_connections).await?;
+    let database = store::connect(&config.database_url(), config.database.max_connections).await?;
     let metrics = Arc::new(crate::telemetry::Metrics::new());
-    let registry = Registry::new(store, secrets, CLUSTER_CACHE_TTL).with_metrics(metrics.clone());
+    let registry = Registry::new(database.clusters(), secrets, CLUSTER_CACHE_TTL)
+        .with_metrics(metrics.clone());
     registry.follow_changes();
-    let authenticator =
-        Authenticator::new(&config.auth, config.guest_enabled()).map_err(StartError::Invalid)?;
-    let policy = default_or_configured_policy(&config)?;
+    let authenticator = Arc::new(
+        Authenticator::new(&config.auth, config.guest_enabled())
+            .map_err(|error| StartError::Invalid(error.to_string()))?,
+    );
+    let policy = Arc::new(default_or_configured_policy(&config)?);
     for (key, input) in config.declared_clusters() {
         let spec = input
             .validate_new()
@@ -100,27 +109,65 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             Err(error) => return Err(StartError::Invalid(format!("{key}: {error}"))),
         }
     }
-    let upstreams = Upstreams::new(registry.clone(), &config.kubernetes);
-    let objects = crate::objects::ObjectQueries::new(&config);
-    let auditor = crate::audit::Auditor::start(
-        registry.store().clone(),
-        config.audit.clone(),
-        metrics.clone(),
+    let upstreams = Upstreams::new(
+        registry.clone(),
+        &config.kubernetes.timeouts,
+        config.kubernetes.streams_per_connection,
     );
-    let recording = crate::proxy::recording::RecordingPolicy::new(&config.recording)
-        .map_err(StartError::Invalid)?;
-    Ok(AppState::new(crate::state::Services {
-        tickets: crate::proxy::tickets::Tickets::default(),
-        recording: Arc::new(recording),
+    let objects = ObjectQueries::new(
+        ObjectSettings {
+            queries: &config.kubernetes.objects,
+            custom_resources: &config.kubernetes.custom_resources,
+            catalog: &config.catalog,
+            impersonation: &config.kubernetes.impersonation,
+        },
+        ObjectServices {
+            registry: registry.clone(),
+            policy: policy.clone(),
+            upstreams: upstreams.clone(),
+            metrics: metrics.clone(),
+        },
+    );
+    let auditor = Auditor::start(database.audit(), config.audit.clone(), metrics.clone());
+    let recording = Arc::new(
+        RecordingPolicy::new(&config.recording)
+            .map_err(|error| StartError::Invalid(error.to_string()))?,
+    );
+    let proxy = ProxyState::new(ProxyServices {
+        registry: registry.clone(),
+        authenticator: authenticator.clone(),
+        policy: policy.clone(),
+        upstreams,
+        metrics: metrics.clone(),
+        recording: recording.clone(),
+        tickets: Tickets::default(),
+        settings: ProxySettings {
+            sensitive_query_params: config.audit.sensitive_query_params.clone(),
+            impersonation: config.kubernetes.impersonation.clone(),
+            timeouts: config.kubernetes.timeouts.clone(),
+            address: PublicAddress {
+                public_url: config.server.public_url.clone(),
+                tls: config.server.tls.is_some(),
+                ca_file: config
+                    .server
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls.ca_file.clone()),
+                listen: config.server.listen.clone(),
+            },
+        },
+    });
+    Ok(AppState::new(Services {
+        recording,
         config: Arc::new(config),
         auditor,
         metrics,
         objects,
-        upstreams,
+        proxy,
         registry,
-        authenticator: Arc::new(authenticator),
-        policy: Arc::new(policy),
-        own_address: std::sync::OnceLock::new(),
+        authenticator,
+        policy,
+        own_address: OwnAddress::default(),
     }))
 }
 

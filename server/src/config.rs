@@ -7,13 +7,28 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::clusters::{ClusterInput, ClusterInputExt};
-use crate::permissions::RuleConfig;
+use crate::audit::recording::{RecordingConfig, RecordingConfigError};
+use crate::clusters::{
+    declared_clusters, validate_declared_clusters, ClusterInput, ClusterLocatorMethod,
+    DeclaredClusterError,
+};
+use crate::identity::{AuthConfig, AuthConfigError, JwtConfig};
+use crate::objects::{
+    validate_custom_resources, CatalogConfig, ObjectQueryConfig, ObjectsConfigError,
+};
+use crate::permissions::{PermissionsConfig, PermissionsConfigError};
+use crate::telemetry::traces::{LogFormat, LoggingConfig, TelemetryConfig};
+use crate::upstream::{
+    validate_streams_per_connection, ImpersonationConfig, UpstreamConfigError, UpstreamTimeouts,
+};
+
+/// Entries of `kubernetes.customResources` (owned by object queries), at the
+/// path the SDK takes them from.
+pub use crate::objects::CustomResourceConfig;
 
 /// Everything kubeportal reads from its configuration file and environment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,9 +53,9 @@ pub struct Config {
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
     #[serde(default)]
-    pub recording: crate::proxy::recording::RecordingConfig,
+    pub recording: RecordingConfig,
     #[serde(default)]
-    pub telemetry: crate::telemetry::traces::TelemetryConfig,
+    pub telemetry: TelemetryConfig,
     /// Set by [`Config::load`]: whether a configuration file was read.
     #[serde(skip)]
     pub from_file: bool,
@@ -143,57 +158,6 @@ pub struct DatabaseConfig {
     pub max_connections: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Guest access; defaults to true only while listening on loopback.
-    pub guest: Option<bool>,
-    #[serde(default)]
-    pub static_tokens: Vec<StaticToken>,
-    pub jwt: Option<JwtConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StaticToken {
-    pub token: SecretString,
-    pub subject: String,
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwtConfig {
-    pub hs256_secret: Option<SecretString>,
-    #[serde(default)]
-    pub public_keys: Vec<String>,
-    pub jwks_url: Option<String>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-    #[serde(default = "default_leeway")]
-    pub leeway_seconds: u64,
-    /// Shortest time between two JWKS fetches triggered by unknown key ids.
-    #[serde(default = "default_jwks_refresh_floor")]
-    pub jwks_min_refresh_seconds: u64,
-}
-
-fn default_leeway() -> u64 {
-    30
-}
-
-fn default_jwks_refresh_floor() -> u64 {
-    30
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PermissionsConfig {
-    #[serde(default)]
-    pub rules: Vec<RuleConfig>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubernetesConfig {
@@ -223,30 +187,6 @@ pub struct KubernetesConfig {
     pub objects: ObjectQueryConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ObjectQueryConfig {
-    /// How long one cluster may take before its unfinished lists become errors.
-    #[serde(default = "default_cluster_deadline_ms")]
-    pub cluster_timeout_ms: u64,
-    /// How long identical queries share one result (0 turns caching off).
-    #[serde(default = "default_object_cache_ms")]
-    pub cache_ttl_ms: u64,
-    /// Lists in flight at once against one cluster.
-    #[serde(default = "default_concurrency_per_cluster")]
-    pub concurrency_per_cluster: usize,
-}
-
-impl Default for ObjectQueryConfig {
-    fn default() -> Self {
-        Self {
-            cluster_timeout_ms: default_cluster_deadline_ms(),
-            cache_ttl_ms: default_object_cache_ms(),
-            concurrency_per_cluster: default_concurrency_per_cluster(),
-        }
-    }
-}
-
 impl Default for KubernetesConfig {
     fn default() -> Self {
         Self {
@@ -266,130 +206,6 @@ fn default_streams_per_connection() -> usize {
     100
 }
 
-fn default_cluster_deadline_ms() -> u64 {
-    10_000
-}
-
-fn default_object_cache_ms() -> u64 {
-    5_000
-}
-
-fn default_concurrency_per_cluster() -> usize {
-    4
-}
-
-/// The Backstage catalog that entity refs are looked up in.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CatalogConfig {
-    /// Base URL of the Backstage backend, e.g. `http://backstage:7007`.
-    pub base_url: Option<String>,
-}
-
-/// Portal ref → Kubernetes user or group name; refs not listed pass as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ImpersonationConfig {
-    #[serde(default)]
-    pub users: BTreeMap<String, String>,
-    #[serde(default)]
-    pub groups: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClusterLocatorMethod {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub clusters: Vec<ClusterInput>,
-}
-
-// A custom resource type to include in object queries, also part of the
-// object-query wire format.
-pub use kubeportal_api::objects::CustomResourceConfig;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpstreamTimeouts {
-    #[serde(default = "default_connect_ms")]
-    pub connect_ms: u64,
-    /// How long a cluster may take to answer a request that names no
-    /// `timeout`: by default the API server's own 60 s, and time for its
-    /// answer to arrive.
-    #[serde(default = "default_response_header_ms")]
-    pub response_header_ms: u64,
-    /// The most a request's own `?timeout=` can ask for (the cluster's own
-    /// `--request-timeout` still caps it).
-    #[serde(default = "default_max_response_header_ms")]
-    pub max_response_header_ms: u64,
-}
-
-impl Default for UpstreamTimeouts {
-    fn default() -> Self {
-        Self {
-            connect_ms: default_connect_ms(),
-            response_header_ms: default_response_header_ms(),
-            max_response_header_ms: default_max_response_header_ms(),
-        }
-    }
-}
-
-/// What a cluster is given beyond a request's own `timeout` to send the
-/// answer it produces when that time runs out.
-const ANSWER_GRACE: Duration = Duration::from_secs(5);
-
-impl UpstreamTimeouts {
-    pub fn connect(&self) -> Duration {
-        Duration::from_millis(self.connect_ms)
-    }
-
-    pub fn response_header(&self) -> Duration {
-        Duration::from_millis(self.response_header_ms)
-    }
-
-    /// How long to wait for a cluster's response headers: the request's own
-    /// `timeout` (as the API server reads it) and a grace for the cluster's
-    /// answer, capped by `maxResponseHeaderMs`; the default otherwise.
-    pub fn response_header_for(&self, requested: Option<Duration>) -> Duration {
-        match requested {
-            Some(requested) => requested
-                .saturating_add(ANSWER_GRACE)
-                .min(Duration::from_millis(self.max_response_header_ms)),
-            None => self.response_header(),
-        }
-    }
-}
-
-fn default_connect_ms() -> u64 {
-    5_000
-}
-
-fn default_response_header_ms() -> u64 {
-    65_000
-}
-
-fn default_max_response_header_ms() -> u64 {
-    300_000
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LoggingConfig {
-    #[serde(default)]
-    pub format: LogFormat,
-    /// A `tracing` filter such as `info,kubeportal=debug`; `RUST_LOG` wins.
-    pub level: Option<String>,
-}
-
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -400,6 +216,19 @@ pub enum ConfigError {
     },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+    // The sections' own checks; their messages name the key.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Permissions(#[from] PermissionsConfigError),
+    #[error(transparent)]
+    Recording(#[from] RecordingConfigError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamConfigError),
+    #[error(transparent)]
+    Objects(#[from] ObjectsConfigError),
+    #[error(transparent)]
+    Clusters(#[from] DeclaredClusterError),
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -564,124 +393,25 @@ impl Config {
                 "must be greater than zero",
             ));
         }
-        let timeouts = &self.kubernetes.timeouts;
-        for (key, value) in [
-            ("kubernetes.timeouts.connectMs", timeouts.connect_ms),
-            (
-                "kubernetes.timeouts.responseHeaderMs",
-                timeouts.response_header_ms,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be greater than zero"));
-            }
-        }
-        if timeouts.max_response_header_ms < timeouts.response_header_ms {
-            return Err(invalid(
-                "kubernetes.timeouts.maxResponseHeaderMs",
-                "must be at least responseHeaderMs",
-            ));
-        }
+        self.kubernetes.timeouts.validate()?;
         for (index, origin) in self.server.allowed_origins.iter().enumerate() {
-            crate::identity::origin::validate_allowed_origin(origin)
-                .map_err(|message| invalid(format!("server.allowedOrigins[{index}]"), message))?;
-        }
-        for (index, token) in self.auth.static_tokens.iter().enumerate() {
-            use secrecy::ExposeSecret;
-            if token.token.expose_secret().len() < 16 {
-                return Err(invalid(
-                    format!("auth.staticTokens[{index}].token"),
-                    "must be at least 16 characters",
-                ));
-            }
-            crate::identity::validate_entity_ref(&token.subject).map_err(|message| {
-                invalid(format!("auth.staticTokens[{index}].subject"), message)
+            crate::identity::origin::validate_allowed_origin(origin).map_err(|error| {
+                invalid(format!("server.allowedOrigins[{index}]"), error.to_string())
             })?;
-            if token
-                .subject
-                .eq_ignore_ascii_case(crate::identity::GUEST_SUBJECT)
-            {
-                return Err(invalid(
-                    format!("auth.staticTokens[{index}].subject"),
-                    "is reserved for the guest",
-                ));
-            }
         }
-        if let Some(jwt) = &self.auth.jwt {
-            for (index, pem) in jwt.public_keys.iter().enumerate() {
-                crate::identity::jwt::decoding_key_from_pem(pem)
-                    .map_err(|message| invalid(format!("auth.jwt.publicKeys[{index}]"), message))?;
-            }
-            if let Some(url) = &jwt.jwks_url {
-                url::Url::parse(url)
-                    .map_err(|error| invalid("auth.jwt.jwksUrl", error.to_string()))?;
-            }
-        }
+        self.auth.validate()?;
         if let Some(permissions) = &self.permissions {
-            for (index, rule) in permissions.rules.iter().enumerate() {
-                rule.compile()
-                    .map_err(|message| invalid(format!("permissions.rules[{index}]"), message))?;
-            }
+            permissions.validate()?;
         }
-        crate::proxy::recording::RecordingPolicy::new(&self.recording).map_err(|message| {
-            let (key, message) = message.split_once(": ").unwrap_or(("recording", &message));
-            invalid(key, message)
-        })?;
-        if !(1..=1000).contains(&self.kubernetes.streams_per_connection) {
-            return Err(invalid(
-                "kubernetes.streamsPerConnection",
-                "must be from 1 to 1000",
-            ));
-        }
-        if self.kubernetes.objects.concurrency_per_cluster == 0 {
-            return Err(invalid(
-                "kubernetes.objects.concurrencyPerCluster",
-                "must be at least 1",
-            ));
-        }
-        if let Some(url) = &self.catalog.base_url {
-            url::Url::parse(url).map_err(|error| invalid("catalog.baseUrl", error.to_string()))?;
-        }
-        for (index, resource) in self.kubernetes.custom_resources.iter().enumerate() {
-            crate::objects::validate_custom_resource(resource).map_err(|message| {
-                invalid(format!("kubernetes.customResources[{index}]"), message)
-            })?;
-        }
-        for (index, method) in self.kubernetes.cluster_locator_methods.iter().enumerate() {
-            if method.kind != "config" {
-                return Err(invalid(
-                    format!("kubernetes.clusterLocatorMethods[{index}].type"),
-                    format!(
-                        "`{}` is not supported; register such clusters over the admin API or with `kubeportal clusters import`",
-                        method.kind
-                    ),
-                ));
-            }
-        }
-        let declared = self.declared_clusters();
-        for (key, cluster) in &declared {
-            cluster
-                .validate_new()
-                .map_err(|error| invalid(format!("{key}.{}", error.field), error.message))?;
-        }
-        // Names are unique in any case, as in the registry: a second entry
-        // must never silently replace the first one's URL and credentials.
-        let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
-        for (key, cluster) in &declared {
-            if let Some(first) = seen.insert(cluster.name.to_ascii_lowercase(), key.as_str()) {
-                let first_name = declared
-                    .iter()
-                    .find(|(other, _)| other == first)
-                    .map_or("", |(_, cluster)| cluster.name.as_str());
-                return Err(invalid(
-                    format!("{key}.name"),
-                    format!(
-                        "`{}` is already declared by {first} (`{first_name}`); cluster names are compared without case",
-                        cluster.name
-                    ),
-                ));
-            }
-        }
+        self.recording.validate()?;
+        validate_streams_per_connection(self.kubernetes.streams_per_connection)?;
+        self.kubernetes.objects.validate()?;
+        self.catalog.validate()?;
+        validate_custom_resources(&self.kubernetes.custom_resources)?;
+        validate_declared_clusters(
+            &self.kubernetes.clusters,
+            &self.kubernetes.cluster_locator_methods,
+        )?;
         Ok(())
     }
 
@@ -736,26 +466,10 @@ impl Config {
 
     /// Clusters declared in the file, with the key each came from.
     pub fn declared_clusters(&self) -> Vec<(String, &ClusterInput)> {
-        let own = self
-            .kubernetes
-            .clusters
-            .iter()
-            .enumerate()
-            .map(|(index, cluster)| (format!("kubernetes.clusters[{index}]"), cluster));
-        let located = self
-            .kubernetes
-            .cluster_locator_methods
-            .iter()
-            .enumerate()
-            .flat_map(|(method_index, method)| {
-                method.clusters.iter().enumerate().map(move |(index, cluster)| {
-                    (
-                        format!("kubernetes.clusterLocatorMethods[{method_index}].clusters[{index}]"),
-                        cluster,
-                    )
-                })
-            });
-        own.chain(located).collect()
+        declared_clusters(
+            &self.kubernetes.clusters,
+            &self.kubernetes.cluster_locator_methods,
+        )
     }
 }
 

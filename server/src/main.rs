@@ -121,7 +121,8 @@ async fn main() -> anyhow::Result<()> {
         config.server.listen = listen;
         config.listen_addr().context("--listen")?;
     }
-    let traces = kubeportal::telemetry::traces::init(&config).map_err(anyhow::Error::msg)?;
+    let traces = kubeportal::telemetry::traces::init(&config.logging, &config.telemetry)
+        .map_err(anyhow::Error::msg)?;
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -223,7 +224,7 @@ async fn import(
                 .await
                 .map(|outcome| (outcome, spec.auth_provider))
                 .map_err(|error| error.to_string()),
-            Err(error) => Err(error.clone()),
+            Err(error) => Err(error.to_string()),
         };
         match outcome {
             Ok((outcome, provider)) => {

@@ -19,9 +19,9 @@ fn input(name: &str, token: &str) -> ClusterInput {
 }
 
 async fn registry(db: &TestDb) -> Registry {
-    let store = store::connect(&db.url, None).await.unwrap();
+    let database = store::connect(&db.url, None).await.unwrap();
     Registry::new(
-        store,
+        database.clusters(),
         SecretBox::from_base64(&test_secret_key()).unwrap(),
         Duration::from_secs(60),
     )
@@ -315,6 +315,7 @@ both_stores!(
         let db = TestDb::new(backend).await;
         let registry = registry(&db).await;
         let store = registry.store();
+        let audit = store::connect(&db.url, None).await.unwrap().audit();
         assert!(store.get("dev\0").await.unwrap().is_none());
         assert!(matches!(
             store.delete("dev\0", None).await,
@@ -335,9 +336,9 @@ both_stores!(
             "decision": "allow",
         }))
         .unwrap();
-        store.insert_audit(&[record]).await.unwrap();
+        audit.insert_audit(&[record]).await.unwrap();
         let everything = kubeportal::audit::AuditFilter::default();
-        let stored = store.query_audit(&everything, None, 10).await.unwrap();
+        let stored = audit.query_audit(&everything, None, 10).await.unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].record.subject, "user:default/a\u{FFFD}b");
         assert_eq!(stored[0].record.cluster.as_deref(), Some("dev\u{FFFD}"));
@@ -346,7 +347,7 @@ both_stores!(
             subject: Some("user:default/a\0b".into()),
             ..Default::default()
         };
-        assert!(store
+        assert!(audit
             .query_audit(&by_nul, None, 10)
             .await
             .unwrap()

@@ -8,10 +8,12 @@
 //! Query strings are stored with sensitive values masked; no credential is
 //! ever recorded.
 
+pub mod recording;
 pub mod routes;
+mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,9 +28,11 @@ use http_body::Frame;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::context::AuditNote;
 use crate::error::ApiError;
-use crate::store::Store;
 use crate::telemetry::SharedMetrics;
+
+pub use store::{AuditStore, AuditStoreError};
 
 /// Audit settings (`audit:` in the configuration).
 #[derive(Debug, Clone, Deserialize)]
@@ -91,59 +95,6 @@ impl Default for AuditConfig {
 
 pub use kubeportal_api::audit::{AuditRecord, StoredAuditRecord};
 
-/// A row as both databases return it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct AuditRow {
-    id: i64,
-    time: DateTime<Utc>,
-    kind: String,
-    subject: String,
-    groups: String,
-    cluster: Option<String>,
-    method: String,
-    path: String,
-    query: Option<String>,
-    status: i32,
-    bytes_in: i64,
-    bytes_out: i64,
-    duration_ms: i64,
-    decision: String,
-    rule: Option<String>,
-    recording: Option<String>,
-    verb: Option<String>,
-    impersonated_user: Option<String>,
-    impersonated_groups: String,
-}
-
-impl From<AuditRow> for StoredAuditRecord {
-    fn from(row: AuditRow) -> Self {
-        Self {
-            id: row.id,
-            record: AuditRecord {
-                time: row.time,
-                kind: row.kind,
-                subject: row.subject,
-                groups: serde_json::from_str(&row.groups).unwrap_or_default(),
-                cluster: row.cluster,
-                method: row.method,
-                path: row.path,
-                query: row.query,
-                verb: row.verb,
-                impersonated_user: row.impersonated_user,
-                impersonated_groups: serde_json::from_str(&row.impersonated_groups)
-                    .unwrap_or_default(),
-                status: u16::try_from(row.status).unwrap_or_default(),
-                bytes_in: row.bytes_in.max(0) as u64,
-                bytes_out: row.bytes_out.max(0) as u64,
-                duration_ms: row.duration_ms.max(0) as u64,
-                decision: row.decision,
-                rule: row.rule,
-                recording: row.recording,
-            },
-        }
-    }
-}
-
 /// Filters of the audit route.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -153,92 +104,6 @@ pub struct AuditFilter {
     pub status: Option<u16>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Default)]
-struct NoteData {
-    subject: Option<String>,
-    groups: Vec<String>,
-    cluster: Option<String>,
-    decision: Option<&'static str>,
-    rule: Option<String>,
-    recording: Option<String>,
-    /// The canonical path and masked query a proxied call was forwarded with.
-    target: Option<(String, Option<String>)>,
-    verb: Option<String>,
-    impersonated: Option<(String, Vec<String>)>,
-}
-
-/// What the handlers learn about a request, for its audit record and metrics:
-/// filled by the identity extractor, the policy and the proxy.
-#[derive(Debug, Clone, Default)]
-pub struct AuditNote(Arc<Mutex<NoteData>>);
-
-impl AuditNote {
-    fn with<R>(&self, change: impl FnOnce(&mut NoteData) -> R) -> R {
-        change(
-            &mut self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
-    }
-
-    pub fn set_identity(&self, subject: &str, groups: &[String]) {
-        self.with(|note| {
-            note.subject = Some(subject.to_owned());
-            note.groups = groups.to_vec();
-        });
-    }
-
-    pub fn set_cluster(&self, cluster: &str) {
-        self.with(|note| note.cluster = Some(cluster.to_owned()));
-    }
-
-    /// The request as the cluster receives it: the canonical path, the
-    /// canonical query with sensitive values already masked, and the verb.
-    pub fn set_request(&self, path: &str, masked_query: Option<String>, verb: &str) {
-        self.with(|note| {
-            note.target = Some((path.to_owned(), masked_query));
-            note.verb = Some(verb.to_owned());
-        });
-    }
-
-    pub fn set_impersonation(&self, user: &str, groups: &[String]) {
-        self.with(|note| note.impersonated = Some((user.to_owned(), groups.to_vec())));
-    }
-
-    pub fn set_recording(&self, name: &str) {
-        self.with(|note| note.recording = Some(name.to_owned()));
-    }
-
-    pub fn cluster(&self) -> Option<String> {
-        self.with(|note| note.cluster.clone())
-    }
-
-    /// The cluster, only when the policy allowed the request.
-    /// The Kubernetes verb of a proxied request, as the policy judged it.
-    pub fn verb(&self) -> Option<String> {
-        self.with(|note| note.verb.clone())
-    }
-
-    pub fn allowed_cluster(&self) -> Option<String> {
-        self.with(|note| {
-            (note.decision == Some("allow"))
-                .then(|| note.cluster.clone())
-                .flatten()
-        })
-    }
-
-    /// Records a policy decision; the first denial or the last allow is kept.
-    pub fn set_decision(&self, allowed: bool, rule: Option<String>) {
-        self.with(|note| {
-            if note.decision != Some("deny") {
-                note.decision = Some(if allowed { "allow" } else { "deny" });
-                note.rule = rule;
-            }
-        });
-    }
 }
 
 /// The query with the values of sensitive parameters masked, judged on their
@@ -251,9 +116,10 @@ pub fn mask_query(query: &str, sensitive: &[String]) -> String {
     }
 }
 
-/// Hands records to the background writer.
+/// Hands records to the background writer, and reads them back.
 #[derive(Clone)]
 pub struct Auditor {
+    store: Arc<dyn AuditStore>,
     sender: Option<mpsc::Sender<AuditRecord>>,
     config: Arc<AuditConfig>,
     metrics: SharedMetrics,
@@ -261,9 +127,10 @@ pub struct Auditor {
 
 impl Auditor {
     /// Starts the writer (and the pruner) on `store`.
-    pub fn start(store: Store, config: AuditConfig, metrics: SharedMetrics) -> Self {
+    pub fn start(store: Arc<dyn AuditStore>, config: AuditConfig, metrics: SharedMetrics) -> Self {
         if !config.enabled {
             return Self {
+                store,
                 sender: None,
                 config: Arc::new(config),
                 metrics,
@@ -277,13 +144,24 @@ impl Auditor {
             config.fail_closed,
         ));
         if config.retention_days > 0 {
-            tokio::spawn(prune(store, config.retention_days));
+            tokio::spawn(prune(store.clone(), config.retention_days));
         }
         Self {
+            store,
             sender: Some(sender),
             config: Arc::new(config),
             metrics,
         }
+    }
+
+    /// Stored records matching `filter`, newest first, older than `before_id`.
+    pub async fn query(
+        &self,
+        filter: &AuditFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditRecord>, AuditStoreError> {
+        self.store.query_audit(filter, before_id, limit).await
     }
 
     fn has_room(&self) -> bool {
@@ -313,7 +191,7 @@ const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 /// dropped (counted); with `fail_closed` it is retried until it is written,
 /// while the full buffer makes the middleware refuse new requests.
 async fn write_batches(
-    store: Store,
+    store: Arc<dyn AuditStore>,
     mut receiver: mpsc::Receiver<AuditRecord>,
     metrics: SharedMetrics,
     fail_closed: bool,
@@ -345,7 +223,7 @@ async fn write_batches(
     }
 }
 
-async fn prune(store: Store, retention_days: u32) {
+async fn prune(store: Arc<dyn AuditStore>, retention_days: u32) {
     let mut interval = tokio::time::interval(Duration::from_secs(3600));
     loop {
         interval.tick().await;
@@ -466,7 +344,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
     let (parts, body) = response.into_parts();
     let auditor = auditor.clone();
     let finish = move |bytes_out: u64| {
-        let data = note.with(std::mem::take);
+        let data = note.take();
         let (path, query) = data.target.unwrap_or((path, query));
         let (impersonated_user, impersonated_groups) = data
             .impersonated

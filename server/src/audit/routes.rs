@@ -1,21 +1,30 @@
 //! `GET /api/kubernetes/audit`: the audit trail, filtered and paged, for
 //! holders of `kubernetes.audit.read`.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AuditFilter;
+use super::recording::RecordingPolicy;
+use super::{AuditFilter, Auditor};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Query};
-use crate::identity::Caller;
-use crate::permissions::{Permission, Target};
-use crate::state::AppState;
+use crate::identity::{Authenticator, Caller};
+use crate::permissions::{Permission, Policy, Target};
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Auditor: FromRef<S>,
+    Arc<RecordingPolicy>: FromRef<S>,
+    Arc<Policy>: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_audit))
         .routes(routes!(get_recording))
@@ -54,13 +63,12 @@ pub use kubeportal_api::audit::AuditPage;
         (status = 503, description = "The store is unavailable", body = ErrorResponse),
     ))]
 async fn list_audit(
-    State(state): State<AppState>,
+    State(auditor): State<Auditor>,
+    State(policy): State<Arc<Policy>>,
     caller: Caller,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    state
-        .policy
-        .check(&caller, Permission::AuditRead, &Target::none())?;
+    policy.check(&caller, Permission::AuditRead, &Target::none())?;
     let limit = match query.limit {
         None => 100,
         Some(limit @ 1..=1000) => limit,
@@ -74,11 +82,7 @@ async fn list_audit(
         since: query.since,
         until: query.until,
     };
-    let mut items = state
-        .registry
-        .store()
-        .query_audit(&filter, query.cursor, limit + 1)
-        .await?;
+    let mut items = auditor.query(&filter, query.cursor, limit + 1).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|record| record.id)
@@ -100,16 +104,14 @@ async fn list_audit(
         (status = 404, description = "No such recording", body = ErrorResponse),
     ))]
 async fn get_recording(
-    State(state): State<AppState>,
+    State(recordings): State<Arc<RecordingPolicy>>,
+    State(policy): State<Arc<Policy>>,
     caller: Caller,
     crate::extract::Path(name): crate::extract::Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    state
-        .policy
-        .check(&caller, Permission::AuditRead, &Target::none())?;
-    let contents = state
-        .recording
+    policy.check(&caller, Permission::AuditRead, &Target::none())?;
+    let contents = recordings
         .read(&name)
         .await
         .map_err(|_| ApiError::NotFound("no such recording".into()))?;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use super::{
     name_key, validate_cluster_name, AuthProvider, ClusterInput, ClusterInputExt, ClusterSpec,
+    FieldError,
 };
 
 /// Which kubeconfig name a cluster is registered under.
@@ -43,6 +44,62 @@ impl NameFrom {
     }
 }
 
+/// Why a kubeconfig, or one of its clusters, cannot be imported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error("expected OLD=NEW")]
+    RenameNotOldNew,
+    #[error("OLD (the kubeconfig name) is empty")]
+    RenameOldEmpty,
+    #[error("NEW {0}")]
+    RenameNewInvalid(String),
+    #[error("--rename {0}=…: {0} is renamed twice")]
+    RenamedTwice(String),
+    #[error("--rename {old}=…: no cluster is known as {old} with --name-from {name_from} (the names are: {known})")]
+    RenameUnmatched {
+        old: String,
+        name_from: &'static str,
+        known: String,
+    },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: String },
+    #[error("{path} is not a kubeconfig: {cause}")]
+    NotAKubeconfig { path: String, cause: String },
+    #[error("{path}: {cause}")]
+    Merge { path: String, cause: String },
+    #[error("the name has no letters or digits to make a cluster name of: name it with --rename OLD=NEW")]
+    NoNameLeft,
+    #[error("user {user} gets its credential from the exec plugin {command}, which kubeportal cannot run; {instead}", instead = INSTEAD)]
+    ExecPlugin { user: String, command: String },
+    #[error("user {user} gets its credential from auth-provider {provider}, which kubeportal cannot use; {instead}", instead = INSTEAD)]
+    AuthProvider { user: String, provider: String },
+    #[error("user {0} uses basic authentication (username and password), which kubeportal does not support; {instead}", instead = INSTEAD)]
+    BasicAuthentication(String),
+    #[error("user {0} impersonates (as, as-groups), which kubeportal would not do with the imported credential; {instead}", instead = INSTEAD)]
+    Impersonates(String),
+    #[error("user {0} has `token-file`, a key kubectl ignores: a token file is `tokenFile`")]
+    TokenFileMisspelled(String),
+    #[error("the cluster has no server")]
+    NoServer,
+    #[error("it has both a certificate authority and insecure-skip-tls-verify, which kubectl refuses; keep one")]
+    CaWithInsecure,
+    #[error("{0} is not a kubeconfig: its UTF-16 text ends in the middle of a character")]
+    TruncatedUtf16(String),
+    #[error("its context names user {0}, which the kubeconfig does not define")]
+    UnknownUser(String),
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error(
+        "{others} would also be named {name} (cluster names are compared case-insensitively): give one of them another name with --rename{besides}",
+        besides = besides.as_ref().map(|error| format!("; besides, {error}")).unwrap_or_default()
+    )]
+    Collision {
+        others: String,
+        name: String,
+        besides: Option<Box<ImportError>>,
+    },
+}
+
 /// How to import.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -58,7 +115,7 @@ pub struct PlannedCluster {
     pub source: String,
     /// The registry name, when one could be made.
     pub name: Option<String>,
-    pub outcome: Result<ClusterSpec, String>,
+    pub outcome: Result<ClusterSpec, ImportError>,
     /// What the user should know about an imported cluster: how its name
     /// was made, which context's credentials it takes, what is ignored.
     pub notes: Vec<String>,
@@ -74,21 +131,19 @@ pub struct ImportPlan {
 
 /// Parses `OLD=NEW` of `--rename`; NEW must be a valid cluster name (OLD,
 /// a kubeconfig name, may hold `=`, so the last `=` separates them).
-pub fn parse_rename(text: &str) -> Result<(String, String), String> {
-    let (old, new) = text
-        .rsplit_once('=')
-        .ok_or_else(|| "expected OLD=NEW".to_owned())?;
+pub fn parse_rename(text: &str) -> Result<(String, String), ImportError> {
+    let (old, new) = text.rsplit_once('=').ok_or(ImportError::RenameNotOldNew)?;
     if old.is_empty() {
-        return Err("OLD (the kubeconfig name) is empty".into());
+        return Err(ImportError::RenameOldEmpty);
     }
-    validate_cluster_name(new).map_err(|error| format!("NEW {}", error.message))?;
+    validate_cluster_name(new).map_err(|error| ImportError::RenameNewInvalid(error.message))?;
     Ok((old.to_owned(), new.to_owned()))
 }
 
 /// Reads the kubeconfigs (merged in order, as `KUBECONFIG=a:b` is) and
 /// works out what each of their clusters becomes. Fails, before anything is
 /// registered, when a file cannot be read or a rename matches no cluster.
-pub fn plan_import(files: &[PathBuf], options: &ImportOptions) -> Result<ImportPlan, String> {
+pub fn plan_import(files: &[PathBuf], options: &ImportOptions) -> Result<ImportPlan, ImportError> {
     let kubeconfig = load(files)?;
     let scan = scan(files);
     let mut skipped = scan.skipped;
@@ -121,7 +176,7 @@ pub fn plan_import(files: &[PathBuf], options: &ImportOptions) -> Result<ImportP
     let mut renames: HashMap<&str, &str> = HashMap::new();
     for (old, new) in &options.renames {
         if renames.insert(old, new).is_some() {
-            return Err(format!("--rename {old}=…: {old} is renamed twice"));
+            return Err(ImportError::RenamedTwice(old.clone()));
         }
     }
     let mut renamed = HashSet::new();
@@ -205,11 +260,11 @@ pub fn plan_import(files: &[PathBuf], options: &ImportOptions) -> Result<ImportP
             .map(|cluster| cluster.source.as_str())
             .collect();
         known.sort_unstable();
-        return Err(format!(
-            "--rename {old}=…: no cluster is known as {old} with --name-from {} (the names are: {})",
-            options.name_from.as_str(),
-            known.join(", ")
-        ));
+        return Err(ImportError::RenameUnmatched {
+            old: old.clone(),
+            name_from: options.name_from.as_str(),
+            known: known.join(", "),
+        });
     }
 
     report_collisions(&mut planned);
@@ -239,14 +294,10 @@ fn report_collisions(planned: &mut [PlannedCluster]) {
                 .filter(|source| **source != cluster.source)
                 .map(String::as_str)
                 .collect();
-            let collision = format!(
-                "{} would also be named {} (cluster names are compared case-insensitively): give one of them another name with --rename",
-                others.join(" and "),
-                cluster.name.as_deref().unwrap_or_default()
-            );
-            cluster.outcome = Err(match &cluster.outcome {
-                Ok(_) => collision,
-                Err(error) => format!("{collision}; besides, {error}"),
+            cluster.outcome = Err(ImportError::Collision {
+                others: others.join(" and "),
+                name: cluster.name.clone().unwrap_or_default(),
+                besides: cluster.outcome.as_ref().err().cloned().map(Box::new),
             });
         }
     }
@@ -254,23 +305,25 @@ fn report_collisions(planned: &mut [PlannedCluster]) {
 
 /// Reads and merges the kubeconfigs; relative paths in each become
 /// absolute against its directory.
-fn load(files: &[PathBuf]) -> Result<Kubeconfig, String> {
+fn load(files: &[PathBuf]) -> Result<Kubeconfig, ImportError> {
     let mut merged = Kubeconfig::default();
     for file in files {
+        let path = || file.display().to_string();
         refuse_truncated_utf16(file)?;
         let next = Kubeconfig::read_from(file).map_err(|error| match error {
-            KubeconfigError::ReadConfig(cause, _) => {
-                format!("cannot read {}: {cause}", file.display())
-            }
-            other => format!(
-                "{} is not a kubeconfig: {}",
-                file.display(),
-                without_values(&other.to_string())
-            ),
+            KubeconfigError::ReadConfig(cause, _) => ImportError::Read {
+                path: path(),
+                cause: cause.to_string(),
+            },
+            other => ImportError::NotAKubeconfig {
+                path: path(),
+                cause: without_values(&other.to_string()),
+            },
         })?;
-        merged = merged
-            .merge(next)
-            .map_err(|error| format!("{}: {error}", file.display()))?;
+        merged = merged.merge(next).map_err(|error| ImportError::Merge {
+            path: path(),
+            cause: error.to_string(),
+        })?;
     }
     Ok(merged)
 }
@@ -304,17 +357,14 @@ fn without_values(message: &str) -> String {
 
 /// A UTF-16 file (byte order mark first) whose text is cut mid-character:
 /// the kubeconfig reader cannot take it (and would panic on it).
-fn refuse_truncated_utf16(file: &Path) -> Result<(), String> {
+fn refuse_truncated_utf16(file: &Path) -> Result<(), ImportError> {
     let Ok(bytes) = std::fs::read(file) else {
         // The reader reports what cannot be read.
         return Ok(());
     };
     let utf16 = bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]);
     if utf16 && bytes.len() % 2 == 1 {
-        return Err(format!(
-            "{} is not a kubeconfig: its UTF-16 text ends in the middle of a character",
-            file.display()
-        ));
+        return Err(ImportError::TruncatedUtf16(file.display().to_string()));
     }
     Ok(())
 }
@@ -402,7 +452,7 @@ fn scan(files: &[PathBuf]) -> Scan {
 /// - otherwise every run of characters other than letters, digits, `-`,
 ///   `_` and `.` becomes one `-`, leading and trailing `-`, `_` and `.` are
 ///   removed, and the result is cut to 63 characters.
-pub fn registry_name(name: &str) -> Result<(String, Option<String>), String> {
+pub fn registry_name(name: &str) -> Result<(String, Option<String>), ImportError> {
     if validate_cluster_name(name).is_ok() {
         return Ok((name.to_owned(), None));
     }
@@ -439,10 +489,7 @@ pub fn registry_name(name: &str) -> Result<(String, Option<String>), String> {
         how.push("cut to 63 characters");
     }
     if made.is_empty() {
-        return Err(
-            "the name has no letters or digits to make a cluster name of: name it with --rename OLD=NEW"
-                .into(),
-        );
+        return Err(ImportError::NoNameLeft);
     }
     debug_assert!(validate_cluster_name(&made).is_ok());
     Ok((made, Some(how.join(", "))))
@@ -472,12 +519,15 @@ fn gke_cluster_name(name: &str) -> Option<&str> {
     }
 }
 
-fn read_file(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(Path::new(path)).map_err(|error| format!("cannot read {path}: {error}"))
+fn read_file(path: &str) -> Result<String, ImportError> {
+    std::fs::read_to_string(Path::new(path)).map_err(|error| ImportError::Read {
+        path: path.to_owned(),
+        cause: error.to_string(),
+    })
 }
 
 /// `data` (base64, as kubeconfigs hold it) or the PEM text of `file`.
-fn data_or_file(data: Option<&str>, file: Option<&str>) -> Result<Option<String>, String> {
+fn data_or_file(data: Option<&str>, file: Option<&str>) -> Result<Option<String>, ImportError> {
     match (data.filter(|data| !data.trim().is_empty()), file) {
         (Some(data), _) => Ok(Some(data.to_owned())),
         (None, Some(file)) if !file.is_empty() => read_file(file).map(Some),
@@ -500,7 +550,7 @@ fn credential(
     name: &str,
     user: &AuthInfo,
     token_file_misspelled: bool,
-) -> Result<Credential, String> {
+) -> Result<Credential, ImportError> {
     if let Some(exec) = &user.exec {
         let command = exec
             .command
@@ -511,25 +561,22 @@ fn credential(
                     .map_or(command.into(), |file| file.to_string_lossy())
             })
             .unwrap_or_default();
-        return Err(format!(
-            "user {name} gets its credential from the exec plugin {command}, which kubeportal cannot run; {INSTEAD}"
-        ));
+        return Err(ImportError::ExecPlugin {
+            user: name.to_owned(),
+            command: command.into_owned(),
+        });
     }
     if let Some(provider) = &user.auth_provider {
-        return Err(format!(
-            "user {name} gets its credential from auth-provider {}, which kubeportal cannot use; {INSTEAD}",
-            provider.name
-        ));
+        return Err(ImportError::AuthProvider {
+            user: name.to_owned(),
+            provider: provider.name.clone(),
+        });
     }
     if user.username.is_some() || user.password.is_some() {
-        return Err(format!(
-            "user {name} uses basic authentication (username and password), which kubeportal does not support; {INSTEAD}"
-        ));
+        return Err(ImportError::BasicAuthentication(name.to_owned()));
     }
     if user.impersonate.is_some() || user.impersonate_groups.is_some() {
-        return Err(format!(
-            "user {name} impersonates (as, as-groups), which kubeportal would not do with the imported credential; {INSTEAD}"
-        ));
+        return Err(ImportError::Impersonates(name.to_owned()));
     }
     let token = match (
         user.token
@@ -541,9 +588,7 @@ fn credential(
         (_, Some(file)) => Some(SecretString::from(read_file(file)?.trim().to_owned())),
         (Some(token), None) => Some(token.clone()),
         (None, None) if token_file_misspelled => {
-            return Err(format!(
-                "user {name} has `token-file`, a key kubectl ignores: a token file is `tokenFile`"
-            ))
+            return Err(ImportError::TokenFileMisspelled(name.to_owned()))
         }
         (None, None) => None,
     };
@@ -578,12 +623,12 @@ fn to_spec(
     users: &HashMap<&str, Option<&AuthInfo>>,
     token_file_misspelled: &HashSet<String>,
     notes: &mut Vec<String>,
-) -> Result<ClusterSpec, String> {
+) -> Result<ClusterSpec, ImportError> {
     let url = cluster
         .server
         .clone()
         .filter(|server| !server.is_empty())
-        .ok_or_else(|| "the cluster has no server".to_owned())?;
+        .ok_or(ImportError::NoServer)?;
     let has_ca = cluster
         .certificate_authority_data
         .as_deref()
@@ -593,20 +638,13 @@ fn to_spec(
             .as_deref()
             .is_some_and(|file| !file.is_empty());
     if has_ca && cluster.insecure_skip_tls_verify == Some(true) {
-        return Err(
-            "it has both a certificate authority and insecure-skip-tls-verify, which kubectl refuses; keep one"
-                .into(),
-        );
+        return Err(ImportError::CaWithInsecure);
     }
     let no_credential = AuthInfo::default();
     let credential = match user.filter(|user| !user.is_empty()) {
         None => credential("", &no_credential, false)?,
         Some(user) => match users.get(user) {
-            None => {
-                return Err(format!(
-                    "its context names user {user}, which the kubeconfig does not define"
-                ))
-            }
+            None => return Err(ImportError::UnknownUser(user.to_owned())),
             // A user entry without `user:` holds no credential, like no user.
             Some(info) => credential(
                 user,
@@ -648,7 +686,7 @@ fn to_spec(
         skip_metrics_lookup: false,
         labels: BTreeMap::new(),
     };
-    input.validate_new().map_err(|error| error.to_string())
+    input.validate_new().map_err(ImportError::Invalid)
 }
 
 #[cfg(test)]
@@ -656,7 +694,7 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
-    fn plan_of(dir: &Path, text: &str, options: &ImportOptions) -> Result<ImportPlan, String> {
+    fn plan_of(dir: &Path, text: &str, options: &ImportOptions) -> Result<ImportPlan, ImportError> {
         let path = dir.join("config");
         std::fs::write(&path, text).unwrap();
         plan_import(&[path], options)
@@ -669,9 +707,9 @@ mod tests {
             .collect()
     }
 
-    fn error_of<'a>(plan: &'a ImportPlan, source: &str) -> &'a str {
+    fn error_of(plan: &ImportPlan, source: &str) -> String {
         match &by_source(plan)[source].outcome {
-            Err(error) => error,
+            Err(error) => error.to_string(),
             Ok(spec) => panic!("{source} was imported as {}", spec.name),
         }
     }
@@ -970,6 +1008,7 @@ clusters:
         assert!(unknown
             .err()
             .unwrap()
+            .to_string()
             .contains("no cluster is known as nope"));
         assert!(parse_rename("a=b c").is_err());
         assert!(parse_rename("novalue").is_err());

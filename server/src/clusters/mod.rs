@@ -1,5 +1,6 @@
-//! The cluster registry: validation, sealing of credentials, the store, and a
-//! cache of records by name that every write on this process invalidates.
+//! The cluster registry: validation, sealing of credentials, the store it
+//! keeps clusters in (a [`ClusterStore`]), and a cache of records by name
+//! that every write on this process invalidates.
 //!
 //! The cache serves a record that is due for a re-read while it is re-read in
 //! the background, and keeps serving it while the store cannot be reached, so
@@ -9,9 +10,11 @@
 //! Never logs or returns a credential; `open_*` hands plaintext only to
 //! `upstream/`, which attaches it to requests.
 
+mod config;
 mod import;
 mod model;
 pub mod routes;
+mod store;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +28,16 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
 use crate::secrets::{SecretBox, SecretError, SecretField};
-use crate::store::{ClusterRow, Store, StoreError};
 
+pub use config::{
+    declared_clusters, validate_declared_clusters, ClusterLocatorMethod, DeclaredClusterError,
+};
 pub use import::{
-    parse_rename, plan_import, registry_name, ImportOptions, ImportPlan, NameFrom, PlannedCluster,
+    parse_rename, plan_import, registry_name, ImportError, ImportOptions, ImportPlan, NameFrom,
+    PlannedCluster,
 };
 pub use model::*;
+pub use store::{ClusterRow, ClusterStore, DatabaseError, RegistryChange, StoreError};
 
 /// Whether a cluster URL points at kubeportal itself (a loopback name or
 /// address, or the address it listens on, at its own port): proxying there
@@ -62,6 +69,22 @@ pub fn refuse_own_address(url: &str, own: Option<std::net::SocketAddr>) -> Resul
     }
 }
 
+/// The address kubeportal listens on, once it does (shared: a clone is a
+/// reference count).
+#[derive(Debug, Clone, Default)]
+pub struct OwnAddress(Arc<std::sync::OnceLock<std::net::SocketAddr>>);
+
+impl OwnAddress {
+    /// Records the address; the first recorded stays.
+    pub fn set(&self, address: std::net::SocketAddr) -> Result<(), std::net::SocketAddr> {
+        self.0.set(address)
+    }
+
+    pub fn get(&self) -> Option<std::net::SocketAddr> {
+        self.0.get().copied()
+    }
+}
+
 /// The answer for a cluster name that is not registered: 404 for a caller
 /// who may read the cluster list (and so sees every name anyway), else the
 /// very denial a registered cluster gets, so names cannot be probed.
@@ -83,7 +106,7 @@ pub fn unknown_cluster(
 /// The registry service the routes, the proxy and the object queries share.
 #[derive(Clone)]
 pub struct Registry {
-    store: Store,
+    store: Arc<dyn ClusterStore>,
     secrets: SecretBox,
     cache: Cache<String, Cached>,
     /// How long a record is served before it is re-read.
@@ -166,7 +189,7 @@ impl From<FieldError> for ApiError {
 }
 
 impl Registry {
-    pub fn new(store: Store, secrets: SecretBox, cache_ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn ClusterStore>, secrets: SecretBox, cache_ttl: Duration) -> Self {
         Self {
             store,
             secrets,
@@ -196,7 +219,7 @@ impl Registry {
         self
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn ClusterStore> {
         &self.store
     }
 
@@ -347,43 +370,16 @@ impl Registry {
 
     /// On a shared (Postgres) store, follows other replicas' writes and drops
     /// the changed clusters from this replica's cache as they are announced.
-    /// After a lost connection every cached record is re-read (and served
-    /// meanwhile), since announcements may have been missed.
+    /// When announcements may have been missed (the feed reconnected) every
+    /// cached record is re-read (and served meanwhile).
     pub fn follow_changes(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let pool = self.store.notification_pool()?;
+        let mut changes = self.store.changes()?;
         let registry = self.clone();
         Some(tokio::spawn(async move {
-            loop {
-                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                    Ok(listener) => listener,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot listen for registry changes; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if let Err(error) = listener.listen(crate::store::CHANGES_CHANNEL).await {
-                    tracing::warn!(%error, "cannot listen for registry changes; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                registry.revalidate_all();
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => registry.invalidate(notification.payload()).await,
-                        Ok(None) => {
-                            tracing::warn!(
-                                "registry change feed reconnected; re-reading cached clusters"
-                            );
-                            registry.revalidate_all();
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "registry change feed failed; reconnecting");
-                            registry.revalidate_all();
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            break;
-                        }
-                    }
+            while let Some(change) = changes.recv().await {
+                match change {
+                    RegistryChange::Changed(name) => registry.invalidate(&name).await,
+                    RegistryChange::MayHaveMissed => registry.revalidate_all(),
                 }
             }
         }))

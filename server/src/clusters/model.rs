@@ -252,7 +252,7 @@ fn validate_ca(data: &str) -> Result<String, FieldError> {
 /// `caData` the TLS client can use at `now`: certificates only (a key would
 /// be stored in the clear and returned by every read), each an issuer or a
 /// server certificate trusted as given, at least one of them valid now (see
-/// `upstream::tls::check_ca_certificates`).
+/// `certificates::check_ca_certificates`).
 fn validate_ca_at(data: &str, now: UnixTime) -> Result<String, FieldError> {
     let pem = pem_text("caData", data)?;
     if pem
@@ -265,7 +265,7 @@ fn validate_ca_at(data: &str, now: UnixTime) -> Result<String, FieldError> {
         ));
     }
     let certificates = certificates("caData", &pem)?;
-    crate::upstream::tls::check_ca_certificates(&certificates, now)
+    crate::certificates::check_ca_certificates(&certificates, now)
         .map_err(|reason| field_error("caData", reason))?;
     Ok(pem)
 }

@@ -1,7 +1,9 @@
 //! `/api/kubernetes/clusters`: the public list (Backstage's shape) and the
 //! admin registry API.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -9,14 +11,20 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ClusterDetail, ClusterInput, ClusterSummary, ClusterUpdate};
+use super::{ClusterDetail, ClusterInput, ClusterSummary, ClusterUpdate, OwnAddress, Registry};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Path, Query};
-use crate::identity::Caller;
-use crate::permissions::{Permission, Target};
-use crate::state::AppState;
+use crate::identity::{Authenticator, Caller};
+use crate::permissions::{Permission, Policy, Target};
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Registry: FromRef<S>,
+    Arc<Policy>: FromRef<S>,
+    OwnAddress: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_clusters, create_cluster))
         .routes(routes!(get_cluster, update_cluster, delete_cluster))
@@ -47,18 +55,14 @@ pub use kubeportal_api::clusters::ClusterList;
         (status = 503, description = "The registry is unavailable", body = ErrorResponse),
     ))]
 async fn list_clusters(
-    State(state): State<AppState>,
+    State(registry): State<Registry>,
+    State(policy): State<Arc<Policy>>,
     caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<ClusterList>, ApiError> {
-    state
-        .policy
-        .check(&caller, Permission::ClustersRead, &Target::none())?;
+    policy.check(&caller, Permission::ClustersRead, &Target::none())?;
     if query.limit.is_some() || query.cursor.is_some() {
-        let page = state
-            .registry
-            .list(query.cursor.as_deref(), query.limit)
-            .await?;
+        let page = registry.list(query.cursor.as_deref(), query.limit).await?;
         return Ok(Json(ClusterList {
             items: page.items.iter().map(ClusterSummary::from).collect(),
             next_cursor: page.next_cursor,
@@ -67,8 +71,7 @@ async fn list_clusters(
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = state
-            .registry
+        let page = registry
             .list(cursor.as_deref(), Some(super::MAX_PAGE))
             .await?;
         items.extend(page.items.iter().map(ClusterSummary::from));
@@ -117,18 +120,20 @@ fn detail_response(status: StatusCode, detail: ClusterDetail) -> Response {
         (status = 503, description = "The registry is unavailable", body = ErrorResponse),
     ))]
 async fn create_cluster(
-    State(state): State<AppState>,
+    State(registry): State<Registry>,
+    State(policy): State<Arc<Policy>>,
+    State(own_address): State<OwnAddress>,
     caller: Caller,
     Json(input): Json<ClusterInput>,
 ) -> Result<Response, ApiError> {
     caller.note_cluster(&input.name);
-    state.policy.check(
+    policy.check(
         &caller,
         Permission::ClustersManage,
         &Target::cluster(&input.name),
     )?;
-    super::refuse_own_address(&input.url, state.own_address.get().copied())?;
-    let record = state.registry.create(&input).await?;
+    super::refuse_own_address(&input.url, own_address.get())?;
+    let record = registry.create(&input).await?;
     Ok(detail_response(
         StatusCode::CREATED,
         ClusterDetail::from(&record),
@@ -149,16 +154,14 @@ async fn create_cluster(
         (status = 503, description = "The registry is unavailable", body = ErrorResponse),
     ))]
 async fn get_cluster(
-    State(state): State<AppState>,
+    State(registry): State<Registry>,
+    State(policy): State<Arc<Policy>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.note_cluster(&name);
-    state
-        .policy
-        .check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
-    let record = state
-        .registry
+    policy.check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
+    let record = registry
         .store()
         .get(&name)
         .await?
@@ -206,16 +209,16 @@ fn if_match_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         (status = 503, description = "The registry is unavailable", body = ErrorResponse),
     ))]
 async fn update_cluster(
-    State(state): State<AppState>,
+    State(registry): State<Registry>,
+    State(policy): State<Arc<Policy>>,
+    State(own_address): State<OwnAddress>,
     caller: Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
     Json(update): Json<ClusterUpdate>,
 ) -> Result<Response, ApiError> {
     caller.note_cluster(&name);
-    state
-        .policy
-        .check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
+    policy.check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
     let version =
         match (if_match_version(&headers)?, update.version) {
             (Some(header), Some(body)) if header != body => {
@@ -229,8 +232,8 @@ async fn update_cluster(
                     .into(),
             )),
         };
-    super::refuse_own_address(&update.url, state.own_address.get().copied())?;
-    let record = state.registry.update(&name, &update, version).await?;
+    super::refuse_own_address(&update.url, own_address.get())?;
+    let record = registry.update(&name, &update, version).await?;
     Ok(detail_response(
         StatusCode::OK,
         ClusterDetail::from(&record),
@@ -254,18 +257,14 @@ async fn update_cluster(
         (status = 503, description = "The registry is unavailable", body = ErrorResponse),
     ))]
 async fn delete_cluster(
-    State(state): State<AppState>,
+    State(registry): State<Registry>,
+    State(policy): State<Arc<Policy>>,
     caller: Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     caller.note_cluster(&name);
-    state
-        .policy
-        .check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
-    state
-        .registry
-        .delete(&name, if_match_version(&headers)?)
-        .await?;
+    policy.check(&caller, Permission::ClustersManage, &Target::cluster(&name))?;
+    registry.delete(&name, if_match_version(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

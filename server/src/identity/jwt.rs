@@ -11,12 +11,67 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
-use super::{Caller, CallerKind};
-use crate::config::JwtConfig;
+use super::{Caller, CallerKind, EntityRefError};
+
+/// `auth.jwt:` in the configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtConfig {
+    pub hs256_secret: Option<SecretString>,
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Shortest time between two JWKS fetches triggered by unknown key ids.
+    #[serde(default = "default_jwks_refresh_floor")]
+    pub jwks_min_refresh_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+fn default_jwks_refresh_floor() -> u64 {
+    30
+}
+
+/// A configured public key that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("is not a PEM RSA, EC or Ed25519 public key")]
+pub struct KeyError;
+
+/// Why a token is refused; the text is safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("no key to verify this token")]
+    NoKey,
+    #[error("sub {0}")]
+    Subject(EntityRefError),
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("missing claim {0}")]
+    MissingClaim(String),
+    #[error("signature does not verify")]
+    SignatureDoesNotVerify,
+    #[error("token does not verify")]
+    DoesNotVerify,
+}
 
 /// How long fetched JWKS keys are trusted before a lookup refetches them.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -45,7 +100,7 @@ const RSA_ALGORITHMS: [Algorithm; 6] = [
 ];
 
 /// Parses a PEM public key (RSA, EC P-256/P-384 or Ed25519).
-pub fn decoding_key_from_pem(pem: &str) -> Result<(Vec<Algorithm>, DecodingKey), String> {
+pub fn decoding_key_from_pem(pem: &str) -> Result<(Vec<Algorithm>, DecodingKey), KeyError> {
     let bytes = pem.as_bytes();
     if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
         return Ok((RSA_ALGORITHMS.to_vec(), key));
@@ -56,7 +111,7 @@ pub fn decoding_key_from_pem(pem: &str) -> Result<(Vec<Algorithm>, DecodingKey),
     if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
         return Ok((vec![Algorithm::EdDSA], key));
     }
-    Err("is not a PEM RSA, EC or Ed25519 public key".into())
+    Err(KeyError)
 }
 
 struct JwksState {
@@ -170,7 +225,7 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(config: &JwtConfig) -> Result<Self, String> {
+    pub fn new(config: &JwtConfig) -> Result<Self, KeyError> {
         let public_keys = config
             .public_keys
             .iter()
@@ -223,8 +278,8 @@ impl JwtVerifier {
     }
 
     /// The caller a token identifies, or why it is refused (safe to return).
-    pub async fn verify(&self, token: &str) -> Result<Caller, String> {
-        let header = decode_header(token).map_err(|_| "malformed token".to_owned())?;
+    pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         let algorithm = header.alg;
         let candidates: Vec<DecodingKey> = if algorithm == Algorithm::HS256 {
             self.hs256.iter().cloned().collect()
@@ -245,17 +300,16 @@ impl JwtVerifier {
             keys
         };
         if candidates.is_empty() {
-            return Err("no key to verify this token".into());
+            return Err(TokenError::NoKey);
         }
         let mut validation = self.validation.clone();
         validation.algorithms = vec![algorithm];
-        let mut last_error = String::from("signature does not verify");
+        let mut last_error = TokenError::SignatureDoesNotVerify;
         for key in &candidates {
             match decode::<Claims>(token, key, &validation) {
                 Ok(data) => {
                     let claims = data.claims;
-                    super::validate_entity_ref(&claims.sub)
-                        .map_err(|message| format!("sub {message}"))?;
+                    super::validate_entity_ref(&claims.sub).map_err(TokenError::Subject)?;
                     let groups = claims
                         .ent
                         .into_iter()
@@ -271,13 +325,15 @@ impl JwtVerifier {
                 Err(error) => {
                     use jsonwebtoken::errors::ErrorKind;
                     last_error = match error.kind() {
-                        ErrorKind::ExpiredSignature => "token expired".into(),
-                        ErrorKind::ImmatureSignature => "token not yet valid".into(),
-                        ErrorKind::InvalidAudience => "wrong audience".into(),
-                        ErrorKind::InvalidIssuer => "wrong issuer".into(),
-                        ErrorKind::MissingRequiredClaim(claim) => format!("missing claim {claim}"),
-                        ErrorKind::InvalidSignature => "signature does not verify".into(),
-                        _ => "token does not verify".into(),
+                        ErrorKind::ExpiredSignature => TokenError::Expired,
+                        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                        ErrorKind::MissingRequiredClaim(claim) => {
+                            TokenError::MissingClaim(claim.clone())
+                        }
+                        ErrorKind::InvalidSignature => TokenError::SignatureDoesNotVerify,
+                        _ => TokenError::DoesNotVerify,
                     };
                     if !matches!(error.kind(), ErrorKind::InvalidSignature) {
                         break;

@@ -4,25 +4,25 @@
 //! Tokens are compared in constant time (static tokens by their SHA-256) and
 //! never logged; a bad token is a 401 even where guests are allowed.
 
+mod config;
 pub mod jwt;
 pub mod origin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::audit::AuditNote;
-use crate::config::AuthConfig;
+use crate::context::AuditNote;
 use crate::error::ApiError;
-use crate::state::AppState;
 
-pub use jwt::JwtVerifier;
+pub use config::{AuthConfig, AuthConfigError, StaticToken};
+pub use jwt::{JwtConfig, JwtVerifier, KeyError, TokenError};
 
 /// The subject of the guest.
 pub const GUEST_SUBJECT: &str = "user:default/guest";
@@ -74,10 +74,15 @@ impl Caller {
     }
 }
 
+/// A subject or group that is not an entity ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be an entity ref such as user:default/alice")]
+pub struct EntityRefError;
+
 /// Checks that a ref looks like `kind:namespace/name` or `kind:name`.
-pub fn validate_entity_ref(reference: &str) -> Result<(), String> {
+pub fn validate_entity_ref(reference: &str) -> Result<(), EntityRefError> {
     let Some((kind, rest)) = reference.split_once(':') else {
-        return Err("must be an entity ref such as user:default/alice".into());
+        return Err(EntityRefError);
     };
     let name = rest.rsplit('/').next().unwrap_or_default();
     if kind.is_empty()
@@ -87,7 +92,7 @@ pub fn validate_entity_ref(reference: &str) -> Result<(), String> {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err("must be an entity ref such as user:default/alice".into());
+        return Err(EntityRefError);
     }
     Ok(())
 }
@@ -109,7 +114,7 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthConfig, guest: bool) -> Result<Self, String> {
+    pub fn new(config: &AuthConfig, guest: bool) -> Result<Self, KeyError> {
         let static_tokens = config
             .static_tokens
             .iter()
@@ -193,17 +198,21 @@ impl Authenticator {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// The caller of a request, authenticated once (later extractions reuse it)
+/// by the authenticator the application state holds.
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<Authenticator>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let mut caller = state.authenticator.authenticate(&parts.headers).await?;
+        let authenticator = Arc::<Authenticator>::from_ref(state);
+        let mut caller = authenticator.authenticate(&parts.headers).await?;
         if let Some(note) = parts.extensions.get::<AuditNote>() {
             note.set_identity(&caller.subject, &caller.groups);
             caller.note = Some(note.clone());
@@ -219,7 +228,6 @@ pub type SharedAuthenticator = Arc<Authenticator>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StaticToken;
     use secrecy::SecretString;
 
     fn authenticator(guest: bool) -> Authenticator {

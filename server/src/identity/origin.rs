@@ -66,12 +66,21 @@ fn bare_host(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// An `server.allowedOrigins` entry that is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    #[error("{0}")]
+    NotAUrl(url::ParseError),
+    #[error("expected an origin such as https://portal.example or http://localhost:3000 (scheme, host and port only)")]
+    NotAnOrigin,
+}
+
 /// Checks an `server.allowedOrigins` entry: `scheme://host[:port]` and nothing more.
-pub fn validate_allowed_origin(text: &str) -> Result<(), String> {
-    let url = url::Url::parse(text).map_err(|error| error.to_string())?;
+pub fn validate_allowed_origin(text: &str) -> Result<(), OriginError> {
+    let url = url::Url::parse(text).map_err(OriginError::NotAUrl)?;
     let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
     if Origin::parse(text).is_none() || !bare || !url.username().is_empty() {
-        return Err("expected an origin such as https://portal.example or http://localhost:3000 (scheme, host and port only)".into());
+        return Err(OriginError::NotAnOrigin);
     }
     Ok(())
 }

@@ -18,9 +18,8 @@ use super::{
     ClusterObjects, ClusterRef, ErrorType, FetchError, FetchResult, ObjectType, Selection,
 };
 use crate::clusters::{AuthProvider, ClusterRecord};
-use crate::config::ImpersonationConfig;
 use crate::identity::Caller;
-use crate::upstream::{ClusterToken, Connector, Route, UpstreamError};
+use crate::upstream::{ClusterToken, Connector, ImpersonationConfig, Route, UpstreamError};
 
 /// What one cluster query needs besides the cluster.
 #[derive(Clone)]

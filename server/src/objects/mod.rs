@@ -5,6 +5,7 @@
 //! with another caller's credentials.
 
 mod catalog;
+mod config;
 mod fetch;
 mod masking;
 mod metrics;
@@ -13,7 +14,7 @@ mod selection;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use http::HeaderMap;
 use moka::future::Cache;
 use serde::Serialize;
@@ -22,16 +23,19 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::clusters::ClusterRecord;
-use crate::config::{Config, CustomResourceConfig};
+use crate::clusters::{ClusterRecord, Registry};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Path};
-use crate::identity::Caller;
-use crate::permissions::{Permission, Target};
-use crate::state::AppState;
-use crate::telemetry::FanOutErrorLabels;
+use crate::identity::{Authenticator, Caller};
+use crate::permissions::{Permission, Policy, Target};
+use crate::telemetry::{FanOutErrorLabels, SharedMetrics};
+use crate::upstream::{ImpersonationConfig, Upstreams};
 
-pub use selection::{validate_label_selector, Selection};
+pub use config::{
+    validate_custom_resource, validate_custom_resources, CatalogConfig, CustomResourceConfig,
+    CustomResourceError, ObjectQueryConfig, ObjectsConfigError,
+};
+pub use selection::{validate_label_selector, LabelSelectorError, Selection, SelectionError};
 
 /// One listable object type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -95,28 +99,6 @@ pub fn default_types() -> Vec<ObjectType> {
     .collect()
 }
 
-/// Checks a custom resource declaration.
-pub fn validate_custom_resource(resource: &CustomResourceConfig) -> Result<(), String> {
-    let part_ok = |text: &str| {
-        !text.is_empty()
-            && text.len() <= 253
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
-    };
-    if !resource.group.is_empty() && !part_ok(&resource.group) {
-        return Err("group: not an API group name".into());
-    }
-    let version = resource.api_version.rsplit('/').next().unwrap_or_default();
-    if !part_ok(version) {
-        return Err("apiVersion: not an API version".into());
-    }
-    if !part_ok(&resource.plural) || resource.plural.contains('.') {
-        return Err("plural: not a resource name".into());
-    }
-    Ok(())
-}
-
 pub use kubeportal_api::objects::{
     ClusterObjects, ClusterRef, CustomResourcesByEntityRequest, ErrorType, FetchError, FetchResult,
     ObjectsByEntityRequest, ObjectsResponse, WorkloadsByEntityRequest,
@@ -135,19 +117,50 @@ impl From<&ClusterRecord> for ClusterRef {
     }
 }
 
-/// Runs object queries; shared by the three routes.
+/// What object queries use of the rest of kubeportal.
+pub struct ObjectServices {
+    pub registry: Registry,
+    pub policy: Arc<Policy>,
+    pub upstreams: Upstreams,
+    pub metrics: SharedMetrics,
+}
+
+/// The configuration object queries read.
+pub struct ObjectSettings<'a> {
+    pub queries: &'a ObjectQueryConfig,
+    pub custom_resources: &'a [CustomResourceConfig],
+    pub catalog: &'a CatalogConfig,
+    pub impersonation: &'a ImpersonationConfig,
+}
+
+/// Runs object queries; shared by the three routes (a clone is a reference
+/// count).
 #[derive(Clone)]
-pub struct ObjectQueries {
+pub struct ObjectQueries(Arc<Queries>);
+
+struct Queries {
+    registry: Registry,
+    policy: Arc<Policy>,
+    upstreams: Upstreams,
+    metrics: SharedMetrics,
     results: Option<Cache<[u8; 32], Arc<ObjectsResponse>>>,
     catalog: reqwest::Client,
+    catalog_url: Option<String>,
+    /// `kubernetes.customResources`, listed with the workloads.
+    custom_types: Vec<ObjectType>,
+    impersonation: Arc<ImpersonationConfig>,
     deadline: Duration,
     concurrency: usize,
 }
 
 impl ObjectQueries {
-    pub fn new(config: &Config) -> Self {
-        let objects = &config.kubernetes.objects;
-        Self {
+    pub fn new(settings: ObjectSettings<'_>, services: ObjectServices) -> Self {
+        let objects = settings.queries;
+        Self(Arc::new(Queries {
+            registry: services.registry,
+            policy: services.policy,
+            upstreams: services.upstreams,
+            metrics: services.metrics,
             results: (objects.cache_ttl_ms > 0).then(|| {
                 Cache::builder()
                     .max_capacity(10_000)
@@ -158,9 +171,16 @@ impl ObjectQueries {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("a reqwest client with a timeout builds"),
+            catalog_url: settings.catalog.base_url.clone(),
+            custom_types: settings
+                .custom_resources
+                .iter()
+                .map(ObjectType::custom)
+                .collect(),
+            impersonation: Arc::new(settings.impersonation.clone()),
             deadline: Duration::from_millis(objects.cluster_timeout_ms),
             concurrency: objects.concurrency_per_cluster,
-        }
+        }))
     }
 }
 
@@ -195,13 +215,13 @@ fn query_key(
 /// Every registered cluster the caller may read resources of; 403 when the
 /// policy gives them none.
 async fn readable_clusters(
-    state: &AppState,
+    queries: &Queries,
     caller: &Caller,
 ) -> Result<Vec<ClusterRecord>, ApiError> {
     let mut clusters = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = state
+        let page = queries
             .registry
             .list(cursor.as_deref(), Some(crate::clusters::MAX_PAGE))
             .await?;
@@ -214,7 +234,7 @@ async fn readable_clusters(
     let allowed: Vec<_> = clusters
         .into_iter()
         .filter(|cluster| {
-            state
+            queries
                 .policy
                 .check(
                     caller,
@@ -225,7 +245,7 @@ async fn readable_clusters(
         })
         .collect();
     if allowed.is_empty() {
-        state
+        queries
             .policy
             .check(caller, Permission::ResourcesRead, &Target::none())?;
     }
@@ -233,7 +253,7 @@ async fn readable_clusters(
 }
 
 async fn run_query(
-    state: &AppState,
+    queries: &Queries,
     caller: &Caller,
     mut allowed: Vec<ClusterRecord>,
     selection: Selection,
@@ -243,20 +263,19 @@ async fn run_query(
     if let Some(wanted) = &selection.cluster {
         allowed.retain(|cluster| cluster.name.eq_ignore_ascii_case(wanted));
     }
-    let queries = &state.objects;
     let key = query_key(&selection, &types, caller, &auth, &allowed);
     let fan_out = {
-        let state = state.clone();
+        let upstreams = queries.upstreams.clone();
         let context = fetch::FetchContext {
             caller: caller.clone(),
             auth,
-            impersonation: Arc::new(state.config.kubernetes.impersonation.clone()),
+            impersonation: queries.impersonation.clone(),
             deadline: queries.deadline,
             concurrency: queries.concurrency,
         };
         let selection = Arc::new(selection);
         let types = Arc::new(types);
-        let metrics = state.metrics.clone();
+        let metrics = queries.metrics.clone();
         Box::pin(async move {
             let clusters: Vec<_> = allowed
                 .into_iter()
@@ -265,7 +284,7 @@ async fn run_query(
                     let selection = selection.clone();
                     let types = types.clone();
                     let context = context.clone();
-                    let upstreams = state.upstreams.clone();
+                    let upstreams = upstreams.clone();
                     async move {
                         match upstreams.connector(&record) {
                             Ok(connector) => {
@@ -317,7 +336,7 @@ async fn run_query(
     };
     let response = match &queries.results {
         Some(cache) => {
-            state
+            queries
                 .metrics
                 .cache_lookup("objects", cache.contains_key(&key));
             cache.get_with(key, fan_out).await
@@ -327,20 +346,16 @@ async fn run_query(
     Ok(ObjectsResponse::clone(&response))
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ObjectQueries: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(objects_by_entity))
         .routes(routes!(workloads_by_entity_ref))
         .routes(routes!(custom_resources_by_entity_ref))
-}
-
-fn configured_custom_types(config: &Config) -> Vec<ObjectType> {
-    config
-        .kubernetes
-        .custom_resources
-        .iter()
-        .map(ObjectType::custom)
-        .collect()
 }
 
 /// The objects of an entity sent in the body, from every matching cluster
@@ -357,17 +372,18 @@ fn configured_custom_types(config: &Config) -> Vec<ObjectType> {
         (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
 async fn objects_by_entity(
-    State(state): State<AppState>,
+    State(ObjectQueries(queries)): State<ObjectQueries>,
     caller: Caller,
     Path(_entity_name): Path<String>,
     Json(request): Json<ObjectsByEntityRequest>,
 ) -> Result<Json<ObjectsResponse>, ApiError> {
-    let clusters = readable_clusters(&state, &caller).await?;
-    let selection = Selection::of_entity(&request.entity).map_err(ApiError::Input)?;
+    let clusters = readable_clusters(&queries, &caller).await?;
+    let selection = Selection::of_entity(&request.entity)
+        .map_err(|error| ApiError::Input(error.to_string()))?;
     let mut types = default_types();
-    types.extend(configured_custom_types(&state.config));
+    types.extend(queries.custom_types.iter().cloned());
     Ok(Json(
-        run_query(&state, &caller, clusters, selection, types, request.auth).await?,
+        run_query(&queries, &caller, clusters, selection, types, request.auth).await?,
     ))
 }
 
@@ -385,24 +401,25 @@ async fn objects_by_entity(
         (status = 503, description = "No catalog is configured", body = ErrorResponse),
     ))]
 async fn workloads_by_entity_ref(
-    State(state): State<AppState>,
+    State(ObjectQueries(queries)): State<ObjectQueries>,
     caller: Caller,
     headers: HeaderMap,
     Json(request): Json<WorkloadsByEntityRequest>,
 ) -> Result<Json<ObjectsResponse>, ApiError> {
-    let clusters = readable_clusters(&state, &caller).await?;
+    let clusters = readable_clusters(&queries, &caller).await?;
     let entity = catalog::fetch_entity(
-        &state.objects.catalog,
-        state.config.catalog.base_url.as_deref(),
+        &queries.catalog,
+        queries.catalog_url.as_deref(),
         &request.entity_ref,
         &headers,
     )
     .await?;
-    let selection = Selection::of_entity(&entity).map_err(ApiError::Input)?;
+    let selection =
+        Selection::of_entity(&entity).map_err(|error| ApiError::Input(error.to_string()))?;
     let mut types = default_types();
-    types.extend(configured_custom_types(&state.config));
+    types.extend(queries.custom_types.iter().cloned());
     Ok(Json(
-        run_query(&state, &caller, clusters, selection, types, request.auth).await?,
+        run_query(&queries, &caller, clusters, selection, types, request.auth).await?,
     ))
 }
 
@@ -420,7 +437,7 @@ async fn workloads_by_entity_ref(
         (status = 503, description = "No catalog is configured", body = ErrorResponse),
     ))]
 async fn custom_resources_by_entity_ref(
-    State(state): State<AppState>,
+    State(ObjectQueries(queries)): State<ObjectQueries>,
     caller: Caller,
     headers: HeaderMap,
     Json(request): Json<CustomResourcesByEntityRequest>,
@@ -432,21 +449,22 @@ async fn custom_resources_by_entity_ref(
         validate_custom_resource(resource)
             .map_err(|message| ApiError::Input(format!("customResources[{index}].{message}")))?;
     }
-    let clusters = readable_clusters(&state, &caller).await?;
+    let clusters = readable_clusters(&queries, &caller).await?;
     let entity = catalog::fetch_entity(
-        &state.objects.catalog,
-        state.config.catalog.base_url.as_deref(),
+        &queries.catalog,
+        queries.catalog_url.as_deref(),
         &request.entity_ref,
         &headers,
     )
     .await?;
-    let selection = Selection::of_entity(&entity).map_err(ApiError::Input)?;
+    let selection =
+        Selection::of_entity(&entity).map_err(|error| ApiError::Input(error.to_string()))?;
     let types = request
         .custom_resources
         .iter()
         .map(ObjectType::custom)
         .collect();
     Ok(Json(
-        run_query(&state, &caller, clusters, selection, types, request.auth).await?,
+        run_query(&queries, &caller, clusters, selection, types, request.auth).await?,
     ))
 }

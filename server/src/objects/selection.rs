@@ -10,6 +10,42 @@ pub const ID_ANNOTATION: &str = "backstage.io/kubernetes-id";
 pub const NAMESPACE_ANNOTATION: &str = "backstage.io/kubernetes-namespace";
 pub const CLUSTER_ANNOTATION: &str = "backstage.io/kubernetes-cluster";
 
+/// An entity whose annotations do not select objects as Kubernetes would.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("entity.metadata.name: required")]
+    NoName,
+    #[error("annotation {annotation}: {0}", annotation = LABEL_SELECTOR_ANNOTATION)]
+    LabelSelector(LabelSelectorError),
+    #[error("annotation {annotation}: {0}", annotation = ID_ANNOTATION)]
+    Id(LabelSelectorError),
+    #[error("annotation {annotation}: not a valid namespace name", annotation = NAMESPACE_ANNOTATION)]
+    Namespace,
+}
+
+/// A label selector (or a part of one) that Kubernetes would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelSelectorError {
+    #[error("the selector is empty")]
+    Empty,
+    #[error("unbalanced parentheses")]
+    UnbalancedParentheses,
+    #[error("empty requirement")]
+    EmptyRequirement,
+    #[error("`{0}`: values must be in parentheses")]
+    ValuesOutsideParentheses(String),
+    #[error("`{0}` is not a requirement")]
+    NotARequirement(String),
+    #[error("`{0}` is not a valid label value")]
+    Value(String),
+    #[error("`{0}` has an invalid prefix")]
+    KeyPrefix(String),
+    #[error("`{0}` has an empty name")]
+    EmptyKeyName(String),
+    #[error("`{0}` is not a valid label key")]
+    Key(String),
+}
+
 /// What to list, on which clusters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Selection {
@@ -29,32 +65,27 @@ fn annotation<'a>(entity: &'a Value, key: &str) -> Option<&'a str> {
 
 impl Selection {
     /// The selection for an entity, or a message naming what is malformed.
-    pub fn of_entity(entity: &Value) -> Result<Selection, String> {
+    pub fn of_entity(entity: &Value) -> Result<Selection, SelectionError> {
         let name = entity
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .filter(|name| !name.is_empty())
-            .ok_or("entity.metadata.name: required")?;
+            .ok_or(SelectionError::NoName)?;
         let label_selector = match annotation(entity, LABEL_SELECTOR_ANNOTATION) {
             Some(selector) => {
-                validate_label_selector(selector).map_err(|message| {
-                    format!("annotation {LABEL_SELECTOR_ANNOTATION}: {message}")
-                })?;
+                validate_label_selector(selector).map_err(SelectionError::LabelSelector)?;
                 selector.to_owned()
             }
             None => {
                 let id = annotation(entity, ID_ANNOTATION).unwrap_or(name);
-                validate_label_value(id)
-                    .map_err(|message| format!("annotation {ID_ANNOTATION}: {message}"))?;
+                validate_label_value(id).map_err(SelectionError::Id)?;
                 format!("{ID_ANNOTATION}={id}")
             }
         };
         let namespace = annotation(entity, NAMESPACE_ANNOTATION).map(str::to_owned);
         if let Some(namespace) = &namespace {
             if !is_dns_label(namespace) {
-                return Err(format!(
-                    "annotation {NAMESPACE_ANNOTATION}: not a valid namespace name"
-                ));
+                return Err(SelectionError::Namespace);
             }
         }
         Ok(Selection {
@@ -75,7 +106,7 @@ fn is_dns_label(text: &str) -> bool {
         && !text.ends_with('-')
 }
 
-fn validate_label_value(value: &str) -> Result<(), String> {
+fn validate_label_value(value: &str) -> Result<(), LabelSelectorError> {
     let bytes = value.as_bytes();
     let valid = bytes.len() <= 63
         && bytes
@@ -86,11 +117,11 @@ fn validate_label_value(value: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("`{value}` is not a valid label value"))
+        Err(LabelSelectorError::Value(value.to_owned()))
     }
 }
 
-fn validate_label_key(key: &str) -> Result<(), String> {
+fn validate_label_key(key: &str) -> Result<(), LabelSelectorError> {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
@@ -105,20 +136,20 @@ fn validate_label_key(key: &str) -> Result<(), String> {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !valid_prefix {
-            return Err(format!("`{key}` has an invalid prefix"));
+            return Err(LabelSelectorError::KeyPrefix(key.to_owned()));
         }
     }
     if name.is_empty() {
-        return Err(format!("`{key}` has an empty name"));
+        return Err(LabelSelectorError::EmptyKeyName(key.to_owned()));
     }
-    validate_label_value(name).map_err(|_| format!("`{key}` is not a valid label key"))
+    validate_label_value(name).map_err(|_| LabelSelectorError::Key(key.to_owned()))
 }
 
 /// Validates a Kubernetes label selector (`a=b,c!=d,e in (f,g),!h,i`).
-pub fn validate_label_selector(selector: &str) -> Result<(), String> {
+pub fn validate_label_selector(selector: &str) -> Result<(), LabelSelectorError> {
     let mut rest = selector.trim();
     if rest.is_empty() {
-        return Err("the selector is empty".into());
+        return Err(LabelSelectorError::Empty);
     }
     loop {
         rest = rest.trim_start();
@@ -129,7 +160,9 @@ pub fn validate_label_selector(selector: &str) -> Result<(), String> {
             match character {
                 '(' => depth += 1,
                 ')' => {
-                    depth = depth.checked_sub(1).ok_or("unbalanced parentheses")?;
+                    depth = depth
+                        .checked_sub(1)
+                        .ok_or(LabelSelectorError::UnbalancedParentheses)?;
                 }
                 ',' if depth == 0 => {
                     end = index;
@@ -139,7 +172,7 @@ pub fn validate_label_selector(selector: &str) -> Result<(), String> {
             }
         }
         if depth != 0 {
-            return Err("unbalanced parentheses".into());
+            return Err(LabelSelectorError::UnbalancedParentheses);
         }
         validate_requirement(rest[..end].trim())?;
         if end == rest.len() {
@@ -149,9 +182,9 @@ pub fn validate_label_selector(selector: &str) -> Result<(), String> {
     }
 }
 
-fn validate_requirement(requirement: &str) -> Result<(), String> {
+fn validate_requirement(requirement: &str) -> Result<(), LabelSelectorError> {
     if requirement.is_empty() {
-        return Err("empty requirement".into());
+        return Err(LabelSelectorError::EmptyRequirement);
     }
     if let Some(key) = requirement.strip_prefix('!') {
         return validate_label_key(key.trim());
@@ -169,7 +202,9 @@ fn validate_requirement(requirement: &str) -> Result<(), String> {
             let inner = values
                 .strip_prefix('(')
                 .and_then(|values| values.strip_suffix(')'))
-                .ok_or_else(|| format!("`{requirement}`: values must be in parentheses"))?;
+                .ok_or_else(|| {
+                    LabelSelectorError::ValuesOutsideParentheses(requirement.to_owned())
+                })?;
             for value in inner.split(',') {
                 validate_label_value(value.trim())?;
             }
@@ -177,7 +212,7 @@ fn validate_requirement(requirement: &str) -> Result<(), String> {
         }
     }
     if requirement.contains(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '<' | '>')) {
-        return Err(format!("`{requirement}` is not a requirement"));
+        return Err(LabelSelectorError::NotARequirement(requirement.to_owned()));
     }
     validate_label_key(requirement)
 }
@@ -254,6 +289,7 @@ mod tests {
         let bad = json!({"metadata": {"name": "x", "annotations": {"backstage.io/kubernetes-label-selector": "app in (a"}}});
         assert!(Selection::of_entity(&bad)
             .unwrap_err()
+            .to_string()
             .contains("label-selector"));
         let bad_namespace = json!({"metadata": {"name": "x", "annotations": {"backstage.io/kubernetes-namespace": "Bad_NS"}}});
         assert!(Selection::of_entity(&bad_namespace).is_err());

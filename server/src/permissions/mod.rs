@@ -11,7 +11,7 @@ use http::Method;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::identity::Caller;
+use crate::identity::{Caller, EntityRefError};
 
 pub use crate::kubernetes::{Action, RequestAttributes};
 
@@ -55,6 +55,33 @@ impl<'a> Target<'a> {
     }
 }
 
+/// `permissions:` in the configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PermissionsConfig {
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// A rule of `permissions.rules` that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("permissions.rules[{index}]: {reason}")]
+pub struct PermissionsConfigError {
+    pub index: usize,
+    pub reason: RuleError,
+}
+
+impl PermissionsConfig {
+    /// Compiles every rule, naming the first that does not compile.
+    pub fn validate(&self) -> Result<(), PermissionsConfigError> {
+        for (index, rule) in self.rules.iter().enumerate() {
+            rule.compile()
+                .map_err(|reason| PermissionsConfigError { index, reason })?;
+        }
+        Ok(())
+    }
+}
+
 /// A rule as written in the configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -84,23 +111,59 @@ pub struct RuleConfig {
     pub description: Option<String>,
 }
 
+/// What is wrong with a rule, starting with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("decision: must be `allow` or `deny`")]
+    Decision,
+    #[error("subjects: list at least one user or group ref, or `*`")]
+    NoSubjects,
+    #[error("subjects: `{subject}` {reason}")]
+    Subject {
+        subject: String,
+        reason: EntityRefError,
+    },
+    #[error("permission: {0}")]
+    PermissionGlob(globset::Error),
+    #[error(
+        "permission: `{0}` matches no permission (known: {known})",
+        known = Permission::ALL.map(Permission::as_str).join(", ")
+    )]
+    UnknownPermission(String),
+    #[error("{key}: only applies to kubernetes.proxy")]
+    ProxyOnly { key: &'static str },
+    #[error("{key}: only applies to kubernetes.impersonate")]
+    ImpersonateOnly { key: &'static str },
+    #[error("methods: `{0}` is not an HTTP method")]
+    Method(String),
+    #[error("verbs: `{0}` is not one of {known}", known = VERBS.join(", "))]
+    Verb(String),
+    #[error("actions: `{0}` is not one of read, write, delete, exec")]
+    Action(String),
+    #[error("{field}: an empty list matches nothing; leave the key out to match anything")]
+    EmptyList { field: &'static str },
+    #[error("{field}: {error}")]
+    Glob {
+        field: &'static str,
+        error: globset::Error,
+    },
+}
+
 /// A set of globs; an absent set matches everything.
 #[derive(Debug, Clone)]
 struct Globs(Vec<GlobMatcher>);
 
 impl Globs {
     fn compile(
-        field: &str,
+        field: &'static str,
         patterns: &Option<Vec<String>>,
         case_insensitive: bool,
-    ) -> Result<Option<Globs>, String> {
+    ) -> Result<Option<Globs>, RuleError> {
         let Some(patterns) = patterns else {
             return Ok(None);
         };
         if patterns.is_empty() {
-            return Err(format!(
-                "{field}: an empty list matches nothing; leave the key out to match anything"
-            ));
+            return Err(RuleError::EmptyList { field });
         }
         patterns
             .iter()
@@ -111,7 +174,7 @@ impl Globs {
                     .backslash_escape(true)
                     .build()
                     .map(|glob| glob.compile_matcher())
-                    .map_err(|error| format!("{field}: {error}"))
+                    .map_err(|error| RuleError::Glob { field, error })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(|globs| Some(Globs(globs)))
@@ -163,24 +226,28 @@ const VERBS: [&str; 9] = [
 
 impl RuleConfig {
     /// Compiles the rule, or says what is wrong with it.
-    pub fn compile(&self) -> Result<Rule, String> {
+    pub fn compile(&self) -> Result<Rule, RuleError> {
         let decision = match self.decision.as_str() {
             "allow" => Decision::Allow,
             "deny" => Decision::Deny,
-            _ => return Err("decision: must be `allow` or `deny`".into()),
+            _ => return Err(RuleError::Decision),
         };
         if self.subjects.is_empty() {
-            return Err("subjects: list at least one user or group ref, or `*`".into());
+            return Err(RuleError::NoSubjects);
         }
         for subject in &self.subjects {
             if subject != "*" {
-                crate::identity::validate_entity_ref(subject)
-                    .map_err(|message| format!("subjects: `{subject}` {message}"))?;
+                crate::identity::validate_entity_ref(subject).map_err(|reason| {
+                    RuleError::Subject {
+                        subject: subject.clone(),
+                        reason,
+                    }
+                })?;
             }
         }
         let permission = GlobBuilder::new(&self.permission)
             .build()
-            .map_err(|error| format!("permission: {error}"))?
+            .map_err(RuleError::PermissionGlob)?
             .compile_matcher();
         // Impersonation lends another identity: it is granted only by name,
         // never by a glob written for the other permissions.
@@ -192,11 +259,7 @@ impl RuleConfig {
             })
             .collect();
         if matched.is_empty() {
-            return Err(format!(
-                "permission: `{}` matches no permission (known: {})",
-                self.permission,
-                Permission::ALL.map(Permission::as_str).join(", ")
-            ));
+            return Err(RuleError::UnknownPermission(self.permission.clone()));
         }
         let proxy_only = [
             ("methods", self.methods.is_some()),
@@ -211,7 +274,7 @@ impl RuleConfig {
         ];
         if !matched.contains(&Permission::Proxy) {
             if let Some((key, _)) = proxy_only.iter().find(|(_, present)| *present) {
-                return Err(format!("{key}: only applies to kubernetes.proxy"));
+                return Err(RuleError::ProxyOnly { key });
             }
         }
         let impersonate_only = [
@@ -220,7 +283,7 @@ impl RuleConfig {
         ];
         if !matched.contains(&Permission::Impersonate) {
             if let Some((key, _)) = impersonate_only.iter().find(|(_, present)| *present) {
-                return Err(format!("{key}: only applies to kubernetes.impersonate"));
+                return Err(RuleError::ImpersonateOnly { key });
             }
         }
         let methods = self
@@ -231,7 +294,7 @@ impl RuleConfig {
                     .iter()
                     .map(|method| {
                         Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                            .map_err(|_| format!("methods: `{method}` is not an HTTP method"))
+                            .map_err(|_| RuleError::Method(method.clone()))
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
@@ -240,10 +303,7 @@ impl RuleConfig {
             if let Some(verb) = verbs.iter().find(|verb| {
                 !verb.contains('*') && !VERBS.contains(&verb.to_ascii_lowercase().as_str())
             }) {
-                return Err(format!(
-                    "verbs: `{verb}` is not one of {}",
-                    VERBS.join(", ")
-                ));
+                return Err(RuleError::Verb(verb.clone()));
             }
         }
         let actions = self
@@ -253,9 +313,7 @@ impl RuleConfig {
                 actions
                     .iter()
                     .map(|action| {
-                        Action::parse(action).ok_or_else(|| {
-                            format!("actions: `{action}` is not one of read, write, delete, exec")
-                        })
+                        Action::parse(action).ok_or_else(|| RuleError::Action(action.clone()))
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
@@ -419,7 +477,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(configs: &[RuleConfig]) -> Result<Self, String> {
+    pub fn new(configs: &[RuleConfig]) -> Result<Self, RuleError> {
         let rules = configs
             .iter()
             .enumerate()
@@ -852,6 +910,7 @@ mod tests {
                 .unwrap()
                 .compile()
                 .unwrap_err()
+                .to_string()
         };
         assert!(
             compile("{permission: kubernetes.prxy, subjects: ['*'], decision: allow}")
@@ -972,6 +1031,7 @@ mod tests {
                 .unwrap()
                 .compile()
                 .unwrap_err()
+                .to_string()
         };
         assert!(compile(
             "{permission: kubernetes.proxy, subjects: ['*'], users: [x], decision: allow}"

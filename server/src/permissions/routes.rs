@@ -1,19 +1,25 @@
 //! `POST /api/kubernetes/permissions/explain`: for admins, the decision the
 //! policy makes for a subject and a request, and the rule that made it.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
 use http::Method;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Impersonation, Permission, ProxyTarget, Target};
+use super::{Impersonation, Permission, Policy, ProxyTarget, Target};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::Json;
-use crate::identity::{validate_entity_ref, Caller, CallerKind};
+use crate::identity::{validate_entity_ref, Authenticator, Caller, CallerKind};
 use crate::kubernetes::{KubernetesRequest, Query};
-use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Policy>: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(explain))
 }
 
@@ -31,13 +37,11 @@ pub use kubeportal_api::permissions::{ExplainRequest, ExplainResponse};
         (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
 async fn explain(
-    State(state): State<AppState>,
+    State(policy): State<Arc<Policy>>,
     caller: Caller,
     Json(request): Json<ExplainRequest>,
 ) -> Result<Json<ExplainResponse>, ApiError> {
-    state
-        .policy
-        .check(&caller, Permission::ClustersManage, &Target::none())?;
+    policy.check(&caller, Permission::ClustersManage, &Target::none())?;
     validate_entity_ref(&request.subject)
         .map_err(|message| ApiError::Input(format!("subject: {message}")))?;
     let subject = Caller {
@@ -88,9 +92,7 @@ async fn explain(
         impersonation,
     };
     Ok(Json(ExplainResponse {
-        explanation: state
-            .policy
-            .explain(&subject, request.permission, &policy_target),
+        explanation: policy.explain(&subject, request.permission, &policy_target),
         attributes: target.as_ref().map(|target| target.attributes.clone()),
         canonical_path: target.as_ref().map(|target| target.path.clone()),
         canonical_query: target.as_ref().and_then(|target| target.query_string()),

@@ -2,6 +2,8 @@
 //! is the path form of the proxy, so kubectl works through kubeportal. It
 //! carries no credential: users add their portal token themselves.
 
+use std::path::PathBuf;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
@@ -9,12 +11,26 @@ use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Uri};
 use serde_json::json;
 
+use super::ProxyState;
 use crate::error::ApiError;
 use crate::error::ErrorResponse;
 use crate::extract::Path;
 use crate::identity::Caller;
 use crate::permissions::{Permission, Target};
-use crate::state::AppState;
+
+/// How clients reach kubeportal, for the kubeconfigs it generates (from
+/// `server:`).
+#[derive(Debug, Clone, Default)]
+pub struct PublicAddress {
+    /// `server.publicUrl`.
+    pub public_url: Option<String>,
+    /// Whether kubeportal serves TLS (`server.tls`).
+    pub tls: bool,
+    /// `server.tls.caFile`: the CA clients need to trust kubeportal.
+    pub ca_file: Option<PathBuf>,
+    /// `server.listen`, for a request that names no usable host.
+    pub listen: String,
+}
 
 /// A kubeconfig for one cluster, through kubeportal.
 #[utoipa::path(get, path = "/api/kubernetes/clusters/{name}/kubeconfig", tag = "proxy",
@@ -28,7 +44,7 @@ use crate::state::AppState;
         (status = 404, description = "No such cluster", body = ErrorResponse),
     ))]
 pub async fn kubeconfig(
-    State(state): State<AppState>,
+    State(state): State<ProxyState>,
     caller: Caller,
     Path(name): Path<String>,
     uri: Uri,
@@ -42,14 +58,11 @@ pub async fn kubeconfig(
         .resolve(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name}")))?;
-    let base = match &state.config.server.public_url {
+    let address = &state.settings.address;
+    let base = match &address.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
-            let scheme = if state.config.server.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            };
+            let scheme = if address.tls { "https" } else { "http" };
             // HTTP/2 carries the host as the URI authority, HTTP/1.1 as `Host`.
             let host = uri
                 .authority()
@@ -66,19 +79,13 @@ pub async fn kubeconfig(
                         })
                 })
                 .map(str::to_owned)
-                .unwrap_or_else(|| state.config.server.listen.clone());
+                .unwrap_or_else(|| address.listen.clone());
             format!("{scheme}://{host}")
         }
     };
     let mut cluster =
         json!({ "server": format!("{base}/api/kubernetes/clusters/{}/proxy", record.name) });
-    if let Some(ca_file) = state
-        .config
-        .server
-        .tls
-        .as_ref()
-        .and_then(|tls| tls.ca_file.as_ref())
-    {
+    if let Some(ca_file) = &address.ca_file {
         let pem = std::fs::read(ca_file).map_err(ApiError::internal)?;
         cluster["certificate-authority-data"] = json!(STANDARD.encode(pem));
     }

@@ -9,13 +9,15 @@
 
 mod headers;
 mod kubeconfig;
-pub mod recording;
 mod reviews;
 pub mod tickets;
 mod upgrade;
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
@@ -23,24 +25,80 @@ use http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::clusters::validate_cluster_name;
+use crate::audit::recording::{self, RecordingPolicy};
+use crate::clusters::{validate_cluster_name, Registry};
 use crate::error::ApiError;
-use crate::identity::Caller;
+use crate::identity::{Authenticator, Caller};
 use crate::kubernetes::{KubernetesRequest, Query, RequestAttributesExt};
-use crate::permissions::{Impersonation, Permission, ProxyTarget, Target};
-use crate::state::AppState;
-use crate::telemetry::{GaugeGuard, UpstreamErrorLabels};
-use crate::upstream::{ClusterToken, Route};
+use crate::permissions::{Impersonation, Permission, Policy, ProxyTarget, Target};
+use crate::telemetry::{GaugeGuard, SharedMetrics, UpstreamErrorLabels};
+use crate::upstream::{ClusterToken, ImpersonationConfig, Route, UpstreamTimeouts, Upstreams};
 use http_body_util::BodyExt;
+
+pub use kubeconfig::PublicAddress;
 
 /// The header naming the cluster in the header form.
 pub const CLUSTER_HEADER: &str = "backstage-kubernetes-cluster";
 const HEADER_FORM_PREFIX: &str = "/api/kubernetes/proxy";
 const PATH_FORM_PREFIX: &str = "/api/kubernetes/clusters/";
 
+/// What the proxy uses of the rest of kubeportal, built once at start-up.
+pub struct ProxyServices {
+    pub registry: Registry,
+    pub authenticator: Arc<Authenticator>,
+    pub policy: Arc<Policy>,
+    pub upstreams: Upstreams,
+    pub metrics: SharedMetrics,
+    pub recording: Arc<RecordingPolicy>,
+    pub tickets: tickets::Tickets,
+    pub settings: ProxySettings,
+}
+
+/// The configuration the proxy reads.
+pub struct ProxySettings {
+    /// `audit.sensitiveQueryParams`: masked in the query the audit trail notes.
+    pub sensitive_query_params: Vec<String>,
+    /// `kubernetes.impersonation`.
+    pub impersonation: ImpersonationConfig,
+    /// `kubernetes.timeouts`.
+    pub timeouts: UpstreamTimeouts,
+    /// How clients reach kubeportal, for the kubeconfigs it generates.
+    pub address: PublicAddress,
+}
+
+/// The proxy's handlers' state; it dereferences to [`ProxyServices`], and a
+/// clone is a reference count.
+#[derive(Clone)]
+pub struct ProxyState(Arc<ProxyServices>);
+
+impl ProxyState {
+    pub fn new(services: ProxyServices) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl Deref for ProxyState {
+    type Target = ProxyServices;
+
+    fn deref(&self) -> &ProxyServices {
+        &self.0
+    }
+}
+
+/// The authenticator, for the [`Caller`] extractor.
+impl FromRef<ProxyState> for Arc<Authenticator> {
+    fn from_ref(state: &ProxyState) -> Self {
+        state.authenticator.clone()
+    }
+}
+
 /// The proxy routes. They take any method, so they are registered directly;
 /// their documentation is in [`docs`].
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ProxyState: FromRef<S>,
+{
     Router::new()
         .route("/api/kubernetes/proxy", any(header_form))
         .route("/api/kubernetes/proxy/", any(header_form))
@@ -54,7 +112,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The kubeconfig route (documented through its annotation).
-pub fn documented_routes() -> OpenApiRouter<AppState> {
+pub fn documented_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ProxyState: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(kubeconfig::kubeconfig))
         .routes(routes!(tickets::issue_ticket))
@@ -67,7 +130,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
 pub struct ProxyDocs;
 
 async fn header_form(
-    State(state): State<AppState>,
+    State(state): State<ProxyState>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let cluster = match cluster_header(request.headers()) {
@@ -124,7 +187,7 @@ fn cluster_header(headers: &http::HeaderMap) -> Result<Option<String>, ApiError>
 }
 
 /// The name of the registered cluster when there is exactly one.
-async fn only_cluster(state: &AppState) -> Result<Option<String>, ApiError> {
+async fn only_cluster(state: &ProxyState) -> Result<Option<String>, ApiError> {
     let page = state.registry.list(None, Some(2)).await?;
     Ok(match page.items.as_slice() {
         [only] => Some(only.name.clone()),
@@ -136,7 +199,7 @@ async fn only_cluster(state: &AppState) -> Result<Option<String>, ApiError> {
 /// valid identity the answer is 401 whatever else is wrong, as on every
 /// protected route.
 async fn refuse_once_authenticated(
-    state: &AppState,
+    state: &ProxyState,
     request: Request,
     error: ApiError,
 ) -> ApiError {
@@ -146,7 +209,7 @@ async fn refuse_once_authenticated(
     }
 }
 
-async fn authenticated(state: &AppState, request: Request) -> Result<Caller, ApiError> {
+async fn authenticated(state: &ProxyState, request: Request) -> Result<Caller, ApiError> {
     use axum::extract::FromRequestParts;
     let (mut parts, _) = request.into_parts();
     Caller::from_request_parts(&mut parts, state).await
@@ -156,7 +219,7 @@ async fn authenticated(state: &AppState, request: Request) -> Result<Caller, Api
 /// registry); the plain denial for anyone else, so that no answer tells a
 /// registered cluster from an unknown name.
 pub(crate) fn told_to_who_may_see(
-    state: &AppState,
+    state: &ProxyState,
     caller: &Caller,
     cluster: Option<&str>,
     error: ApiError,
@@ -177,7 +240,10 @@ pub(crate) fn told_to_who_may_see(
     }
 }
 
-async fn path_form(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+async fn path_form(
+    State(state): State<ProxyState>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let after = &request.uri().path()[PATH_FORM_PREFIX.len()..];
     let (cluster, rest) = after
         .split_once("/proxy")
@@ -198,7 +264,7 @@ async fn path_form(State(state): State<AppState>, request: Request) -> Result<Re
 /// `Authorization`, the holder of a one-time `?ticket=` for this path (the
 /// caller passes a ticket only for upgrades).
 async fn proxy_caller(
-    state: &AppState,
+    state: &ProxyState,
     parts: &mut http::request::Parts,
     ticket: Option<&str>,
     cluster: &str,
@@ -213,7 +279,7 @@ async fn proxy_caller(
         .tickets
         .redeem(ticket, cluster, kubernetes_path)
         .ok_or_else(|| ApiError::Authentication("invalid, spent or expired ticket".into()))?;
-    if let Some(note) = parts.extensions.get::<crate::audit::AuditNote>() {
+    if let Some(note) = parts.extensions.get::<crate::context::AuditNote>() {
         note.set_identity(&caller.subject, &caller.groups);
         caller.note = Some(note.clone());
     }
@@ -238,7 +304,7 @@ fn read_target(
 
 /// Resolves, checks, rewrites and forwards one request.
 async fn forward(
-    state: AppState,
+    state: ProxyState,
     cluster: &str,
     raw_path: &str,
     request: Request,
@@ -289,7 +355,7 @@ async fn forward(
             &target.path,
             target
                 .query
-                .encode_masked(&state.config.audit.sensitive_query_params),
+                .encode_masked(&state.settings.sensitive_query_params),
             &target.attributes.verb,
         );
     }
@@ -347,7 +413,7 @@ async fn forward(
         &mut outgoing_headers,
         &caller,
         caller_token,
-        &state.config.kubernetes.impersonation,
+        &state.settings.impersonation,
     )?;
     if let Some(requested) = &requested_identity {
         connector.impersonate(&mut outgoing_headers, &requested.user, &requested.groups)?;
@@ -400,11 +466,7 @@ async fn forward(
     };
     // Boxed: the send future is large, and inline it would be copied with
     // every move of this one.
-    let header_timeout = state
-        .config
-        .kubernetes
-        .timeouts
-        .response_header_for(target.timeout);
+    let header_timeout = state.settings.timeouts.response_header_for(target.timeout);
     let (response, lease) =
         match Box::pin(connector.send_within(outgoing, route, credential, header_timeout)).await {
             Ok(sent) => sent,
@@ -474,7 +536,7 @@ fn is_websocket_over_http2(request: &Request) -> bool {
 /// deciding rule's reason. Only a caller who may see the cluster learns more
 /// than an unknown name would tell it; anyone else gets the plain denial.
 fn worded_as_the_api_server(
-    state: &AppState,
+    state: &ProxyState,
     caller: &Caller,
     target: &Target<'_>,
     denied: ApiError,
@@ -500,7 +562,7 @@ fn worded_as_the_api_server(
 /// Refuses a caller's `Impersonate-*` headers unless `kubernetes.impersonate`
 /// rules grant the user and every group on this cluster.
 fn check_impersonation(
-    state: &AppState,
+    state: &ProxyState,
     caller: &Caller,
     cluster: &str,
     requested: &headers::RequestedIdentity,
@@ -540,7 +602,7 @@ fn check_impersonation(
 /// Sets up the recording of an exec/attach session as the cluster's policy
 /// asks; `required` refuses the session when that is impossible.
 async fn start_recording(
-    state: &AppState,
+    state: &ProxyState,
     caller: &Caller,
     cluster: &str,
     path: &str,

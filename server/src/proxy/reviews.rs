@@ -19,12 +19,12 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
+use super::ProxyState;
 use crate::clusters::ClusterRecord;
 use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::kubernetes::{Action, RequestAttributes, RequestAttributesExt};
 use crate::permissions::{Decision, Permission, ProxyTarget, Target};
-use crate::state::AppState;
 use crate::upstream::{ClusterToken, Route};
 
 /// The largest review body read.
@@ -103,7 +103,7 @@ pub(super) struct ReviewRequest<'a> {
 /// covers it). Who may see the cluster may also ask who they are and what
 /// they may do (the policy answers before the cluster is asked); a rules
 /// review always asks the cluster, so only the proxy policy grants it.
-fn may_ask(state: &AppState, asked: &ReviewRequest<'_>) -> Result<(), ApiError> {
+fn may_ask(state: &ProxyState, asked: &ReviewRequest<'_>) -> Result<(), ApiError> {
     let mut as_read = asked.attributes.clone();
     as_read.action = Action::Read;
     // A review is about the caller: it spans no namespace and no object, so a
@@ -145,7 +145,7 @@ fn may_ask(state: &AppState, asked: &ReviewRequest<'_>) -> Result<(), ApiError> 
 }
 
 pub(super) async fn answer(
-    state: &AppState,
+    state: &ProxyState,
     asked: ReviewRequest<'_>,
 ) -> Result<Response, ApiError> {
     may_ask(state, &asked)?;
@@ -235,7 +235,7 @@ fn non_empty(text: &str) -> Option<&str> {
 }
 
 struct Reviewer<'a> {
-    state: &'a AppState,
+    state: &'a ProxyState,
     caller: &'a Caller,
     record: &'a ClusterRecord,
     headers: &'a HeaderMap,
@@ -575,7 +575,7 @@ impl Reviewer<'_> {
             &mut headers,
             self.caller,
             caller_token,
-            &self.state.config.kubernetes.impersonation,
+            &self.state.settings.impersonation,
         )?;
         let mut request = http::Request::builder()
             .method(Method::POST)

@@ -15,13 +15,13 @@ use http::{Method, StatusCode};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
+use super::ProxyState;
 use crate::clusters::name_key;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Path};
 use crate::identity::{Caller, CallerKind};
 use crate::kubernetes::KubernetesRequest;
 use crate::permissions::{Permission, ProxyTarget, Target};
-use crate::state::AppState;
 
 /// How long a ticket may wait for its upgrade.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
@@ -105,7 +105,7 @@ pub use kubeportal_api::tickets::{TicketRequest, TicketResponse};
         (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
 pub async fn issue_ticket(
-    State(state): State<AppState>,
+    State(state): State<ProxyState>,
     caller: Caller,
     Path(name): Path<String>,
     Json(request): Json<TicketRequest>,

@@ -1,44 +1,25 @@
-//! Persistence of the cluster registry: one [`ClusterStore`] contract, two
-//! implementations (Postgres for replicated deployments, embedded SQLite for
-//! a single process). The SQL is shared; only connection set-up, migrations
-//! and query-plan inspection differ.
+//! Persistence: the registry's [`ClusterStore`] and the audit trail's
+//! [`AuditStore`] (contracts their modules own), implemented twice, for
+//! Postgres (replicated deployments) and embedded SQLite (a single process),
+//! on one pool. The SQL is shared; only connection set-up, migrations,
+//! query-plan inspection and (Postgres) change announcements differ.
 //!
 //! The store sees credentials only sealed; it never logs row contents.
 
 mod postgres;
 mod sqlite;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
+use crate::audit::{AuditRecord, StoredAuditRecord};
 use crate::clusters::{AuthProvider, ClusterRecord};
 
+pub use crate::audit::{AuditStore, AuditStoreError};
+pub use crate::clusters::{ClusterRow, ClusterStore, RegistryChange, StoreError};
 pub use postgres::{PgStore, CHANGES_CHANNEL};
 pub use sqlite::SqliteStore;
-
-/// A store failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A cluster with this name (compared case-insensitively) exists.
-    #[error("a cluster with this name already exists")]
-    Duplicate,
-    /// The record changed since the version the write was based on.
-    #[error("the cluster was changed by someone else (current version {current})")]
-    VersionMismatch { current: i64 },
-    #[error("no such cluster")]
-    NotFound,
-    /// The database cannot be reached right now.
-    #[error("the database is unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error")]
-    Database(#[source] sqlx::Error),
-    #[error("stored record is corrupt: {0}")]
-    Corrupt(String),
-}
 
 /// SQLSTATE classes (Postgres) and result codes (SQLite) that mean "try
 /// again later".
@@ -49,106 +30,87 @@ fn is_transient(code: &str) -> bool {
         || matches!(code, "5" | "6" | "261" | "262" | "517")
 }
 
+/// How a database error reads to the stores' callers.
+enum Failure {
+    Duplicate,
+    Unavailable,
+    Other,
+}
+
+fn classify(error: &sqlx::Error) -> Failure {
+    match error {
+        sqlx::Error::Database(database) if database.is_unique_violation() => Failure::Duplicate,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Failure::Unavailable,
+        // Postgres shutting down or restarting (class 57: operator
+        // intervention), lost or refused connections (08), out of
+        // resources (53), SQLite busy or locked: retryable, not a bug.
+        sqlx::Error::Database(database)
+            if database.code().is_some_and(|code| is_transient(&code)) =>
+        {
+            Failure::Unavailable
+        }
+        _ => Failure::Other,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::Database(database) if database.is_unique_violation() => {
-                StoreError::Duplicate
-            }
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
-            // Postgres shutting down or restarting (class 57: operator
-            // intervention), lost or refused connections (08), out of
-            // resources (53), SQLite busy or locked: retryable, not a bug.
-            sqlx::Error::Database(database)
-                if database.code().is_some_and(|code| is_transient(&code)) =>
-            {
-                StoreError::Unavailable(error)
-            }
-            _ => StoreError::Database(error),
+        match classify(&error) {
+            Failure::Duplicate => StoreError::Duplicate,
+            Failure::Unavailable => StoreError::Unavailable(error.into()),
+            Failure::Other => StoreError::Database(error.into()),
         }
     }
 }
 
-/// A cluster row as written: everything but the version and timestamps,
-/// credentials already sealed.
-#[derive(Debug, Clone)]
-pub struct ClusterRow {
-    pub name: String,
-    pub title: Option<String>,
-    pub url: String,
-    pub auth_provider: AuthProvider,
-    pub ca_data: Option<String>,
-    pub skip_tls_verify: bool,
-    pub sealed_service_account_token: Option<Vec<u8>>,
-    pub client_cert_data: Option<String>,
-    pub sealed_client_key_data: Option<Vec<u8>>,
-    pub dashboard_url: Option<String>,
-    pub dashboard_app: Option<String>,
-    pub dashboard_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    pub oidc_token_provider: Option<String>,
-    pub skip_metrics_lookup: bool,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// The registry contract both stores pass (see `tests/it/store_contract.rs`).
-#[async_trait]
-pub trait ClusterStore: Send + Sync + 'static {
-    /// Clusters ordered by lower-cased name, after the `after` key (exclusive).
-    async fn list(&self, after: Option<&str>, limit: u32)
-        -> Result<Vec<ClusterRecord>, StoreError>;
-    /// Looks a cluster up by name, case-insensitively, through the unique index.
-    async fn get(&self, name: &str) -> Result<Option<ClusterRecord>, StoreError>;
-    /// Inserts a cluster at version 1 with a new `uid`; [`StoreError::Duplicate`]
-    /// if the name is taken.
-    async fn create(&self, row: &ClusterRow) -> Result<ClusterRecord, StoreError>;
-    /// Replaces a cluster if it is still at `expected_version`; its `uid` stays.
-    async fn update(
-        &self,
-        expected_version: i64,
-        row: &ClusterRow,
-    ) -> Result<ClusterRecord, StoreError>;
-    /// Deletes a cluster, if `expected_version` is given only at that version.
-    async fn delete(&self, name: &str, expected_version: Option<i64>) -> Result<(), StoreError>;
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// The query plan of a lookup by name, as the database prints it.
-    async fn explain_lookup(&self) -> Result<String, StoreError>;
-    /// Appends audit records in one transaction.
-    async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
-    /// Audit records matching `filter`, newest first, older than `before_id`.
-    async fn query_audit(
-        &self,
-        filter: &AuditFilter,
-        before_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<StoredAuditRecord>, StoreError>;
-    /// Deletes audit records older than `before`; returns how many.
-    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Which database this is (`postgres` or `sqlite`).
-    fn kind(&self) -> &'static str;
-    /// Tells other replicas that a cluster changed (Postgres `NOTIFY`); a
-    /// no-op where the store is not shared.
-    async fn announce_change(&self, _name: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// The pool to `LISTEN` on, for a store replicas share.
-    fn notification_pool(&self) -> Option<sqlx::PgPool> {
-        None
+impl From<sqlx::Error> for AuditStoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match classify(&error) {
+            Failure::Unavailable => AuditStoreError::Unavailable(error.into()),
+            Failure::Duplicate | Failure::Other => AuditStoreError::Database(error.into()),
+        }
     }
 }
 
-pub type Store = Arc<dyn ClusterStore>;
+/// One open database, holding the cluster registry and the audit trail.
+#[derive(Clone)]
+pub struct Database {
+    clusters: Arc<dyn ClusterStore>,
+    audit: Arc<dyn AuditStore>,
+}
 
-/// Opens (and migrates) the store a database URL names.
-pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Store, StoreError> {
+impl Database {
+    fn new<S: ClusterStore + AuditStore>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self {
+            clusters: store.clone(),
+            audit: store,
+        }
+    }
+
+    /// The cluster registry's store.
+    pub fn clusters(&self) -> Arc<dyn ClusterStore> {
+        self.clusters.clone()
+    }
+
+    /// The audit trail's store.
+    pub fn audit(&self) -> Arc<dyn AuditStore> {
+        self.audit.clone()
+    }
+}
+
+/// Opens (and migrates) the database a URL names.
+pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Database, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+        Ok(Database::new(PgStore::connect(url, max_connections).await?))
     } else {
-        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+        Ok(Database::new(
+            SqliteStore::connect(url, max_connections).await?,
+        ))
     }
 }
 
@@ -229,6 +191,59 @@ impl TryFrom<StoredRow> for ClusterRecord {
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
+    }
+}
+
+/// A row as both databases return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: i64,
+    time: DateTime<Utc>,
+    kind: String,
+    subject: String,
+    groups: String,
+    cluster: Option<String>,
+    method: String,
+    path: String,
+    query: Option<String>,
+    status: i32,
+    bytes_in: i64,
+    bytes_out: i64,
+    duration_ms: i64,
+    decision: String,
+    rule: Option<String>,
+    recording: Option<String>,
+    verb: Option<String>,
+    impersonated_user: Option<String>,
+    impersonated_groups: String,
+}
+
+impl From<AuditRow> for StoredAuditRecord {
+    fn from(row: AuditRow) -> Self {
+        Self {
+            id: row.id,
+            record: AuditRecord {
+                time: row.time,
+                kind: row.kind,
+                subject: row.subject,
+                groups: serde_json::from_str(&row.groups).unwrap_or_default(),
+                cluster: row.cluster,
+                method: row.method,
+                path: row.path,
+                query: row.query,
+                verb: row.verb,
+                impersonated_user: row.impersonated_user,
+                impersonated_groups: serde_json::from_str(&row.impersonated_groups)
+                    .unwrap_or_default(),
+                status: u16::try_from(row.status).unwrap_or_default(),
+                bytes_in: row.bytes_in.max(0) as u64,
+                bytes_out: row.bytes_out.max(0) as u64,
+                duration_ms: row.duration_ms.max(0) as u64,
+                decision: row.decision,
+                rule: row.rule,
+                recording: row.recording,
+            },
+        }
     }
 }
 
@@ -434,7 +449,7 @@ macro_rules! shared_sql {
             })
         }
 
-        async fn insert_audit_records(pool: &$pool, records: &[AuditRecord]) -> Result<(), StoreError> {
+        async fn insert_audit_records(pool: &$pool, records: &[AuditRecord]) -> Result<(), AuditStoreError> {
             if records.is_empty() {
                 return Ok(());
             }
@@ -487,7 +502,7 @@ macro_rules! shared_sql {
             filter: &AuditFilter,
             before_id: Option<i64>,
             limit: u32,
-        ) -> Result<Vec<StoredAuditRecord>, StoreError> {
+        ) -> Result<Vec<StoredAuditRecord>, AuditStoreError> {
             let texts = [&filter.cluster, &filter.subject, &filter.method];
             if texts.into_iter().flatten().any(|text| $crate::store::holds_nul(text)) {
                 return Ok(Vec::new());
@@ -519,11 +534,11 @@ macro_rules! shared_sql {
                 builder.push(" AND time < ").push_bind(until);
             }
             builder.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
-            let rows: Vec<crate::audit::AuditRow> = builder.build_query_as().fetch_all(pool).await?;
+            let rows: Vec<$crate::store::AuditRow> = builder.build_query_as().fetch_all(pool).await?;
             Ok(rows.into_iter().map(StoredAuditRecord::from).collect())
         }
 
-        async fn prune_audit_records(pool: &$pool, before: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        async fn prune_audit_records(pool: &$pool, before: chrono::DateTime<chrono::Utc>) -> Result<u64, AuditStoreError> {
             let deleted = sqlx::query("DELETE FROM audit_records WHERE time < $1")
                 .bind(before)
                 .execute(pool)
@@ -539,7 +554,8 @@ macro_rules! shared_sql {
 }
 pub(crate) use shared_sql;
 
-/// Implements [`ClusterStore`] for a store whose `pool` field the shared SQL runs on.
+/// Implements [`ClusterStore`] and [`AuditStore`] for a store whose `pool`
+/// field the shared SQL runs on.
 macro_rules! delegate_store {
     ($store:ty, $kind:literal $(, $replicated:ident)?) => {
         #[async_trait::async_trait]
@@ -584,29 +600,6 @@ macro_rules! delegate_store {
                 self.explain().await
             }
 
-            async fn insert_audit(
-                &self,
-                records: &[$crate::audit::AuditRecord],
-            ) -> Result<(), StoreError> {
-                insert_audit_records(&self.pool, records).await
-            }
-
-            async fn query_audit(
-                &self,
-                filter: &$crate::audit::AuditFilter,
-                before_id: Option<i64>,
-                limit: u32,
-            ) -> Result<Vec<$crate::audit::StoredAuditRecord>, StoreError> {
-                query_audit_records(&self.pool, filter, before_id, limit).await
-            }
-
-            async fn prune_audit(
-                &self,
-                before: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, StoreError> {
-                prune_audit_records(&self.pool, before).await
-            }
-
             fn kind(&self) -> &'static str {
                 $kind
             }
@@ -617,10 +610,38 @@ macro_rules! delegate_store {
                     self.notify(name).await
                 }
 
-                fn notification_pool(&self) -> Option<sqlx::PgPool> {
-                    Some(self.pool.clone())
+                fn changes(
+                    &self,
+                ) -> Option<tokio::sync::mpsc::Receiver<$crate::store::RegistryChange>> {
+                    Some(self.listen())
                 }
             )?
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::AuditStore for $store {
+            async fn insert_audit(
+                &self,
+                records: &[$crate::audit::AuditRecord],
+            ) -> Result<(), AuditStoreError> {
+                insert_audit_records(&self.pool, records).await
+            }
+
+            async fn query_audit(
+                &self,
+                filter: &$crate::audit::AuditFilter,
+                before_id: Option<i64>,
+                limit: u32,
+            ) -> Result<Vec<$crate::audit::StoredAuditRecord>, AuditStoreError> {
+                query_audit_records(&self.pool, filter, before_id, limit).await
+            }
+
+            async fn prune_audit(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, AuditStoreError> {
+                prune_audit_records(&self.pool, before).await
+            }
         }
     };
 }

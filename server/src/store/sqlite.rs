@@ -6,7 +6,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Sqlite;
 
-use super::{delegate_store, labels_json, shared_sql, ClusterRow, StoreError, StoredRow};
+use super::{
+    delegate_store, labels_json, shared_sql, AuditStoreError, ClusterRow, StoreError, StoredRow,
+};
 use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
 use crate::clusters::ClusterRecord;
 

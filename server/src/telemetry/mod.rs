@@ -330,7 +330,7 @@ pub async fn track(State(tracking): State<Tracking>, request: Request, next: Nex
     let method = method_label(request.method());
     let note = request
         .extensions()
-        .get::<crate::audit::AuditNote>()
+        .get::<crate::context::AuditNote>()
         .cloned();
     let response = next.run(request).await;
     let elapsed = started.elapsed();

@@ -16,7 +16,23 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 
-use crate::config::{Config, LogFormat};
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `logging:` in the configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info,kubeportal=debug`; `RUST_LOG` wins.
+    pub level: Option<String>,
+}
 
 /// `telemetry:` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,27 +67,39 @@ pub fn quiet_kube_client() -> tracing_subscriber::filter::Directive {
         .expect("a valid filter directive")
 }
 
+/// Why logging and tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TracesError {
+    #[error("telemetry.otlpEndpoint: {0}")]
+    Exporter(opentelemetry_otlp::ExporterBuildError),
+    #[error("{0}")]
+    Subscriber(tracing_subscriber::util::TryInitError),
+}
+
 /// Installs the global subscriber (and the OTLP exporter when configured).
 /// Keep the returned provider alive; dropping it flushes and stops export.
-pub fn init(config: &Config) -> Result<Option<SdkTracerProvider>, String> {
+pub fn init(
+    logging: &LoggingConfig,
+    telemetry: &TelemetryConfig,
+) -> Result<Option<SdkTracerProvider>, TracesError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(config.logging.level.as_deref().unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new(logging.level.as_deref().unwrap_or("info")))
         .add_directive(quiet_kube_client());
-    let provider = match &config.telemetry.otlp_endpoint {
+    let provider = match &telemetry.otlp_endpoint {
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_endpoint(endpoint)
                 .build()
-                .map_err(|error| format!("telemetry.otlpEndpoint: {error}"))?;
+                .map_err(TracesError::Exporter)?;
             Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
                     .with_resource(
                         opentelemetry_sdk::Resource::builder()
-                            .with_service_name(config.telemetry.service_name.clone())
+                            .with_service_name(telemetry.service_name.clone())
                             .build(),
                     )
                     .build(),
@@ -83,7 +111,7 @@ pub fn init(config: &Config) -> Result<Option<SdkTracerProvider>, String> {
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("kubeportal")));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let result = match config.logging.format {
+    let result = match logging.format {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -103,7 +131,7 @@ pub fn init(config: &Config) -> Result<Option<SdkTracerProvider>, String> {
             )
             .try_init(),
     };
-    result.map_err(|error| error.to_string())?;
+    result.map_err(TracesError::Subscriber)?;
     Ok(provider)
 }
 

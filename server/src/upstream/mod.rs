@@ -3,6 +3,7 @@
 //! timeouts, and the credential. This is the only place credentials are
 //! attached to requests. Nothing here logs a credential or puts one in an error.
 
+mod config;
 mod streams;
 pub(crate) mod tls;
 
@@ -21,10 +22,12 @@ use moka::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clusters::{AuthProvider, ClusterRecord, Registry};
-use crate::config::{ImpersonationConfig, UpstreamTimeouts};
 use crate::error::ApiError;
 use crate::identity::Caller;
 
+pub use config::{
+    validate_streams_per_connection, ImpersonationConfig, UpstreamConfigError, UpstreamTimeouts,
+};
 pub use streams::StreamLease;
 use streams::{StreamError, StreamPool};
 
@@ -388,7 +391,11 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(registry: Registry, config: &crate::config::KubernetesConfig) -> Self {
+    pub fn new(
+        registry: Registry,
+        timeouts: &UpstreamTimeouts,
+        streams_per_connection: usize,
+    ) -> Self {
         let connectors: Cache<String, Arc<Connector>> = Cache::builder()
             .max_capacity(10_000)
             .time_to_idle(Duration::from_secs(600))
@@ -397,8 +404,8 @@ impl Upstreams {
         registry.on_eviction(move |name_key| evicted.invalidate(name_key));
         Self {
             registry,
-            timeouts: config.timeouts.clone(),
-            streams_per_connection: config.streams_per_connection,
+            timeouts: timeouts.clone(),
+            streams_per_connection,
             connectors,
         }
     }

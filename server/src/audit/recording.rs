@@ -1,6 +1,7 @@
 //! Exec and attach session recording: the cluster's stdout and stderr frames
 //! of a WebSocket (`*.channel.k8s.io`) session, written as an asciicast v2
-//! file with timing, per the `recording` policy of the cluster.
+//! file with timing, per the `recording` policy of the cluster. The proxy
+//! records; the audit trail names each recording and serves it back.
 //!
 //! `required` refuses a session whose recording cannot be set up; what the
 //! user types (stdin) is not recorded.
@@ -44,6 +45,22 @@ pub struct RecordingConfig {
     pub rules: Vec<RecordingRule>,
 }
 
+/// What is wrong with `recording:`, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingConfigError {
+    #[error("recording.rules[{index}].clusters: {error}")]
+    Clusters { index: usize, error: globset::Error },
+    #[error("recording.directory: required when a rule records sessions")]
+    NoDirectory,
+}
+
+impl RecordingConfig {
+    /// Checks that the policy compiles.
+    pub fn validate(&self) -> Result<(), RecordingConfigError> {
+        RecordingPolicy::new(self).map(drop)
+    }
+}
+
 /// The compiled recording policy.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingPolicy {
@@ -52,7 +69,7 @@ pub struct RecordingPolicy {
 }
 
 impl RecordingPolicy {
-    pub fn new(config: &RecordingConfig) -> Result<Self, String> {
+    pub fn new(config: &RecordingConfig) -> Result<Self, RecordingConfigError> {
         let rules = config
             .rules
             .iter()
@@ -64,14 +81,14 @@ impl RecordingPolicy {
                     .map(|pattern| {
                         Glob::new(&pattern.to_ascii_lowercase())
                             .map(|glob| glob.compile_matcher())
-                            .map_err(|error| format!("recording.rules[{index}].clusters: {error}"))
+                            .map_err(|error| RecordingConfigError::Clusters { index, error })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((globs, rule.mode))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, RecordingConfigError>>()?;
         if config.directory.is_none() && rules.iter().any(|(_, mode)| *mode != RecordMode::Off) {
-            return Err("recording.directory: required when a rule records sessions".into());
+            return Err(RecordingConfigError::NoDirectory);
         }
         Ok(Self {
             directory: config.directory.clone(),
