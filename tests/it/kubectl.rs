@@ -272,31 +272,8 @@ async fn kubectl_requests_are_judged_as_the_api_server_reads_them() {
     let app = spawn_with_config(config).await;
     let double = start_double().await;
     register(&app, double_cluster("prod-eu", &double)).await;
-    double.put_object(
-        "v1",
-        "pods",
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "api-0", "namespace": "default"},
-            "spec": {"containers": [{"name": "app", "image": "registry.example/api:1"}]},
-            "status": {"phase": "Running"}
-        }),
-    );
-    let kubeconfig_text = app
-        .client
-        .get(app.url("/api/kubernetes/clusters/prod-eu/kubeconfig"))
-        .bearer_auth("kubectl-ops-token-01234567890")
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, &kubeconfig_text).unwrap();
-    let kubectl = Kubectl { kubeconfig };
+    put_api_pod(&double);
+    let kubectl = kubectl_for(&app, "prod-eu", "kubectl-ops-token-01234567890", dir.path()).await;
     let as_watcher = "--token=kubectl-watcher-token-0123456";
     let as_ops = "--token=kubectl-ops-token-01234567890";
 
@@ -423,31 +400,8 @@ async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
     register(&app, double_cluster("dev", &double)).await;
     // The cluster's own RBAC refuses what the policy would allow.
     double.deny("create", "", "configmaps");
-    double.put_object(
-        "v1",
-        "pods",
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "api-0", "namespace": "default"},
-            "spec": {"containers": [{"name": "app", "image": "registry.example/api:1"}]},
-            "status": {"phase": "Running"}
-        }),
-    );
-    let kubeconfig_text = app
-        .client
-        .get(app.url("/api/kubernetes/clusters/dev/kubeconfig"))
-        .bearer_auth("kubectl-viewer-token-01234567")
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, &kubeconfig_text).unwrap();
-    let kubectl = Kubectl { kubeconfig };
+    put_api_pod(&double);
+    let kubectl = kubectl_for(&app, "dev", "kubectl-viewer-token-01234567", dir.path()).await;
     let token = "--token=kubectl-viewer-token-01234567";
     let outcome = |args: Vec<String>| {
         let mut command = kubectl.command(&[]);
@@ -615,7 +569,7 @@ async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
         json!({"name": "gone", "url": "https://127.0.0.1:9", "authProvider": "serviceAccount", "serviceAccountToken": "t"}),
     )
     .await;
-    let gone = kubectl_for(&app, "gone", dir.path()).await;
+    let gone = kubectl_for(&app, "gone", "kubectl-viewer-token-01234567", dir.path()).await;
     let mut command = gone.command(&[
         token,
         "get",
@@ -639,16 +593,18 @@ async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
     );
 }
 
-/// kubectl with the kubeconfig kubeportal serves for `cluster`.
+/// kubectl with the kubeconfig kubeportal serves for `cluster`, fetched as
+/// `token` (it carries no credential: each call passes `--token`).
 async fn kubectl_for(
     app: &kubeportal_tests::TestApp,
     cluster: &str,
+    token: &str,
     dir: &std::path::Path,
 ) -> Kubectl {
     let text = app
         .client
         .get(app.url(&format!("/api/kubernetes/clusters/{cluster}/kubeconfig")))
-        .bearer_auth("kubectl-viewer-token-01234567")
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()
@@ -660,6 +616,20 @@ async fn kubectl_for(
     let kubeconfig = dir.join(format!("kubeconfig-{cluster}"));
     std::fs::write(&kubeconfig, text).unwrap();
     Kubectl { kubeconfig }
+}
+
+/// A running pod `default/api-0` on the double.
+fn put_api_pod(double: &kube_double::KubeDouble) {
+    double.put_object(
+        "v1",
+        "pods",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "api-0", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/api:1"}]},
+            "status": {"phase": "Running"}
+        }),
+    );
 }
 
 /// A cluster serving a self-signed `CA:TRUE` certificate, given as its own
@@ -718,22 +688,7 @@ async fn kubectl_through_kubeportal_reaches_a_cluster_serving_its_own_ca_certifi
             "serviceAccountToken": "double-token", "caData": certificate}),
     )
     .await;
-    let kubeconfig_text = app
-        .client
-        .get(app.url("/api/kubernetes/clusters/self-signed/kubeconfig"))
-        .bearer_auth(PORTAL_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let portal = Kubectl {
-        kubeconfig: dir.path().join("portal"),
-    };
-    std::fs::write(&portal.kubeconfig, &kubeconfig_text).unwrap();
+    let portal = kubectl_for(&app, "self-signed", PORTAL_TOKEN, dir.path()).await;
     portal
         .run(&[
             "config",
