@@ -15,7 +15,7 @@ use std::time::Duration;
 pub fn check_ca_certificates(
     certificates: &[CertificateDer<'_>],
     now: UnixTime,
-) -> Result<(), String> {
+) -> Result<(), CaCertificatesError> {
     let numbered = |index: usize| {
         if certificates.len() == 1 {
             "the certificate".to_owned()
@@ -27,13 +27,14 @@ pub fn check_ca_certificates(
     for (index, certificate) in certificates.iter().enumerate() {
         let anchor = RootCertStore::empty().add(certificate.clone().into_owned());
         if let (Err(error), Err(_)) = (anchor, ParsedCertificate::try_from(certificate)) {
-            return Err(format!(
-                "{} is not a usable X.509 certificate: {error}",
-                numbered(index)
-            ));
+            return Err(CaCertificatesError::Unusable {
+                which: numbered(index),
+                reason: error,
+            });
         }
-        let period = validity(certificate)
-            .ok_or_else(|| format!("{} is not a valid X.509 certificate", numbered(index)))?;
+        let period = validity(certificate).ok_or_else(|| CaCertificatesError::Invalid {
+            which: numbered(index),
+        })?;
         periods.push(period);
     }
     let current = |(not_before, not_after): &(UnixTime, UnixTime)| {
@@ -58,11 +59,28 @@ pub fn check_ca_certificates(
         })
         .collect();
     let reasons = reasons.join("; ");
-    Err(if certificates.len() == 1 {
-        reasons
-    } else {
-        format!("no certificate is valid now: {reasons}")
-    })
+    Err(CaCertificatesError::NotValidNow(
+        if certificates.len() == 1 {
+            reasons
+        } else {
+            format!("no certificate is valid now: {reasons}")
+        },
+    ))
+}
+
+/// Why `caData` cannot be used (see [`check_ca_certificates`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CaCertificatesError {
+    #[error("{which} is not a usable X.509 certificate: {reason}")]
+    Unusable {
+        which: String,
+        reason: rustls::Error,
+    },
+    #[error("{which} is not a valid X.509 certificate")]
+    Invalid { which: String },
+    /// Every certificate is outside its validity period; says which and when.
+    #[error("{0}")]
+    NotValidNow(String),
 }
 
 fn timestamp(time: UnixTime) -> String {

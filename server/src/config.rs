@@ -270,13 +270,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut config = match yaml {
             Some(text) if !text.trim().is_empty() => {
-                let deserializer = serde_yaml::Deserializer::from_str(text);
-                let mut config: Config =
-                    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                        let key = error.path().to_string();
-                        let message = redact_yaml_error(&error.inner().to_string());
-                        invalid(if key == "." { "config".into() } else { key }, message)
-                    })?;
+                let mut config: Config = parse_yaml(text)?;
                 config.from_file = true;
                 config
             }
@@ -481,20 +475,23 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// serde_yaml quotes the offending scalar in some messages ("invalid type:
-/// string \"…\""); never echo it, it may be a secret.
-fn redact_yaml_error(message: &str) -> String {
-    match message.find('"') {
-        Some(start) => match message[start + 1..].find('"') {
-            Some(end) => format!(
-                "{}\"…\"{}",
-                &message[..start],
-                &message[start + 1 + end + 1..]
-            ),
-            None => message.to_owned(),
-        },
-        None => message.to_owned(),
-    }
+/// Reads the configuration file. Errors name the key and the line, never a
+/// value or a snippet of the text: a value may be a secret.
+fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let mut key = None;
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            key = Some(error.path().to_string());
+            error.into_inner()
+        })
+    })
+    .map_err(|error| {
+        let key = key
+            .filter(|key| key != ".")
+            .unwrap_or_else(|| "config".into());
+        invalid(key, error.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -595,6 +592,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(!error.to_string().contains("sekrit"), "{error}");
+        // Wrong types, broken syntax and bad indentation: the key and the
+        // line are named, the text around them never is.
+        for yaml in [
+            "server:\n  listen: [sekrit]\n",
+            "server:\n  maxHeaderBytes: sekrit\n",
+            "auth:\n  staticTokens:\n    - token: \"sekrit\n",
+            "auth:\n  staticTokens:\n    - token: sekrit\n     subject: user:default/a\n",
+            "auth:\n  staticTokens: sekrit\n",
+        ] {
+            let error = Config::from_parts(Some(yaml), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains("sekrit"), "{yaml:?}: {error}");
+            assert!(error.contains("line"), "{yaml:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_comments_is_the_defaults() {
+        let config = Config::from_parts(Some("# nothing set yet\n"), &env(&[])).unwrap();
+        assert!(config.from_file);
+        assert_eq!(config.listen_addr().unwrap().to_string(), "127.0.0.1:7007");
     }
 
     #[test]

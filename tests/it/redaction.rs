@@ -3,13 +3,14 @@
 //! `last-applied-configuration` annotation) appears in any log line, error
 //! or object-query body, metric or audit record.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use kubeportal_tests::{
-    serve_stand_in, spawn_app, CapturedLogs, ConfigSource, DoubleOptions, Fault, KubeDouble, TestDb,
+    audit_page_when, serve_stand_in, spawn_app, CapturedLogs, ConfigSource, DoubleOptions, Fault,
+    KubeDouble, TestDb,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 const JWT_SECRET: &str = "jwt-signing-secret-5a1b2c3d4e5f6a7b";
 const SERVICE_ACCOUNT_TOKEN: &str = "sa-token-7f3e9d1c2b4a";
@@ -194,21 +195,12 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
             .unwrap(),
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let audit: Value = app
-        .client
-        .get(app.url("/api/kubernetes/audit?limit=1000"))
-        .bearer_auth(&portal_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        audit["items"].as_array().unwrap().len() >= 8,
-        "the flow was audited: {audit}"
-    );
+    // The audit trail is written off the request path: wait until the
+    // flow's records are there.
+    let audit = audit_page_when(&app, Some(&portal_token), "?limit=1000", |items| {
+        items.len() >= 8
+    })
+    .await;
     let metrics = app
         .client
         .get(app.url("/metrics"))

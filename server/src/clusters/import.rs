@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 
 use kube::config::{AuthInfo, Kubeconfig, KubeconfigError};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
 use super::{
     name_key, validate_cluster_name, AuthProvider, ClusterInput, ClusterInputExt, ClusterSpec,
@@ -396,10 +395,8 @@ fn scan(files: &[PathBuf]) -> Scan {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
-        let documents: Vec<serde_yaml::Value> =
-            serde_yaml::Deserializer::from_str(text.trim_start_matches('\u{feff}'))
-                .map_while(|document| serde_yaml::Value::deserialize(document).ok())
-                .collect();
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(text.trim_start_matches('\u{feff}')).unwrap_or_default();
         for (index, document) in documents.iter().enumerate() {
             let place = if documents.len() > 1 {
                 format!("{} (document {})", file.display(), index + 1)
@@ -411,9 +408,9 @@ fn scan(files: &[PathBuf]) -> Scan {
                 ("user", "users"),
                 ("context", "contexts"),
             ] {
-                let entries = document.get(list).and_then(serde_yaml::Value::as_sequence);
+                let entries = document.get(list).and_then(serde_json::Value::as_array);
                 for entry in entries.into_iter().flatten() {
-                    let Some(name) = entry.get("name").and_then(serde_yaml::Value::as_str) else {
+                    let Some(name) = entry.get("name").and_then(serde_json::Value::as_str) else {
                         continue;
                     };
                     match first.entry((kind, name.to_owned())) {

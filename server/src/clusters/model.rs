@@ -266,7 +266,7 @@ fn validate_ca_at(data: &str, now: UnixTime) -> Result<String, FieldError> {
     }
     let certificates = certificates("caData", &pem)?;
     crate::certificates::check_ca_certificates(&certificates, now)
-        .map_err(|reason| field_error("caData", reason))?;
+        .map_err(|reason| field_error("caData", reason.to_string()))?;
     Ok(pem)
 }
 

@@ -574,7 +574,7 @@ mod tests {
     use super::*;
 
     fn rules(yaml: &str) -> Policy {
-        let configs: Vec<RuleConfig> = serde_yaml::from_str(yaml).unwrap();
+        let configs: Vec<RuleConfig> = serde_saphyr::from_str(yaml).unwrap();
         Policy::new(&configs).unwrap()
     }
 
@@ -906,7 +906,7 @@ mod tests {
     #[test]
     fn bad_rules_are_refused_with_the_key() {
         let compile = |yaml: &str| {
-            serde_yaml::from_str::<RuleConfig>(yaml)
+            serde_saphyr::from_str::<RuleConfig>(yaml)
                 .unwrap()
                 .compile()
                 .unwrap_err()
@@ -1027,7 +1027,7 @@ mod tests {
             "`*` does not grant impersonation"
         );
         let compile = |yaml: &str| {
-            serde_yaml::from_str::<RuleConfig>(yaml)
+            serde_saphyr::from_str::<RuleConfig>(yaml)
                 .unwrap()
                 .compile()
                 .unwrap_err()

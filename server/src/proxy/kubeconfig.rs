@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Uri};
-use serde_json::json;
+use kube::config::{
+    AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+};
 
 use super::ProxyState;
 use crate::error::ApiError;
@@ -83,21 +85,38 @@ pub async fn kubeconfig(
             format!("{scheme}://{host}")
         }
     };
-    let mut cluster =
-        json!({ "server": format!("{base}/api/kubernetes/clusters/{}/proxy", record.name) });
-    if let Some(ca_file) = &address.ca_file {
-        let pem = std::fs::read(ca_file).map_err(ApiError::internal)?;
-        cluster["certificate-authority-data"] = json!(STANDARD.encode(pem));
-    }
-    let document = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": record.name, "cluster": cluster }],
-        "users": [{ "name": "kubeportal", "user": {} }],
-        "contexts": [{ "name": record.name, "context": { "cluster": record.name, "user": "kubeportal" } }],
-        "current-context": record.name,
-    });
-    let yaml = serde_yaml::to_string(&document).map_err(ApiError::internal)?;
+    let certificate_authority_data = match &address.ca_file {
+        Some(ca_file) => Some(STANDARD.encode(std::fs::read(ca_file).map_err(ApiError::internal)?)),
+        None => None,
+    };
+    let name = record.name.clone();
+    let document = Kubeconfig {
+        api_version: Some("v1".into()),
+        kind: Some("Config".into()),
+        clusters: vec![NamedCluster {
+            name: name.clone(),
+            cluster: Some(Cluster {
+                server: Some(format!("{base}/api/kubernetes/clusters/{name}/proxy")),
+                certificate_authority_data,
+                ..Cluster::default()
+            }),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: "kubeportal".into(),
+            auth_info: Some(AuthInfo::default()),
+        }],
+        contexts: vec![NamedContext {
+            name: name.clone(),
+            context: Some(Context {
+                cluster: name.clone(),
+                user: Some("kubeportal".into()),
+                ..Context::default()
+            }),
+        }],
+        current_context: Some(name),
+        ..Kubeconfig::default()
+    };
+    let yaml = serde_saphyr::to_string(&document).map_err(ApiError::internal)?;
     let mut response = yaml.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

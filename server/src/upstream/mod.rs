@@ -439,11 +439,15 @@ impl Upstreams {
             .registry
             .open_token(record)
             .map_err(|error| misconfigured(error.to_string()))?;
-        let tls = tls::client_config(record, client_key.as_ref()).map_err(misconfigured)?;
+        let tls = tls::client_config(record, client_key.as_ref())
+            .map_err(|error| misconfigured(error.to_string()))?;
         let without_certificate = match (&record.client_cert_data, &client_key) {
-            (Some(_), Some(_)) => {
-                Some(self.clients(tls::client_config(record, None).map_err(misconfigured)?))
-            }
+            (Some(_), Some(_)) => Some(
+                self.clients(
+                    tls::client_config(record, None)
+                        .map_err(|error| misconfigured(error.to_string()))?,
+                ),
+            ),
             _ => None,
         };
         let uri: Uri = record

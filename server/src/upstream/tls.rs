@@ -28,10 +28,10 @@ fn provider() -> Arc<CryptoProvider> {
 pub fn client_config(
     record: &ClusterRecord,
     client_key: Option<&SecretString>,
-) -> Result<ClientConfig, String> {
+) -> Result<ClientConfig, TlsConfigError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?;
+        .map_err(TlsConfigError::Protocols)?;
     let builder = if record.skip_tls_verify {
         builder
             .dangerous()
@@ -55,12 +55,12 @@ pub fn client_config(
         (Some(cert_pem), Some(key_pem)) => {
             let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| "clientCertData is not valid PEM".to_owned())?;
+                .map_err(|_| TlsConfigError::ClientCertificatePem)?;
             let key = PrivateKeyDer::from_pem_slice(key_pem.expose_secret().as_bytes())
-                .map_err(|_| "clientKeyData is not a PEM private key".to_owned())?;
+                .map_err(|_| TlsConfigError::ClientKeyPem)?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|error| format!("client certificate: {error}"))?
+                .map_err(TlsConfigError::ClientCertificate)?
         }
         _ => builder.with_no_client_auth(),
     };
@@ -71,6 +71,26 @@ pub fn client_config(
     // stay rare.
     config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
+}
+
+/// Why a cluster's TLS settings cannot be used; registration refuses all of
+/// these, so they are seen only for records written around it.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("TLS protocol versions: {0}")]
+    Protocols(rustls::Error),
+    #[error("caData is not valid PEM")]
+    CaPem,
+    #[error("caData holds no certificate")]
+    CaEmpty,
+    #[error("caData: {0}")]
+    CaAnchor(rustls::client::VerifierBuilderError),
+    #[error("clientCertData is not valid PEM")]
+    ClientCertificatePem,
+    #[error("clientKeyData is not a PEM private key")]
+    ClientKeyPem,
+    #[error("client certificate: {0}")]
+    ClientCertificate(rustls::Error),
 }
 
 /// Verifies a server against a cluster's `caData` as Go's crypto/x509 does.
@@ -114,12 +134,12 @@ struct CaDataVerifier {
 }
 
 impl CaDataVerifier {
-    fn from_pem(pem: &str, provider: Arc<CryptoProvider>) -> Result<Self, String> {
+    fn from_pem(pem: &str, provider: Arc<CryptoProvider>) -> Result<Self, TlsConfigError> {
         let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| "caData is not valid PEM".to_owned())?;
+            .map_err(|_| TlsConfigError::CaPem)?;
         if certificates.is_empty() {
-            return Err("caData holds no certificate".to_owned());
+            return Err(TlsConfigError::CaEmpty);
         }
         Self::new(certificates, provider)
     }
@@ -127,7 +147,7 @@ impl CaDataVerifier {
     fn new(
         certificates: Vec<CertificateDer<'static>>,
         provider: Arc<CryptoProvider>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TlsConfigError> {
         let mut anchors = Vec::new();
         // A certificate that cannot be an anchor may still be matched
         // exactly; registration has refused certificates neither can use.
@@ -144,7 +164,7 @@ impl CaDataVerifier {
             let verifier =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
-                    .map_err(|error| format!("caData: {error}"))?;
+                    .map_err(TlsConfigError::CaAnchor)?;
             anchors.push(Anchor {
                 verifier,
                 not_before,
@@ -596,18 +616,24 @@ mod tests {
         // A bundle keeping a retired CA beside the current one is fine.
         check_ca_certificates(&[old.der().clone(), issuer.0.der().clone()], now).unwrap();
 
-        let error = check_ca_certificates(&[old.der().clone()], now).unwrap_err();
+        let error = check_ca_certificates(&[old.der().clone()], now)
+            .unwrap_err()
+            .to_string();
         assert_eq!(error, "the certificate expired on 2020-01-01T00:00:00Z");
-        let error = check_ca_certificates(&[future.der().clone()], now).unwrap_err();
+        let error = check_ca_certificates(&[future.der().clone()], now)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "the certificate is not valid before 2999-01-01T00:00:00Z"
         );
-        let error =
-            check_ca_certificates(&[old.der().clone(), future.der().clone()], now).unwrap_err();
+        let error = check_ca_certificates(&[old.der().clone(), future.der().clone()], now)
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("no certificate is valid now"), "{error}");
-        let error =
-            check_ca_certificates(&[CertificateDer::from(b"not der".to_vec())], now).unwrap_err();
+        let error = check_ca_certificates(&[CertificateDer::from(b"not der".to_vec())], now)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not a usable X.509 certificate"), "{error}");
     }
 }

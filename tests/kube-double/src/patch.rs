@@ -47,7 +47,7 @@ pub(crate) enum PatchError {
     #[error("the patch is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("the apply configuration is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_saphyr::Error),
     #[error("the JSON patch could not be applied: {0}")]
     JsonPatch(#[from] json_patch::PatchError),
     #[error("the patch must be an object")]
@@ -77,7 +77,7 @@ pub(crate) fn apply_patch(
             object_patch(&document, &patch)
         }
         PatchType::Apply => {
-            let configuration: Value = serde_yaml::from_slice(body)?;
+            let configuration: Value = serde_saphyr::from_slice(body)?;
             object_patch(&document, &configuration)
         }
     }

@@ -373,7 +373,7 @@ async fn read_object(request: Request) -> Result<Value, ApiError> {
         "application/json" | "" | "*/*" => {
             serde_json::from_slice(&body).map_err(|error| error.to_string())
         }
-        "application/yaml" => serde_yaml::from_slice(&body).map_err(|error| error.to_string()),
+        "application/yaml" => serde_saphyr::from_slice(&body).map_err(|error| error.to_string()),
         _ => {
             return Err(ApiError::unsupported_media_type(
                 &content_type,
