@@ -141,6 +141,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         metrics: metrics.clone(),
         recording: recording.clone(),
         tickets: Tickets::default(),
+        views: crate::proxy::TenantViews::default(),
         settings: ProxySettings {
             sensitive_query_params: config.audit.sensitive_query_params.clone(),
             impersonation: config.kubernetes.impersonation.clone(),

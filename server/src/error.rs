@@ -36,6 +36,10 @@ pub enum ApiError {
     /// (`Allow` lists the methods it has).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 406 `NotAcceptableError`: no media type the caller accepts can be
+    /// served (a filtered list asked for in protobuf only).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// 409 `ConflictError`: duplicate name or stale version.
     #[error("{0}")]
     Conflict(String),
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::NotAllowed | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -85,6 +90,7 @@ impl ApiError {
             ApiError::NotAllowed | ApiError::Refused(_) => "NotAllowedError",
             ApiError::NotFound(_) => "NotFoundError",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowedError",
+            ApiError::NotAcceptable(_) => "NotAcceptableError",
             ApiError::Conflict(_) => "ConflictError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
             ApiError::BadGateway(_) => "BadGatewayError",
@@ -187,6 +193,7 @@ fn kubernetes_reason(status: StatusCode) -> &'static str {
         403 => "Forbidden",
         404 => "NotFound",
         405 => "MethodNotAllowed",
+        406 => "NotAcceptable",
         409 => "Conflict",
         413 => "RequestEntityTooLarge",
         503 => "ServiceUnavailable",

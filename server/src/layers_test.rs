@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["clusters", "audit"],
     ),
     ("stores and cluster connections", &["store", "upstream"]),
+    ("tenant views", &["views"]),
     ("features", &["objects", "proxy"]),
     (
         "composition root",

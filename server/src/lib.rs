@@ -9,8 +9,9 @@
 //! up): the foundation (`error`, `kubernetes`, `secrets`); the request context
 //! (`context`, `extract`); `identity` and `telemetry`; `permissions`; the
 //! domains that own their store contracts (`clusters`, `audit`); the stores
-//! and the cluster connections (`store`, `upstream`); the features (`objects`,
-//! `proxy`); and on top the composition root (`config`, `state`, `health`,
+//! and the cluster connections (`store`, `upstream`); the tenant views
+//! (`views`: lists and watches filtered object by object); the features
+//! (`objects`, `proxy`); and on top the composition root (`config`, `state`, `health`,
 //! `openapi`, `app`), which wires the concrete stores in. Each module owns its
 //! configuration section and its checks; `config.rs` composes the sections,
 //! and handlers take what they use from the state through `FromRef`.
@@ -35,6 +36,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
+pub mod views;
 
 #[cfg(test)]
 mod layers_test;

@@ -12,6 +12,7 @@
 mod attributes;
 mod duration;
 pub mod fields;
+pub mod labels;
 pub mod path;
 pub mod query;
 

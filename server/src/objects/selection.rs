@@ -5,6 +5,9 @@
 
 use serde_json::Value;
 
+pub use crate::kubernetes::labels::{validate_label_selector, LabelSelectorError};
+use crate::kubernetes::labels::validate_label_value;
+
 pub const LABEL_SELECTOR_ANNOTATION: &str = "backstage.io/kubernetes-label-selector";
 pub const ID_ANNOTATION: &str = "backstage.io/kubernetes-id";
 pub const NAMESPACE_ANNOTATION: &str = "backstage.io/kubernetes-namespace";
@@ -21,29 +24,6 @@ pub enum SelectionError {
     Id(LabelSelectorError),
     #[error("annotation {annotation}: not a valid namespace name", annotation = NAMESPACE_ANNOTATION)]
     Namespace,
-}
-
-/// A label selector (or a part of one) that Kubernetes would refuse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LabelSelectorError {
-    #[error("the selector is empty")]
-    Empty,
-    #[error("unbalanced parentheses")]
-    UnbalancedParentheses,
-    #[error("empty requirement")]
-    EmptyRequirement,
-    #[error("`{0}`: values must be in parentheses")]
-    ValuesOutsideParentheses(String),
-    #[error("`{0}` is not a requirement")]
-    NotARequirement(String),
-    #[error("`{0}` is not a valid label value")]
-    Value(String),
-    #[error("`{0}` has an invalid prefix")]
-    KeyPrefix(String),
-    #[error("`{0}` has an empty name")]
-    EmptyKeyName(String),
-    #[error("`{0}` is not a valid label key")]
-    Key(String),
 }
 
 /// What to list, on which clusters.
@@ -104,117 +84,6 @@ fn is_dns_label(text: &str) -> bool {
             .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
         && !text.starts_with('-')
         && !text.ends_with('-')
-}
-
-fn validate_label_value(value: &str) -> Result<(), LabelSelectorError> {
-    let bytes = value.as_bytes();
-    let valid = bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes.first().is_none_or(u8::is_ascii_alphanumeric)
-        && bytes.last().is_none_or(u8::is_ascii_alphanumeric);
-    if valid {
-        Ok(())
-    } else {
-        Err(LabelSelectorError::Value(value.to_owned()))
-    }
-}
-
-fn validate_label_key(key: &str) -> Result<(), LabelSelectorError> {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        let valid_prefix = !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !valid_prefix {
-            return Err(LabelSelectorError::KeyPrefix(key.to_owned()));
-        }
-    }
-    if name.is_empty() {
-        return Err(LabelSelectorError::EmptyKeyName(key.to_owned()));
-    }
-    validate_label_value(name).map_err(|_| LabelSelectorError::Key(key.to_owned()))
-}
-
-/// Validates a Kubernetes label selector (`a=b,c!=d,e in (f,g),!h,i`).
-pub fn validate_label_selector(selector: &str) -> Result<(), LabelSelectorError> {
-    let mut rest = selector.trim();
-    if rest.is_empty() {
-        return Err(LabelSelectorError::Empty);
-    }
-    loop {
-        rest = rest.trim_start();
-        // One requirement, up to the next top-level comma.
-        let mut depth = 0usize;
-        let mut end = rest.len();
-        for (index, character) in rest.char_indices() {
-            match character {
-                '(' => depth += 1,
-                ')' => {
-                    depth = depth
-                        .checked_sub(1)
-                        .ok_or(LabelSelectorError::UnbalancedParentheses)?;
-                }
-                ',' if depth == 0 => {
-                    end = index;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        if depth != 0 {
-            return Err(LabelSelectorError::UnbalancedParentheses);
-        }
-        validate_requirement(rest[..end].trim())?;
-        if end == rest.len() {
-            return Ok(());
-        }
-        rest = &rest[end + 1..];
-    }
-}
-
-fn validate_requirement(requirement: &str) -> Result<(), LabelSelectorError> {
-    if requirement.is_empty() {
-        return Err(LabelSelectorError::EmptyRequirement);
-    }
-    if let Some(key) = requirement.strip_prefix('!') {
-        return validate_label_key(key.trim());
-    }
-    for operator in ["!=", "==", "="] {
-        if let Some((key, value)) = requirement.split_once(operator) {
-            validate_label_key(key.trim())?;
-            return validate_label_value(value.trim());
-        }
-    }
-    for operator in [" notin ", " in "] {
-        if let Some((key, values)) = requirement.split_once(operator) {
-            validate_label_key(key.trim())?;
-            let values = values.trim();
-            let inner = values
-                .strip_prefix('(')
-                .and_then(|values| values.strip_suffix(')'))
-                .ok_or_else(|| {
-                    LabelSelectorError::ValuesOutsideParentheses(requirement.to_owned())
-                })?;
-            for value in inner.split(',') {
-                validate_label_value(value.trim())?;
-            }
-            return Ok(());
-        }
-    }
-    if requirement.contains(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '<' | '>')) {
-        return Err(LabelSelectorError::NotARequirement(requirement.to_owned()));
-    }
-    validate_label_key(requirement)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::identity::{Caller, EntityRefError};
+use crate::kubernetes::labels::{LabelSelector, LabelSelectorError};
 
 pub use crate::kubernetes::{Action, RequestAttributes};
 
@@ -102,6 +103,11 @@ pub struct RuleConfig {
     pub resources: Option<Vec<String>>,
     pub subresources: Option<Vec<String>>,
     pub names: Option<Vec<String>>,
+    /// A label selector over the labels of the request's namespace (for a
+    /// namespace itself, its own labels): `capsule.clastix.io/tenant=oil`.
+    pub namespace_selector: Option<String>,
+    /// A label selector over the labels of the object the request reads.
+    pub object_selector: Option<String>,
     /// For `kubernetes.impersonate`: the Kubernetes user names (globs) the
     /// subjects may impersonate.
     pub users: Option<Vec<String>>,
@@ -146,6 +152,11 @@ pub enum RuleError {
     Glob {
         field: &'static str,
         error: globset::Error,
+    },
+    #[error("{field}: {error}")]
+    Selector {
+        field: &'static str,
+        error: LabelSelectorError,
     },
 }
 
@@ -207,9 +218,74 @@ pub struct Rule {
     resources: Option<Globs>,
     subresources: Option<Globs>,
     names: Option<Globs>,
+    namespace_selector: Option<LabelSelector>,
+    object_selector: Option<LabelSelector>,
     users: Option<Globs>,
     groups: Option<Globs>,
     decision: Decision,
+}
+
+/// Whether a rule matches: `Maybe` when that depends on which object of the
+/// request's kind is read (a list across namespaces against a namespace
+/// glob, an object selector before the object is seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Match {
+    No,
+    Maybe,
+    Yes,
+}
+
+impl Match {
+    fn of(matches: bool) -> Match {
+        if matches {
+            Match::Yes
+        } else {
+            Match::No
+        }
+    }
+}
+
+/// Labels as the policy reads them.
+pub trait Labels: Sync {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for std::collections::BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// What the policy knows beyond the request itself.
+#[derive(Clone, Copy, Default)]
+pub struct Facts<'a> {
+    /// One object of the request's kind, when judging an object of a list or
+    /// watch (or the object a get reads).
+    pub object: Option<ObjectFacts<'a>>,
+    /// The labels of the namespace the request (or the object) is in, when
+    /// known; for a namespace itself, its own labels.
+    pub namespace_labels: Option<&'a dyn Labels>,
+}
+
+/// One object as the policy judges it.
+#[derive(Clone, Copy)]
+pub struct ObjectFacts<'a> {
+    /// Its namespace; for a namespace object, its own name (as the API server
+    /// reads `/api/v1/namespaces/{name}`).
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub labels: &'a dyn Labels,
+}
+
+/// What a caller may see of a read (get, list or watch) of objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Everything the request reads.
+    All,
+    /// Only some objects: each is judged with [`Policy::allows_object`].
+    Some,
+    /// Nothing.
+    None,
 }
 
 const VERBS: [&str; 9] = [
@@ -271,6 +347,8 @@ impl RuleConfig {
             ("resources", self.resources.is_some()),
             ("subresources", self.subresources.is_some()),
             ("names", self.names.is_some()),
+            ("namespaceSelector", self.namespace_selector.is_some()),
+            ("objectSelector", self.object_selector.is_some()),
         ];
         if !matched.contains(&Permission::Proxy) {
             if let Some((key, _)) = proxy_only.iter().find(|(_, present)| *present) {
@@ -337,11 +415,25 @@ impl RuleConfig {
             resources: Globs::compile("resources", &self.resources, true)?,
             subresources: Globs::compile("subresources", &self.subresources, true)?,
             names: Globs::compile("names", &self.names, false)?,
+            namespace_selector: selector("namespaceSelector", &self.namespace_selector)?,
+            object_selector: selector("objectSelector", &self.object_selector)?,
             users: Globs::compile("users", &self.users, false)?,
             groups: Globs::compile("groups", &self.groups, false)?,
             decision,
         })
     }
+}
+
+fn selector(
+    field: &'static str,
+    selector: &Option<String>,
+) -> Result<Option<LabelSelector>, RuleError> {
+    selector
+        .as_deref()
+        .map(|selector| {
+            LabelSelector::parse(selector).map_err(|error| RuleError::Selector { field, error })
+        })
+        .transpose()
 }
 
 impl Rule {
@@ -354,9 +446,33 @@ impl Rule {
         }
     }
 
-    fn matches(&self, caller: &Caller, permission: Permission, target: &Target<'_>) -> bool {
+    /// Whether the rule decides a request, where a request that spans what
+    /// the rule names (no namespace or no name, for a rule naming them) or
+    /// that needs facts not yet known (labels) matches a deny rule and not
+    /// an allow rule: it fails closed.
+    fn matches(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        target: &Target<'_>,
+        facts: &Facts<'_>,
+    ) -> bool {
+        match self.judge(caller, permission, target, facts) {
+            Match::Yes => true,
+            Match::Maybe => self.decision == Decision::Deny,
+            Match::No => false,
+        }
+    }
+
+    fn judge(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        target: &Target<'_>,
+        facts: &Facts<'_>,
+    ) -> Match {
         if !self.permissions.contains(&permission) {
-            return false;
+            return Match::No;
         }
         let subject_matches = self.subjects.iter().any(|subject| {
             subject == "*"
@@ -367,10 +483,10 @@ impl Rule {
                     .any(|group| subject.eq_ignore_ascii_case(group))
         });
         if !subject_matches || !Globs::matches(&self.clusters, target.cluster) {
-            return false;
+            return Match::No;
         }
         if permission == Permission::Impersonate {
-            return match target.impersonation {
+            return Match::of(match target.impersonation {
                 Some(Impersonation::User(user)) => {
                     self.users.is_some() && Globs::matches(&self.users, Some(user))
                 }
@@ -378,58 +494,69 @@ impl Rule {
                     self.groups.is_some() && Globs::matches(&self.groups, Some(group))
                 }
                 None => false,
-            };
+            });
         }
         let proxy = target.proxy.as_ref();
         let attributes = proxy.map(|proxy| proxy.attributes.as_ref());
         if let Some(methods) = &self.methods {
             if !proxy.is_some_and(|proxy| methods.contains(proxy.method)) {
-                return false;
+                return Match::No;
             }
         }
         if let Some(actions) = &self.actions {
             if !attributes.is_some_and(|attributes| actions.contains(&attributes.action)) {
-                return false;
+                return Match::No;
             }
         }
-        // A deny rule that names namespaces or objects also denies a resource
-        // request that spans them: one without a namespace (a list across
-        // all of them, or of a cluster-scoped kind) or without a name (a
-        // list, watch or delete of the whole collection). An allow rule
-        // grants only what it names, as RBAC's namespaces and resourceNames.
-        let denies_spans =
-            self.decision == Decision::Deny && attributes.is_some_and(|a| a.is_resource_request);
-        fn spanning(denies_spans: bool, value: Option<&str>) -> Option<&str> {
-            match value {
-                None if denies_spans => Some("*"),
-                value => value,
-            }
-        }
-        let spans = |value| spanning(denies_spans, value);
-        Globs::matches(&self.paths, proxy.map(|proxy| proxy.path))
+        let request_level = Globs::matches(&self.paths, proxy.map(|proxy| proxy.path))
             && Globs::matches(&self.verbs, attributes.map(|a| a.verb.as_str()))
-            && Self::spanning_match(
-                &self.namespaces,
-                spans(attributes.and_then(|a| a.namespace.as_deref())),
-            )
             && Globs::matches(
                 &self.api_groups,
                 attributes.and_then(|a| a.api_group.as_deref()),
             )
-            && self.resource_matches(attributes)
-            && Self::spanning_match(
-                &self.names,
-                spans(attributes.and_then(|a| a.name.as_deref())),
-            )
-    }
-
-    /// `Some("*")` stands for every value (a request that spans them all),
-    /// which any pattern covers.
-    fn spanning_match(globs: &Option<Globs>, value: Option<&str>) -> bool {
-        match (globs, value) {
-            (Some(_), Some("*")) => true,
-            _ => Globs::matches(globs, value),
+            && self.resource_matches(attributes);
+        if !request_level {
+            return Match::No;
         }
+        // A resource request without a namespace (a list across all of them,
+        // or of a cluster-scoped kind) or without a name (a list, watch or
+        // delete of the whole collection) spans the objects a rule names:
+        // whether the rule matches depends on the object. Judging one object,
+        // its own namespace and name are known.
+        let spans = attributes.is_some_and(|a| a.is_resource_request) && facts.object.is_none();
+        let (namespace, name) = match facts.object {
+            Some(object) => (object.namespace, Some(object.name)),
+            None => (
+                attributes.and_then(|a| a.namespace.as_deref()),
+                attributes.and_then(|a| a.name.as_deref()),
+            ),
+        };
+        let named = |globs: &Option<Globs>, value: Option<&str>| match (globs, value) {
+            (None, _) => Match::Yes,
+            (Some(_), None) if spans => Match::Maybe,
+            (globs, value) => Match::of(Globs::matches(globs, value)),
+        };
+        let namespace_labels = match &self.namespace_selector {
+            None => Match::Yes,
+            Some(selector) => match (namespace, facts.namespace_labels) {
+                (Some(_), Some(labels)) => Match::of(selector.matches(|key| labels.label(key))),
+                (None, _) if !spans => Match::No,
+                _ if attributes.is_some_and(|a| a.is_resource_request) => Match::Maybe,
+                _ => Match::No,
+            },
+        };
+        let object_labels = match (&self.object_selector, facts.object) {
+            (None, _) => Match::Yes,
+            (Some(selector), Some(object)) => {
+                Match::of(selector.matches(|key| object.labels.label(key)))
+            }
+            (Some(_), None) if attributes.is_some_and(|a| a.is_resource_request) => Match::Maybe,
+            (Some(_), None) => Match::No,
+        };
+        named(&self.namespaces, namespace)
+            .min(named(&self.names, name))
+            .min(namespace_labels)
+            .min(object_labels)
     }
 
     /// Resources and subresources as Kubernetes RBAC reads them: `resources`
@@ -508,6 +635,8 @@ impl Policy {
             resources: None,
             subresources: None,
             names: None,
+            namespace_selector: None,
+            object_selector: None,
             users: None,
             groups: None,
             decision: "allow".into(),
@@ -525,10 +654,21 @@ impl Policy {
         permission: Permission,
         target: &Target<'_>,
     ) -> Explanation {
+        self.explain_with(caller, permission, target, &Facts::default())
+    }
+
+    /// [`Policy::explain`] knowing more than the request.
+    pub fn explain_with(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        target: &Target<'_>,
+        facts: &Facts<'_>,
+    ) -> Explanation {
         match self
             .rules
             .iter()
-            .find(|rule| rule.matches(caller, permission, target))
+            .find(|rule| rule.matches(caller, permission, target, facts))
         {
             Some(rule) => Explanation {
                 decision: rule.decision,
@@ -550,10 +690,22 @@ impl Policy {
         permission: Permission,
         target: &Target<'_>,
     ) -> Result<(), ApiError> {
+        self.check_with(caller, permission, target, &Facts::default())
+    }
+
+    /// [`Policy::check`] knowing more than the request (the labels of its
+    /// namespace, say).
+    pub fn check_with(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        target: &Target<'_>,
+        facts: &Facts<'_>,
+    ) -> Result<(), ApiError> {
         let rule = self
             .rules
             .iter()
-            .find(|rule| rule.matches(caller, permission, target));
+            .find(|rule| rule.matches(caller, permission, target, facts));
         let decision = rule.map_or(Decision::Deny, |rule| rule.decision);
         if let Some(note) = &caller.note {
             let rule = rule.map(|rule| format!("rule {}: {}", rule.index, rule.reason()));
@@ -566,6 +718,56 @@ impl Policy {
                 Err(ApiError::NotAllowed)
             }
         }
+    }
+
+    /// What a caller may see of a read through the proxy, by the rules in
+    /// order: everything, when the first rule that can match matches
+    /// whatever object is read and allows; nothing, when no allow rule can
+    /// match any object; otherwise only some objects, each judged by
+    /// [`Policy::allows_object`].
+    pub fn view(&self, caller: &Caller, target: &Target<'_>, facts: &Facts<'_>) -> View {
+        let mut uncertain = false;
+        let mut may_allow = false;
+        for rule in &self.rules {
+            match rule.judge(caller, Permission::Proxy, target, facts) {
+                Match::No => {}
+                Match::Yes if !uncertain => {
+                    return match rule.decision {
+                        Decision::Allow => View::All,
+                        Decision::Deny => View::None,
+                    }
+                }
+                Match::Yes => {
+                    may_allow |= rule.decision == Decision::Allow;
+                    break;
+                }
+                Match::Maybe => {
+                    uncertain = true;
+                    may_allow |= rule.decision == Decision::Allow;
+                }
+            }
+        }
+        if may_allow {
+            View::Some
+        } else {
+            View::None
+        }
+    }
+
+    /// Whether the caller may see one object of a read whose view is
+    /// [`View::Some`]; `facts.object` names it.
+    pub fn allows_object(&self, caller: &Caller, target: &Target<'_>, facts: &Facts<'_>) -> bool {
+        self.rules
+            .iter()
+            .find(|rule| rule.matches(caller, Permission::Proxy, target, facts))
+            .is_some_and(|rule| rule.decision == Decision::Allow)
+    }
+
+    /// Whether any rule reads namespace labels (so they are worth watching).
+    pub fn reads_namespace_labels(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.namespace_selector.is_some())
     }
 }
 

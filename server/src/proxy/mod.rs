@@ -30,9 +30,10 @@ use crate::clusters::{validate_cluster_name, Registry};
 use crate::error::ApiError;
 use crate::identity::{Authenticator, Caller};
 use crate::kubernetes::{KubernetesRequest, Query, RequestAttributesExt};
-use crate::permissions::{Impersonation, Permission, Policy, ProxyTarget, Target};
+use crate::permissions::{Facts, Impersonation, Permission, Policy, ProxyTarget, Target, View};
 use crate::telemetry::{GaugeGuard, SharedMetrics, UpstreamErrorLabels};
 use crate::upstream::{ClusterToken, ImpersonationConfig, Route, UpstreamTimeouts, Upstreams};
+use crate::views;
 use http_body_util::BodyExt;
 
 pub use kubeconfig::PublicAddress;
@@ -51,7 +52,15 @@ pub struct ProxyServices {
     pub metrics: SharedMetrics,
     pub recording: Arc<RecordingPolicy>,
     pub tickets: tickets::Tickets,
+    pub views: TenantViews,
     pub settings: ProxySettings,
+}
+
+/// What the tenant views keep between requests.
+#[derive(Clone, Default)]
+pub struct TenantViews {
+    /// Each cluster's namespaces, for rules that select them by label.
+    pub namespaces: views::NamespaceLabels,
 }
 
 /// The configuration the proxy reads.
@@ -385,10 +394,44 @@ async fn forward(
         }),
         impersonation: None,
     };
-    if let Err(denied) = state
-        .policy
-        .check(&caller, Permission::Proxy, &policy_target)
+    // The labels of the request's namespace, for rules that select
+    // namespaces by label (a watch per cluster, not a request).
+    let namespaces = if state.policy.reads_namespace_labels() && attributes.is_resource_request {
+        let connector = state.upstreams.connector(&record)?;
+        state.views.namespaces.of(&connector).await
+    } else {
+        None
+    };
+    let request_namespace = match (&namespaces, attributes.namespace.as_deref()) {
+        (Some(namespaces), Some(namespace)) => namespaces.get(namespace),
+        _ => None,
+    };
+    let facts = Facts {
+        object: None,
+        namespace_labels: request_namespace
+            .as_ref()
+            .map(|namespace| views::labels_of(namespace)),
+    };
+    let filterable = !upgrade && views::filterable(attributes);
+    let view = if filterable {
+        state.policy.view(&caller, &policy_target, &facts)
+    } else {
+        View::All
+    };
+    if view == View::Some {
+        if let Some(note) = &caller.note {
+            note.set_decision(true, Some("filtered view: only the objects the rules grant".into()));
+        }
+    } else if let Err(denied) =
+        state
+            .policy
+            .check_with(&caller, Permission::Proxy, &policy_target, &facts)
     {
+        // A read of one object outside the caller's view of its kind is
+        // answered as if it did not exist, so names do not leak.
+        if filterable && attributes.name.is_some() && outside_a_view(&state, &caller, &policy_target, &facts) {
+            return Err(not_found(attributes));
+        }
         return Err(match form {
             Form::Header => denied,
             Form::Path => worded_as_the_api_server(&state, &caller, &policy_target, denied),
@@ -448,10 +491,35 @@ async fn forward(
         None
     };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let mut query = query;
+    let mut strip_row_objects = false;
+    if view == View::Some {
+        // The filter reads JSON, whole (not compressed), and needs each
+        // Table row's object to judge it.
+        let accept = views::json_accept(request.headers()).map_err(|_| {
+            ApiError::NotAcceptable(
+                "only JSON can be served for this view: accept application/json".into(),
+            )
+        })?;
+        outgoing_headers_accept(&mut outgoing_headers, accept);
+        if let Some(rewritten) = query
+            .as_deref()
+            .and_then(|query| views::include_row_metadata(query))
+        {
+            query = Some(rewritten);
+            strip_row_objects = true;
+        }
+        if attributes.name.is_some() && attributes.verb == "get" {
+            let judge = object_judge(&state, &caller, &record.name, &method, &target, namespaces.clone());
+            if !Box::pin(views::object_is_visible(&connector, &target.path, &outgoing_headers, credential, &judge)).await? {
+                return Err(not_found(attributes));
+            }
+        }
+    }
     let uri = connector.uri(&target.path, query.as_deref())?;
     let (_, body) = request.into_parts();
     let mut outgoing = http::Request::builder()
-        .method(method)
+        .method(method.clone())
         .uri(uri)
         .body(body)
         .map_err(ApiError::internal)?;
@@ -496,11 +564,104 @@ async fn forward(
     // The guards live as long as the body: the gauge counts open streams, and
     // a long-lived stream's place on its connection is given back at its end.
     let streaming = (GaugeGuard::new(&state.metrics.open_streams), lease);
+    let is_json = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("application/json"));
+    if view == View::Some && matches!(attributes.verb.as_str(), "list" | "watch") {
+        if !parts.status.is_success() {
+            // The cluster's own error (a Status) goes back as it is.
+        } else if is_json {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            let stream = if attributes.verb == "watch" {
+                views::Stream::Watch
+            } else {
+                views::Stream::List
+            };
+            let judge = object_judge(&state, &caller, &record.name, &method, &target, namespaces);
+            let body = views::filtered(body, stream, judge, strip_row_objects, streaming);
+            return Ok(Response::from_parts(parts, body));
+        } else {
+            // Nothing else can be filtered: nothing of it is shown.
+            return Err(ApiError::BadGateway(
+                "the cluster answered a filtered read in a format other than JSON".into(),
+            ));
+        }
+    }
     let body = body.map_frame(move |frame| {
         let _ = &streaming;
         frame
     });
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The judge of each object of a filtered read.
+fn object_judge(
+    state: &ProxyState,
+    caller: &Caller,
+    cluster: &str,
+    method: &http::Method,
+    target: &KubernetesRequest,
+    namespaces: Option<views::Namespaces>,
+) -> views::ObjectJudge {
+    views::ObjectJudge {
+        policy: state.policy.clone(),
+        caller: caller.clone(),
+        cluster: cluster.to_owned(),
+        method: method.clone(),
+        path: target.path.clone(),
+        attributes: target.attributes.clone(),
+        namespaces,
+    }
+}
+
+fn outgoing_headers_accept(headers: &mut http::HeaderMap, accept: http::HeaderValue) {
+    headers.insert(http::header::ACCEPT, accept);
+    headers.remove(http::header::ACCEPT_ENCODING);
+}
+
+/// Whether the caller sees some objects of the kind a denied read names:
+/// then the object is, to them, not there.
+fn outside_a_view(
+    state: &ProxyState,
+    caller: &Caller,
+    target: &Target<'_>,
+    facts: &Facts<'_>,
+) -> bool {
+    let Some(proxy) = &target.proxy else {
+        return false;
+    };
+    let mut kind = proxy.attributes.as_ref().clone();
+    kind.name = None;
+    if views::is_namespace_kind(&kind) {
+        kind.namespace = None;
+    }
+    let kind_target = Target {
+        cluster: target.cluster,
+        proxy: Some(ProxyTarget {
+            method: proxy.method,
+            path: proxy.path,
+            attributes: std::borrow::Cow::Owned(kind),
+        }),
+        impersonation: None,
+    };
+    state.policy.view(caller, &kind_target, facts) != View::None
+}
+
+/// The API server's answer for an object that does not exist.
+fn not_found(attributes: &crate::kubernetes::RequestAttributes) -> ApiError {
+    let resource = attributes.resource.as_deref().unwrap_or_default();
+    let group = attributes.api_group.as_deref().unwrap_or_default();
+    let qualified = if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    };
+    ApiError::NotFound(format!(
+        "{qualified} \"{}\" not found",
+        attributes.name.as_deref().unwrap_or_default()
+    ))
 }
 
 /// Middleware: a CONNECT is only ever a WebSocket over HTTP/2; any other

@@ -254,6 +254,38 @@ impl Connector {
         Ok(Credential::Portal)
     }
 
+    /// Attaches kubeportal's own credential (never a caller's, and no
+    /// impersonation), for what kubeportal reads on its own behalf, such as
+    /// the namespaces whose labels the policy reads. Clusters that only
+    /// take their callers' tokens have none.
+    pub fn authorize_portal(&self, headers: &mut HeaderMap) -> Result<Credential, UpstreamError> {
+        match self.auth_provider {
+            AuthProvider::Oidc | AuthProvider::Google | AuthProvider::Client => {
+                Err(UpstreamError::MissingClusterToken {
+                    cluster: self.cluster.clone(),
+                    provider: self.auth_provider.as_str(),
+                    header: self.client_token_header.clone(),
+                })
+            }
+            AuthProvider::LocalKubectlProxy => Ok(Credential::Portal),
+            AuthProvider::Impersonate | AuthProvider::ServiceAccount | AuthProvider::ClientCert => {
+                if let ServerCredential::Token(value) = &self.credential {
+                    let value = value.clone().ok_or_else(|| UpstreamError::Misconfigured {
+                        cluster: self.cluster.clone(),
+                        reason: "the token is not a valid header value".into(),
+                    })?;
+                    headers.insert(AUTHORIZATION, value);
+                }
+                Ok(Credential::Portal)
+            }
+        }
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
     /// Makes the request act as `user` and `groups`, an identity the policy
     /// granted the caller (`kubernetes.impersonate`): replaces any
     /// impersonation of the portal caller; the cluster's own RBAC still

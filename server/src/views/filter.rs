@@ -1,0 +1,611 @@
+//! Filtering list and watch responses object by object, as they stream.
+//!
+//! A list (`items`: a `PodList`, a `PartialObjectMetadataList`, any `…List`)
+//! or a `Table` (`rows`, each with its `object`) is cut into its top-level
+//! members; the array is cut into its elements, and each is kept or dropped
+//! by the [`Judge`]. Only one element is held at a time, so a 100 MB list
+//! costs the memory of its largest object. The list's `remainingItemCount`
+//! is dropped (it counts objects the caller may not see); `continue` is kept,
+//! so paging still works (a page may come back short).
+//!
+//! A watch is a stream of events. Each is judged by the object it carries
+//! (a `Table` event by its row's object); the filter remembers which objects
+//! it has shown, so an object that leaves the view (a label changed) is sent
+//! as `DELETED` and one that enters it as `ADDED`, as the API server does
+//! for a label-selected watch.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::scan::{whitespace, ScanError, ValueScan};
+
+/// The metadata of one object, as much as a view judges.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ObjectMeta {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// Decides whether an object is shown.
+pub trait Judge: Send + 'static {
+    fn visible(&self, object: &ObjectMeta) -> bool;
+}
+
+#[derive(Deserialize)]
+pub(super) struct Object {
+    pub(super) metadata: Option<ObjectMeta>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    object: Option<Object>,
+}
+
+/// Why a response could not be filtered; the stream is cut short.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error("the response is not a JSON object")]
+    NotAnObject,
+    #[error("a key of the response is not a JSON string")]
+    Key,
+    #[error("the list metadata is not a JSON object")]
+    Metadata,
+    #[error("a watch event is not a JSON object with a type")]
+    Event,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    FirstKey,
+    NextKey,
+    Key,
+    Colon,
+    Value,
+    FirstElement,
+    Element,
+    AfterElement,
+    End,
+}
+
+/// Filters one list (or `Table`) response.
+pub struct ListFilter<J> {
+    judge: J,
+    /// `includeObject=None` was asked for and `Metadata` fetched to judge
+    /// the rows: the rows' objects are removed before they are sent.
+    strip_row_objects: bool,
+    buffer: Vec<u8>,
+    start: usize,
+    state: State,
+    scan: ValueScan,
+    key: String,
+    members: usize,
+    kept: usize,
+}
+
+impl<J: Judge> ListFilter<J> {
+    pub fn new(judge: J, strip_row_objects: bool) -> Self {
+        Self {
+            judge,
+            strip_row_objects,
+            buffer: Vec::new(),
+            start: 0,
+            state: State::Open,
+            scan: ValueScan::default(),
+            key: String::new(),
+            members: 0,
+            kept: 0,
+        }
+    }
+
+    /// Takes the next bytes of the response and appends what may be sent.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+        self.buffer.extend_from_slice(chunk);
+        let result = self.advance(out);
+        self.buffer.drain(..self.start);
+        self.start = 0;
+        result
+    }
+
+    /// The response has ended: it must have ended whole.
+    pub fn finish(&mut self) -> Result<(), FilterError> {
+        let rest = &self.buffer[self.start..];
+        if self.state == State::End && whitespace(rest) == rest.len() {
+            Ok(())
+        } else {
+            Err(ScanError::Truncated.into())
+        }
+    }
+
+    fn advance(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
+        loop {
+            if self.scan.is_idle() {
+                self.start += whitespace(&self.buffer[self.start..]);
+            }
+            let Some(&next) = self.buffer.get(self.start) else {
+                return Ok(());
+            };
+            match self.state {
+                State::Open => {
+                    if next != b'{' {
+                        return Err(FilterError::NotAnObject);
+                    }
+                    out.push(b'{');
+                    self.start += 1;
+                    self.state = State::FirstKey;
+                }
+                State::FirstKey | State::NextKey => match next {
+                    b'}' => {
+                        out.push(b'}');
+                        self.start += 1;
+                        self.state = State::End;
+                    }
+                    b',' if self.state == State::NextKey => {
+                        self.start += 1;
+                        self.state = State::Key;
+                    }
+                    b'"' if self.state == State::FirstKey => self.state = State::Key,
+                    other => return Err(ScanError::Unexpected(char::from(other)).into()),
+                },
+                State::Key => {
+                    let Some(key) = self.scan_value()? else {
+                        return Ok(());
+                    };
+                    self.key = serde_json::from_slice(&self.buffer[key])
+                        .map_err(|_| FilterError::Key)?;
+                    self.state = State::Colon;
+                }
+                State::Colon => {
+                    if next != b':' {
+                        return Err(ScanError::Unexpected(char::from(next)).into());
+                    }
+                    self.start += 1;
+                    self.state = State::Value;
+                }
+                State::Value => {
+                    if next == b'[' && matches!(self.key.as_str(), "items" | "rows") {
+                        self.member_key(out);
+                        out.push(b'[');
+                        self.start += 1;
+                        self.kept = 0;
+                        self.state = State::FirstElement;
+                        continue;
+                    }
+                    let Some(value) = self.scan_value()? else {
+                        return Ok(());
+                    };
+                    self.member_key(out);
+                    if self.key == "metadata" {
+                        list_metadata(&self.buffer[value], out)?;
+                    } else {
+                        out.extend_from_slice(&self.buffer[value]);
+                    }
+                    self.state = State::NextKey;
+                }
+                State::FirstElement if next == b']' => {
+                    out.push(b']');
+                    self.start += 1;
+                    self.state = State::NextKey;
+                }
+                State::FirstElement | State::Element => {
+                    let Some(element) = self.scan_value()? else {
+                        return Ok(());
+                    };
+                    let element = &self.buffer[element];
+                    let kept = if self.key == "rows" {
+                        keep_row(&self.judge, element, self.strip_row_objects)
+                    } else {
+                        keep_object(&self.judge, element).then_some(Cow::Borrowed(element))
+                    };
+                    if let Some(kept) = kept {
+                        if self.kept > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(&kept);
+                        self.kept += 1;
+                    }
+                    self.state = State::AfterElement;
+                }
+                State::AfterElement => {
+                    match next {
+                        b',' => self.state = State::Element,
+                        b']' => {
+                            out.push(b']');
+                            self.state = State::NextKey;
+                        }
+                        other => return Err(ScanError::Unexpected(char::from(other)).into()),
+                    }
+                    self.start += 1;
+                }
+                State::End => return Err(ScanError::Unexpected(char::from(next)).into()),
+            }
+        }
+    }
+
+    /// Scans the value at the front; once complete, consumes it and returns
+    /// where it is in the buffer.
+    fn scan_value(&mut self) -> Result<Option<std::ops::Range<usize>>, FilterError> {
+        let Some(length) = self.scan.advance(&self.buffer[self.start..])? else {
+            return Ok(None);
+        };
+        self.scan = ValueScan::default();
+        let value = self.start..self.start + length;
+        self.start += length;
+        Ok(Some(value))
+    }
+
+    fn member_key(&mut self, out: &mut Vec<u8>) {
+        if self.members > 0 {
+            out.push(b',');
+        }
+        self.members += 1;
+        serde_json::to_writer(&mut *out, &self.key).expect("a string serializes");
+        out.push(b':');
+    }
+}
+
+/// The list's metadata without `remainingItemCount`.
+fn list_metadata(value: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+    let mut metadata: serde_json::Map<String, Value> =
+        serde_json::from_slice(value).map_err(|_| FilterError::Metadata)?;
+    metadata.remove("remainingItemCount");
+    serde_json::to_writer(out, &metadata).map_err(|_| FilterError::Metadata)
+}
+
+/// Whether an object (a list item) is shown; one without metadata is not.
+fn keep_object(judge: &impl Judge, element: &[u8]) -> bool {
+    serde_json::from_slice::<Object>(element)
+        .ok()
+        .and_then(|object| object.metadata)
+        .is_some_and(|metadata| judge.visible(&metadata))
+}
+
+/// A `Table` row, if its object is shown (a row without an object is not).
+fn keep_row<'a>(judge: &impl Judge, element: &'a [u8], strip_object: bool) -> Option<Cow<'a, [u8]>> {
+    let row: Row = serde_json::from_slice(element).ok()?;
+    let metadata = row.object.and_then(|object| object.metadata)?;
+    if !judge.visible(&metadata) {
+        return None;
+    }
+    if !strip_object {
+        return Some(Cow::Borrowed(element));
+    }
+    let mut row: serde_json::Map<String, Value> = serde_json::from_slice(element).ok()?;
+    row.remove("object");
+    serde_json::to_vec(&row).ok().map(Cow::Owned)
+}
+
+/// The metadata of the object a watch event (or a `Table` event's only row)
+/// carries.
+fn event_object_metadata(object: &Value) -> Option<ObjectMeta> {
+    let object = if object.get("kind").and_then(Value::as_str) == Some("Table") {
+        match object.get("rows").and_then(Value::as_array).map(Vec::as_slice) {
+            Some([row]) => row.get("object")?,
+            _ => return None,
+        }
+    } else {
+        object
+    };
+    ObjectMeta::deserialize(object.get("metadata")?).ok()
+}
+
+/// Filters one watch response.
+pub struct WatchFilter<J> {
+    judge: J,
+    strip_row_objects: bool,
+    buffer: Vec<u8>,
+    start: usize,
+    scan: ValueScan,
+    /// The objects this watch has shown and not yet deleted.
+    shown: HashSet<String>,
+    /// Column definitions of a `Table` event that was not sent, for the
+    /// next event sent (clients print the columns of the first one).
+    columns: Option<Value>,
+}
+
+impl<J: Judge> WatchFilter<J> {
+    pub fn new(judge: J, strip_row_objects: bool) -> Self {
+        Self {
+            judge,
+            strip_row_objects,
+            buffer: Vec::new(),
+            start: 0,
+            scan: ValueScan::default(),
+            shown: HashSet::new(),
+            columns: None,
+        }
+    }
+
+    /// Takes the next bytes of the stream and appends the events to send,
+    /// one per line.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+        self.buffer.extend_from_slice(chunk);
+        let result = self.advance(out);
+        self.buffer.drain(..self.start);
+        self.start = 0;
+        result
+    }
+
+    fn advance(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
+        loop {
+            if self.scan.is_idle() {
+                self.start += whitespace(&self.buffer[self.start..]);
+            }
+            if self.start == self.buffer.len() {
+                return Ok(());
+            }
+            let Some(length) = self.scan.advance(&self.buffer[self.start..])? else {
+                return Ok(());
+            };
+            self.scan = ValueScan::default();
+            let event = self.start..self.start + length;
+            self.start += length;
+            let mut event_value: Value =
+                serde_json::from_slice(&self.buffer[event.clone()]).map_err(|_| FilterError::Event)?;
+            match self.judge_event(&mut event_value)? {
+                Sent::Unchanged => out.extend_from_slice(&self.buffer[event]),
+                Sent::Changed => {
+                    serde_json::to_writer(&mut *out, &event_value).map_err(|_| FilterError::Event)?
+                }
+                Sent::Not => continue,
+            }
+            out.push(b'\n');
+        }
+    }
+
+    fn judge_event(&mut self, event: &mut Value) -> Result<Sent, FilterError> {
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or(FilterError::Event)?
+            .to_owned();
+        if !matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+            // BOOKMARK (a resourceVersion, no object) and ERROR (a Status).
+            return Ok(Sent::Unchanged);
+        }
+        let object = event.get_mut("object").ok_or(FilterError::Event)?;
+        let table = object.get("kind").and_then(Value::as_str) == Some("Table");
+        let metadata = event_object_metadata(object);
+        let visible = metadata.as_ref().is_some_and(|m| self.judge.visible(m));
+        let key = metadata.as_ref().map(|m| match &m.uid {
+            Some(uid) => uid.clone(),
+            None => format!("{}/{}", m.namespace.as_deref().unwrap_or_default(), m.name),
+        });
+        let shown = key.as_ref().is_some_and(|key| self.shown.contains(key));
+        let sent_as = match (kind.as_str(), visible, shown) {
+            ("ADDED", true, _) | ("MODIFIED", true, false) => Some("ADDED"),
+            ("MODIFIED", true, true) => Some("MODIFIED"),
+            ("MODIFIED", false, true) | ("DELETED", _, true) | ("DELETED", true, false) => {
+                Some("DELETED")
+            }
+            _ => None,
+        };
+        let Some(sent_as) = sent_as else {
+            if table {
+                if let Some(columns) = nonempty_columns(object) {
+                    self.columns.get_or_insert(columns);
+                }
+            }
+            return Ok(Sent::Not);
+        };
+        if let Some(key) = key {
+            if sent_as == "DELETED" {
+                self.shown.remove(&key);
+            } else {
+                self.shown.insert(key);
+            }
+        }
+        let mut changed = sent_as != kind;
+        if table {
+            if nonempty_columns(object).is_some() {
+                self.columns = None;
+            } else if let Some(columns) = self.columns.take() {
+                object["columnDefinitions"] = columns;
+                changed = true;
+            }
+            if self.strip_row_objects {
+                if let Some(rows) = object.get_mut("rows").and_then(Value::as_array_mut) {
+                    for row in rows {
+                        if let Some(row) = row.as_object_mut() {
+                            changed |= row.remove("object").is_some();
+                        }
+                    }
+                }
+            }
+        }
+        if changed {
+            event["type"] = Value::from(sent_as);
+            Ok(Sent::Changed)
+        } else {
+            Ok(Sent::Unchanged)
+        }
+    }
+}
+
+enum Sent {
+    Unchanged,
+    Changed,
+    Not,
+}
+
+fn nonempty_columns(table: &Value) -> Option<Value> {
+    table
+        .get("columnDefinitions")
+        .filter(|columns| columns.as_array().is_some_and(|columns| !columns.is_empty()))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Shows objects in namespaces starting `team-a-` and cluster-scoped
+    /// objects labelled `pool=a`.
+    struct TeamA;
+
+    impl Judge for TeamA {
+        fn visible(&self, object: &ObjectMeta) -> bool {
+            match &object.namespace {
+                Some(namespace) => namespace.starts_with("team-a-"),
+                None => object
+                    .labels
+                    .as_ref()
+                    .and_then(|labels| labels.get("pool"))
+                    .is_some_and(|pool| pool == "a"),
+            }
+        }
+    }
+
+    fn pod(namespace: &str, name: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}/{name}")},
+               "spec": {"containers": [{"name": "app", "image": "x \"]}\\"}]}})
+    }
+
+    /// Filters `input` fed in pieces of `piece` bytes.
+    fn list(input: &str, piece: usize, strip: bool) -> Result<Value, FilterError> {
+        let mut filter = ListFilter::new(TeamA, strip);
+        let mut out = Vec::new();
+        for chunk in input.as_bytes().chunks(piece) {
+            filter.feed(chunk, &mut out)?;
+        }
+        filter.finish()?;
+        Ok(serde_json::from_slice(&out).expect("the output is JSON"))
+    }
+
+    #[test]
+    fn lists_keep_only_visible_items_whatever_the_chunking() {
+        let input = json!({
+            "kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "7", "continue": "next", "remainingItemCount": 40},
+            "items": [pod("team-b-dev", "b1"), pod("team-a-dev", "a1"), pod("team-b-dev", "b2"), pod("team-a-prod", "a2")],
+        });
+        let pretty = serde_json::to_string_pretty(&input).unwrap();
+        for text in [input.to_string(), pretty] {
+            for piece in [1, 7, 64, text.len()] {
+                let output = list(&text, piece, false).unwrap();
+                let names: Vec<&str> = output["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|item| item["metadata"]["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(names, ["a1", "a2"], "pieces of {piece}");
+                assert_eq!(output["items"][0], pod("team-a-dev", "a1"), "items pass unchanged");
+                assert_eq!(output["kind"], "PodList");
+                assert_eq!(output["metadata"], json!({"resourceVersion": "7", "continue": "next"}));
+            }
+        }
+        let empty = list(r#"{"kind":"PodList","items":[],"metadata":{}}"#, 3, false).unwrap();
+        assert_eq!(empty["items"], json!([]));
+        let none_left = list(&json!({"items": [pod("team-b-dev", "b1")]}).to_string(), 5, false).unwrap();
+        assert_eq!(none_left, json!({"items": []}));
+    }
+
+    #[test]
+    fn table_rows_are_judged_by_their_object() {
+        let row = |namespace: &str, name: &str| {
+            json!({"cells": [name, "Running"], "object": {"kind": "PartialObjectMetadata",
+                   "metadata": {"name": name, "namespace": namespace}}})
+        };
+        let table = json!({
+            "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "9"},
+            "columnDefinitions": [{"name": "Name", "type": "string"}],
+            "rows": [row("team-a-dev", "a1"), row("team-b-dev", "b1"), {"cells": ["no object"]}],
+        });
+        let output = list(&table.to_string(), 11, false).unwrap();
+        assert_eq!(output["rows"], json!([row("team-a-dev", "a1")]));
+        assert_eq!(output["columnDefinitions"], table["columnDefinitions"]);
+        let stripped = list(&table.to_string(), 11, true).unwrap();
+        assert_eq!(stripped["rows"], json!([{"cells": ["a1", "Running"]}]));
+    }
+
+    #[test]
+    fn broken_lists_are_cut_short() {
+        assert!(list(r#"{"items":[{"metadata":{"name":"a","namespace":"team-a-x"}}"#, 4, false).is_err());
+        assert!(list(r#"["not", "an", "object"]"#, 4, false).is_err());
+        assert!(list(r#"{"items":[1 2]}"#, 4, false).is_err());
+        assert!(list(r#"{"items":[]} {}"#, 4, false).is_err());
+    }
+
+    fn watch(events: &[Value], piece: usize) -> Vec<Value> {
+        let mut filter = WatchFilter::new(TeamA, false);
+        let text: String = events.iter().map(|event| format!("{event}\n")).collect();
+        let mut out = Vec::new();
+        for chunk in text.as_bytes().chunks(piece) {
+            filter.feed(chunk, &mut out).unwrap();
+        }
+        serde_json::Deserializer::from_slice(&out)
+            .into_iter::<Value>()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn watches_show_objects_entering_and_leaving_the_view() {
+        let node = |pool: &str| json!({"metadata": {"name": "n1", "uid": "n1", "labels": {"pool": pool}}});
+        let event = |kind: &str, object: Value| json!({"type": kind, "object": object});
+        let events = [
+            event("ADDED", pod("team-b-dev", "b1")),
+            event("ADDED", pod("team-a-dev", "a1")),
+            event("ADDED", node("b")),
+            event("MODIFIED", node("a")),
+            event("MODIFIED", node("a")),
+            event("BOOKMARK", json!({"metadata": {"resourceVersion": "12"}})),
+            event("MODIFIED", node("b")),
+            event("MODIFIED", node("b")),
+            event("DELETED", pod("team-b-dev", "b1")),
+            event("DELETED", pod("team-a-dev", "a1")),
+        ];
+        for piece in [1, 13, 4096] {
+            let sent = watch(&events, piece);
+            let summary: Vec<(String, String)> = sent
+                .iter()
+                .map(|event| {
+                    (
+                        event["type"].as_str().unwrap().to_owned(),
+                        event["object"]["metadata"]["name"].as_str().unwrap_or("-").to_owned(),
+                    )
+                })
+                .collect();
+            let expected = [
+                ("ADDED", "a1"),
+                ("ADDED", "n1"),
+                ("MODIFIED", "n1"),
+                ("BOOKMARK", "-"),
+                ("DELETED", "n1"),
+                ("DELETED", "a1"),
+            ];
+            assert_eq!(
+                summary,
+                expected.map(|(kind, name)| (kind.to_owned(), name.to_owned())),
+                "pieces of {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn table_watches_keep_their_column_definitions() {
+        let table = |namespace: &str, name: &str, columns: bool| {
+            json!({"type": "ADDED", "object": {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+                "columnDefinitions": if columns { json!([{"name": "Name"}]) } else { json!([]) },
+                "rows": [{"cells": [name], "object": {"metadata": {"name": name, "namespace": namespace}}}]}})
+        };
+        let sent = watch(
+            &[table("team-b-dev", "b1", true), table("team-a-dev", "a1", false), table("team-a-dev", "a2", false)],
+            9,
+        );
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0]["object"]["columnDefinitions"], json!([{"name": "Name"}]));
+        assert_eq!(sent[0]["object"]["rows"][0]["cells"], json!(["a1"]));
+        assert_eq!(sent[1]["object"]["columnDefinitions"], json!([]));
+    }
+}

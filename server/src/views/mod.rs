@@ -1,0 +1,294 @@
+//! Tenant views: lists and watches that show a caller only the objects the
+//! policy grants, for callers whose rules grant part of a kind (some
+//! namespaces, some names, objects or namespaces with some labels).
+//!
+//! The cluster is asked with the cluster's credential, and the response is
+//! filtered object by object as it streams ([`filter`]). Only reads are
+//! filtered: `get`, `list` and `watch` of a resource without a subresource.
+//! Everything else is allowed or denied whole, as before.
+
+pub mod filter;
+mod namespaces;
+mod scan;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT};
+use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
+
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::upstream::{Connector, Credential, Route};
+use crate::kubernetes::RequestAttributes;
+use crate::permissions::{Facts, Labels, ObjectFacts, Policy, ProxyTarget, Target};
+
+pub use filter::{Judge, ObjectMeta};
+pub use namespaces::{NamespaceLabels, Namespaces};
+
+/// Whether a request is a read a view can filter: a `get`, `list` or
+/// `watch` of a resource itself (a subresource is allowed or denied whole).
+pub fn filterable(attributes: &RequestAttributes) -> bool {
+    attributes.is_resource_request
+        && attributes.subresource.is_none()
+        && attributes.resource.is_some()
+        && matches!(attributes.verb.as_str(), "get" | "list" | "watch")
+}
+
+/// Whether the resource is `namespaces` (core group), whose objects are
+/// their own namespace.
+pub fn is_namespace_kind(attributes: &RequestAttributes) -> bool {
+    attributes.resource.as_deref() == Some("namespaces")
+        && attributes.api_group.as_deref().unwrap_or_default().is_empty()
+}
+
+/// Judges the objects of one request for one caller.
+pub struct ObjectJudge {
+    pub policy: Arc<Policy>,
+    pub caller: Caller,
+    pub cluster: String,
+    pub method: Method,
+    pub path: String,
+    pub attributes: RequestAttributes,
+    /// The cluster's namespaces, when the policy reads their labels.
+    pub namespaces: Option<Namespaces>,
+}
+
+struct NoLabels;
+
+impl Labels for NoLabels {
+    fn label(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
+impl Judge for ObjectJudge {
+    fn visible(&self, object: &ObjectMeta) -> bool {
+        let own_labels: &dyn Labels = match &object.labels {
+            Some(labels) => labels,
+            None => &NoLabels,
+        };
+        let namespace_kind = is_namespace_kind(&self.attributes);
+        let namespace = if namespace_kind {
+            Some(object.name.as_str())
+        } else {
+            object.namespace.as_deref()
+        };
+        let namespace_object = match (&self.namespaces, namespace) {
+            (Some(namespaces), Some(namespace)) if !namespace_kind => namespaces.get(namespace),
+            _ => None,
+        };
+        let namespace_labels: Option<&dyn Labels> = if namespace_kind {
+            Some(own_labels)
+        } else {
+            namespace_object
+                .as_ref()
+                .map(|namespace| match &namespace.metadata.labels {
+                    Some(labels) => labels as &dyn Labels,
+                    None => &NoLabels,
+                })
+        };
+        let target = Target {
+            cluster: Some(&self.cluster),
+            proxy: Some(ProxyTarget {
+                method: &self.method,
+                path: &self.path,
+                attributes: std::borrow::Cow::Borrowed(&self.attributes),
+            }),
+            impersonation: None,
+        };
+        let facts = Facts {
+            object: Some(ObjectFacts {
+                namespace,
+                name: &object.name,
+                labels: own_labels,
+            }),
+            namespace_labels,
+        };
+        self.policy.allows_object(&self.caller, &target, &facts)
+    }
+}
+
+/// A namespace's labels, as the policy reads them (none: no labels).
+pub fn labels_of(namespace: &k8s_openapi::api::core::v1::Namespace) -> &dyn Labels {
+    match &namespace.metadata.labels {
+        Some(labels) => labels,
+        None => &NoLabels,
+    }
+}
+
+/// A query asking for `Table` rows without their objects, rewritten to ask
+/// for their metadata (which the filter judges, then removes); `None` when
+/// it does not ask that.
+pub fn include_row_metadata(query: &str) -> Option<String> {
+    let mut changed = false;
+    let rewritten: Vec<&str> = query
+        .split('&')
+        .map(|pair| {
+            if pair == "includeObject=None" {
+                changed = true;
+                "includeObject=Metadata"
+            } else {
+                pair
+            }
+        })
+        .collect();
+    changed.then(|| rewritten.join("&"))
+}
+
+/// Reads one object (as JSON, with the credential the request carries) and
+/// judges it: a get whose view depends on the object's labels.
+pub async fn object_is_visible(
+    connector: &Connector,
+    path: &str,
+    request_headers: &HeaderMap,
+    credential: Credential,
+    judge: &ObjectJudge,
+) -> Result<bool, ApiError> {
+    let mut headers = HeaderMap::new();
+    for name in [
+        http::header::AUTHORIZATION.as_str(),
+        "impersonate-user",
+        "impersonate-group",
+    ] {
+        for value in request_headers.get_all(name) {
+            headers.append(
+                http::HeaderName::from_static(name),
+                value.clone(),
+            );
+        }
+    }
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    let mut request = http::Request::get(connector.uri(path, None)?)
+        .body(Body::empty())
+        .map_err(ApiError::internal)?;
+    *request.headers_mut() = headers;
+    let (response, _lease) = connector.send(request, Route::Shared, credential).await?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), OBJECT_LIMIT)
+        .collect()
+        .await
+        .map_err(|error| ApiError::BadGateway(format!("reading the object: {error}")))?
+        .to_bytes();
+    if !status.is_success() {
+        // Missing, or not readable with this credential: not visible.
+        return Ok(false);
+    }
+    let object: filter::Object = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadGateway("the cluster's object is not JSON".into()))?;
+    Ok(object.metadata.is_some_and(|metadata| judge.visible(&metadata)))
+}
+
+/// The most of one object read to judge it (the API server's own limit on
+/// an object is about 1.5 MB in etcd).
+const OBJECT_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Why a filtered read cannot be served in the format asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotAcceptable;
+
+/// The `Accept` a filtered read sends upstream: the caller's JSON media
+/// types in their order (protobuf and CBOR cannot be filtered here, and a
+/// client that offers JSON after them gets JSON); none: 406.
+pub fn json_accept(headers: &HeaderMap) -> Result<HeaderValue, NotAcceptable> {
+    let offered: Vec<&str> = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Ok(HeaderValue::from_static("application/json"));
+    }
+    let json: Vec<&str> = offered
+        .into_iter()
+        .filter(|entry| {
+            let media_type = entry.split(';').next().unwrap_or_default().trim();
+            media_type.eq_ignore_ascii_case("application/json")
+                || media_type == "*/*"
+                || media_type.eq_ignore_ascii_case("application/*")
+        })
+        .collect();
+    if json.is_empty() {
+        return Err(NotAcceptable);
+    }
+    HeaderValue::from_str(&json.join(",")).map_err(|_| NotAcceptable)
+}
+
+/// A list or a watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    List,
+    Watch,
+}
+
+enum Filter {
+    List(filter::ListFilter<ObjectJudge>),
+    Watch(filter::WatchFilter<ObjectJudge>),
+}
+
+/// The filtered body of a list or watch response. The filter runs on its own
+/// task, a few chunks ahead of the client: a slow client slows the reading
+/// of the cluster's response, and a client that goes away ends it.
+/// `keep_alive` (a stream lease, a gauge) lives as long as the task.
+pub fn filtered<B>(
+    body: B,
+    stream: Stream,
+    judge: ObjectJudge,
+    strip_row_objects: bool,
+    keep_alive: impl Send + 'static,
+) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let mut filter = match stream {
+        Stream::List => Filter::List(filter::ListFilter::new(judge, strip_row_objects)),
+        Stream::Watch => Filter::Watch(filter::WatchFilter::new(judge, strip_row_objects)),
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let _keep_alive = keep_alive;
+        let mut body = std::pin::pin!(body);
+        let cut = |reason: String| {
+            tracing::warn!(%reason, "a filtered response was cut short");
+            Err(std::io::Error::other(reason))
+        };
+        while let Some(frame) = body.as_mut().frame().await {
+            let data = match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+                Err(error) => {
+                    let _ = sender.send(cut(error.to_string())).await;
+                    return;
+                }
+            };
+            let mut out = Vec::new();
+            let fed = match &mut filter {
+                Filter::List(list) => list.feed(&data, &mut out),
+                Filter::Watch(watch) => watch.feed(&data, &mut out),
+            };
+            if !out.is_empty() && sender.send(Ok(Bytes::from(out))).await.is_err() {
+                return;
+            }
+            if let Err(error) = fed {
+                let _ = sender.send(cut(error.to_string())).await;
+                return;
+            }
+        }
+        if let Filter::List(list) = &mut filter {
+            if let Err(error) = list.finish() {
+                let _ = sender.send(cut(error.to_string())).await;
+            }
+        }
+    });
+    Body::from_stream(futures::stream::poll_fn(move |context| {
+        receiver.poll_recv(context)
+    }))
+}

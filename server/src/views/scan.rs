@@ -1,0 +1,149 @@
+//! Finding where JSON values end in a byte stream that arrives in pieces,
+//! without parsing them: strings (with escapes), nesting and scalars. The
+//! list and watch filters use it to cut a response into members, list items
+//! and watch events, so that no more than one of them is held at a time.
+
+/// Why a response could not be cut into values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error("the response is not JSON: unexpected `{0}`")]
+    Unexpected(char),
+    #[error("the response ended inside a JSON value")]
+    Truncated,
+    #[error("a JSON value is nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+}
+
+/// Deeper nesting than any Kubernetes object has; the API server's own
+/// decoder refuses much less.
+const MAX_DEPTH: usize = 10_000;
+
+/// The scan of one value in progress: where it resumes when more bytes
+/// arrive.
+#[derive(Debug, Clone, Default)]
+pub struct ValueScan {
+    /// Bytes of the value seen so far.
+    length: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// A number, `true`, `false` or `null`.
+    scalar: bool,
+}
+
+impl ValueScan {
+    /// Whether no value has been started.
+    pub fn is_idle(&self) -> bool {
+        self.length == 0
+    }
+
+    /// Continues scanning the value that starts at `bytes[0]`; the value's
+    /// length once it is complete, `None` while more bytes are needed.
+    /// `bytes` must hold everything given before, and maybe more.
+    pub fn advance(&mut self, bytes: &[u8]) -> Result<Option<usize>, ScanError> {
+        while self.length < bytes.len() {
+            let byte = bytes[self.length];
+            if self.length == 0 {
+                match byte {
+                    b'{' | b'[' => self.depth = 1,
+                    b'"' => self.in_string = true,
+                    b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => self.scalar = true,
+                    other => return Err(ScanError::Unexpected(char::from(other))),
+                }
+                self.length = 1;
+                if self.scalar && bytes.len() == 1 {
+                    return Ok(None);
+                }
+                continue;
+            }
+            if self.scalar {
+                if matches!(byte, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+                    return Ok(Some(self.length));
+                }
+                self.length += 1;
+                continue;
+            }
+            self.length += 1;
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                    if self.depth == 0 {
+                        return Ok(Some(self.length));
+                    }
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > MAX_DEPTH {
+                        return Err(ScanError::TooDeep);
+                    }
+                }
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Ok(Some(self.length));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The number of leading JSON whitespace bytes.
+pub fn whitespace(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `text` one byte at a time and returns the value's length.
+    fn scan_bytewise(text: &str) -> Option<usize> {
+        let mut scan = ValueScan::default();
+        for end in 1..=text.len() {
+            if let Some(length) = scan.advance(&text.as_bytes()[..end]).unwrap() {
+                return Some(length);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn values_end_where_json_says() {
+        for (text, value) in [
+            (r#"{"a":"}\"{","b":[1,{"c":"]"}]} rest"#, r#"{"a":"}\"{","b":[1,{"c":"]"}]}"#),
+            (r#""a \" \\" rest"#, r#""a \" \\""#),
+            ("[[],[]],", "[[],[]]"),
+            ("12.5e3,", "12.5e3"),
+            ("true}", "true"),
+            ("null ", "null"),
+        ] {
+            assert_eq!(scan_bytewise(text), Some(value.len()), "{text}");
+            let mut whole = ValueScan::default();
+            assert_eq!(whole.advance(text.as_bytes()), Ok(Some(value.len())));
+        }
+        assert_eq!(scan_bytewise(r#"{"a":"unfinished"#), None);
+        assert_eq!(
+            ValueScan::default().advance(b"}"),
+            Err(ScanError::Unexpected('}'))
+        );
+        let deep = "[".repeat(MAX_DEPTH + 1);
+        assert_eq!(
+            ValueScan::default().advance(deep.as_bytes()),
+            Err(ScanError::TooDeep)
+        );
+    }
+}
