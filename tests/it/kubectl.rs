@@ -24,12 +24,12 @@ permissions:
     - { permission: "*", subjects: ["group:default/sre"], decision: allow }
 "#;
 
-struct Kubectl {
-    kubeconfig: std::path::PathBuf,
+pub(crate) struct Kubectl {
+    pub(crate) kubeconfig: std::path::PathBuf,
 }
 
 impl Kubectl {
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("kubectl");
         command
             .arg("--kubeconfig")
@@ -41,7 +41,7 @@ impl Kubectl {
         command
     }
 
-    async fn run(&self, args: &[&str]) -> String {
+    pub(crate) async fn run(&self, args: &[&str]) -> String {
         let output = tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
@@ -56,7 +56,7 @@ impl Kubectl {
     }
 
     /// Spawns a long-running kubectl and returns its stdout lines.
-    fn stream(
+    pub(crate) fn stream(
         &self,
         args: &[&str],
     ) -> (
@@ -74,7 +74,7 @@ impl Kubectl {
     }
 }
 
-async fn wait_for_line(
+pub(crate) async fn wait_for_line(
     lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     needle: &str,
 ) {
@@ -595,7 +595,7 @@ async fn kubectl_reads_the_portal_as_it_reads_an_api_server() {
 
 /// kubectl with the kubeconfig kubeportal serves for `cluster`, fetched as
 /// `token` (it carries no credential: each call passes `--token`).
-async fn kubectl_for(
+pub(crate) async fn kubectl_for(
     app: &kubeportal_tests::TestApp,
     cluster: &str,
     token: &str,

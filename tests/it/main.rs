@@ -21,3 +21,4 @@ mod registry_api;
 mod replicas;
 mod security;
 mod store_contract;
+mod tenants;

@@ -1,0 +1,315 @@
+//! Tenant views: a caller granted some namespaces (by name or by label) sees
+//! only those, and only their objects, in kubectl's lists and watches; an
+//! object outside the grant is not found.
+
+use std::time::Duration;
+
+use kubeportal_tests::{
+    double_cluster, register, server_tls_files, spawn_with_config, start_double, ConfigSource,
+    TestApp, TestDb,
+};
+use serde_json::{json, Value};
+
+use crate::kubectl::{kubectl_for, wait_for_line, Kubectl};
+
+const BY_NAME: &str = "tenant-a-by-name-token-0123456";
+const BY_LABEL: &str = "tenant-a-by-label-token-012345";
+const ADMIN: &str = "tenant-admin-token-0123456789ab";
+
+const CONFIG: &str = r#"
+auth:
+  guest: false
+  staticTokens:
+    - { token: tenant-a-by-name-token-0123456, subject: "user:default/alice" }
+    - { token: tenant-a-by-label-token-012345, subject: "user:default/bob" }
+    - { token: tenant-admin-token-0123456789ab, subject: "user:default/admin" }
+permissions:
+  rules:
+    - { permission: kubernetes.clusters.read, subjects: ["*"], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/admin"], decision: allow }
+    # Discovery, which every kubectl command reads first.
+    - { permission: kubernetes.proxy, subjects: ["*"], methods: [GET], paths: ["/api", "/api/v1", "/apis", "/apis/*", "/apis/*/*", "/version", "/openapi/**"], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/alice"], namespaces: ["team-a-*"], verbs: [get, list, watch], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/bob"], namespaceSelector: "tenant=a", verbs: [get, list, watch], decision: allow }
+"#;
+
+fn namespace(name: &str, tenant: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+           "metadata": {"name": name, "labels": {"tenant": tenant}}})
+}
+
+fn pod(namespace: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+           "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+           "status": {"phase": "Running"}})
+}
+
+struct Tenancy {
+    app: TestApp,
+    double: kube_double::KubeDouble,
+    dir: tempfile::TempDir,
+    _db: TestDb,
+}
+
+/// kubeportal (TLS, for kubectl) with one cluster holding namespaces
+/// `team-a-dev`, `team-a-prod` (tenant a) and `team-b-dev` (tenant b), a pod
+/// in each, and the double's own `default` and `kube-system`.
+async fn tenancy() -> Tenancy {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let mut config = kubeportal_tests::config_for(&db, ConfigSource::Yaml(CONFIG));
+    config.server.tls = Some(server_tls_files(dir.path()));
+    let app = spawn_with_config(config).await;
+    let double = start_double().await;
+    for (name, tenant) in [("team-a-dev", "a"), ("team-a-prod", "a"), ("team-b-dev", "b")] {
+        double.put_object("v1", "namespaces", namespace(name, tenant));
+        double.put_object("v1", "pods", pod(name, &format!("{name}-api")));
+    }
+    double.put_object("v1", "pods", pod("default", "default-api"));
+    register(&app, double_cluster("dev", &double)).await;
+    Tenancy {
+        app,
+        double,
+        dir,
+        _db: db,
+    }
+}
+
+impl Tenancy {
+    async fn kubectl(&self, token: &str) -> Kubectl {
+        let kubectl = kubectl_for(&self.app, "dev", token, self.dir.path()).await;
+        let kubeconfig = self.dir.path().join(format!("kubeconfig-{}", &token[..12]));
+        std::fs::rename(&kubectl.kubeconfig, &kubeconfig).unwrap();
+        let kubectl = Kubectl { kubeconfig };
+        kubectl
+            .run(&["config", "set-credentials", "kubeportal", &format!("--token={token}")])
+            .await;
+        kubectl
+    }
+
+    async fn get(&self, token: &str, path: &str, accept: Option<&str>) -> (u16, String) {
+        let mut request = self
+            .app
+            .client
+            .get(self.app.url(&format!("/api/kubernetes/clusters/dev/proxy{path}")))
+            .bearer_auth(token);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+/// The first column of kubectl's table output, header left out.
+fn names(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The second column (`get pods -A`: NAMESPACE, NAME, …).
+fn pod_names(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn tenant_sees_only_team_a(tenancy: &Tenancy, token: &str) {
+    let kubectl = tenancy.kubectl(token).await;
+
+    let namespaces = kubectl.run(&["get", "ns"]).await;
+    assert_eq!(names(&namespaces), ["team-a-dev", "team-a-prod"], "{namespaces}");
+
+    let pods = kubectl.run(&["get", "pods", "-A"]).await;
+    assert_eq!(pod_names(&pods), ["team-a-dev-api", "team-a-prod-api"], "{pods}");
+
+    let json: Value = serde_json::from_str(&kubectl.run(&["get", "pods", "-A", "-o", "json"]).await).unwrap();
+    let listed: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["team-a-dev-api", "team-a-prod-api"]);
+
+    // A namespace outside the grant is not found, not forbidden.
+    let output = kubectl
+        .command(&["get", "ns", "team-b-dev"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("NotFound") && stderr.contains("\"team-b-dev\" not found"), "{stderr}");
+    // Reads in a namespace the caller has no view of are forbidden, as by
+    // RBAC (that says nothing of what is in it).
+    let output = kubectl
+        .command(&["get", "pod", "team-b-dev-api", "-n", "team-b-dev"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Forbidden"), "{stderr}");
+    // Inside it, objects are read as they are.
+    let own = kubectl.run(&["get", "ns", "team-a-dev", "-o", "name"]).await;
+    assert_eq!(own.trim(), "namespace/team-a-dev");
+
+    // A watch across namespaces shows a new pod of team a, never team b's.
+    let (mut watcher, mut lines) = kubectl.stream(&["get", "pods", "-A", "-w"]);
+    wait_for_line(&mut lines, "team-a-prod-api").await;
+    let suffix = &token[..6];
+    tenancy
+        .double
+        .put_object("v1", "pods", pod("team-b-dev", &format!("b-later-{suffix}")));
+    tenancy
+        .double
+        .put_object("v1", "pods", pod("team-a-dev", &format!("a-later-{suffix}")));
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
+            if line.contains("a-later-") {
+                return seen;
+            }
+        }
+        panic!("the watch ended: {seen:?}");
+    })
+    .await
+    .expect("the new team-a pod arrived");
+    assert!(
+        !seen.iter().any(|line| line.contains("team-b") || line.contains("b-later-")),
+        "{seen:?}"
+    );
+    watcher.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_glob_grants_a_view_for_kubectl() {
+    let tenancy = tenancy().await;
+    tenant_sees_only_team_a(&tenancy, BY_NAME).await;
+    // The admin, granted everything, sees everything, unfiltered.
+    let admin = tenancy.kubectl(ADMIN).await;
+    let namespaces = admin.run(&["get", "ns"]).await;
+    assert_eq!(
+        names(&namespaces),
+        ["default", "kube-system", "team-a-dev", "team-a-prod", "team-b-dev"],
+        "{namespaces}"
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_label_selector_grants_a_view_for_kubectl() {
+    let tenancy = tenancy().await;
+    tenant_sees_only_team_a(&tenancy, BY_LABEL).await;
+}
+
+#[tokio::test]
+async fn a_namespace_relabelled_out_of_the_grant_leaves_the_watch() {
+    let tenancy = tenancy().await;
+    let response = tenancy
+        .app
+        .client
+        .get(tenancy.app.url("/api/kubernetes/clusters/dev/proxy/api/v1/namespaces?watch=true"))
+        .bearer_auth(BY_LABEL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = Vec::new();
+    let mut buffer = Vec::new();
+    let mut body = response;
+    let mut relabelled = false;
+    let deleted = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = body.chunk().await.unwrap() {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let event: Value = serde_json::from_slice(&line).unwrap();
+                let summary = format!(
+                    "{} {}",
+                    event["type"].as_str().unwrap(),
+                    event["object"]["metadata"]["name"].as_str().unwrap_or_default()
+                );
+                events.push(summary.clone());
+                if summary == "ADDED team-a-prod" && !relabelled {
+                    relabelled = true;
+                    tenancy
+                        .double
+                        .put_object("v1", "namespaces", namespace("team-a-prod", "b"));
+                }
+                if summary == "DELETED team-a-prod" {
+                    return events;
+                }
+            }
+        }
+        panic!("the watch ended: {events:?}");
+    })
+    .await
+    .expect("the relabelled namespace left the view");
+    assert_eq!(
+        deleted,
+        ["ADDED team-a-dev", "ADDED team-a-prod", "DELETED team-a-prod"]
+    );
+}
+
+#[tokio::test]
+async fn filtered_lists_page_and_speak_json_only() {
+    let tenancy = tenancy().await;
+    // Pages: the filter keeps `continue`, drops `remainingItemCount`, and a
+    // page may come back short.
+    let mut names = Vec::new();
+    let mut next = String::new();
+    for _ in 0..10 {
+        let path = format!("/api/v1/pods?limit=2&continue={next}");
+        let (status, body) = tenancy.get(BY_NAME, &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        assert!(page["metadata"].get("remainingItemCount").is_none(), "{page}");
+        for item in page["items"].as_array().unwrap() {
+            names.push(item["metadata"]["name"].as_str().unwrap().to_owned());
+        }
+        match page["metadata"]["continue"].as_str() {
+            Some(token) if !token.is_empty() => next = token.to_owned(),
+            _ => break,
+        }
+    }
+    assert_eq!(names, ["team-a-dev-api", "team-a-prod-api"]);
+
+    // Protobuf first, JSON after: JSON. Protobuf only: 406, as a Status.
+    let (status, body) = tenancy
+        .get(BY_NAME, "/api/v1/pods", Some("application/vnd.kubernetes.protobuf,application/json"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["items"].as_array().unwrap().len(), 2);
+    let (status, body) = tenancy
+        .get(BY_NAME, "/api/v1/pods", Some("application/vnd.kubernetes.protobuf"))
+        .await;
+    assert_eq!(status, 406, "{body}");
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["kind"], "Status");
+    assert_eq!(refusal["reason"], "NotAcceptable");
+    // The unfiltered admin gets what the cluster serves.
+    let (status, _) = tenancy
+        .get(ADMIN, "/api/v1/pods", Some("application/vnd.kubernetes.protobuf,application/json"))
+        .await;
+    assert_eq!(status, 200);
+
+    // Writes are not views: a tenant granted reads cannot delete.
+    let response = tenancy
+        .app
+        .client
+        .delete(tenancy.app.url("/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/team-a-dev/pods/team-a-dev-api"))
+        .bearer_auth(BY_NAME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
