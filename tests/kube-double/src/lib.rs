@@ -41,15 +41,32 @@
 //!   servers), and `/openapi/v3` with one small document per group version that
 //!   declares the `fieldValidation` parameter, which is what kubectl's validation looks
 //!   for before it trusts the server to validate.
-//! - **Objects**: the built-in types listed in [`resources`] and
+//! - **Objects**: the built-in types listed in [`resources`] (among them
+//!   coordination.k8s.io `leases`, so `kubectl describe node` finds a node's Lease
+//!   in `kube-node-lease`, a namespace created with the first object put there) and
 //!   custom resources from [`KubeDouble::register_custom_resource`]: create, get,
 //!   list (label selectors with `=`, `==`, `!=`, `in`, `notin`, `key`, `!key`; field
-//!   selectors on any field path; `limit`/`continue`), update with resourceVersion
+//!   selectors with `=`, `==` and `!=` on any field path, as `kubectl describe node`
+//!   sends them; `limit`/`continue`), update with resourceVersion
 //!   conflicts, patch (JSON patch, JSON merge patch, strategic merge patch and
 //!   server-side apply, see below), delete, deletecollection, and the `status`
 //!   subresource. One global, monotonically increasing resourceVersion; uid,
 //!   creationTimestamp and generation are set; namespaced objects need their
 //!   namespace; deleting a namespace deletes its objects at once.
+//! - **Representations** (`Accept`, negotiated as the apiserver does: the first
+//!   clause in order of preference that the double can produce wins; a missing
+//!   header or `*/*` is plain JSON; protobuf or CBOR first with JSON after is
+//!   answered in JSON; nothing producible is a 406 `NotAcceptable` `Status`):
+//!   `Table` (`as=Table;g=meta.k8s.io;v=v1` or `v1beta1`) for get, list and watch,
+//!   with the apiserver's printer columns for pods (`Name, Ready, Status, Restarts,
+//!   Age` and the wide `IP, Node, Nominated Node, Readiness Gates`), namespaces
+//!   (`Name, Status, Age`) and nodes (`Name, Status, Roles, Age, Version` and the
+//!   wide ones), the CRD default (`Name, Age`) for custom resources and
+//!   `rest.DefaultTableConvertor`'s `Name, Created At` for everything else; rows
+//!   carry `includeObject=None|Metadata|Object` (default `Metadata`); a watch sends
+//!   one-row Tables and `columnDefinitions` with its first event only.
+//!   `PartialObjectMetadataList` for lists and `PartialObjectMetadata` for get and
+//!   watch events (each on the other side is the apiserver's 406).
 //! - **Watch**: `watch=true|1` on any collection, newline-delimited JSON events
 //!   flushed one by one, replay from a `resourceVersion` (410 `Expired` when it is
 //!   older than the last 10,000 events), `timeoutSeconds`, selector transitions
@@ -70,9 +87,12 @@
 //!   present the wrong certificate, fail or answer slowly.
 //!
 //! ## What it does not emulate
-//! - No protobuf and no CBOR: every answer is JSON, whatever `Accept` says; a
-//!   `Table` asked for with `Accept: ...;as=Table` is answered with the plain list,
-//!   so kubectl prints its generic NAME/AGE columns.
+//! - No protobuf, no CBOR and no YAML output: an `Accept` that allows only those
+//!   gets 406. Built-in types other than pods, namespaces and nodes are printed with
+//!   the default `Name, Created At` columns, where kube-apiserver has a printer of
+//!   their own (a ConfigMap's `Data`, a Deployment's `Ready`...); column
+//!   descriptions are the apiserver's of recent releases. Write verbs ignore
+//!   `as=Table` and answer the plain object.
 //! - No SPDY: exec, attach and port-forward upgrade requests for `SPDY/3.1` get a 400
 //!   `Status` saying so (kubectl ≥ 1.30 uses WebSocket first and only falls back to
 //!   SPDY when the WebSocket upgrade is refused, so it reports that error rather than
@@ -97,6 +117,7 @@ mod exec;
 mod faults;
 mod handlers;
 mod logs;
+mod negotiation;
 mod patch;
 mod paths;
 mod recording;
@@ -105,6 +126,7 @@ mod selectors;
 mod server;
 mod status;
 mod store;
+mod table;
 mod tls;
 mod watch;
 

@@ -4,7 +4,8 @@
 //! `services`, `configmaps`, `secrets`, `limitranges`, `resourcequotas`, `events`,
 //! `serviceaccounts`, `persistentvolumeclaims`; apps/v1 `deployments`, `replicasets`,
 //! `statefulsets`, `daemonsets`; batch/v1 `jobs`, `cronjobs`; autoscaling/v2
-//! `horizontalpodautoscalers`; networking.k8s.io/v1 `ingresses`; and, when enabled,
+//! `horizontalpodautoscalers`; coordination.k8s.io/v1 `leases`; networking.k8s.io/v1
+//! `ingresses`; and, when enabled,
 //! metrics.k8s.io/v1beta1 `pods` (read-only `PodMetrics`). Custom resources are added
 //! at run time.
 
@@ -268,6 +269,15 @@ impl Resources {
                 true,
                 &["hpa"],
                 true,
+            ),
+            builtin(
+                "coordination.k8s.io",
+                "v1",
+                "leases",
+                "Lease",
+                true,
+                &[],
+                false,
             ),
             builtin(
                 "networking.k8s.io",

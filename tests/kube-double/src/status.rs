@@ -151,6 +151,12 @@ impl ApiError {
         )
     }
 
+    /// 406 for a representation the double cannot produce (`Accept`, or a
+    /// transformation that does not fit the request).
+    pub(crate) fn not_acceptable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_ACCEPTABLE, "NotAcceptable", message)
+    }
+
     /// 410 for a watch from a resourceVersion older than the kept history.
     pub(crate) fn expired(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::GONE, "Expired", message)

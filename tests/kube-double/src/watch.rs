@@ -7,6 +7,14 @@
 //! is older than the kept history, sends a single 410 `Expired` ERROR event as the
 //! API server does. A modification that moves an object into or out of the watch's
 //! selector is sent as ADDED or DELETED.
+//!
+//! Each event's object is written in the negotiated form ([`Output`]): as is, as a
+//! `PartialObjectMetadata`, or as a one-row `Table`. Like the apiserver's
+//! `watchEmbeddedEncoder`, a Table watch sends `columnDefinitions` with its first
+//! event only; later events carry `"columnDefinitions": null`. `ERROR` events carry
+//! their `Status` untransformed. A `PartialObjectMetadataList` watch gets the
+//! objects as they are, which is what the apiserver falls back to when that
+//! transformation of a single object fails.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -22,10 +30,12 @@ use tokio::sync::broadcast;
 use tokio::time::Sleep;
 
 use crate::handlers::QueryParams;
+use crate::negotiation::Output;
 use crate::resources::ResourceType;
 use crate::selectors::Selection;
 use crate::status::ApiError;
 use crate::store::{EventType, ResourceKey, StoreError, StoredEvent};
+use crate::table::{IncludeObject, TableOptions};
 use crate::Shared;
 
 pub(crate) fn serve(
@@ -33,7 +43,9 @@ pub(crate) fn serve(
     resource: &ResourceType,
     namespace: Option<&str>,
     query: &QueryParams,
+    output: Output,
 ) -> Result<Response, ApiError> {
+    let mut encoder = Encoder::new(resource, output, query)?;
     let selection = Selection::parse(query.get("labelSelector"), query.get("fieldSelector"))?;
     let since =
         match query.get("resourceVersion") {
@@ -65,13 +77,17 @@ pub(crate) fn serve(
         .snapshot
         .iter()
         .filter(|object| filter.selection.matches(object))
-        .map(|object| event_line(EventType::Added.as_str(), object))
+        .map(|object| encoder.line(EventType::Added, object))
         .collect();
-    pending.extend(start.replay.iter().filter_map(|event| filter.render(event)));
+    pending.extend(start.replay.iter().filter_map(|event| {
+        let event_type = filter.classify(event)?;
+        Some(encoder.line(event_type, &event.object))
+    }));
     let stream = WatchStream {
         pending,
         receiver: start.receiver,
         filter,
+        encoder,
         after: start.resource_version,
         deadline,
         finished: false,
@@ -91,6 +107,51 @@ fn event_line(event_type: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// Writes events' objects in the negotiated form.
+struct Encoder {
+    resource: ResourceType,
+    output: Output,
+    table: Option<TableOptions>,
+}
+
+impl Encoder {
+    fn new(resource: &ResourceType, output: Output, query: &QueryParams) -> Result<Self, ApiError> {
+        let table = match output {
+            Output::Table(version) => Some(TableOptions {
+                version,
+                include: IncludeObject::parse(query.get("includeObject"))?,
+                no_headers: false,
+            }),
+            _ => None,
+        };
+        Ok(Encoder {
+            resource: resource.clone(),
+            output,
+            table,
+        })
+    }
+
+    fn line(&mut self, event_type: EventType, object: &Value) -> Bytes {
+        let transformed = match (self.output, self.table.as_mut()) {
+            (Output::Table(_), Some(options)) => {
+                let mut metadata = json!({});
+                if let Some(version) = object.pointer("/metadata/resourceVersion") {
+                    metadata["resourceVersion"] = version.clone();
+                }
+                let table = crate::table::table(&self.resource, &[object], metadata, *options);
+                // The apiserver prints the column definitions once per watch.
+                options.no_headers = true;
+                table
+            }
+            (Output::PartialObjectMetadata(version), _) => {
+                crate::table::partial_object_metadata(object, version)
+            }
+            _ => object.clone(),
+        };
+        event_line(event_type.as_str(), &transformed)
+    }
+}
+
 /// Which events a watch sends.
 struct WatchFilter {
     resource: ResourceKey,
@@ -107,8 +168,8 @@ impl WatchFilter {
         namespace_fits && self.selection.matches(object)
     }
 
-    /// The line a watcher receives for a change, if any.
-    fn render(&self, event: &StoredEvent) -> Option<Bytes> {
+    /// The type of event a watcher receives for a change, if any.
+    fn classify(&self, event: &StoredEvent) -> Option<EventType> {
         if event.resource != self.resource {
             return None;
         }
@@ -128,7 +189,7 @@ impl WatchFilter {
                 }
             }
         }?;
-        Some(event_line(event_type.as_str(), &event.object))
+        Some(event_type)
     }
 }
 
@@ -136,6 +197,7 @@ struct WatchStream {
     pending: VecDeque<Bytes>,
     receiver: broadcast::Receiver<Arc<StoredEvent>>,
     filter: WatchFilter,
+    encoder: Encoder,
     /// Changes up to this resourceVersion are in `pending` already.
     after: u64,
     deadline: Option<Pin<Box<Sleep>>>,
@@ -160,7 +222,8 @@ impl WatchStream {
             };
             match received {
                 Ok(event) if event.resource_version > self.after => {
-                    if let Some(line) = self.filter.render(&event) {
+                    if let Some(event_type) = self.filter.classify(&event) {
+                        let line = self.encoder.line(event_type, &event.object);
                         return Some((Ok(line), self));
                     }
                 }
@@ -210,11 +273,8 @@ mod tests {
         json!({"metadata": {"name": "a", "namespace": namespace, "labels": {"app": app}}})
     }
 
-    fn type_of(line: Option<Bytes>) -> Option<String> {
-        line.map(|line| {
-            let event: Value = serde_json::from_slice(&line).unwrap();
-            event["type"].as_str().unwrap().to_owned()
-        })
+    fn type_of(event_type: Option<EventType>) -> Option<&'static str> {
+        event_type.map(EventType::as_str)
     }
 
     #[test]
@@ -225,28 +285,25 @@ mod tests {
             labelled("shop", "api"),
             Some(labelled("shop", "web")),
         );
-        assert_eq!(type_of(filter.render(&entering)).as_deref(), Some("ADDED"));
+        assert_eq!(type_of(filter.classify(&entering)), Some("ADDED"));
         let leaving = event(
             EventType::Modified,
             labelled("shop", "web"),
             Some(labelled("shop", "api")),
         );
-        assert_eq!(type_of(filter.render(&leaving)).as_deref(), Some("DELETED"));
+        assert_eq!(type_of(filter.classify(&leaving)), Some("DELETED"));
         let staying = event(
             EventType::Modified,
             labelled("shop", "api"),
             Some(labelled("shop", "api")),
         );
-        assert_eq!(
-            type_of(filter.render(&staying)).as_deref(),
-            Some("MODIFIED")
-        );
+        assert_eq!(type_of(filter.classify(&staying)), Some("MODIFIED"));
     }
 
     #[test]
     fn other_namespaces_are_not_sent() {
         let filter = filter();
         let elsewhere = event(EventType::Added, labelled("default", "api"), None);
-        assert!(filter.render(&elsewhere).is_none());
+        assert!(filter.classify(&elsewhere).is_none());
     }
 }

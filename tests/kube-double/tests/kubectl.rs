@@ -131,3 +131,179 @@ async fn delete_removes_a_configmap() {
     assert!(!status.success());
     assert!(stderr.contains("NotFound"), "{stderr}");
 }
+
+#[tokio::test]
+async fn get_pods_across_namespaces_prints_the_server_side_pod_table() {
+    let double = start().await;
+    let mut ready = pod("shop", "api-1", json!({"app": "api"}));
+    ready["status"]["containerStatuses"] =
+        json!([{"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}]);
+    double.put_object("v1", "pods", ready);
+    let mut waiting = pod("default", "worker-1", json!({}));
+    waiting["status"] = json!({"phase": "Pending", "containerStatuses": [
+        {"name": "app", "ready": false, "restartCount": 5, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+    ]});
+    double.put_object("v1", "pods", waiting);
+    let kubectl = Kubectl::for_double(&double);
+    let output = kubectl.run(&["get", "pods", "-A"]).await;
+    let lines: Vec<Vec<&str>> = output
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{output}"
+    );
+    assert_eq!(
+        lines[1][..5],
+        ["default", "worker-1", "0/1", "CrashLoopBackOff", "5"],
+        "{output}"
+    );
+    assert_eq!(
+        lines[2][..5],
+        ["shop", "api-1", "1/1", "Running", "0"],
+        "{output}"
+    );
+    let wide = kubectl
+        .run(&["get", "pods", "-n", "shop", "-o", "wide"])
+        .await;
+    assert!(
+        wide.lines().next().unwrap().contains("NOMINATED NODE"),
+        "{wide}"
+    );
+    let list = double
+        .requests()
+        .into_iter()
+        .find(|request| request.path == "/api/v1/pods")
+        .expect("the list request");
+    assert!(
+        list.header("accept").is_some_and(
+            |accept| accept.starts_with("application/json;as=Table;v=v1;g=meta.k8s.io")
+        ),
+        "{:?}",
+        list.header("accept")
+    );
+}
+
+#[tokio::test]
+async fn get_namespaces_prints_their_status() {
+    let double = start().await;
+    double.put_object(
+        "v1",
+        "namespaces",
+        json!({"metadata": {"name": "leaving"}, "status": {"phase": "Terminating"}}),
+    );
+    let kubectl = Kubectl::for_double(&double);
+    let output = kubectl.run(&["get", "ns"]).await;
+    let lines: Vec<Vec<&str>> = output
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "STATUS", "AGE"], "{output}");
+    assert_eq!(lines[1][..2], ["default", "Active"], "{output}");
+    assert_eq!(lines[3][..2], ["leaving", "Terminating"], "{output}");
+}
+
+#[tokio::test]
+async fn describe_node_shows_its_lease_pods_and_events() {
+    let double = start().await;
+    double.put_object(
+        "v1",
+        "nodes",
+        json!({
+            "metadata": {"name": "node-a", "labels": {"kubernetes.io/hostname": "node-a"}},
+            "spec": {"podCIDR": "10.244.0.0/24"},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                                "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "nodeInfo": {"kubeletVersion": "v1.32.0", "osImage": "Debian", "containerRuntimeVersion": "containerd://2.0.0"},
+            },
+        }),
+    );
+    double.put_object(
+        "coordination.k8s.io/v1",
+        "leases",
+        json!({"metadata": {"name": "node-a", "namespace": "kube-node-lease"},
+               "spec": {"holderIdentity": "node-a", "renewTime": "2026-01-01T00:00:00.000000Z"}}),
+    );
+    let on_node = |namespace: &str, name: &str, node: &str, phase: &str| {
+        let mut placed = pod(namespace, name, json!({}));
+        placed["spec"]["nodeName"] = json!(node);
+        placed["status"]["phase"] = json!(phase);
+        placed
+    };
+    double.put_object("v1", "pods", on_node("shop", "api-1", "node-a", "Running"));
+    double.put_object(
+        "v1",
+        "pods",
+        on_node("shop", "done-1", "node-a", "Succeeded"),
+    );
+    double.put_object(
+        "v1",
+        "pods",
+        on_node("shop", "failed-1", "node-a", "Failed"),
+    );
+    double.put_object(
+        "v1",
+        "pods",
+        on_node("shop", "elsewhere-1", "node-b", "Running"),
+    );
+    double.put_object(
+        "v1",
+        "events",
+        json!({
+            "metadata": {"name": "node-a.1", "namespace": "default"},
+            "involvedObject": {"kind": "Node", "name": "node-a", "uid": "node-a"},
+            "reason": "NodeReady", "message": "Node node-a status is now: NodeReady", "type": "Normal",
+            "source": {"component": "kubelet", "host": "node-a"}, "count": 1,
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+        }),
+    );
+    double.put_object(
+        "v1",
+        "events",
+        json!({
+            "metadata": {"name": "node-b.1", "namespace": "default"},
+            "involvedObject": {"kind": "Node", "name": "node-b", "uid": "node-b"},
+            "reason": "Rebooted", "message": "Node node-b rebooted", "type": "Warning",
+        }),
+    );
+    let kubectl = Kubectl::for_double(&double);
+    let output = kubectl.run(&["describe", "node", "node-a"]).await;
+    let field = |name: &str| {
+        output
+            .lines()
+            .find(|line| line.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{output}"))
+            .to_owned()
+    };
+    assert!(field("Name:").ends_with("node-a"), "{output}");
+    assert!(field("HolderIdentity:").ends_with("node-a"), "{output}");
+    assert!(
+        field("Non-terminated Pods:").contains("(1 in total)"),
+        "{output}"
+    );
+    assert!(output.contains("api-1"), "{output}");
+    for absent in ["done-1", "failed-1", "elsewhere-1", "Rebooted"] {
+        assert!(!output.contains(absent), "{absent} in:\n{output}");
+    }
+    assert!(output.contains("NodeReady"), "{output}");
+    let requests = double.requests();
+    let pods = requests
+        .iter()
+        .find(|request| request.path == "/api/v1/pods")
+        .expect("the pods list");
+    assert!(
+        pods.query
+            .as_deref()
+            .is_some_and(|query| query.contains("status.phase%21%3DFailed")),
+        "{:?}",
+        pods.query
+    );
+    assert!(requests.iter().any(|request| request.path
+        == "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a"));
+}

@@ -15,12 +15,17 @@ use serde_json::{json, Value};
 
 use super::QueryParams;
 use crate::logs::LogOptions;
+use crate::negotiation::{negotiate, Output};
 use crate::patch::{apply_patch, PatchError, PatchType};
 use crate::paths::ResourcePath;
 use crate::resources::{Backing, ResourceType};
 use crate::selectors::Selection;
 use crate::status::ApiError;
 use crate::store::{name_of, now, Preconditions, StoreError, WriteScope};
+use crate::table::{
+    go_type_name, partial_object_metadata, partial_object_metadata_list, table, IncludeObject,
+    TableOptions,
+};
 use crate::Shared;
 
 /// The largest request body the double reads.
@@ -64,11 +69,23 @@ pub(super) async fn serve(
     }
     let is_pods = resource.group.is_empty() && resource.plural == "pods";
     let dry_run = query.get("dryRun") == Some("All");
+    // Logs, exec and attach are streams of their own; everything else answers in
+    // the representation `Accept` negotiates (transformed only by get, list and
+    // watch).
+    let output = match path.subresource.as_deref() {
+        None | Some("status") => negotiate(
+            request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok()),
+        )?,
+        Some(_) => Output::Plain,
+    };
     match (path.name.as_deref(), path.subresource.as_deref(), method) {
         (None, None, Method::GET) if watch => {
-            crate::watch::serve(&shared, &resource, namespace, &query)
+            crate::watch::serve(&shared, &resource, namespace, &query, output)
         }
-        (None, None, Method::GET) => list(&shared, &resource, namespace, &query),
+        (None, None, Method::GET) => list(&shared, &resource, namespace, &query, output),
         (None, None, Method::POST) => {
             let object = read_object(request).await?;
             let created = shared.store.create(&resource, namespace, object, dry_run)?;
@@ -83,7 +100,8 @@ pub(super) async fn serve(
             Ok(Json(list_document(&resource, deleted, None, None)).into_response())
         }
         (Some(name), None | Some("status"), Method::GET) => {
-            Ok(Json(shared.store.get(&resource, namespace, name)?).into_response())
+            let object = shared.store.get(&resource, namespace, name)?;
+            get_as(&resource, object, &query, output)
         }
         (Some(name), scope @ (None | Some("status")), Method::PUT) => {
             let object = read_object(request).await?;
@@ -167,12 +185,61 @@ fn write_scope(subresource: Option<&str>) -> WriteScope {
     }
 }
 
+/// The Table options of a Table request (its `includeObject` checked first, as
+/// the apiserver's `optionsForTransform` does).
+fn table_options(output: Output, query: &QueryParams) -> Result<Option<TableOptions>, ApiError> {
+    match output {
+        Output::Table(version) => Ok(Some(TableOptions {
+            version,
+            include: IncludeObject::parse(query.get("includeObject"))?,
+            no_headers: false,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// One object, in the negotiated representation.
+fn get_as(
+    resource: &ResourceType,
+    object: Value,
+    query: &QueryParams,
+    output: Output,
+) -> Result<Response, ApiError> {
+    let table_options = table_options(output, query)?;
+    let body = match (output, table_options) {
+        (Output::Table(_), Some(options)) => {
+            let mut metadata = json!({});
+            if let Some(version) = object.pointer("/metadata/resourceVersion") {
+                metadata["resourceVersion"] = version.clone();
+            }
+            table(resource, &[&object], metadata, options)
+        }
+        (Output::PartialObjectMetadata(version), _) => partial_object_metadata(&object, version),
+        (Output::PartialObjectMetadataList(_), _) => {
+            return Err(ApiError::not_acceptable(format!(
+                "you requested PartialObjectMetadataList, but the requested object is not a list ({})",
+                go_type_name(resource, false)
+            )))
+        }
+        _ => object,
+    };
+    Ok(Json(body).into_response())
+}
+
 fn list(
     shared: &Shared,
     resource: &ResourceType,
     namespace: Option<&str>,
     query: &QueryParams,
+    output: Output,
 ) -> Result<Response, ApiError> {
+    let table_options = table_options(output, query)?;
+    if let Output::PartialObjectMetadata(_) = output {
+        return Err(ApiError::not_acceptable(format!(
+            "you requested PartialObjectMetadata, but the requested object is a list ({})",
+            go_type_name(resource, true)
+        )));
+    }
     let selection = Selection::parse(query.get("labelSelector"), query.get("fieldSelector"))?;
     let limit = query
         .get("limit")
@@ -191,15 +258,21 @@ fn list(
             if page.remaining > 0 {
                 metadata["remainingItemCount"] = json!(page.remaining);
             }
-            Ok::<_, ApiError>(
-                serde_json::to_vec(&ListDocument {
+            let body = match (output, table_options) {
+                (Output::Table(_), Some(options)) => {
+                    serde_json::to_vec(&table(resource, &page.items, metadata, options))
+                }
+                (Output::PartialObjectMetadataList(version), _) => serde_json::to_vec(
+                    &partial_object_metadata_list(&page.items, metadata, version),
+                ),
+                _ => serde_json::to_vec(&ListDocument {
                     api_version: resource.api_version(),
                     items: &page.items,
                     kind: resource.list_kind(),
                     metadata,
-                })
-                .expect("JSON values always serialize"),
-            )
+                }),
+            };
+            Ok::<_, ApiError>(body.expect("JSON values always serialize"))
         },
     )?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
