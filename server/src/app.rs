@@ -114,6 +114,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         &config.kubernetes.timeouts,
         config.kubernetes.streams_per_connection,
     );
+    // One namespace watch per cluster, shared by the proxy and object queries.
+    let namespaces = crate::views::NamespaceLabels::default();
     let objects = ObjectQueries::new(
         ObjectSettings {
             queries: &config.kubernetes.objects,
@@ -126,6 +128,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             policy: policy.clone(),
             upstreams: upstreams.clone(),
             metrics: metrics.clone(),
+            namespaces: namespaces.clone(),
         },
     );
     let auditor = Auditor::start(database.audit(), config.audit.clone(), metrics.clone());
@@ -141,7 +144,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         metrics: metrics.clone(),
         recording: recording.clone(),
         tickets: Tickets::default(),
-        views: crate::proxy::TenantViews::default(),
+        views: crate::proxy::TenantViews { namespaces },
         settings: ProxySettings {
             sensitive_query_params: config.audit.sensitive_query_params.clone(),
             impersonation: config.kubernetes.impersonation.clone(),

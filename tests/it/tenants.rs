@@ -15,6 +15,7 @@ use crate::kubectl::{kubectl_for, wait_for_line, Kubectl};
 const BY_NAME: &str = "tenant-a-by-name-token-0123456";
 const BY_LABEL: &str = "tenant-a-by-label-token-012345";
 const ADMIN: &str = "tenant-admin-token-0123456789ab";
+const NODES: &str = "tenant-nodes-pool-a-token-01234";
 
 const CONFIG: &str = r#"
 auth:
@@ -23,14 +24,18 @@ auth:
     - { token: tenant-a-by-name-token-0123456, subject: "user:default/alice" }
     - { token: tenant-a-by-label-token-012345, subject: "user:default/bob" }
     - { token: tenant-admin-token-0123456789ab, subject: "user:default/admin" }
+    - { token: tenant-nodes-pool-a-token-01234, subject: "user:default/carol" }
 permissions:
   rules:
     - { permission: kubernetes.clusters.read, subjects: ["*"], decision: allow }
+    - { permission: kubernetes.resources.read, subjects: ["*"], decision: allow }
     - { permission: kubernetes.proxy, subjects: ["user:default/admin"], decision: allow }
     # Discovery, which every kubectl command reads first.
     - { permission: kubernetes.proxy, subjects: ["*"], methods: [GET], paths: ["/api", "/api/v1", "/apis", "/apis/*", "/apis/*/*", "/version", "/openapi/**"], decision: allow }
     - { permission: kubernetes.proxy, subjects: ["user:default/alice"], namespaces: ["team-a-*"], verbs: [get, list, watch], decision: allow }
     - { permission: kubernetes.proxy, subjects: ["user:default/bob"], namespaceSelector: "tenant=a", verbs: [get, list, watch], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/carol"], resources: [nodes], objectSelector: "pool=a", verbs: [get, list, watch], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/carol"], namespaces: ["team-a-*"], verbs: [get, list, watch], decision: allow }
 "#;
 
 fn namespace(name: &str, tenant: &str) -> Value {
@@ -39,10 +44,22 @@ fn namespace(name: &str, tenant: &str) -> Value {
 }
 
 fn pod(namespace: &str, name: &str) -> Value {
+    pod_on(namespace, name, "node-a1")
+}
+
+fn pod_on(namespace: &str, name: &str, node: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-           "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+           "metadata": {"name": name, "namespace": namespace,
+                        "labels": {"app": name, "backstage.io/kubernetes-id": "shop"}},
+           "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.example/app:1"}]},
            "status": {"phase": "Running"}})
+}
+
+fn node(name: &str, pool: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": name, "labels": {"pool": pool}},
+           "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                      "nodeInfo": {"kubeletVersion": "v1.32.4"}}})
 }
 
 struct Tenancy {
@@ -62,11 +79,17 @@ async fn tenancy() -> Tenancy {
     config.server.tls = Some(server_tls_files(dir.path()));
     let app = spawn_with_config(config).await;
     let double = start_double().await;
-    for (name, tenant) in [("team-a-dev", "a"), ("team-a-prod", "a"), ("team-b-dev", "b")] {
+    for (name, tenant) in [
+        ("team-a-dev", "a"),
+        ("team-a-prod", "a"),
+        ("team-b-dev", "b"),
+    ] {
         double.put_object("v1", "namespaces", namespace(name, tenant));
         double.put_object("v1", "pods", pod(name, &format!("{name}-api")));
     }
     double.put_object("v1", "pods", pod("default", "default-api"));
+    double.put_object("v1", "nodes", node("node-a1", "a"));
+    double.put_object("v1", "nodes", node("node-b1", "b"));
     register(&app, double_cluster("dev", &double)).await;
     Tenancy {
         app,
@@ -83,7 +106,12 @@ impl Tenancy {
         std::fs::rename(&kubectl.kubeconfig, &kubeconfig).unwrap();
         let kubectl = Kubectl { kubeconfig };
         kubectl
-            .run(&["config", "set-credentials", "kubeportal", &format!("--token={token}")])
+            .run(&[
+                "config",
+                "set-credentials",
+                "kubeportal",
+                &format!("--token={token}"),
+            ])
             .await;
         kubectl
     }
@@ -92,7 +120,10 @@ impl Tenancy {
         let mut request = self
             .app
             .client
-            .get(self.app.url(&format!("/api/kubernetes/clusters/dev/proxy{path}")))
+            .get(
+                self.app
+                    .url(&format!("/api/kubernetes/clusters/dev/proxy{path}")),
+            )
             .bearer_auth(token);
         if let Some(accept) = accept {
             request = request.header("accept", accept);
@@ -126,12 +157,21 @@ async fn tenant_sees_only_team_a(tenancy: &Tenancy, token: &str) {
     let kubectl = tenancy.kubectl(token).await;
 
     let namespaces = kubectl.run(&["get", "ns"]).await;
-    assert_eq!(names(&namespaces), ["team-a-dev", "team-a-prod"], "{namespaces}");
+    assert_eq!(
+        names(&namespaces),
+        ["team-a-dev", "team-a-prod"],
+        "{namespaces}"
+    );
 
     let pods = kubectl.run(&["get", "pods", "-A"]).await;
-    assert_eq!(pod_names(&pods), ["team-a-dev-api", "team-a-prod-api"], "{pods}");
+    assert_eq!(
+        pod_names(&pods),
+        ["team-a-dev-api", "team-a-prod-api"],
+        "{pods}"
+    );
 
-    let json: Value = serde_json::from_str(&kubectl.run(&["get", "pods", "-A", "-o", "json"]).await).unwrap();
+    let json: Value =
+        serde_json::from_str(&kubectl.run(&["get", "pods", "-A", "-o", "json"]).await).unwrap();
     let listed: Vec<&str> = json["items"]
         .as_array()
         .unwrap()
@@ -148,7 +188,10 @@ async fn tenant_sees_only_team_a(tenancy: &Tenancy, token: &str) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("NotFound") && stderr.contains("\"team-b-dev\" not found"), "{stderr}");
+    assert!(
+        stderr.contains("NotFound") && stderr.contains("\"team-b-dev\" not found"),
+        "{stderr}"
+    );
     // Reads in a namespace the caller has no view of are forbidden, as by
     // RBAC (that says nothing of what is in it).
     let output = kubectl
@@ -159,19 +202,25 @@ async fn tenant_sees_only_team_a(tenancy: &Tenancy, token: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Forbidden"), "{stderr}");
     // Inside it, objects are read as they are.
-    let own = kubectl.run(&["get", "ns", "team-a-dev", "-o", "name"]).await;
+    let own = kubectl
+        .run(&["get", "ns", "team-a-dev", "-o", "name"])
+        .await;
     assert_eq!(own.trim(), "namespace/team-a-dev");
 
     // A watch across namespaces shows a new pod of team a, never team b's.
     let (mut watcher, mut lines) = kubectl.stream(&["get", "pods", "-A", "-w"]);
     wait_for_line(&mut lines, "team-a-prod-api").await;
     let suffix = &token[..6];
-    tenancy
-        .double
-        .put_object("v1", "pods", pod("team-b-dev", &format!("b-later-{suffix}")));
-    tenancy
-        .double
-        .put_object("v1", "pods", pod("team-a-dev", &format!("a-later-{suffix}")));
+    tenancy.double.put_object(
+        "v1",
+        "pods",
+        pod("team-b-dev", &format!("b-later-{suffix}")),
+    );
+    tenancy.double.put_object(
+        "v1",
+        "pods",
+        pod("team-a-dev", &format!("a-later-{suffix}")),
+    );
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
         let mut seen = Vec::new();
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -185,7 +234,9 @@ async fn tenant_sees_only_team_a(tenancy: &Tenancy, token: &str) {
     .await
     .expect("the new team-a pod arrived");
     assert!(
-        !seen.iter().any(|line| line.contains("team-b") || line.contains("b-later-")),
+        !seen
+            .iter()
+            .any(|line| line.contains("team-b") || line.contains("b-later-")),
         "{seen:?}"
     );
     watcher.kill().await.unwrap();
@@ -200,7 +251,13 @@ async fn a_namespace_glob_grants_a_view_for_kubectl() {
     let namespaces = admin.run(&["get", "ns"]).await;
     assert_eq!(
         names(&namespaces),
-        ["default", "kube-system", "team-a-dev", "team-a-prod", "team-b-dev"],
+        [
+            "default",
+            "kube-system",
+            "team-a-dev",
+            "team-a-prod",
+            "team-b-dev"
+        ],
         "{namespaces}"
     );
 }
@@ -217,7 +274,11 @@ async fn a_namespace_relabelled_out_of_the_grant_leaves_the_watch() {
     let response = tenancy
         .app
         .client
-        .get(tenancy.app.url("/api/kubernetes/clusters/dev/proxy/api/v1/namespaces?watch=true"))
+        .get(
+            tenancy
+                .app
+                .url("/api/kubernetes/clusters/dev/proxy/api/v1/namespaces?watch=true"),
+        )
         .bearer_auth(BY_LABEL)
         .send()
         .await
@@ -236,7 +297,9 @@ async fn a_namespace_relabelled_out_of_the_grant_leaves_the_watch() {
                 let summary = format!(
                     "{} {}",
                     event["type"].as_str().unwrap(),
-                    event["object"]["metadata"]["name"].as_str().unwrap_or_default()
+                    event["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
                 );
                 events.push(summary.clone());
                 if summary == "ADDED team-a-prod" && !relabelled {
@@ -256,7 +319,11 @@ async fn a_namespace_relabelled_out_of_the_grant_leaves_the_watch() {
     .expect("the relabelled namespace left the view");
     assert_eq!(
         deleted,
-        ["ADDED team-a-dev", "ADDED team-a-prod", "DELETED team-a-prod"]
+        [
+            "ADDED team-a-dev",
+            "ADDED team-a-prod",
+            "DELETED team-a-prod"
+        ]
     );
 }
 
@@ -272,7 +339,10 @@ async fn filtered_lists_page_and_speak_json_only() {
         let (status, body) = tenancy.get(BY_NAME, &path, None).await;
         assert_eq!(status, 200, "{body}");
         let page: Value = serde_json::from_str(&body).unwrap();
-        assert!(page["metadata"].get("remainingItemCount").is_none(), "{page}");
+        assert!(
+            page["metadata"].get("remainingItemCount").is_none(),
+            "{page}"
+        );
         for item in page["items"].as_array().unwrap() {
             names.push(item["metadata"]["name"].as_str().unwrap().to_owned());
         }
@@ -285,12 +355,26 @@ async fn filtered_lists_page_and_speak_json_only() {
 
     // Protobuf first, JSON after: JSON. Protobuf only: 406, as a Status.
     let (status, body) = tenancy
-        .get(BY_NAME, "/api/v1/pods", Some("application/vnd.kubernetes.protobuf,application/json"))
+        .get(
+            BY_NAME,
+            "/api/v1/pods",
+            Some("application/vnd.kubernetes.protobuf,application/json"),
+        )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let (status, body) = tenancy
-        .get(BY_NAME, "/api/v1/pods", Some("application/vnd.kubernetes.protobuf"))
+        .get(
+            BY_NAME,
+            "/api/v1/pods",
+            Some("application/vnd.kubernetes.protobuf"),
+        )
         .await;
     assert_eq!(status, 406, "{body}");
     let refusal: Value = serde_json::from_str(&body).unwrap();
@@ -298,7 +382,11 @@ async fn filtered_lists_page_and_speak_json_only() {
     assert_eq!(refusal["reason"], "NotAcceptable");
     // The unfiltered admin gets what the cluster serves.
     let (status, _) = tenancy
-        .get(ADMIN, "/api/v1/pods", Some("application/vnd.kubernetes.protobuf,application/json"))
+        .get(
+            ADMIN,
+            "/api/v1/pods",
+            Some("application/vnd.kubernetes.protobuf,application/json"),
+        )
         .await;
     assert_eq!(status, 200);
 
@@ -306,10 +394,89 @@ async fn filtered_lists_page_and_speak_json_only() {
     let response = tenancy
         .app
         .client
-        .delete(tenancy.app.url("/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/team-a-dev/pods/team-a-dev-api"))
+        .delete(tenancy.app.url(
+            "/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/team-a-dev/pods/team-a-dev-api",
+        ))
         .bearer_auth(BY_NAME)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn nodes_granted_by_label_for_get_and_describe() {
+    let tenancy = tenancy().await;
+    let kubectl = tenancy.kubectl(NODES).await;
+    let nodes = kubectl.run(&["get", "nodes"]).await;
+    assert_eq!(names(&nodes), ["node-a1"], "{nodes}");
+    assert!(
+        nodes.lines().next().unwrap().contains("STATUS"),
+        "a Table: {nodes}"
+    );
+    // A node outside the grant is not found (its labels are read first).
+    let output = kubectl
+        .command(&["get", "node", "node-b1"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("NotFound") && stderr.contains("\"node-b1\" not found"),
+        "{stderr}"
+    );
+    // describe reads the node, its pods across namespaces (filtered to team
+    // a's) and its lease.
+    let described = kubectl.run(&["describe", "node", "node-a1"]).await;
+    assert!(
+        described.contains("Name:") && described.contains("node-a1"),
+        "{described}"
+    );
+    assert!(described.contains("team-a-dev-api"), "{described}");
+    assert!(!described.contains("team-b-dev-api"), "{described}");
+    assert!(!described.contains("default-api"), "{described}");
+}
+
+#[tokio::test]
+async fn object_queries_apply_the_same_view() {
+    let tenancy = tenancy().await;
+    let query =
+        |token: &'static str| {
+            let app = &tenancy.app;
+            async move {
+                let response: Value = app
+                .client
+                .post(app.url("/api/kubernetes/services/shop"))
+                .bearer_auth(token)
+                .json(&json!({"entity": {"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                                         "metadata": {"name": "shop"}}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+                let mut pods: Vec<String> = response["items"][0]["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|result| result["type"] == "pods")
+                    .flat_map(|result| result["resources"].as_array().unwrap().iter())
+                    .map(|pod| pod["metadata"]["name"].as_str().unwrap().to_owned())
+                    .collect();
+                pods.sort();
+                pods
+            }
+        };
+    assert_eq!(query(BY_NAME).await, ["team-a-dev-api", "team-a-prod-api"]);
+    assert_eq!(query(BY_LABEL).await, ["team-a-dev-api", "team-a-prod-api"]);
+    assert_eq!(
+        query(ADMIN).await,
+        [
+            "default-api",
+            "team-a-dev-api",
+            "team-a-prod-api",
+            "team-b-dev-api"
+        ]
+    );
 }

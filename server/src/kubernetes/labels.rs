@@ -25,7 +25,6 @@ pub enum LabelSelectorError {
     Key(String),
 }
 
-
 pub fn validate_label_value(value: &str) -> Result<(), LabelSelectorError> {
     let bytes = value.as_bytes();
     let valid = bytes.len() <= 63
@@ -127,16 +126,18 @@ impl LabelSelector {
 
     /// Whether labels (looked up by key) satisfy every requirement.
     pub fn matches<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
-        self.requirements.iter().all(|requirement| match requirement {
-            Requirement::Exists(key) => label(key).is_some(),
-            Requirement::NotExists(key) => label(key).is_none(),
-            Requirement::In(key, values) => {
-                label(key).is_some_and(|value| values.iter().any(|wanted| wanted == value))
-            }
-            Requirement::NotIn(key, values) => {
-                label(key).is_none_or(|value| values.iter().all(|unwanted| unwanted != value))
-            }
-        })
+        self.requirements
+            .iter()
+            .all(|requirement| match requirement {
+                Requirement::Exists(key) => label(key).is_some(),
+                Requirement::NotExists(key) => label(key).is_none(),
+                Requirement::In(key, values) => {
+                    label(key).is_some_and(|value| values.iter().any(|wanted| wanted == value))
+                }
+                Requirement::NotIn(key, values) => {
+                    label(key).is_none_or(|value| values.iter().all(|unwanted| unwanted != value))
+                }
+            })
     }
 }
 
@@ -214,12 +215,18 @@ mod tests {
         assert!(!matches("capsule.clastix.io/tenant=gas", &oil));
         assert!(matches("env in (dev, prod)", &oil));
         assert!(!matches("env notin (prod)", &oil));
-        assert!(matches("tier notin (web)", &oil), "notin matches a missing key");
+        assert!(
+            matches("tier notin (web)", &oil),
+            "notin matches a missing key"
+        );
         assert!(matches("tier!=web", &oil), "!= matches a missing key");
         assert!(!matches("env!=prod", &oil));
         assert!(matches("!tier", &oil));
         assert!(!matches("!env", &oil));
         assert!(!matches("tier", &oil));
-        assert!(!matches("env=prod,tier=web", &oil), "every requirement holds");
+        assert!(
+            !matches("env=prod,tier=web", &oil),
+            "every requirement holds"
+        );
     }
 }

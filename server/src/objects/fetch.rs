@@ -3,6 +3,9 @@
 //! a deadline per cluster. A slow or failing cluster becomes error entries,
 //! never a failed response.
 
+use crate::kubernetes::KubernetesRequest;
+use crate::permissions::{Facts, Policy, ProxyTarget, Target, View};
+use crate::views::{self, Judge, NamespaceLabels, Namespaces, ObjectJudge, ObjectMeta};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,10 @@ use crate::upstream::{ClusterToken, Connector, ImpersonationConfig, Route, Upstr
 pub struct FetchContext {
     pub caller: Caller,
     pub auth: Value,
+    /// The policy, whose view of each kind (`kubernetes.proxy`) also
+    /// filters what object queries return.
+    pub policy: Arc<Policy>,
+    pub namespaces: NamespaceLabels,
     pub impersonation: Arc<ImpersonationConfig>,
     pub deadline: Duration,
     pub concurrency: usize,
@@ -167,6 +174,59 @@ impl Job {
     }
 }
 
+/// The judge of a list's items, when the caller's view of it through the
+/// proxy is partial (a tenant granted some namespaces sees only their
+/// objects here too); `None` when the view is whole or there is none (then
+/// `kubernetes.resources.read` alone decides, as it always has).
+fn view_of(
+    context: &FetchContext,
+    cluster: &str,
+    path: &str,
+    namespaces: Option<Namespaces>,
+) -> Option<ObjectJudge> {
+    let method = http::Method::GET;
+    let request =
+        KubernetesRequest::parse(&method, path, crate::kubernetes::Query::parse(None).ok()?)
+            .ok()?;
+    let namespace = match (&namespaces, request.attributes.namespace.as_deref()) {
+        (Some(namespaces), Some(namespace)) => namespaces.get(namespace),
+        _ => None,
+    };
+    let target = Target {
+        cluster: Some(cluster),
+        proxy: Some(ProxyTarget {
+            method: &method,
+            path,
+            attributes: std::borrow::Cow::Borrowed(&request.attributes),
+        }),
+        impersonation: None,
+    };
+    let facts = Facts {
+        object: None,
+        namespace_labels: namespace
+            .as_ref()
+            .map(|namespace| views::labels_of(namespace)),
+    };
+    (context.policy.view(&context.caller, &target, &facts) == View::Some).then(|| ObjectJudge {
+        policy: context.policy.clone(),
+        caller: context.caller.clone(),
+        cluster: cluster.to_owned(),
+        method: method.clone(),
+        path: path.to_owned(),
+        attributes: request.attributes.clone(),
+        namespaces,
+    })
+}
+
+fn object_meta(item: &DynamicObject) -> ObjectMeta {
+    ObjectMeta {
+        name: item.metadata.name.clone().unwrap_or_default(),
+        namespace: item.metadata.namespace.clone(),
+        uid: item.metadata.uid.clone(),
+        labels: item.metadata.labels.clone(),
+    }
+}
+
 /// Lists every type (and pod metrics) on one cluster within the deadline.
 pub async fn fetch_cluster(
     record: Arc<ClusterRecord>,
@@ -200,6 +260,11 @@ pub async fn fetch_cluster(
         });
         return objects;
     }
+    let namespaces = if context.policy.reads_namespace_labels() {
+        context.namespaces.of(&connector).await
+    } else {
+        None
+    };
     let client = kube_client(connector, &context, token);
     let namespace = selection.namespace.clone();
     let mut jobs: Vec<Job> = types
@@ -248,7 +313,12 @@ pub async fn fetch_cluster(
                 pending.remove(&index);
                 let job = &jobs[index];
                 match result {
-                    Ok(list) => {
+                    Ok(mut list) => {
+                        if let Some(judge) =
+                            view_of(&context, &record.name, &paths[index], namespaces.clone())
+                        {
+                            list.items.retain(|item| judge.visible(&object_meta(item)));
+                        }
                         // Items may omit their type (API servers do for built-in
                         // types); the list names it, as Backstage fills it in.
                         let kind = list.types.kind.strip_suffix("List").unwrap_or_default();

@@ -123,6 +123,8 @@ pub struct ObjectServices {
     pub policy: Arc<Policy>,
     pub upstreams: Upstreams,
     pub metrics: SharedMetrics,
+    /// Each cluster's namespaces, for rules that select them by label.
+    pub namespaces: crate::views::NamespaceLabels,
 }
 
 /// The configuration object queries read.
@@ -143,6 +145,7 @@ struct Queries {
     policy: Arc<Policy>,
     upstreams: Upstreams,
     metrics: SharedMetrics,
+    namespaces: crate::views::NamespaceLabels,
     results: Option<Cache<[u8; 32], Arc<ObjectsResponse>>>,
     catalog: reqwest::Client,
     catalog_url: Option<String>,
@@ -161,6 +164,7 @@ impl ObjectQueries {
             policy: services.policy,
             upstreams: services.upstreams,
             metrics: services.metrics,
+            namespaces: services.namespaces,
             results: (objects.cache_ttl_ms > 0).then(|| {
                 Cache::builder()
                     .max_capacity(10_000)
@@ -269,6 +273,8 @@ async fn run_query(
         let context = fetch::FetchContext {
             caller: caller.clone(),
             auth,
+            policy: queries.policy.clone(),
+            namespaces: queries.namespaces.clone(),
             impersonation: queries.impersonation.clone(),
             deadline: queries.deadline,
             concurrency: queries.concurrency,

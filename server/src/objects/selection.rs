@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-pub use crate::kubernetes::labels::{validate_label_selector, LabelSelectorError};
 use crate::kubernetes::labels::validate_label_value;
+pub use crate::kubernetes::labels::{validate_label_selector, LabelSelectorError};
 
 pub const LABEL_SELECTOR_ANNOTATION: &str = "backstage.io/kubernetes-label-selector";
 pub const ID_ANNOTATION: &str = "backstage.io/kubernetes-id";

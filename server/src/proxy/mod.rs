@@ -420,7 +420,10 @@ async fn forward(
     };
     if view == View::Some {
         if let Some(note) = &caller.note {
-            note.set_decision(true, Some("filtered view: only the objects the rules grant".into()));
+            note.set_decision(
+                true,
+                Some("filtered view: only the objects the rules grant".into()),
+            );
         }
     } else if let Err(denied) =
         state
@@ -429,7 +432,10 @@ async fn forward(
     {
         // A read of one object outside the caller's view of its kind is
         // answered as if it did not exist, so names do not leak.
-        if filterable && attributes.name.is_some() && outside_a_view(&state, &caller, &policy_target, &facts) {
+        if filterable
+            && attributes.name.is_some()
+            && outside_a_view(&state, &caller, &policy_target, &facts)
+        {
             return Err(not_found(attributes));
         }
         return Err(match form {
@@ -504,14 +510,29 @@ async fn forward(
         outgoing_headers_accept(&mut outgoing_headers, accept);
         if let Some(rewritten) = query
             .as_deref()
-            .and_then(|query| views::include_row_metadata(query))
+            .and_then(views::include_row_metadata)
         {
             query = Some(rewritten);
             strip_row_objects = true;
         }
         if attributes.name.is_some() && attributes.verb == "get" {
-            let judge = object_judge(&state, &caller, &record.name, &method, &target, namespaces.clone());
-            if !Box::pin(views::object_is_visible(&connector, &target.path, &outgoing_headers, credential, &judge)).await? {
+            let judge = object_judge(
+                &state,
+                &caller,
+                &record.name,
+                &method,
+                &target,
+                namespaces.clone(),
+            );
+            if !Box::pin(views::object_is_visible(
+                &connector,
+                &target.path,
+                &outgoing_headers,
+                credential,
+                &judge,
+            ))
+            .await?
+            {
                 return Err(not_found(attributes));
             }
         }

@@ -159,8 +159,8 @@ impl<J: Judge> ListFilter<J> {
                     let Some(key) = self.scan_value()? else {
                         return Ok(());
                     };
-                    self.key = serde_json::from_slice(&self.buffer[key])
-                        .map_err(|_| FilterError::Key)?;
+                    self.key =
+                        serde_json::from_slice(&self.buffer[key]).map_err(|_| FilterError::Key)?;
                     self.state = State::Colon;
                 }
                 State::Colon => {
@@ -269,7 +269,11 @@ fn keep_object(judge: &impl Judge, element: &[u8]) -> bool {
 }
 
 /// A `Table` row, if its object is shown (a row without an object is not).
-fn keep_row<'a>(judge: &impl Judge, element: &'a [u8], strip_object: bool) -> Option<Cow<'a, [u8]>> {
+fn keep_row<'a>(
+    judge: &impl Judge,
+    element: &'a [u8],
+    strip_object: bool,
+) -> Option<Cow<'a, [u8]>> {
     let row: Row = serde_json::from_slice(element).ok()?;
     let metadata = row.object.and_then(|object| object.metadata)?;
     if !judge.visible(&metadata) {
@@ -287,7 +291,11 @@ fn keep_row<'a>(judge: &impl Judge, element: &'a [u8], strip_object: bool) -> Op
 /// carries.
 fn event_object_metadata(object: &Value) -> Option<ObjectMeta> {
     let object = if object.get("kind").and_then(Value::as_str) == Some("Table") {
-        match object.get("rows").and_then(Value::as_array).map(Vec::as_slice) {
+        match object
+            .get("rows")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        {
             Some([row]) => row.get("object")?,
             _ => return None,
         }
@@ -348,13 +356,12 @@ impl<J: Judge> WatchFilter<J> {
             self.scan = ValueScan::default();
             let event = self.start..self.start + length;
             self.start += length;
-            let mut event_value: Value =
-                serde_json::from_slice(&self.buffer[event.clone()]).map_err(|_| FilterError::Event)?;
+            let mut event_value: Value = serde_json::from_slice(&self.buffer[event.clone()])
+                .map_err(|_| FilterError::Event)?;
             match self.judge_event(&mut event_value)? {
                 Sent::Unchanged => out.extend_from_slice(&self.buffer[event]),
-                Sent::Changed => {
-                    serde_json::to_writer(&mut *out, &event_value).map_err(|_| FilterError::Event)?
-                }
+                Sent::Changed => serde_json::to_writer(&mut *out, &event_value)
+                    .map_err(|_| FilterError::Event)?,
                 Sent::Not => continue,
             }
             out.push(b'\n');
@@ -439,7 +446,11 @@ enum Sent {
 fn nonempty_columns(table: &Value) -> Option<Value> {
     table
         .get("columnDefinitions")
-        .filter(|columns| columns.as_array().is_some_and(|columns| !columns.is_empty()))
+        .filter(|columns| {
+            columns
+                .as_array()
+                .is_some_and(|columns| !columns.is_empty())
+        })
         .cloned()
 }
 
@@ -499,14 +510,26 @@ mod tests {
                     .map(|item| item["metadata"]["name"].as_str().unwrap())
                     .collect();
                 assert_eq!(names, ["a1", "a2"], "pieces of {piece}");
-                assert_eq!(output["items"][0], pod("team-a-dev", "a1"), "items pass unchanged");
+                assert_eq!(
+                    output["items"][0],
+                    pod("team-a-dev", "a1"),
+                    "items pass unchanged"
+                );
                 assert_eq!(output["kind"], "PodList");
-                assert_eq!(output["metadata"], json!({"resourceVersion": "7", "continue": "next"}));
+                assert_eq!(
+                    output["metadata"],
+                    json!({"resourceVersion": "7", "continue": "next"})
+                );
             }
         }
         let empty = list(r#"{"kind":"PodList","items":[],"metadata":{}}"#, 3, false).unwrap();
         assert_eq!(empty["items"], json!([]));
-        let none_left = list(&json!({"items": [pod("team-b-dev", "b1")]}).to_string(), 5, false).unwrap();
+        let none_left = list(
+            &json!({"items": [pod("team-b-dev", "b1")]}).to_string(),
+            5,
+            false,
+        )
+        .unwrap();
         assert_eq!(none_left, json!({"items": []}));
     }
 
@@ -530,7 +553,12 @@ mod tests {
 
     #[test]
     fn broken_lists_are_cut_short() {
-        assert!(list(r#"{"items":[{"metadata":{"name":"a","namespace":"team-a-x"}}"#, 4, false).is_err());
+        assert!(list(
+            r#"{"items":[{"metadata":{"name":"a","namespace":"team-a-x"}}"#,
+            4,
+            false
+        )
+        .is_err());
         assert!(list(r#"["not", "an", "object"]"#, 4, false).is_err());
         assert!(list(r#"{"items":[1 2]}"#, 4, false).is_err());
         assert!(list(r#"{"items":[]} {}"#, 4, false).is_err());
@@ -551,7 +579,8 @@ mod tests {
 
     #[test]
     fn watches_show_objects_entering_and_leaving_the_view() {
-        let node = |pool: &str| json!({"metadata": {"name": "n1", "uid": "n1", "labels": {"pool": pool}}});
+        let node =
+            |pool: &str| json!({"metadata": {"name": "n1", "uid": "n1", "labels": {"pool": pool}}});
         let event = |kind: &str, object: Value| json!({"type": kind, "object": object});
         let events = [
             event("ADDED", pod("team-b-dev", "b1")),
@@ -572,7 +601,10 @@ mod tests {
                 .map(|event| {
                     (
                         event["type"].as_str().unwrap().to_owned(),
-                        event["object"]["metadata"]["name"].as_str().unwrap_or("-").to_owned(),
+                        event["object"]["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or("-")
+                            .to_owned(),
                     )
                 })
                 .collect();
@@ -600,11 +632,18 @@ mod tests {
                 "rows": [{"cells": [name], "object": {"metadata": {"name": name, "namespace": namespace}}}]}})
         };
         let sent = watch(
-            &[table("team-b-dev", "b1", true), table("team-a-dev", "a1", false), table("team-a-dev", "a2", false)],
+            &[
+                table("team-b-dev", "b1", true),
+                table("team-a-dev", "a1", false),
+                table("team-a-dev", "a2", false),
+            ],
             9,
         );
         assert_eq!(sent.len(), 2);
-        assert_eq!(sent[0]["object"]["columnDefinitions"], json!([{"name": "Name"}]));
+        assert_eq!(
+            sent[0]["object"]["columnDefinitions"],
+            json!([{"name": "Name"}])
+        );
         assert_eq!(sent[0]["object"]["rows"][0]["cells"], json!(["a1"]));
         assert_eq!(sent[1]["object"]["columnDefinitions"], json!([]));
     }

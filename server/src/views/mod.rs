@@ -21,9 +21,9 @@ use http_body_util::BodyExt;
 
 use crate::error::ApiError;
 use crate::identity::Caller;
-use crate::upstream::{Connector, Credential, Route};
 use crate::kubernetes::RequestAttributes;
 use crate::permissions::{Facts, Labels, ObjectFacts, Policy, ProxyTarget, Target};
+use crate::upstream::{Connector, Credential, Route};
 
 pub use filter::{Judge, ObjectMeta};
 pub use namespaces::{NamespaceLabels, Namespaces};
@@ -41,7 +41,11 @@ pub fn filterable(attributes: &RequestAttributes) -> bool {
 /// their own namespace.
 pub fn is_namespace_kind(attributes: &RequestAttributes) -> bool {
     attributes.resource.as_deref() == Some("namespaces")
-        && attributes.api_group.as_deref().unwrap_or_default().is_empty()
+        && attributes
+            .api_group
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
 }
 
 /// Judges the objects of one request for one caller.
@@ -154,10 +158,7 @@ pub async fn object_is_visible(
         "impersonate-group",
     ] {
         for value in request_headers.get_all(name) {
-            headers.append(
-                http::HeaderName::from_static(name),
-                value.clone(),
-            );
+            headers.append(http::HeaderName::from_static(name), value.clone());
         }
     }
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -178,7 +179,9 @@ pub async fn object_is_visible(
     }
     let object: filter::Object = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadGateway("the cluster's object is not JSON".into()))?;
-    Ok(object.metadata.is_some_and(|metadata| judge.visible(&metadata)))
+    Ok(object
+        .metadata
+        .is_some_and(|metadata| judge.visible(&metadata)))
 }
 
 /// The most of one object read to judge it (the API server's own limit on
