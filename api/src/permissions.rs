@@ -108,4 +108,24 @@ pub struct ExplainResponse {
     /// The canonical query the cluster would receive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canonical_query: Option<String>,
+    /// For a `get`, `list` or `watch` through the proxy: what the subject
+    /// sees. `some`: lists and watches are filtered object by object, and a
+    /// read of one object outside the grant is answered 404. Namespace
+    /// labels are not known here, so rules with a `namespaceSelector` count
+    /// as matching some namespaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<View>,
+}
+
+/// What a caller sees of a read of objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum View {
+    /// Everything the request reads.
+    All,
+    /// Only the objects the rules grant.
+    Some,
+    /// Nothing.
+    None,
 }

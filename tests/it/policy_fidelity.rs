@@ -11,7 +11,7 @@ use kubeportal_tests::{
     double_cluster, register, spawn_app, start_double, ConfigSource, TestApp, TestDb,
 };
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const POLICY: &str = r#"
 auth:
@@ -355,15 +355,44 @@ async fn a_single_object_watch_is_judged_by_its_name() {
         let outcome = call(&setup, WATCHER, Method::GET, target, &[]).await;
         assert_reached(outcome, target);
     }
+    // Pods other than api-0 are outside the watcher's view: lists and
+    // watches of them are served filtered (nothing but api-0 comes back),
+    // and a get of one is not found.
+    setup.double.put_object(
+        "v1",
+        "pods",
+        json!({"metadata": {"name": "api-1", "namespace": "default"}, "spec": {"containers": [{"name": "app", "image": "x"}]}}),
+    );
     for target in [
         "/api/v1/namespaces/default/pods?watch=true",
         "/api/v1/namespaces/default/pods?fieldSelector=metadata.name%3Dapi-1&watch=true",
         "/api/v1/namespaces/default/pods?fieldSelector=metadata.name!%3Dapi-0",
-        "/api/v1/namespaces/default/pods/api-1",
+        "/api/v1/namespaces/default/pods",
     ] {
-        let outcome = call(&setup, WATCHER, Method::GET, target, &[]).await;
-        assert_refused(outcome, StatusCode::FORBIDDEN, target);
+        let (status, body, reached) = call(&setup, WATCHER, Method::GET, target, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{target}: {body}");
+        assert!(reached, "{target}");
+        assert!(!body.contains("api-1"), "{target}: {body}");
     }
+    let outcome = call(
+        &setup,
+        WATCHER,
+        Method::GET,
+        "/api/v1/namespaces/default/pods/api-1",
+        &[],
+    )
+    .await;
+    assert_refused(outcome, StatusCode::NOT_FOUND, "a get outside the view");
+    // Writes are not views: still 403.
+    let outcome = call(
+        &setup,
+        WATCHER,
+        Method::DELETE,
+        "/api/v1/namespaces/default/pods/api-0",
+        &[],
+    )
+    .await;
+    assert_refused(outcome, StatusCode::FORBIDDEN, "a delete");
 }
 
 #[tokio::test]

@@ -540,6 +540,7 @@ export interface components {
             canonicalPath?: string | null;
             /** @description The canonical query the cluster would receive. */
             canonicalQuery?: string | null;
+            view?: null | components["schemas"]["View"];
         };
         /** @description Why a decision was made. */
         Explanation: {
@@ -642,6 +643,11 @@ export interface components {
             /** @description Pass as `?ticket=` on the upgrade request; valid once. */
             ticket: string;
         };
+        /**
+         * @description What a caller sees of a read of objects.
+         * @enum {string}
+         */
+        View: "all" | "some" | "none";
         /** @description `POST /resources/workloads/query`. */
         WorkloadsByEntityRequest: {
             auth?: Record<string, never>;

@@ -16,7 +16,16 @@ use crate::kubernetes::labels::{LabelSelector, LabelSelectorError};
 
 pub use crate::kubernetes::{Action, RequestAttributes};
 
-pub use kubeportal_api::permissions::{Decision, Explanation, Permission};
+pub use kubeportal_api::permissions::{Decision, Explanation, Permission, View};
+
+/// Whether a request is a read a view can filter: a `get`, `list` or
+/// `watch` of a resource itself (a subresource is allowed or denied whole).
+pub fn is_object_read(attributes: &RequestAttributes) -> bool {
+    attributes.is_resource_request
+        && attributes.subresource.is_none()
+        && attributes.resource.is_some()
+        && matches!(attributes.verb.as_str(), "get" | "list" | "watch")
+}
 
 /// A request to a cluster through the proxy, as the policy judges it.
 #[derive(Debug, Clone)]
@@ -275,17 +284,6 @@ pub struct ObjectFacts<'a> {
     pub namespace: Option<&'a str>,
     pub name: &'a str,
     pub labels: &'a dyn Labels,
-}
-
-/// What a caller may see of a read (get, list or watch) of objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// Everything the request reads.
-    All,
-    /// Only some objects: each is judged with [`Policy::allows_object`].
-    Some,
-    /// Nothing.
-    None,
 }
 
 const VERBS: [&str; 9] = [
@@ -1239,5 +1237,204 @@ mod tests {
             "{permission: kubernetes.proxy, subjects: ['*'], users: [x], decision: allow}"
         )
         .starts_with("users:"));
+    }
+
+    #[test]
+    fn views_follow_the_rules_in_order() {
+        let policy = rules(
+            r#"
+- { permission: kubernetes.proxy, subjects: [user:default/alice], namespaces: ["team-a-*"], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/bob], namespaces: [kube-system], decision: deny }
+- { permission: kubernetes.proxy, subjects: [user:default/bob], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/carol], namespaceSelector: "tenant=a", decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/dave], resources: [nodes], objectSelector: "pool=a", verbs: [get, list], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/erin], resources: [secrets], names: [public-*], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/erin], resources: [secrets], decision: deny }
+"#,
+        );
+        let get = Method::GET;
+        let view = |who: &str, path: &str, labels: Option<&dyn Labels>| {
+            let target = Target {
+                cluster: Some("dev"),
+                proxy: Some(proxy(&get, path, None)),
+                impersonation: None,
+            };
+            let facts = Facts {
+                object: None,
+                namespace_labels: labels,
+            };
+            policy.view(&caller(who, &[]), &target, &facts)
+        };
+        let alice = "user:default/alice";
+        assert_eq!(view(alice, "/api/v1/pods", None), View::Some);
+        assert_eq!(view(alice, "/api/v1/namespaces", None), View::Some);
+        assert_eq!(
+            view(alice, "/api/v1/namespaces/team-a-dev/pods", None),
+            View::All
+        );
+        assert_eq!(
+            view(alice, "/api/v1/namespaces/team-b-dev/pods", None),
+            View::None
+        );
+        assert_eq!(
+            view(alice, "/api/v1/nodes", None),
+            View::Some,
+            "nodes span namespaces"
+        );
+        // A deny of one namespace before an allow of everything: lists
+        // across namespaces leave that one out.
+        let bob = "user:default/bob";
+        assert_eq!(view(bob, "/api/v1/pods", None), View::Some);
+        assert_eq!(view(bob, "/api/v1/namespaces/shop/pods", None), View::All);
+        assert_eq!(
+            view(bob, "/api/v1/namespaces/kube-system/pods", None),
+            View::None
+        );
+        // Namespace labels decide once known.
+        let carol = "user:default/carol";
+        let tenant_a: std::collections::BTreeMap<String, String> =
+            [("tenant".to_owned(), "a".to_owned())].into();
+        let tenant_b: std::collections::BTreeMap<String, String> =
+            [("tenant".to_owned(), "b".to_owned())].into();
+        assert_eq!(
+            view(carol, "/api/v1/namespaces/x/pods", Some(&tenant_a)),
+            View::All
+        );
+        assert_eq!(
+            view(carol, "/api/v1/namespaces/x/pods", Some(&tenant_b)),
+            View::None
+        );
+        assert_eq!(
+            view(carol, "/api/v1/namespaces/x/pods", None),
+            View::Some,
+            "unknown labels"
+        );
+        assert_eq!(view(carol, "/api/v1/pods", None), View::Some);
+        // Objects by label: every read is partial until the object is seen.
+        let dave = "user:default/dave";
+        assert_eq!(view(dave, "/api/v1/nodes", None), View::Some);
+        assert_eq!(view(dave, "/api/v1/nodes/n1", None), View::Some);
+        assert_eq!(view(dave, "/api/v1/namespaces/x/pods", None), View::None);
+
+        // Each object, judged with its own namespace, name and labels.
+        let object = |who: &str,
+                      path: &str,
+                      namespace: Option<&str>,
+                      name: &str,
+                      labels: &std::collections::BTreeMap<String, String>,
+                      namespace_labels: Option<&dyn Labels>| {
+            let target = Target {
+                cluster: Some("dev"),
+                proxy: Some(proxy(&get, path, None)),
+                impersonation: None,
+            };
+            let facts = Facts {
+                object: Some(ObjectFacts {
+                    namespace,
+                    name,
+                    labels,
+                }),
+                namespace_labels,
+            };
+            policy.allows_object(&caller(who, &[]), &target, &facts)
+        };
+        let none = std::collections::BTreeMap::new();
+        let pool_a: std::collections::BTreeMap<String, String> =
+            [("pool".to_owned(), "a".to_owned())].into();
+        assert!(object(
+            alice,
+            "/api/v1/pods",
+            Some("team-a-dev"),
+            "p",
+            &none,
+            None
+        ));
+        assert!(!object(
+            alice,
+            "/api/v1/pods",
+            Some("team-b-dev"),
+            "p",
+            &none,
+            None
+        ));
+        assert!(!object(alice, "/api/v1/nodes", None, "n1", &none, None));
+        assert!(object(bob, "/api/v1/pods", Some("shop"), "p", &none, None));
+        assert!(!object(
+            bob,
+            "/api/v1/pods",
+            Some("kube-system"),
+            "p",
+            &none,
+            None
+        ));
+        assert!(object(
+            carol,
+            "/api/v1/pods",
+            Some("x"),
+            "p",
+            &none,
+            Some(&tenant_a)
+        ));
+        assert!(!object(
+            carol,
+            "/api/v1/pods",
+            Some("x"),
+            "p",
+            &none,
+            Some(&tenant_b)
+        ));
+        assert!(
+            !object(carol, "/api/v1/pods", Some("x"), "p", &none, None),
+            "unknown labels grant nothing"
+        );
+        assert!(object(dave, "/api/v1/nodes", None, "n1", &pool_a, None));
+        assert!(!object(dave, "/api/v1/nodes", None, "n2", &none, None));
+        let erin = "user:default/erin";
+        assert_eq!(view(erin, "/api/v1/namespaces/x/secrets", None), View::Some);
+        assert!(object(
+            erin,
+            "/api/v1/namespaces/x/secrets",
+            Some("x"),
+            "public-key",
+            &none,
+            None
+        ));
+        assert!(!object(
+            erin,
+            "/api/v1/namespaces/x/secrets",
+            Some("x"),
+            "db-password",
+            &none,
+            None
+        ));
+
+        // Writes are decided whole: a label grant needs the labels, and a
+        // spanning write meets a deny rule.
+        let delete = Method::DELETE;
+        let write = |who: &str, path: &'static str, labels: Option<&dyn Labels>| {
+            let target = Target {
+                cluster: Some("dev"),
+                proxy: Some(proxy(&delete, path, None)),
+                impersonation: None,
+            };
+            let facts = Facts {
+                object: None,
+                namespace_labels: labels,
+            };
+            policy
+                .check_with(&caller(who, &[]), Permission::Proxy, &target, &facts)
+                .is_ok()
+        };
+        assert!(write(carol, "/api/v1/namespaces/x/pods/p", Some(&tenant_a)));
+        assert!(!write(
+            carol,
+            "/api/v1/namespaces/x/pods/p",
+            Some(&tenant_b)
+        ));
+        assert!(!write(carol, "/api/v1/namespaces/x/pods/p", None));
+        assert!(
+            !write(bob, "/api/v1/pods", None),
+            "a deletecollection across namespaces"
+        );
     }
 }

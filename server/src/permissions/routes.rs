@@ -91,8 +91,15 @@ async fn explain(
         proxy,
         impersonation,
     };
+    let view = target
+        .as_ref()
+        .filter(|target| {
+            request.permission == Permission::Proxy && super::is_object_read(&target.attributes)
+        })
+        .map(|_| policy.view(&subject, &policy_target, &Default::default()));
     Ok(Json(ExplainResponse {
         explanation: policy.explain(&subject, request.permission, &policy_target),
+        view,
         attributes: target.as_ref().map(|target| target.attributes.clone()),
         canonical_path: target.as_ref().map(|target| target.path.clone()),
         canonical_query: target.as_ref().and_then(|target| target.query_string()),

@@ -413,11 +413,28 @@ async fn forward(
             .map(|namespace| views::labels_of(namespace)),
     };
     let filterable = !upgrade && views::filterable(attributes);
-    let view = if filterable {
+    let mut view = if filterable {
         state.policy.view(&caller, &policy_target, &facts)
     } else {
         View::All
     };
+    // One object outside the caller's view of its kind is, to them, not
+    // there: a get is 404, and a list or watch of it by name (kubectl's
+    // `get NAME -w`) is served filtered, so it comes back empty, as for an
+    // object that does not exist.
+    let outside = view == View::None
+        && filterable
+        && attributes.name.is_some()
+        && outside_a_view(&state, &caller, &policy_target, &facts);
+    if outside && attributes.verb == "get" {
+        if let Some(note) = &caller.note {
+            note.set_decision(false, Some("outside the caller's view: not found".into()));
+        }
+        return Err(not_found(attributes));
+    }
+    if outside {
+        view = View::Some;
+    }
     if view == View::Some {
         if let Some(note) = &caller.note {
             note.set_decision(
@@ -430,14 +447,6 @@ async fn forward(
             .policy
             .check_with(&caller, Permission::Proxy, &policy_target, &facts)
     {
-        // A read of one object outside the caller's view of its kind is
-        // answered as if it did not exist, so names do not leak.
-        if filterable
-            && attributes.name.is_some()
-            && outside_a_view(&state, &caller, &policy_target, &facts)
-        {
-            return Err(not_found(attributes));
-        }
         return Err(match form {
             Form::Header => denied,
             Form::Path => worded_as_the_api_server(&state, &caller, &policy_target, denied),
@@ -508,10 +517,7 @@ async fn forward(
             )
         })?;
         outgoing_headers_accept(&mut outgoing_headers, accept);
-        if let Some(rewritten) = query
-            .as_deref()
-            .and_then(views::include_row_metadata)
-        {
+        if let Some(rewritten) = query.as_deref().and_then(views::include_row_metadata) {
             query = Some(rewritten);
             strip_row_objects = true;
         }

@@ -28,14 +28,7 @@ use crate::upstream::{Connector, Credential, Route};
 pub use filter::{Judge, ObjectMeta};
 pub use namespaces::{NamespaceLabels, Namespaces};
 
-/// Whether a request is a read a view can filter: a `get`, `list` or
-/// `watch` of a resource itself (a subresource is allowed or denied whole).
-pub fn filterable(attributes: &RequestAttributes) -> bool {
-    attributes.is_resource_request
-        && attributes.subresource.is_none()
-        && attributes.resource.is_some()
-        && matches!(attributes.verb.as_str(), "get" | "list" | "watch")
-}
+pub use crate::permissions::is_object_read as filterable;
 
 /// Whether the resource is `namespaces` (core group), whose objects are
 /// their own namespace.
