@@ -595,7 +595,11 @@ async fn forward(
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim_start().starts_with("application/json"));
+        .is_some_and(|value| value.trim_start().starts_with("application/json"))
+        && parts
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_none_or(|encoding| encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
     if view == View::Some && matches!(attributes.verb.as_str(), "list" | "watch") {
         if !parts.status.is_success() {
             // The cluster's own error (a Status) goes back as it is.
