@@ -353,6 +353,46 @@ async fn filtered_lists_page_and_speak_json_only() {
     }
     assert_eq!(names, ["team-a-dev-api", "team-a-prod-api"]);
 
+    // Metadata-only lists, and Tables without their rows' objects, are
+    // filtered too.
+    let (status, body) = tenancy
+        .get(
+            BY_NAME,
+            "/api/v1/pods",
+            Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let metadata: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(metadata["kind"], "PartialObjectMetadataList");
+    let listed: Vec<&str> = metadata["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["team-a-dev-api", "team-a-prod-api"]);
+    let (status, body) = tenancy
+        .get(
+            BY_NAME,
+            "/api/v1/pods?includeObject=None",
+            Some("application/json;as=Table;g=meta.k8s.io;v=v1"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let table: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(table["kind"], "Table");
+    let rows = table["rows"].as_array().unwrap();
+    let cells: Vec<&str> = rows
+        .iter()
+        .map(|row| row["cells"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(cells, ["team-a-dev-api", "team-a-prod-api"]);
+    assert!(
+        rows.iter().all(|row| row.get("object").is_none()),
+        "{table}"
+    );
+
     // Protobuf first, JSON after: JSON. Protobuf only: 406, as a Status.
     let (status, body) = tenancy
         .get(
