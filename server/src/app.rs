@@ -159,6 +159,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
                     .and_then(|tls| tls.ca_file.clone()),
                 listen: config.server.listen.clone(),
             },
+            fleet_deadline: std::time::Duration::from_millis(
+                config.kubernetes.objects.cluster_timeout_ms,
+            ),
         },
     });
     Ok(AppState::new(Services {

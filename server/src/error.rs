@@ -216,7 +216,7 @@ pub fn is_path_form_proxy(path: &str) -> bool {
         (
             Some("api"),
             Some("kubernetes"),
-            Some("clusters"),
+            Some("clusters" | "fleet"),
             Some(_),
             Some("proxy")
         )

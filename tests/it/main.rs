@@ -5,6 +5,7 @@
 
 mod browser_exec;
 mod faults;
+mod fleet;
 mod hostile;
 mod identity;
 mod kubectl;

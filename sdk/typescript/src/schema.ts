@@ -116,6 +116,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/kubernetes/fleet/{clusterGlob}/kubeconfig": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A kubeconfig for the fleet view over every cluster matching the glob. */
+        get: operations["fleet_kubeconfig"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/kubernetes/fleet/{clusterGlob}/proxy/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The fleet view: one list or watch across every cluster whose name
+         *     matches `clusterGlob` that the caller may read. Lists merge every
+         *     cluster's items (a `Table` gets a leading `Cluster` column), each
+         *     annotated `kubeportal.io/cluster`, with a `clusters` stanza of
+         *     per-cluster status and a `Warning` header per failed cluster;
+         *     `continue` and `resourceVersion` are opaque composites of every
+         *     cluster's own. Watches merge every cluster's events, each object's
+         *     `resourceVersion` the composite to resume from. Discovery (`/api`,
+         *     `/apis`, `/version`, …) is answered by one cluster of the fleet; any
+         *     other request is 405.
+         */
+        get: operations["fleet_doc"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/kubernetes/permissions/explain": {
         parameters: {
             query?: never;
@@ -1339,6 +1384,117 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    fleet_kubeconfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Cluster names, with `*` and `?` wildcards, e.g. `prod-*` */
+                clusterGlob: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A kubeconfig (YAML) whose server is the fleet view; set your portal token with `kubectl config set-credentials kubeportal --token=…` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": Record<string, never>;
+                };
+            };
+            /** @description Invalid glob */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.clusters.read denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    fleet_doc: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Cluster names, with `*` and `?` wildcards (case-insensitive), e.g. `prod-*` */
+                clusterGlob: string;
+                /** @description The Kubernetes API path of a list or watch, e.g. api/v1/pods */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The merged list, or the merged watch stream (newline-delimited events) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Invalid glob, path, or composite continue/resourceVersion */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description Not a list, watch or discovery request */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description Only protobuf or CBOR accepted; the fleet view serves JSON */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
                 };
             };
         };

@@ -150,6 +150,11 @@ impl Query {
         first
     }
 
+    /// Appends a parameter.
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.pairs.push((name.to_owned(), value.to_owned()));
+    }
+
     /// Reads the boolean `name` as the API server does and rewrites it to its
     /// one canonical spelling (a single `name=true` or `name=false` where the
     /// first one stood), so that every API server version reads what was judged.

@@ -60,6 +60,25 @@ pub async fn kubeconfig(
         .resolve(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no cluster named {name}")))?;
+    let name = record.name.clone();
+    document(
+        &state,
+        &uri,
+        &headers,
+        &name,
+        &format!("/api/kubernetes/clusters/{name}/proxy"),
+    )
+}
+
+/// A kubeconfig with one cluster, context and credential-less user
+/// `kubeportal`, whose server is `server_path` on kubeportal.
+pub(super) fn document(
+    state: &ProxyState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    name: &str,
+    server_path: &str,
+) -> Result<Response, ApiError> {
     let address = &state.settings.address;
     let base = match &address.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
@@ -89,14 +108,14 @@ pub async fn kubeconfig(
         Some(ca_file) => Some(STANDARD.encode(std::fs::read(ca_file).map_err(ApiError::internal)?)),
         None => None,
     };
-    let name = record.name.clone();
+    let name = name.to_owned();
     let document = Kubeconfig {
         api_version: Some("v1".into()),
         kind: Some("Config".into()),
         clusters: vec![NamedCluster {
             name: name.clone(),
             cluster: Some(Cluster {
-                server: Some(format!("{base}/api/kubernetes/clusters/{name}/proxy")),
+                server: Some(format!("{base}{server_path}")),
                 certificate_authority_data,
                 ..Cluster::default()
             }),

@@ -7,6 +7,7 @@
 //! for kubectl and other standard clients. The policy is checked before any
 //! byte goes upstream. Bodies are never buffered whole.
 
+mod fleet;
 mod headers;
 mod kubeconfig;
 mod reviews;
@@ -73,6 +74,9 @@ pub struct ProxySettings {
     pub timeouts: UpstreamTimeouts,
     /// How clients reach kubeportal, for the kubeconfigs it generates.
     pub address: PublicAddress,
+    /// How long the fleet view waits for each cluster's list
+    /// (`kubernetes.objects.clusterTimeoutMs`).
+    pub fleet_deadline: std::time::Duration,
 }
 
 /// The proxy's handlers' state; it dereferences to [`ProxyServices`], and a
@@ -118,6 +122,18 @@ where
             "/api/kubernetes/clusters/{name}/proxy/{*path}",
             any(path_form),
         )
+        .route(
+            "/api/kubernetes/fleet/{clusterGlob}/proxy",
+            any(fleet::fleet_proxy),
+        )
+        .route(
+            "/api/kubernetes/fleet/{clusterGlob}/proxy/",
+            any(fleet::fleet_proxy),
+        )
+        .route(
+            "/api/kubernetes/fleet/{clusterGlob}/proxy/{*path}",
+            any(fleet::fleet_proxy),
+        )
 }
 
 /// The kubeconfig route (documented through its annotation).
@@ -130,12 +146,13 @@ where
     OpenApiRouter::new()
         .routes(routes!(kubeconfig::kubeconfig))
         .routes(routes!(tickets::issue_ticket))
+        .routes(routes!(fleet::fleet_kubeconfig))
 }
 
 /// The proxy routes' OpenAPI description; they are not routed through
 /// utoipa because they accept every method.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(docs::header_form_doc, docs::path_form_doc))]
+#[openapi(paths(docs::header_form_doc, docs::path_form_doc, docs::fleet_doc))]
 pub struct ProxyDocs;
 
 async fn header_form(
@@ -877,6 +894,33 @@ mod docs {
         ))]
     #[allow(dead_code)]
     pub fn header_form_doc() {}
+
+    /// The fleet view: one list or watch across every cluster whose name
+    /// matches `clusterGlob` that the caller may read. Lists merge every
+    /// cluster's items (a `Table` gets a leading `Cluster` column), each
+    /// annotated `kubeportal.io/cluster`, with a `clusters` stanza of
+    /// per-cluster status and a `Warning` header per failed cluster;
+    /// `continue` and `resourceVersion` are opaque composites of every
+    /// cluster's own. Watches merge every cluster's events, each object's
+    /// `resourceVersion` the composite to resume from. Discovery (`/api`,
+    /// `/apis`, `/version`, …) is answered by one cluster of the fleet; any
+    /// other request is 405.
+    #[utoipa::path(get, path = "/api/kubernetes/fleet/{clusterGlob}/proxy/{path}", tag = "proxy",
+        params(
+            ("clusterGlob" = String, Path, description = "Cluster names, with `*` and `?` wildcards (case-insensitive), e.g. `prod-*`"),
+            ("path" = String, Path, description = "The Kubernetes API path of a list or watch, e.g. api/v1/pods", allow_reserved),
+        ),
+        security(("bearer" = [])),
+        responses(
+            (status = 200, description = "The merged list, or the merged watch stream (newline-delimited events)", content(
+                (serde_json::Value = "application/json"))),
+            (status = 400, description = "Invalid glob, path, or composite continue/resourceVersion", body = KubernetesStatus),
+            (status = 401, description = "No valid identity", body = KubernetesStatus),
+            (status = 405, description = "Not a list, watch or discovery request", body = KubernetesStatus),
+            (status = 406, description = "Only protobuf or CBOR accepted; the fleet view serves JSON", body = KubernetesStatus),
+        ))]
+    #[allow(dead_code)]
+    pub fn fleet_doc() {}
 
     /// Proxies any Kubernetes API request to the named cluster; point a
     /// kubeconfig's `server` here to use kubectl. Errors kubeportal itself

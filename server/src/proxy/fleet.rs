@@ -1,0 +1,848 @@
+//! The fleet view: one list and one watch across every cluster whose name
+//! matches a glob, read-only, for kubectl and the SDKs.
+//!
+//! `GET /api/kubernetes/fleet/{clusterGlob}/proxy/<kubernetes path>` serves
+//! lists and watches of a resource, and the discovery kubectl reads first
+//! (from one of the clusters). Each cluster is asked with its own credential
+//! under the caller's policy; a cluster the caller may not read is left out
+//! as if it did not exist.
+//!
+//! - A list merges every cluster's items into one list of the kind asked for
+//!   (a `Table` gets a leading `Cluster` column); each item carries its
+//!   cluster in the `kubeportal.io/cluster` annotation. A cluster that fails
+//!   or misses the deadline is reported in a `Warning` header and in the
+//!   list's `clusters` stanza, never failing the whole list. `continue` and
+//!   `resourceVersion` are opaque composites of every cluster's own.
+//! - A watch merges every cluster's events as they come, each tagged with
+//!   its cluster; every object's `resourceVersion` is the composite of every
+//!   cluster's position after that event, so a client that resumes from it
+//!   misses nothing on any cluster. A cluster whose stream ends is watched
+//!   again from its last position, with backoff; the others keep flowing.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use globset::{GlobBuilder, GlobMatcher};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use super::{authenticated, read_target, ProxyState};
+use crate::clusters::ClusterRecord;
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::kubernetes::KubernetesRequest;
+use crate::permissions::{Facts, ProxyTarget, Target, View};
+use crate::upstream::{Connector, Credential, Route};
+use crate::views;
+
+/// The annotation naming an item's cluster.
+pub const CLUSTER_ANNOTATION: &str = "kubeportal.io/cluster";
+const FLEET_PREFIX: &str = "/api/kubernetes/fleet/";
+/// Clusters asked at once.
+const FAN_OUT: usize = 16;
+/// The most of one cluster's list held while merging.
+const LIST_LIMIT: usize = 256 * 1024 * 1024;
+
+/// A cluster glob as the route gives it: cluster-name characters and `*`,
+/// `?`; matched without regard to case, as names are.
+fn cluster_glob(text: &str) -> Result<GlobMatcher, ApiError> {
+    // Clients escape the wildcards in a path (Go writes `*` as `%2A`).
+    let text = &percent_decoded(text)
+        .ok_or_else(|| ApiError::Input("clusterGlob: not a valid path segment".into()))?;
+    let valid = !text.is_empty()
+        && text.len() <= 253
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '?'));
+    if !valid {
+        return Err(ApiError::Input(
+            "clusterGlob: cluster-name characters and the wildcards * and ? only".into(),
+        ));
+    }
+    GlobBuilder::new(text)
+        .case_insensitive(true)
+        .literal_separator(true)
+        .build()
+        .map(|glob| glob.compile_matcher())
+        .map_err(|error| ApiError::Input(format!("clusterGlob: {error}")))
+}
+
+/// A path segment with its `%XX` escapes decoded; `None` for a bad escape or
+/// a result that is not UTF-8.
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = segment.get(index + 1..index + 3)?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// The composite of every cluster's position (`resourceVersion` or
+/// `continue`): base64url of a JSON object, cluster name to position.
+fn encode_positions(positions: &BTreeMap<String, String>) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(positions).expect("a map serializes"))
+}
+
+fn decode_positions(text: &str, what: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::Input(format!(
+                "{what}: not a fleet {what} (pass back the value kubeportal gave)"
+            ))
+        })
+}
+
+/// The clusters of the fleet the caller may read, by name, with their view.
+async fn members(
+    state: &ProxyState,
+    caller: &Caller,
+    glob: &GlobMatcher,
+    method: &Method,
+    target: &KubernetesRequest,
+) -> Result<Vec<(Arc<ClusterRecord>, View)>, ApiError> {
+    let mut records = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .registry
+            .list(cursor.as_deref(), Some(crate::clusters::MAX_PAGE))
+            .await?;
+        records.extend(
+            page.items
+                .into_iter()
+                .filter(|record| glob.is_match(&record.name)),
+        );
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let members = records
+        .into_iter()
+        .filter_map(|record| {
+            let policy_target = Target {
+                cluster: Some(&record.name),
+                proxy: Some(ProxyTarget {
+                    method,
+                    path: &target.path,
+                    attributes: std::borrow::Cow::Borrowed(&target.attributes),
+                }),
+                impersonation: None,
+            };
+            let view = if views::filterable(&target.attributes) {
+                state.policy.view(caller, &policy_target, &Facts::default())
+            } else if state
+                .policy
+                .check(
+                    caller,
+                    crate::permissions::Permission::Proxy,
+                    &policy_target,
+                )
+                .is_ok()
+            {
+                View::All
+            } else {
+                View::None
+            };
+            (view != View::None).then(|| (Arc::new(record), view))
+        })
+        .collect();
+    Ok(members)
+}
+
+/// `ANY /api/kubernetes/fleet/{clusterGlob}/proxy/<path>`.
+pub(super) async fn fleet_proxy(
+    State(state): State<ProxyState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let after = &request.uri().path()[FLEET_PREFIX.len()..];
+    let (glob_text, rest) = after
+        .split_once("/proxy")
+        .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
+    let (glob_text, rest) = (glob_text.to_owned(), rest.to_owned());
+    let caller = authenticated(
+        &state,
+        Request::from_parts(request_parts(&request), Body::empty()),
+    )
+    .await?;
+    let glob = cluster_glob(&glob_text)?;
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::MethodNotAllowed(
+            "the fleet view is read-only: it serves lists and watches (and discovery)".into(),
+        ));
+    }
+    let method = Method::GET;
+    let (target, _) = read_target(&method, &rest, request.uri().query())?;
+    let attributes = &target.attributes;
+    if !attributes.is_resource_request {
+        // Discovery: from the first cluster of the fleet the caller may read.
+        let members = members(&state, &caller, &glob, &method, &target).await?;
+        let Some((first, _)) = members.first() else {
+            return Err(ApiError::NotFound(format!(
+                "no cluster matching {glob_text} is readable"
+            )));
+        };
+        let name = first.name.clone();
+        return Box::pin(super::forward(
+            state,
+            &name,
+            &rest,
+            request,
+            super::Form::Path,
+        ))
+        .await;
+    }
+    if !views::filterable(attributes) || !matches!(attributes.verb.as_str(), "list" | "watch") {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "the fleet view serves only lists and watches, not {}",
+            if attributes.verb.is_empty() {
+                "this request"
+            } else {
+                attributes.verb.as_str()
+            }
+        )));
+    }
+    let accept = views::json_accept(request.headers()).map_err(|_| {
+        ApiError::NotAcceptable("the fleet view serves JSON only: accept application/json".into())
+    })?;
+    let members = members(&state, &caller, &glob, &method, &target).await?;
+    if let Some(note) = &caller.note {
+        note.set_request(
+            &target.path,
+            target
+                .query
+                .encode_masked(&state.settings.sensitive_query_params),
+            &attributes.verb,
+        );
+        note.set_decision(
+            true,
+            Some(format!("fleet view over {} clusters", members.len())),
+        );
+    }
+    let fleet = Fleet {
+        state: state.clone(),
+        caller,
+        target: Arc::new(target),
+        accept,
+    };
+    if fleet.target.attributes.verb == "watch" {
+        fleet.watch(members).await
+    } else {
+        fleet.list(members).await
+    }
+}
+
+fn request_parts(request: &Request) -> http::request::Parts {
+    let mut builder = http::Request::builder()
+        .method(request.method().clone())
+        .uri(request.uri().clone());
+    for (name, value) in request.headers() {
+        builder = builder.header(name, value);
+    }
+    let (mut parts, ()) = builder
+        .body(())
+        .expect("copied parts are valid")
+        .into_parts();
+    if let Some(note) = request.extensions().get::<crate::context::AuditNote>() {
+        parts.extensions.insert(note.clone());
+    }
+    parts
+}
+
+struct Fleet {
+    state: ProxyState,
+    caller: Caller,
+    target: Arc<KubernetesRequest>,
+    accept: HeaderValue,
+}
+
+/// One cluster's answer to a list.
+enum Answer {
+    List(Value),
+    Failed { status: u16, message: String },
+}
+
+impl Fleet {
+    /// The query for one cluster: the caller's, with that cluster's own
+    /// `continue` and `resourceVersion` in place of the composites.
+    fn query_for(
+        &self,
+        cluster: &str,
+        continues: Option<&BTreeMap<String, String>>,
+        versions: Option<&BTreeMap<String, String>>,
+    ) -> Option<String> {
+        let mut query = self.target.query.clone();
+        query.take("continue");
+        query.take("resourceVersion");
+        if let Some(position) = continues.and_then(|positions| positions.get(cluster)) {
+            query.push("continue", position);
+        }
+        if let Some(version) = versions.and_then(|versions| versions.get(cluster)) {
+            query.push("resourceVersion", version);
+        }
+        query.encode()
+    }
+
+    async fn request(
+        &self,
+        record: &ClusterRecord,
+        query: Option<String>,
+        route: Route,
+        timeout: Duration,
+    ) -> Result<
+        (
+            http::Response<hyper::body::Incoming>,
+            Option<crate::upstream::StreamLease>,
+            Arc<Connector>,
+        ),
+        (u16, String),
+    > {
+        let failed = |error: &dyn std::fmt::Display| (502, error.to_string());
+        let connector = self
+            .state
+            .upstreams
+            .connector(record)
+            .map_err(|error| failed(&error))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, self.accept.clone());
+        let credential: Credential = connector
+            .authorize(
+                &mut headers,
+                &self.caller,
+                None,
+                &self.state.settings.impersonation,
+            )
+            .map_err(|error| failed(&error))?;
+        let uri = connector
+            .uri(&self.target.path, query.as_deref())
+            .map_err(|error| failed(&error))?;
+        let mut request = http::Request::get(uri)
+            .body(Body::empty())
+            .map_err(|error| failed(&error))?;
+        *request.headers_mut() = headers;
+        let (response, lease) = connector
+            .send_within(request, route, credential, timeout)
+            .await
+            .map_err(|error| match error {
+                crate::upstream::UpstreamError::Timeout { .. } => (504, error.to_string()),
+                error => failed(&error),
+            })?;
+        Ok((response, lease, connector))
+    }
+
+    fn judge(
+        &self,
+        record: &ClusterRecord,
+        namespaces: Option<views::Namespaces>,
+    ) -> views::ObjectJudge {
+        views::ObjectJudge {
+            policy: self.state.policy.clone(),
+            caller: self.caller.clone(),
+            cluster: record.name.clone(),
+            method: Method::GET,
+            path: self.target.path.clone(),
+            attributes: self.target.attributes.clone(),
+            namespaces,
+        }
+    }
+
+    /// One cluster's list, filtered to the caller's view, within the deadline.
+    async fn list_one(
+        &self,
+        record: &ClusterRecord,
+        view: View,
+        continues: Option<&BTreeMap<String, String>>,
+    ) -> Answer {
+        let deadline = self.state.settings.fleet_deadline;
+        let query = self.query_for(&record.name, continues, None);
+        let read = async {
+            let (response, _lease, connector) =
+                self.request(record, query, Route::Shared, deadline).await?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), LIST_LIMIT)
+                .collect()
+                .await
+                .map_err(|error| (502, format!("reading the list: {error}")))?
+                .to_bytes();
+            if !status.is_success() {
+                let message = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|status| status["message"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| format!("answered {status}"));
+                return Ok(Answer::Failed {
+                    status: status.as_u16(),
+                    message,
+                });
+            }
+            let body = if view == View::Some {
+                let namespaces = if self.state.policy.reads_namespace_labels() {
+                    self.state.views.namespaces.of(&connector).await
+                } else {
+                    None
+                };
+                let mut filter =
+                    views::filter::ListFilter::new(self.judge(record, namespaces), false);
+                let mut out = Vec::with_capacity(body.len());
+                filter
+                    .feed(&body, &mut out)
+                    .map_err(|error| (502, error.to_string()))?;
+                filter.finish().map_err(|error| (502, error.to_string()))?;
+                Bytes::from(out)
+            } else {
+                body
+            };
+            serde_json::from_slice(&body)
+                .map(Answer::List)
+                .map_err(|_| (502, "the answer is not JSON".to_owned()))
+        };
+        match tokio::time::timeout(deadline, read).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err((status, message))) => Answer::Failed { status, message },
+            Err(_) => Answer::Failed {
+                status: 504,
+                message: format!("did not answer within {:.1} s", deadline.as_secs_f64()),
+            },
+        }
+    }
+
+    async fn list(self, members: Vec<(Arc<ClusterRecord>, View)>) -> Result<Response, ApiError> {
+        let continues = self
+            .target
+            .query
+            .first("continue")
+            .filter(|token| !token.is_empty())
+            .map(|token| decode_positions(token, "continue"))
+            .transpose()?;
+        // On a continued list, only the clusters with more to give are asked.
+        let asked: Vec<_> = members
+            .into_iter()
+            .filter(|(record, _)| {
+                continues
+                    .as_ref()
+                    .is_none_or(|positions| positions.contains_key(&record.name))
+            })
+            .collect();
+        let answers: Vec<(Arc<ClusterRecord>, Answer)> = futures::stream::iter(asked)
+            .map(|(record, view)| {
+                let fleet = &self;
+                let continues = continues.as_ref();
+                async move {
+                    let answer = fleet.list_one(&record, view, continues).await;
+                    (record, answer)
+                }
+            })
+            .buffer_unordered(FAN_OUT)
+            .collect()
+            .await;
+        let mut answers = answers;
+        answers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(merge_lists(answers))
+    }
+
+    async fn watch(self, members: Vec<(Arc<ClusterRecord>, View)>) -> Result<Response, ApiError> {
+        let versions = self
+            .target
+            .query
+            .first("resourceVersion")
+            .filter(|version| !version.is_empty() && *version != "0")
+            .map(|version| decode_positions(version, "resourceVersion"))
+            .transpose()?
+            .unwrap_or_default();
+        let timeout = self
+            .target
+            .query
+            .first("timeoutSeconds")
+            .and_then(|seconds| seconds.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let positions = Arc::new(Mutex::new(versions));
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let columns_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fleet = Arc::new(self);
+        let mut tasks = Vec::new();
+        for (record, view) in members {
+            let fleet = fleet.clone();
+            let positions = positions.clone();
+            let sender = sender.clone();
+            let columns_sent = columns_sent.clone();
+            tasks.push(tokio::spawn(async move {
+                fleet
+                    .watch_one(record, view, positions, sender, columns_sent)
+                    .await;
+            }));
+        }
+        drop(sender);
+        let guard = AbortOnDrop(tasks);
+        let stream = futures::stream::unfold(
+            (
+                receiver,
+                guard,
+                timeout.map(|t| tokio::time::Instant::now() + t),
+            ),
+            |(mut receiver, guard, until)| async move {
+                let next = match until {
+                    Some(until) => tokio::time::timeout_at(until, receiver.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => receiver.recv().await,
+                };
+                next.map(|bytes| (Ok::<_, std::io::Error>(bytes), (receiver, guard, until)))
+            },
+        );
+        let mut response = Body::from_stream(stream).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(response)
+    }
+
+    /// One cluster's watch, again and again from its last position, each
+    /// event tagged and sent on.
+    async fn watch_one(
+        &self,
+        record: Arc<ClusterRecord>,
+        view: View,
+        positions: Arc<Mutex<BTreeMap<String, String>>>,
+        sender: tokio::sync::mpsc::Sender<Bytes>,
+        columns_sent: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let versions = positions.lock().expect("positions lock").clone();
+            let query = self.query_for(&record.name, None, Some(&versions));
+            let header_timeout = self.state.settings.fleet_deadline;
+            match self
+                .request(&record, query, Route::Stream, header_timeout)
+                .await
+            {
+                Ok((response, lease, connector)) if response.status().is_success() => {
+                    backoff = Duration::from_millis(200);
+                    let namespaces =
+                        if view == View::Some && self.state.policy.reads_namespace_labels() {
+                            self.state.views.namespaces.of(&connector).await
+                        } else {
+                            None
+                        };
+                    let mut filter = (view == View::Some).then(|| {
+                        views::filter::WatchFilter::new(self.judge(&record, namespaces), false)
+                    });
+                    let mut body = response.into_body();
+                    let mut pending = Vec::new();
+                    let _lease = lease;
+                    while let Some(frame) = body.frame().await {
+                        let Ok(frame) = frame else { break };
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        match &mut filter {
+                            Some(filter) => {
+                                if filter.feed(&data, &mut pending).is_err() {
+                                    break;
+                                }
+                            }
+                            None => pending.extend_from_slice(&data),
+                        }
+                        let mut out = Vec::new();
+                        while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
+                            let line: Vec<u8> = pending.drain(..=end).collect();
+                            if let Some(event) =
+                                tag_event(&line, &record.name, &positions, &columns_sent)
+                            {
+                                out.extend_from_slice(&event);
+                            }
+                        }
+                        if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok((response, _, _)) if response.status() == StatusCode::GONE => {
+                    // The cluster no longer has this position: the whole
+                    // watch must start again from a list, as informers do.
+                    let status = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "code": 410, "reason": "Expired",
+                        "message": format!("cluster {}: the resourceVersion is too old; list again", record.name)}});
+                    let _ = sender.send(Bytes::from(format!("{status}\n"))).await;
+                    return;
+                }
+                Ok((response, _, _)) => {
+                    tracing::warn!(cluster = %record.name, status = %response.status(), "fleet watch refused");
+                }
+                Err(error) => {
+                    tracing::warn!(cluster = %record.name, error = %error.1, "fleet watch failed");
+                }
+            }
+            if sender.is_closed() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// One watch event of `cluster`, tagged with it and carrying the composite
+/// position; `None` for a line that is not an event.
+fn tag_event(
+    line: &[u8],
+    cluster: &str,
+    positions: &Mutex<BTreeMap<String, String>>,
+    columns_sent: &std::sync::atomic::AtomicBool,
+) -> Option<Vec<u8>> {
+    let mut event: Value = serde_json::from_slice(line).ok()?;
+    let kind = event.get("type")?.as_str()?.to_owned();
+    if kind == "ERROR" {
+        // A cluster's own error ends only that cluster's stream.
+        return None;
+    }
+    let object = event.get_mut("object")?;
+    let table = object.get("kind").and_then(Value::as_str) == Some("Table");
+    let version = if table {
+        object
+            .pointer("/rows/0/object/metadata/resourceVersion")
+            .or_else(|| object.pointer("/metadata/resourceVersion"))
+    } else {
+        object.pointer("/metadata/resourceVersion")
+    }
+    .and_then(Value::as_str)
+    .map(str::to_owned);
+    let composite = {
+        let mut positions = positions.lock().expect("positions lock");
+        if let Some(version) = version {
+            positions.insert(cluster.to_owned(), version);
+        }
+        encode_positions(&positions)
+    };
+    if table {
+        let first = !columns_sent.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if first {
+            if let Some(columns) = object
+                .get_mut("columnDefinitions")
+                .and_then(Value::as_array_mut)
+            {
+                columns.insert(0, cluster_column());
+            }
+        } else {
+            object["columnDefinitions"] = Value::Null;
+        }
+        if let Some(rows) = object.get_mut("rows").and_then(Value::as_array_mut) {
+            for row in rows {
+                tag_row(row, cluster);
+                if let Some(metadata) = row.pointer_mut("/object/metadata") {
+                    metadata["resourceVersion"] = Value::from(composite.clone());
+                }
+            }
+        }
+        object["metadata"]["resourceVersion"] = Value::from(composite);
+    } else {
+        if kind != "BOOKMARK" {
+            annotate(object, cluster);
+        }
+        object["metadata"]["resourceVersion"] = Value::from(composite);
+    }
+    let mut bytes = serde_json::to_vec(&event).ok()?;
+    bytes.push(b'\n');
+    Some(bytes)
+}
+
+fn cluster_column() -> Value {
+    json!({"name": "Cluster", "type": "string", "format": "", "priority": 0,
+           "description": "The cluster the object is in (kubeportal's fleet view)."})
+}
+
+fn annotate(object: &mut Value, cluster: &str) {
+    if !object.is_object() {
+        return;
+    }
+    let metadata = object
+        .as_object_mut()
+        .expect("checked")
+        .entry("metadata")
+        .or_insert_with(|| json!({}));
+    if let Some(metadata) = metadata.as_object_mut() {
+        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+        if !annotations.is_object() {
+            *annotations = json!({});
+        }
+        annotations[CLUSTER_ANNOTATION] = Value::from(cluster);
+    }
+}
+
+fn tag_row(row: &mut Value, cluster: &str) {
+    if let Some(cells) = row.get_mut("cells").and_then(Value::as_array_mut) {
+        cells.insert(0, Value::from(cluster));
+    }
+    if let Some(object) = row.get_mut("object") {
+        annotate(object, cluster);
+    }
+}
+
+/// One list of every cluster's answers.
+fn merge_lists(answers: Vec<(Arc<ClusterRecord>, Answer)>) -> Response {
+    let mut merged: Option<Value> = None;
+    let mut items: Vec<Value> = Vec::new();
+    let mut versions = BTreeMap::new();
+    let mut continues = BTreeMap::new();
+    let mut stanza = Vec::new();
+    let mut warnings = Vec::new();
+    for (record, answer) in answers {
+        let cluster = record.name.as_str();
+        match answer {
+            Answer::List(mut list) => {
+                let table = list.get("kind").and_then(Value::as_str) == Some("Table");
+                let key = if table { "rows" } else { "items" };
+                if let Some(version) = list
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                {
+                    versions.insert(cluster.to_owned(), version.to_owned());
+                }
+                if let Some(token) = list
+                    .pointer("/metadata/continue")
+                    .and_then(Value::as_str)
+                    .filter(|token| !token.is_empty())
+                {
+                    continues.insert(cluster.to_owned(), token.to_owned());
+                }
+                let mut entries = match list.get_mut(key).map(Value::take) {
+                    Some(Value::Array(entries)) => entries,
+                    _ => Vec::new(),
+                };
+                let shape_matches = merged.as_ref().is_none_or(|first: &Value| {
+                    (first.get("kind").and_then(Value::as_str) == Some("Table")) == table
+                });
+                if !shape_matches {
+                    warnings.push(format!(
+                        "cluster {cluster}: answered in another format; left out"
+                    ));
+                    stanza.push(json!({"name": cluster, "status": "Failure", "code": 502, "message": "answered in another format"}));
+                    continue;
+                }
+                for entry in &mut entries {
+                    if table {
+                        tag_row(entry, cluster);
+                    } else {
+                        annotate(entry, cluster);
+                    }
+                }
+                items.extend(entries);
+                if merged.is_none() {
+                    if table {
+                        if let Some(columns) = list
+                            .get_mut("columnDefinitions")
+                            .and_then(Value::as_array_mut)
+                        {
+                            columns.insert(0, cluster_column());
+                        }
+                    }
+                    merged = Some(list);
+                }
+                stanza.push(json!({"name": cluster, "status": "Success"}));
+            }
+            Answer::Failed { status, message } => {
+                warnings.push(if message.starts_with(&format!("cluster {cluster} ")) {
+                    message.clone()
+                } else {
+                    format!("cluster {cluster}: {message}")
+                });
+                stanza.push(json!({"name": cluster, "status": "Failure", "code": status, "message": message}));
+            }
+        }
+    }
+    let mut list =
+        merged.unwrap_or_else(|| json!({"kind": "List", "apiVersion": "v1", "metadata": {}}));
+    let table = list.get("kind").and_then(Value::as_str) == Some("Table");
+    list[if table { "rows" } else { "items" }] = Value::Array(items);
+    let mut metadata = serde_json::Map::new();
+    metadata.insert(
+        "resourceVersion".into(),
+        Value::from(encode_positions(&versions)),
+    );
+    if !continues.is_empty() {
+        metadata.insert("continue".into(), Value::from(encode_positions(&continues)));
+    }
+    list["metadata"] = Value::Object(metadata);
+    list["clusters"] = Value::Array(stanza);
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        serde_json::to_vec(&list).unwrap_or_default(),
+    )
+        .into_response();
+    for warning in warnings {
+        // The API server's own form (RFC 7234 warn-code 299), which kubectl prints.
+        let text = warning.replace(['"', '\\'], "'");
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+/// A kubeconfig for the fleet view over every cluster matching the glob.
+#[utoipa::path(get, path = "/api/kubernetes/fleet/{clusterGlob}/kubeconfig", tag = "proxy",
+    params(("clusterGlob" = String, Path, description = "Cluster names, with `*` and `?` wildcards, e.g. `prod-*`")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A kubeconfig (YAML) whose server is the fleet view; set your portal token with `kubectl config set-credentials kubeportal --token=…`", body = Object, content_type = "application/yaml"),
+        (status = 400, description = "Invalid glob", body = crate::error::ErrorResponse),
+        (status = 401, description = "No valid identity", body = crate::error::ErrorResponse),
+        (status = 403, description = "kubernetes.clusters.read denied", body = crate::error::ErrorResponse),
+    ))]
+pub async fn fleet_kubeconfig(
+    State(state): State<ProxyState>,
+    caller: Caller,
+    crate::extract::Path(glob_text): crate::extract::Path<String>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.policy.check(
+        &caller,
+        crate::permissions::Permission::ClustersRead,
+        &Target::none(),
+    )?;
+    cluster_glob(&glob_text)?;
+    let name = format!("fleet-{glob_text}");
+    super::kubeconfig::document(
+        &state,
+        &uri,
+        &headers,
+        &name,
+        &format!("/api/kubernetes/fleet/{glob_text}/proxy"),
+    )
+}

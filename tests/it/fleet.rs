@@ -1,0 +1,366 @@
+//! The fleet view: kubectl lists and watches pods across clusters through
+//! one kubeconfig; a hung cluster is a warning, not a failure; a watch
+//! resumes from its composite resourceVersion after kubeportal restarts.
+
+use std::time::{Duration, Instant};
+
+use kube_double::Fault;
+use kubeportal_tests::{
+    double_cluster, register, server_tls_files, spawn_with_config, start_double, ConfigSource,
+    TestApp, TestDb,
+};
+use serde_json::{json, Value};
+
+use crate::kubectl::{wait_for_line, Kubectl};
+
+const SRE: &str = "fleet-sre-token-0123456789abcd";
+const TEAM: &str = "fleet-team-token-0123456789abc";
+
+const CONFIG: &str = r#"
+auth:
+  guest: false
+  staticTokens:
+    - { token: fleet-sre-token-0123456789abcd, subject: "user:default/sre" }
+    - { token: fleet-team-token-0123456789abc, subject: "user:default/team" }
+permissions:
+  rules:
+    - { permission: kubernetes.clusters.read, subjects: ["*"], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/sre"], decision: allow }
+    - { permission: kubernetes.proxy, subjects: ["user:default/team"], clusters: ["prod-a"], decision: allow }
+kubernetes:
+  objects: { clusterTimeoutMs: 2000 }
+"#;
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "shop"},
+           "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+           "status": {"phase": "Running"}})
+}
+
+struct Fleet {
+    app: TestApp,
+    doubles: Vec<kube_double::KubeDouble>,
+    dir: tempfile::TempDir,
+    db: TestDb,
+}
+
+/// Clusters `prod-a`, `prod-b` and `prod-hung` (which never answers), and
+/// `dev` outside the glob, each with a pod named after it.
+async fn fleet() -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let app = spawn(&db, dir.path()).await;
+    let mut doubles = Vec::new();
+    for name in ["prod-a", "prod-b", "prod-hung", "dev"] {
+        let double = start_double().await;
+        double.put_object("v1", "namespaces", json!({"metadata": {"name": "shop"}}));
+        double.put_object("v1", "pods", pod(&format!("{name}-api")));
+        register(&app, double_cluster(name, &double)).await;
+        doubles.push(double);
+    }
+    doubles[2].set_fault(Fault::Hang);
+    Fleet {
+        app,
+        doubles,
+        dir,
+        db,
+    }
+}
+
+async fn spawn(db: &TestDb, dir: &std::path::Path) -> TestApp {
+    let mut config = kubeportal_tests::config_for(db, ConfigSource::Yaml(CONFIG));
+    config.server.tls = Some(server_tls_files(dir));
+    spawn_with_config(config).await
+}
+
+impl Fleet {
+    async fn kubectl(&self, token: &str) -> Kubectl {
+        let text = self
+            .app
+            .client
+            .get(self.app.url("/api/kubernetes/fleet/prod-*/kubeconfig"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("/api/kubernetes/fleet/prod-*/proxy"),
+            "{text}"
+        );
+        let kubeconfig = self.dir.path().join(format!("fleet-{}", &token[..10]));
+        std::fs::write(&kubeconfig, text).unwrap();
+        let kubectl = Kubectl { kubeconfig };
+        kubectl
+            .run(&[
+                "config",
+                "set-credentials",
+                "kubeportal",
+                &format!("--token={token}"),
+            ])
+            .await;
+        kubectl
+    }
+
+    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        get(&self.app, token, path).await
+    }
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/api/kubernetes/fleet/prod-*/proxy{path}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kubectl_lists_and_watches_pods_across_the_fleet() {
+    let fleet = fleet().await;
+    let kubectl = fleet.kubectl(SRE).await;
+
+    let started = Instant::now();
+    let output = kubectl
+        .command(&["get", "pods", "-A"])
+        .output()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let header = stdout.lines().next().unwrap();
+    assert!(
+        header.contains("CLUSTER") && header.contains("READY"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("prod-a") && stdout.contains("prod-a-api"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("prod-b-api"), "{stdout}");
+    assert!(!stdout.contains("dev-api"), "outside the glob: {stdout}");
+    assert!(
+        stderr.contains("Warning") && stderr.contains("prod-hung"),
+        "the hung cluster is reported: {stderr}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the hung cluster did not hold the list past its deadline: {elapsed:?}"
+    );
+
+    // -w: a pod created on either good cluster arrives.
+    let (mut watcher, mut lines) = kubectl.stream(&["get", "pods", "-A", "-w"]);
+    wait_for_line(&mut lines, "prod-b-api").await;
+    fleet.doubles[0].put_object("v1", "pods", pod("made-on-a"));
+    wait_for_line(&mut lines, "made-on-a").await;
+    fleet.doubles[1].put_object("v1", "pods", pod("made-on-b"));
+    wait_for_line(&mut lines, "made-on-b").await;
+    watcher.kill().await.unwrap();
+
+    // Writes and single-object reads are not the fleet's.
+    let output = kubectl
+        .command(&["delete", "pod", "prod-a-api", "-n", "shop"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("MethodNotAllowed")
+            || String::from_utf8_lossy(&output.stderr).contains("not allowed"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn lists_carry_clusters_pages_and_leave_out_what_the_caller_may_not_read() {
+    let fleet = fleet().await;
+    let response = fleet.get(SRE, "/api/v1/pods").await;
+    assert_eq!(response.status(), 200);
+    let warnings: Vec<String> = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("299 - \"cluster prod-hung"),
+        "{warnings:?}"
+    );
+    let list: Value = response.json().await.unwrap();
+    let items: Vec<(String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                item["metadata"]["annotations"]["kubeportal.io/cluster"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                item["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("prod-a".to_owned(), "prod-a-api".to_owned()),
+            ("prod-b".to_owned(), "prod-b-api".to_owned())
+        ]
+    );
+    let clusters = list["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3, "{list}");
+    assert_eq!(clusters[2]["name"], "prod-hung");
+    assert_eq!(clusters[2]["status"], "Failure");
+    assert_eq!(clusters[2]["code"], 504);
+
+    // A caller who may read only prod-a sees only prod-a, and no warning.
+    let response = fleet.get(TEAM, "/api/v1/pods").await;
+    assert!(response.headers().get("warning").is_none());
+    let list: Value = response.json().await.unwrap();
+    assert_eq!(
+        list["clusters"],
+        json!([{"name": "prod-a", "status": "Success"}])
+    );
+
+    // Pages: one pod per cluster per page, the continue token carries on.
+    for name in ["second", "third"] {
+        fleet.doubles[0].put_object("v1", "pods", pod(&format!("prod-a-{name}")));
+    }
+    let mut seen = Vec::new();
+    let mut next = String::new();
+    for _ in 0..5 {
+        let response = fleet
+            .get(SRE, &format!("/api/v1/pods?limit=1&continue={next}"))
+            .await;
+        let page: Value = response.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["metadata"]["name"].as_str().unwrap().to_owned());
+        }
+        match page["metadata"]["continue"].as_str() {
+            Some(token) => next = token.to_owned(),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["prod-a-api", "prod-a-second", "prod-a-third", "prod-b-api"]
+    );
+
+    // Garbage in the composite is a 400 Status.
+    let response = fleet
+        .get(SRE, "/api/v1/pods?continue=not-a-fleet-token")
+        .await;
+    assert_eq!(response.status(), 400);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+}
+
+/// Reads newline-delimited watch events until `done` says so.
+async fn events_until(
+    response: &mut reqwest::Response,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut buffer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let event: Value = serde_json::from_slice(&line).unwrap();
+                let finished = done(&event);
+                events.push(event);
+                if finished {
+                    return;
+                }
+            }
+        }
+        panic!("the watch ended: {events:?}");
+    })
+    .await
+    .expect("the events arrived");
+    events
+}
+
+#[tokio::test]
+async fn a_watch_resumes_from_its_composite_version_after_a_restart() {
+    let fleet = fleet().await;
+    fleet.doubles[2].set_fault(Fault::None);
+    let list: Value = fleet.get(SRE, "/api/v1/pods").await.json().await.unwrap();
+    let version = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut watch = fleet
+        .get(
+            SRE,
+            &format!("/api/v1/pods?watch=true&resourceVersion={version}"),
+        )
+        .await;
+    assert_eq!(watch.status(), 200);
+    fleet.doubles[0].put_object("v1", "pods", pod("before-restart"));
+    let events = events_until(&mut watch, |event| {
+        event["object"]["metadata"]["name"] == "before-restart"
+    })
+    .await;
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "ADDED");
+    assert_eq!(
+        last["object"]["metadata"]["annotations"]["kubeportal.io/cluster"],
+        "prod-a"
+    );
+    let resume_from = last["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(watch);
+
+    // kubeportal goes away; events happen meanwhile on two clusters.
+    let Fleet {
+        app,
+        doubles,
+        dir,
+        db,
+    } = fleet;
+    app.stop().await;
+    doubles[1].put_object("v1", "pods", pod("while-down-on-b"));
+    doubles[2].put_object("v1", "pods", pod("while-down-on-hung"));
+    let app = spawn(&db, dir.path()).await;
+
+    let mut watch = get(
+        &app,
+        SRE,
+        &format!("/api/v1/pods?watch=true&resourceVersion={resume_from}"),
+    )
+    .await;
+    assert_eq!(watch.status(), 200);
+    let mut missing = vec!["while-down-on-b", "while-down-on-hung"];
+    let events = events_until(&mut watch, |event| {
+        let name = event["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default();
+        missing.retain(|wanted| *wanted != name);
+        missing.is_empty()
+    })
+    .await;
+    assert!(
+        !events.iter().any(|event| {
+            event["object"]["metadata"]["name"] == "before-restart"
+                || event["object"]["metadata"]["name"] == "prod-a-api"
+        }),
+        "nothing seen before is sent again: {events:?}"
+    );
+}
