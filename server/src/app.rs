@@ -87,7 +87,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let secrets = secret_box(&config)?;
     let database = store::connect(&config.database_url(), config.database.max_connections).await?;
     let metrics = Arc::new(crate::telemetry::Metrics::new());
-    let registry = Registry::new(database.clusters(), secrets, CLUSTER_CACHE_TTL)
+    let registry = Registry::new(database.clusters(), secrets.clone(), CLUSTER_CACHE_TTL)
         .with_metrics(metrics.clone());
     registry.follow_changes();
     let authenticator = Arc::new(
@@ -144,7 +144,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         metrics: metrics.clone(),
         recording: recording.clone(),
         tickets: Tickets::default(),
-        views: crate::proxy::TenantViews { namespaces },
+        views: crate::proxy::TenantViews {
+            namespaces,
+            tokens: crate::views::ContinueTokens::new(secrets.clone()),
+        },
         settings: ProxySettings {
             sensitive_query_params: config.audit.sensitive_query_params.clone(),
             impersonation: config.kubernetes.impersonation.clone(),

@@ -46,6 +46,9 @@ pub enum SecretError {
 pub enum SecretField {
     ServiceAccountToken,
     ClientKeyData,
+    /// A list's `continue` token, sealed so that a caller who sees only
+    /// part of the list cannot read the names in it.
+    ContinueToken,
 }
 
 impl SecretField {
@@ -53,6 +56,7 @@ impl SecretField {
         match self {
             SecretField::ServiceAccountToken => b"kubeportal:serviceAccountToken",
             SecretField::ClientKeyData => b"kubeportal:clientKeyData",
+            SecretField::ContinueToken => b"kubeportal:continue",
         }
     }
 }

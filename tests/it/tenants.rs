@@ -520,3 +520,133 @@ async fn object_queries_apply_the_same_view() {
         ]
     );
 }
+
+#[tokio::test]
+async fn object_queries_show_nothing_of_a_namespace_outside_the_view() {
+    let tenancy = tenancy().await;
+    for namespace in ["team-b-dev", "default"] {
+        let response: Value = tenancy
+            .app
+            .client
+            .post(tenancy.app.url("/api/kubernetes/services/shop"))
+            .bearer_auth(BY_NAME)
+            .json(
+                &json!({"entity": {"metadata": {"name": "shop", "annotations": {
+                "backstage.io/kubernetes-namespace": namespace}}}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            !response.to_string().contains(&format!("{namespace}-api")),
+            "{namespace}: {response}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn continue_tokens_of_filtered_lists_name_nothing() {
+    let tenancy = tenancy().await;
+    let mut next = String::new();
+    let mut tokens = Vec::new();
+    for _ in 0..10 {
+        let (status, body) = tenancy
+            .get(
+                BY_NAME,
+                &format!("/api/v1/namespaces?limit=1&continue={next}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        match page["metadata"]["continue"].as_str() {
+            Some(token) if !token.is_empty() => {
+                tokens.push(token.to_owned());
+                next = token.to_owned();
+            }
+            _ => break,
+        }
+    }
+    assert!(tokens.len() >= 3, "paged: {tokens:?}");
+    use base64::Engine as _;
+    for token in &tokens {
+        for engine in [
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+        ] {
+            let decoded = engine
+                .decode(token.trim_start_matches("kp1."))
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            for hidden in ["default", "kube-system", "team-b"] {
+                assert!(!decoded.contains(hidden), "{token} reads {decoded}");
+            }
+        }
+    }
+    // A token is good only for whom it was given to.
+    let (status, body) = tenancy
+        .get(
+            BY_LABEL,
+            &format!("/api/v1/namespaces?limit=1&continue={}", tokens[0]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn filtered_watches_end_when_their_client_goes_away() {
+    let tenancy = tenancy().await;
+    let open_streams = || async {
+        let metrics = tenancy
+            .app
+            .client
+            .get(tenancy.app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find(|line| line.starts_with("kubeportal_open_streams"))
+            .and_then(|line| line.split_whitespace().last())
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or_default()
+    };
+    let before = open_streams().await;
+    // Alice sees no nodes: nothing ever passes the filter.
+    let mut watches = Vec::new();
+    for _ in 0..5 {
+        let response =
+            tenancy
+                .app
+                .client
+                .get(tenancy.app.url(
+                    "/api/kubernetes/clusters/dev/proxy/api/v1/nodes?watch=1&timeoutSeconds=3600",
+                ))
+                .bearer_auth(BY_NAME)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(response.status(), 200);
+        watches.push(response);
+    }
+    assert!(open_streams().await >= before + 5.0);
+    drop(watches);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if open_streams().await <= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned filtered watches stay open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

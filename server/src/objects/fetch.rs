@@ -174,32 +174,45 @@ impl Job {
     }
 }
 
-/// The judge of a list's items, when the caller's view of it through the
-/// proxy is partial (a tenant granted some namespaces sees only their
-/// objects here too); `None` when the view is whole or there is none (then
-/// `kubernetes.resources.read` alone decides, as it always has).
+/// What object queries return of a list, by the caller's view of it through
+/// the proxy (`kubernetes.proxy`): a tenant granted some namespaces sees
+/// only their objects here too, and nothing of a namespace outside the
+/// grant. A caller with no proxy grant for the kind at all gets what
+/// `kubernetes.resources.read` allows, as it always has.
+enum ItemView {
+    All,
+    Some(Box<ObjectJudge>),
+    Nothing,
+}
+
 fn view_of(
     context: &FetchContext,
     cluster: &str,
     path: &str,
     namespaces: Option<Namespaces>,
-) -> Option<ObjectJudge> {
+) -> ItemView {
     let method = http::Method::GET;
-    let request =
-        KubernetesRequest::parse(&method, path, crate::kubernetes::Query::parse(None).ok()?)
-            .ok()?;
+    let Some(request) = crate::kubernetes::Query::parse(None)
+        .ok()
+        .and_then(|query| KubernetesRequest::parse(&method, path, query).ok())
+    else {
+        return ItemView::Nothing;
+    };
     let namespace = match (&namespaces, request.attributes.namespace.as_deref()) {
         (Some(namespaces), Some(namespace)) => namespaces.get(namespace),
         _ => None,
     };
-    let target = Target {
-        cluster: Some(cluster),
-        proxy: Some(ProxyTarget {
-            method: &method,
-            path,
-            attributes: std::borrow::Cow::Borrowed(&request.attributes),
-        }),
-        impersonation: None,
+    let view = |attributes: &crate::kubernetes::RequestAttributes, facts: &Facts<'_>| {
+        let target = Target {
+            cluster: Some(cluster),
+            proxy: Some(ProxyTarget {
+                method: &method,
+                path,
+                attributes: std::borrow::Cow::Borrowed(attributes),
+            }),
+            impersonation: None,
+        };
+        context.policy.view(&context.caller, &target, facts)
     };
     let facts = Facts {
         object: None,
@@ -207,15 +220,27 @@ fn view_of(
             .as_ref()
             .map(|namespace| views::labels_of(namespace)),
     };
-    (context.policy.view(&context.caller, &target, &facts) == View::Some).then(|| ObjectJudge {
-        policy: context.policy.clone(),
-        caller: context.caller.clone(),
-        cluster: cluster.to_owned(),
-        method: method.clone(),
-        path: path.to_owned(),
-        attributes: request.attributes.clone(),
-        namespaces,
-    })
+    match view(&request.attributes, &facts) {
+        View::All => ItemView::All,
+        View::Some => ItemView::Some(Box::new(ObjectJudge {
+            policy: context.policy.clone(),
+            caller: context.caller.clone(),
+            cluster: cluster.to_owned(),
+            method: method.clone(),
+            path: path.to_owned(),
+            attributes: request.attributes.clone(),
+            namespaces,
+        })),
+        View::None => {
+            let mut kind = request.attributes.clone();
+            kind.namespace = None;
+            if view(&kind, &Facts::default()) == View::None {
+                ItemView::All
+            } else {
+                ItemView::Nothing
+            }
+        }
+    }
 }
 
 fn object_meta(item: &DynamicObject) -> ObjectMeta {
@@ -223,6 +248,7 @@ fn object_meta(item: &DynamicObject) -> ObjectMeta {
         name: item.metadata.name.clone().unwrap_or_default(),
         namespace: item.metadata.namespace.clone(),
         uid: item.metadata.uid.clone(),
+        resource_version: None,
         labels: item.metadata.labels.clone(),
     }
 }
@@ -314,10 +340,12 @@ pub async fn fetch_cluster(
                 let job = &jobs[index];
                 match result {
                     Ok(mut list) => {
-                        if let Some(judge) =
-                            view_of(&context, &record.name, &paths[index], namespaces.clone())
-                        {
-                            list.items.retain(|item| judge.visible(&object_meta(item)));
+                        match view_of(&context, &record.name, &paths[index], namespaces.clone()) {
+                            ItemView::All => {}
+                            ItemView::Some(judge) => {
+                                list.items.retain(|item| judge.visible(&object_meta(item)));
+                            }
+                            ItemView::Nothing => list.items.clear(),
                         }
                         // Items may omit their type (API servers do for built-in
                         // types); the list names it, as Backstage fills it in.

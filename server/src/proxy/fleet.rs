@@ -47,6 +47,8 @@ use crate::views;
 /// The annotation naming an item's cluster.
 pub const CLUSTER_ANNOTATION: &str = "kubeportal.io/cluster";
 const FLEET_PREFIX: &str = "/api/kubernetes/fleet/";
+/// What fleet continue tokens are sealed for.
+const FLEET_SCOPE: &str = "fleet";
 /// Clusters asked at once.
 const FAN_OUT: usize = 16;
 /// The most of one cluster's list held while merging.
@@ -432,7 +434,19 @@ impl Fleet {
             .query
             .first("continue")
             .filter(|token| !token.is_empty())
-            .map(|token| decode_positions(token, "continue"))
+            .map(|token| {
+                // Sealed: the clusters' own tokens name objects the caller
+                // may not see.
+                let opened = self
+                    .state
+                    .views
+                    .tokens
+                    .open(FLEET_SCOPE, &self.caller.subject, token)
+                    .ok_or_else(|| {
+                        ApiError::Input("continue: not a continue token kubeportal gave you".into())
+                    })?;
+                decode_positions(&opened, "continue")
+            })
             .transpose()?;
         // On a continued list, only the clusters with more to give are asked.
         let asked: Vec<_> = members
@@ -457,7 +471,11 @@ impl Fleet {
             .await;
         let mut answers = answers;
         answers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-        Ok(merge_lists(answers))
+        let tokens = self.state.views.tokens.clone();
+        let subject = self.caller.subject.clone();
+        Ok(merge_lists(answers, &|composite| {
+            tokens.seal(FLEET_SCOPE, &subject, composite)
+        }))
     }
 
     async fn watch(self, members: Vec<(Arc<ClusterRecord>, View)>) -> Result<Response, ApiError> {
@@ -710,7 +728,10 @@ fn tag_row(row: &mut Value, cluster: &str) {
 }
 
 /// One list of every cluster's answers.
-fn merge_lists(answers: Vec<(Arc<ClusterRecord>, Answer)>) -> Response {
+fn merge_lists(
+    answers: Vec<(Arc<ClusterRecord>, Answer)>,
+    seal: &dyn Fn(&str) -> String,
+) -> Response {
     let mut merged: Option<Value> = None;
     let mut items: Vec<Value> = Vec::new();
     let mut versions = BTreeMap::new();
@@ -791,7 +812,10 @@ fn merge_lists(answers: Vec<(Arc<ClusterRecord>, Answer)>) -> Response {
         Value::from(encode_positions(&versions)),
     );
     if !continues.is_empty() {
-        metadata.insert("continue".into(), Value::from(encode_positions(&continues)));
+        metadata.insert(
+            "continue".into(),
+            Value::from(seal(&encode_positions(&continues))),
+        );
     }
     list["metadata"] = Value::Object(metadata);
     list["clusters"] = Value::Array(stanza);

@@ -58,10 +58,12 @@ pub struct ProxyServices {
 }
 
 /// What the tenant views keep between requests.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TenantViews {
     /// Each cluster's namespaces, for rules that select them by label.
     pub namespaces: views::NamespaceLabels,
+    /// Sealing of filtered lists' continue tokens.
+    pub tokens: views::ContinueTokens,
 }
 
 /// The configuration the proxy reads.
@@ -534,6 +536,26 @@ async fn forward(
             )
         })?;
         outgoing_headers_accept(&mut outgoing_headers, accept);
+        // The cluster's continue token, which the caller was given sealed.
+        if let Some(sealed) = target
+            .query
+            .first("continue")
+            .filter(|token| !token.is_empty())
+        {
+            let token = state
+                .views
+                .tokens
+                .open(&record.name, &caller.subject, sealed)
+                .ok_or_else(|| {
+                    ApiError::Input(
+                        "continue: not a continue token kubeportal gave you for this list".into(),
+                    )
+                })?;
+            let mut unsealed = target.query.clone();
+            unsealed.take("continue");
+            unsealed.push("continue", &token);
+            query = unsealed.encode();
+        }
         if let Some(rewritten) = query.as_deref().and_then(views::include_row_metadata) {
             query = Some(rewritten);
             strip_row_objects = true;
@@ -628,7 +650,18 @@ async fn forward(
                 views::Stream::List
             };
             let judge = object_judge(&state, &caller, &record.name, &method, &target, namespaces);
-            let body = views::filtered(body, stream, judge, strip_row_objects, streaming);
+            let tokens = state.views.tokens.clone();
+            let (cluster, subject) = (record.name.clone(), caller.subject.clone());
+            let seal: views::filter::SealContinue =
+                Box::new(move |token| tokens.seal(&cluster, &subject, token));
+            let body = views::filtered(
+                body,
+                stream,
+                judge,
+                strip_row_objects,
+                Some(seal),
+                streaming,
+            );
             return Ok(Response::from_parts(parts, body));
         } else {
             // Nothing else can be filtered: nothing of it is shown.

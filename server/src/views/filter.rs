@@ -15,20 +15,23 @@
 //! for a label-selected watch.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 use super::scan::{whitespace, ScanError, ValueScan};
 
 /// The metadata of one object, as much as a view judges.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ObjectMeta {
     pub name: String,
     pub namespace: Option<String>,
     pub uid: Option<String>,
+    #[serde(rename = "resourceVersion")]
+    pub resource_version: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
 }
 
@@ -76,9 +79,13 @@ enum State {
     End,
 }
 
+/// Replaces a list's `continue` token with one the caller may read.
+pub type SealContinue = Box<dyn Fn(&str) -> String + Send>;
+
 /// Filters one list (or `Table`) response.
 pub struct ListFilter<J> {
     judge: J,
+    seal_continue: Option<SealContinue>,
     /// `includeObject=None` was asked for and `Metadata` fetched to judge
     /// the rows: the rows' objects are removed before they are sent.
     strip_row_objects: bool,
@@ -95,6 +102,7 @@ impl<J: Judge> ListFilter<J> {
     pub fn new(judge: J, strip_row_objects: bool) -> Self {
         Self {
             judge,
+            seal_continue: None,
             strip_row_objects,
             buffer: Vec::new(),
             start: 0,
@@ -104,6 +112,12 @@ impl<J: Judge> ListFilter<J> {
             members: 0,
             kept: 0,
         }
+    }
+
+    /// Seals the list's `continue` token with `seal`.
+    pub fn sealing_continue(mut self, seal: Option<SealContinue>) -> Self {
+        self.seal_continue = seal;
+        self
     }
 
     /// Takes the next bytes of the response and appends what may be sent.
@@ -184,7 +198,7 @@ impl<J: Judge> ListFilter<J> {
                     };
                     self.member_key(out);
                     if self.key == "metadata" {
-                        list_metadata(&self.buffer[value], out)?;
+                        list_metadata(&self.buffer[value], self.seal_continue.as_deref(), out)?;
                     } else {
                         out.extend_from_slice(&self.buffer[value]);
                     }
@@ -252,11 +266,21 @@ impl<J: Judge> ListFilter<J> {
     }
 }
 
-/// The list's metadata without `remainingItemCount`.
-fn list_metadata(value: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+/// The list's metadata without `remainingItemCount`, its `continue` sealed.
+fn list_metadata(
+    value: &[u8],
+    seal_continue: Option<&(dyn Fn(&str) -> String + Send)>,
+    out: &mut Vec<u8>,
+) -> Result<(), FilterError> {
     let mut metadata: serde_json::Map<String, Value> =
         serde_json::from_slice(value).map_err(|_| FilterError::Metadata)?;
     metadata.remove("remainingItemCount");
+    if let (Some(seal), Some(Value::String(token))) = (seal_continue, metadata.get("continue")) {
+        if !token.is_empty() {
+            let sealed = seal(token);
+            metadata.insert("continue".into(), Value::from(sealed));
+        }
+    }
     serde_json::to_writer(out, &metadata).map_err(|_| FilterError::Metadata)
 }
 
@@ -287,22 +311,64 @@ fn keep_row<'a>(
     serde_json::to_vec(&row).ok().map(Cow::Owned)
 }
 
-/// The metadata of the object a watch event (or a `Table` event's only row)
-/// carries.
-fn event_object_metadata(object: &Value) -> Option<ObjectMeta> {
-    let object = if object.get("kind").and_then(Value::as_str) == Some("Table") {
-        match object
-            .get("rows")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-        {
-            Some([row]) => row.get("object")?,
-            _ => return None,
-        }
-    } else {
-        object
-    };
-    ObjectMeta::deserialize(object.get("metadata")?).ok()
+/// A watch event, its object left unparsed (it may be nested deeper than a
+/// parsed value may be).
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+}
+
+/// What a watch event's object shows of itself; every other field is
+/// skipped unparsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectHead<'a> {
+    kind: Option<String>,
+    api_version: Option<String>,
+    metadata: Option<ObjectMeta>,
+    #[serde(borrow)]
+    rows: Option<Vec<RawRow<'a>>>,
+    #[serde(borrow)]
+    column_definitions: Option<&'a RawValue>,
+}
+
+/// A `Table` row, as received and as sent.
+#[derive(Deserialize, Serialize)]
+struct RawRow<'a> {
+    #[serde(borrow)]
+    cells: Option<&'a RawValue>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    conditions: Option<&'a RawValue>,
+    #[serde(borrow, skip_serializing_if = "Option::is_none")]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RowObject {
+    metadata: Option<ObjectMeta>,
+}
+
+/// A `Table` event's object, as sent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TableOut<'a> {
+    kind: &'static str,
+    api_version: &'a str,
+    metadata: Value,
+    column_definitions: Option<&'a RawValue>,
+    rows: Vec<RawRow<'a>>,
+}
+
+/// What a watch has shown of one object: enough to tell the client it is
+/// gone without showing anything newer.
+struct Shown {
+    /// The object's identity at the last event sent.
+    identity: Value,
+    /// The `Table` cells last sent, for a `Table` watch.
+    cells: Option<Box<RawValue>>,
 }
 
 /// Filters one watch response.
@@ -313,10 +379,10 @@ pub struct WatchFilter<J> {
     start: usize,
     scan: ValueScan,
     /// The objects this watch has shown and not yet deleted.
-    shown: HashSet<String>,
+    shown: HashMap<String, Shown>,
     /// Column definitions of a `Table` event that was not sent, for the
     /// next event sent (clients print the columns of the first one).
-    columns: Option<Value>,
+    columns: Option<Box<RawValue>>,
 }
 
 impl<J: Judge> WatchFilter<J> {
@@ -327,7 +393,7 @@ impl<J: Judge> WatchFilter<J> {
             buffer: Vec::new(),
             start: 0,
             scan: ValueScan::default(),
-            shown: HashSet::new(),
+            shown: HashMap::new(),
             columns: None,
         }
     }
@@ -356,102 +422,228 @@ impl<J: Judge> WatchFilter<J> {
             self.scan = ValueScan::default();
             let event = self.start..self.start + length;
             self.start += length;
-            let mut event_value: Value = serde_json::from_slice(&self.buffer[event.clone()])
-                .map_err(|_| FilterError::Event)?;
-            match self.judge_event(&mut event_value)? {
-                Sent::Unchanged => out.extend_from_slice(&self.buffer[event]),
-                Sent::Changed => serde_json::to_writer(&mut *out, &event_value)
-                    .map_err(|_| FilterError::Event)?,
+            let bytes = &self.buffer[event];
+            // An event that cannot be read is not shown (its object is not
+            // one the caller can be shown to see); the watch goes on.
+            let Ok(raw) = serde_json::from_slice::<RawEvent>(bytes) else {
+                continue;
+            };
+            let sent = judge_event(
+                &self.judge,
+                &mut self.shown,
+                &mut self.columns,
+                self.strip_row_objects,
+                &raw,
+            );
+            match sent {
+                Sent::Unchanged => out.extend_from_slice(bytes),
+                Sent::Rewritten(rewritten) => out.extend_from_slice(&rewritten),
                 Sent::Not => continue,
             }
             out.push(b'\n');
-        }
-    }
-
-    fn judge_event(&mut self, event: &mut Value) -> Result<Sent, FilterError> {
-        let kind = event
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or(FilterError::Event)?
-            .to_owned();
-        if !matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
-            // BOOKMARK (a resourceVersion, no object) and ERROR (a Status).
-            return Ok(Sent::Unchanged);
-        }
-        let object = event.get_mut("object").ok_or(FilterError::Event)?;
-        let table = object.get("kind").and_then(Value::as_str) == Some("Table");
-        let metadata = event_object_metadata(object);
-        let visible = metadata.as_ref().is_some_and(|m| self.judge.visible(m));
-        let key = metadata.as_ref().map(|m| match &m.uid {
-            Some(uid) => uid.clone(),
-            None => format!("{}/{}", m.namespace.as_deref().unwrap_or_default(), m.name),
-        });
-        let shown = key.as_ref().is_some_and(|key| self.shown.contains(key));
-        let sent_as = match (kind.as_str(), visible, shown) {
-            ("ADDED", true, _) | ("MODIFIED", true, false) => Some("ADDED"),
-            ("MODIFIED", true, true) => Some("MODIFIED"),
-            ("MODIFIED", false, true) | ("DELETED", _, true) | ("DELETED", true, false) => {
-                Some("DELETED")
-            }
-            _ => None,
-        };
-        let Some(sent_as) = sent_as else {
-            if table {
-                if let Some(columns) = nonempty_columns(object) {
-                    self.columns.get_or_insert(columns);
-                }
-            }
-            return Ok(Sent::Not);
-        };
-        if let Some(key) = key {
-            if sent_as == "DELETED" {
-                self.shown.remove(&key);
-            } else {
-                self.shown.insert(key);
-            }
-        }
-        let mut changed = sent_as != kind;
-        if table {
-            if nonempty_columns(object).is_some() {
-                self.columns = None;
-            } else if let Some(columns) = self.columns.take() {
-                object["columnDefinitions"] = columns;
-                changed = true;
-            }
-            if self.strip_row_objects {
-                if let Some(rows) = object.get_mut("rows").and_then(Value::as_array_mut) {
-                    for row in rows {
-                        if let Some(row) = row.as_object_mut() {
-                            changed |= row.remove("object").is_some();
-                        }
-                    }
-                }
-            }
-        }
-        if changed {
-            event["type"] = Value::from(sent_as);
-            Ok(Sent::Changed)
-        } else {
-            Ok(Sent::Unchanged)
         }
     }
 }
 
 enum Sent {
     Unchanged,
-    Changed,
+    Rewritten(Vec<u8>),
     Not,
 }
 
-fn nonempty_columns(table: &Value) -> Option<Value> {
-    table
-        .get("columnDefinitions")
-        .filter(|columns| {
-            columns
-                .as_array()
-                .is_some_and(|columns| !columns.is_empty())
+fn judge_event<J: Judge>(
+    judge: &J,
+    shown: &mut HashMap<String, Shown>,
+    columns: &mut Option<Box<RawValue>>,
+    strip_row_objects: bool,
+    raw: &RawEvent<'_>,
+) -> Sent {
+    let kind = raw.kind.as_str();
+    if !matches!(kind, "ADDED" | "MODIFIED" | "DELETED") {
+        // BOOKMARK (a resourceVersion, no object) and ERROR (a Status).
+        return Sent::Unchanged;
+    }
+    let Some(object) = raw.object else {
+        return Sent::Not;
+    };
+    let Ok(head) = serde_json::from_str::<ObjectHead>(object.get()) else {
+        return Sent::Not;
+    };
+    let table = head.kind.as_deref() == Some("Table");
+    let metadata = if table {
+        match head.rows.as_deref() {
+            Some([row]) => row
+                .object
+                .and_then(|object| serde_json::from_str::<RowObject>(object.get()).ok())
+                .and_then(|object| object.metadata),
+            _ => None,
+        }
+    } else {
+        head.metadata.clone()
+    };
+    let Some(metadata) = metadata else {
+        return Sent::Not;
+    };
+    let visible = judge.visible(&metadata);
+    let key = match &metadata.uid {
+        Some(uid) => uid.clone(),
+        None => format!(
+            "{}/{}",
+            metadata.namespace.as_deref().unwrap_or_default(),
+            metadata.name
+        ),
+    };
+    let was_shown = shown.contains_key(&key);
+    let sent_as = match (kind, visible, was_shown) {
+        ("ADDED", true, _) | ("MODIFIED", true, false) => "ADDED",
+        ("MODIFIED", true, true) => "MODIFIED",
+        ("DELETED", true, _) => "DELETED",
+        // It left the view: gone, as far as this watch goes, shown as it
+        // was last sent (never its new state).
+        ("MODIFIED" | "DELETED", false, true) => {
+            let last = shown.remove(&key).expect("checked");
+            return Sent::Rewritten(departure(&head, table, last));
+        }
+        _ => {
+            if table && columns.is_none() {
+                *columns = nonempty(head.column_definitions);
+            }
+            return Sent::Not;
+        }
+    };
+    let row_cells = head
+        .rows
+        .as_deref()
+        .and_then(|rows| rows.first())
+        .and_then(|row| row.cells)
+        .map(RawValue::to_owned);
+    if sent_as == "DELETED" {
+        shown.remove(&key);
+    } else {
+        shown.insert(
+            key,
+            Shown {
+                identity: identity(&metadata),
+                cells: row_cells,
+            },
+        );
+    }
+    let inject_columns = table && nonempty(head.column_definitions).is_none() && columns.is_some();
+    let strip = table && strip_row_objects;
+    if sent_as == kind && !inject_columns && !strip {
+        if table && nonempty(head.column_definitions).is_some() {
+            *columns = None;
+        }
+        return Sent::Unchanged;
+    }
+    let object_bytes: Vec<u8> = if table && (inject_columns || strip) {
+        let column_definitions = if inject_columns {
+            columns.take()
+        } else {
+            *columns = None;
+            head.column_definitions.map(RawValue::to_owned)
+        };
+        let rows = head
+            .rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| RawRow {
+                object: if strip { None } else { row.object },
+                ..row
+            })
+            .collect();
+        let out = TableOut {
+            kind: "Table",
+            api_version: head.api_version.as_deref().unwrap_or("meta.k8s.io/v1"),
+            metadata: table_metadata(object),
+            column_definitions: column_definitions.as_deref(),
+            rows,
+        };
+        match serde_json::to_vec(&out) {
+            Ok(bytes) => bytes,
+            Err(_) => return Sent::Not,
+        }
+    } else {
+        object.get().as_bytes().to_vec()
+    };
+    Sent::Rewritten(event_bytes(sent_as, &object_bytes))
+}
+
+/// `{"type":…,"object":…}`.
+fn event_bytes(kind: &str, object: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(object.len() + 32);
+    bytes.extend_from_slice(b"{\"type\":\"");
+    bytes.extend_from_slice(kind.as_bytes());
+    bytes.extend_from_slice(b"\",\"object\":");
+    bytes.extend_from_slice(object);
+    bytes.push(b'}');
+    bytes
+}
+
+/// The identity of an object: what a client needs to drop it.
+fn identity(metadata: &ObjectMeta) -> Value {
+    let mut identity = serde_json::Map::new();
+    identity.insert("name".into(), Value::from(metadata.name.clone()));
+    if let Some(namespace) = &metadata.namespace {
+        identity.insert("namespace".into(), Value::from(namespace.clone()));
+    }
+    if let Some(uid) = &metadata.uid {
+        identity.insert("uid".into(), Value::from(uid.clone()));
+    }
+    if let Some(version) = &metadata.resource_version {
+        identity.insert("resourceVersion".into(), Value::from(version.clone()));
+    }
+    Value::Object(identity)
+}
+
+/// The `DELETED` event for an object that left the view: its identity and
+/// (in a `Table`) the cells last sent, nothing of its new state.
+fn departure(head: &ObjectHead<'_>, table: bool, last: Shown) -> Vec<u8> {
+    let object = if table {
+        json!({
+            "kind": "Table",
+            "apiVersion": head.api_version.as_deref().unwrap_or("meta.k8s.io/v1"),
+            "metadata": {},
+            "columnDefinitions": null,
+            "rows": [{
+                "cells": last.cells.as_deref().map_or(json!([]), |cells| {
+                    serde_json::from_str(cells.get()).unwrap_or(json!([]))
+                }),
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": last.identity},
+            }],
         })
-        .cloned()
+    } else {
+        json!({
+            "kind": head.kind,
+            "apiVersion": head.api_version,
+            "metadata": last.identity,
+        })
+    };
+    event_bytes(
+        "DELETED",
+        &serde_json::to_vec(&object).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+}
+
+/// A `Table`'s own metadata (small: a resourceVersion).
+fn table_metadata(object: &RawValue) -> Value {
+    #[derive(Deserialize)]
+    struct Metadata {
+        metadata: Option<Value>,
+    }
+    serde_json::from_str::<Metadata>(object.get())
+        .ok()
+        .and_then(|table| table.metadata)
+        .unwrap_or_else(|| json!({}))
+}
+
+fn nonempty(columns: Option<&RawValue>) -> Option<Box<RawValue>> {
+    columns
+        .filter(|columns| {
+            let text = columns.get().trim();
+            text.starts_with('[') && text != "[]"
+        })
+        .map(RawValue::to_owned)
 }
 
 #[cfg(test)]
@@ -646,5 +838,62 @@ mod tests {
         );
         assert_eq!(sent[0]["object"]["rows"][0]["cells"], json!(["a1"]));
         assert_eq!(sent[1]["object"]["columnDefinitions"], json!([]));
+    }
+
+    #[test]
+    fn deep_objects_neither_cut_nor_slip_through_a_watch() {
+        let deep = |namespace: &str, name: &str| {
+            let nested = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+            let object = format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"{namespace}","uid":"{name}"}},"data":{nested}}}"#
+            );
+            serde_json::from_str::<Box<RawValue>>(&object)
+                .map(|_| object)
+                .unwrap_or_default()
+        };
+        let events = format!(
+            "{{\"type\":\"ADDED\",\"object\":{}}}\n{{\"type\":\"ADDED\",\"object\":{}}}\n{{\"type\":\"ADDED\",\"object\":{}}}\n",
+            deep("team-b-dev", "hidden-deep"),
+            deep("team-a-dev", "shown-deep"),
+            pod("team-a-dev", "after"),
+        );
+        let mut filter = WatchFilter::new(TeamA, false);
+        let mut out = Vec::new();
+        for chunk in events.as_bytes().chunks(97) {
+            filter.feed(chunk, &mut out).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("hidden-deep"));
+        assert!(
+            text.contains("shown-deep"),
+            "a deep object is judged and sent whole"
+        );
+        assert!(
+            text.contains("\"after\""),
+            "the watch goes on after a deep object"
+        );
+    }
+
+    #[test]
+    fn an_object_leaving_the_view_is_deleted_as_it_was_last_shown() {
+        let node = |pool: &str, secret: &str| {
+            json!({"kind": "Node", "apiVersion": "v1",
+                   "metadata": {"name": "n1", "uid": "n1", "resourceVersion": "5", "labels": {"pool": pool}},
+                   "spec": {"note": secret}})
+        };
+        let sent = watch(
+            &[
+                json!({"type": "ADDED", "object": node("a", "old")}),
+                json!({"type": "MODIFIED", "object": node("b", "new-and-not-yours")}),
+            ],
+            16,
+        );
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1]["type"], "DELETED");
+        assert_eq!(
+            sent[1]["object"],
+            json!({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n1", "uid": "n1", "resourceVersion": "5"}})
+        );
+        assert!(!sent[1].to_string().contains("new-and-not-yours"));
     }
 }

@@ -181,6 +181,54 @@ pub async fn object_is_visible(
 /// an object is about 1.5 MB in etcd).
 const OBJECT_LIMIT: usize = 8 * 1024 * 1024;
 
+/// `continue` tokens of filtered lists, sealed: a cluster's token names the
+/// last object of its page (the API server's holds its key), which the
+/// caller may not be allowed to see. A sealed token is bound to the cluster
+/// and the caller it was given to.
+#[derive(Clone)]
+pub struct ContinueTokens {
+    secrets: crate::secrets::SecretBox,
+}
+
+const SEALED_PREFIX: &str = "kp1.";
+
+impl ContinueTokens {
+    pub fn new(secrets: crate::secrets::SecretBox) -> Self {
+        Self { secrets }
+    }
+
+    /// The token a caller gets in place of `token`.
+    pub fn seal(&self, scope: &str, subject: &str, token: &str) -> String {
+        use base64::Engine;
+        let plaintext = serde_json::json!([scope, subject, token]).to_string();
+        let sealed = self.secrets.seal(
+            crate::secrets::SecretField::ContinueToken,
+            &secrecy::SecretString::from(plaintext),
+        );
+        format!(
+            "{SEALED_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        )
+    }
+
+    /// The token a sealed one stands for, if it was given for this scope to
+    /// this caller.
+    pub fn open(&self, scope: &str, subject: &str, sealed: &str) -> Option<String> {
+        use base64::Engine;
+        use secrecy::ExposeSecret;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed.strip_prefix(SEALED_PREFIX)?)
+            .ok()?;
+        let opened = self
+            .secrets
+            .open(crate::secrets::SecretField::ContinueToken, &bytes)
+            .ok()?;
+        let (bound_scope, bound_subject, token): (String, String, String) =
+            serde_json::from_str(opened.expose_secret()).ok()?;
+        (bound_scope == scope && bound_subject == subject).then_some(token)
+    }
+}
+
 /// Why a filtered read cannot be served in the format asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotAcceptable;
@@ -236,6 +284,7 @@ pub fn filtered<B>(
     stream: Stream,
     judge: ObjectJudge,
     strip_row_objects: bool,
+    seal_continue: Option<filter::SealContinue>,
     keep_alive: impl Send + 'static,
 ) -> Body
 where
@@ -243,7 +292,9 @@ where
     B::Error: std::fmt::Display + Send,
 {
     let mut filter = match stream {
-        Stream::List => Filter::List(filter::ListFilter::new(judge, strip_row_objects)),
+        Stream::List => Filter::List(
+            filter::ListFilter::new(judge, strip_row_objects).sealing_continue(seal_continue),
+        ),
         Stream::Watch => Filter::Watch(filter::WatchFilter::new(judge, strip_row_objects)),
     };
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -254,7 +305,15 @@ where
             tracing::warn!(%reason, "a filtered response was cut short");
             Err(std::io::Error::other(reason))
         };
-        while let Some(frame) = body.as_mut().frame().await {
+        loop {
+            // A client that goes away ends the read at once, even while
+            // nothing it may see arrives.
+            let mut body = body.as_mut();
+            let frame = tokio::select! {
+                frame = body.frame() => frame,
+                () = sender.closed() => return,
+            };
+            let Some(frame) = frame else { break };
             let data = match frame {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) => data,
