@@ -253,6 +253,38 @@ async fn lists_carry_clusters_pages_and_leave_out_what_the_caller_may_not_read()
         }
     }
     seen.sort();
+    // The last page's resourceVersion still covers every cluster listed,
+    // not only those that had a last page.
+    let mut next = String::new();
+    let mut last_version = String::new();
+    for _ in 0..5 {
+        let page: Value = fleet
+            .get(SRE, &format!("/api/v1/pods?limit=1&continue={next}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        last_version = page["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        match page["metadata"]["continue"].as_str() {
+            Some(token) => next = token.to_owned(),
+            None => break,
+        }
+    }
+    use base64::Engine as _;
+    let positions: serde_json::Map<String, Value> = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&last_version)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        positions.keys().collect::<Vec<_>>(),
+        ["prod-a", "prod-b"],
+        "{positions:?}"
+    );
     assert_eq!(
         seen,
         ["prod-a-api", "prod-a-second", "prod-a-third", "prod-b-api"]
@@ -362,5 +394,101 @@ async fn a_watch_resumes_from_its_composite_version_after_a_restart() {
                 || event["object"]["metadata"]["name"] == "prod-a-api"
         }),
         "nothing seen before is sent again: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_position_a_cluster_no_longer_has_ends_the_watch_with_expired() {
+    let fleet = fleet().await;
+    fleet.doubles[2].set_fault(Fault::None);
+    let list: Value = fleet.get(SRE, "/api/v1/pods").await.json().await.unwrap();
+    let version = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The double keeps the last 10,000 events: push prod-b's position out.
+    for index in 0..10_050 {
+        fleet.doubles[1].put_object(
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": format!("churn-{index}"), "namespace": "shop"}}),
+        );
+    }
+    let mut watch = fleet
+        .get(
+            SRE,
+            &format!("/api/v1/pods?watch=true&resourceVersion={version}"),
+        )
+        .await;
+    assert_eq!(watch.status(), 200);
+    let events = events_until(&mut watch, |event| event["type"] == "ERROR").await;
+    let error = events.last().unwrap();
+    assert_eq!(error["object"]["code"], 410, "{error}");
+    assert_eq!(error["object"]["reason"], "Expired");
+    assert!(error["object"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("prod-b"));
+}
+
+#[tokio::test]
+async fn the_fleet_is_read_only_takes_no_other_identity_and_discovers_past_a_dead_cluster() {
+    let fleet = fleet().await;
+    // A cluster that sorts first and cannot be reached.
+    register(
+        &fleet.app,
+        json!({"name": "prod-0-dead", "url": "https://127.0.0.1:9", "authProvider": "serviceAccount",
+               "serviceAccountToken": "x", "caData": fleet.doubles[0].ca_pem()}),
+    )
+    .await;
+    let response = fleet.get(SRE, "/api").await;
+    assert_eq!(response.status(), 200, "discovery from the next cluster");
+    let response = fleet
+        .app
+        .client
+        .delete(
+            fleet
+                .app
+                .url("/api/kubernetes/fleet/prod-*/proxy/api/v1/namespaces/shop/pods/prod-a-api"),
+        )
+        .bearer_auth(SRE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+    assert!(fleet.doubles.iter().all(|double| double
+        .requests()
+        .iter()
+        .all(|request| request.method != reqwest::Method::DELETE)));
+    let response = fleet
+        .app
+        .client
+        .get(
+            fleet
+                .app
+                .url("/api/kubernetes/fleet/prod-*/proxy/api/v1/pods"),
+        )
+        .bearer_auth(SRE)
+        .header("impersonate-user", "system:admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // A glob with `?` makes a kubeconfig whose server keeps it in the path.
+    let text = fleet
+        .app
+        .client
+        .get(fleet.app.url("/api/kubernetes/fleet/prod-%3F/kubeconfig"))
+        .bearer_auth(SRE)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("/api/kubernetes/fleet/prod-%3F/proxy"),
+        "{text}"
     );
 }

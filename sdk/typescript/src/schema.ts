@@ -1479,7 +1479,25 @@ export interface operations {
                     "application/json": components["schemas"]["KubernetesStatus"];
                 };
             };
-            /** @description Not a list, watch or discovery request */
+            /** @description `Impersonate-*` headers (the fleet view does not impersonate), or discovery denied by the cluster */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description No cluster matching the glob is readable (discovery), or the cluster's 404 for discovery */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description Not a list, watch or discovery request (`Allow: GET, HEAD`) */
             405: {
                 headers: {
                     [name: string]: unknown;
@@ -1490,6 +1508,24 @@ export interface operations {
             };
             /** @description Only protobuf or CBOR accepted; the fleet view serves JSON */
             406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description Discovery: no cluster of the fleet could be reached */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KubernetesStatus"];
+                };
+            };
+            /** @description Discovery: no cluster of the fleet answered in time */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

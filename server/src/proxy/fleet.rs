@@ -20,7 +20,7 @@
 //!   again from its last position, with backoff; the others keep flowing.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -47,8 +47,11 @@ use crate::views;
 /// The annotation naming an item's cluster.
 pub const CLUSTER_ANNOTATION: &str = "kubeportal.io/cluster";
 const FLEET_PREFIX: &str = "/api/kubernetes/fleet/";
-/// What fleet continue tokens are sealed for.
-const FLEET_SCOPE: &str = "fleet";
+/// What a fleet's continue tokens are sealed for: `fleet:<glob>` (a cluster
+/// name never holds `:`, so no cluster's scope is ever the same).
+fn fleet_scope(glob: &str) -> String {
+    format!("fleet:{glob}")
+}
 /// Clusters asked at once.
 const FAN_OUT: usize = 16;
 /// The most of one cluster's list held while merging.
@@ -57,9 +60,6 @@ const LIST_LIMIT: usize = 256 * 1024 * 1024;
 /// A cluster glob as the route gives it: cluster-name characters and `*`,
 /// `?`; matched without regard to case, as names are.
 fn cluster_glob(text: &str) -> Result<GlobMatcher, ApiError> {
-    // Clients escape the wildcards in a path (Go writes `*` as `%2A`).
-    let text = &percent_decoded(text)
-        .ok_or_else(|| ApiError::Input("clusterGlob: not a valid path segment".into()))?;
     let valid = !text.is_empty()
         && text.len() <= 253
         && text
@@ -188,32 +188,82 @@ pub(super) async fn fleet_proxy(
         Request::from_parts(request_parts(&request), Body::empty()),
     )
     .await?;
+    // Clients escape the wildcards in a path (Go writes `*` as `%2A`).
+    let glob_text = percent_decoded(&glob_text)
+        .ok_or_else(|| ApiError::Input("clusterGlob: not a valid path segment".into()))?;
     let glob = cluster_glob(&glob_text)?;
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return Err(ApiError::MethodNotAllowed(
+        let mut response = ApiError::MethodNotAllowed(
             "the fleet view is read-only: it serves lists and watches (and discovery)".into(),
-        ));
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(response);
     }
     let method = Method::GET;
     let (target, _) = read_target(&method, &rest, request.uri().query())?;
     let attributes = &target.attributes;
     if !attributes.is_resource_request {
-        // Discovery: from the first cluster of the fleet the caller may read.
+        // Discovery: from the first cluster of the fleet, by name, that the
+        // caller may read and that answers.
         let members = members(&state, &caller, &glob, &method, &target).await?;
-        let Some((first, _)) = members.first() else {
+        if members.is_empty() {
             return Err(ApiError::NotFound(format!(
                 "no cluster matching {glob_text} is readable"
             )));
+        }
+        let mut last_error = None;
+        for (member, _) in &members {
+            let attempt = Request::from_parts(request_parts(&request), Body::empty());
+            match Box::pin(super::forward(
+                state.clone(),
+                &member.name,
+                &rest,
+                attempt,
+                super::Form::Path,
+            ))
+            .await
+            {
+                Ok(response) if !response.status().is_server_error() => return Ok(response),
+                Ok(response) => last_error = Some(Ok(response)),
+                Err(
+                    error @ (ApiError::BadGateway(_)
+                    | ApiError::GatewayTimeout(_)
+                    | ApiError::Unavailable(_)),
+                ) => {
+                    last_error = Some(Err(error));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        return match last_error.expect("at least one member was asked") {
+            Ok(response) => Ok(response),
+            // The API server's own word for a backend it cannot reach.
+            Err(ApiError::BadGateway(message)) => Err(ApiError::Unavailable(message)),
+            Err(error) => Err(error),
         };
-        let name = first.name.clone();
-        return Box::pin(super::forward(
-            state,
-            &name,
-            &rest,
-            request,
-            super::Form::Path,
-        ))
-        .await;
+    }
+    // Every cluster is asked with its own credential as kubeportal holds it;
+    // a request that asks for another identity is refused, not ignored.
+    if request
+        .headers()
+        .keys()
+        .any(|name| name.as_str().starts_with("impersonate-"))
+    {
+        return Err(ApiError::Refused(
+            "the fleet view does not impersonate: ask each cluster's proxy instead".into(),
+        ));
+    }
+    if request.headers().keys().any(|name| {
+        name.as_str()
+            .starts_with("backstage-kubernetes-authorization")
+    }) {
+        return Err(ApiError::Input(
+            "the fleet view uses each cluster's credential kubeportal holds; cluster tokens are not taken"
+                .into(),
+        ));
     }
     if !views::filterable(attributes) || !matches!(attributes.verb.as_str(), "list" | "watch") {
         return Err(ApiError::MethodNotAllowed(format!(
@@ -237,14 +287,19 @@ pub(super) async fn fleet_proxy(
                 .encode_masked(&state.settings.sensitive_query_params),
             &attributes.verb,
         );
+        let names: Vec<&str> = members
+            .iter()
+            .map(|(record, _)| record.name.as_str())
+            .collect();
         note.set_decision(
             true,
-            Some(format!("fleet view over {} clusters", members.len())),
+            Some(format!("fleet view over {glob_text}: {}", names.join(", "))),
         );
     }
     let fleet = Fleet {
         state: state.clone(),
         caller,
+        glob: glob_text.clone(),
         target: Arc::new(target),
         accept,
     };
@@ -275,6 +330,8 @@ fn request_parts(request: &Request) -> http::request::Parts {
 struct Fleet {
     state: ProxyState,
     caller: Caller,
+    /// The glob as the caller wrote it (decoded).
+    glob: String,
     target: Arc<KubernetesRequest>,
     accept: HeaderValue,
 }
@@ -353,6 +410,13 @@ impl Fleet {
         Ok((response, lease, connector))
     }
 
+    /// Whether `Table` rows were asked for without their objects: a
+    /// filtered member is asked for their metadata (to judge them), which
+    /// is then removed.
+    fn strips_row_objects(&self) -> bool {
+        self.target.query.first("includeObject") == Some("None")
+    }
+
     fn judge(
         &self,
         record: &ClusterRecord,
@@ -378,6 +442,11 @@ impl Fleet {
     ) -> Answer {
         let deadline = self.state.settings.fleet_deadline;
         let query = self.query_for(&record.name, continues, None);
+        let query = if view == View::Some {
+            query.map(|query| views::include_row_metadata(&query).unwrap_or(query))
+        } else {
+            query
+        };
         let read = async {
             let (response, _lease, connector) =
                 self.request(record, query, Route::Shared, deadline).await?;
@@ -403,8 +472,10 @@ impl Fleet {
                 } else {
                     None
                 };
-                let mut filter =
-                    views::filter::ListFilter::new(self.judge(record, namespaces), false);
+                let mut filter = views::filter::ListFilter::new(
+                    self.judge(record, namespaces),
+                    self.strips_row_objects(),
+                );
                 let mut out = Vec::with_capacity(body.len());
                 filter
                     .feed(&body, &mut out)
@@ -441,13 +512,19 @@ impl Fleet {
                     .state
                     .views
                     .tokens
-                    .open(FLEET_SCOPE, &self.caller.subject, token)
+                    .open(&fleet_scope(&self.glob), &self.caller.subject, token)
                     .ok_or_else(|| {
                         ApiError::Input("continue: not a continue token kubeportal gave you".into())
                     })?;
-                decode_positions(&opened, "continue")
+                serde_json::from_str::<Continuation>(&opened).map_err(|_| {
+                    ApiError::Input("continue: not a continue token kubeportal gave you".into())
+                })
             })
             .transpose()?;
+        let (continues, earlier_versions) = match continues {
+            Some(continuation) => (Some(continuation.continues), continuation.versions),
+            None => (None, BTreeMap::new()),
+        };
         // On a continued list, only the clusters with more to give are asked.
         let asked: Vec<_> = members
             .into_iter()
@@ -473,8 +550,9 @@ impl Fleet {
         answers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         let tokens = self.state.views.tokens.clone();
         let subject = self.caller.subject.clone();
-        Ok(merge_lists(answers, &|composite| {
-            tokens.seal(FLEET_SCOPE, &subject, composite)
+        let glob = self.glob.clone();
+        Ok(merge_lists(answers, earlier_versions, &|composite| {
+            tokens.seal(&fleet_scope(&glob), &subject, composite)
         }))
     }
 
@@ -493,41 +571,37 @@ impl Fleet {
             .first("timeoutSeconds")
             .and_then(|seconds| seconds.parse::<u64>().ok())
             .map(Duration::from_secs);
-        let positions = Arc::new(Mutex::new(versions));
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(64);
-        let columns_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Positions of clusters outside the fleet are not carried along.
+        let mut versions = versions;
+        versions.retain(|cluster, _| members.iter().any(|(record, _)| &record.name == cluster));
+        // Every cluster's task sends its events here; they are tagged with
+        // the composite position in the one order the client sees them, so
+        // a position handed out always covers every event sent before it.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Message>(64);
         let fleet = Arc::new(self);
         let mut tasks = Vec::new();
         for (record, view) in members {
             let fleet = fleet.clone();
-            let positions = positions.clone();
             let sender = sender.clone();
-            let columns_sent = columns_sent.clone();
+            let version = versions.get(&record.name).cloned();
             tasks.push(tokio::spawn(async move {
-                fleet
-                    .watch_one(record, view, positions, sender, columns_sent)
-                    .await;
+                fleet.watch_one(record, view, version, sender).await;
             }));
         }
         drop(sender);
-        let guard = AbortOnDrop(tasks);
-        let stream = futures::stream::unfold(
-            (
-                receiver,
-                guard,
-                timeout.map(|t| tokio::time::Instant::now() + t),
-            ),
-            |(mut receiver, guard, until)| async move {
-                let next = match until {
-                    Some(until) => tokio::time::timeout_at(until, receiver.recv())
-                        .await
-                        .ok()
-                        .flatten(),
-                    None => receiver.recv().await,
-                };
-                next.map(|bytes| (Ok::<_, std::io::Error>(bytes), (receiver, guard, until)))
-            },
-        );
+        let merge = Merge {
+            _open: crate::telemetry::GaugeGuard::new(&fleet.state.metrics.open_streams),
+            receiver,
+            _tasks: AbortOnDrop(tasks),
+            until: timeout.map(|timeout| tokio::time::Instant::now() + timeout),
+            positions: versions,
+            columns_sent: false,
+            ended: false,
+        };
+        let stream = futures::stream::unfold(merge, |mut merge| async move {
+            let bytes = merge.next().await?;
+            Some((Ok::<_, std::io::Error>(bytes), merge))
+        });
         let mut response = Body::from_stream(stream).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -537,20 +611,31 @@ impl Fleet {
     }
 
     /// One cluster's watch, again and again from its last position, each
-    /// event tagged and sent on.
+    /// event sent on to the merge.
     async fn watch_one(
         &self,
         record: Arc<ClusterRecord>,
         view: View,
-        positions: Arc<Mutex<BTreeMap<String, String>>>,
-        sender: tokio::sync::mpsc::Sender<Bytes>,
-        columns_sent: Arc<std::sync::atomic::AtomicBool>,
+        mut version: Option<String>,
+        sender: tokio::sync::mpsc::Sender<Message>,
     ) {
+        let cluster: Arc<str> = Arc::from(record.name.as_str());
         let mut backoff = Duration::from_millis(200);
         loop {
-            let versions = positions.lock().expect("positions lock").clone();
+            let versions: BTreeMap<String, String> = version
+                .iter()
+                .map(|version| (record.name.clone(), version.clone()))
+                .collect();
             let query = self.query_for(&record.name, None, Some(&versions));
-            let header_timeout = self.state.settings.fleet_deadline;
+            let query = if view == View::Some {
+                query.map(|query| views::include_row_metadata(&query).unwrap_or(query))
+            } else {
+                query
+            };
+            // A watch's headers may come late from a busy cluster (after the
+            // initial events): the proxy's own header timeout, not the
+            // list deadline.
+            let header_timeout = self.state.settings.timeouts.response_header();
             match self
                 .request(&record, query, Route::Stream, header_timeout)
                 .await
@@ -564,12 +649,15 @@ impl Fleet {
                             None
                         };
                     let mut filter = (view == View::Some).then(|| {
-                        views::filter::WatchFilter::new(self.judge(&record, namespaces), false)
+                        views::filter::WatchFilter::new(
+                            self.judge(&record, namespaces),
+                            self.strips_row_objects(),
+                        )
                     });
                     let mut body = response.into_body();
                     let mut pending = Vec::new();
                     let _lease = lease;
-                    while let Some(frame) = body.frame().await {
+                    'stream: while let Some(frame) = body.frame().await {
                         let Ok(frame) = frame else { break };
                         let Ok(data) = frame.into_data() else {
                             continue;
@@ -582,31 +670,44 @@ impl Fleet {
                             }
                             None => pending.extend_from_slice(&data),
                         }
-                        let mut out = Vec::new();
                         while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
                             let line: Vec<u8> = pending.drain(..=end).collect();
-                            if let Some(event) =
-                                tag_event(&line, &record.name, &positions, &columns_sent)
-                            {
-                                out.extend_from_slice(&event);
+                            match read_event(&line) {
+                                Read::Event(position) => {
+                                    if let Some(position) = position {
+                                        version = Some(position);
+                                    }
+                                    let message = Message::Event(cluster.clone(), line);
+                                    if sender.send(message).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Read::Expired => {
+                                    let _ = sender.send(Message::Expired(cluster.clone())).await;
+                                    return;
+                                }
+                                // Another error ends this stream: watch again.
+                                Read::Error => break 'stream,
+                                Read::Unreadable => {}
                             }
-                        }
-                        if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {
-                            return;
                         }
                     }
                 }
                 Ok((response, _, _)) if response.status() == StatusCode::GONE => {
-                    // The cluster no longer has this position: the whole
-                    // watch must start again from a list, as informers do.
-                    let status = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
-                        "status": "Failure", "code": 410, "reason": "Expired",
-                        "message": format!("cluster {}: the resourceVersion is too old; list again", record.name)}});
-                    let _ = sender.send(Bytes::from(format!("{status}\n"))).await;
+                    let _ = sender.send(Message::Expired(cluster.clone())).await;
+                    return;
+                }
+                Ok((response, _, _))
+                    if response.status().is_client_error()
+                        && response.status() != StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    // The cluster refuses this watch (no such resource, not
+                    // allowed): asking again would not change its mind.
+                    tracing::warn!(cluster = %record.name, status = %response.status(), "fleet watch refused; not asked again");
                     return;
                 }
                 Ok((response, _, _)) => {
-                    tracing::warn!(cluster = %record.name, status = %response.status(), "fleet watch refused");
+                    tracing::warn!(cluster = %record.name, status = %response.status(), "fleet watch failed");
                 }
                 Err(error) => {
                     tracing::warn!(cluster = %record.name, error = %error.1, "fleet watch failed");
@@ -619,6 +720,135 @@ impl Fleet {
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
+}
+
+/// What a cluster's watch task sends to the merge.
+enum Message {
+    /// One event line, as the cluster (or the view's filter) gave it.
+    Event(Arc<str>, Vec<u8>),
+    /// The cluster no longer has the position asked for.
+    Expired(Arc<str>),
+}
+
+/// The merged watch: events in the order they are sent, each carrying the
+/// composite position after it.
+struct Merge {
+    /// Counts the merged watch as one open stream.
+    _open: crate::telemetry::GaugeGuard,
+    receiver: tokio::sync::mpsc::Receiver<Message>,
+    _tasks: AbortOnDrop,
+    until: Option<tokio::time::Instant>,
+    positions: BTreeMap<String, String>,
+    columns_sent: bool,
+    ended: bool,
+}
+
+impl Merge {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            let message = match self.until {
+                Some(until) => tokio::time::timeout_at(until, self.receiver.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+                None => self.receiver.recv().await,
+            }?;
+            match message {
+                Message::Event(cluster, line) => {
+                    if let Some(bytes) =
+                        tag_event(&line, &cluster, &mut self.positions, &mut self.columns_sent)
+                    {
+                        return Some(Bytes::from(bytes));
+                    }
+                }
+                Message::Expired(cluster) => {
+                    // The client must list again, as an informer does.
+                    self.ended = true;
+                    let status = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                        "metadata": {}, "status": "Failure", "code": 410, "reason": "Expired",
+                        "details": {"name": &*cluster, "kind": "cluster"},
+                        "message": format!("cluster {cluster}: the resourceVersion is too old; list again")}});
+                    return Some(Bytes::from(format!("{status}\n")));
+                }
+            }
+        }
+    }
+}
+
+/// What one line of a cluster's watch is.
+enum Read {
+    /// An event, with the position it brings the cluster to.
+    Event(Option<String>),
+    /// A 410 `Expired` error: the position is gone.
+    Expired,
+    /// Another error event.
+    Error,
+    Unreadable,
+}
+
+fn read_event(line: &[u8]) -> Read {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(borrow)]
+        object: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Object {
+        code: Option<u16>,
+        kind: Option<String>,
+        metadata: Option<Metadata>,
+        rows: Option<Vec<Row>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Row {
+        object: Option<Object>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    let Ok(head) = serde_json::from_slice::<Head>(line) else {
+        return Read::Unreadable;
+    };
+    let object = head
+        .object
+        .and_then(|object| serde_json::from_str::<Object>(object.get()).ok());
+    if head.kind == "ERROR" {
+        return match object.and_then(|object| object.code) {
+            Some(410) => Read::Expired,
+            _ => Read::Error,
+        };
+    }
+    let Some(object) = object else {
+        return Read::Unreadable;
+    };
+    let from_row = || {
+        object
+            .rows
+            .as_ref()?
+            .first()?
+            .object
+            .as_ref()?
+            .metadata
+            .as_ref()?
+            .resource_version
+            .clone()
+    };
+    let position = if object.kind.as_deref() == Some("Table") {
+        from_row().or_else(|| object.metadata.as_ref()?.resource_version.clone())
+    } else {
+        object
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.resource_version.clone())
+    };
+    Read::Event(position)
 }
 
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
@@ -636,13 +866,12 @@ impl Drop for AbortOnDrop {
 fn tag_event(
     line: &[u8],
     cluster: &str,
-    positions: &Mutex<BTreeMap<String, String>>,
-    columns_sent: &std::sync::atomic::AtomicBool,
+    positions: &mut BTreeMap<String, String>,
+    columns_sent: &mut bool,
 ) -> Option<Vec<u8>> {
     let mut event: Value = serde_json::from_slice(line).ok()?;
     let kind = event.get("type")?.as_str()?.to_owned();
     if kind == "ERROR" {
-        // A cluster's own error ends only that cluster's stream.
         return None;
     }
     let object = event.get_mut("object")?;
@@ -656,15 +885,12 @@ fn tag_event(
     }
     .and_then(Value::as_str)
     .map(str::to_owned);
-    let composite = {
-        let mut positions = positions.lock().expect("positions lock");
-        if let Some(version) = version {
-            positions.insert(cluster.to_owned(), version);
-        }
-        encode_positions(&positions)
-    };
+    if let Some(version) = version {
+        positions.insert(cluster.to_owned(), version);
+    }
+    let composite = encode_positions(positions);
     if table {
-        let first = !columns_sent.swap(true, std::sync::atomic::Ordering::SeqCst);
+        let first = !std::mem::replace(columns_sent, true);
         if first {
             if let Some(columns) = object
                 .get_mut("columnDefinitions")
@@ -728,13 +954,25 @@ fn tag_row(row: &mut Value, cluster: &str) {
 }
 
 /// One list of every cluster's answers.
+/// What a fleet `continue` token holds (sealed): where each cluster with
+/// more to give goes on, and the positions of the pages before, so that the
+/// last page's `resourceVersion` covers every cluster of the list.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continuation {
+    #[serde(rename = "c")]
+    continues: BTreeMap<String, String>,
+    #[serde(rename = "v")]
+    versions: BTreeMap<String, String>,
+}
+
 fn merge_lists(
     answers: Vec<(Arc<ClusterRecord>, Answer)>,
+    earlier_versions: BTreeMap<String, String>,
     seal: &dyn Fn(&str) -> String,
 ) -> Response {
     let mut merged: Option<Value> = None;
     let mut items: Vec<Value> = Vec::new();
-    let mut versions = BTreeMap::new();
+    let mut versions = earlier_versions;
     let mut continues = BTreeMap::new();
     let mut stanza = Vec::new();
     let mut warnings = Vec::new();
@@ -812,10 +1050,12 @@ fn merge_lists(
         Value::from(encode_positions(&versions)),
     );
     if !continues.is_empty() {
-        metadata.insert(
-            "continue".into(),
-            Value::from(seal(&encode_positions(&continues))),
-        );
+        let continuation = Continuation {
+            continues,
+            versions: versions.clone(),
+        };
+        let plaintext = serde_json::to_string(&continuation).expect("a map serializes");
+        metadata.insert("continue".into(), Value::from(seal(&plaintext)));
     }
     list["metadata"] = Value::Object(metadata);
     list["clusters"] = Value::Array(stanza);
@@ -862,6 +1102,8 @@ pub async fn fleet_kubeconfig(
     )?;
     cluster_glob(&glob_text)?;
     let name = format!("fleet-{glob_text}");
+    // `?` would start the query of the server URL.
+    let glob_text = glob_text.replace('?', "%3F");
     super::kubeconfig::document(
         &state,
         &uri,

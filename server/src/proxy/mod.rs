@@ -949,8 +949,12 @@ mod docs {
                 (serde_json::Value = "application/json"))),
             (status = 400, description = "Invalid glob, path, or composite continue/resourceVersion", body = KubernetesStatus),
             (status = 401, description = "No valid identity", body = KubernetesStatus),
-            (status = 405, description = "Not a list, watch or discovery request", body = KubernetesStatus),
+            (status = 403, description = "`Impersonate-*` headers (the fleet view does not impersonate), or discovery denied by the cluster", body = KubernetesStatus),
+            (status = 404, description = "No cluster matching the glob is readable (discovery), or the cluster's 404 for discovery", body = KubernetesStatus),
+            (status = 405, description = "Not a list, watch or discovery request (`Allow: GET, HEAD`)", body = KubernetesStatus),
             (status = 406, description = "Only protobuf or CBOR accepted; the fleet view serves JSON", body = KubernetesStatus),
+            (status = 503, description = "Discovery: no cluster of the fleet could be reached", body = KubernetesStatus),
+            (status = 504, description = "Discovery: no cluster of the fleet answered in time", body = KubernetesStatus),
         ))]
     #[allow(dead_code)]
     pub fn fleet_doc() {}
