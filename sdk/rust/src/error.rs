@@ -18,7 +18,8 @@ pub enum Error {
         message: String,
     },
     /// The cluster answered an error to a streaming helper (`pod_logs`,
-    /// `watch`); `reason` is the Kubernetes `Status` reason, e.g. `NotFound`.
+    /// `watch`, `fleet_watch`); `reason` is the Kubernetes `Status` reason,
+    /// e.g. `NotFound`, or `Expired` (410) when a watch's position is gone.
     #[error("the cluster answered {status}: {message}")]
     Cluster {
         status: StatusCode,

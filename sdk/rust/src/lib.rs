@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use futures::StreamExt;
-//! use kubeportal_sdk::{Client, LogOptions};
+//! use kubeportal_sdk::{Client, FleetListOptions, FleetWatchOptions, LogOptions};
 //!
 //! # async fn example() -> Result<(), kubeportal_sdk::Error> {
 //! let portal = Client::new("https://portal.example")?.with_token("my-portal-token");
@@ -22,11 +22,31 @@
 //! while let Some(line) = lines.next().await {
 //!     println!("{}", line?);
 //! }
+//!
+//! // The fleet view: one list and one watch across clusters matching a glob.
+//! let pods = portal
+//!     .fleet_list::<serde_json::Value>("prod-*", "/api/v1/pods", &FleetListOptions::default())
+//!     .await?;
+//! for item in &pods.items {
+//!     println!("{} {}", item.cluster, item.object["metadata"]["name"]);
+//! }
+//! let from_list = FleetWatchOptions {
+//!     resource_version: Some(pods.resource_version),
+//!     ..FleetWatchOptions::default()
+//! };
+//! let mut events = portal
+//!     .fleet_watch::<serde_json::Value>("prod-*", "/api/v1/pods", &from_list)
+//!     .await?;
+//! while let Some(event) = events.next().await {
+//!     let event = event?; // a 410 `Error::Cluster` means: list again
+//!     println!("{:?} on {:?}", event.event_type, event.cluster);
+//! }
 //! # Ok(())
 //! # }
 //! ```
 
 mod error;
+mod fleet;
 mod stream;
 
 use futures::stream::{BoxStream, StreamExt};
@@ -38,6 +58,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use error::Error;
+pub use fleet::{
+    FleetClusterState, FleetClusterStatus, FleetItem, FleetList, FleetListOptions, FleetWatchEvent,
+    FleetWatchOptions, FleetWatchStream, FLEET_CLUSTER_ANNOTATION,
+};
 /// Every wire type of kubeportal's HTTP API.
 pub use kubeportal_api as api;
 pub use kubeportal_api::clusters::{

@@ -1,4 +1,5 @@
 import { errorOf, portalErrorOf } from "./errors.js";
+import { FleetClient } from "./fleet.js";
 import { readLines } from "./lines.js";
 import type {
   CatalogEntity,
@@ -90,12 +91,23 @@ export class KubeportalClient {
   private readonly getToken?: ClientOptions["getToken"];
   private readonly fetchImpl: typeof globalThis.fetch;
 
+  /**
+   * The fleet view: one list or watch across every cluster whose name matches
+   * a glob, e.g. `fleet.list("prod-*", "/api/v1/pods")`. See {@link FleetClient}.
+   */
+  readonly fleet: FleetClient;
+
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.getToken = options.getToken;
     // Call the global fetch unbound from this object: browsers reject
     // `fetch` invoked with a `this` other than `window`.
     this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.fleet = new FleetClient(async (path, signal) => {
+      const headers = new Headers({ Accept: "application/json" });
+      await this.authenticate(headers);
+      return this.fetchImpl(this.url(`${API}${path}`), { method: "GET", headers, signal });
+    });
   }
 
   // ---- cluster registry -------------------------------------------------

@@ -9,8 +9,9 @@ export type ErrorOrigin = "portal" | "cluster";
  * `name` is the portal's error name (`InputError`, `AuthenticationError`,
  * `NotAllowedError`, `NotFoundError`, `ConflictError`, or a 5xx name such as
  * `BadGatewayError`); for an error a cluster answered (only thrown by the
- * streaming helpers, `podLogs` and `watch`) it is the Kubernetes `Status`
- * reason, e.g. `NotFound`.
+ * streaming helpers, `podLogs`, `watch` and `fleet.watch`) it is the
+ * Kubernetes `Status` reason, e.g. `NotFound`, or `Expired` (410) when a
+ * watch's position is gone.
  */
 export class KubeportalError extends Error {
   override readonly name: string;

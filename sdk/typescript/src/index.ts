@@ -17,6 +17,15 @@ export type {
   WatchEvent,
   WatchOptions,
 } from "./client.js";
+export { FleetClient, FLEET_CLUSTER_ANNOTATION } from "./fleet.js";
+export type {
+  FleetClusterStatus,
+  FleetItem,
+  FleetList,
+  FleetListOptions,
+  FleetWatchEvent,
+  FleetWatchOptions,
+} from "./fleet.js";
 export { KubeportalError, isErrorResponse } from "./errors.js";
 export type { ErrorOrigin } from "./errors.js";
 export { readLines } from "./lines.js";

@@ -77,6 +77,12 @@ export interface PortalOptions {
    * `openssl`), which the served kubeconfig then trusts.
    */
   tls?: boolean;
+  /**
+   * Instead of the seeded double and its clusters (`dev`, `sso`, `byo`,
+   * `offline`): one empty test double per name, each registered as a cluster
+   * of that name (`serviceAccount`, token `double-token`).
+   */
+  clusters?: string[];
 }
 
 export interface RunningPortal {
@@ -160,9 +166,15 @@ function captureOutput(child: ChildProcess): () => string {
   return () => output;
 }
 
-async function startDouble(binary: string, dir: string): Promise<{ child: ChildProcess; url: string; caPem: string }> {
-  const caFile = join(dir, "double-ca.pem");
-  const child = spawn(binary, ["--listen", "127.0.0.1:0", "--ca-out", caFile, "--seed-demo", "--metrics-api"], {
+async function startDouble(
+  binary: string,
+  dir: string,
+  name = "double",
+  seed = true,
+): Promise<{ child: ChildProcess; url: string; caPem: string }> {
+  const caFile = join(dir, `${name}-ca.pem`);
+  const args = ["--listen", "127.0.0.1:0", "--ca-out", caFile, "--metrics-api", ...(seed ? ["--seed-demo"] : [])];
+  const child = spawn(binary, args, {
     env: childEnvironment(),
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -231,7 +243,33 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts the test double and a kubeportal with one cluster (`dev`) pointing at it. */
+/** The clusters of a portal with `options.clusters`: one fresh, empty double each. */
+async function emptyDoubles(
+  binary: string,
+  dir: string,
+  names: string[],
+  children: ChildProcess[],
+): Promise<Array<Record<string, unknown>>> {
+  const clusters: Array<Record<string, unknown>> = [];
+  for (const name of names) {
+    const double = await startDouble(binary, dir, `double-${name}`, false);
+    children.push(double.child);
+    clusters.push({
+      name,
+      url: double.url,
+      authProvider: "serviceAccount",
+      serviceAccountToken: "double-token",
+      caData: double.caPem,
+    });
+  }
+  return clusters;
+}
+
+/**
+ * Starts the seeded test double and a kubeportal with the clusters `dev`,
+ * `sso`, `byo` and `offline` (or, with `options.clusters`, one empty double
+ * per name).
+ */
 export async function startPortal(options: PortalOptions = {}): Promise<RunningPortal> {
   const binaries = ensureBinaries();
   const dir = mkdtempSync(join(tmpdir(), "kubeportal-js-"));
@@ -244,6 +282,9 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
   try {
     const double = await startDouble(binaries.kubeDouble, dir);
     children.push(double.child);
+    const own = options.clusters
+      ? await emptyDoubles(binaries.kubeDouble, dir, options.clusters, children)
+      : undefined;
 
     const catalog = await startCatalog();
     closers.push(catalog.close);
@@ -268,7 +309,7 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
       permissions: { rules: RULES },
       catalog: { baseUrl: catalog.url },
       kubernetes: {
-        clusters: [
+        clusters: own ?? [
           {
             name: CLUSTER,
             title: "Development",
