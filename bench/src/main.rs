@@ -2,7 +2,8 @@
 //! kubeportal against direct access to a Kubernetes API (the test double)
 //! and against `kubectl proxy` and nginx; kubeportal's memory under a large
 //! log and many watches; registry lookups at 100,000 clusters; and object
-//! fan-out over 1, 10 and 50 clusters. It prints one table and writes it,
+//! fan-out over 1, 10 and 50 clusters; and tenant views (a list across
+//! namespaces filtered for a caller granted some of them). It prints one table and writes it,
 //! with the machine and the method, to `bench/RESULTS.md`.
 //!
 //! Nothing is estimated or assumed: a figure that could not be measured is
@@ -19,6 +20,7 @@ mod report;
 mod results;
 mod soak;
 mod stats;
+mod tenants;
 mod wrk;
 
 use std::collections::BTreeMap;
@@ -86,6 +88,8 @@ enum Section {
     Memory,
     Registry,
     Fanout,
+    /// Tenant views: a 20,000-pod list filtered to some namespaces.
+    Tenants,
 }
 
 /// What every section runs against.
@@ -192,6 +196,9 @@ async fn main() -> Result<()> {
     }
     if runs(Section::Fanout) {
         fanout_section(&bench, &mut findings).await;
+    }
+    if runs(Section::Tenants) {
+        tenants_section(&bench, &mut findings).await;
     }
     drop(bench);
 
@@ -519,6 +526,55 @@ async fn fanout_section(bench: &Bench<'_>, findings: &mut Findings) {
     }
 }
 
+/// A list of every pod filtered for a tenant, beside the same list unfiltered.
+async fn tenants_section(bench: &Bench<'_>, findings: &mut Findings) {
+    eprintln!("tenant views:");
+    let what = "tenant views";
+    let target = ">=0.5x unfiltered, < 64 MiB";
+    let wrk = match wrk::Wrk::new(bench.dir) {
+        Ok(wrk) => wrk,
+        Err(error) => {
+            findings.table.section(what);
+            return findings.not_measured(what, &format!("{error:#}"));
+        }
+    };
+    let schedule = proxy::Schedule {
+        rounds: bench.arguments.rounds as usize,
+        warm_up: Duration::from_secs(bench.arguments.warm_up),
+        duration: Duration::from_secs(bench.arguments.duration),
+    };
+    match tenants::measure(&bench.binaries, bench.dir, &wrk, schedule).await {
+        Ok(result) => {
+            for way in [
+                tenants::Way::Direct,
+                tenants::Way::Unfiltered,
+                tenants::Way::Filtered,
+            ] {
+                if let Err(reason) = result.run(way) {
+                    findings
+                        .notes
+                        .push(format!("tenant LIST via {}: {reason}", way.label()));
+                }
+            }
+            for (which, memory) in [
+                ("filtered", &result.memory_filtered),
+                ("unfiltered", &result.memory_unfiltered),
+            ] {
+                if let Err(reason) = memory {
+                    findings
+                        .notes
+                        .push(format!("tenant concurrent {which} lists: {reason}"));
+                }
+            }
+            report::tenant_rows(&mut findings.table, &result);
+        }
+        Err(error) => {
+            findings.table.section(what);
+            findings.failed(what, &error, target);
+        }
+    }
+}
+
 /// A database URL without its password.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -562,5 +618,8 @@ mod tests {
         assert_eq!(arguments.only, vec![Section::Proxy, Section::Registry]);
         assert_eq!(arguments.duration, 3);
         assert_eq!(arguments.watches, 10_000);
+        let arguments =
+            Arguments::try_parse_from(["kubeportal-bench", "--only", "tenants"]).unwrap();
+        assert_eq!(arguments.only, vec![Section::Tenants]);
     }
 }

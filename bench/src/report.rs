@@ -9,6 +9,7 @@ use crate::memory::{LogResult, WatchResult};
 use crate::proxy::{ProxyResults, Scenario, Via};
 use crate::registry::RegistryResult;
 use crate::stats::{micros, millis};
+use crate::tenants::{ListMemory, TenantResult, Way};
 use crate::wrk::Summary;
 
 /// Whether a target was met.
@@ -562,6 +563,160 @@ pub fn fanout_rows(table: &mut Table, results: &[FanOutResult]) {
             verdict: Verdict::NoTarget,
         });
     }
+}
+
+/// The tenant-view rows: the list across namespaces filtered for a tenant
+/// beside the same list unfiltered, and kubeportal's peak memory filtering
+/// several at once.
+pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
+    let megabytes = |bytes: usize| bytes as f64 / 1e6;
+    let list_mb = megabytes(result.list_bytes);
+    let pods = thousands(result.pods as f64);
+    let team_a = thousands(result.team_a_pods as f64);
+    table.section(&format!(
+        "tenant views: LIST {pods} pods in {} namespaces ({list_mb:.1} MB, {} B a pod; \
+         team a's {team_a}: {:.1} MB), path form; wrk, {} conn",
+        result.namespaces,
+        result.list_bytes / result.pods.max(1),
+        megabytes(result.filtered_bytes),
+        crate::tenants::CONNECTIONS,
+    ));
+    let lists_per_second = |way: Way| result.lists_per_second(way);
+    // Throughput counts the list the cluster sent, filtered or not.
+    let cell = |way: Way| match (result.run(way), result.lists_per_second(way)) {
+        (Ok(_), Some(rate)) => format!("{rate:.2}/s ({:.0} MB/s)", rate * list_mb),
+        (Ok(_), None) => String::new(),
+        (Err(reason), _) => reason_cell(&reason),
+    };
+    let direct = lists_per_second(Way::Direct);
+    let unfiltered = lists_per_second(Way::Unfiltered);
+    let filtered = lists_per_second(Way::Filtered);
+    table.row(Row {
+        scenario: format!(
+            "LIST {pods} pods ({list_mb:.0} MB), unfiltered (admin): lists/s (MB/s of the list)"
+        ),
+        values: [
+            cell(Way::Direct),
+            cell(Way::Unfiltered),
+            String::new(),
+            String::new(),
+        ],
+        portal_to_direct: ratio_text(ratio(unfiltered, direct)),
+        portal_to_kubectl: String::new(),
+        target: String::new(),
+        verdict: Verdict::NoTarget,
+    });
+    table.row(Row {
+        scenario: format!(
+            "LIST {pods} pods ({list_mb:.0} MB), filtered to team a (tenant): lists/s (MB/s of the list)"
+        ),
+        values: [String::new(), cell(Way::Filtered), String::new(), String::new()],
+        portal_to_direct: ratio_text(ratio(filtered, direct)),
+        portal_to_kubectl: String::new(),
+        target: String::new(),
+        verdict: Verdict::NoTarget,
+    });
+    let to_unfiltered = ratio(filtered, unfiltered);
+    table.row(Row::portal_only(
+        "LIST filtered to team a: throughput as a ratio to unfiltered (tenant / admin)".into(),
+        ratio_text(to_unfiltered),
+        ">=0.5x unfiltered",
+        to_unfiltered.map_or(Verdict::Unknown, |ratio| Verdict::from_bool(ratio >= 0.5)),
+    ));
+    let pair = |value: &dyn Fn(Way, &Summary) -> String| match (
+        result.run(Way::Unfiltered),
+        result.run(Way::Filtered),
+    ) {
+        (Ok(unfiltered), Ok(filtered)) => format!(
+            "{} / {}",
+            value(Way::Unfiltered, unfiltered),
+            value(Way::Filtered, filtered)
+        ),
+        (Err(reason), _) | (_, Err(reason)) => reason_cell(&reason),
+    };
+    let single = |way: Way, value: &dyn Fn(Way, &Summary) -> String| match result.run(way) {
+        Ok(summary) => value(way, summary),
+        Err(reason) => reason_cell(&reason),
+    };
+    let p50 = |_: Way, summary: &Summary| millis(Duration::from_micros(summary.p50_us as u64));
+    table.row(Row {
+        scenario: "LIST: p50 latency (kubeportal: unfiltered / filtered)".into(),
+        values: [
+            single(Way::Direct, &p50),
+            pair(&p50),
+            String::new(),
+            String::new(),
+        ],
+        portal_to_direct: String::new(),
+        portal_to_kubectl: String::new(),
+        target: String::new(),
+        verdict: Verdict::NoTarget,
+    });
+    let cpu = |way: Way, _: &Summary| result.cpu_per_list(way).map_or_else(String::new, millis);
+    let cpu_seconds = |way: Way| result.cpu_per_list(way).map(|cpu| cpu.as_secs_f64());
+    let cpu_ratio = ratio(cpu_seconds(Way::Filtered), cpu_seconds(Way::Unfiltered))
+        .map_or_else(String::new, |ratio| format!(" = {ratio:.2}x"));
+    table.row(Row {
+        scenario: format!(
+            "LIST: CPU per list, serving process (kubeportal: unfiltered / filtered{cpu_ratio})"
+        ),
+        values: [
+            single(Way::Direct, &cpu),
+            pair(&cpu),
+            String::new(),
+            String::new(),
+        ],
+        portal_to_direct: String::new(),
+        portal_to_kubectl: String::new(),
+        target: String::new(),
+        verdict: Verdict::NoTarget,
+    });
+    let lists = crate::tenants::CONCURRENT_LISTS;
+    let memory_row = |what: &str, memory: &Result<ListMemory, String>, target: &str| {
+        let verdict = |memory: &ListMemory| {
+            if target.is_empty() {
+                Verdict::NoTarget
+            } else {
+                Verdict::from_bool(memory.peak_kib < 64 * 1024)
+            }
+        };
+        match memory {
+            Ok(memory) => Row::portal_only(
+                format!(
+                    "{lists} concurrent {what} lists, fresh kubeportal: peak RSS (VmHWM) \
+                     (RSS before: {}; read in {:.1} s)",
+                    mib(memory.baseline_kib),
+                    memory.elapsed.as_secs_f64()
+                ),
+                mib(memory.peak_kib),
+                target,
+                verdict(memory),
+            ),
+            Err(_) => Row::failed(
+                &format!("{lists} concurrent {what} lists, fresh kubeportal: peak RSS"),
+                target,
+            ),
+        }
+    };
+    table.row(memory_row(
+        "filtered (tenant)",
+        &result.memory_filtered,
+        "< 64 MiB",
+    ));
+    table.row(memory_row(
+        "unfiltered (admin)",
+        &result.memory_unfiltered,
+        "",
+    ));
+    table.row(Row::portal_only(
+        format!(
+            "checked before timing: filtered list = exactly team a's {team_a} pods, \
+             unfiltered = all {pods} (byte-identical to direct)"
+        ),
+        "yes".into(),
+        "",
+        Verdict::NoTarget,
+    ));
 }
 
 #[cfg(test)]
