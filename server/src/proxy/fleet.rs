@@ -54,8 +54,6 @@ fn fleet_scope(glob: &str) -> String {
 }
 /// Clusters asked at once.
 const FAN_OUT: usize = 16;
-/// The most of one cluster's list held while merging.
-const LIST_LIMIT: usize = 256 * 1024 * 1024;
 
 /// A cluster glob as the route gives it: cluster-name characters and `*`,
 /// `?`; matched without regard to case, as names are.
@@ -336,10 +334,21 @@ struct Fleet {
     accept: HeaderValue,
 }
 
-/// One cluster's answer to a list.
-enum Answer {
-    List(Value),
-    Failed { status: u16, message: String },
+/// One cluster's answer to a list, its headers in hand: the body is read
+/// only when its turn comes in the merged list.
+enum Head {
+    Answered {
+        record: Arc<ClusterRecord>,
+        body: hyper::body::Incoming,
+        /// The caller's view, when partial: each item is judged.
+        judge: Option<Box<views::ObjectJudge>>,
+        _lease: Option<crate::upstream::StreamLease>,
+    },
+    Failed {
+        record: Arc<ClusterRecord>,
+        status: u16,
+        message: String,
+    },
 }
 
 impl Fleet {
@@ -433,68 +442,70 @@ impl Fleet {
         }
     }
 
-    /// One cluster's list, filtered to the caller's view, within the deadline.
-    async fn list_one(
+    /// Asks one cluster for its list, until its response headers (within
+    /// the fleet's deadline).
+    async fn head_one(
         &self,
-        record: &ClusterRecord,
+        record: Arc<ClusterRecord>,
         view: View,
         continues: Option<&BTreeMap<String, String>>,
-    ) -> Answer {
-        let deadline = self.state.settings.fleet_deadline;
+        deadline: tokio::time::Instant,
+    ) -> Head {
         let query = self.query_for(&record.name, continues, None);
         let query = if view == View::Some {
             query.map(|query| views::include_row_metadata(&query).unwrap_or(query))
         } else {
             query
         };
-        let read = async {
-            let (response, _lease, connector) =
-                self.request(record, query, Route::Shared, deadline).await?;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let asked = async {
+            let (response, lease, connector) =
+                self.request(&record, query, Route::Shared, timeout).await?;
             let status = response.status();
-            let body = http_body_util::Limited::new(response.into_body(), LIST_LIMIT)
-                .collect()
-                .await
-                .map_err(|error| (502, format!("reading the list: {error}")))?
-                .to_bytes();
             if !status.is_success() {
+                let body = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+                    .collect()
+                    .await
+                    .map(|body| body.to_bytes())
+                    .unwrap_or_default();
                 let message = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|status| status["message"].as_str().map(str::to_owned))
                     .unwrap_or_else(|| format!("answered {status}"));
-                return Ok(Answer::Failed {
-                    status: status.as_u16(),
-                    message,
-                });
+                return Err((status.as_u16(), message));
             }
-            let body = if view == View::Some {
+            let judge = if view == View::Some {
                 let namespaces = if self.state.policy.reads_namespace_labels() {
                     self.state.views.namespaces.of(&connector).await
                 } else {
                     None
                 };
-                let mut filter = views::filter::ListFilter::new(
-                    self.judge(record, namespaces),
-                    self.strips_row_objects(),
-                );
-                let mut out = Vec::with_capacity(body.len());
-                filter
-                    .feed(&body, &mut out)
-                    .map_err(|error| (502, error.to_string()))?;
-                filter.finish().map_err(|error| (502, error.to_string()))?;
-                Bytes::from(out)
+                Some(Box::new(self.judge(&record, namespaces)))
             } else {
-                body
+                None
             };
-            serde_json::from_slice(&body)
-                .map(Answer::List)
-                .map_err(|_| (502, "the answer is not JSON".to_owned()))
+            Ok((response.into_body(), judge, lease))
         };
-        match tokio::time::timeout(deadline, read).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err((status, message))) => Answer::Failed { status, message },
-            Err(_) => Answer::Failed {
+        match tokio::time::timeout_at(deadline, asked).await {
+            Ok(Ok((body, judge, lease))) => Head::Answered {
+                record,
+                body,
+                judge,
+                _lease: lease,
+            },
+            Ok(Err((status, message))) => Head::Failed {
+                record,
+                status,
+                message,
+            },
+            Err(_) => Head::Failed {
+                message: format!(
+                    "cluster {} did not answer within {:.1} s",
+                    record.name,
+                    self.state.settings.fleet_deadline.as_secs_f64()
+                ),
+                record,
                 status: 504,
-                message: format!("did not answer within {:.1} s", deadline.as_secs_f64()),
             },
         }
     }
@@ -534,26 +545,79 @@ impl Fleet {
                     .is_none_or(|positions| positions.contains_key(&record.name))
             })
             .collect();
-        let answers: Vec<(Arc<ClusterRecord>, Answer)> = futures::stream::iter(asked)
-            .map(|(record, view)| {
-                let fleet = &self;
-                let continues = continues.as_ref();
-                async move {
-                    let answer = fleet.list_one(&record, view, continues).await;
-                    (record, answer)
-                }
-            })
+        // Every cluster's headers first (within the deadline), so that the
+        // clusters that failed are `Warning` headers; then each body streams
+        // into the merged list in turn.
+        let deadline = tokio::time::Instant::now() + self.state.settings.fleet_deadline;
+        let mut heads: Vec<Head> = futures::stream::iter(asked)
+            .map(|(record, view)| self.head_one(record, view, continues.as_ref(), deadline))
             .buffer_unordered(FAN_OUT)
             .collect()
             .await;
-        let mut answers = answers;
-        answers.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        heads.sort_by(|a, b| a.record().name.cmp(&b.record().name));
+        let mut response = Response::new(Body::empty());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for head in &heads {
+            if let Head::Failed {
+                record, message, ..
+            } = head
+            {
+                let warning = if message.starts_with(&format!("cluster {} ", record.name)) {
+                    message.clone()
+                } else {
+                    format!("cluster {}: {message}", record.name)
+                };
+                // The API server's own form (RFC 7234 warn-code 299), which
+                // kubectl prints.
+                let text = warning.replace(['"', '\\'], "'");
+                if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+                    response.headers_mut().append(header::WARNING, value);
+                }
+            }
+        }
         let tokens = self.state.views.tokens.clone();
         let subject = self.caller.subject.clone();
-        let glob = self.glob.clone();
-        Ok(merge_lists(answers, earlier_versions, &|composite| {
-            tokens.seal(&fleet_scope(&glob), &subject, composite)
-        }))
+        let scope = fleet_scope(&self.glob);
+        let seal: views::filter::SealContinue =
+            Box::new(move |composite| tokens.seal(&scope, &subject, composite));
+        let body_deadline = self.state.settings.fleet_deadline;
+        let strip_row_objects = self.strips_row_objects();
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+        tokio::spawn(async move {
+            let mut merged = MergedList::new(earlier_versions, seal, strip_row_objects);
+            for head in heads {
+                match head {
+                    Head::Failed {
+                        record,
+                        status,
+                        message,
+                    } => merged.failed(&record.name, status, &message),
+                    Head::Answered {
+                        record,
+                        body,
+                        judge,
+                        _lease,
+                    } => {
+                        let streamed = merged
+                            .stream(&record.name, body, judge, body_deadline, &sender)
+                            .await;
+                        if streamed.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = sender.send(Bytes::from(merged.tail())).await;
+        });
+        *response.body_mut() = Body::from_stream(futures::stream::poll_fn(move |context| {
+            receiver
+                .poll_recv(context)
+                .map(|bytes| bytes.map(Ok::<_, std::io::Error>))
+        }));
+        Ok(response)
     }
 
     async fn watch(self, members: Vec<(Arc<ClusterRecord>, View)>) -> Result<Response, ApiError> {
@@ -965,117 +1029,273 @@ struct Continuation {
     versions: BTreeMap<String, String>,
 }
 
-fn merge_lists(
-    answers: Vec<(Arc<ClusterRecord>, Answer)>,
-    earlier_versions: BTreeMap<String, String>,
-    seal: &dyn Fn(&str) -> String,
-) -> Response {
-    let mut merged: Option<Value> = None;
-    let mut items: Vec<Value> = Vec::new();
-    let mut versions = earlier_versions;
-    let mut continues = BTreeMap::new();
-    let mut stanza = Vec::new();
-    let mut warnings = Vec::new();
-    for (record, answer) in answers {
-        let cluster = record.name.as_str();
-        match answer {
-            Answer::List(mut list) => {
-                let table = list.get("kind").and_then(Value::as_str) == Some("Table");
-                let key = if table { "rows" } else { "items" };
-                if let Some(version) = list
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                {
-                    versions.insert(cluster.to_owned(), version.to_owned());
+impl Head {
+    fn record(&self) -> &ClusterRecord {
+        match self {
+            Head::Answered { record, .. } | Head::Failed { record, .. } => record,
+        }
+    }
+}
+
+/// The merged list, written as each cluster's answer streams in: the first
+/// answer gives the head (`kind`, `apiVersion`, a `Table`'s columns with
+/// `Cluster` first), every answer its items (each annotated with its
+/// cluster; a `Table` row gets its cluster as first cell), and the end
+/// carries the composite `metadata` and the `clusters` stanza.
+struct MergedList {
+    head: Vec<(String, Vec<u8>)>,
+    /// The array of the merged list (`items` or `rows`), once opened.
+    array: Option<String>,
+    table: Option<bool>,
+    elements: usize,
+    versions: BTreeMap<String, String>,
+    continues: BTreeMap<String, String>,
+    stanza: Vec<Value>,
+    seal: views::filter::SealContinue,
+    /// `includeObject=None` was asked for: filtered clusters were asked for
+    /// the rows' metadata, removed once judged.
+    strip_row_objects: bool,
+}
+
+/// The client went away.
+struct Gone;
+
+impl MergedList {
+    fn new(
+        earlier_versions: BTreeMap<String, String>,
+        seal: views::filter::SealContinue,
+        strip_row_objects: bool,
+    ) -> Self {
+        Self {
+            strip_row_objects,
+            head: Vec::new(),
+            array: None,
+            table: None,
+            elements: 0,
+            versions: earlier_versions,
+            continues: BTreeMap::new(),
+            stanza: Vec::new(),
+            seal,
+        }
+    }
+
+    fn failed(&mut self, cluster: &str, status: u16, message: &str) {
+        self.stanza.push(
+            json!({"name": cluster, "status": "Failure", "code": status, "message": message}),
+        );
+    }
+
+    /// Streams one cluster's list into the merged one.
+    async fn stream(
+        &mut self,
+        cluster: &str,
+        body: hyper::body::Incoming,
+        judge: Option<Box<views::ObjectJudge>>,
+        deadline: Duration,
+        sender: &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<(), Gone> {
+        let mut splitter = views::filter::ListSplitter::default();
+        let mut body = std::pin::pin!(body);
+        let until = tokio::time::Instant::now() + deadline;
+        let mut mismatched = false;
+        let mut items = 0usize;
+        let outcome: Result<(), (u16, String)> = loop {
+            let frame = match tokio::time::timeout_at(until, body.as_mut().frame()).await {
+                Err(_) => {
+                    break Err((
+                        504,
+                        format!(
+                            "the list was not read within {:.1} s",
+                            deadline.as_secs_f64()
+                        ),
+                    ))
                 }
-                if let Some(token) = list
-                    .pointer("/metadata/continue")
-                    .and_then(Value::as_str)
-                    .filter(|token| !token.is_empty())
-                {
-                    continues.insert(cluster.to_owned(), token.to_owned());
+                Ok(None) => break splitter.finish().map_err(|error| (502, error.to_string())),
+                Ok(Some(Err(error))) => break Err((502, format!("reading the list: {error}"))),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let mut out = Vec::new();
+            let fed = splitter.feed(&data, &mut |piece| {
+                self.piece(
+                    cluster,
+                    piece,
+                    judge.as_deref(),
+                    &mut mismatched,
+                    &mut items,
+                    &mut out,
+                );
+                Ok(())
+            });
+            if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {
+                return Err(Gone);
+            }
+            if let Err(error) = fed {
+                break Err((502, error.to_string()));
+            }
+        };
+        match (outcome, mismatched) {
+            (_, true) => self.failed(cluster, 502, "answered in another format"),
+            (Ok(()), false) => self
+                .stanza
+                .push(json!({"name": cluster, "status": "Success"})),
+            (Err((status, message)), false) => {
+                let message = format!("{message} (after {items} items)");
+                self.failed(cluster, status, &message);
+            }
+        }
+        Ok(())
+    }
+
+    fn piece(
+        &mut self,
+        cluster: &str,
+        piece: views::filter::Piece<'_>,
+        judge: Option<&views::ObjectJudge>,
+        mismatched: &mut bool,
+        items: &mut usize,
+        out: &mut Vec<u8>,
+    ) {
+        use views::filter::Piece;
+        match piece {
+            Piece::Member("metadata", value) => {
+                let metadata: serde_json::Map<String, Value> =
+                    serde_json::from_slice(value).unwrap_or_default();
+                if let Some(Value::String(version)) = metadata.get("resourceVersion") {
+                    self.versions.insert(cluster.to_owned(), version.clone());
                 }
-                let mut entries = match list.get_mut(key).map(Value::take) {
-                    Some(Value::Array(entries)) => entries,
-                    _ => Vec::new(),
-                };
-                let shape_matches = merged.as_ref().is_none_or(|first: &Value| {
-                    (first.get("kind").and_then(Value::as_str) == Some("Table")) == table
-                });
-                if !shape_matches {
-                    warnings.push(format!(
-                        "cluster {cluster}: answered in another format; left out"
-                    ));
-                    stanza.push(json!({"name": cluster, "status": "Failure", "code": 502, "message": "answered in another format"}));
-                    continue;
-                }
-                for entry in &mut entries {
-                    if table {
-                        tag_row(entry, cluster);
-                    } else {
-                        annotate(entry, cluster);
+                if let Some(Value::String(token)) = metadata.get("continue") {
+                    if !token.is_empty() {
+                        self.continues.insert(cluster.to_owned(), token.clone());
                     }
                 }
-                items.extend(entries);
-                if merged.is_none() {
-                    if table {
-                        if let Some(columns) = list
-                            .get_mut("columnDefinitions")
-                            .and_then(Value::as_array_mut)
-                        {
+            }
+            Piece::Member(key, value) => {
+                if key == "kind" {
+                    let table = value == b"\"Table\"";
+                    match self.table {
+                        None => self.table = Some(table),
+                        Some(first) if first != table => *mismatched = true,
+                        Some(_) => {}
+                    }
+                }
+                if self.array.is_none() && !*mismatched {
+                    let value = if key == "columnDefinitions" {
+                        let mut columns: Value =
+                            serde_json::from_slice(value).unwrap_or(Value::Null);
+                        if let Some(columns) = columns.as_array_mut() {
                             columns.insert(0, cluster_column());
                         }
-                    }
-                    merged = Some(list);
+                        serde_json::to_vec(&columns).unwrap_or_default()
+                    } else {
+                        value.to_vec()
+                    };
+                    self.head.retain(|(existing, _)| existing != key);
+                    self.head.push((key.to_owned(), value));
                 }
-                stanza.push(json!({"name": cluster, "status": "Success"}));
             }
-            Answer::Failed { status, message } => {
-                warnings.push(if message.starts_with(&format!("cluster {cluster} ")) {
-                    message.clone()
+            Piece::ArrayOpen(key) => {
+                if *mismatched {
+                    return;
+                }
+                match &self.array {
+                    None => {
+                        self.open(key, out);
+                    }
+                    Some(array) if array != key => *mismatched = true,
+                    Some(_) => {}
+                }
+            }
+            Piece::Element(element) => {
+                if *mismatched || self.array.is_none() {
+                    return;
+                }
+                let rows = self.table == Some(true);
+                // An entry that cannot be read (nested past the parser's
+                // limit) is left out.
+                let Ok(mut entry) = serde_json::from_slice::<Value>(element) else {
+                    return;
+                };
+                if let Some(judge) = judge {
+                    use serde::Deserialize as _;
+                    use views::Judge as _;
+                    let metadata = if rows {
+                        entry.pointer("/object/metadata")
+                    } else {
+                        entry.get("metadata")
+                    }
+                    .and_then(|metadata| views::ObjectMeta::deserialize(metadata).ok());
+                    if !metadata.is_some_and(|metadata| judge.visible(&metadata)) {
+                        return;
+                    }
+                    if rows && self.strip_row_objects {
+                        if let Some(row) = entry.as_object_mut() {
+                            row.remove("object");
+                        }
+                    }
+                }
+                if rows {
+                    tag_row(&mut entry, cluster);
                 } else {
-                    format!("cluster {cluster}: {message}")
-                });
-                stanza.push(json!({"name": cluster, "status": "Failure", "code": status, "message": message}));
+                    annotate(&mut entry, cluster);
+                }
+                if self.elements > 0 {
+                    out.push(b',');
+                }
+                self.elements += 1;
+                *items += 1;
+                serde_json::to_writer(&mut *out, &entry).expect("a value serializes");
             }
+            Piece::ArrayClose | Piece::Close => {}
         }
     }
-    let mut list =
-        merged.unwrap_or_else(|| json!({"kind": "List", "apiVersion": "v1", "metadata": {}}));
-    let table = list.get("kind").and_then(Value::as_str) == Some("Table");
-    list[if table { "rows" } else { "items" }] = Value::Array(items);
-    let mut metadata = serde_json::Map::new();
-    metadata.insert(
-        "resourceVersion".into(),
-        Value::from(encode_positions(&versions)),
-    );
-    if !continues.is_empty() {
-        let continuation = Continuation {
-            continues,
-            versions: versions.clone(),
-        };
-        let plaintext = serde_json::to_string(&continuation).expect("a map serializes");
-        metadata.insert("continue".into(), Value::from(seal(&plaintext)));
-    }
-    list["metadata"] = Value::Object(metadata);
-    list["clusters"] = Value::Array(stanza);
-    let mut response = (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        serde_json::to_vec(&list).unwrap_or_default(),
-    )
-        .into_response();
-    for warning in warnings {
-        // The API server's own form (RFC 7234 warn-code 299), which kubectl prints.
-        let text = warning.replace(['"', '\\'], "'");
-        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
-            response.headers_mut().append(header::WARNING, value);
+
+    /// Writes the head and opens the array.
+    fn open(&mut self, key: &str, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (name, value) in &self.head {
+            serde_json::to_writer(&mut *out, name).expect("a string serializes");
+            out.push(b':');
+            out.extend_from_slice(value);
+            out.push(b',');
         }
+        serde_json::to_writer(&mut *out, key).expect("a string serializes");
+        out.extend_from_slice(b":[");
+        self.array = Some(key.to_owned());
     }
-    response
+
+    /// Closes the array and the list.
+    fn tail(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.array.is_none() {
+            self.head = vec![
+                ("kind".into(), b"\"List\"".to_vec()),
+                ("apiVersion".into(), b"\"v1\"".to_vec()),
+            ];
+            self.open("items", &mut out);
+        }
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "resourceVersion".into(),
+            Value::from(encode_positions(&self.versions)),
+        );
+        if !self.continues.is_empty() {
+            let continuation = Continuation {
+                continues: std::mem::take(&mut self.continues),
+                versions: self.versions.clone(),
+            };
+            let plaintext = serde_json::to_string(&continuation).expect("a map serializes");
+            metadata.insert("continue".into(), Value::from((self.seal)(&plaintext)));
+        }
+        out.extend_from_slice(b"],\"metadata\":");
+        serde_json::to_writer(&mut out, &metadata).expect("a map serializes");
+        out.extend_from_slice(b",\"clusters\":");
+        serde_json::to_writer(&mut out, &self.stanza).expect("a list serializes");
+        out.push(b'}');
+        out
+    }
 }
 
 /// A kubeconfig for the fleet view over every cluster matching the glob.

@@ -79,58 +79,61 @@ enum State {
     End,
 }
 
-/// Replaces a list's `continue` token with one the caller may read.
-pub type SealContinue = Box<dyn Fn(&str) -> String + Send>;
+/// One piece of a list response, as [`ListSplitter`] cuts it.
+#[derive(Debug)]
+pub enum Piece<'a> {
+    /// A top-level member other than the list's array: its key and value.
+    Member(&'a str, &'a [u8]),
+    /// The list's array (`items`, or a `Table`'s `rows`) begins.
+    ArrayOpen(&'a str),
+    /// One element of the array.
+    Element(&'a [u8]),
+    /// The array ends.
+    ArrayClose,
+    /// The list ends.
+    Close,
+}
 
-/// Filters one list (or `Table`) response.
-pub struct ListFilter<J> {
-    judge: J,
-    seal_continue: Option<SealContinue>,
-    /// `includeObject=None` was asked for and `Metadata` fetched to judge
-    /// the rows: the rows' objects are removed before they are sent.
-    strip_row_objects: bool,
+/// Cuts a list (or `Table`) response that arrives in pieces into its
+/// top-level members and the elements of its array, holding no more than
+/// one of them at a time.
+pub struct ListSplitter {
     buffer: Vec<u8>,
     start: usize,
     state: State,
     scan: ValueScan,
     key: String,
-    members: usize,
-    kept: usize,
 }
 
-impl<J: Judge> ListFilter<J> {
-    pub fn new(judge: J, strip_row_objects: bool) -> Self {
+impl Default for ListSplitter {
+    fn default() -> Self {
         Self {
-            judge,
-            seal_continue: None,
-            strip_row_objects,
             buffer: Vec::new(),
             start: 0,
             state: State::Open,
             scan: ValueScan::default(),
             key: String::new(),
-            members: 0,
-            kept: 0,
         }
     }
+}
 
-    /// Seals the list's `continue` token with `seal`.
-    pub fn sealing_continue(mut self, seal: Option<SealContinue>) -> Self {
-        self.seal_continue = seal;
-        self
-    }
-
-    /// Takes the next bytes of the response and appends what may be sent.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+impl ListSplitter {
+    /// Takes the next bytes of the response and hands each complete piece
+    /// to `sink`.
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        sink: &mut dyn FnMut(Piece<'_>) -> Result<(), FilterError>,
+    ) -> Result<(), FilterError> {
         self.buffer.extend_from_slice(chunk);
-        let result = self.advance(out);
+        let result = self.advance(sink);
         self.buffer.drain(..self.start);
         self.start = 0;
         result
     }
 
     /// The response has ended: it must have ended whole.
-    pub fn finish(&mut self) -> Result<(), FilterError> {
+    pub fn finish(&self) -> Result<(), FilterError> {
         let rest = &self.buffer[self.start..];
         if self.state == State::End && whitespace(rest) == rest.len() {
             Ok(())
@@ -139,7 +142,10 @@ impl<J: Judge> ListFilter<J> {
         }
     }
 
-    fn advance(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
+    fn advance(
+        &mut self,
+        sink: &mut dyn FnMut(Piece<'_>) -> Result<(), FilterError>,
+    ) -> Result<(), FilterError> {
         loop {
             if self.scan.is_idle() {
                 self.start += whitespace(&self.buffer[self.start..]);
@@ -152,15 +158,14 @@ impl<J: Judge> ListFilter<J> {
                     if next != b'{' {
                         return Err(FilterError::NotAnObject);
                     }
-                    out.push(b'{');
                     self.start += 1;
                     self.state = State::FirstKey;
                 }
                 State::FirstKey | State::NextKey => match next {
                     b'}' => {
-                        out.push(b'}');
                         self.start += 1;
                         self.state = State::End;
+                        sink(Piece::Close)?;
                     }
                     b',' if self.state == State::NextKey => {
                         self.start += 1;
@@ -186,58 +191,39 @@ impl<J: Judge> ListFilter<J> {
                 }
                 State::Value => {
                     if next == b'[' && matches!(self.key.as_str(), "items" | "rows") {
-                        self.member_key(out);
-                        out.push(b'[');
                         self.start += 1;
-                        self.kept = 0;
                         self.state = State::FirstElement;
+                        sink(Piece::ArrayOpen(&self.key))?;
                         continue;
                     }
                     let Some(value) = self.scan_value()? else {
                         return Ok(());
                     };
-                    self.member_key(out);
-                    if self.key == "metadata" {
-                        list_metadata(&self.buffer[value], self.seal_continue.as_deref(), out)?;
-                    } else {
-                        out.extend_from_slice(&self.buffer[value]);
-                    }
                     self.state = State::NextKey;
+                    sink(Piece::Member(&self.key, &self.buffer[value]))?;
                 }
                 State::FirstElement if next == b']' => {
-                    out.push(b']');
                     self.start += 1;
                     self.state = State::NextKey;
+                    sink(Piece::ArrayClose)?;
                 }
                 State::FirstElement | State::Element => {
                     let Some(element) = self.scan_value()? else {
                         return Ok(());
                     };
-                    let element = &self.buffer[element];
-                    let kept = if self.key == "rows" {
-                        keep_row(&self.judge, element, self.strip_row_objects)
-                    } else {
-                        keep_object(&self.judge, element).then_some(Cow::Borrowed(element))
-                    };
-                    if let Some(kept) = kept {
-                        if self.kept > 0 {
-                            out.push(b',');
-                        }
-                        out.extend_from_slice(&kept);
-                        self.kept += 1;
-                    }
                     self.state = State::AfterElement;
+                    sink(Piece::Element(&self.buffer[element]))?;
                 }
                 State::AfterElement => {
+                    self.start += 1;
                     match next {
                         b',' => self.state = State::Element,
                         b']' => {
-                            out.push(b']');
                             self.state = State::NextKey;
+                            sink(Piece::ArrayClose)?;
                         }
                         other => return Err(ScanError::Unexpected(char::from(other)).into()),
                     }
-                    self.start += 1;
                 }
                 State::End => return Err(ScanError::Unexpected(char::from(next)).into()),
             }
@@ -255,14 +241,108 @@ impl<J: Judge> ListFilter<J> {
         self.start += length;
         Ok(Some(value))
     }
+}
 
-    fn member_key(&mut self, out: &mut Vec<u8>) {
-        if self.members > 0 {
-            out.push(b',');
+/// Replaces a list's `continue` token with one the caller may read.
+pub type SealContinue = Box<dyn Fn(&str) -> String + Send>;
+
+/// Filters one list (or `Table`) response.
+pub struct ListFilter<J> {
+    judge: J,
+    seal_continue: Option<SealContinue>,
+    /// `includeObject=None` was asked for and `Metadata` fetched to judge
+    /// the rows: the rows' objects are removed before they are sent.
+    strip_row_objects: bool,
+    splitter: ListSplitter,
+    /// The key of the array being filtered.
+    array: String,
+    members: usize,
+    kept: usize,
+}
+
+impl<J: Judge> ListFilter<J> {
+    pub fn new(judge: J, strip_row_objects: bool) -> Self {
+        Self {
+            judge,
+            seal_continue: None,
+            strip_row_objects,
+            splitter: ListSplitter::default(),
+            array: String::new(),
+            members: 0,
+            kept: 0,
         }
-        self.members += 1;
-        serde_json::to_writer(&mut *out, &self.key).expect("a string serializes");
-        out.push(b':');
+    }
+
+    /// Seals the list's `continue` token with `seal`.
+    pub fn sealing_continue(mut self, seal: Option<SealContinue>) -> Self {
+        self.seal_continue = seal;
+        self
+    }
+
+    /// Takes the next bytes of the response and appends what may be sent.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+        let Self {
+            judge,
+            seal_continue,
+            strip_row_objects,
+            splitter,
+            array,
+            members,
+            kept,
+        } = self;
+        // The opening brace is written with the first member.
+        fn member_key(members: &mut usize, key: &str, out: &mut Vec<u8>) {
+            out.push(if *members == 0 { b'{' } else { b',' });
+            *members += 1;
+            serde_json::to_writer(&mut *out, key).expect("a string serializes");
+            out.push(b':');
+        }
+        splitter.feed(chunk, &mut |piece| {
+            match piece {
+                Piece::Member(key, value) => {
+                    member_key(members, key, out);
+                    if key == "metadata" {
+                        list_metadata(value, seal_continue.as_deref(), out)?;
+                    } else {
+                        out.extend_from_slice(value);
+                    }
+                }
+                Piece::ArrayOpen(key) => {
+                    member_key(members, key, out);
+                    out.push(b'[');
+                    array.clear();
+                    array.push_str(key);
+                    *kept = 0;
+                }
+                Piece::Element(element) => {
+                    let shown = if array == "rows" {
+                        keep_row(judge, element, *strip_row_objects)
+                    } else {
+                        keep_object(judge, element).then_some(Cow::Borrowed(element))
+                    };
+                    if let Some(shown) = shown {
+                        if *kept > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(&shown);
+                        *kept += 1;
+                    }
+                }
+                Piece::ArrayClose => out.push(b']'),
+                Piece::Close => {
+                    if *members == 0 {
+                        out.push(b'{');
+                    }
+                    out.push(b'}');
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The response has ended: it must have ended whole.
+    pub fn finish(&mut self) -> Result<(), FilterError> {
+        self.splitter.finish()
     }
 }
 
