@@ -197,6 +197,11 @@ async fn lists_carry_clusters_pages_and_leave_out_what_the_caller_may_not_read()
         "{warnings:?}"
     );
     let list: Value = response.json().await.unwrap();
+    assert_eq!(
+        list["kind"], "PodList",
+        "the head comes whatever the member order"
+    );
+    assert_eq!(list["apiVersion"], "v1");
     let items: Vec<(String, String)> = list["items"]
         .as_array()
         .unwrap()

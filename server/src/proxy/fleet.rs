@@ -1044,6 +1044,11 @@ impl Head {
 /// carries the composite `metadata` and the `clusters` stanza.
 struct MergedList {
     head: Vec<(String, Vec<u8>)>,
+    /// The cluster whose answer gave the head, and its members that came
+    /// after its array (JSON does not fix the order of members), written at
+    /// the end.
+    head_cluster: Option<String>,
+    late: Vec<(String, Vec<u8>)>,
     /// The array of the merged list (`items` or `rows`), once opened.
     array: Option<String>,
     table: Option<bool>,
@@ -1069,6 +1074,8 @@ impl MergedList {
         Self {
             strip_row_objects,
             head: Vec::new(),
+            head_cluster: None,
+            late: Vec::new(),
             array: None,
             table: None,
             elements: 0,
@@ -1181,6 +1188,14 @@ impl MergedList {
                         Some(_) => {}
                     }
                 }
+                if self.array.is_some() && self.head_cluster.as_deref() == Some(cluster) {
+                    if !self.head.iter().any(|(existing, _)| existing == key)
+                        && !self.late.iter().any(|(existing, _)| existing == key)
+                    {
+                        self.late.push((key.to_owned(), value.to_vec()));
+                    }
+                    return;
+                }
                 if self.array.is_none() && !*mismatched {
                     let value = if key == "columnDefinitions" {
                         let mut columns: Value =
@@ -1202,6 +1217,7 @@ impl MergedList {
                 }
                 match &self.array {
                     None => {
+                        self.head_cluster = Some(cluster.to_owned());
                         self.open(key, out);
                     }
                     Some(array) if array != key => *mismatched = true,
@@ -1212,7 +1228,7 @@ impl MergedList {
                 if *mismatched || self.array.is_none() {
                     return;
                 }
-                let rows = self.table == Some(true);
+                let rows = self.array.as_deref() == Some("rows");
                 // An entry that cannot be read (nested past the parser's
                 // limit) is left out.
                 let Ok(mut entry) = serde_json::from_slice::<Value>(element) else {
@@ -1289,7 +1305,14 @@ impl MergedList {
             let plaintext = serde_json::to_string(&continuation).expect("a map serializes");
             metadata.insert("continue".into(), Value::from((self.seal)(&plaintext)));
         }
-        out.extend_from_slice(b"],\"metadata\":");
+        out.push(b']');
+        for (name, value) in &self.late {
+            out.push(b',');
+            serde_json::to_writer(&mut out, name).expect("a string serializes");
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        out.extend_from_slice(b",\"metadata\":");
         serde_json::to_writer(&mut out, &metadata).expect("a map serializes");
         out.extend_from_slice(b",\"clusters\":");
         serde_json::to_writer(&mut out, &self.stanza).expect("a list serializes");
