@@ -2,8 +2,9 @@
 //! kubeportal against direct access to a Kubernetes API (the test double)
 //! and against `kubectl proxy` and nginx; kubeportal's memory under a large
 //! log and many watches; registry lookups at 100,000 clusters; and object
-//! fan-out over 1, 10 and 50 clusters; and tenant views (a list across
-//! namespaces filtered for a caller granted some of them). It prints one table and writes it,
+//! fan-out over 1, 10 and 50 clusters; tenant views (a list across
+//! namespaces filtered for a caller granted some of them); and the fleet
+//! view (one list, and watches, across clusters matching a glob). It prints one table and writes it,
 //! with the machine and the method, to `bench/RESULTS.md`.
 //!
 //! Nothing is estimated or assumed: a figure that could not be measured is
@@ -11,6 +12,7 @@
 
 mod fanout;
 mod fixtures;
+mod fleet;
 mod machine;
 mod memory;
 mod processes;
@@ -90,6 +92,9 @@ enum Section {
     Fanout,
     /// Tenant views: a 20,000-pod list filtered to some namespaces.
     Tenants,
+    /// The fleet view: one pod list across 1, 10 and 50 clusters, and
+    /// 1,000 fleet watches over 10.
+    Fleet,
 }
 
 /// What every section runs against.
@@ -199,6 +204,9 @@ async fn main() -> Result<()> {
     }
     if runs(Section::Tenants) {
         tenants_section(&bench, &mut findings).await;
+    }
+    if runs(Section::Fleet) {
+        fleet_section(&bench, &mut findings).await;
     }
     drop(bench);
 
@@ -575,6 +583,37 @@ async fn tenants_section(bench: &Bench<'_>, findings: &mut Findings) {
     }
 }
 
+/// The fleet view's list across clusters, and its watches' memory.
+async fn fleet_section(bench: &Bench<'_>, findings: &mut Findings) {
+    eprintln!("fleet view:");
+    findings.table.section(&format!(
+        "fleet view (GET /api/kubernetes/fleet/{{clusterGlob}}/proxy/api/v1/pods), {} pods per cluster",
+        fleet::PODS
+    ));
+    match fleet::measure(&bench.binaries, bench.dir).await {
+        Ok(result) => {
+            if let Ok(watches) = &result.watches {
+                if let Some(error) = &watches.logged_error {
+                    findings.notes.push(format!(
+                        "kubeportal logged during the fleet watches: {error}"
+                    ));
+                }
+            }
+            if let Err(reason) = &result.watches {
+                findings
+                    .notes
+                    .push(format!("fleet watches failed: {reason}"));
+            }
+            report::fleet_rows(&mut findings.table, &result);
+        }
+        Err(error) => findings.failed(
+            "fleet list",
+            &error,
+            &format!("<= {:.1}x slowest single", fleet::TARGET_RATIO),
+        ),
+    }
+}
+
 /// A database URL without its password.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -621,5 +660,7 @@ mod tests {
         let arguments =
             Arguments::try_parse_from(["kubeportal-bench", "--only", "tenants"]).unwrap();
         assert_eq!(arguments.only, vec![Section::Tenants]);
+        let arguments = Arguments::try_parse_from(["kubeportal-bench", "--only", "fleet"]).unwrap();
+        assert_eq!(arguments.only, vec![Section::Fleet]);
     }
 }

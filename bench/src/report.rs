@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::fanout::FanOutResult;
+use crate::fleet::{self, FleetResult};
 use crate::memory::{LogResult, WatchResult};
 use crate::proxy::{ProxyResults, Scenario, Via};
 use crate::registry::RegistryResult;
@@ -764,5 +765,102 @@ mod tests {
         assert_eq!(end(lines[0], "kubeportal"), end(lines[3], "9,000"));
         assert!(lines[3].ends_with("yes"));
         assert!(lines[4].ends_with("NO"));
+    }
+}
+
+/// The fleet-view rows: each fleet list beside the slowest single direct
+/// list of a member (the ratio judged) and the sum of the direct lists; and
+/// a fresh kubeportal's resident set with many fleet watches open.
+pub fn fleet_rows(table: &mut Table, result: &FleetResult) {
+    let target = format!("<= {:.1}x slowest single", fleet::TARGET_RATIO);
+    for list in &result.lists {
+        let slowest = list.slowest_single.as_secs_f64();
+        let sum = list.sum_direct.as_secs_f64();
+        let fleet = list.fleet.p50.as_secs_f64();
+        table.row(Row {
+            scenario: format!(
+                "fleet list, {} cluster{} × {} pods ({} items, {:.1} MiB): p50 (direct: slowest single list, {})",
+                list.clusters,
+                if list.clusters == 1 { "" } else { "s" },
+                fleet::PODS,
+                thousands(list.items as f64),
+                list.bytes as f64 / (1024.0 * 1024.0),
+                list.slowest_cluster
+            ),
+            values: [
+                millis(list.slowest_single),
+                millis(list.fleet.p50),
+                String::new(),
+                String::new(),
+            ],
+            portal_to_direct: ratio_text(ratio(Some(fleet), Some(slowest))),
+            portal_to_kubectl: String::new(),
+            target: target.clone(),
+            verdict: Verdict::from_bool(list.ratio_to_slowest() <= fleet::TARGET_RATIO),
+        });
+        table.row(Row {
+            scenario: format!(
+                "fleet list, {} cluster{}: p50 (direct: sum of the member lists, one after another); fleet p99",
+                list.clusters,
+                if list.clusters == 1 { "" } else { "s" },
+            ),
+            values: [
+                millis(list.sum_direct),
+                format!("{} / {}", millis(list.fleet.p50), millis(list.fleet.p99)),
+                String::new(),
+                String::new(),
+            ],
+            portal_to_direct: ratio_text(ratio(Some(fleet), Some(sum))),
+            portal_to_kubectl: String::new(),
+            target: String::new(),
+            verdict: Verdict::NoTarget,
+        });
+    }
+    match &result.watches {
+        Ok(watches) => {
+            let all_open =
+                watches.established == watches.wanted && watches.still_open == watches.wanted;
+            table.row(Row::portal_only(
+                format!(
+                    "{} fleet watches over {} clusters ({} opened): RSS with {} established ({} still open after)",
+                    thousands(watches.wanted as f64),
+                    watches.clusters,
+                    thousands(watches.opened as f64),
+                    thousands(watches.established as f64),
+                    thousands(watches.still_open as f64)
+                ),
+                mib(watches.rss_kib),
+                "all open",
+                Verdict::from_bool(all_open),
+            ));
+            table.row(Row::portal_only(
+                format!(
+                    "fleet watches: opened with initial events in {:.1} s (RSS before: {}, peak: {}); per watch",
+                    watches.open_time.as_secs_f64(),
+                    mib(watches.baseline_kib),
+                    mib(watches.peak_kib)
+                ),
+                if watches.established > 0 {
+                    format!(
+                        "{:.1} KiB",
+                        watches.rss_kib.saturating_sub(watches.baseline_kib) as f64
+                            / watches.established as f64
+                    )
+                } else {
+                    String::new()
+                },
+                "",
+                Verdict::NoTarget,
+            ));
+            for (reason, count) in &watches.failures {
+                table.row(Row::portal_only(
+                    format!("fleet watches failed ({reason})"),
+                    thousands(*count as f64),
+                    "",
+                    Verdict::NoTarget,
+                ));
+            }
+        }
+        Err(_) => table.row(Row::failed("fleet watches", "all open")),
     }
 }
