@@ -720,54 +720,6 @@ pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
     ));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0.0), "0");
-        assert_eq!(thousands(999.4), "999");
-        assert_eq!(thousands(12_345.0), "12,345");
-        assert_eq!(thousands(1_234_567.0), "1,234,567");
-    }
-
-    #[test]
-    fn the_table_is_aligned() {
-        let mut table = Table::default();
-        table.section("proxy");
-        table.row(Row {
-            scenario: "GET pod, 64 conn: requests/s".into(),
-            values: [
-                "20,000".into(),
-                "9,000".into(),
-                "1,500".into(),
-                "12,000".into(),
-            ],
-            portal_to_direct: "0.45x".into(),
-            portal_to_kubectl: "6.00x".into(),
-            target: ">=0.45x direct".into(),
-            verdict: Verdict::Met,
-        });
-        table.row(Row::portal_only(
-            "peak RSS".into(),
-            "20.0 MiB".into(),
-            "< 64 MiB",
-            Verdict::Missed,
-        ));
-        let text = table.render();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 5, "{text}");
-        assert!(lines[0].starts_with("scenario"));
-        assert!(lines[2].starts_with("-- proxy --"));
-        // Right-aligned numbers end in the same column.
-        let end = |line: &str, needle: &str| line.find(needle).unwrap() + needle.len();
-        assert_eq!(end(lines[0], "kubeportal"), end(lines[3], "9,000"));
-        assert!(lines[3].ends_with("yes"));
-        assert!(lines[4].ends_with("NO"));
-    }
-}
-
 /// The fleet-view rows: each fleet list beside the slowest single direct
 /// list of a member (the ratio judged) and the sum of the direct lists; and
 /// a fresh kubeportal's resident set with many fleet watches open.
@@ -862,5 +814,53 @@ pub fn fleet_rows(table: &mut Table, result: &FleetResult) {
             }
         }
         Err(_) => table.row(Row::failed("fleet watches", "all open")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(12_345.0), "12,345");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn the_table_is_aligned() {
+        let mut table = Table::default();
+        table.section("proxy");
+        table.row(Row {
+            scenario: "GET pod, 64 conn: requests/s".into(),
+            values: [
+                "20,000".into(),
+                "9,000".into(),
+                "1,500".into(),
+                "12,000".into(),
+            ],
+            portal_to_direct: "0.45x".into(),
+            portal_to_kubectl: "6.00x".into(),
+            target: ">=0.45x direct".into(),
+            verdict: Verdict::Met,
+        });
+        table.row(Row::portal_only(
+            "peak RSS".into(),
+            "20.0 MiB".into(),
+            "< 64 MiB",
+            Verdict::Missed,
+        ));
+        let text = table.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].starts_with("scenario"));
+        assert!(lines[2].starts_with("-- proxy --"));
+        // Right-aligned numbers end in the same column.
+        let end = |line: &str, needle: &str| line.find(needle).unwrap() + needle.len();
+        assert_eq!(end(lines[0], "kubeportal"), end(lines[3], "9,000"));
+        assert!(lines[3].ends_with("yes"));
+        assert!(lines[4].ends_with("NO"));
     }
 }
