@@ -11,7 +11,7 @@ use kubeportal_tests::{
 };
 use serde_json::{json, Value};
 
-use crate::kubectl::{wait_for_line, Kubectl};
+use crate::kubectl::{signed_in_kubectl, wait_for_line, Kubectl};
 
 const SRE: &str = "fleet-sre-token-0123456789abcd";
 const TEAM: &str = "fleet-team-token-0123456789abc";
@@ -76,34 +76,19 @@ async fn spawn(db: &TestDb, dir: &std::path::Path) -> TestApp {
 
 impl Fleet {
     async fn kubectl(&self, token: &str) -> Kubectl {
-        let text = self
-            .app
-            .client
-            .get(self.app.url("/api/kubernetes/fleet/prod-*/kubeconfig"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let file = self.dir.path().join(format!("fleet-{}", &token[..10]));
+        let kubectl = signed_in_kubectl(
+            &self.app,
+            "/api/kubernetes/fleet/prod-*/kubeconfig",
+            token,
+            &file,
+        )
+        .await;
+        let text = std::fs::read_to_string(&file).unwrap();
         assert!(
             text.contains("/api/kubernetes/fleet/prod-*/proxy"),
             "{text}"
         );
-        let kubeconfig = self.dir.path().join(format!("fleet-{}", &token[..10]));
-        std::fs::write(&kubeconfig, text).unwrap();
-        let kubectl = Kubectl { kubeconfig };
-        kubectl
-            .run(&[
-                "config",
-                "set-credentials",
-                "kubeportal",
-                &format!("--token={token}"),
-            ])
-            .await;
         kubectl
     }
 

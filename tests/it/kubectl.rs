@@ -601,9 +601,45 @@ pub(crate) async fn kubectl_for(
     token: &str,
     dir: &std::path::Path,
 ) -> Kubectl {
+    let route = format!("/api/kubernetes/clusters/{cluster}/kubeconfig");
+    kubeconfig_from(
+        app,
+        &route,
+        token,
+        &dir.join(format!("kubeconfig-{cluster}")),
+    )
+    .await
+}
+
+/// kubectl with the kubeconfig kubeportal serves at `route` (fetched as
+/// `token`, written to `file`) and `token` set as its credential.
+pub(crate) async fn signed_in_kubectl(
+    app: &kubeportal_tests::TestApp,
+    route: &str,
+    token: &str,
+    file: &std::path::Path,
+) -> Kubectl {
+    let kubectl = kubeconfig_from(app, route, token, file).await;
+    kubectl
+        .run(&[
+            "config",
+            "set-credentials",
+            "kubeportal",
+            &format!("--token={token}"),
+        ])
+        .await;
+    kubectl
+}
+
+async fn kubeconfig_from(
+    app: &kubeportal_tests::TestApp,
+    route: &str,
+    token: &str,
+    file: &std::path::Path,
+) -> Kubectl {
     let text = app
         .client
-        .get(app.url(&format!("/api/kubernetes/clusters/{cluster}/kubeconfig")))
+        .get(app.url(route))
         .bearer_auth(token)
         .send()
         .await
@@ -613,9 +649,10 @@ pub(crate) async fn kubectl_for(
         .text()
         .await
         .unwrap();
-    let kubeconfig = dir.join(format!("kubeconfig-{cluster}"));
-    std::fs::write(&kubeconfig, text).unwrap();
-    Kubectl { kubeconfig }
+    std::fs::write(file, text).unwrap();
+    Kubectl {
+        kubeconfig: file.to_owned(),
+    }
 }
 
 /// A running pod `default/api-0` on the double.

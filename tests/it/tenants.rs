@@ -10,7 +10,7 @@ use kubeportal_tests::{
 };
 use serde_json::{json, Value};
 
-use crate::kubectl::{kubectl_for, wait_for_line, Kubectl};
+use crate::kubectl::{signed_in_kubectl, wait_for_line, Kubectl};
 
 const BY_NAME: &str = "tenant-a-by-name-token-0123456";
 const BY_LABEL: &str = "tenant-a-by-label-token-012345";
@@ -101,19 +101,14 @@ async fn tenancy() -> Tenancy {
 
 impl Tenancy {
     async fn kubectl(&self, token: &str) -> Kubectl {
-        let kubectl = kubectl_for(&self.app, "dev", token, self.dir.path()).await;
-        let kubeconfig = self.dir.path().join(format!("kubeconfig-{}", &token[..12]));
-        std::fs::rename(&kubectl.kubeconfig, &kubeconfig).unwrap();
-        let kubectl = Kubectl { kubeconfig };
-        kubectl
-            .run(&[
-                "config",
-                "set-credentials",
-                "kubeportal",
-                &format!("--token={token}"),
-            ])
-            .await;
-        kubectl
+        let file = self.dir.path().join(format!("kubeconfig-{}", &token[..12]));
+        signed_in_kubectl(
+            &self.app,
+            "/api/kubernetes/clusters/dev/kubeconfig",
+            token,
+            &file,
+        )
+        .await
     }
 
     async fn get(&self, token: &str, path: &str, accept: Option<&str>) -> (u16, String) {

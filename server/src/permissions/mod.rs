@@ -599,6 +599,9 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Whether any rule has a `namespaceSelector`, decided once: the proxy
+    /// asks on every request.
+    reads_namespace_labels: bool,
 }
 
 impl Policy {
@@ -613,7 +616,11 @@ impl Policy {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { rules })
+        let reads_namespace_labels = rules.iter().any(|rule| rule.namespace_selector.is_some());
+        Ok(Self {
+            rules,
+            reads_namespace_labels,
+        })
     }
 
     /// Everything allowed to the guest and nothing to anyone else: the policy
@@ -763,9 +770,7 @@ impl Policy {
 
     /// Whether any rule reads namespace labels (so they are worth watching).
     pub fn reads_namespace_labels(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|rule| rule.namespace_selector.is_some())
+        self.reads_namespace_labels
     }
 }
 
