@@ -720,6 +720,15 @@ pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
     ));
 }
 
+/// How fast a fleet list's members answer.
+fn answering(list: &fleet::ListResult) -> String {
+    if list.latency.is_zero() {
+        ", members at once".to_owned()
+    } else {
+        format!(", members after {} ms", list.latency.as_millis())
+    }
+}
+
 /// The fleet-view rows: each fleet list beside the slowest single direct
 /// list of a member (the ratio judged) and the sum of the direct lists; and
 /// a fresh kubeportal's resident set with many fleet watches open.
@@ -731,12 +740,13 @@ pub fn fleet_rows(table: &mut Table, result: &FleetResult) {
         let fleet = list.fleet.p50.as_secs_f64();
         table.row(Row {
             scenario: format!(
-                "fleet list, {} cluster{} × {} pods ({} items, {:.1} MiB): p50 (direct: slowest single list, {})",
+                "fleet list, {} cluster{} × {} pods ({} items, {:.1} MiB){}: p50 (direct: slowest single list, {})",
                 list.clusters,
                 if list.clusters == 1 { "" } else { "s" },
                 fleet::PODS,
                 thousands(list.items as f64),
                 list.bytes as f64 / (1024.0 * 1024.0),
+                answering(list),
                 list.slowest_cluster
             ),
             values: [
@@ -752,9 +762,11 @@ pub fn fleet_rows(table: &mut Table, result: &FleetResult) {
         });
         table.row(Row {
             scenario: format!(
-                "fleet list, {} cluster{}: p50 (direct: sum of the member lists, one after another); fleet p99",
+                "fleet list, {} cluster{}{}: p50 (direct: sum of the member lists, one after another); fleet p99; kubeportal CPU per list {}",
                 list.clusters,
                 if list.clusters == 1 { "" } else { "s" },
+                answering(list),
+                list.portal_cpu.map_or_else(|| "?".to_owned(), millis),
             ),
             values: [
                 millis(list.sum_direct),

@@ -187,7 +187,7 @@ async fn lists_carry_clusters_pages_and_leave_out_what_the_caller_may_not_read()
         "the head comes whatever the member order"
     );
     assert_eq!(list["apiVersion"], "v1");
-    let items: Vec<(String, String)> = list["items"]
+    let mut items: Vec<(String, String)> = list["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -201,6 +201,8 @@ async fn lists_carry_clusters_pages_and_leave_out_what_the_caller_may_not_read()
             )
         })
         .collect();
+    // The clusters' items interleave as they arrive.
+    items.sort();
     assert_eq!(
         items,
         [
@@ -287,6 +289,57 @@ async fn lists_carry_clusters_pages_and_leave_out_what_the_caller_may_not_read()
     assert_eq!(response.status(), 400);
     let status: Value = response.json().await.unwrap();
     assert_eq!(status["kind"], "Status");
+}
+
+#[tokio::test]
+async fn a_cluster_that_dribbles_its_list_holds_back_no_other() {
+    let fleet = fleet().await;
+    // prod-a comes first by name; its list dribbles one byte every 50 ms,
+    // past the deadline.
+    fleet.doubles[0].set_fault(Fault::SlowBody {
+        interval: Duration::from_millis(50),
+    });
+    let mut response = fleet.get(SRE, "/api/v1/pods").await;
+    assert_eq!(response.status(), 200);
+    let headers_at = Instant::now();
+    let mut body = Vec::new();
+    let mut prod_b_after = None;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), response.chunk())
+        .await
+        .expect("the list ends")
+        .unwrap()
+    {
+        body.extend_from_slice(&chunk);
+        if prod_b_after.is_none() && String::from_utf8_lossy(&body).contains("prod-b-api") {
+            prod_b_after = Some(headers_at.elapsed());
+        }
+    }
+    let ended_after = headers_at.elapsed();
+    let prod_b_after = prod_b_after.expect("prod-b's pod is listed");
+    // The deadline is 2 s: prod-b's pod comes long before prod-a gives up.
+    assert!(
+        prod_b_after < Duration::from_millis(1_000) && ended_after > Duration::from_millis(1_500),
+        "prod-b's pod after {prod_b_after:?}, the list ended after {ended_after:?}"
+    );
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["prod-b-api"], "{list}");
+    let clusters = &list["clusters"];
+    assert_eq!(clusters[0]["name"], "prod-a", "{clusters}");
+    assert_eq!(clusters[0]["code"], 504, "{clusters}");
+    assert!(
+        clusters[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not read within"),
+        "{clusters}"
+    );
+    assert_eq!(clusters[1]["status"], "Success", "{clusters}");
 }
 
 /// Reads newline-delimited watch events until `done` says so.

@@ -178,19 +178,27 @@ impl Recorder {
         for payload in self.frames.push(bytes)? {
             // channel.k8s.io: the first byte names the stream (1 stdout, 2 stderr).
             if let [1 | 2, data @ ..] = payload.as_slice() {
-                if data.is_empty() {
-                    continue;
-                }
-                let event = serde_json::json!([
-                    self.started.elapsed().as_secs_f64(),
-                    "o",
-                    String::from_utf8_lossy(data),
-                ]);
-                self.writer.write_all(event.to_string().as_bytes()).await?;
-                self.writer.write_all(b"\n").await?;
+                self.output(data).await?;
             }
         }
-        // Interactive output is small: keep the file playable while the session runs.
+        Ok(())
+    }
+
+    /// Records output of the session (the cluster's stdout or stderr) as
+    /// one event, whatever protocol carried it.
+    pub async fn output(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let event = serde_json::json!([
+            self.started.elapsed().as_secs_f64(),
+            "o",
+            String::from_utf8_lossy(data),
+        ]);
+        self.writer.write_all(event.to_string().as_bytes()).await?;
+        self.writer.write_all(b"\n").await?;
+        // Interactive output is small: keep the recording playable while
+        // the session runs.
         self.writer.flush().await
     }
 

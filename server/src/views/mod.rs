@@ -9,7 +9,7 @@
 
 pub mod filter;
 mod namespaces;
-mod scan;
+pub mod scan;
 
 use std::sync::Arc;
 

@@ -42,8 +42,8 @@ impl ValueScan {
     /// `bytes` must hold everything given before, and maybe more.
     pub fn advance(&mut self, bytes: &[u8]) -> Result<Option<usize>, ScanError> {
         while self.length < bytes.len() {
-            let byte = bytes[self.length];
             if self.length == 0 {
+                let byte = bytes[0];
                 match byte {
                     b'{' | b'[' => self.depth = 1,
                     b'"' => self.in_string = true,
@@ -57,12 +57,27 @@ impl ValueScan {
                 continue;
             }
             if self.scalar {
-                if matches!(byte, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+                if matches!(
+                    bytes[self.length],
+                    b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'
+                ) {
                     return Ok(Some(self.length));
                 }
                 self.length += 1;
                 continue;
             }
+            if self.in_string && !self.escaped {
+                // Most of a Kubernetes object is strings: skip to the next
+                // byte that can end one.
+                match memchr::memchr2(b'"', b'\\', &bytes[self.length..]) {
+                    Some(offset) => self.length += offset,
+                    None => {
+                        self.length = bytes.len();
+                        return Ok(None);
+                    }
+                }
+            }
+            let byte = bytes[self.length];
             self.length += 1;
             if self.in_string {
                 if self.escaped {
@@ -104,6 +119,67 @@ pub fn whitespace(bytes: &[u8]) -> usize {
         .iter()
         .take_while(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
         .count()
+}
+
+/// One member of a JSON object, as [`members`] finds it: where its key
+/// begins (the opening quote), the key as written between its quotes, and
+/// where its value lies, all relative to the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member<'a> {
+    pub start: usize,
+    pub key: &'a [u8],
+    pub value: std::ops::Range<usize>,
+}
+
+/// The members of the one JSON object `object` holds, in order, without
+/// parsing their values; `None` when `object` is not a whole object or a
+/// key holds an escape (compared as written, an escaped key could pass for
+/// another).
+pub fn members(object: &[u8]) -> Option<Vec<Member<'_>>> {
+    let mut found = Vec::new();
+    let mut at = whitespace(object);
+    if object.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    at += whitespace(&object[at..]);
+    if object.get(at) == Some(&b'}') {
+        return Some(found);
+    }
+    loop {
+        at += whitespace(&object[at..]);
+        let start = at;
+        if object.get(at) != Some(&b'"') {
+            return None;
+        }
+        let length = object[at + 1..]
+            .iter()
+            .position(|byte| matches!(byte, b'"' | b'\\'))?;
+        if object[at + 1 + length] != b'"' {
+            return None;
+        }
+        let key = &object[at + 1..at + 1 + length];
+        at += length + 2;
+        at += whitespace(&object[at..]);
+        if object.get(at) != Some(&b':') {
+            return None;
+        }
+        at += 1;
+        at += whitespace(&object[at..]);
+        let length = ValueScan::default().advance(&object[at..]).ok()??;
+        found.push(Member {
+            start,
+            key,
+            value: at..at + length,
+        });
+        at += length;
+        at += whitespace(&object[at..]);
+        match object.get(at) {
+            Some(b',') => at += 1,
+            Some(b'}') => return Some(found),
+            _ => return None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +224,41 @@ mod tests {
             ValueScan::default().advance(deep.as_bytes()),
             Err(ScanError::TooDeep)
         );
+    }
+
+    #[test]
+    fn members_are_found_as_written() {
+        let object = br#" { "a" : 1 , "b":{"c":"}"},"d":[true, null] , "e":"x"} "#;
+        let found = members(object).unwrap();
+        let keys: Vec<&[u8]> = found.iter().map(|member| member.key).collect();
+        assert_eq!(keys, [&b"a"[..], b"b", b"d", b"e"]);
+        let values: Vec<&[u8]> = found
+            .iter()
+            .map(|member| &object[member.value.clone()])
+            .collect();
+        assert_eq!(
+            values,
+            [&b"1"[..], br#"{"c":"}"}"#, b"[true, null]", br#""x""#]
+        );
+        assert_eq!(object[found[1].start], b'"');
+        assert_eq!(members(b"{}"), Some(Vec::new()));
+        assert_eq!(members(b" { } "), Some(Vec::new()));
+        // An escaped key could pass for another: not read.
+        assert_eq!(members(br#"{"met\u0061data":{}}"#), None);
+        for malformed in [
+            &b"[1]"[..],
+            b"{\"a\"}",
+            b"{\"a\":1,}",
+            b"{\"a\":1",
+            b"{\"a\":1 \"b\":2}",
+            b"",
+        ] {
+            assert_eq!(
+                members(malformed),
+                None,
+                "{}",
+                String::from_utf8_lossy(malformed)
+            );
+        }
     }
 }

@@ -44,6 +44,10 @@ use crate::permissions::{Facts, ProxyTarget, Target, View};
 use crate::upstream::{Connector, Credential, Route};
 use crate::views;
 
+mod tag;
+
+use tag::{annotate, cluster_column, tag_row};
+
 /// The annotation naming an item's cluster.
 pub const CLUSTER_ANNOTATION: &str = "kubeportal.io/cluster";
 const FLEET_PREFIX: &str = "/api/kubernetes/fleet/";
@@ -53,7 +57,9 @@ fn fleet_scope(glob: &str) -> String {
     format!("fleet:{glob}")
 }
 /// Clusters asked at once.
-const FAN_OUT: usize = 16;
+const FAN_OUT: usize = 64;
+/// Chunks of each cluster's list read ahead of the merged list.
+const QUEUE: usize = 4;
 
 /// A cluster glob as the route gives it: cluster-name characters and `*`,
 /// `?`; matched without regard to case, as names are.
@@ -585,29 +591,54 @@ impl Fleet {
             Box::new(move |composite| tokens.seal(&scope, &subject, composite));
         let body_deadline = self.state.settings.fleet_deadline;
         let strip_row_objects = self.strips_row_objects();
+        // Every answered cluster's body is read at once, each into its own
+        // short queue, and the merged list takes from whichever has parts
+        // ready: a slow cluster delays no other, and a slow client holds
+        // each cluster back by its queue's few chunks.
+        let mut merged = MergedList::new(earlier_versions, seal);
+        let mut queues = futures::stream::SelectAll::new();
+        let mut readers = Vec::new();
+        for head in heads {
+            match head {
+                Head::Failed {
+                    record,
+                    status,
+                    message,
+                } => merged.failed(&record.name, status, &message),
+                Head::Answered {
+                    record,
+                    body,
+                    judge,
+                    _lease,
+                } => {
+                    let index = merged.clusters.len();
+                    merged.clusters.push(Member::new(&record.name));
+                    let (parts, mut receiver) = tokio::sync::mpsc::channel::<Part>(QUEUE);
+                    let reader = ListReader {
+                        tagger: tag::Tagger::new(&record.name),
+                        judge,
+                        strip_row_objects,
+                        deadline: body_deadline,
+                    };
+                    readers.push(tokio::spawn(async move {
+                        let _lease = _lease;
+                        reader.read(body, parts).await;
+                    }));
+                    queues.push(
+                        futures::stream::poll_fn(move |context| receiver.poll_recv(context))
+                            .chain(futures::stream::once(futures::future::ready(Part::Closed)))
+                            .map(move |part| (index, part)),
+                    );
+                }
+            }
+        }
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
         tokio::spawn(async move {
-            let mut merged = MergedList::new(earlier_versions, seal, strip_row_objects);
-            for head in heads {
-                match head {
-                    Head::Failed {
-                        record,
-                        status,
-                        message,
-                    } => merged.failed(&record.name, status, &message),
-                    Head::Answered {
-                        record,
-                        body,
-                        judge,
-                        _lease,
-                    } => {
-                        let streamed = merged
-                            .stream(&record.name, body, judge, body_deadline, &sender)
-                            .await;
-                        if streamed.is_err() {
-                            return;
-                        }
-                    }
+            let _readers = AbortOnDrop(readers);
+            while let Some((index, part)) = queues.next().await {
+                let out = merged.take(index, part);
+                if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {
+                    return;
                 }
             }
             let _ = sender.send(Bytes::from(merged.tail())).await;
@@ -985,39 +1016,6 @@ fn tag_event(
     Some(bytes)
 }
 
-fn cluster_column() -> Value {
-    json!({"name": "Cluster", "type": "string", "format": "", "priority": 0,
-           "description": "The cluster the object is in (kubeportal's fleet view)."})
-}
-
-fn annotate(object: &mut Value, cluster: &str) {
-    if !object.is_object() {
-        return;
-    }
-    let metadata = object
-        .as_object_mut()
-        .expect("checked")
-        .entry("metadata")
-        .or_insert_with(|| json!({}));
-    if let Some(metadata) = metadata.as_object_mut() {
-        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
-        if !annotations.is_object() {
-            *annotations = json!({});
-        }
-        annotations[CLUSTER_ANNOTATION] = Value::from(cluster);
-    }
-}
-
-fn tag_row(row: &mut Value, cluster: &str) {
-    if let Some(cells) = row.get_mut("cells").and_then(Value::as_array_mut) {
-        cells.insert(0, Value::from(cluster));
-    }
-    if let Some(object) = row.get_mut("object") {
-        annotate(object, cluster);
-    }
-}
-
-/// One list of every cluster's answers.
 /// What a fleet `continue` token holds (sealed): where each cluster with
 /// more to give goes on, and the positions of the pages before, so that the
 /// last page's `resourceVersion` covers every cluster of the list.
@@ -1037,75 +1035,46 @@ impl Head {
     }
 }
 
-/// The merged list, written as each cluster's answer streams in: the first
-/// answer gives the head (`kind`, `apiVersion`, a `Table`'s columns with
-/// `Cluster` first), every answer its items (each annotated with its
-/// cluster; a `Table` row gets its cluster as first cell), and the end
-/// carries the composite `metadata` and the `clusters` stanza.
-struct MergedList {
-    head: Vec<(String, Vec<u8>)>,
-    /// The cluster whose answer gave the head, and its members that came
-    /// after its array (JSON does not fix the order of members), written at
-    /// the end.
-    head_cluster: Option<String>,
-    late: Vec<(String, Vec<u8>)>,
-    /// The array of the merged list (`items` or `rows`), once opened.
-    array: Option<String>,
-    table: Option<bool>,
-    elements: usize,
-    versions: BTreeMap<String, String>,
-    continues: BTreeMap<String, String>,
-    stanza: Vec<Value>,
-    seal: views::filter::SealContinue,
-    /// `includeObject=None` was asked for: filtered clusters were asked for
-    /// the rows' metadata, removed once judged.
-    strip_row_objects: bool,
+/// What one cluster's [`ListReader`] hands the merged list, in order.
+enum Part {
+    /// A top-level member other than the array and `metadata` (a `Table`'s
+    /// `columnDefinitions` with the `Cluster` column first).
+    Member(String, Vec<u8>),
+    /// The list's own `metadata`: the cluster's position and `continue`.
+    Metadata {
+        version: Option<String>,
+        continues: Option<String>,
+    },
+    /// The array (`items`, or a `Table`'s `rows`) begins.
+    Open(String),
+    /// Elements of the array, tagged, comma-separated.
+    Elements(Vec<u8>),
+    /// The cluster's answer ended: with how many elements written, and
+    /// whether whole.
+    End {
+        written: usize,
+        outcome: Result<(), (u16, String)>,
+    },
+    /// The reader is gone (after `End`, or without it).
+    Closed,
 }
 
-/// The client went away.
-struct Gone;
+/// Reads one cluster's list, cut into [`Part`]s with every element tagged
+/// (and judged, under a partial view), into a short queue.
+struct ListReader {
+    tagger: tag::Tagger,
+    judge: Option<Box<views::ObjectJudge>>,
+    strip_row_objects: bool,
+    deadline: Duration,
+}
 
-impl MergedList {
-    fn new(
-        earlier_versions: BTreeMap<String, String>,
-        seal: views::filter::SealContinue,
-        strip_row_objects: bool,
-    ) -> Self {
-        Self {
-            strip_row_objects,
-            head: Vec::new(),
-            head_cluster: None,
-            late: Vec::new(),
-            array: None,
-            table: None,
-            elements: 0,
-            versions: earlier_versions,
-            continues: BTreeMap::new(),
-            stanza: Vec::new(),
-            seal,
-        }
-    }
-
-    fn failed(&mut self, cluster: &str, status: u16, message: &str) {
-        self.stanza.push(
-            json!({"name": cluster, "status": "Failure", "code": status, "message": message}),
-        );
-    }
-
-    /// Streams one cluster's list into the merged one.
-    async fn stream(
-        &mut self,
-        cluster: &str,
-        body: hyper::body::Incoming,
-        judge: Option<Box<views::ObjectJudge>>,
-        deadline: Duration,
-        sender: &tokio::sync::mpsc::Sender<Bytes>,
-    ) -> Result<(), Gone> {
+impl ListReader {
+    async fn read(self, body: hyper::body::Incoming, parts: tokio::sync::mpsc::Sender<Part>) {
         let mut splitter = views::filter::ListSplitter::default();
         let mut body = std::pin::pin!(body);
-        let until = tokio::time::Instant::now() + deadline;
-        let mut mismatched = false;
-        let mut items = 0usize;
+        let until = tokio::time::Instant::now() + self.deadline;
+        let mut rows = false;
+        let mut written = 0usize;
         let outcome: Result<(), (u16, String)> = loop {
             let frame = match tokio::time::timeout_at(until, body.as_mut().frame()).await {
                 Err(_) => {
@@ -1113,7 +1082,7 @@ impl MergedList {
                         504,
                         format!(
                             "the list was not read within {:.1} s",
-                            deadline.as_secs_f64()
+                            self.deadline.as_secs_f64()
                         ),
                     ))
                 }
@@ -1124,154 +1093,230 @@ impl MergedList {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            let mut out = Vec::new();
+            let mut cut = Vec::new();
+            let mut elements = Vec::new();
             let fed = splitter.feed(&data, &mut |piece| {
-                self.piece(
-                    cluster,
-                    piece,
-                    judge.as_deref(),
-                    &mut mismatched,
-                    &mut items,
-                    &mut out,
-                );
+                use views::filter::Piece;
+                let part = match piece {
+                    Piece::Element(element) => {
+                        let mark = elements.len();
+                        if mark > 0 {
+                            elements.push(b',');
+                        }
+                        let tagged = self.tagger.element(
+                            element,
+                            rows,
+                            self.judge.as_deref(),
+                            self.strip_row_objects,
+                            &mut elements,
+                        );
+                        if tagged == tag::Tagged::Written {
+                            written += 1;
+                        } else {
+                            elements.truncate(mark);
+                        }
+                        return Ok(());
+                    }
+                    Piece::Member("metadata", value) => {
+                        #[derive(serde::Deserialize)]
+                        struct ListMeta {
+                            #[serde(rename = "resourceVersion")]
+                            version: Option<String>,
+                            #[serde(rename = "continue")]
+                            continues: Option<String>,
+                        }
+                        let metadata = serde_json::from_slice::<ListMeta>(value).ok();
+                        let (version, continues) = metadata
+                            .map(|metadata| (metadata.version, metadata.continues))
+                            .unwrap_or_default();
+                        Part::Metadata {
+                            version,
+                            continues: continues.filter(|token| !token.is_empty()),
+                        }
+                    }
+                    Piece::Member(key, value) => {
+                        let value = if key == "columnDefinitions" {
+                            let mut columns: Value =
+                                serde_json::from_slice(value).unwrap_or(Value::Null);
+                            if let Some(columns) = columns.as_array_mut() {
+                                columns.insert(0, tag::cluster_column());
+                            }
+                            serde_json::to_vec(&columns).expect("a value serializes")
+                        } else {
+                            value.to_vec()
+                        };
+                        Part::Member(key.to_owned(), value)
+                    }
+                    Piece::ArrayOpen(key) => {
+                        rows = key == "rows";
+                        Part::Open(key.to_owned())
+                    }
+                    Piece::ArrayClose | Piece::Close => return Ok(()),
+                };
+                if !elements.is_empty() {
+                    cut.push(Part::Elements(std::mem::take(&mut elements)));
+                }
+                cut.push(part);
                 Ok(())
             });
-            if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {
-                return Err(Gone);
+            if !elements.is_empty() {
+                cut.push(Part::Elements(elements));
+            }
+            for part in cut {
+                if parts.send(part).await.is_err() {
+                    return;
+                }
             }
             if let Err(error) = fed {
                 break Err((502, error.to_string()));
             }
         };
-        match (outcome, mismatched) {
-            (_, true) => self.failed(cluster, 502, "answered in another format"),
-            (Ok(()), false) => self
-                .stanza
-                .push(json!({"name": cluster, "status": "Success"})),
-            (Err((status, message)), false) => {
-                let message = format!("{message} (after {items} items)");
-                self.failed(cluster, status, &message);
-            }
+        let _ = parts.send(Part::End { written, outcome }).await;
+    }
+}
+
+/// One cluster of a merged list, as its parts arrive.
+struct Member {
+    name: String,
+    /// Its members before its array, the list's head if its array is the
+    /// first to open.
+    before: Vec<(String, Vec<u8>)>,
+    opened: bool,
+    /// It answered a list of another shape than the first cluster's.
+    mismatched: bool,
+    ended: bool,
+}
+
+impl Member {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            before: Vec::new(),
+            opened: false,
+            mismatched: false,
+            ended: false,
         }
-        Ok(())
+    }
+}
+
+/// The merged list, written as the clusters' parts arrive: the first
+/// cluster whose array opens gives the head (`kind`, `apiVersion`, a
+/// `Table`'s columns with `Cluster` first), every cluster its tagged
+/// elements, and the end carries the composite `metadata` and the
+/// `clusters` stanza.
+struct MergedList {
+    clusters: Vec<Member>,
+    /// The cluster whose answer gave the head, and its members that came
+    /// after its array (JSON does not fix the order of members), written at
+    /// the end.
+    head_cluster: Option<usize>,
+    late: Vec<(String, Vec<u8>)>,
+    /// The array of the merged list (`items` or `rows`), once opened.
+    array: Option<String>,
+    elements: usize,
+    versions: BTreeMap<String, String>,
+    continues: BTreeMap<String, String>,
+    stanza: Vec<(String, Value)>,
+    seal: views::filter::SealContinue,
+}
+
+impl MergedList {
+    fn new(earlier_versions: BTreeMap<String, String>, seal: views::filter::SealContinue) -> Self {
+        Self {
+            clusters: Vec::new(),
+            head_cluster: None,
+            late: Vec::new(),
+            array: None,
+            elements: 0,
+            versions: earlier_versions,
+            continues: BTreeMap::new(),
+            stanza: Vec::new(),
+            seal,
+        }
     }
 
-    fn piece(
-        &mut self,
-        cluster: &str,
-        piece: views::filter::Piece<'_>,
-        judge: Option<&views::ObjectJudge>,
-        mismatched: &mut bool,
-        items: &mut usize,
-        out: &mut Vec<u8>,
-    ) {
-        use views::filter::Piece;
-        match piece {
-            Piece::Member("metadata", value) => {
-                let metadata: serde_json::Map<String, Value> =
-                    serde_json::from_slice(value).unwrap_or_default();
-                if let Some(Value::String(version)) = metadata.get("resourceVersion") {
-                    self.versions.insert(cluster.to_owned(), version.clone());
+    fn failed(&mut self, cluster: &str, status: u16, message: &str) {
+        self.stanza.push((
+            cluster.to_owned(),
+            json!({"name": cluster, "status": "Failure", "code": status, "message": message}),
+        ));
+    }
+
+    /// Takes one part of cluster `index`; what to write next.
+    fn take(&mut self, index: usize, part: Part) -> Vec<u8> {
+        let mut out = Vec::new();
+        let name = self.clusters[index].name.clone();
+        match part {
+            Part::Metadata { version, continues } => {
+                if let Some(version) = version {
+                    self.versions.insert(name.clone(), version);
                 }
-                if let Some(Value::String(token)) = metadata.get("continue") {
-                    if !token.is_empty() {
-                        self.continues.insert(cluster.to_owned(), token.clone());
-                    }
+                if let Some(token) = continues {
+                    self.continues.insert(name, token);
                 }
             }
-            Piece::Member(key, value) => {
-                if key == "kind" {
-                    let table = value == b"\"Table\"";
-                    match self.table {
-                        None => self.table = Some(table),
-                        Some(first) if first != table => *mismatched = true,
-                        Some(_) => {}
-                    }
-                }
-                if self.array.is_some() && self.head_cluster.as_deref() == Some(cluster) {
-                    if !self.head.iter().any(|(existing, _)| existing == key)
-                        && !self.late.iter().any(|(existing, _)| existing == key)
-                    {
-                        self.late.push((key.to_owned(), value.to_vec()));
-                    }
-                    return;
-                }
-                if self.array.is_none() && !*mismatched {
-                    let value = if key == "columnDefinitions" {
-                        let mut columns: Value =
-                            serde_json::from_slice(value).unwrap_or(Value::Null);
-                        if let Some(columns) = columns.as_array_mut() {
-                            columns.insert(0, cluster_column());
-                        }
-                        serde_json::to_vec(&columns).unwrap_or_default()
-                    } else {
-                        value.to_vec()
-                    };
-                    self.head.retain(|(existing, _)| existing != key);
-                    self.head.push((key.to_owned(), value));
+            Part::Member(key, value) => {
+                let cluster = &mut self.clusters[index];
+                if !cluster.opened {
+                    cluster.before.retain(|(existing, _)| *existing != key);
+                    cluster.before.push((key, value));
+                } else if self.head_cluster == Some(index)
+                    && !cluster.before.iter().any(|(existing, _)| *existing == key)
+                    && !self.late.iter().any(|(existing, _)| *existing == key)
+                {
+                    self.late.push((key, value));
                 }
             }
-            Piece::ArrayOpen(key) => {
-                if *mismatched {
-                    return;
-                }
+            Part::Open(key) => {
+                let cluster = &mut self.clusters[index];
+                cluster.opened = true;
                 match &self.array {
                     None => {
-                        self.head_cluster = Some(cluster.to_owned());
-                        self.open(key, out);
+                        self.head_cluster = Some(index);
+                        let head = cluster.before.clone();
+                        self.open(&head, &key, &mut out);
                     }
-                    Some(array) if array != key => *mismatched = true,
+                    Some(array) if *array != key => cluster.mismatched = true,
                     Some(_) => {}
                 }
             }
-            Piece::Element(element) => {
-                if *mismatched || self.array.is_none() {
-                    return;
-                }
-                let rows = self.array.as_deref() == Some("rows");
-                // An entry that cannot be read (nested past the parser's
-                // limit) is left out.
-                let Ok(mut entry) = serde_json::from_slice::<Value>(element) else {
-                    return;
-                };
-                if let Some(judge) = judge {
-                    use serde::Deserialize as _;
-                    use views::Judge as _;
-                    let metadata = if rows {
-                        entry.pointer("/object/metadata")
-                    } else {
-                        entry.get("metadata")
+            Part::Elements(bytes) => {
+                let cluster = &self.clusters[index];
+                if cluster.opened && !cluster.mismatched && self.array.is_some() {
+                    if self.elements > 0 {
+                        out.push(b',');
                     }
-                    .and_then(|metadata| views::ObjectMeta::deserialize(metadata).ok());
-                    if !metadata.is_some_and(|metadata| judge.visible(&metadata)) {
-                        return;
-                    }
-                    if rows && self.strip_row_objects {
-                        if let Some(row) = entry.as_object_mut() {
-                            row.remove("object");
-                        }
-                    }
+                    self.elements += 1;
+                    out.extend_from_slice(&bytes);
                 }
-                if rows {
-                    tag_row(&mut entry, cluster);
-                } else {
-                    annotate(&mut entry, cluster);
-                }
-                if self.elements > 0 {
-                    out.push(b',');
-                }
-                self.elements += 1;
-                *items += 1;
-                serde_json::to_writer(&mut *out, &entry).expect("a value serializes");
             }
-            Piece::ArrayClose | Piece::Close => {}
+            Part::End { written, outcome } => {
+                self.clusters[index].ended = true;
+                match (outcome, self.clusters[index].mismatched) {
+                    (_, true) => self.failed(&name, 502, "answered in another format"),
+                    (Ok(()), false) => self
+                        .stanza
+                        .push((name.clone(), json!({"name": name, "status": "Success"}))),
+                    (Err((status, message)), false) => {
+                        let message = format!("{message} (after {written} items)");
+                        self.failed(&name, status, &message);
+                    }
+                }
+            }
+            Part::Closed => {
+                if !self.clusters[index].ended {
+                    self.clusters[index].ended = true;
+                    self.failed(&name, 502, "reading the list stopped");
+                }
+            }
         }
+        out
     }
 
     /// Writes the head and opens the array.
-    fn open(&mut self, key: &str, out: &mut Vec<u8>) {
+    fn open(&mut self, head: &[(String, Vec<u8>)], key: &str, out: &mut Vec<u8>) {
         out.push(b'{');
-        for (name, value) in &self.head {
+        for (name, value) in head {
             serde_json::to_writer(&mut *out, name).expect("a string serializes");
             out.push(b':');
             out.extend_from_slice(value);
@@ -1286,11 +1331,11 @@ impl MergedList {
     fn tail(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         if self.array.is_none() {
-            self.head = vec![
-                ("kind".into(), b"\"List\"".to_vec()),
-                ("apiVersion".into(), b"\"v1\"".to_vec()),
+            let head = [
+                ("kind".to_owned(), b"\"List\"".to_vec()),
+                ("apiVersion".to_owned(), b"\"v1\"".to_vec()),
             ];
-            self.open("items", &mut out);
+            self.open(&head, "items", &mut out);
         }
         let mut metadata = serde_json::Map::new();
         metadata.insert(
@@ -1314,8 +1359,11 @@ impl MergedList {
         }
         out.extend_from_slice(b",\"metadata\":");
         serde_json::to_writer(&mut out, &metadata).expect("a map serializes");
+        // The clusters by name, whichever answered first.
+        self.stanza.sort_by(|a, b| a.0.cmp(&b.0));
+        let stanza: Vec<&Value> = self.stanza.iter().map(|(_, entry)| entry).collect();
         out.extend_from_slice(b",\"clusters\":");
-        serde_json::to_writer(&mut out, &self.stanza).expect("a list serializes");
+        serde_json::to_writer(&mut out, &stanza).expect("a list serializes");
         out.push(b'}');
         out
     }
