@@ -67,3 +67,39 @@ pub struct AuditPage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<i64>,
 }
+
+/// One recorded exec or attach session (`GET /api/kubernetes/recordings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingInfo {
+    /// What the audit record's `recording` names; read it at
+    /// `GET /api/kubernetes/recordings/{id}`.
+    pub id: String,
+    pub cluster: String,
+    pub subject: String,
+    /// The Kubernetes path of the session (`.../pods/{pod}/exec`).
+    pub path: String,
+    /// `websocket` or `spdy`.
+    pub protocol: String,
+    pub started_at: DateTime<Utc>,
+    /// Absent while the session runs (or when the replica recording it
+    /// stopped without finishing it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Bytes of the recording.
+    pub bytes: u64,
+    /// The session outgrew the size limit and was recorded up to it.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingPage {
+    /// Newest first.
+    pub items: Vec<RecordingInfo>,
+    /// Pass as `cursor` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

@@ -133,9 +133,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     );
     let auditor = Auditor::start(database.audit(), config.audit.clone(), metrics.clone());
     let recording = Arc::new(
-        RecordingPolicy::new(&config.recording)
+        RecordingPolicy::new(&config.recording, database.sessions())
             .map_err(|error| StartError::Invalid(error.to_string()))?,
     );
+    recording.prune_in_background(config.audit.retention_days);
+    let tickets = Tickets::new(secrets.clone(), database.sessions());
+    tickets.prune_in_background();
     let proxy = ProxyState::new(ProxyServices {
         registry: registry.clone(),
         authenticator: authenticator.clone(),
@@ -143,7 +146,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         upstreams,
         metrics: metrics.clone(),
         recording: recording.clone(),
-        tickets: Tickets::default(),
+        tickets,
         views: crate::proxy::TenantViews {
             namespaces,
             tokens: crate::views::ContinueTokens::new(secrets.clone()),

@@ -19,6 +19,19 @@ pub struct NoteData {
     pub target: Option<(String, Option<String>)>,
     pub verb: Option<String>,
     pub impersonated: Option<(String, Vec<String>)>,
+    /// An upgraded session's totals, sent when it ends: its record waits
+    /// for them.
+    pub session: Option<tokio::sync::oneshot::Receiver<SessionTotals>>,
+}
+
+/// What an upgraded session (exec, attach, port-forward) moved, once it
+/// has ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionTotals {
+    /// Bytes from the client to the cluster.
+    pub to_cluster: u64,
+    /// Bytes from the cluster to the client.
+    pub to_client: u64,
 }
 
 /// What the handlers learn about a request, for its audit record and metrics:
@@ -63,6 +76,14 @@ impl AuditNote {
 
     pub fn set_impersonation(&self, user: &str, groups: &[String]) {
         self.with(|note| note.impersonated = Some((user.to_owned(), groups.to_vec())));
+    }
+
+    /// The request became an upgraded session: its audit record is written
+    /// when the session ends, with what the returned sender reports.
+    pub fn expect_session(&self) -> tokio::sync::oneshot::Sender<SessionTotals> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.with(|note| note.session = Some(receiver));
+        sender
     }
 
     pub fn set_recording(&self, name: &str) {

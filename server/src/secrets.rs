@@ -49,6 +49,9 @@ pub enum SecretField {
     /// A list's `continue` token, sealed so that a caller who sees only
     /// part of the list cannot read the names in it.
     ContinueToken,
+    /// A one-time ticket's claims, sealed so that any replica can read
+    /// them and no caller can forge them.
+    Ticket,
 }
 
 impl SecretField {
@@ -57,6 +60,7 @@ impl SecretField {
             SecretField::ServiceAccountToken => b"kubeportal:serviceAccountToken",
             SecretField::ClientKeyData => b"kubeportal:clientKeyData",
             SecretField::ContinueToken => b"kubeportal:continue",
+            SecretField::Ticket => b"kubeportal:ticket",
         }
     }
 }

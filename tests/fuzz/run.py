@@ -292,7 +292,6 @@ def kubeportal_config(port, database_url, token, double_url, ca_pem, catalog_url
             "timeouts": {"connectMs": 2000, "responseHeaderMs": 5000},
             "objects": {"clusterTimeoutMs": 5000},
         },
-        "recording": {"directory": str(work / "recordings")},
         "logging": {"format": "json", "level": "info"},
     }
 

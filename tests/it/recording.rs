@@ -1,5 +1,7 @@
-//! Exec sessions through the proxy are recorded as asciicast files when the
-//! cluster's policy asks, and refused when a required recording is impossible.
+//! Exec sessions through the proxy are recorded (asciicast, in the database)
+//! when the cluster's policy asks, and refused when a required recording is
+//! impossible; any replica reads a recording back and redeems a ticket,
+//! once; a session's audit record carries its real duration and bytes.
 
 use std::time::Duration;
 
@@ -11,20 +13,14 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-fn config(directory: &std::path::Path) -> String {
-    format!(
-        r#"
+const CONFIG: &str = r#"
 recording:
-  directory: "{}"
   rules:
-    - {{ clusters: ["dev"], mode: required }}
+    - { clusters: ["dev"], mode: required }
 permissions:
   rules:
-    - {{ permission: "*", subjects: ["*"], decision: allow }}
-"#,
-        directory.display()
-    )
-}
+    - { permission: "*", subjects: ["*"], decision: allow }
+"#;
 
 async fn exec(
     app: &TestApp,
@@ -76,10 +72,9 @@ async fn start(app: &TestApp) -> kubeportal_tests::KubeDouble {
 }
 
 #[tokio::test]
-async fn exec_sessions_become_playable_asciicast_files() {
-    let directory = tempfile::tempdir().unwrap();
+async fn exec_sessions_become_playable_asciicast_recordings() {
     let db = TestDb::sqlite();
-    let app = spawn_app(&db, ConfigSource::Yaml(&config(directory.path()))).await;
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
     let _double = start(&app).await;
 
     let output = exec(&app, &["echo", "recorded", "output"]).await.unwrap();
@@ -125,7 +120,40 @@ async fn exec_sessions_become_playable_asciicast_files() {
         played.push_str(event[2].as_str().unwrap());
     }
     assert_eq!(played, "recorded output\n");
-    assert!(directory.path().join(name).is_file());
+
+    // Listed by cluster, ended, with its size.
+    let listed: Value = app
+        .client
+        .get(app.url("/api/kubernetes/recordings?cluster=DEV"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["id"], name);
+    assert_eq!(items[0]["protocol"], "websocket");
+    assert_eq!(items[0]["bytes"], text.len());
+    assert!(items[0]["endedAt"].is_string(), "{listed}");
+    let other: Value = app
+        .client
+        .get(app.url("/api/kubernetes/recordings?subject=user:default/nobody"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["items"], json!([]));
+    let bad = app
+        .client
+        .get(app.url("/api/kubernetes/recordings?cursor=garbage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 
     let traversal = app
         .client
@@ -138,16 +166,19 @@ async fn exec_sessions_become_playable_asciicast_files() {
 
 #[tokio::test]
 async fn required_recording_refuses_sessions_it_cannot_record() {
-    let scratch = tempfile::tempdir().unwrap();
-    let not_a_directory = scratch.path().join("file");
-    std::fs::write(&not_a_directory, "").unwrap();
     let db = TestDb::sqlite();
-    let app = spawn_app(
-        &db,
-        ConfigSource::Yaml(&config(&not_a_directory.join("recordings"))),
-    )
-    .await;
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
     let double = start(&app).await;
+    // The store cannot keep recordings any more.
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    sqlx::query("DROP TABLE recording_chunks")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE recordings")
+        .execute(&pool)
+        .await
+        .unwrap();
 
     let refused = exec(&app, &["echo", "hi"]).await.unwrap_err();
     match refused {
@@ -173,9 +204,8 @@ async fn required_recording_refuses_sessions_it_cannot_record() {
 
 #[tokio::test]
 async fn required_recording_leaves_no_unrecorded_way_to_run_commands() {
-    let recordings = tempfile::tempdir().unwrap();
     let db = TestDb::sqlite();
-    let app = spawn_app(&db, ConfigSource::Yaml(&config(recordings.path()))).await;
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
     let double = start(&app).await;
     for (method, path) in [
         (
@@ -219,4 +249,226 @@ async fn required_recording_leaves_no_unrecorded_way_to_run_commands() {
     assert!(double.requests().is_empty(), "nothing reached the cluster");
     // A recorded session still works.
     assert_eq!(exec(&app, &["echo", "hi"]).await.unwrap().trim(), "hi");
+}
+
+/// Opens a WebSocket exec of `cat` with a ticket (as a browser does) on
+/// `app`, for a ticket `issuer` gave.
+async fn ticketed_cat(
+    issuer: &TestApp,
+    app: &TestApp,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let path = "/api/v1/namespaces/default/pods/api-0/exec";
+    let issued: Value = issuer
+        .client
+        .post(issuer.url("/api/kubernetes/clusters/dev/tickets"))
+        .json(&json!({"path": path}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = issued["ticket"].as_str().unwrap().to_owned();
+    ticketed_cat_with(app, &ticket).await
+}
+
+async fn ticketed_cat_with(
+    app: &TestApp,
+    ticket: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let url = format!(
+        "ws://{}/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/default/pods/api-0/exec?command=cat&stdin=true&stdout=true&ticket={ticket}",
+        app.addr
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+/// Sends `lines` to a `cat` session with pauses, closes stdin, and returns
+/// what came back on stdout.
+async fn converse(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    lines: &[Vec<u8>],
+    pause: Duration,
+) -> Vec<u8> {
+    use futures::SinkExt;
+    let (mut sink, mut stream) = socket.split();
+    let reader = async {
+        let mut stdout = Vec::new();
+        while let Some(message) = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("the session ends")
+        {
+            match message.unwrap() {
+                Message::Binary(data) if data.first() == Some(&1) => {
+                    stdout.extend_from_slice(&data[1..])
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        stdout
+    };
+    let writer = async {
+        for line in lines {
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(line);
+            sink.send(Message::Binary(frame.into())).await.unwrap();
+            tokio::time::sleep(pause).await;
+        }
+        // v5: close stdin.
+        sink.send(Message::Binary(vec![255u8, 0].into()))
+            .await
+            .unwrap();
+    };
+    let (stdout, ()) = tokio::join!(reader, writer);
+    stdout
+}
+
+#[tokio::test]
+async fn two_replicas_share_tickets_and_recordings_through_the_store() {
+    let db = TestDb::postgres().await;
+    let first = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let second = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let _double = start(&first).await;
+
+    // A ticket the first replica issued opens a session on the second...
+    let mut socket = ticketed_cat(&first, &second).await.unwrap();
+    let said = converse(
+        &mut socket,
+        &[b"from the second replica\n".to_vec()],
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(said, b"from the second replica\n");
+
+    // ...once: spent there, it is spent everywhere.
+    let path = "/api/v1/namespaces/default/pods/api-0/exec";
+    let issued: Value = first
+        .client
+        .post(first.url("/api/kubernetes/clusters/dev/tickets"))
+        .json(&json!({"path": path}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = issued["ticket"].as_str().unwrap();
+    let mut socket = ticketed_cat_with(&second, ticket).await.unwrap();
+    converse(&mut socket, &[b"once\n".to_vec()], Duration::ZERO).await;
+    for replica in [&first, &second] {
+        match ticketed_cat_with(replica, ticket).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401)
+            }
+            Err(other) => panic!("expected a 401, got {other}"),
+            Ok(_) => panic!("a spent ticket opened a session"),
+        }
+    }
+
+    // The sessions the second replica recorded are read back from the
+    // first, once their ends are stored (just after the sessions close).
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = first
+            .client
+            .get(first.url("/api/kubernetes/recordings?cluster=dev"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = listed["items"].as_array().unwrap();
+        if items.len() == 2 && items.iter().all(|item| item["endedAt"].is_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{listed}");
+    let mut played = Vec::new();
+    for item in items {
+        let text = first
+            .client
+            .get(first.url(&format!(
+                "/api/kubernetes/recordings/{}",
+                item["id"].as_str().unwrap()
+            )))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let output: String = text
+            .lines()
+            .skip(1)
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()[2]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        played.push(output);
+    }
+    played.sort();
+    assert_eq!(played, ["from the second replica\n", "once\n"]);
+}
+
+#[tokio::test]
+async fn a_sessions_audit_record_carries_its_duration_and_bytes() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let _double = start(&app).await;
+    // About 1 MB over about 5 s: 20 pieces of 50 KiB, 250 ms apart.
+    let piece = vec![b'x'; 50 * 1024];
+    let lines: Vec<Vec<u8>> = (0..20).map(|_| piece.clone()).collect();
+    let mut socket = ticketed_cat(&app, &app).await.unwrap();
+    let echoed = converse(&mut socket, &lines, Duration::from_millis(250)).await;
+    assert_eq!(echoed.len(), 20 * 50 * 1024);
+    let is_session = |item: &&Value| {
+        item["path"]
+            .as_str()
+            .is_some_and(|path| path.ends_with("/exec"))
+            && item["status"] == 101
+    };
+    let page = kubeportal_tests::audit_page_when(&app, None, "", |items| {
+        items.iter().any(|item| is_session(&item))
+    })
+    .await;
+    let record = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(is_session)
+        .unwrap()
+        .clone();
+    let duration = record["durationMs"].as_u64().unwrap();
+    assert!((4_500..10_000).contains(&duration), "{record}");
+    // Each way: the megabyte in WebSocket frames (and the stream bytes).
+    for direction in ["bytesIn", "bytesOut"] {
+        let bytes = record[direction].as_u64().unwrap();
+        assert!(
+            (1_024_000..1_200_000).contains(&bytes),
+            "{direction}: {record}"
+        );
+    }
+    assert!(record["recording"].is_string(), "{record}");
 }

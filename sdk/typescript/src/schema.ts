@@ -201,6 +201,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/kubernetes/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Recorded exec and attach sessions, newest first, from whichever replica
+         *     recorded them.
+         */
+        get: operations["list_recordings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/kubernetes/recordings/{name}": {
         parameters: {
             query?: never;
@@ -645,6 +665,41 @@ export interface components {
          *     envelope, or the cluster's, passed through (a Kubernetes `Status`).
          */
         ProxyError: components["schemas"]["ErrorResponse"] | components["schemas"]["KubernetesStatus"];
+        /** @description One recorded exec or attach session (`GET /api/kubernetes/recordings`). */
+        RecordingInfo: {
+            /**
+             * Format: int64
+             * @description Bytes of the recording.
+             */
+            bytes: number;
+            cluster: string;
+            /**
+             * Format: date-time
+             * @description Absent while the session runs (or when the replica recording it
+             *     stopped without finishing it).
+             */
+            endedAt?: string | null;
+            /**
+             * @description What the audit record's `recording` names; read it at
+             *     `GET /api/kubernetes/recordings/{id}`.
+             */
+            id: string;
+            /** @description The Kubernetes path of the session (`.../pods/{pod}/exec`). */
+            path: string;
+            /** @description `websocket` or `spdy`. */
+            protocol: string;
+            /** Format: date-time */
+            startedAt: string;
+            subject: string;
+            /** @description The session outgrew the size limit and was recorded up to it. */
+            truncated: boolean;
+        };
+        RecordingPage: {
+            /** @description Newest first. */
+            items: components["schemas"]["RecordingInfo"][];
+            /** @description Pass as `cursor` for the next page. */
+            nextCursor?: string | null;
+        };
         /** @description The attributes of one Kubernetes API request. */
         RequestAttributes: {
             action: components["schemas"]["Action"];
@@ -1685,6 +1740,74 @@ export interface operations {
                 content: {
                     "application/json": unknown;
                     "text/plain": string;
+                };
+            };
+        };
+    };
+    list_recordings: {
+        parameters: {
+            query?: {
+                cluster?: string;
+                /** @description Exact subject ref, e.g. `user:default/alice`. */
+                subject?: string;
+                /** @description RFC 3339 time, inclusive: sessions that started then or later. */
+                since?: string;
+                /** @description RFC 3339 time, exclusive. */
+                until?: string;
+                /** @description Page size, 1 to 1000 (default 100). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of recordings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingPage"];
+                };
+            };
+            /** @description Bad filter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No valid identity */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description kubernetes.audit.read denied */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

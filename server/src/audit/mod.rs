@@ -32,7 +32,9 @@ use crate::context::AuditNote;
 use crate::error::ApiError;
 use crate::telemetry::SharedMetrics;
 
-pub use store::{AuditStore, AuditStoreError};
+pub use store::{
+    AuditStore, AuditStoreError, RecordingCursor, RecordingFilter, RecordingInfo, SessionStore,
+};
 
 /// Audit settings (`audit:` in the configuration).
 #[derive(Debug, Clone, Deserialize)]
@@ -343,8 +345,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
     };
     let (parts, body) = response.into_parts();
     let auditor = auditor.clone();
-    let finish = move |bytes_out: u64| {
-        let data = note.take();
+    let submit = move |data: crate::context::NoteData, bytes_in: u64, bytes_out: u64| {
         let (path, query) = data.target.unwrap_or((path, query));
         let (impersonated_user, impersonated_groups) = data
             .impersonated
@@ -362,13 +363,30 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
             impersonated_user,
             impersonated_groups,
             status,
-            bytes_in: bytes_in.map_or(0, |bytes_in| bytes_in.load(Ordering::Relaxed)),
+            bytes_in,
             bytes_out,
             duration_ms: started.elapsed().as_millis() as u64,
             decision: data.decision.unwrap_or("none").to_owned(),
             rule: data.rule,
             recording: data.recording,
         });
+    };
+    let finish = move |bytes_out: u64| {
+        let mut data = note.take();
+        // An upgraded session's record waits for the session to end, and
+        // carries what it moved.
+        if let Some(session) = data.session.take() {
+            tokio::spawn(async move {
+                let totals = session.await.unwrap_or_default();
+                submit(data, totals.to_cluster, totals.to_client);
+            });
+            return;
+        }
+        submit(
+            data,
+            bytes_in.map_or(0, |bytes_in| bytes_in.load(Ordering::Relaxed)),
+            bytes_out,
+        );
     };
     Response::from_parts(
         parts,

@@ -1,18 +1,26 @@
-//! Exec and attach session recording: the cluster's stdout and stderr frames
-//! of a WebSocket (`*.channel.k8s.io`) session, written as an asciicast v2
-//! file with timing, per the `recording` policy of the cluster. The proxy
-//! records; the audit trail names each recording and serves it back.
+//! Exec and attach session recording: the cluster's stdout and stderr of a
+//! session, written as an asciicast v2 recording with timing, per the
+//! `recording` policy of the cluster. The proxy records; the audit trail
+//! names each recording, and any replica serves it back.
+//!
+//! Recordings are kept in the database, in chunks written as the session
+//! runs (at least every second of output, or every 16 KiB), so a replica
+//! that stops loses at most its last chunk. A session is recorded up to a
+//! size limit; past it the recording is marked truncated and the session
+//! goes on.
 //!
 //! `required` refuses a session whose recording cannot be set up; what the
 //! user types (stdin) is not recorded.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
-use tokio::fs::File;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::store::{RecordingInfo, SessionStore};
 
 /// Whether sessions on a cluster are recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -35,14 +43,28 @@ pub struct RecordingRule {
 }
 
 /// `recording:` in the configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordingConfig {
-    /// Where asciicast files are written.
-    pub directory: Option<PathBuf>,
     /// First matching rule wins; clusters matching none are not recorded.
     #[serde(default)]
     pub rules: Vec<RecordingRule>,
+    /// The most one session's recording holds (bytes of asciicast).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            max_bytes: default_max_bytes(),
+        }
+    }
 }
 
 /// What is wrong with `recording:`, naming the key.
@@ -50,28 +72,22 @@ pub struct RecordingConfig {
 pub enum RecordingConfigError {
     #[error("recording.rules[{index}].clusters: {error}")]
     Clusters { index: usize, error: globset::Error },
-    #[error("recording.directory: required when a rule records sessions")]
-    NoDirectory,
+    #[error("recording.maxBytes: must be at least 4096")]
+    MaxBytes,
 }
 
 impl RecordingConfig {
     /// Checks that the policy compiles.
     pub fn validate(&self) -> Result<(), RecordingConfigError> {
-        RecordingPolicy::new(self).map(drop)
+        Self::rules(self).map(drop)?;
+        if self.max_bytes < 4096 {
+            return Err(RecordingConfigError::MaxBytes);
+        }
+        Ok(())
     }
-}
 
-/// The compiled recording policy.
-#[derive(Debug, Clone, Default)]
-pub struct RecordingPolicy {
-    directory: Option<PathBuf>,
-    rules: Vec<(Vec<GlobMatcher>, RecordMode)>,
-}
-
-impl RecordingPolicy {
-    pub fn new(config: &RecordingConfig) -> Result<Self, RecordingConfigError> {
-        let rules = config
-            .rules
+    fn rules(&self) -> Result<Vec<(Vec<GlobMatcher>, RecordMode)>, RecordingConfigError> {
+        self.rules
             .iter()
             .enumerate()
             .map(|(index, rule)| {
@@ -86,13 +102,33 @@ impl RecordingPolicy {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((globs, rule.mode))
             })
-            .collect::<Result<Vec<_>, RecordingConfigError>>()?;
-        if config.directory.is_none() && rules.iter().any(|(_, mode)| *mode != RecordMode::Off) {
-            return Err(RecordingConfigError::NoDirectory);
-        }
+            .collect()
+    }
+}
+
+/// The compiled recording policy, and where recordings are kept.
+#[derive(Clone)]
+pub struct RecordingPolicy {
+    rules: Vec<(Vec<GlobMatcher>, RecordMode)>,
+    max_bytes: u64,
+    store: Arc<dyn SessionStore>,
+}
+
+/// Output kept before it is written as a chunk.
+const CHUNK_BYTES: usize = 16 * 1024;
+/// The longest output is kept before it is written.
+const CHUNK_AGE: Duration = Duration::from_secs(1);
+
+impl RecordingPolicy {
+    pub fn new(
+        config: &RecordingConfig,
+        store: Arc<dyn SessionStore>,
+    ) -> Result<Self, RecordingConfigError> {
+        config.validate()?;
         Ok(Self {
-            directory: config.directory.clone(),
-            rules,
+            rules: config.rules()?,
+            max_bytes: config.max_bytes,
+            store,
         })
     }
 
@@ -104,72 +140,115 @@ impl RecordingPolicy {
             .map_or(RecordMode::Off, |(_, mode)| *mode)
     }
 
-    /// Creates the recording file and writes its header.
+    /// Starts a recording: its row and its header, stored before the
+    /// session begins.
     pub async fn start(
         &self,
         cluster: &str,
         target: &str,
         subject: &str,
+        protocol: &str,
     ) -> std::io::Result<Recorder> {
-        let directory = self
-            .directory
-            .as_deref()
-            .ok_or_else(|| std::io::Error::other("no recording directory is configured"))?;
-        let name = format!(
-            "{}-{}-{}.cast",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-            cluster,
+        let now = Utc::now();
+        let id = format!(
+            "{}-{}-{}",
+            now.format("%Y%m%dT%H%M%SZ"),
+            cluster.to_ascii_lowercase(),
             uuid::Uuid::new_v4().simple()
         );
-        let path = directory.join(&name);
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await?;
-        let mut writer = BufWriter::new(file);
         let header = serde_json::json!({
             "version": 2,
             "width": 120,
             "height": 40,
-            "timestamp": chrono::Utc::now().timestamp(),
+            "timestamp": now.timestamp(),
             "title": format!("{subject} on {cluster}: {target}"),
             "env": {"TERM": "xterm-256color"},
         });
-        writer.write_all(header.to_string().as_bytes()).await?;
-        writer.write_all(b"\n").await?;
-        writer.flush().await?;
-        Ok(Recorder {
-            name,
-            writer,
+        let mut header = header.to_string().into_bytes();
+        header.push(b'\n');
+        let info = RecordingInfo {
+            id: id.clone(),
+            cluster: cluster.to_owned(),
+            subject: subject.to_owned(),
+            path: target.to_owned(),
+            protocol: protocol.to_owned(),
+            started_at: now,
+            ended_at: None,
+            bytes: 0,
+            truncated: false,
+        };
+        self.store
+            .create_recording(&info)
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut recorder = Recorder {
+            name: id,
+            store: self.store.clone(),
             started: Instant::now(),
             frames: FrameParser::default(),
-        })
+            pending: header,
+            sequence: 0,
+            stored: 0,
+            limit: self.max_bytes,
+            truncated: false,
+            truncation_stored: false,
+            last_write: Instant::now(),
+            ended: false,
+        };
+        recorder.write_chunk().await?;
+        Ok(recorder)
     }
 
-    /// Reads a recording by its file name (as the audit record names it).
-    pub async fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
-        let valid = !name.is_empty()
-            && name.ends_with(".cast")
-            && name
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
-            && !name.contains("..");
-        let directory = self
-            .directory
-            .as_deref()
-            .filter(|_| valid)
-            .ok_or(std::io::ErrorKind::NotFound)?;
-        tokio::fs::read(directory.join(Path::new(name))).await
+    /// A recording, whole, by the id its audit record names.
+    pub async fn read(&self, id: &str) -> std::io::Result<Option<(RecordingInfo, Vec<u8>)>> {
+        self.store
+            .read_recording(id)
+            .await
+            .map_err(std::io::Error::other)
+    }
+
+    /// Deletes recordings older than the audit trail keeps its records,
+    /// every hour, for as long as the runtime runs.
+    pub fn prune_in_background(&self, retention_days: u32) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                let before = Utc::now() - chrono::Duration::days(i64::from(retention_days));
+                match store.prune_recordings(before).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "pruned old session recordings"),
+                    Err(error) => tracing::warn!(%error, "pruning session recordings failed"),
+                }
+            }
+        });
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
     }
 }
 
-/// Writes one session's output as asciicast events.
+/// Writes one session's output as asciicast events, in chunks.
 pub struct Recorder {
     pub name: String,
-    writer: BufWriter<File>,
+    store: Arc<dyn SessionStore>,
     started: Instant,
     frames: FrameParser,
+    /// Events not yet stored.
+    pending: Vec<u8>,
+    /// The next chunk's number.
+    sequence: i64,
+    /// Bytes stored so far.
+    stored: u64,
+    limit: u64,
+    truncated: bool,
+    /// Whether the store knows it is truncated.
+    truncation_stored: bool,
+    last_write: Instant,
+    /// Finished: nothing is left to store when it is dropped.
+    ended: bool,
 }
 
 impl Recorder {
@@ -187,7 +266,7 @@ impl Recorder {
     /// Records output of the session (the cluster's stdout or stderr) as
     /// one event, whatever protocol carried it.
     pub async fn output(&mut self, data: &[u8]) -> std::io::Result<()> {
-        if data.is_empty() {
+        if data.is_empty() || self.truncated {
             return Ok(());
         }
         let event = serde_json::json!([
@@ -195,16 +274,84 @@ impl Recorder {
             "o",
             String::from_utf8_lossy(data),
         ]);
-        self.writer.write_all(event.to_string().as_bytes()).await?;
-        self.writer.write_all(b"\n").await?;
-        // Interactive output is small: keep the recording playable while
-        // the session runs.
-        self.writer.flush().await
+        let mut line = event.to_string().into_bytes();
+        line.push(b'\n');
+        let size = self.stored + self.pending.len() as u64 + line.len() as u64;
+        if size > self.limit {
+            self.truncated = true;
+            tracing::warn!(recording = %self.name, limit = self.limit, "session recording reached its size limit");
+            return self.write_chunk().await;
+        }
+        self.pending.extend_from_slice(&line);
+        if self.pending.len() >= CHUNK_BYTES || self.last_write.elapsed() >= CHUNK_AGE {
+            self.write_chunk().await?;
+        }
+        Ok(())
     }
 
-    async fn finish(mut self) -> std::io::Result<()> {
-        self.writer.flush().await?;
-        self.writer.get_ref().sync_all().await
+    /// Stores what is pending as the next chunk.
+    async fn write_chunk(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() && self.truncated == self.truncation_stored {
+            return Ok(());
+        }
+        let bytes = self.stored + self.pending.len() as u64;
+        self.store
+            .append_recording(
+                &self.name,
+                self.sequence,
+                &self.pending,
+                bytes,
+                self.truncated,
+            )
+            .await
+            .map_err(std::io::Error::other)?;
+        self.sequence += 1;
+        self.stored = bytes;
+        self.truncation_stored = self.truncated;
+        self.pending.clear();
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// Stores the rest and marks the recording ended.
+    pub async fn finish(mut self) -> std::io::Result<()> {
+        self.ended = true;
+        self.write_chunk().await?;
+        self.store
+            .end_recording(&self.name, Utc::now())
+            .await
+            .map_err(std::io::Error::other)
+    }
+}
+
+impl Drop for Recorder {
+    /// A session cut short (its task cancelled) still gets its last
+    /// output stored and its end marked.
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.ended = true;
+        let store = self.store.clone();
+        let name = self.name.clone();
+        let pending = std::mem::take(&mut self.pending);
+        let (sequence, truncated) = (self.sequence, self.truncated);
+        let bytes = self.stored + pending.len() as u64;
+        let unstored = !pending.is_empty() || truncated != self.truncation_stored;
+        runtime.spawn(async move {
+            if unstored {
+                if let Err(error) = store
+                    .append_recording(&name, sequence, &pending, bytes, truncated)
+                    .await
+                {
+                    tracing::warn!(recording = %name, %error, "the end of a session recording was lost");
+                }
+            }
+            let _ = store.end_recording(&name, Utc::now()).await;
+        });
     }
 }
 
@@ -458,31 +605,94 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn the_first_matching_rule_decides() {
-        let policy = RecordingPolicy::new(&RecordingConfig {
-            directory: Some("/tmp".into()),
-            rules: vec![
-                RecordingRule {
-                    clusters: vec!["prod-*".into()],
-                    mode: RecordMode::Required,
-                },
-                RecordingRule {
-                    clusters: vec!["*".into()],
-                    mode: RecordMode::BestEffort,
-                },
-            ],
-        })
+    async fn store() -> Arc<dyn SessionStore> {
+        crate::store::connect("sqlite::memory:", Some(1))
+            .await
+            .unwrap()
+            .sessions()
+    }
+
+    #[tokio::test]
+    async fn the_first_matching_rule_decides() {
+        let policy = RecordingPolicy::new(
+            &RecordingConfig {
+                rules: vec![
+                    RecordingRule {
+                        clusters: vec!["prod-*".into()],
+                        mode: RecordMode::Required,
+                    },
+                    RecordingRule {
+                        clusters: vec!["*".into()],
+                        mode: RecordMode::BestEffort,
+                    },
+                ],
+                ..RecordingConfig::default()
+            },
+            store().await,
+        )
         .unwrap();
         assert_eq!(policy.mode("PROD-eu"), RecordMode::Required);
         assert_eq!(policy.mode("dev"), RecordMode::BestEffort);
-        assert!(RecordingPolicy::new(&RecordingConfig {
-            directory: None,
-            rules: vec![RecordingRule {
-                clusters: vec!["*".into()],
-                mode: RecordMode::Required
-            }],
-        })
+        assert!(RecordingConfig {
+            max_bytes: 100,
+            ..RecordingConfig::default()
+        }
+        .validate()
         .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_recording_is_stored_in_chunks_as_it_runs_and_stops_at_its_limit() {
+        let policy = RecordingPolicy::new(
+            &RecordingConfig {
+                max_bytes: 40 * 1024,
+                ..RecordingConfig::default()
+            },
+            store().await,
+        )
+        .unwrap();
+        let mut recorder = policy
+            .start(
+                "Dev",
+                "/api/v1/namespaces/a/pods/p/exec",
+                "user:default/alice",
+                "websocket",
+            )
+            .await
+            .unwrap();
+        let id = recorder.name.clone();
+        // The header is stored at once; a reader elsewhere sees the session.
+        let (info, text) = policy.read(&id).await.unwrap().unwrap();
+        assert_eq!(info.ended_at, None);
+        assert_eq!(info.cluster, "Dev");
+        let header: serde_json::Value =
+            serde_json::from_slice(text.split(|byte| *byte == b'\n').next().unwrap()).unwrap();
+        assert_eq!(header["version"], 2);
+        // Output is stored once 16 KiB are pending, without waiting for the end.
+        let line = vec![b'x'; 1024];
+        for _ in 0..20 {
+            recorder.output(&line).await.unwrap();
+        }
+        let (info, text) = policy.read(&id).await.unwrap().unwrap();
+        assert!(info.bytes >= CHUNK_BYTES as u64, "{info:?}");
+        assert_eq!(info.bytes, text.len() as u64);
+        // Past the limit the recording stops, marked truncated.
+        for _ in 0..40 {
+            recorder.output(&line).await.unwrap();
+        }
+        recorder.finish().await.unwrap();
+        let (info, text) = policy.read(&id).await.unwrap().unwrap();
+        assert!(info.truncated && info.ended_at.is_some(), "{info:?}");
+        assert!(text.len() as u64 <= 40 * 1024, "{}", text.len());
+        assert_eq!(info.bytes, text.len() as u64);
+        let events = text
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+            .skip(1);
+        for event in events {
+            let event: serde_json::Value = serde_json::from_slice(event).unwrap();
+            assert_eq!(event[1], "o");
+        }
+        assert!(policy.read("no-such-recording").await.unwrap().is_none());
     }
 }

@@ -45,3 +45,65 @@ impl From<AuditStoreError> for ApiError {
         }
     }
 }
+
+pub use kubeportal_api::audit::RecordingInfo;
+
+/// Which recordings to list.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingFilter {
+    pub cluster: Option<String>,
+    pub subject: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Where a page of recordings ends: the last one's start and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingCursor {
+    pub started_at: DateTime<Utc>,
+    pub id: String,
+}
+
+/// What interactive sessions keep in the store, so that any replica serves
+/// them: spent one-time tickets, and session recordings in chunks.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Spends a ticket, by its digest: `true` the first time, on any
+    /// replica, `false` ever after (until the row is pruned, after the
+    /// ticket has expired).
+    async fn spend_ticket(
+        &self,
+        digest: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, AuditStoreError>;
+    /// Forgets tickets that expired before `now`.
+    async fn prune_tickets(&self, now: DateTime<Utc>) -> Result<u64, AuditStoreError>;
+    /// Starts a recording (with no chunks, not ended).
+    async fn create_recording(&self, recording: &RecordingInfo) -> Result<(), AuditStoreError>;
+    /// Appends chunk `sequence` of a recording, and sets its size so far.
+    async fn append_recording(
+        &self,
+        id: &str,
+        sequence: i64,
+        data: &[u8],
+        bytes: u64,
+        truncated: bool,
+    ) -> Result<(), AuditStoreError>;
+    /// Marks a recording ended.
+    async fn end_recording(&self, id: &str, ended_at: DateTime<Utc>)
+        -> Result<(), AuditStoreError>;
+    /// A recording and its chunks joined in order.
+    async fn read_recording(
+        &self,
+        id: &str,
+    ) -> Result<Option<(RecordingInfo, Vec<u8>)>, AuditStoreError>;
+    /// Recordings matching `filter`, newest first, after `cursor`.
+    async fn list_recordings(
+        &self,
+        filter: &RecordingFilter,
+        cursor: Option<&RecordingCursor>,
+        limit: u32,
+    ) -> Result<Vec<RecordingInfo>, AuditStoreError>;
+    /// Deletes recordings that started before `before`; returns how many.
+    async fn prune_recordings(&self, before: DateTime<Utc>) -> Result<u64, AuditStoreError>;
+}

@@ -306,6 +306,7 @@ async fn proxy_caller(
     let mut caller = state
         .tickets
         .redeem(ticket, cluster, kubernetes_path)
+        .await
         .ok_or_else(|| ApiError::Authentication("invalid, spent or expired ticket".into()))?;
     if let Some(note) = parts.extensions.get::<crate::context::AuditNote>() {
         note.set_identity(&caller.subject, &caller.groups);
@@ -623,6 +624,7 @@ async fn forward(
             cluster: record.name.clone(),
             gauge: GaugeGuard::new(&state.metrics.upgraded_connections),
             websocket_over_http2,
+            totals: caller.note.as_ref().map(|note| note.expect_session()),
         }));
     }
     let (mut parts, body) = response.into_parts();
@@ -856,7 +858,10 @@ async fn start_recording(
         return Ok(None);
     }
     let started = if websocket {
-        state.recording.start(cluster, path, &caller.subject).await
+        state
+            .recording
+            .start(cluster, path, &caller.subject, "websocket")
+            .await
     } else {
         Err(std::io::Error::other(
             "only WebSocket sessions can be recorded",

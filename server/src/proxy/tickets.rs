@@ -1,88 +1,142 @@
 //! One-time tickets for browser WebSockets, which cannot send headers: a
 //! caller asks for a ticket for one cluster path, and within 30 seconds one
 //! upgrade of exactly that path may present it as `?ticket=` instead of an
-//! `Authorization` header. Tickets are kept hashed, in memory, and never logged.
+//! `Authorization` header.
+//!
+//! A ticket is its own record: the caller, cluster, path and expiry, sealed
+//! (AES-256-GCM) with the secret key every replica shares, so any replica
+//! redeems it. It is spent in the store, by its SHA-256, the first time any
+//! replica redeems it; spent rows are pruned once expired. Tickets are
+//! never logged.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aes_gcm::aead::rand_core::RngCore;
-use aes_gcm::aead::OsRng;
 use axum::extract::State;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
-use moka::sync::Cache;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ProxyState;
+use crate::audit::SessionStore;
 use crate::clusters::name_key;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{Json, Path};
 use crate::identity::{Caller, CallerKind};
 use crate::kubernetes::KubernetesRequest;
 use crate::permissions::{Permission, ProxyTarget, Target};
+use crate::secrets::{SecretBox, SecretField};
 
 /// How long a ticket may wait for its upgrade.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
 
-struct Ticket {
-    issued_at: std::time::Instant,
+/// How often spent tickets past their expiry are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+const TICKET_PREFIX: &str = "kt1.";
+
+/// What a ticket holds, sealed.
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    #[serde(rename = "s")]
     subject: String,
+    #[serde(rename = "g")]
     groups: Vec<String>,
+    /// The cluster's name key (case-folded).
+    #[serde(rename = "c")]
     cluster: String,
+    #[serde(rename = "p")]
     path: String,
+    /// Expiry, Unix milliseconds.
+    #[serde(rename = "e")]
+    expires: i64,
 }
 
-/// Issued tickets, by the SHA-256 of their value.
+/// Issues and redeems tickets.
 #[derive(Clone)]
 pub struct Tickets {
-    issued: Cache<[u8; 32], Arc<Ticket>>,
+    secrets: SecretBox,
+    store: Arc<dyn SessionStore>,
 }
 
-impl Default for Tickets {
-    fn default() -> Self {
-        Self {
-            issued: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(TICKET_LIFETIME)
-                .build(),
-        }
-    }
-}
-
-fn digest(ticket: &str) -> [u8; 32] {
-    Sha256::digest(ticket.as_bytes()).into()
+fn digest(ticket: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(ticket.as_bytes()))
 }
 
 impl Tickets {
-    fn issue(&self, caller: &Caller, cluster: &str, path: &str) -> String {
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        let ticket = URL_SAFE_NO_PAD.encode(bytes);
-        self.issued.insert(
-            digest(&ticket),
-            Arc::new(Ticket {
-                issued_at: std::time::Instant::now(),
-                subject: caller.subject.clone(),
-                groups: caller.groups.clone(),
-                cluster: name_key(cluster),
-                path: path.to_owned(),
-            }),
-        );
-        ticket
+    pub fn new(secrets: SecretBox, store: Arc<dyn SessionStore>) -> Self {
+        Self { secrets, store }
     }
 
-    /// The caller a ticket was issued to, if it is valid for this cluster and
-    /// path and younger than [`TICKET_LIFETIME`]. A ticket is spent by any
-    /// attempt to use it. The age is checked here rather than left to the
-    /// cache's eviction, which may keep an expired entry a while.
-    pub fn redeem(&self, ticket: &str, cluster: &str, path: &str) -> Option<Caller> {
-        let issued = self.issued.remove(&digest(ticket))?;
-        let fresh = issued.issued_at.elapsed() < TICKET_LIFETIME;
-        (fresh && issued.cluster == name_key(cluster) && issued.path == path).then(|| Caller {
-            subject: issued.subject.clone(),
-            groups: issued.groups.clone(),
+    /// Deletes spent tickets past their expiry, every minute, for as long
+    /// as the runtime runs.
+    pub fn prune_in_background(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                every.tick().await;
+                if let Err(error) = store.prune_tickets(Utc::now()).await {
+                    tracing::warn!(%error, "cannot prune spent tickets");
+                }
+            }
+        });
+    }
+
+    fn issue(&self, caller: &Caller, cluster: &str, path: &str) -> String {
+        self.issue_expiring(caller, cluster, path, Utc::now() + TICKET_LIFETIME)
+    }
+
+    fn issue_expiring(
+        &self,
+        caller: &Caller,
+        cluster: &str,
+        path: &str,
+        expires: DateTime<Utc>,
+    ) -> String {
+        let claims = Claims {
+            subject: caller.subject.clone(),
+            groups: caller.groups.clone(),
+            cluster: name_key(cluster),
+            path: path.to_owned(),
+            expires: expires.timestamp_millis(),
+        };
+        let plaintext = serde_json::to_string(&claims).expect("claims serialize");
+        let sealed = self
+            .secrets
+            .seal(SecretField::Ticket, &SecretString::from(plaintext));
+        format!("{TICKET_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    /// The caller a ticket was issued to, if it is valid for this cluster
+    /// and path, unexpired, and not yet spent on any replica. Presenting a
+    /// valid ticket spends it, whatever the path; a ticket that cannot be
+    /// spent (the store is down) is refused.
+    pub async fn redeem(&self, ticket: &str, cluster: &str, path: &str) -> Option<Caller> {
+        let sealed = URL_SAFE_NO_PAD
+            .decode(ticket.strip_prefix(TICKET_PREFIX)?)
+            .ok()?;
+        let opened = self.secrets.open(SecretField::Ticket, &sealed).ok()?;
+        let claims: Claims = serde_json::from_str(opened.expose_secret()).ok()?;
+        let expires = DateTime::<Utc>::from_timestamp_millis(claims.expires)?;
+        if expires <= Utc::now() {
+            return None;
+        }
+        match self.store.spend_ticket(&digest(ticket), expires).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "cannot spend a ticket; refusing it");
+                return None;
+            }
+        }
+        (claims.cluster == name_key(cluster) && claims.path == path).then_some(Caller {
+            subject: claims.subject,
+            groups: claims.groups,
             kind: CallerKind::Ticket,
             note: None,
         })
@@ -159,46 +213,84 @@ pub async fn issue_ticket(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_ticket_works_once_for_its_cluster_and_path() {
-        let tickets = Tickets::default();
+    async fn tickets() -> (Tickets, crate::store::Database) {
+        let database = crate::store::connect("sqlite::memory:", Some(1))
+            .await
+            .unwrap();
+        let secrets =
+            SecretBox::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+                .unwrap();
+        (Tickets::new(secrets, database.sessions()), database)
+    }
+
+    const EXEC: &str = "/api/v1/namespaces/a/pods/p/exec";
+
+    #[tokio::test]
+    async fn a_ticket_works_once_for_its_cluster_and_path() {
+        let (tickets, _database) = tickets().await;
         let caller = Caller::user("user:default/alice", vec!["group:default/sre".into()]);
-        let ticket = tickets.issue(&caller, "Dev", "/api/v1/namespaces/a/pods/p/exec");
+        let ticket = tickets.issue(&caller, "Dev", EXEC);
         assert!(
             tickets
                 .redeem(&ticket, "dev", "/api/v1/namespaces/a/pods/p/attach")
+                .await
                 .is_none(),
             "wrong path spends it"
         );
-        let ticket = tickets.issue(&caller, "dev", "/api/v1/namespaces/a/pods/p/exec");
-        let redeemed = tickets
-            .redeem(&ticket, "DEV", "/api/v1/namespaces/a/pods/p/exec")
-            .unwrap();
-        assert_eq!(redeemed.subject, "user:default/alice");
         assert!(
-            tickets
-                .redeem(&ticket, "dev", "/api/v1/namespaces/a/pods/p/exec")
-                .is_none(),
+            tickets.redeem(&ticket, "dev", EXEC).await.is_none(),
+            "spent"
+        );
+        let ticket = tickets.issue(&caller, "dev", EXEC);
+        let redeemed = tickets.redeem(&ticket, "DEV", EXEC).await.unwrap();
+        assert_eq!(redeemed.subject, "user:default/alice");
+        assert_eq!(redeemed.groups, ["group:default/sre"]);
+        assert!(
+            tickets.redeem(&ticket, "dev", EXEC).await.is_none(),
             "spent"
         );
     }
 
-    #[test]
-    fn a_ticket_older_than_its_lifetime_is_refused() {
-        let tickets = Tickets::default();
-        let ticket = "an-old-ticket";
-        tickets.issued.insert(
-            digest(ticket),
-            Arc::new(Ticket {
-                issued_at: std::time::Instant::now() - TICKET_LIFETIME,
-                subject: "user:default/alice".into(),
-                groups: Vec::new(),
-                cluster: "dev".into(),
-                path: "/api/v1/namespaces/a/pods/p/exec".into(),
-            }),
+    #[tokio::test]
+    async fn expired_forged_and_foreign_tickets_are_refused() {
+        let (tickets, database) = tickets().await;
+        let caller = Caller::user("user:default/alice", Vec::new());
+        let old = tickets.issue_expiring(
+            &caller,
+            "dev",
+            EXEC,
+            Utc::now() - chrono::Duration::milliseconds(1),
         );
-        assert!(tickets
-            .redeem(ticket, "dev", "/api/v1/namespaces/a/pods/p/exec")
-            .is_none());
+        assert!(tickets.redeem(&old, "dev", EXEC).await.is_none());
+        let ticket = tickets.issue(&caller, "dev", EXEC);
+        let mut forged = ticket.clone().into_bytes();
+        let last = forged.len() - 3;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(tickets.redeem(&forged, "dev", EXEC).await.is_none());
+        for garbage in ["", "kt1.", "kt1.!!!", "not-a-ticket"] {
+            assert!(
+                tickets.redeem(garbage, "dev", EXEC).await.is_none(),
+                "{garbage}"
+            );
+        }
+        // Sealed with another key: another installation's ticket.
+        let other = Tickets::new(
+            SecretBox::from_base64(&base64::engine::general_purpose::STANDARD.encode([8u8; 32]))
+                .unwrap(),
+            database.sessions(),
+        );
+        assert!(other.redeem(&ticket, "dev", EXEC).await.is_none());
+        assert!(tickets.redeem(&ticket, "dev", EXEC).await.is_some());
+        // Spent rows go once expired, not before.
+        let sessions = database.sessions();
+        assert_eq!(sessions.prune_tickets(Utc::now()).await.unwrap(), 0);
+        assert_eq!(
+            sessions
+                .prune_tickets(Utc::now() + TICKET_LIFETIME + Duration::from_secs(1))
+                .await
+                .unwrap(),
+            1
+        );
     }
 }

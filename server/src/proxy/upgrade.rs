@@ -11,8 +11,16 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
 use super::headers;
 use super::recording::{self, Recorder};
+use crate::context::SessionTotals;
 use crate::telemetry::GaugeGuard;
 
 /// Everything the bridge of one upgraded session needs.
@@ -26,6 +34,8 @@ pub(super) struct Bridge {
     /// Counts the session as an upgraded connection while it lasts.
     pub gauge: GaugeGuard,
     pub websocket_over_http2: bool,
+    /// Told what the session moved, once it has ended (for its audit record).
+    pub totals: Option<tokio::sync::oneshot::Sender<SessionTotals>>,
 }
 
 /// Spawns the session and answers the client.
@@ -37,16 +47,24 @@ pub(super) fn bridge(bridge: Bridge) -> Response {
         cluster,
         gauge,
         websocket_over_http2,
+        totals,
     } = bridge;
     let upstream = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {
         let _upgraded = gauge;
         match tokio::try_join!(client, upstream) {
             Ok((client, upstream)) => {
-                if let Err(error) =
-                    join(TokioIo::new(client), TokioIo::new(upstream), recorder).await
-                {
+                let client = Counting::new(TokioIo::new(client));
+                let upstream = Counting::new(TokioIo::new(upstream));
+                let (to_cluster, to_client) = (client.read.clone(), upstream.read.clone());
+                if let Err(error) = join(client, upstream, recorder).await {
                     tracing::debug!(%cluster, %error, "upgraded stream ended");
+                }
+                if let Some(totals) = totals {
+                    let _ = totals.send(SessionTotals {
+                        to_cluster: to_cluster.load(Ordering::Relaxed),
+                        to_client: to_client.load(Ordering::Relaxed),
+                    });
                 }
             }
             Err(error) => tracing::warn!(%cluster, %error, "upgrade failed"),
@@ -89,4 +107,69 @@ where
     };
     let to_client = recording::copy_recorded(upstream_read, &mut client_write, recorder);
     tokio::try_join!(to_cluster, to_client).map(|_| ())
+}
+
+/// One end of a session, counting the bytes read from it.
+struct Counting<T> {
+    inner: T,
+    read: Arc<AtomicU64>,
+}
+
+impl<T> Counting<T> {
+    fn new(inner: T) -> Self {
+        Self {
+            inner,
+            read: Arc::default(),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buffer.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(context, buffer);
+        let read = buffer.filled().len() - before;
+        self.read.fetch_add(read as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counting<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(context, bytes)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
+    }
 }

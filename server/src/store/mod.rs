@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditRecord, StoredAuditRecord};
 use crate::clusters::{AuthProvider, ClusterRecord};
 
-pub use crate::audit::{AuditStore, AuditStoreError};
+pub use crate::audit::{AuditStore, AuditStoreError, SessionStore};
 pub use crate::clusters::{ClusterRow, ClusterStore, RegistryChange, StoreError};
 pub use postgres::{PgStore, CHANGES_CHANNEL};
 pub use sqlite::SqliteStore;
@@ -81,14 +81,16 @@ impl From<sqlx::Error> for AuditStoreError {
 pub struct Database {
     clusters: Arc<dyn ClusterStore>,
     audit: Arc<dyn AuditStore>,
+    sessions: Arc<dyn SessionStore>,
 }
 
 impl Database {
-    fn new<S: ClusterStore + AuditStore>(store: S) -> Self {
+    fn new<S: ClusterStore + AuditStore + SessionStore>(store: S) -> Self {
         let store = Arc::new(store);
         Self {
             clusters: store.clone(),
-            audit: store,
+            audit: store.clone(),
+            sessions: store,
         }
     }
 
@@ -100,6 +102,11 @@ impl Database {
     /// The audit trail's store.
     pub fn audit(&self) -> Arc<dyn AuditStore> {
         self.audit.clone()
+    }
+
+    /// Spent tickets and session recordings.
+    pub fn sessions(&self) -> Arc<dyn SessionStore> {
+        self.sessions.clone()
     }
 }
 
@@ -124,6 +131,44 @@ macro_rules! columns {
     };
 }
 pub(crate) use columns;
+
+/// The columns of a recording, in [`RecordingRow`] order.
+macro_rules! recording_columns {
+    () => {
+        "id, cluster, subject, path, protocol, started_at, ended_at, bytes, truncated"
+    };
+}
+pub(crate) use recording_columns;
+
+/// A recording as read back from either database.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RecordingRow {
+    id: String,
+    cluster: String,
+    subject: String,
+    path: String,
+    protocol: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    bytes: i64,
+    truncated: bool,
+}
+
+impl From<RecordingRow> for crate::audit::RecordingInfo {
+    fn from(row: RecordingRow) -> Self {
+        Self {
+            id: row.id,
+            cluster: row.cluster,
+            subject: row.subject,
+            path: row.path,
+            protocol: row.protocol,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+            bytes: u64::try_from(row.bytes).unwrap_or(0),
+            truncated: row.truncated,
+        }
+    }
+}
 
 /// A row as read back from either database.
 #[derive(Debug, sqlx::FromRow)]
@@ -546,6 +591,174 @@ macro_rules! shared_sql {
             Ok(deleted.rows_affected())
         }
 
+        async fn spend_ticket_row(
+            pool: &$pool,
+            digest: &str,
+            expires_at: chrono::DateTime<chrono::Utc>,
+        ) -> Result<bool, AuditStoreError> {
+            let inserted = sqlx::query(
+                "INSERT INTO spent_tickets (digest, expires_at) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(digest)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+            Ok(inserted.rows_affected() == 1)
+        }
+
+        async fn prune_ticket_rows(pool: &$pool, now: chrono::DateTime<chrono::Utc>) -> Result<u64, AuditStoreError> {
+            let deleted = sqlx::query("DELETE FROM spent_tickets WHERE expires_at < $1")
+                .bind(now)
+                .execute(pool)
+                .await?;
+            Ok(deleted.rows_affected())
+        }
+
+        async fn create_recording_row(
+            pool: &$pool,
+            recording: &$crate::audit::RecordingInfo,
+        ) -> Result<(), AuditStoreError> {
+            use $crate::store::storable;
+            sqlx::query(
+                "INSERT INTO recordings (id, cluster, subject, path, protocol, started_at, bytes, truncated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&recording.id)
+            .bind(storable(&recording.cluster))
+            .bind(storable(&recording.subject))
+            .bind(storable(&recording.path))
+            .bind(&recording.protocol)
+            .bind(recording.started_at)
+            .bind(recording.bytes as i64)
+            .bind(recording.truncated)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn append_recording_row(
+            pool: &$pool,
+            id: &str,
+            sequence: i64,
+            data: &[u8],
+            bytes: u64,
+            truncated: bool,
+        ) -> Result<(), AuditStoreError> {
+            let mut transaction = pool.begin().await?;
+            sqlx::query("INSERT INTO recording_chunks (recording, sequence, data) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(sequence)
+                .bind(data)
+                .execute(&mut *transaction)
+                .await?;
+            sqlx::query("UPDATE recordings SET bytes = $2, truncated = $3 WHERE id = $1")
+                .bind(id)
+                .bind(bytes as i64)
+                .bind(truncated)
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            Ok(())
+        }
+
+        async fn end_recording_row(
+            pool: &$pool,
+            id: &str,
+            ended_at: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), AuditStoreError> {
+            sqlx::query("UPDATE recordings SET ended_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(ended_at)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn read_recording_rows(
+            pool: &$pool,
+            id: &str,
+        ) -> Result<Option<($crate::audit::RecordingInfo, Vec<u8>)>, AuditStoreError> {
+            if $crate::store::holds_nul(id) {
+                return Ok(None);
+            }
+            let row: Option<$crate::store::RecordingRow> = sqlx::query_as(concat!(
+                "SELECT ", $crate::store::recording_columns!(), " FROM recordings WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let chunks: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT data FROM recording_chunks WHERE recording = $1 ORDER BY sequence",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            Ok(Some((row.into(), chunks.concat())))
+        }
+
+        async fn list_recording_rows(
+            pool: &$pool,
+            filter: &$crate::audit::RecordingFilter,
+            cursor: Option<&$crate::audit::RecordingCursor>,
+            limit: u32,
+        ) -> Result<Vec<$crate::audit::RecordingInfo>, AuditStoreError> {
+            let texts = [&filter.cluster, &filter.subject];
+            if texts.into_iter().flatten().any(|text| $crate::store::holds_nul(text))
+                || cursor.is_some_and(|cursor| $crate::store::holds_nul(&cursor.id))
+            {
+                return Ok(Vec::new());
+            }
+            let mut builder = sqlx::QueryBuilder::<$database>::new(concat!(
+                "SELECT ", $crate::store::recording_columns!(), " FROM recordings WHERE 1 = 1"
+            ));
+            if let Some(cursor) = cursor {
+                builder
+                    .push(" AND (started_at < ")
+                    .push_bind(cursor.started_at)
+                    .push(" OR (started_at = ")
+                    .push_bind(cursor.started_at)
+                    .push(" AND id < ")
+                    .push_bind(cursor.id.clone())
+                    .push("))");
+            }
+            if let Some(cluster) = &filter.cluster {
+                builder.push(" AND lower(cluster) = lower(").push_bind(cluster.clone()).push(")");
+            }
+            if let Some(subject) = &filter.subject {
+                builder.push(" AND subject = ").push_bind(subject.clone());
+            }
+            if let Some(since) = filter.since {
+                builder.push(" AND started_at >= ").push_bind(since);
+            }
+            if let Some(until) = filter.until {
+                builder.push(" AND started_at < ").push_bind(until);
+            }
+            builder
+                .push(" ORDER BY started_at DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit));
+            let rows: Vec<$crate::store::RecordingRow> = builder.build_query_as().fetch_all(pool).await?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        async fn prune_recording_rows(pool: &$pool, before: chrono::DateTime<chrono::Utc>) -> Result<u64, AuditStoreError> {
+            let mut transaction = pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM recording_chunks WHERE recording IN (SELECT id FROM recordings WHERE started_at < $1)",
+            )
+            .bind(before)
+            .execute(&mut *transaction)
+            .await?;
+            let deleted = sqlx::query("DELETE FROM recordings WHERE started_at < $1")
+                .bind(before)
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            Ok(deleted.rows_affected())
+        }
+
         async fn ping_database(pool: &$pool) -> Result<(), StoreError> {
             sqlx::query("SELECT 1").execute(pool).await?;
             Ok(())
@@ -641,6 +854,73 @@ macro_rules! delegate_store {
                 before: chrono::DateTime<chrono::Utc>,
             ) -> Result<u64, AuditStoreError> {
                 prune_audit_records(&self.pool, before).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::audit::SessionStore for $store {
+            async fn spend_ticket(
+                &self,
+                digest: &str,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, AuditStoreError> {
+                spend_ticket_row(&self.pool, digest, expires_at).await
+            }
+
+            async fn prune_tickets(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, AuditStoreError> {
+                prune_ticket_rows(&self.pool, now).await
+            }
+
+            async fn create_recording(
+                &self,
+                recording: &$crate::audit::RecordingInfo,
+            ) -> Result<(), AuditStoreError> {
+                create_recording_row(&self.pool, recording).await
+            }
+
+            async fn append_recording(
+                &self,
+                id: &str,
+                sequence: i64,
+                data: &[u8],
+                bytes: u64,
+                truncated: bool,
+            ) -> Result<(), AuditStoreError> {
+                append_recording_row(&self.pool, id, sequence, data, bytes, truncated).await
+            }
+
+            async fn end_recording(
+                &self,
+                id: &str,
+                ended_at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), AuditStoreError> {
+                end_recording_row(&self.pool, id, ended_at).await
+            }
+
+            async fn read_recording(
+                &self,
+                id: &str,
+            ) -> Result<Option<($crate::audit::RecordingInfo, Vec<u8>)>, AuditStoreError> {
+                read_recording_rows(&self.pool, id).await
+            }
+
+            async fn list_recordings(
+                &self,
+                filter: &$crate::audit::RecordingFilter,
+                cursor: Option<&$crate::audit::RecordingCursor>,
+                limit: u32,
+            ) -> Result<Vec<$crate::audit::RecordingInfo>, AuditStoreError> {
+                list_recording_rows(&self.pool, filter, cursor, limit).await
+            }
+
+            async fn prune_recordings(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, AuditStoreError> {
+                prune_recording_rows(&self.pool, before).await
             }
         }
     };
