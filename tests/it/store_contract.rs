@@ -357,3 +357,101 @@ both_stores!(
         assert!(registry.list(Some(&forged), None).await.is_err());
     }
 );
+
+both_stores!(
+    a_ticket_is_spent_once_and_pruned_once_expired,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let sessions = store::connect(&db.url, None).await.unwrap().sessions();
+        let expires = chrono::Utc::now() + chrono::Duration::seconds(30);
+        assert!(sessions.spend_ticket("digest-a", expires).await.unwrap());
+        assert!(!sessions.spend_ticket("digest-a", expires).await.unwrap());
+        assert!(sessions.spend_ticket("digest-b", expires).await.unwrap());
+        assert_eq!(sessions.prune_tickets(chrono::Utc::now()).await.unwrap(), 0);
+        assert_eq!(
+            sessions
+                .prune_tickets(expires + chrono::Duration::seconds(1))
+                .await
+                .unwrap(),
+            2
+        );
+        // Pruned after its expiry: a digest could be spent again, but the
+        // ticket it stood for is refused as expired before it is spent.
+        assert!(sessions.spend_ticket("digest-a", expires).await.unwrap());
+    }
+);
+
+both_stores!(
+    a_recording_is_stored_in_chunks_as_it_runs_and_stops_at_its_limit,
+    |backend| async move {
+        use kubeportal::audit::recording::{RecordingConfig, RecordingPolicy};
+        let db = TestDb::new(backend).await;
+        let sessions = store::connect(&db.url, None).await.unwrap().sessions();
+        let policy = RecordingPolicy::new(
+            &RecordingConfig {
+                max_bytes: 40 * 1024,
+                ..RecordingConfig::default()
+            },
+            sessions.clone(),
+        )
+        .unwrap();
+        let mut recorder = policy
+            .start(
+                "Dev",
+                "/api/v1/namespaces/a/pods/p/exec",
+                "user:default/alice",
+                "websocket",
+            )
+            .await
+            .unwrap();
+        let id = recorder.name.clone();
+        // The header is stored at once: a reader elsewhere sees the session.
+        let (info, text) = policy.read(&id).await.unwrap().unwrap();
+        assert_eq!(info.ended_at, None);
+        assert_eq!(info.cluster, "Dev");
+        let header: serde_json::Value =
+            serde_json::from_slice(text.split(|byte| *byte == b'\n').next().unwrap()).unwrap();
+        assert_eq!(header["version"], 2);
+        // Output is stored once 16 KiB are pending, without waiting for the end.
+        let line = vec![b'x'; 1024];
+        for _ in 0..20 {
+            recorder.output(&line).await.unwrap();
+        }
+        let (info, text) = policy.read(&id).await.unwrap().unwrap();
+        assert!(info.bytes >= 16 * 1024, "{info:?}");
+        assert_eq!(info.bytes, text.len() as u64);
+        // Past the limit the recording stops, marked truncated.
+        for _ in 0..40 {
+            recorder.output(&line).await.unwrap();
+        }
+        recorder.finish().await.unwrap();
+        let (info, text) = policy.read(&id).await.unwrap().unwrap();
+        assert!(info.truncated && info.ended_at.is_some(), "{info:?}");
+        assert!(text.len() as u64 <= 40 * 1024, "{}", text.len());
+        assert_eq!(info.bytes, text.len() as u64);
+        for event in text
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+            .skip(1)
+        {
+            let event: serde_json::Value = serde_json::from_slice(event).unwrap();
+            assert_eq!(event[1], "o");
+        }
+        assert!(policy.read("no-such-recording").await.unwrap().is_none());
+        // Listed newest first, paged by a cursor.
+        let listed = sessions
+            .list_recordings(&Default::default(), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, id);
+        assert_eq!(
+            sessions
+                .prune_recordings(chrono::Utc::now() + chrono::Duration::seconds(1))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(policy.read(&id).await.unwrap().is_none());
+    }
+);
