@@ -208,6 +208,26 @@ impl Recorder {
     }
 }
 
+/// What the SPDY side of the recorder uses, beside [`Recorder::output`].
+impl Recorder {
+    /// Records a terminal resize as an asciicast `r` event.
+    pub async fn resize(&mut self, width: u16, height: u16) -> std::io::Result<()> {
+        let event = serde_json::json!([
+            self.started.elapsed().as_secs_f64(),
+            "r",
+            format!("{width}x{height}"),
+        ]);
+        self.writer.write_all(event.to_string().as_bytes()).await?;
+        self.writer.write_all(b"\n").await?;
+        self.writer.flush().await
+    }
+
+    /// Ends the recording, as the end of a WebSocket session does.
+    pub async fn end(self) -> std::io::Result<()> {
+        self.finish().await
+    }
+}
+
 /// The largest message (one frame, or a fragmented message joined) the
 /// recorder reads. Interactive output comes in frames of a few KiB; a cluster
 /// declaring more is not followed, whatever length it claims.
