@@ -472,3 +472,139 @@ async fn a_sessions_audit_record_carries_its_duration_and_bytes() {
     }
     assert!(record["recording"].is_string(), "{record}");
 }
+
+/// kubectl 1.27, which opens exec and attach sessions over SPDY/3.1 only.
+const KUBECTL_SPDY: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
+/// The current kubectl, which opens them over WebSocket.
+const KUBECTL_WEBSOCKET: &str = "/usr/bin/kubectl";
+const KUBECTL_TOKEN: &str = "recorded-kubectl-token-0123456";
+
+/// Runs `kubectl` (the given binary) through kubeportal with `input` on stdin.
+async fn kubectl(
+    binary: &str,
+    kubeconfig: &crate::kubectl::Kubectl,
+    args: &[&str],
+    input: &[u8],
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig.kubeconfig)
+        .arg(format!("--token={KUBECTL_TOKEN}"))
+        .arg("--request-timeout=20s")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{binary} {args:?} timed out"))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{binary} {args:?}: {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The names of the recordings the audit trail holds.
+async fn recordings(app: &TestApp, count: usize) -> Vec<String> {
+    let page = kubeportal_tests::audit_page_when(app, None, "", |items| {
+        items
+            .iter()
+            .filter(|item| item.get("recording").is_some())
+            .count()
+            >= count
+    })
+    .await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item["recording"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What a recording plays back: its output events, joined.
+async fn played(app: &TestApp, name: &str) -> String {
+    let text = app
+        .client
+        .get(app.url(&format!("/api/kubernetes/recordings/{name}")))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|event| event[1] == "o")
+        .map(|event| event[2].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Where recording is required, kubectl over SPDY/3.1 (1.27) is recorded as
+/// kubectl over WebSocket is: both get through, and both recordings play the
+/// same output.
+#[tokio::test]
+async fn kubectl_sessions_over_spdy_and_websocket_are_recorded_alike() {
+    let db = TestDb::sqlite();
+    let config = format!(
+        "auth:\n  staticTokens:\n    - {{ token: {KUBECTL_TOKEN}, subject: \"user:default/sre\" }}\n{CONFIG}"
+    );
+    let app = spawn_app(&db, ConfigSource::Yaml(&config)).await;
+    let double = start(&app).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let kubeconfig = crate::kubectl::kubectl_for(&app, "dev", KUBECTL_TOKEN, scratch.path()).await;
+
+    let sessions: [(&str, &[&str], &[u8], &str); 4] = [
+        (KUBECTL_SPDY, &["echo", "hello"], b"", "hello\n"),
+        (KUBECTL_WEBSOCKET, &["echo", "hello"], b"", "hello\n"),
+        (KUBECTL_SPDY, &["-i", "cat"], b"one\ntwo\n", "one\ntwo\n"),
+        (
+            KUBECTL_WEBSOCKET,
+            &["-i", "cat"],
+            b"one\ntwo\n",
+            "one\ntwo\n",
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (index, (binary, command, input, expected)) in sessions.into_iter().enumerate() {
+        let (flags, program) = command.split_at(usize::from(command[0] == "-i"));
+        let mut args = vec!["exec", "-n", "default"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["api-0", "--"]);
+        args.extend_from_slice(program);
+        let output = kubectl(binary, &kubeconfig, &args, input).await;
+        assert_eq!(output, expected, "{binary} {args:?}");
+        let names = recordings(&app, index + 1).await;
+        let new: Vec<&String> = names.iter().filter(|name| !seen.contains(*name)).collect();
+        assert_eq!(
+            new.len(),
+            1,
+            "{binary} {args:?}: one new recording in {names:?}"
+        );
+        let name = new[0].clone();
+        assert_eq!(played(&app, &name).await, expected, "{binary} {args:?}");
+        seen.push(name);
+    }
+    // Each kubectl spoke the protocol it was chosen for.
+    let upgrades: Vec<String> = double
+        .requests()
+        .iter()
+        .filter(|request| request.path.ends_with("/exec"))
+        .filter_map(|request| request.header("upgrade").map(str::to_ascii_lowercase))
+        .collect();
+    assert_eq!(
+        upgrades,
+        ["spdy/3.1", "websocket", "spdy/3.1", "websocket"],
+        "{upgrades:?}"
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod recording;
 pub mod routes;
+pub mod spdy;
 mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};

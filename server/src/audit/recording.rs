@@ -266,14 +266,24 @@ impl Recorder {
     /// Records output of the session (the cluster's stdout or stderr) as
     /// one event, whatever protocol carried it.
     pub async fn output(&mut self, data: &[u8]) -> std::io::Result<()> {
-        if data.is_empty() || self.truncated {
+        if data.is_empty() {
             return Ok(());
         }
-        let event = serde_json::json!([
-            self.started.elapsed().as_secs_f64(),
-            "o",
-            String::from_utf8_lossy(data),
-        ]);
+        self.event("o", &String::from_utf8_lossy(data)).await
+    }
+
+    /// Records a terminal resize as an asciicast `r` event.
+    pub async fn resize(&mut self, width: u16, height: u16) -> std::io::Result<()> {
+        self.event("r", &format!("{width}x{height}")).await
+    }
+
+    /// Records one asciicast event (`o` output, `r` resize) at the
+    /// session's time, until the size limit.
+    async fn event(&mut self, code: &str, data: &str) -> std::io::Result<()> {
+        if self.truncated {
+            return Ok(());
+        }
+        let event = serde_json::json!([self.started.elapsed().as_secs_f64(), code, data]);
         let mut line = event.to_string().into_bytes();
         line.push(b'\n');
         let size = self.stored + self.pending.len() as u64 + line.len() as u64;

@@ -49,6 +49,15 @@ pub fn is_websocket(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
 }
 
+/// Whether an HTTP/1.1 upgrade asks for SPDY/3.1 (exec, attach and
+/// port-forward of clients before WebSocket).
+pub fn is_spdy(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("spdy/3.1"))
+}
+
 /// Turns the headers of a WebSocket over HTTP/2 (already passed through
 /// [`forwardable`] as an upgrade) into an HTTP/1.1 WebSocket handshake for
 /// the cluster: `Upgrade: websocket`, a fresh `Sec-WebSocket-Key`, version 13.

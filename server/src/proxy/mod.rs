@@ -513,13 +513,13 @@ async fn forward(
                 .into(),
         ));
     }
-    let recorder = if recordable {
+    let recording = if recordable {
         Box::pin(start_recording(
             &state,
             &caller,
             &record.name,
             &target.path,
-            websocket_over_http2 || headers::is_websocket(request.headers()),
+            upgrade::Protocol::of(request.headers(), websocket_over_http2),
         ))
         .await?
     } else {
@@ -620,7 +620,7 @@ async fn forward(
         return Ok(upgrade::bridge(upgrade::Bridge {
             client: client_upgrade,
             response,
-            recorder,
+            recording,
             cluster: record.name.clone(),
             gauge: GaugeGuard::new(&state.metrics.upgraded_connections),
             websocket_over_http2,
@@ -850,29 +850,29 @@ async fn start_recording(
     caller: &Caller,
     cluster: &str,
     path: &str,
-    websocket: bool,
-) -> Result<Option<recording::Recorder>, ApiError> {
+    protocol: Option<upgrade::Protocol>,
+) -> Result<Option<upgrade::Recording>, ApiError> {
     use recording::RecordMode;
     let mode = state.recording.mode(cluster);
     if mode == RecordMode::Off {
         return Ok(None);
     }
-    let started = if websocket {
-        state
+    let started = match protocol {
+        Some(protocol) => state
             .recording
-            .start(cluster, path, &caller.subject, "websocket")
+            .start(cluster, path, &caller.subject, protocol.name())
             .await
-    } else {
-        Err(std::io::Error::other(
-            "only WebSocket sessions can be recorded",
-        ))
+            .map(|recorder| upgrade::Recording { recorder, protocol }),
+        None => Err(std::io::Error::other(
+            "only WebSocket and SPDY/3.1 sessions can be recorded",
+        )),
     };
     match (started, mode) {
-        (Ok(recorder), _) => {
+        (Ok(recording), _) => {
             if let Some(note) = &caller.note {
-                note.set_recording(&recorder.name);
+                note.set_recording(&recording.recorder.name);
             }
-            Ok(Some(recorder))
+            Ok(Some(recording))
         }
         (Err(error), RecordMode::Required) => {
             tracing::warn!(%cluster, %error, "refusing a session that cannot be recorded");

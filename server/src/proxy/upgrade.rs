@@ -20,8 +20,45 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::headers;
 use super::recording::{self, Recorder};
+use crate::audit::spdy;
 use crate::context::SessionTotals;
 use crate::telemetry::GaugeGuard;
+
+/// The protocol of a recorded session: how the recorder reads the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    /// `*.channel.k8s.io` over a WebSocket: the cluster's frames are read.
+    WebSocket,
+    /// SPDY/3.1: both directions are read, the client's naming the streams.
+    Spdy,
+}
+
+impl Protocol {
+    /// How recordings name it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Spdy => "spdy",
+        }
+    }
+
+    /// The protocol an upgrade request asks for, if the recorder reads it.
+    pub(super) fn of(request: &http::HeaderMap, websocket_over_http2: bool) -> Option<Self> {
+        if websocket_over_http2 || headers::is_websocket(request) {
+            Some(Self::WebSocket)
+        } else if headers::is_spdy(request) {
+            Some(Self::Spdy)
+        } else {
+            None
+        }
+    }
+}
+
+/// A session's recorder and how it reads the session.
+pub(super) struct Recording {
+    pub recorder: Recorder,
+    pub protocol: Protocol,
+}
 
 /// Everything the bridge of one upgraded session needs.
 pub(super) struct Bridge {
@@ -29,7 +66,7 @@ pub(super) struct Bridge {
     pub client: OnUpgrade,
     /// The cluster's `101 Switching Protocols`.
     pub response: http::Response<Incoming>,
-    pub recorder: Option<Recorder>,
+    pub recording: Option<Recording>,
     pub cluster: String,
     /// Counts the session as an upgraded connection while it lasts.
     pub gauge: GaugeGuard,
@@ -43,7 +80,7 @@ pub(super) fn bridge(bridge: Bridge) -> Response {
     let Bridge {
         client,
         mut response,
-        recorder,
+        recording,
         cluster,
         gauge,
         websocket_over_http2,
@@ -57,7 +94,7 @@ pub(super) fn bridge(bridge: Bridge) -> Response {
                 let client = Counting::new(TokioIo::new(client));
                 let upstream = Counting::new(TokioIo::new(upstream));
                 let (to_cluster, to_client) = (client.read.clone(), upstream.read.clone());
-                if let Err(error) = join(client, upstream, recorder).await {
+                if let Err(error) = join(client, upstream, recording).await {
                     tracing::debug!(%cluster, %error, "upgraded stream ended");
                 }
                 if let Some(totals) = totals {
@@ -83,21 +120,31 @@ pub(super) fn bridge(bridge: Bridge) -> Response {
     Response::from_parts(parts, Body::empty())
 }
 
-/// Copies both ways until both ends are done; what the cluster sends passes
-/// the recorder on its way to the client.
+/// Copies both ways until both ends are done; what the cluster sends (and,
+/// over SPDY, what the client sends) passes the recorder on its way.
 async fn join<C, U>(
     mut client: C,
     mut upstream: U,
-    recorder: Option<Recorder>,
+    recording: Option<Recording>,
 ) -> std::io::Result<()>
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let Some(recorder) = recorder else {
-        return tokio::io::copy_bidirectional(&mut client, &mut upstream)
-            .await
-            .map(|_| ());
+    let recorder = match recording {
+        None => {
+            return tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                .await
+                .map(|_| ())
+        }
+        Some(Recording {
+            recorder,
+            protocol: Protocol::Spdy,
+        }) => return spdy::join_recorded(client, upstream, recorder).await,
+        Some(Recording {
+            recorder,
+            protocol: Protocol::WebSocket,
+        }) => recorder,
     };
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (upstream_read, mut upstream_write) = tokio::io::split(upstream);

@@ -9,7 +9,8 @@
 //! status goes on channel 3 (v4/v5: a `Status` object; `channel.k8s.io`: an error
 //! message, only on failure) and the socket closes normally.
 //!
-//! SPDY is not emulated: SPDY upgrade requests get a 400 `Status` saying so.
+//! Over SPDY/3.1 (`X-Stream-Protocol-Version` `v4.channel.k8s.io` down to
+//! `channel.k8s.io`) the same programs run on SPDY streams: see [`crate::spdy`].
 
 use std::time::Duration;
 
@@ -30,9 +31,6 @@ const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
 const CLOSE: u8 = 255;
-
-/// The message for clients that ask for SPDY.
-const SPDY_NOT_EMULATED: &str = "kube-double does not emulate SPDY/3.1 streams for exec, attach or port-forward; use a WebSocket with subprotocol v5.channel.k8s.io (kubectl 1.30 and later does)";
 
 /// How long to wait for the client's close frame after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -55,7 +53,7 @@ impl ChannelProtocol {
 
 /// The pretend program.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Program {
+pub(crate) enum Program {
     Echo(Vec<String>),
     Cat,
     Missing(String),
@@ -120,10 +118,8 @@ pub(crate) async fn serve(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if upgrade.starts_with("spdy/") {
-        return Err(ApiError::bad_request(SPDY_NOT_EMULATED));
-    }
-    if upgrade != "websocket" {
+    let spdy = upgrade == "spdy/3.1";
+    if upgrade != "websocket" && !spdy {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
     resolve_container(&pod, query.get("container"))?;
@@ -148,6 +144,15 @@ pub(crate) async fn serve(
         }
         Program::from_command(&command)
     };
+    if spdy {
+        return crate::spdy::serve(
+            request,
+            program,
+            streams,
+            query.flag("tty"),
+            shared.shutdown.clone(),
+        );
+    }
     let (mut parts, _body) = request.into_parts();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
@@ -182,10 +187,10 @@ pub(crate) async fn serve(
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Streams {
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
+pub(crate) struct Streams {
+    pub(crate) stdin: bool,
+    pub(crate) stdout: bool,
+    pub(crate) stderr: bool,
 }
 
 struct Session {
@@ -196,7 +201,7 @@ struct Session {
 }
 
 /// How the pretend program ended.
-enum Outcome {
+pub(crate) enum Outcome {
     Success,
     ExitCode(u8, String),
 }
@@ -291,24 +296,33 @@ impl Session {
         socket: &mut WebSocket,
         outcome: Outcome,
     ) -> Result<(), axum::Error> {
-        let status = match (&outcome, self.protocol) {
-            (Outcome::Success, ChannelProtocol::V1) => return Ok(()),
-            (Outcome::ExitCode(_, message), ChannelProtocol::V1) => message.clone().into_bytes(),
-            (Outcome::Success, _) => json!({"metadata": {}, "status": "Success"})
-                .to_string()
-                .into_bytes(),
-            (Outcome::ExitCode(code, message), _) => json!({
-                "metadata": {},
-                "status": "Failure",
-                "message": format!("command terminated with non-zero exit code: {message}"),
-                "reason": "NonZeroExitCode",
-                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-            })
+        match status_message(&outcome, self.protocol != ChannelProtocol::V1) {
+            Some(status) => send(socket, STATUS, &status).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// What goes on the status (error) channel: with a `Status` object (v4 and
+/// later), always; before, an error message on failure only.
+pub(crate) fn status_message(outcome: &Outcome, status_object: bool) -> Option<Vec<u8>> {
+    let status = match (outcome, status_object) {
+        (Outcome::Success, false) => return None,
+        (Outcome::ExitCode(_, message), false) => message.clone().into_bytes(),
+        (Outcome::Success, true) => json!({"metadata": {}, "status": "Success"})
             .to_string()
             .into_bytes(),
-        };
-        send(socket, STATUS, &status).await
-    }
+        (Outcome::ExitCode(code, message), true) => json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: {message}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        })
+        .to_string()
+        .into_bytes(),
+    };
+    Some(status)
 }
 
 async fn send(socket: &mut WebSocket, channel: u8, data: &[u8]) -> Result<(), axum::Error> {

@@ -78,6 +78,10 @@
 //!   `v4.channel.k8s.io` and `channel.k8s.io`. Only two programs exist: `echo`
 //!   (prints its arguments) and `cat` (copies stdin to stdout until stdin closes);
 //!   any other command fails with exit code 127. Attach behaves like `cat`.
+//! - **Exec and attach over SPDY/3.1**, as kubectl before 1.30 speaks them
+//!   (`X-Stream-Protocol-Version` `v4.channel.k8s.io`, `v3`, `v2` and
+//!   `channel.k8s.io`; streams named by `streamtype`, header blocks compressed
+//!   with the SPDY/3 dictionary): the same programs as over WebSocket.
 //! - **metrics.k8s.io/v1beta1 pods** (when [`Options::metrics_api`]): a `PodMetrics`
 //!   per pod with fixed usage figures.
 //! - **A raw upgrade echo**: `GET /debug/echo-upgrade` answers 101 with the requested
@@ -93,10 +97,8 @@
 //!   their own (a ConfigMap's `Data`, a Deployment's `Ready`...); column
 //!   descriptions are the apiserver's of recent releases. Write verbs ignore
 //!   `as=Table` and answer the plain object.
-//! - No SPDY: exec, attach and port-forward upgrade requests for `SPDY/3.1` get a 400
-//!   `Status` saying so (kubectl ≥ 1.30 uses WebSocket first and only falls back to
-//!   SPDY when the WebSocket upgrade is refused, so it reports that error rather than
-//!   hanging). Port-forward is not emulated at all.
+//! - SPDY/3.1 only for exec and attach (the `spdy` module says what of it is spoken):
+//!   port-forward is not emulated at all, over SPDY or WebSocket.
 //! - Strategic merge patch is JSON merge patch, except that lists whose elements all
 //!   carry a `name` are merged by name and `$`-directives other than `$patch` are
 //!   dropped. Server-side apply is that same merge into the object (or its creation);
@@ -124,6 +126,7 @@ mod recording;
 pub mod resources;
 mod selectors;
 mod server;
+mod spdy;
 mod status;
 mod store;
 mod table;

@@ -105,6 +105,37 @@ async fn exec_echo_prints_hi() {
     assert_eq!(exec.header("upgrade"), Some("websocket"));
 }
 
+/// kubectl 1.27 opens exec and attach over SPDY/3.1: the same programs answer.
+#[tokio::test]
+async fn exec_and_attach_over_spdy() {
+    let double = start().await;
+    double.put_object("v1", "pods", pod("default", "api-1", json!({})));
+    let kubectl = Kubectl::for_double(&double).with_binary(common::KUBECTL_SPDY);
+    assert_eq!(
+        kubectl.run(&["exec", "api-1", "--", "echo", "hi"]).await,
+        "hi\n"
+    );
+    let exec = double
+        .requests()
+        .into_iter()
+        .find(|request| request.path.ends_with("/exec"))
+        .expect("an exec request");
+    assert_eq!(exec.header("upgrade"), Some("SPDY/3.1"));
+    assert_eq!(
+        kubectl
+            .run_with_input(&["exec", "-i", "api-1", "--", "cat"], b"one\ntwo\n")
+            .await,
+        "one\ntwo\n"
+    );
+    assert!(kubectl
+        .run_with_input(&["attach", "-i", "api-1"], b"attached\n")
+        .await
+        .ends_with("attached\n"));
+    let (status, _, stderr) = kubectl.try_run(&["exec", "api-1", "--", "ls"]).await;
+    assert_eq!(status.code(), Some(127), "{stderr}");
+    assert!(stderr.contains("executable file not found"), "{stderr}");
+}
+
 #[tokio::test]
 async fn exec_of_an_unknown_command_reports_its_exit_code() {
     let double = start().await;

@@ -389,7 +389,7 @@ async fn exec_of_other_commands_fails_with_exit_code_127() {
 }
 
 #[tokio::test]
-async fn spdy_exec_and_missing_pods_get_clear_errors() {
+async fn spdy_upgrades_negotiate_a_channel_protocol_and_missing_pods_are_404() {
     let double = start().await;
     double.put_object("v1", "pods", pod("shop", "api-1", json!({})));
     // Upgrades are HTTP/1.1 only, as kubectl sends them.
@@ -398,22 +398,44 @@ async fn spdy_exec_and_missing_pods_get_clear_errors() {
         .http1_only()
         .build()
         .unwrap();
-    let spdy = client
-        .post(format!(
-            "{}/api/v1/namespaces/shop/pods/api-1/exec?command=echo&stdout=true",
-            double.url()
-        ))
-        .header("X-Stream-Protocol-Version", "v4.channel.k8s.io")
-        .header("Upgrade", "SPDY/3.1")
-        .header("Connection", "Upgrade")
-        .send()
+    let upgrade = |versions: &[&str]| {
+        let mut request = client
+            .post(format!(
+                "{}/api/v1/namespaces/shop/pods/api-1/exec?command=echo&stdout=true",
+                double.url()
+            ))
+            .header("Upgrade", "SPDY/3.1")
+            .header("Connection", "Upgrade");
+        for version in versions {
+            request = request.header("X-Stream-Protocol-Version", *version);
+        }
+        request.send()
+    };
+    // The channel protocol is the client's first that the double speaks.
+    let switched = upgrade(&["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"])
         .await
         .unwrap();
-    assert_eq!(spdy.status(), 400);
-    let status: Value = spdy.json().await.unwrap();
+    assert_eq!(switched.status(), 101);
+    assert_eq!(switched.headers()["upgrade"], "SPDY/3.1");
+    assert_eq!(
+        switched.headers()["x-stream-protocol-version"],
+        "v4.channel.k8s.io"
+    );
+    let unversioned = upgrade(&[]).await.unwrap();
+    assert_eq!(unversioned.status(), 400);
+    let status: Value = unversioned.json().await.unwrap();
     assert!(
-        status["message"].as_str().unwrap().contains("SPDY"),
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Stream-Protocol-Version"),
         "{status}"
+    );
+    let unknown = upgrade(&["v9.channel.k8s.io"]).await.unwrap();
+    assert_eq!(unknown.status(), 403);
+    assert_eq!(
+        unknown.headers()["x-accepted-stream-protocol-versions"],
+        "v4.channel.k8s.io"
     );
     let missing = client
         .get(format!(

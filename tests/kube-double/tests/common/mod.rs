@@ -125,7 +125,11 @@ impl LineReader {
 /// A kubectl with a kubeconfig for one double, in a directory of its own.
 pub struct Kubectl {
     directory: PathBuf,
+    binary: PathBuf,
 }
+
+/// kubectl 1.27, which opens exec and attach sessions over SPDY/3.1 only.
+pub const KUBECTL_SPDY: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
 
 impl Kubectl {
     pub fn for_double(double: &KubeDouble) -> Kubectl {
@@ -134,7 +138,16 @@ impl Kubectl {
         std::fs::create_dir_all(&directory).expect("creating a temporary directory");
         std::fs::write(directory.join("kubeconfig"), double.kubeconfig())
             .expect("writing the kubeconfig");
-        Kubectl { directory }
+        Kubectl {
+            directory,
+            binary: "/usr/bin/kubectl".into(),
+        }
+    }
+
+    /// The same, run as another kubectl binary.
+    pub fn with_binary(mut self, binary: &str) -> Kubectl {
+        self.binary = binary.into();
+        self
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -142,7 +155,7 @@ impl Kubectl {
     }
 
     fn command(&self, arguments: &[&str]) -> Command {
-        let mut command = Command::new("/usr/bin/kubectl");
+        let mut command = Command::new(&self.binary);
         command
             .args(arguments)
             .env("KUBECONFIG", self.path("kubeconfig"))
@@ -175,6 +188,36 @@ impl Kubectl {
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
+    }
+
+    /// Runs kubectl to completion within `STEP` with `input` on its stdin;
+    /// returns stdout, panicking with stderr on failure.
+    pub async fn run_with_input(&self, arguments: &[&str], input: &[u8]) -> String {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self
+            .command(arguments)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting kubectl");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(input)
+            .await
+            .expect("writing kubectl's stdin");
+        drop(stdin);
+        let output = tokio::time::timeout(STEP, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {arguments:?} did not finish within {STEP:?}"))
+            .expect("running kubectl");
+        assert!(
+            output.status.success(),
+            "kubectl {arguments:?} failed with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Starts a long-running kubectl (`-w`, `logs -f`) whose stdout is read line
