@@ -52,6 +52,10 @@ pub struct RecordingConfig {
     /// The most one session's recording holds (bytes of asciicast).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
+    /// Read and ignored, with a warning: recordings were files in this
+    /// directory before they moved into the database.
+    #[serde(default)]
+    pub directory: Option<std::path::PathBuf>,
 }
 
 fn default_max_bytes() -> u64 {
@@ -63,6 +67,7 @@ impl Default for RecordingConfig {
         Self {
             rules: Vec::new(),
             max_bytes: default_max_bytes(),
+            directory: None,
         }
     }
 }
@@ -125,6 +130,12 @@ impl RecordingPolicy {
         store: Arc<dyn SessionStore>,
     ) -> Result<Self, RecordingConfigError> {
         config.validate()?;
+        if let Some(directory) = &config.directory {
+            tracing::warn!(
+                directory = %directory.display(),
+                "recording.directory is no longer used: recordings are kept in the database"
+            );
+        }
         Ok(Self {
             rules: config.rules()?,
             max_bytes: config.max_bytes,
@@ -699,6 +710,14 @@ mod tests {
         .unwrap();
         assert_eq!(policy.mode("PROD-eu"), RecordMode::Required);
         assert_eq!(policy.mode("dev"), RecordMode::BestEffort);
+        // Older configurations name a directory: read, and ignored.
+        let older: RecordingConfig =
+            serde_json::from_value(serde_json::json!({"directory": "/var/lib/recordings"}))
+                .unwrap();
+        assert!(RecordingPolicy::new(&older, Arc::new(NoStore)).is_ok());
+        assert!(
+            serde_json::from_value::<RecordingConfig>(serde_json::json!({"dir": "/x"})).is_err()
+        );
         assert!(RecordingConfig {
             max_bytes: 100,
             ..RecordingConfig::default()
