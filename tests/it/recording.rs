@@ -608,3 +608,126 @@ async fn kubectl_sessions_over_spdy_and_websocket_are_recorded_alike() {
         "{upgrades:?}"
     );
 }
+
+/// A cluster that answers every exec over `v4.base64.channel.k8s.io` (which
+/// kube-apiserver speaks, and the test double does not): `hello base64` on
+/// stdout as a channel digit and base64 text, then the end.
+async fn base64_cluster() -> String {
+    use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
+    use base64::Engine as _;
+    let router = axum::Router::new().fallback(|upgrade: WebSocketUpgrade| async move {
+        upgrade
+            .protocols(["v4.base64.channel.k8s.io"])
+            .on_upgrade(|mut socket| async move {
+                let text = format!(
+                    "1{}",
+                    base64::engine::general_purpose::STANDARD.encode("hello base64\n")
+                );
+                let _ = socket.send(WsMessage::Text(text.into())).await;
+                let status = format!(
+                    "3{}",
+                    base64::engine::general_purpose::STANDARD.encode(r#"{"status":"Success"}"#)
+                );
+                let _ = socket.send(WsMessage::Text(status.into())).await;
+                let _ = socket.send(WsMessage::Close(None)).await;
+            })
+    });
+    kubeportal_tests::serve_stand_in(router).await
+}
+
+#[tokio::test]
+async fn base64_channel_sessions_are_recorded_too() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let url = base64_cluster().await;
+    register(
+        &app,
+        json!({"name": "dev", "url": url, "authProvider": "serviceAccount",
+               "serviceAccountToken": "stand-in-token"}),
+    )
+    .await;
+    let mut request = format!(
+        "ws://{}/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/default/pods/api-0/exec?command=echo&stdout=true",
+        app.addr
+    )
+    .into_client_request()
+    .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.base64.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    while let Some(Ok(message)) = socket.next().await {
+        if matches!(message, Message::Close(_)) {
+            break;
+        }
+    }
+    drop(socket);
+    let names = recordings(&app, 1).await;
+    assert_eq!(played(&app, &names[0]).await, "hello base64\n");
+}
+
+#[tokio::test]
+async fn a_ticket_opens_a_websocket_session_and_nothing_else() {
+    const TOKEN: &str = "ticket-user-token-0123456789ab";
+    let config = format!(
+        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/alice\" }}\n{CONFIG}"
+    );
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&config)).await;
+    let double = start(&app).await;
+    let exec = "/api/v1/namespaces/default/pods/api-0/exec";
+    let ticket = |path: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/kubernetes/clusters/dev/tickets"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"path": path}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Only a pod's exec, attach or portforward gets a ticket.
+    for path in [
+        "/api/v1/namespaces/default/pods/api-0",
+        "/api/v1/namespaces/default/configmaps",
+        "/api/v1/namespaces/default/pods/api-0/log",
+    ] {
+        let response = ticket(path).await;
+        assert_eq!(response.status(), 400, "{path}");
+    }
+    // Presented on anything but a WebSocket handshake, a ticket is no
+    // credential: the caller is not signed in.
+    let issued: Value = ticket(exec).await.json().await.unwrap();
+    let value = issued["ticket"].as_str().unwrap();
+    let plain = reqwest::Client::new();
+    for (method, upgrade) in [
+        (reqwest::Method::DELETE, Some("x")),
+        (reqwest::Method::POST, Some("SPDY/3.1")),
+        (reqwest::Method::GET, Some("foo")),
+        (reqwest::Method::GET, None),
+    ] {
+        let mut request = plain.request(
+            method.clone(),
+            app.url(&format!(
+                "/api/kubernetes/clusters/dev/proxy{exec}?command=echo&stdout=true&ticket={value}"
+            )),
+        );
+        if let Some(upgrade) = upgrade {
+            request = request
+                .header("Connection", "Upgrade")
+                .header("Upgrade", upgrade);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{method} {upgrade:?}");
+    }
+    assert!(
+        double
+            .requests()
+            .iter()
+            .all(|request| !request.path.ends_with("/exec")),
+        "nothing reached the cluster"
+    );
+}

@@ -205,6 +205,8 @@ impl RecordingPolicy {
             truncation_stored: false,
             last_write: Instant::now(),
             ended: false,
+            required: self.mode(cluster) == RecordMode::Required,
+            base64: false,
         };
         recorder.write_chunk().await?;
         Ok(recorder)
@@ -260,15 +262,35 @@ pub struct Recorder {
     last_write: Instant,
     /// Finished: nothing is left to store when it is dropped.
     ended: bool,
+    /// The cluster's recording is `required`: a session that can be
+    /// recorded no further must end.
+    required: bool,
+    /// The session speaks a base64 channel protocol.
+    base64: bool,
 }
 
 impl Recorder {
     /// Feeds bytes the cluster sent; complete stdout/stderr messages become events.
     async fn observe(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         for payload in self.frames.push(bytes)? {
-            // channel.k8s.io: the first byte names the stream (1 stdout, 2 stderr).
-            if let [1 | 2, data @ ..] = payload.as_slice() {
-                self.output(data).await?;
+            // channel.k8s.io: the first byte names the stream (1 stdout,
+            // 2 stderr); in the base64 protocols it is an ASCII digit and
+            // the data base64 text.
+            match (self.base64, payload.as_slice()) {
+                (false, [1 | 2, data @ ..]) => self.output(data).await?,
+                (true, [b'1' | b'2', text @ ..]) => {
+                    use base64::Engine as _;
+                    let data = base64::engine::general_purpose::STANDARD
+                        .decode(text.trim_ascii())
+                        .map_err(|error| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("the cluster sent output that is not base64: {error}"),
+                            )
+                        })?;
+                    self.output(&data).await?;
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -281,6 +303,28 @@ impl Recorder {
             return Ok(());
         }
         self.event("o", &String::from_utf8_lossy(data)).await
+    }
+
+    /// The session can be recorded no further (`error`): the recording
+    /// says so in a marker event, and where recording is required the
+    /// session must end too (an error is returned).
+    pub async fn stopped(&mut self, error: String) -> std::io::Result<()> {
+        tracing::warn!(recording = %self.name, %error, required = self.required, "session recording stopped");
+        let marker = format!("recording stopped: {error}");
+        let _ = self.event("m", &marker).await;
+        let _ = self.write_chunk().await;
+        if self.required {
+            return Err(std::io::Error::other(format!(
+                "sessions on this cluster must be recorded, and this one can be recorded no further ({error})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the WebSocket session speaks a base64 channel protocol
+    /// (as the cluster's handshake answered).
+    pub fn read_base64(&mut self, base64: bool) {
+        self.base64 = base64;
     }
 
     /// Records a terminal resize as an asciicast `r` event.
@@ -491,8 +535,9 @@ where
         // Recorded before it is delivered: what the user saw is in the file.
         if recording_ok {
             if let Err(error) = recorder.observe(&buffer[..read]).await {
-                tracing::warn!(recording = %recorder.name, %error, "session recording stopped");
                 recording_ok = false;
+                // Where recording is required, the session ends with it.
+                recorder.stopped(error.to_string()).await?;
             }
         }
         to_client.write_all(&buffer[..read]).await?;
@@ -626,69 +671,6 @@ mod tests {
         ));
     }
 
-    /// The policy reads no store: one that is never called will do.
-    struct NoStore;
-
-    #[async_trait::async_trait]
-    impl SessionStore for NoStore {
-        async fn spend_ticket(
-            &self,
-            _: &str,
-            _: chrono::DateTime<Utc>,
-        ) -> Result<bool, super::super::AuditStoreError> {
-            unreachable!()
-        }
-        async fn prune_tickets(
-            &self,
-            _: chrono::DateTime<Utc>,
-        ) -> Result<u64, super::super::AuditStoreError> {
-            unreachable!()
-        }
-        async fn create_recording(
-            &self,
-            _: &RecordingInfo,
-        ) -> Result<(), super::super::AuditStoreError> {
-            unreachable!()
-        }
-        async fn append_recording(
-            &self,
-            _: &str,
-            _: i64,
-            _: &[u8],
-            _: u64,
-            _: bool,
-        ) -> Result<(), super::super::AuditStoreError> {
-            unreachable!()
-        }
-        async fn end_recording(
-            &self,
-            _: &str,
-            _: chrono::DateTime<Utc>,
-        ) -> Result<(), super::super::AuditStoreError> {
-            unreachable!()
-        }
-        async fn read_recording(
-            &self,
-            _: &str,
-        ) -> Result<Option<(RecordingInfo, Vec<u8>)>, super::super::AuditStoreError> {
-            unreachable!()
-        }
-        async fn list_recordings(
-            &self,
-            _: &super::super::RecordingFilter,
-            _: Option<&super::super::RecordingCursor>,
-            _: u32,
-        ) -> Result<Vec<RecordingInfo>, super::super::AuditStoreError> {
-            unreachable!()
-        }
-        async fn prune_recordings(
-            &self,
-            _: chrono::DateTime<Utc>,
-        ) -> Result<u64, super::super::AuditStoreError> {
-            unreachable!()
-        }
-    }
-
     #[test]
     fn the_first_matching_rule_decides() {
         let policy = RecordingPolicy::new(
@@ -705,7 +687,7 @@ mod tests {
                 ],
                 ..RecordingConfig::default()
             },
-            Arc::new(NoStore),
+            Arc::new(super::super::store::memory::MemoryStore::default()),
         )
         .unwrap();
         assert_eq!(policy.mode("PROD-eu"), RecordMode::Required);
@@ -714,7 +696,11 @@ mod tests {
         let older: RecordingConfig =
             serde_json::from_value(serde_json::json!({"directory": "/var/lib/recordings"}))
                 .unwrap();
-        assert!(RecordingPolicy::new(&older, Arc::new(NoStore)).is_ok());
+        assert!(RecordingPolicy::new(
+            &older,
+            Arc::new(super::super::store::memory::MemoryStore::default())
+        )
+        .is_ok());
         assert!(
             serde_json::from_value::<RecordingConfig>(serde_json::json!({"dir": "/x"})).is_err()
         );

@@ -495,9 +495,11 @@ struct Session {
 }
 
 impl Session {
-    async fn record(&mut self, observed: Result<Vec<Observed>, SpdyError>) {
+    /// Records what was observed; an error when the session must end
+    /// because it can be recorded no further.
+    async fn record(&mut self, observed: Result<Vec<Observed>, SpdyError>) -> std::io::Result<()> {
         if !self.recording {
-            return;
+            return Ok(());
         }
         let written = async {
             for event in observed? {
@@ -512,9 +514,10 @@ impl Session {
         }
         .await;
         if let Err(error) = written {
-            tracing::warn!(recording = %self.recorder.name, %error, "session recording stopped");
             self.recording = false;
+            self.recorder.stopped(error.to_string()).await?;
         }
+        Ok(())
     }
 }
 
@@ -546,7 +549,7 @@ where
                 let mut session = session.lock().await;
                 let session = &mut *session;
                 let observed = side.push(&mut session.streams, &buffer[..read]);
-                session.record(observed).await;
+                session.record(observed).await?;
             }
             upstream_write.write_all(&buffer[..read]).await?;
         }
@@ -563,7 +566,7 @@ where
             {
                 let mut session = session.lock().await;
                 let observed = side.push(&session.streams, &buffer[..read]);
-                session.record(observed).await;
+                session.record(observed).await?;
             }
             client_write.write_all(&buffer[..read]).await?;
         }
@@ -672,6 +675,74 @@ mod tests {
         }
         bytes.extend(control(7, &[0; 8]));
         bytes
+    }
+
+    /// A client that makes its session unrecordable (a resize message past
+    /// the bound, which Go's decoder would still read) ends the session where
+    /// recording is required; elsewhere the session goes on, and the
+    /// recording says where it stopped.
+    #[tokio::test]
+    async fn a_required_session_ends_when_the_client_makes_it_unrecordable() {
+        use crate::audit::recording::{
+            RecordMode, RecordingConfig, RecordingPolicy, RecordingRule,
+        };
+        use tokio::io::AsyncWriteExt;
+        for (mode, ends) in [
+            (RecordMode::Required, true),
+            (RecordMode::BestEffort, false),
+        ] {
+            let store = std::sync::Arc::new(crate::audit::store::memory::MemoryStore::default());
+            let policy = RecordingPolicy::new(
+                &RecordingConfig {
+                    rules: vec![RecordingRule {
+                        clusters: vec!["dev".into()],
+                        mode,
+                    }],
+                    ..RecordingConfig::default()
+                },
+                store,
+            )
+            .unwrap();
+            let recorder = policy
+                .start(
+                    "dev",
+                    "/api/v1/namespaces/a/pods/p/exec",
+                    "user:default/alice",
+                    "spdy",
+                )
+                .await
+                .unwrap();
+            let id = recorder.name.clone();
+            let (client, mut client_peer) = tokio::io::duplex(1 << 20);
+            let (upstream, _upstream_peer) = tokio::io::duplex(1 << 20);
+            let session = tokio::spawn(join_recorded(client, upstream, recorder));
+            let mut deflate = Deflate::new();
+            for (stream, kind) in [(1, "error"), (3, "stdout"), (5, "stdin"), (7, "resize")] {
+                let block = deflate.block(&[("streamtype", kind)]);
+                client_peer
+                    .write_all(&syn_stream(stream, &block))
+                    .await
+                    .unwrap();
+            }
+            let mut resize = vec![b' '; 5_000];
+            resize.extend_from_slice(b"{\"Width\":80,\"Height\":24}\n");
+            client_peer
+                .write_all(&data(7, false, &resize))
+                .await
+                .unwrap();
+            let outcome = tokio::time::timeout(std::time::Duration::from_secs(2), session).await;
+            if ends {
+                assert!(matches!(outcome, Ok(Ok(Err(_)))), "{mode:?}: {outcome:?}");
+            } else {
+                assert!(outcome.is_err(), "{mode:?}: the session goes on");
+            }
+            let (_, text) = policy.read(&id).await.unwrap().unwrap();
+            let text = String::from_utf8(text).unwrap();
+            assert!(
+                text.contains(r#""m","recording stopped: "#),
+                "{mode:?}: {text}"
+            );
+        }
     }
 
     /// Feeds both sides in the given pieces; returns what was observed.

@@ -107,3 +107,83 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes recordings that started before `before`; returns how many.
     async fn prune_recordings(&self, before: DateTime<Utc>) -> Result<u64, AuditStoreError>;
 }
+
+/// A session store in memory, for the tests of what records into one (the
+/// real stores are held to the contract in `tests/it/store_contract.rs`).
+#[cfg(test)]
+pub(crate) mod memory {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A recording and its chunks.
+    type Stored = (RecordingInfo, Vec<Vec<u8>>);
+
+    #[derive(Default)]
+    pub(crate) struct MemoryStore {
+        recordings: Mutex<BTreeMap<String, Stored>>,
+    }
+
+    #[async_trait]
+    impl SessionStore for MemoryStore {
+        async fn spend_ticket(&self, _: &str, _: DateTime<Utc>) -> Result<bool, AuditStoreError> {
+            Ok(true)
+        }
+        async fn prune_tickets(&self, _: DateTime<Utc>) -> Result<u64, AuditStoreError> {
+            Ok(0)
+        }
+        async fn create_recording(&self, recording: &RecordingInfo) -> Result<(), AuditStoreError> {
+            let mut recordings = self.recordings.lock().unwrap();
+            recordings.insert(recording.id.clone(), (recording.clone(), Vec::new()));
+            Ok(())
+        }
+        async fn append_recording(
+            &self,
+            id: &str,
+            _: i64,
+            data: &[u8],
+            bytes: u64,
+            truncated: bool,
+        ) -> Result<(), AuditStoreError> {
+            let mut recordings = self.recordings.lock().unwrap();
+            let (info, chunks) = recordings.get_mut(id).expect("a started recording");
+            chunks.push(data.to_vec());
+            info.bytes = bytes;
+            info.truncated = truncated;
+            Ok(())
+        }
+        async fn end_recording(
+            &self,
+            id: &str,
+            ended_at: DateTime<Utc>,
+        ) -> Result<(), AuditStoreError> {
+            let mut recordings = self.recordings.lock().unwrap();
+            if let Some((info, _)) = recordings.get_mut(id) {
+                info.ended_at = Some(ended_at);
+            }
+            Ok(())
+        }
+        async fn read_recording(
+            &self,
+            id: &str,
+        ) -> Result<Option<(RecordingInfo, Vec<u8>)>, AuditStoreError> {
+            let recordings = self.recordings.lock().unwrap();
+            Ok(recordings
+                .get(id)
+                .map(|(info, chunks)| (info.clone(), chunks.concat())))
+        }
+        async fn list_recordings(
+            &self,
+            _: &RecordingFilter,
+            _: Option<&RecordingCursor>,
+            _: u32,
+        ) -> Result<Vec<RecordingInfo>, AuditStoreError> {
+            let recordings = self.recordings.lock().unwrap();
+            Ok(recordings.values().map(|(info, _)| info.clone()).collect())
+        }
+        async fn prune_recordings(&self, _: DateTime<Utc>) -> Result<u64, AuditStoreError> {
+            Ok(0)
+        }
+    }
+}

@@ -359,11 +359,15 @@ async fn forward(
         Ok(read) => read,
         Err(error) => return Err(refuse_once_authenticated(&state, request, error).await),
     };
+    // A ticket stands in for a browser's headers on a WebSocket handshake
+    // (a GET, or an extended CONNECT over HTTP/2), and on nothing else.
+    let ticket_upgrade = websocket_over_http2
+        || (method == http::Method::GET && upgrade && headers::is_websocket(request.headers()));
     let (mut parts, body) = request.into_parts();
     let caller = proxy_caller(
         &state,
         &mut parts,
-        ticket.filter(|_| upgrade).as_deref(),
+        ticket.filter(|_| ticket_upgrade).as_deref(),
         cluster,
         &target.path,
     )
@@ -617,6 +621,17 @@ async fn forward(
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (client_upgrade, response.status())
     {
+        let mut recording = recording;
+        if let Some(recording) = recording.as_mut() {
+            // `base64.channel.k8s.io` and `v4.base64.channel.k8s.io` carry
+            // each message as a channel digit and base64 text.
+            let base64 = response
+                .headers()
+                .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|protocol| protocol.contains("base64."));
+            recording.recorder.read_base64(base64);
+        }
         return Ok(upgrade::bridge(upgrade::Bridge {
             client: client_upgrade,
             response,

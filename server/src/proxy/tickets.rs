@@ -186,6 +186,25 @@ pub async fn issue_ticket(
             ApiError::Input(format!("path: {error}")),
         )
     })?;
+    // Tickets open a browser's exec, attach or port-forward WebSocket;
+    // nothing else needs one.
+    let attributes = &target.attributes;
+    let session = attributes.resource.as_deref() == Some("pods")
+        && matches!(
+            attributes.subresource.as_deref(),
+            Some("exec" | "attach" | "portforward")
+        )
+        && attributes.name.is_some();
+    if !session {
+        return Err(super::told_to_who_may_see(
+            &state,
+            &caller,
+            Some(&record.name),
+            ApiError::Input(
+                "path: tickets are for a pod's exec, attach or portforward only".into(),
+            ),
+        ));
+    }
     state.policy.check(
         &caller,
         Permission::Proxy,
