@@ -63,7 +63,7 @@ async fn browser_exec(
 async fn a_ticket_and_the_bearer_subprotocol_open_one_exec_session() {
     let db = TestDb::sqlite();
     let yaml = format!(
-        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\npermissions:\n  rules:\n    - {{ permission: kubernetes.proxy, subjects: [\"*\"], paths: [\"/api/v1/namespaces/*/pods/*/log\"], decision: deny }}\n    - {{ permission: \"*\", subjects: [\"user:default/dev\"], decision: allow }}\n"
+        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\npermissions:\n  rules:\n    - {{ permission: kubernetes.proxy, subjects: [\"*\"], paths: [\"/api/v1/namespaces/*/pods/*/attach\"], decision: deny }}\n    - {{ permission: \"*\", subjects: [\"user:default/dev\"], decision: allow }}\n"
     );
     let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
     let double = start_double().await;
@@ -123,7 +123,7 @@ async fn a_ticket_and_the_bearer_subprotocol_open_one_exec_session() {
     );
     // Not issued for what the policy denies, nor without an identity.
     assert_eq!(
-        ticket(&app, "/api/v1/namespaces/default/pods/api-0/log")
+        ticket(&app, "/api/v1/namespaces/default/pods/api-0/attach")
             .await
             .status(),
         403

@@ -1396,7 +1396,7 @@ export interface operations {
                     "application/json": components["schemas"]["TicketResponse"];
                 };
             };
-            /** @description Unsafe path */
+            /** @description Unsafe path, or not the exec, attach or portforward of a pod */
             400: {
                 headers: {
                     [name: string]: unknown;

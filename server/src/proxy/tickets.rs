@@ -152,7 +152,7 @@ pub use kubeportal_api::tickets::{TicketRequest, TicketResponse};
     security(("bearer" = [])),
     responses(
         (status = 201, description = "A ticket valid for one upgrade of that path within 30 s", body = TicketResponse),
-        (status = 400, description = "Unsafe path", body = ErrorResponse),
+        (status = 400, description = "Unsafe path, or not the exec, attach or portforward of a pod", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
         (status = 403, description = "kubernetes.proxy denies that request", body = ErrorResponse),
         (status = 404, description = "No such cluster", body = ErrorResponse),
