@@ -260,19 +260,22 @@ async fn ticketed_cat(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     tokio_tungstenite::tungstenite::Error,
 > {
-    let path = "/api/v1/namespaces/default/pods/api-0/exec";
+    ticketed_cat_with(app, &exec_ticket(issuer).await).await
+}
+
+/// A ticket for the exec of `api-0` on `dev`, from `issuer` (as the guest).
+async fn exec_ticket(issuer: &TestApp) -> String {
     let issued: Value = issuer
         .client
         .post(issuer.url("/api/kubernetes/clusters/dev/tickets"))
-        .json(&json!({"path": path}))
+        .json(&json!({"path": "/api/v1/namespaces/default/pods/api-0/exec"}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let ticket = issued["ticket"].as_str().unwrap().to_owned();
-    ticketed_cat_with(app, &ticket).await
+    issued["ticket"].as_str().unwrap().to_owned()
 }
 
 async fn ticketed_cat_with(
@@ -357,18 +360,7 @@ async fn two_replicas_share_tickets_and_recordings_through_the_store() {
     assert_eq!(said, b"from the second replica\n");
 
     // ...once: spent there, it is spent everywhere.
-    let path = "/api/v1/namespaces/default/pods/api-0/exec";
-    let issued: Value = first
-        .client
-        .post(first.url("/api/kubernetes/clusters/dev/tickets"))
-        .json(&json!({"path": path}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ticket = issued["ticket"].as_str().unwrap();
+    let ticket = &exec_ticket(&first).await;
     let mut socket = ticketed_cat_with(&second, ticket).await.unwrap();
     converse(&mut socket, &[b"once\n".to_vec()], Duration::ZERO).await;
     for replica in [&first, &second] {

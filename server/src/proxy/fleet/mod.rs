@@ -1245,14 +1245,14 @@ impl MergedList {
     /// Takes one part of cluster `index`; what to write next.
     fn take(&mut self, index: usize, part: Part) -> Vec<u8> {
         let mut out = Vec::new();
-        let name = self.clusters[index].name.clone();
         match part {
             Part::Metadata { version, continues } => {
+                let name = &self.clusters[index].name;
                 if let Some(version) = version {
                     self.versions.insert(name.clone(), version);
                 }
                 if let Some(token) = continues {
-                    self.continues.insert(name, token);
+                    self.continues.insert(name.clone(), token);
                 }
             }
             Part::Member(key, value) => {
@@ -1291,6 +1291,7 @@ impl MergedList {
                 }
             }
             Part::End { written, outcome } => {
+                let name = self.clusters[index].name.clone();
                 self.clusters[index].ended = true;
                 match (outcome, self.clusters[index].mismatched) {
                     (_, true) => self.failed(&name, 502, "answered in another format"),
@@ -1305,6 +1306,7 @@ impl MergedList {
             }
             Part::Closed => {
                 if !self.clusters[index].ended {
+                    let name = self.clusters[index].name.clone();
                     self.clusters[index].ended = true;
                     self.failed(&name, 502, "reading the list stopped");
                 }
