@@ -102,7 +102,7 @@ async fn lists_the_matching_clusters_pods_with_their_cluster() {
         .await
         .expect("a fleet list");
     assert_eq!(list.kind, "PodList");
-    let items: Vec<_> = list
+    let mut items: Vec<_> = list
         .items
         .iter()
         .map(|item| {
@@ -112,6 +112,8 @@ async fn lists_the_matching_clusters_pods_with_their_cluster() {
             )
         })
         .collect();
+    // The clusters' items interleave as they arrive.
+    items.sort();
     assert_eq!(items, [("prod-a", "prod-a-api"), ("prod-b", "prod-b-api")]);
     let success = |name: &str| FleetClusterStatus {
         name: name.into(),

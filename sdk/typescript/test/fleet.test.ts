@@ -72,7 +72,8 @@ describe("fleet (live)", () => {
   it("lists exactly the matching clusters' pods, each with its cluster", async () => {
     const list = await admin.fleet.list("prod-*", "/api/v1/pods");
     expect(list.kind).toBe("PodList");
-    const found = list.items.map((item) => [item.cluster, item.object.metadata?.name]);
+    // The clusters' items interleave as they arrive.
+    const found = list.items.map((item) => [item.cluster, item.object.metadata?.name]).sort();
     expect(found).toEqual([
       ["prod-a", "prod-a-api"],
       ["prod-b", "prod-b-api"],
@@ -86,9 +87,9 @@ describe("fleet (live)", () => {
 
     // The glob is case-insensitive, and `*` takes every cluster.
     const upper = await admin.fleet.list("PROD-?", "api/v1/namespaces/shop/pods");
-    expect(upper.items.map((item) => item.cluster)).toEqual(["prod-a", "prod-b"]);
+    expect(upper.items.map((item) => item.cluster).sort()).toEqual(["prod-a", "prod-b"]);
     const all = await admin.fleet.list("*", "/api/v1/pods");
-    expect(all.items.map((item) => item.cluster)).toEqual(["dev", "prod-a", "prod-b"]);
+    expect(all.items.map((item) => item.cluster).sort()).toEqual(["dev", "prod-a", "prod-b"]);
   });
 
   it("pages with limit and continue", async () => {
