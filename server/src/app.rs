@@ -147,6 +147,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         metrics: metrics.clone(),
         recording: recording.clone(),
         tickets,
+        sessions: crate::proxy::Sessions::default(),
         views: crate::proxy::TenantViews {
             namespaces,
             tokens: crate::views::ContinueTokens::new(secrets.clone()),
@@ -638,11 +639,50 @@ pub async fn serve_configured(
         let _ = state.own_address.set(address);
     }
     let limits = ConnectionLimits::from_config(&state.config.server);
+    let sessions = state.proxy.sessions.clone();
+    let auditor = state.auditor.clone();
     let router = router(state);
-    serve(listener, router, tls, limits, shutdown)
+    // Upgraded sessions are told to end when the listener stops, and have
+    // the drain period to do it, like the requests in flight.
+    let stopped_at = Arc::new(std::sync::OnceLock::new());
+    let shutdown = {
+        let (sessions, stopped_at) = (sessions.clone(), stopped_at.clone());
+        async move {
+            shutdown.await;
+            let _ = stopped_at.set(tokio::time::Instant::now());
+            sessions.stop();
+        }
+    };
+    let served = serve(listener, router, tls, limits, shutdown).await;
+    let deadline = stopped_at
+        .get()
+        .copied()
+        .unwrap_or_else(tokio::time::Instant::now)
+        + limits.drain_timeout;
+    sessions.stop();
+    if tokio::time::timeout_at(deadline, sessions.ended())
         .await
-        .map_err(|error| StartError::Invalid(format!("server failed: {error}")))
+        .is_err()
+    {
+        tracing::warn!("upgraded sessions still open after the drain period");
+    }
+    // Their audit records, and every other one handed over, are written
+    // before the process exits.
+    if tokio::time::timeout_at(
+        deadline.max(tokio::time::Instant::now()) + AUDIT_FLUSH_TIMEOUT,
+        auditor.flush(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("audit records still unwritten at exit");
+    }
+    served.map_err(|error| StartError::Invalid(format!("server failed: {error}")))
 }
+
+/// How long, after the drain period, the audit trail may take to write what
+/// it was handed before the process exits.
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

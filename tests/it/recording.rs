@@ -723,3 +723,197 @@ async fn a_ticket_opens_a_websocket_session_and_nothing_else() {
         "nothing reached the cluster"
     );
 }
+
+/// What kubeportal's store holds about the one exec session it served: its
+/// audit record, and its recording (header, events).
+async fn stored_session(
+    state: &kubeportal::state::AppState,
+) -> (
+    kubeportal::audit::AuditRecord,
+    kubeportal::audit::RecordingInfo,
+    String,
+) {
+    let records = state
+        .auditor
+        .query(&kubeportal::audit::AuditFilter::default(), None, 50)
+        .await
+        .unwrap();
+    let record = records
+        .into_iter()
+        .map(|stored| stored.record)
+        .find(|record| record.path.ends_with("/exec") && record.status == 101)
+        .expect("the session's audit record is written before the server stops");
+    let name = record
+        .recording
+        .clone()
+        .expect("the record names its recording");
+    let (info, text) = state.recording.read(&name).await.unwrap().unwrap();
+    (record, info, String::from_utf8(text).unwrap())
+}
+
+/// At shutdown an open exec session over WebSocket gets a close frame
+/// (1001, going away) rather than a cut connection; its recording is
+/// finished and says why it ended, and its audit record is written before
+/// the server's task returns.
+#[tokio::test]
+async fn shutdown_ends_a_websocket_session_with_a_close_frame_and_keeps_its_record() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let _double = start(&app).await;
+    let mut socket = ticketed_cat(&app, &app).await.unwrap();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(b"typed-before-shutdown\n");
+    socket.send(Message::Binary(frame.into())).await.unwrap();
+    let mut stdout = Vec::new();
+    while !String::from_utf8_lossy(&stdout).contains("typed-before-shutdown") {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the echo")
+            .expect("an open session")
+            .unwrap()
+        {
+            Message::Binary(data) if data.first() == Some(&1) => {
+                stdout.extend_from_slice(&data[1..])
+            }
+            _ => {}
+        }
+    }
+    let state = app.state.clone();
+    let address = app.addr;
+    let stopped = tokio::spawn(app.stop());
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the session ends at shutdown, well within the drain period")
+        {
+            Some(Ok(Message::Close(close))) => break close,
+            Some(Ok(_)) => {}
+            other => panic!("the session was cut without a close frame: {other:?}"),
+        }
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Away);
+    assert_eq!(close.reason.as_str(), "kubeportal is shutting down");
+    tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("the server stops once its sessions have ended")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "the listener is closed"
+    );
+    let (record, info, text) = stored_session(&state).await;
+    assert!(record.bytes_in > 0 && record.bytes_out > 0, "{record:?}");
+    assert!(
+        info.ended_at.is_some(),
+        "the recording is finished: {info:?}"
+    );
+    assert!(text.contains("typed-before-shutdown"), "{text}");
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last[1], "m", "{text}");
+    assert_eq!(last[2], "session ended: kubeportal is shutting down");
+}
+
+/// kubectl 1.27 over SPDY/3.1, in the middle of `exec -i cat`, is told
+/// GOAWAY and its connection closed at shutdown: it exits, and the session's
+/// recording and audit record are stored whole.
+#[tokio::test]
+async fn shutdown_ends_a_spdy_session_cleanly() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let db = TestDb::sqlite();
+    let config = format!(
+        "auth:\n  staticTokens:\n    - {{ token: {KUBECTL_TOKEN}, subject: \"user:default/sre\" }}\n{CONFIG}"
+    );
+    let app = spawn_app(&db, ConfigSource::Yaml(&config)).await;
+    let _double = start(&app).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let kubeconfig = crate::kubectl::kubectl_for(&app, "dev", KUBECTL_TOKEN, scratch.path()).await;
+    let mut child = tokio::process::Command::new(KUBECTL_SPDY)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig.kubeconfig)
+        .arg(format!("--token={KUBECTL_TOKEN}"))
+        .args(["exec", "-i", "-n", "default", "api-0", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    stdin.write_all(b"typed-over-spdy\n").await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .expect("the echo")
+        .unwrap();
+    assert_eq!(echoed.as_deref(), Some("typed-over-spdy"));
+    let state = app.state.clone();
+    let stopped = tokio::spawn(app.stop());
+    // stdin stays open: only the shutdown ends the session.
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("kubectl exits when kubeportal shuts down")
+        .unwrap();
+    drop(stdin);
+    let _ = status;
+    tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("the server stops once its sessions have ended")
+        .unwrap();
+    let (record, info, text) = stored_session(&state).await;
+    assert_eq!(info.protocol, "spdy");
+    assert!(record.bytes_in > 0 && record.bytes_out > 0, "{record:?}");
+    assert!(
+        info.ended_at.is_some(),
+        "the recording is finished: {info:?}"
+    );
+    assert!(text.contains("typed-over-spdy"), "{text}");
+    assert!(
+        text.contains("session ended: kubeportal is shutting down"),
+        "{text}"
+    );
+}
+
+/// A client stuck in the middle of a frame at shutdown cannot hold the
+/// server: its session is cut after the grace period, and its recording and
+/// audit record are still stored whole.
+#[tokio::test]
+async fn shutdown_cuts_a_session_stuck_mid_frame_after_the_grace_period() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let _double = start(&app).await;
+    let mut socket = ticketed_cat(&app, &app).await.unwrap();
+    // A masked binary frame announcing 100 bytes, of which 3 come.
+    let raw = match socket.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(stream) => stream,
+        _ => unreachable!("plain HTTP"),
+    };
+    raw.write_all(&[0x82, 0x80 | 100, 1, 2, 3, 4, 1, 2, 3])
+        .await
+        .unwrap();
+    raw.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let state = app.state.clone();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), app.stop())
+        .await
+        .expect("the server stops, the stuck session cut");
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(15)).contains(&took),
+        "the stuck session had its grace period, and no more: {took:?}"
+    );
+    let (record, info, text) = stored_session(&state).await;
+    assert!(record.bytes_in >= 9, "{record:?}");
+    assert!(
+        info.ended_at.is_some(),
+        "the recording is finished: {info:?}"
+    );
+    assert!(
+        text.contains("session ended: kubeportal is shutting down"),
+        "{text}"
+    );
+}

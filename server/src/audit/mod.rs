@@ -27,7 +27,8 @@ use chrono::{DateTime, Utc};
 use http::Method;
 use http_body::Frame;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use crate::context::AuditNote;
 use crate::error::ApiError;
@@ -123,9 +124,18 @@ pub fn mask_query(query: &str, sensitive: &[String]) -> String {
 #[derive(Clone)]
 pub struct Auditor {
     store: Arc<dyn AuditStore>,
-    sender: Option<mpsc::Sender<AuditRecord>>,
+    sender: Option<mpsc::Sender<Message>>,
     config: Arc<AuditConfig>,
     metrics: SharedMetrics,
+    /// Records of upgraded sessions, waiting for their sessions to end.
+    sessions: TaskTracker,
+}
+
+/// What the writer is handed.
+enum Message {
+    Record(Box<AuditRecord>),
+    /// Answered once every record handed before it is written (or dropped).
+    Flush(oneshot::Sender<()>),
 }
 
 impl Auditor {
@@ -137,6 +147,7 @@ impl Auditor {
                 sender: None,
                 config: Arc::new(config),
                 metrics,
+                sessions: TaskTracker::new(),
             };
         }
         let (sender, receiver) = mpsc::channel(config.buffer_size.max(1));
@@ -154,6 +165,20 @@ impl Auditor {
             sender: Some(sender),
             config: Arc::new(config),
             metrics,
+            sessions: TaskTracker::new(),
+        }
+    }
+
+    /// Writes what was handed over, for a shutdown: waits for the records of
+    /// upgraded sessions (their sessions ended first), then for the writer
+    /// to have written every record before this call.
+    pub async fn flush(&self) {
+        self.sessions.close();
+        self.sessions.wait().await;
+        let Some(sender) = &self.sender else { return };
+        let (flushed, written) = oneshot::channel();
+        if sender.send(Message::Flush(flushed)).await.is_ok() {
+            let _ = written.await;
         }
     }
 
@@ -175,7 +200,7 @@ impl Auditor {
 
     fn submit(&self, record: AuditRecord) {
         let Some(sender) = &self.sender else { return };
-        if sender.try_send(record).is_err() {
+        if sender.try_send(Message::Record(Box::new(record))).is_err() {
             self.metrics.audit_dropped.inc();
             tracing::warn!("audit buffer full: a record was dropped");
         }
@@ -195,12 +220,26 @@ const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 /// while the full buffer makes the middleware refuse new requests.
 async fn write_batches(
     store: Arc<dyn AuditStore>,
-    mut receiver: mpsc::Receiver<AuditRecord>,
+    mut receiver: mpsc::Receiver<Message>,
     metrics: SharedMetrics,
     fail_closed: bool,
 ) {
+    let mut messages = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+    let mut flushed = Vec::new();
+    while receiver.recv_many(&mut messages, BATCH).await > 0 {
+        for message in messages.drain(..) {
+            match message {
+                Message::Record(record) => batch.push(*record),
+                Message::Flush(answer) => flushed.push(answer),
+            }
+        }
+        if batch.is_empty() {
+            for answer in flushed.drain(..) {
+                let _ = answer.send(());
+            }
+            continue;
+        }
         let started = Instant::now();
         let mut attempt = 0;
         loop {
@@ -222,6 +261,9 @@ async fn write_batches(
             }
         }
         batch.clear();
+        for answer in flushed.drain(..) {
+            let _ = answer.send(());
+        }
         tokio::time::sleep_until((started + WRITE_INTERVAL).into()).await;
     }
 }
@@ -345,6 +387,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
         None => return response,
     };
     let (parts, body) = response.into_parts();
+    let sessions = auditor.sessions.clone();
     let auditor = auditor.clone();
     let submit = move |data: crate::context::NoteData, bytes_in: u64, bytes_out: u64| {
         let (path, query) = data.target.unwrap_or((path, query));
@@ -377,7 +420,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
         // An upgraded session's record waits for the session to end, and
         // carries what it moved.
         if let Some(session) = data.session.take() {
-            tokio::spawn(async move {
+            sessions.spawn(async move {
                 let totals = session.await.unwrap_or_default();
                 submit(data, totals.to_cluster, totals.to_client);
             });

@@ -310,8 +310,7 @@ impl Recorder {
     /// session must end too (an error is returned).
     pub async fn stopped(&mut self, error: String) -> std::io::Result<()> {
         tracing::warn!(recording = %self.name, %error, required = self.required, "session recording stopped");
-        let marker = format!("recording stopped: {error}");
-        let _ = self.event("m", &marker).await;
+        let _ = self.mark(&format!("recording stopped: {error}")).await;
         let _ = self.write_chunk().await;
         if self.required {
             return Err(std::io::Error::other(format!(
@@ -319,6 +318,11 @@ impl Recorder {
             )));
         }
         Ok(())
+    }
+
+    /// Marks a moment of the session (an asciicast `m` event), such as why it ended.
+    pub async fn mark(&mut self, label: &str) -> std::io::Result<()> {
+        self.event("m", label).await
     }
 
     /// Whether the WebSocket session speaks a base64 channel protocol
@@ -516,10 +520,11 @@ impl FrameParser {
 }
 
 /// Copies the cluster's bytes to the client, recording them on the way.
+/// The recording's end is stored by the caller, however the copy ends.
 pub async fn copy_recorded<R, W>(
     mut from_cluster: R,
     mut to_client: W,
-    mut recorder: Recorder,
+    recorder: &mut Recorder,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -543,7 +548,7 @@ where
         to_client.write_all(&buffer[..read]).await?;
     }
     to_client.shutdown().await.ok();
-    recorder.finish().await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -488,13 +488,13 @@ impl ClusterSide {
 }
 
 /// The recorder and what both sides have said, shared by both directions.
-struct Session {
-    recorder: Recorder,
+struct Session<'a> {
+    recorder: &'a mut Recorder,
     streams: Streams,
     recording: bool,
 }
 
-impl Session {
+impl Session<'_> {
     /// Records what was observed; an error when the session must end
     /// because it can be recorded no further.
     async fn record(&mut self, observed: Result<Vec<Observed>, SpdyError>) -> std::io::Result<()> {
@@ -524,8 +524,13 @@ impl Session {
 /// Copies both ways between the client and the cluster until both ends are
 /// done, recording the session. Each side's bytes are read before they are
 /// passed on: a stream is named before the cluster can answer on it, and what
-/// the user saw is in the recording.
-pub async fn join_recorded<C, U>(client: C, upstream: U, recorder: Recorder) -> std::io::Result<()>
+/// the user saw is in the recording. The recording's end is stored by the
+/// caller, however the session ends.
+pub async fn join_recorded<C, U>(
+    client: C,
+    upstream: U,
+    recorder: &mut Recorder,
+) -> std::io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -573,10 +578,7 @@ where
         client_write.shutdown().await.ok();
         Ok::<_, std::io::Error>(())
     };
-    let copied = tokio::try_join!(to_cluster, to_client);
-    let ended = session.into_inner().recorder.finish().await;
-    copied?;
-    ended
+    tokio::try_join!(to_cluster, to_client).map(|_| ())
 }
 
 #[cfg(test)]
@@ -715,7 +717,12 @@ mod tests {
             let id = recorder.name.clone();
             let (client, mut client_peer) = tokio::io::duplex(1 << 20);
             let (upstream, _upstream_peer) = tokio::io::duplex(1 << 20);
-            let session = tokio::spawn(join_recorded(client, upstream, recorder));
+            let session = tokio::spawn(async move {
+                let mut recorder = recorder;
+                let joined = join_recorded(client, upstream, &mut recorder).await;
+                recorder.finish().await.unwrap();
+                joined
+            });
             let mut deflate = Deflate::new();
             for (stream, kind) in [(1, "error"), (3, "stdout"), (5, "stdin"), (7, "resize")] {
                 let block = deflate.block(&[("streamtype", kind)]);

@@ -7,6 +7,7 @@
 //! for kubectl and other standard clients. The policy is checked before any
 //! byte goes upstream. Bodies are never buffered whole.
 
+mod closing;
 mod fleet;
 mod headers;
 mod kubeconfig;
@@ -37,6 +38,7 @@ use crate::upstream::{ClusterToken, ImpersonationConfig, Route, UpstreamTimeouts
 use crate::views;
 use http_body_util::BodyExt;
 
+pub use closing::Sessions;
 pub use kubeconfig::PublicAddress;
 
 /// The header naming the cluster in the header form.
@@ -55,6 +57,8 @@ pub struct ProxyServices {
     pub tickets: tickets::Tickets,
     pub views: TenantViews,
     pub settings: ProxySettings,
+    /// The upgraded sessions (exec, attach, port-forward) being bridged.
+    pub sessions: Sessions,
 }
 
 /// What the tenant views keep between requests.
@@ -640,6 +644,7 @@ async fn forward(
             gauge: GaugeGuard::new(&state.metrics.upgraded_connections),
             websocket_over_http2,
             totals: caller.note.as_ref().map(|note| note.expect_session()),
+            sessions: state.sessions.clone(),
         }));
     }
     let (mut parts, body) = response.into_parts();

@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::closing::{self, Framing, Sessions};
 use super::headers;
 use super::recording::{self, Recorder};
 use crate::audit::spdy;
@@ -73,6 +74,8 @@ pub(super) struct Bridge {
     pub websocket_over_http2: bool,
     /// Told what the session moved, once it has ended (for its audit record).
     pub totals: Option<tokio::sync::oneshot::Sender<SessionTotals>>,
+    /// The process's sessions: this one ends with them at shutdown.
+    pub sessions: Sessions,
 }
 
 /// Spawns the session and answers the client.
@@ -85,26 +88,52 @@ pub(super) fn bridge(bridge: Bridge) -> Response {
         gauge,
         websocket_over_http2,
         totals,
+        sessions,
     } = bridge;
+    let framing = Framing::of(response.headers(), websocket_over_http2);
     let upstream = hyper::upgrade::on(&mut response);
-    tokio::spawn(async move {
+    let stopping = sessions.stopping();
+    sessions.spawn(async move {
         let _upgraded = gauge;
+        let mut recording = recording;
+        let (to_cluster, to_client) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         match tokio::try_join!(client, upstream) {
             Ok((client, upstream)) => {
-                let client = Counting::new(TokioIo::new(client));
-                let upstream = Counting::new(TokioIo::new(upstream));
-                let (to_cluster, to_client) = (client.read.clone(), upstream.read.clone());
-                if let Err(error) = join(client, upstream, recording).await {
+                let (client, upstream) = closing::pair(
+                    TokioIo::new(client),
+                    TokioIo::new(upstream),
+                    framing,
+                    &stopping,
+                );
+                let client = Counting::new(client, to_cluster.clone());
+                let upstream = Counting::new(upstream, to_client.clone());
+                // At shutdown the session ends between frames; one that
+                // cannot is cut after the grace period.
+                let cut = async {
+                    stopping.cancelled().await;
+                    tokio::time::sleep(closing::CLOSE_GRACE).await;
+                };
+                let ended = tokio::select! {
+                    joined = join(client, upstream, recording.as_mut()) => joined,
+                    () = cut => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "cut at shutdown in the middle of a frame",
+                    )),
+                };
+                if let Err(error) = ended {
                     tracing::debug!(%cluster, %error, "upgraded stream ended");
-                }
-                if let Some(totals) = totals {
-                    let _ = totals.send(SessionTotals {
-                        to_cluster: to_cluster.load(Ordering::Relaxed),
-                        to_client: to_client.load(Ordering::Relaxed),
-                    });
                 }
             }
             Err(error) => tracing::warn!(%cluster, %error, "upgrade failed"),
+        }
+        if let Some(Recording { recorder, .. }) = recording {
+            finish(recorder, stopping.is_cancelled()).await;
+        }
+        if let Some(totals) = totals {
+            let _ = totals.send(SessionTotals {
+                to_cluster: to_cluster.load(Ordering::Relaxed),
+                to_client: to_client.load(Ordering::Relaxed),
+            });
         }
     });
     let (mut parts, _) = response.into_parts();
@@ -120,12 +149,25 @@ pub(super) fn bridge(bridge: Bridge) -> Response {
     Response::from_parts(parts, Body::empty())
 }
 
+/// Stores the end of a session's recording; one ended by shutdown says so.
+async fn finish(mut recorder: Recorder, shut_down: bool) {
+    if shut_down {
+        let _ = recorder
+            .mark(&format!("session ended: {}", closing::GOING_AWAY))
+            .await;
+    }
+    let name = recorder.name.clone();
+    if let Err(error) = recorder.finish().await {
+        tracing::warn!(recording = %name, %error, "the end of a session recording was lost");
+    }
+}
+
 /// Copies both ways until both ends are done; what the cluster sends (and,
 /// over SPDY, what the client sends) passes the recorder on its way.
 async fn join<C, U>(
     mut client: C,
     mut upstream: U,
-    recording: Option<Recording>,
+    recording: Option<&mut Recording>,
 ) -> std::io::Result<()>
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -163,11 +205,8 @@ struct Counting<T> {
 }
 
 impl<T> Counting<T> {
-    fn new(inner: T) -> Self {
-        Self {
-            inner,
-            read: Arc::default(),
-        }
+    fn new(inner: T, read: Arc<AtomicU64>) -> Self {
+        Self { inner, read }
     }
 }
 
