@@ -6,7 +6,11 @@
 //!
 //! The clusters are test doubles running in this process (50 double
 //! processes do not fit two cores beside kubeportal), each holding the same
-//! [`PODS`] pods; kubeportal is the release binary.
+//! [`PODS`] pods; kubeportal is the release binary. A double answers a
+//! repeated list of unchanged pods with the bytes it rendered the first time
+//! (its list cache), so that the members' CPU, which a remote API server
+//! spends on its own machine, weighs little on the two cores kubeportal
+//! runs on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

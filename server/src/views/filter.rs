@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::scan::{whitespace, ScanError, ValueScan};
+use super::scan::{object_prefix, whitespace, Member, Prefix, ScanError, ValueScan};
 
 /// The metadata of one object, as much as a view judges.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -86,8 +86,10 @@ pub enum Piece<'a> {
     Member(&'a str, &'a [u8]),
     /// The list's array (`items`, or a `Table`'s `rows`) begins.
     ArrayOpen(&'a str),
-    /// One element of the array.
-    Element(&'a [u8]),
+    /// One element of the array; with its members when the splitter reads
+    /// them ([`ListSplitter::reading_members`]) and the element is an
+    /// object whose members can be read as written.
+    Element(&'a [u8], Option<Vec<Member<'a>>>),
     /// The array ends.
     ArrayClose,
     /// The list ends.
@@ -103,6 +105,8 @@ pub struct ListSplitter {
     state: State,
     scan: ValueScan,
     key: String,
+    /// Elements' members are found as they are cut.
+    read_members: bool,
 }
 
 impl Default for ListSplitter {
@@ -113,11 +117,22 @@ impl Default for ListSplitter {
             state: State::Open,
             scan: ValueScan::default(),
             key: String::new(),
+            read_members: false,
         }
     }
 }
 
 impl ListSplitter {
+    /// A splitter that hands each object element with its members, found
+    /// in the same pass that finds its end (when the element arrived whole
+    /// in one feed, as most do).
+    pub fn reading_members() -> Self {
+        Self {
+            read_members: true,
+            ..Self::default()
+        }
+    }
+
     /// Takes the next bytes of the response and hands each complete piece
     /// to `sink`.
     pub fn feed(
@@ -208,11 +223,20 @@ impl ListSplitter {
                     sink(Piece::ArrayClose)?;
                 }
                 State::FirstElement | State::Element => {
+                    if self.read_members && self.scan.is_idle() {
+                        let rest = &self.buffer[self.start..];
+                        if let Prefix::Object { length, members } = object_prefix(rest) {
+                            self.start += length;
+                            self.state = State::AfterElement;
+                            sink(Piece::Element(&rest[..length], Some(members)))?;
+                            continue;
+                        }
+                    }
                     let Some(element) = self.scan_value()? else {
                         return Ok(());
                     };
                     self.state = State::AfterElement;
-                    sink(Piece::Element(&self.buffer[element]))?;
+                    sink(Piece::Element(&self.buffer[element], None))?;
                 }
                 State::AfterElement => {
                     self.start += 1;
@@ -314,7 +338,7 @@ impl<J: Judge> ListFilter<J> {
                     array.push_str(key);
                     *kept = 0;
                 }
-                Piece::Element(element) => {
+                Piece::Element(element, _) => {
                     let shown = if array == "rows" {
                         keep_row(judge, element, *strip_row_objects)
                     } else {

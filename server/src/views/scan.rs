@@ -14,6 +14,9 @@ pub enum ScanError {
     TooDeep,
 }
 
+/// Bytes of a string looked at one by one before a vectorized search.
+const SHORT_STRING: usize = 16;
+
 /// Deeper nesting than any Kubernetes object has; the API server's own
 /// decoder refuses much less.
 const MAX_DEPTH: usize = 10_000;
@@ -68,8 +71,20 @@ impl ValueScan {
             }
             if self.in_string && !self.escaped {
                 // Most of a Kubernetes object is strings: skip to the next
-                // byte that can end one.
-                match memchr::memchr2(b'"', b'\\', &bytes[self.length..]) {
+                // byte that can end one (most strings are short: looked at
+                // directly before a vectorized search).
+                let rest = &bytes[self.length..];
+                let quick = rest
+                    .iter()
+                    .take(SHORT_STRING)
+                    .position(|byte| matches!(byte, b'"' | b'\\'));
+                let found = match quick {
+                    Some(offset) => Some(offset),
+                    None if rest.len() <= SHORT_STRING => None,
+                    None => memchr::memchr2(b'"', b'\\', &rest[SHORT_STRING..])
+                        .map(|offset| offset + SHORT_STRING),
+                };
+                match found {
                     Some(offset) => self.length += offset,
                     None => {
                         self.length = bytes.len();
@@ -136,48 +151,103 @@ pub struct Member<'a> {
 /// key holds an escape (compared as written, an escaped key could pass for
 /// another).
 pub fn members(object: &[u8]) -> Option<Vec<Member<'_>>> {
+    match object_prefix(object) {
+        Prefix::Object { length, members }
+            if length + whitespace(&object[length..]) == object.len() =>
+        {
+            Some(members)
+        }
+        _ => None,
+    }
+}
+
+/// What [`object_prefix`] finds at the front of some bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Prefix<'a> {
+    /// An object `length` bytes long (leading whitespace included), and its
+    /// members as [`members`] gives them.
+    Object {
+        length: usize,
+        members: Vec<Member<'a>>,
+    },
+    /// The bytes end before the object does.
+    Incomplete,
+    /// Not an object whose members can be read as written: another value,
+    /// malformed JSON, or a key with an escape.
+    Other,
+}
+
+/// Reads the object at the front of `bytes` (what follows it is not
+/// looked at) in one pass, finding its members and its end.
+pub fn object_prefix(bytes: &[u8]) -> Prefix<'_> {
+    use Prefix::{Incomplete, Other};
     let mut found = Vec::new();
-    let mut at = whitespace(object);
-    if object.get(at) != Some(&b'{') {
-        return None;
+    let mut at = whitespace(bytes);
+    match bytes.get(at) {
+        Some(b'{') => {}
+        Some(_) => return Other,
+        None => return Incomplete,
     }
     at += 1;
-    at += whitespace(&object[at..]);
-    if object.get(at) == Some(&b'}') {
-        return Some(found);
+    at += whitespace(&bytes[at..]);
+    match bytes.get(at) {
+        Some(b'}') => {
+            return Prefix::Object {
+                length: at + 1,
+                members: found,
+            }
+        }
+        Some(_) => {}
+        None => return Incomplete,
     }
     loop {
-        at += whitespace(&object[at..]);
+        at += whitespace(&bytes[at..]);
         let start = at;
-        if object.get(at) != Some(&b'"') {
-            return None;
+        match bytes.get(at) {
+            Some(b'"') => {}
+            Some(_) => return Other,
+            None => return Incomplete,
         }
-        let length = object[at + 1..]
-            .iter()
-            .position(|byte| matches!(byte, b'"' | b'\\'))?;
-        if object[at + 1 + length] != b'"' {
-            return None;
+        let Some(length) = memchr::memchr2(b'"', b'\\', &bytes[at + 1..]) else {
+            return Incomplete;
+        };
+        if bytes[at + 1 + length] != b'"' {
+            return Other;
         }
-        let key = &object[at + 1..at + 1 + length];
+        let key = &bytes[at + 1..at + 1 + length];
         at += length + 2;
-        at += whitespace(&object[at..]);
-        if object.get(at) != Some(&b':') {
-            return None;
+        at += whitespace(&bytes[at..]);
+        match bytes.get(at) {
+            Some(b':') => at += 1,
+            Some(_) => return Other,
+            None => return Incomplete,
         }
-        at += 1;
-        at += whitespace(&object[at..]);
-        let length = ValueScan::default().advance(&object[at..]).ok()??;
+        at += whitespace(&bytes[at..]);
+        if at == bytes.len() {
+            return Incomplete;
+        }
+        let length = match ValueScan::default().advance(&bytes[at..]) {
+            Ok(Some(length)) => length,
+            Ok(None) => return Incomplete,
+            Err(_) => return Other,
+        };
         found.push(Member {
             start,
             key,
             value: at..at + length,
         });
         at += length;
-        at += whitespace(&object[at..]);
-        match object.get(at) {
+        at += whitespace(&bytes[at..]);
+        match bytes.get(at) {
             Some(b',') => at += 1,
-            Some(b'}') => return Some(found),
-            _ => return None,
+            Some(b'}') => {
+                return Prefix::Object {
+                    length: at + 1,
+                    members: found,
+                }
+            }
+            Some(_) => return Other,
+            None => return Incomplete,
         }
     }
 }
@@ -247,6 +317,7 @@ mod tests {
         assert_eq!(members(br#"{"met\u0061data":{}}"#), None);
         for malformed in [
             &b"[1]"[..],
+            b"{\"a\":1} x",
             b"{\"a\"}",
             b"{\"a\":1,}",
             b"{\"a\":1",
@@ -258,6 +329,38 @@ mod tests {
                 None,
                 "{}",
                 String::from_utf8_lossy(malformed)
+            );
+        }
+    }
+
+    /// Every prefix of an object is incomplete, the object itself is read
+    /// with its members, and what follows is not looked at.
+    #[test]
+    fn an_object_at_the_front_is_read_in_one_pass() {
+        let text = br#" {"a":"x\"}","b":{"c":[1,2]},"d":12} , {"next":1}"#;
+        let end = text.windows(3).position(|window| window == b"12}").unwrap() + 3;
+        for cut in 0..end {
+            assert_eq!(object_prefix(&text[..cut]), Prefix::Incomplete, "{cut}");
+        }
+        let Prefix::Object { length, members } = object_prefix(text) else {
+            panic!("an object");
+        };
+        assert_eq!(length, end);
+        let keys: Vec<&[u8]> = members.iter().map(|member| member.key).collect();
+        assert_eq!(keys, [&b"a"[..], b"b", b"d"]);
+        assert_eq!(&text[members[1].value.clone()], br#"{"c":[1,2]}"#);
+        for other in [
+            &b"[1]"[..],
+            br#"{"k\u0061":1}"#,
+            b"{1:2}",
+            b"{\"a\" 1}",
+            b"{\"a\":1]",
+        ] {
+            assert_eq!(
+                object_prefix(other),
+                Prefix::Other,
+                "{}",
+                String::from_utf8_lossy(other)
             );
         }
     }

@@ -52,7 +52,10 @@
 //!   server-side apply, see below), delete, deletecollection, and the `status`
 //!   subresource. One global, monotonically increasing resourceVersion; uid,
 //!   creationTimestamp and generation are set; namespaced objects need their
-//!   namespace; deleting a namespace deletes its objects at once.
+//!   namespace; deleting a namespace deletes its objects at once. A repeated
+//!   list (not a `Table`) at an unchanged resourceVersion is answered with the
+//!   bytes rendered the first time (the double shares its machine with what it
+//!   tests).
 //! - **Representations** (`Accept`, negotiated as the apiserver does: the first
 //!   clause in order of preference that the double can produce wins; a missing
 //!   header or `*/*` is plain JSON; protobuf or CBOR first with JSON after is
@@ -118,6 +121,7 @@ mod auth;
 mod exec;
 mod faults;
 mod handlers;
+mod list_cache;
 mod logs;
 mod negotiation;
 mod patch;
@@ -218,6 +222,8 @@ impl Default for Options {
 pub(crate) struct Shared {
     pub(crate) access: access::Access,
     pub(crate) store: Store,
+    /// Recent list answers, by request and resourceVersion.
+    pub(crate) lists: list_cache::ListCache,
     pub(crate) resources: Resources,
     pub(crate) logs: PodLogs,
     pub(crate) recorder: Recorder,
@@ -255,6 +261,7 @@ impl KubeDouble {
         let shared = Arc::new(Shared {
             access: access::Access::default(),
             store,
+            lists: list_cache::ListCache::default(),
             resources,
             logs: PodLogs::default(),
             recorder: Recorder::default(),

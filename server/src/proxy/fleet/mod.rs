@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -632,21 +633,28 @@ impl Fleet {
                 }
             }
         }
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
-        tokio::spawn(async move {
-            let _readers = AbortOnDrop(readers);
-            while let Some((index, part)) = queues.next().await {
-                let out = merged.take(index, part);
-                if !out.is_empty() && sender.send(Bytes::from(out)).await.is_err() {
-                    return;
+        // The merge runs as the response body is polled: the readers work
+        // on their own tasks, and their parts go out with no further hop.
+        let readers = AbortOnDrop(readers);
+        let mut ended = false;
+        *response.body_mut() = Body::from_stream(futures::stream::poll_fn(move |context| {
+            let _readers = &readers;
+            while !ended {
+                match queues.poll_next_unpin(context) {
+                    Poll::Ready(Some((index, part))) => {
+                        let out = merged.take(index, part);
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok::<_, std::io::Error>(Bytes::from(out))));
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        ended = true;
+                        return Poll::Ready(Some(Ok(Bytes::from(merged.tail()))));
+                    }
+                    Poll::Pending => return Poll::Pending,
                 }
             }
-            let _ = sender.send(Bytes::from(merged.tail())).await;
-        });
-        *response.body_mut() = Body::from_stream(futures::stream::poll_fn(move |context| {
-            receiver
-                .poll_recv(context)
-                .map(|bytes| bytes.map(Ok::<_, std::io::Error>))
+            Poll::Ready(None)
         }));
         Ok(response)
     }
@@ -1047,7 +1055,8 @@ enum Part {
     },
     /// The array (`items`, or a `Table`'s `rows`) begins.
     Open(String),
-    /// Elements of the array, tagged, comma-separated.
+    /// Elements of the array, tagged, comma-separated, after one byte
+    /// that the merged list makes the separator from what came before.
     Elements(Vec<u8>),
     /// The cluster's answer ended: with how many elements written, and
     /// whether whole.
@@ -1070,7 +1079,7 @@ struct ListReader {
 
 impl ListReader {
     async fn read(self, body: hyper::body::Incoming, parts: tokio::sync::mpsc::Sender<Part>) {
-        let mut splitter = views::filter::ListSplitter::default();
+        let mut splitter = views::filter::ListSplitter::reading_members();
         let mut body = std::pin::pin!(body);
         let until = tokio::time::Instant::now() + self.deadline;
         let mut rows = false;
@@ -1094,17 +1103,21 @@ impl ListReader {
                 continue;
             };
             let mut cut = Vec::new();
-            let mut elements = Vec::new();
+            // Each run of elements begins with a byte the merged list makes
+            // its separator (a comma, or a space before its first element),
+            // so that it is passed on without a copy.
+            let mut elements = vec![b' '];
             let fed = splitter.feed(&data, &mut |piece| {
                 use views::filter::Piece;
                 let part = match piece {
-                    Piece::Element(element) => {
+                    Piece::Element(element, found) => {
                         let mark = elements.len();
-                        if mark > 0 {
+                        if mark > 1 {
                             elements.push(b',');
                         }
                         let tagged = self.tagger.element(
                             element,
+                            found,
                             rows,
                             self.judge.as_deref(),
                             self.strip_row_objects,
@@ -1153,13 +1166,13 @@ impl ListReader {
                     }
                     Piece::ArrayClose | Piece::Close => return Ok(()),
                 };
-                if !elements.is_empty() {
-                    cut.push(Part::Elements(std::mem::take(&mut elements)));
+                if elements.len() > 1 {
+                    cut.push(Part::Elements(std::mem::replace(&mut elements, vec![b' '])));
                 }
                 cut.push(part);
                 Ok(())
             });
-            if !elements.is_empty() {
+            if elements.len() > 1 {
                 cut.push(Part::Elements(elements));
             }
             for part in cut {
@@ -1280,14 +1293,15 @@ impl MergedList {
                     Some(_) => {}
                 }
             }
-            Part::Elements(bytes) => {
+            Part::Elements(mut bytes) => {
                 let cluster = &self.clusters[index];
                 if cluster.opened && !cluster.mismatched && self.array.is_some() {
+                    // Its first byte is the separator's place.
                     if self.elements > 0 {
-                        out.push(b',');
+                        bytes[0] = b',';
                     }
                     self.elements += 1;
-                    out.extend_from_slice(&bytes);
+                    out = bytes;
                 }
             }
             Part::End { written, outcome } => {

@@ -91,18 +91,20 @@ impl Tagger {
     /// Writes one element of a list (`rows` when `row`, else `items`) to
     /// `out`, tagged with the cluster, unless `judge` hides it; a row's
     /// object is removed when `strip_object`.
+    /// `found` are the element's members, when the splitter read them.
     pub(super) fn element(
         &self,
         element: &[u8],
+        found: Option<Vec<Member<'_>>>,
         row: bool,
         judge: Option<&views::ObjectJudge>,
         strip_object: bool,
         out: &mut Vec<u8>,
     ) -> Tagged {
         let spliced = if row {
-            self.splice_row(element, judge, strip_object, out)
+            self.splice_row(element, found, judge, strip_object, out)
         } else {
-            self.splice_item(element, judge, out)
+            self.splice_item(element, found, judge, out)
         };
         match spliced {
             Some(tagged) => tagged,
@@ -114,10 +116,11 @@ impl Tagger {
     fn splice_item(
         &self,
         item: &[u8],
+        found: Option<Vec<Member<'_>>>,
         judge: Option<&views::ObjectJudge>,
         out: &mut Vec<u8>,
     ) -> Option<Tagged> {
-        let placed = self.place_annotation(item)?;
+        let placed = self.place_annotation(item, found)?;
         if let Some(judge) = judge {
             if !visible(judge, &item[placed.metadata.clone()]) {
                 return Some(Tagged::Hidden);
@@ -131,11 +134,15 @@ impl Tagger {
     fn splice_row(
         &self,
         row: &[u8],
+        found: Option<Vec<Member<'_>>>,
         judge: Option<&views::ObjectJudge>,
         strip_object: bool,
         out: &mut Vec<u8>,
     ) -> Option<Tagged> {
-        let found = members(row)?;
+        let found = match found {
+            Some(found) => found,
+            None => members(row)?,
+        };
         let cells = found[only(&found, b"cells")?].value.clone();
         let object = at_most_one(&found, b"object")?;
         let mut edits = Vec::with_capacity(2);
@@ -151,7 +158,7 @@ impl Tagger {
         match object {
             Some(index) => {
                 let value = found[index].value.clone();
-                let placed = self.place_annotation(&row[value.clone()])?;
+                let placed = self.place_annotation(&row[value.clone()], None)?;
                 if let Some(judge) = judge {
                     let metadata =
                         placed.metadata.start + value.start..placed.metadata.end + value.start;
@@ -176,8 +183,11 @@ impl Tagger {
 
     /// Where the annotation goes in `object`: into `metadata.annotations`,
     /// or a new `annotations` member first in `metadata`.
-    fn place_annotation(&self, object: &[u8]) -> Option<Placed> {
-        let found = members(object)?;
+    fn place_annotation(&self, object: &[u8], found: Option<Vec<Member<'_>>>) -> Option<Placed> {
+        let found = match found {
+            Some(found) => found,
+            None => members(object)?,
+        };
         let metadata = found[only(&found, b"metadata")?].value.clone();
         if object.get(metadata.start) != Some(&b'{') {
             return None;
@@ -320,10 +330,20 @@ mod tests {
         let tagger = Tagger::new("prod-1");
         let mut fast = Vec::new();
         let spliced = if row {
-            tagger.splice_row(element.as_bytes(), None, strip_object, &mut fast)
+            tagger.splice_row(element.as_bytes(), None, None, strip_object, &mut fast)
         } else {
-            tagger.splice_item(element.as_bytes(), None, &mut fast)
+            tagger.splice_item(element.as_bytes(), None, None, &mut fast)
         };
+        // The members a splitter found make no difference.
+        let mut given = Vec::new();
+        let found = members(element.as_bytes());
+        let with_members = if row {
+            tagger.splice_row(element.as_bytes(), found, None, strip_object, &mut given)
+        } else {
+            tagger.splice_item(element.as_bytes(), found, None, &mut given)
+        };
+        assert_eq!(with_members, spliced, "{element}");
+        assert_eq!(given, fast, "{element}");
         let mut slow = Vec::new();
         let outcome = tagger.parsed(element.as_bytes(), row, None, strip_object, &mut slow);
         let expected: Value = serde_json::from_slice(&slow).unwrap_or_default();

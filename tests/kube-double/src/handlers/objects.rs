@@ -245,11 +245,27 @@ fn list(
         .get("limit")
         .and_then(|limit| limit.parse::<usize>().ok())
         .filter(|limit| *limit > 0);
+    // The same request at the same resourceVersion gets the same bytes
+    // (not a Table: its ages are of the moment it is rendered).
+    let cached = !matches!(output, Output::Table(_));
+    let key = format!(
+        "{}/{}|{}|{:?}|{output:?}",
+        resource.api_version(),
+        resource.plural,
+        namespace.unwrap_or_default(),
+        query.0,
+    );
     let body = shared.store.list_with(
         resource,
         namespace,
         &selection,
         |items, resource_version| {
+            if let Some(body) = cached
+                .then(|| shared.lists.get(&key, resource_version))
+                .flatten()
+            {
+                return Ok(body);
+            }
             let page = Page::of(items, limit, query.get("continue"))?;
             let mut metadata = json!({"resourceVersion": resource_version.to_string()});
             if let Some(token) = &page.continue_token {
@@ -272,7 +288,11 @@ fn list(
                     metadata,
                 }),
             };
-            Ok::<_, ApiError>(body.expect("JSON values always serialize"))
+            let body = bytes::Bytes::from(body.expect("JSON values always serialize"));
+            if cached {
+                shared.lists.put(key, resource_version, body.clone());
+            }
+            Ok::<_, ApiError>(body)
         },
     )?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
