@@ -327,7 +327,10 @@ impl HeaderDecoder {
 }
 
 /// The value of `name` in a decompressed SPDY/3 header block (32-bit counts
-/// and lengths; names are lowercase on the wire, compared without case).
+/// and lengths; names are lowercase on the wire, compared without case), as
+/// the kubelet reads it: spdystream splits every value at NUL bytes and adds
+/// each piece under the name (a name given twice is not refused), and
+/// `http.Header.Get` answers the first piece of the first occurrence.
 fn header_value(block: &[u8], name: &str) -> Result<Option<String>, SpdyError> {
     fn take<'a>(block: &mut &'a [u8], length: usize) -> Result<&'a [u8], SpdyError> {
         if block.len() < length {
@@ -351,8 +354,9 @@ fn header_value(block: &[u8], name: &str) -> Result<Option<String>, SpdyError> {
         let key = take(&mut block, key_length)?;
         let value_length = length(&mut block)?;
         let value = take(&mut block, value_length)?;
-        if key.eq_ignore_ascii_case(name.as_bytes()) {
-            found = Some(String::from_utf8_lossy(value).into_owned());
+        if found.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
+            let first = value.split(|byte| *byte == 0).next().unwrap_or_default();
+            found = Some(String::from_utf8_lossy(first).into_owned());
         }
     }
     Ok(found)
@@ -829,6 +833,33 @@ mod tests {
             width: 100,
             height: 30
         }));
+    }
+
+    /// A stream named as the kubelet reads names is recorded, however
+    /// the client writes the name: a value with NUL-separated pieces, or
+    /// the name given twice (spdystream does not refuse it), count by
+    /// their first piece.
+    #[test]
+    fn stream_names_are_read_as_the_kubelet_reads_them() {
+        for pairs in [
+            &[("streamtype", "stdout\0x")][..],
+            &[("streamtype", "stdout"), ("streamtype", "x")],
+            &[("streamtype", "stdout"), ("StreamType", "stdin")],
+            &[("other", "y"), ("streamtype", "stderr\0stdin\0")],
+        ] {
+            let mut deflate = Deflate::new();
+            let client = syn_stream(1, &deflate.block(pairs));
+            let cluster = data(1, false, b"secret output");
+            assert_eq!(
+                output(&observe(&[&client], &[&cluster])),
+                "secret output",
+                "{pairs:?}"
+            );
+        }
+        // Whose first piece names no output stream: not output.
+        let mut deflate = Deflate::new();
+        let client = syn_stream(1, &deflate.block(&[("streamtype", "stdin\0stdout")]));
+        assert!(observe(&[&client], &[&data(1, false, b"typed")]).is_empty());
     }
 
     #[test]
