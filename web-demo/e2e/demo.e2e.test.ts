@@ -351,10 +351,30 @@ describe("web demo", () => {
     await page.getByTestId("recordings-refresh").click();
     await page.locator(`[data-testid=recordings-table] [data-recording="${recording}"]`).waitFor();
 
-    // Paging: one page holds at most 25 records; older pages follow.
+    // Paging, newest first: ten records a page, older ones on the next (at least eleven exist).
+    const admin = createClient({ baseUrl: portal.url, getToken: () => TOKENS.admin });
+    for (let call = 0; call < 11; call++) await (await admin.proxy(CLUSTER, "/api/v1/namespaces")).body?.cancel();
     await page.getByTestId("audit-reset").click();
-    await page.getByTestId("audit-page").waitFor();
-    expect(await page.getByTestId("audit-page").innerText()).toBe("Page 1");
+    await page.getByTestId("audit-limit").selectOption("10");
+    await page.getByTestId("audit-apply").click();
+    await page.waitForFunction(
+      () => document.querySelectorAll("[data-testid=audit-table] [data-testid=audit-row-time]").length === 10,
+    );
+    const ids = async () =>
+      (await page.locator("[data-testid=audit-table] [data-testid=audit-row-time]").evaluateAll((cells) =>
+        cells.map((cell) => Number(cell.getAttribute("data-id"))),
+      )) as number[];
+    const firstPage = await ids();
+    expect(firstPage).toHaveLength(10);
+    expect(firstPage).toEqual([...firstPage].sort((a, b) => b - a));
+    await page.getByTestId("audit-next").click();
+    await page.locator("[data-testid=audit-page]", { hasText: "Page 2" }).waitFor();
+    const secondPage = await ids();
+    expect(secondPage.length).toBeGreaterThan(0);
+    expect(Math.max(...secondPage)).toBeLessThan(Math.min(...firstPage));
+    await page.getByTestId("audit-previous").click();
+    await page.locator("[data-testid=audit-page]", { hasText: "Page 1" }).waitFor();
+    expect(await ids()).toEqual(firstPage);
 
     await page.setViewportSize(NARROW);
     await expectNoSidewaysScroll();

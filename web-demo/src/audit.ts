@@ -9,7 +9,7 @@ import { h, replace } from "./dom.js";
 import { dateTime, type Tone } from "./format.js";
 import { badge, empty, errorAlert, loading, table } from "./ui.js";
 
-const PAGE_SIZE = 25;
+const PAGE_SIZES = [10, 25, 100];
 
 export interface AuditView {
   element: HTMLElement;
@@ -51,6 +51,11 @@ export function auditView(client: KubeportalClient, clusters: string[]): AuditVi
   const status = h("input", { id: "audit-status", name: "status", type: "number", min: 100, max: 599, placeholder: "e.g. 101, 403", "data-testid": "audit-status" });
   const since = h("input", { id: "audit-since", name: "since", type: "datetime-local", step: 1, "data-testid": "audit-since" });
   const until = h("input", { id: "audit-until", name: "until", type: "datetime-local", step: 1, "data-testid": "audit-until" });
+  const pageSize = h(
+    "select",
+    { id: "audit-limit", name: "limit", "data-testid": "audit-limit" },
+    PAGE_SIZES.map((size) => h("option", { value: size, selected: size === 25 }, `${size} rows`)),
+  );
   const results = h("div", { class: "results", "data-testid": "audit" });
   const pager = h("div", { class: "toolbar pager" });
   const player = new ReplayPanel(client);
@@ -67,7 +72,7 @@ export function auditView(client: KubeportalClient, clusters: string[]): AuditVi
     status: status.value ? Number(status.value) : undefined,
     since: toRfc3339(since.value),
     until: toRfc3339(until.value),
-    limit: PAGE_SIZE,
+    limit: Number(pageSize.value),
   });
 
   const load = async () => {
@@ -116,6 +121,7 @@ export function auditView(client: KubeportalClient, clusters: string[]): AuditVi
     field("audit-status", "Status", status),
     field("audit-since", "Since", since),
     field("audit-until", "Until", until),
+    field("audit-limit", "Page size", pageSize),
     h(
       "div",
       { class: "field field-actions" },
@@ -180,7 +186,7 @@ function recordTable(records: StoredAuditRecord[], replay: (record: StoredAuditR
   return table(
     ["Time", "Cluster", "Subject", "Method", "Path", "Status", "Decision", ""],
     records.map((record) => [
-      h("span", { class: "nowrap", title: record.time }, dateTime(record.time)),
+      h("span", { class: "nowrap", title: record.time, "data-testid": "audit-row-time", "data-id": record.id }, dateTime(record.time)),
       record.cluster ? h("span", { class: "mono", "data-testid": "audit-row-cluster" }, record.cluster) : h("span", { class: "muted" }, "–"),
       h("span", { class: "mono", "data-testid": "audit-row-subject" }, record.subject),
       h("span", { "data-testid": "audit-row-method" }, record.method),
