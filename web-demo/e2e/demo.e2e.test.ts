@@ -432,14 +432,15 @@ describe("web demo", () => {
     expect(deleted.ok).toBe(true);
     await row(CLUSTER, name).waitFor({ state: "detached" });
 
+    await page.setViewportSize(NARROW);
+    await expectNoSidewaysScroll();
+    await screenshot("fleet-narrow");
+
     // One cluster by glob.
     await page.getByTestId("fleet-glob").fill(CLIENT_CLUSTER.slice(0, 2) + "*");
     await page.getByTestId("show-fleet").click();
     await status(CLIENT_CLUSTER).waitFor();
     await expect(status(CLUSTER).count()).resolves.toBe(0);
-
-    await page.setViewportSize(NARROW);
-    await expectNoSidewaysScroll();
-    await screenshot("fleet-narrow");
+    await expect(page.getByTestId("fleet-pod").count()).resolves.toBe(0);
   });
 });
