@@ -138,6 +138,71 @@ async fn a_ticket_and_the_bearer_subprotocol_open_one_exec_session() {
     assert_eq!(anonymous.status(), 401);
 }
 
+/// Asks for a ticket: the status and the error message, if any.
+async fn ask(app: &TestApp, token: &str, cluster: &str, path: &str) -> (u16, String) {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/kubernetes/clusters/{cluster}/tickets")))
+        .bearer_auth(token)
+        .json(&json!({"path": path}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (
+        status,
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// A denied ticket says why, in the deny rule's description, to a caller who
+/// may see the cluster; anyone else gets the plain denial, which tells a
+/// registered cluster from an unknown name no better than before.
+#[tokio::test]
+async fn a_denied_ticket_carries_the_rule_description_for_who_may_see_the_cluster() {
+    let db = TestDb::sqlite();
+    let yaml = format!(
+        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\n    - {{ token: outsider-portal-token-0001, subject: \"user:default/outsider\" }}\npermissions:\n  rules:\n    - {{ permission: kubernetes.proxy, subjects: [\"*\"], paths: [\"/api/v1/namespaces/*/pods/*/attach\"], decision: deny, description: \"attaching is for the on-call team\" }}\n    - {{ permission: kubernetes.proxy, subjects: [\"*\"], paths: [\"/api/v1/namespaces/kube-system/**\"], decision: deny }}\n    - {{ permission: kubernetes.clusters.read, subjects: [\"user:default/outsider\"], decision: deny }}\n    - {{ permission: \"*\", subjects: [\"*\"], decision: allow }}\n"
+    );
+    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
+    let double = start_double().await;
+    register(&app, json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token", "caData": double.ca_pem()})).await;
+    let attach = "/api/v1/namespaces/default/pods/api-0/attach";
+    assert_eq!(
+        ask(&app, TOKEN, "dev", attach).await,
+        (
+            403,
+            "Unauthorized: attaching is for the on-call team".to_owned()
+        )
+    );
+    // A rule without a description, and exec that is allowed.
+    assert_eq!(
+        ask(
+            &app,
+            TOKEN,
+            "dev",
+            "/api/v1/namespaces/kube-system/pods/dns-0/exec"
+        )
+        .await,
+        (403, "Unauthorized".to_owned())
+    );
+    assert_eq!(ask(&app, TOKEN, "dev", EXEC).await.0, 201);
+    // Who may not read clusters learns nothing, for a registered cluster or not.
+    let outsider = "outsider-portal-token-0001";
+    assert_eq!(
+        ask(&app, outsider, "dev", attach).await,
+        (403, "Unauthorized".to_owned())
+    );
+    assert_eq!(
+        ask(&app, outsider, "nowhere", attach).await,
+        (403, "Unauthorized".to_owned())
+    );
+}
+
 /// An HTTP/2 connection over TLS that trusts kubeportal's test CA, as a
 /// browser holds one to a portal served over HTTPS.
 async fn http2_connection(

@@ -1,13 +1,11 @@
 /** Namespaces and pods of one cluster, read through the proxy. */
 import type { ClusterSummary, KubeportalClient, KubernetesObject } from "@kubeportal/sdk";
 import { h, replace } from "./dom.js";
-import type { LogTarget } from "./logs.js";
 import { empty, errorAlert, loading } from "./ui.js";
-import { podTable } from "./workloads.js";
+import { podTable, type PodActions } from "./workloads.js";
 
-export interface BrowseContext {
+export interface BrowseContext extends PodActions {
   client: KubeportalClient;
-  openLogs(target: LogTarget): void;
 }
 
 interface List {
@@ -41,7 +39,7 @@ export function browseView(context: BrowseContext, clusters: ClusterSummary[], i
     try {
       const items = await list(context.client, cluster, `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`);
       if (request !== latestPods) return;
-      replace(pods, h("h4", {}, `Pods in ${namespace}`), items.length > 0 ? podTable(cluster, items, context.openLogs) : empty("No pods in this namespace."));
+      replace(pods, h("h4", {}, `Pods in ${namespace}`), items.length > 0 ? podTable(cluster, items, context) : empty("No pods in this namespace."));
     } catch (error) {
       if (request === latestPods) replace(pods, errorAlert(error));
     }

@@ -89,3 +89,43 @@ export function describeError(error: unknown): { title: string; detail: string }
   if (error instanceof Error) return { title: "Request failed", detail: error.message };
   return { title: "Request failed", detail: String(error) };
 }
+
+/** CPU in cores as people write it: `5m`, `250m`, `1.5`. */
+export function cores(value: number): string {
+  if (!Number.isFinite(value) || value <= 0) return "0";
+  if (value < 1) return `${Math.max(1, Math.round(value * 1000))}m`;
+  return `${Number(value.toFixed(2))}`;
+}
+
+/** Memory in bytes as people write it: `32Mi`, `1.5Gi`. */
+export function bytes(value: number): string {
+  if (!Number.isFinite(value) || value <= 0) return "0";
+  const units = ["", "Ki", "Mi", "Gi", "Ti"];
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${Number(value.toFixed(value < 10 ? 1 : 0))}${units[unit]}`;
+}
+
+/** A number from a Backstage usage field, which may come as a string. */
+export function numeric(value: number | string | undefined): number {
+  if (typeof value === "number") return value;
+  const parsed = Number.parseFloat(value ?? "");
+  return Number.isNaN(parsed) ? 0 : parsed;
+}
+
+/** The reason a policy gave for a denial (`Unauthorized: <reason>`), if it gave one. */
+export function denialReason(message: string): string | undefined {
+  const match = /^Unauthorized: (.+)$/s.exec(message);
+  return match?.[1];
+}
+
+/** "2026-01-01 12:00:05" in the page's time zone. */
+export function dateTime(timestamp: string): string {
+  const date = new Date(timestamp);
+  if (Number.isNaN(date.getTime())) return timestamp;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}

@@ -5,15 +5,36 @@ import type {
   KubeportalClient,
   KubernetesFetchError,
   KubernetesObject,
+  PodStatus,
 } from "@kubeportal/sdk";
 import { h, replace } from "./dom.js";
-import { age, deploymentCounts, deploymentReady, firstContainer, podReady, podRestarts, podStatus } from "./format.js";
+import type { EventsTarget } from "./events.js";
+import {
+  age,
+  bytes,
+  cores,
+  deploymentCounts,
+  deploymentReady,
+  firstContainer,
+  numeric,
+  podReady,
+  podRestarts,
+  podStatus,
+  type Tone,
+} from "./format.js";
 import type { LogTarget } from "./logs.js";
+import type { TerminalTarget } from "./terminal.js";
 import { badge, empty, errorAlert, loading, table } from "./ui.js";
 
-export interface WorkloadsContext {
-  client: KubeportalClient;
+/** What a person can do with a pod or another object on the page. */
+export interface PodActions {
   openLogs(target: LogTarget): void;
+  openTerminal(target: TerminalTarget): void;
+  showEvents(target: EventsTarget): void;
+}
+
+export interface WorkloadsContext extends PodActions {
+  client: KubeportalClient;
 }
 
 /** The entity a kubernetes-id stands for, as a catalog would describe it. */
@@ -93,6 +114,7 @@ function clusterCard(entry: ClusterObjects, context: WorkloadsContext): HTMLElem
       cluster.title ? h("span", { class: "muted mono" }, cluster.name) : null,
       h("span", { class: "spacer" }),
       badge(`${pods.length} pod${pods.length === 1 ? "" : "s"}`, "neutral"),
+      entry.podMetrics.length > 0 ? badge("metrics", "ok", "metrics-available") : null,
       entry.errors.length > 0 ? badge(`${entry.errors.length} error${entry.errors.length === 1 ? "" : "s"}`, "bad") : null,
       cluster.dashboardUrl ? h("a", { href: cluster.dashboardUrl, target: "_blank", rel: "noreferrer" }, "Dashboard") : null,
     ),
@@ -102,26 +124,43 @@ function clusterCard(entry: ClusterObjects, context: WorkloadsContext): HTMLElem
           "div",
           {},
           h("h4", {}, "Deployments"),
-          table(
-            ["Name", "Namespace", "Ready", "Up-to-date", "Available", "Age"],
-            deployments.map((deployment) => {
-              const ready = deploymentReady(deployment);
-              const counts = deploymentCounts(deployment);
-              return [
-                h("span", { class: "mono" }, deployment.metadata?.name ?? ""),
-                deployment.metadata?.namespace ?? "",
-                badge(ready.label, ready.tone),
-                counts.updated,
-                counts.available,
-                age(deployment.metadata?.creationTimestamp),
-              ];
-            }),
-            "deployments",
+          h(
+            "div",
+            { class: "table-scroll" },
+            table(
+              ["Name", "Namespace", "Ready", "Up-to-date", "Available", "Age", ""],
+              deployments.map((deployment) => {
+                const ready = deploymentReady(deployment);
+                const counts = deploymentCounts(deployment);
+                const name = deployment.metadata?.name ?? "";
+                const namespace = deployment.metadata?.namespace ?? "";
+                return [
+                  h("span", { class: "mono" }, name),
+                  namespace,
+                  badge(ready.label, ready.tone),
+                  counts.updated,
+                  counts.available,
+                  age(deployment.metadata?.creationTimestamp),
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "button button-small",
+                      "data-testid": "show-events",
+                      "data-deployment": name,
+                      onclick: () => context.showEvents({ cluster: cluster.name, namespace, kind: "Deployment", name }),
+                    },
+                    "Events",
+                  ),
+                ];
+              }),
+              "deployments",
+            ),
           ),
         )
       : null,
     pods.length > 0
-      ? h("div", {}, h("h4", {}, "Pods"), podTable(cluster.name, pods, context.openLogs))
+      ? h("div", {}, h("h4", {}, "Pods"), podTable(cluster.name, pods, context, metricsByPod(entry.podMetrics)))
       : entry.errors.length === 0
         ? empty("No pods.")
         : null,
@@ -164,34 +203,86 @@ function errorList(errors: KubernetesFetchError[]): HTMLElement {
   );
 }
 
-/** Pods with their status and a button to follow their log. */
-export function podTable(cluster: string, pods: KubernetesObject[], openLogs: (target: LogTarget) => void): HTMLElement {
-  return table(
-    ["Name", "Namespace", "Status", "Ready", "Restarts", "Age", ""],
-    pods.map((pod) => {
-      const status = podStatus(pod);
-      const name = pod.metadata?.name ?? "";
-      const namespace = pod.metadata?.namespace ?? "";
-      return [
-        h("span", { class: "mono", "data-testid": "pod-name" }, name),
-        namespace,
-        badge(status.label, status.tone, "pod-status"),
-        podReady(pod),
-        podRestarts(pod),
-        age(pod.metadata?.creationTimestamp),
-        h(
-          "button",
-          {
-            type: "button",
-            class: "button button-small",
-            "data-testid": "follow-logs",
-            "data-pod": name,
-            onclick: () => openLogs({ cluster, namespace, pod: name, container: firstContainer(pod) }),
-          },
-          "Follow logs",
-        ),
-      ];
-    }),
-    "pods",
+/** Each pod's usage, by `namespace/name`. */
+function metricsByPod(statuses: PodStatus[]): Map<string, PodStatus> {
+  return new Map(statuses.map((status) => [`${status.pod.metadata?.namespace}/${status.pod.metadata?.name}`, status]));
+}
+
+/**
+ * Usage against what the pod spec declares: a bar of usage over the limit
+ * (or the request, without a limit), and the figures.
+ */
+function usageCell(
+  usage: { currentUsage: number | string; requestTotal: number | string; limitTotal: number | string },
+  format: (value: number) => string,
+  testId: string,
+): HTMLElement {
+  const current = numeric(usage.currentUsage);
+  const request = numeric(usage.requestTotal);
+  const limit = numeric(usage.limitTotal);
+  const ceiling = limit > 0 ? limit : request;
+  const share = ceiling > 0 ? Math.min(1, current / ceiling) : 0;
+  const tone: Tone = share >= 0.9 ? "bad" : share >= 0.7 ? "warn" : "ok";
+  const label = `${format(current)} used, request ${request > 0 ? format(request) : "none"}, limit ${limit > 0 ? format(limit) : "none"}`;
+  return h(
+    "div",
+    { class: "usage", "data-testid": testId, title: label },
+    h("span", { class: "usage-figures" }, h("strong", {}, format(current)), h("span", { class: "muted" }, " used")),
+    h(
+      "span",
+      { class: `usage-bar usage-${tone}`, role: "meter", "aria-label": label, "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(share * 100) },
+      h("span", { style: `width: ${Math.max(share * 100, current > 0 ? 2 : 0).toFixed(1)}%` }),
+    ),
+    h("span", { class: "usage-figures muted small" }, `req ${request > 0 ? format(request) : "–"} · lim ${limit > 0 ? format(limit) : "–"}`),
+  );
+}
+
+/**
+ * Pods with their status, CPU and memory when the cluster reports metrics,
+ * and buttons for their log, a terminal and their events.
+ */
+export function podTable(cluster: string, pods: KubernetesObject[], actions: PodActions, metrics?: Map<string, PodStatus>): HTMLElement {
+  const withMetrics = metrics !== undefined && metrics.size > 0;
+  return h(
+    "div",
+    { class: "table-scroll" },
+    table(
+      ["Name", "Status", "Ready", "Restarts", ...(withMetrics ? ["CPU", "Memory"] : []), "Age", ""],
+      pods.map((pod) => {
+        const status = podStatus(pod);
+        const name = pod.metadata?.name ?? "";
+        const namespace = pod.metadata?.namespace ?? "";
+        const usage = metrics?.get(`${namespace}/${name}`);
+        const target = { cluster, namespace, pod: name, container: firstContainer(pod) };
+        const button = (testId: string, label: string, onclick: () => void) =>
+          h("button", { type: "button", class: "button button-small", "data-testid": testId, "data-pod": name, onclick }, label);
+        return [
+          h(
+            "div",
+            { class: "name-cell" },
+            h("span", { class: "mono", "data-testid": "pod-name" }, name),
+            h("span", { class: "muted small", "data-testid": "pod-namespace" }, namespace),
+          ),
+          badge(status.label, status.tone, "pod-status"),
+          podReady(pod),
+          podRestarts(pod),
+          ...(withMetrics
+            ? [
+                usage ? usageCell(usage.cpu, cores, "pod-cpu") : h("span", { class: "muted" }, "–"),
+                usage ? usageCell(usage.memory, bytes, "pod-memory") : h("span", { class: "muted" }, "–"),
+              ]
+            : []),
+          age(pod.metadata?.creationTimestamp),
+          h(
+            "div",
+            { class: "row-actions" },
+            button("follow-logs", "Logs", () => actions.openLogs(target)),
+            button("open-terminal", "Terminal", () => actions.openTerminal(target)),
+            button("show-events", "Events", () => actions.showEvents({ cluster, namespace, kind: "Pod", name })),
+          ),
+        ];
+      }),
+      "pods",
+    ),
   );
 }

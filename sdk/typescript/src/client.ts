@@ -1,4 +1,5 @@
 import { errorOf, portalErrorOf } from "./errors.js";
+import { execProtocols, openExecSession, type ExecOptions, type ExecSession } from "./exec.js";
 import { FleetClient } from "./fleet.js";
 import { readLines } from "./lines.js";
 import type {
@@ -8,7 +9,16 @@ import type {
   KubernetesRequestAuth,
   ObjectsByEntityResponse,
 } from "./objects.js";
-import type { ClusterDetail, ClusterInput, ClusterList, ClusterSummary, ClusterUpdate } from "./types.js";
+import type {
+  AuditPage,
+  ClusterDetail,
+  ClusterInput,
+  ClusterList,
+  ClusterSummary,
+  ClusterUpdate,
+  RecordingPage,
+  TicketResponse,
+} from "./types.js";
 
 /** A token, or nothing for an anonymous (guest) call. */
 type MaybeToken = string | null | undefined;
@@ -78,6 +88,45 @@ export interface ClusterPageOptions {
   limit?: number;
   /** `nextCursor` of the previous page. */
   cursor?: string;
+}
+
+/** Filters of the audit trail; every one given must match. */
+export interface AuditFilters {
+  cluster?: string;
+  /** The exact subject ref, e.g. `user:default/alice`. */
+  subject?: string;
+  /** The HTTP method, e.g. `GET` (`CONNECT` for a WebSocket over HTTP/2). */
+  method?: string;
+  /** The HTTP status, e.g. 403 or 101 (an exec session). */
+  status?: number;
+  /** Records at or after this time. */
+  since?: Date | string;
+  /** Records before this time. */
+  until?: Date | string;
+  /** Page size, 1 to 1000 (the server's default is 100). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: number;
+}
+
+/** Filters of the session recordings. */
+export interface RecordingFilters {
+  cluster?: string;
+  subject?: string;
+  /** Sessions that started at or after this time. */
+  since?: Date | string;
+  /** Sessions that started before this time. */
+  until?: Date | string;
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** Where an exec session goes. */
+export interface ExecTarget {
+  cluster: string;
+  namespace: string;
+  pod: string;
 }
 
 /** A cluster update; `version` (from `cluster()` or the last write) is required. */
@@ -199,6 +248,94 @@ export class KubeportalClient {
     return this.json<ObjectsByEntityResponse>("POST", `${API}/resources/custom/query`, {
       body: { entityRef, customResources, auth },
     });
+  }
+
+  // ---- audit trail and session recordings (kubernetes.audit.read) -------
+
+  /** One page of the audit trail, newest first. */
+  audit(filters: AuditFilters = {}): Promise<AuditPage> {
+    const query = new URLSearchParams();
+    for (const key of ["cluster", "subject", "method"] as const) {
+      const value = filters[key];
+      if (value !== undefined && value !== "") query.set(key, value);
+    }
+    if (filters.status !== undefined) query.set("status", String(filters.status));
+    setTime(query, "since", filters.since);
+    setTime(query, "until", filters.until);
+    if (filters.limit !== undefined) query.set("limit", String(filters.limit));
+    if (filters.cursor !== undefined) query.set("cursor", String(filters.cursor));
+    return this.json<AuditPage>("GET", withQuery(`${API}/audit`, query));
+  }
+
+  /** One page of recorded exec and attach sessions, newest first. */
+  recordings(filters: RecordingFilters = {}): Promise<RecordingPage> {
+    const query = new URLSearchParams();
+    for (const key of ["cluster", "subject", "cursor"] as const) {
+      const value = filters[key];
+      if (value !== undefined && value !== "") query.set(key, value);
+    }
+    setTime(query, "since", filters.since);
+    setTime(query, "until", filters.until);
+    if (filters.limit !== undefined) query.set("limit", String(filters.limit));
+    return this.json<RecordingPage>("GET", withQuery(`${API}/recordings`, query));
+  }
+
+  /**
+   * A session recording as asciicast v2 text (a header line, then one
+   * `[seconds, "o" | "r" | "m", data]` event per line), by the id an audit
+   * record's `recording` or `recordings()` gives.
+   */
+  async recording(id: string): Promise<string> {
+    const response = await this.send("GET", `${API}/recordings/${encodeURIComponent(id)}`, {
+      headers: { Accept: "application/x-asciicast, application/json" },
+    });
+    return response.text();
+  }
+
+  // ---- browser WebSockets: exec ------------------------------------------
+
+  /**
+   * A one-time ticket for one WebSocket upgrade of `path` (a pod's `exec`,
+   * `attach` or `portforward`, e.g. `/api/v1/namespaces/shop/pods/api-0/exec`)
+   * within 30 seconds. A policy denial is a 403 `NotAllowedError`, whose
+   * message carries the deny rule's description when it has one.
+   */
+  ticket(cluster: string, path: string): Promise<TicketResponse> {
+    return this.json<TicketResponse>("POST", `${clusterPath(cluster)}/tickets`, { body: { path } });
+  }
+
+  /**
+   * The WebSocket URL of an exec session (path form, `?ticket=`), absolute:
+   * against the page's origin when `baseUrl` is `""`.
+   */
+  execUrl(target: ExecTarget, options: Pick<ExecOptions, "command" | "container" | "tty" | "stdin">, ticket: string): string {
+    const query = new URLSearchParams();
+    for (const part of options.command) query.append("command", part);
+    if (options.container !== undefined) query.set("container", options.container);
+    query.set("stdin", String(options.stdin ?? true));
+    query.set("stdout", "true");
+    query.set("stderr", "true");
+    query.set("tty", String(options.tty ?? false));
+    query.set("ticket", ticket);
+    const url = new URL(
+      `${this.baseUrl}${clusterPath(target.cluster)}/proxy${podPath(target)}/exec?${query}`,
+      (globalThis as { location?: { href: string } }).location?.href,
+    );
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.toString();
+  }
+
+  /**
+   * Runs a command in a pod over a WebSocket, as a browser can: asks for a
+   * ticket (a denial throws its {@link KubeportalError}), then opens the
+   * session with the `v5.channel.k8s.io` protocol. Output goes to
+   * `options.onOutput`; write input, resize the terminal and close with the
+   * session; `session.closed` tells how the command ended.
+   */
+  async exec(target: ExecTarget, options: ExecOptions): Promise<ExecSession> {
+    if (options.command.length === 0) throw new TypeError("exec needs a command");
+    const { ticket } = await this.ticket(target.cluster, `${podPath(target)}/exec`);
+    return openExecSession(this.execUrl(target, options, ticket), execProtocols(options.clusterToken), options);
   }
 
   // ---- the proxy ----------------------------------------------------------
@@ -346,6 +483,15 @@ export function createClient(options: ClientOptions): KubeportalClient {
 
 function clusterPath(name: string): string {
   return `${API}/clusters/${encodeURIComponent(name)}`;
+}
+
+function podPath(target: ExecTarget): string {
+  return `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}`;
+}
+
+function setTime(query: URLSearchParams, key: string, value: Date | string | undefined): void {
+  if (value === undefined || value === "") return;
+  query.set(key, value instanceof Date ? value.toISOString() : value);
 }
 
 function withQuery(path: string, query: URLSearchParams): string {

@@ -9,14 +9,19 @@
  */
 export { createClient, KubeportalClient } from "./client.js";
 export type {
+  AuditFilters,
   ClientOptions,
   ClusterPageOptions,
+  ExecTarget,
   PodLogsOptions,
   ProxyInit,
   VersionedClusterUpdate,
   WatchEvent,
+  RecordingFilters,
   WatchOptions,
 } from "./client.js";
+export { EXEC_PROTOCOL, ExecChannel, ExecSession, parseStatus } from "./exec.js";
+export type { ExecOptions, ExecResult, ExecSocket, ExecSocketConstructor, ExecStatus } from "./exec.js";
 export { FleetClient, FLEET_CLUSTER_ANNOTATION } from "./fleet.js";
 export type {
   FleetClusterStatus,

@@ -1414,7 +1414,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description kubernetes.proxy denies that request */
+            /** @description kubernetes.proxy denies that request; the message carries the deny rule's description when it has one and the caller may read the cluster */
             403: {
                 headers: {
                     [name: string]: unknown;

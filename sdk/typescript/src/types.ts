@@ -21,3 +21,15 @@ export type ClusterUpdate = Schemas["ClusterUpdate"];
 export type ErrorResponse = Schemas["ErrorResponse"];
 /** A Kubernetes `Status` object. */
 export type KubernetesStatus = Schemas["KubernetesStatus"];
+/** A one-time ticket for a browser WebSocket (`?ticket=`, valid once within `expiresInSeconds`). */
+export type TicketResponse = Schemas["TicketResponse"];
+/** One audited request. */
+export type AuditRecord = Schemas["AuditRecord"];
+/** An audit record with its id. */
+export type StoredAuditRecord = Schemas["StoredAuditRecord"];
+/** One page of the audit trail, newest first; `nextCursor` is present when there are more. */
+export type AuditPage = Schemas["AuditPage"];
+/** One recorded exec or attach session. */
+export type RecordingInfo = Schemas["RecordingInfo"];
+/** One page of recordings, newest first. */
+export type RecordingPage = Schemas["RecordingPage"];

@@ -688,6 +688,23 @@ impl Policy {
         }
     }
 
+    /// The description of the rule that denies this request, when a rule
+    /// with a description denies it (not for allows, undescribed rules or
+    /// the default deny). Tell it only to a caller who may see the cluster.
+    pub fn denial_reason(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        target: &Target<'_>,
+    ) -> Option<String> {
+        let rule = self
+            .rules
+            .iter()
+            .find(|rule| rule.matches(caller, permission, target, &Facts::default()))?;
+        (rule.decision == Decision::Deny && !rule.description.is_empty())
+            .then(|| rule.description.clone())
+    }
+
     /// `Ok` when allowed, 403 `NotAllowedError` otherwise.
     pub fn check(
         &self,

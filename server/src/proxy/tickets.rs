@@ -154,7 +154,7 @@ pub use kubeportal_api::tickets::{TicketRequest, TicketResponse};
         (status = 201, description = "A ticket valid for one upgrade of that path within 30 s", body = TicketResponse),
         (status = 400, description = "Unsafe path, or not the exec, attach or portforward of a pod", body = ErrorResponse),
         (status = 401, description = "No valid identity", body = ErrorResponse),
-        (status = 403, description = "kubernetes.proxy denies that request", body = ErrorResponse),
+        (status = 403, description = "kubernetes.proxy denies that request; the message carries the deny rule's description when it has one and the caller may read the cluster", body = ErrorResponse),
         (status = 404, description = "No such cluster", body = ErrorResponse),
         (status = 413, description = "Body too large", body = ErrorResponse),
     ))]
@@ -205,19 +205,33 @@ pub async fn issue_ticket(
             ),
         ));
     }
-    state.policy.check(
-        &caller,
-        Permission::Proxy,
-        &Target {
-            cluster: Some(&record.name),
-            proxy: Some(ProxyTarget {
-                method: &Method::GET,
-                path: &target.path,
-                attributes: std::borrow::Cow::Borrowed(&target.attributes),
-            }),
-            impersonation: None,
-        },
-    )?;
+    let upgrade = Target {
+        cluster: Some(&record.name),
+        proxy: Some(ProxyTarget {
+            method: &Method::GET,
+            path: &target.path,
+            attributes: std::borrow::Cow::Borrowed(&target.attributes),
+        }),
+        impersonation: None,
+    };
+    if let Err(denied) = state.policy.check(&caller, Permission::Proxy, &upgrade) {
+        // A terminal asks for its ticket first: a caller who may see the
+        // cluster is told why in the deny rule's own words (its description).
+        return Err(
+            match state
+                .policy
+                .denial_reason(&caller, Permission::Proxy, &upgrade)
+            {
+                Some(reason) => super::told_to_who_may_see(
+                    &state,
+                    &caller,
+                    Some(&record.name),
+                    ApiError::Refused(format!("Unauthorized: {reason}")),
+                ),
+                None => denied,
+            },
+        );
+    }
     let ticket = state.tickets.issue(&caller, &record.name, &target.path);
     Ok((
         StatusCode::CREATED,

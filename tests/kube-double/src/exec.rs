@@ -4,7 +4,10 @@
 //! 4 resize; in v5, 255 closes the stream named by the next byte).
 //!
 //! No process runs. `echo ARGS` writes its arguments joined by spaces and a newline
-//! on stdout; `cat` copies stdin to stdout until stdin closes; any other command
+//! on stdout; `cat` copies stdin to stdout until stdin closes; `sh` or `bash`
+//! (also as `/bin/sh`, `/bin/bash`) run the pretend shell of [`crate::shell`],
+//! which reads commands from stdin (with a tty: prompt, echo, line editing, and
+//! the size from the resize channel for `stty size`); any other command
 //! writes a message on stderr and exits 127. Attach behaves like `cat`. Then the
 //! status goes on channel 3 (v4/v5: a `Status` object; `channel.k8s.io`: an error
 //! message, only on failure) and the socket closes normally.
@@ -23,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::auth::BEARER_SUBPROTOCOL_PREFIX;
 use crate::handlers::QueryParams;
+use crate::shell::{Output, Shell, ShellCommand};
 use crate::status::ApiError;
 use crate::Shared;
 
@@ -30,6 +34,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
+const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 /// How long to wait for the client's close frame after sending ours.
@@ -56,19 +61,58 @@ impl ChannelProtocol {
 pub(crate) enum Program {
     Echo(Vec<String>),
     Cat,
+    /// `sh`, `bash`: the pretend shell, in the pod named by `hostname`.
+    Shell {
+        command: ShellCommand,
+        hostname: String,
+    },
     Missing(String),
 }
 
 impl Program {
-    fn from_command(command: &[&str]) -> Program {
+    fn from_command(command: &[&str], pod_name: &str) -> Program {
         match command {
             ["echo", arguments @ ..] => {
                 Program::Echo(arguments.iter().map(|a| (*a).to_owned()).collect())
             }
             ["cat"] => Program::Cat,
-            _ => Program::Missing(command.join(" ")),
+            _ => match ShellCommand::parse(command) {
+                Some(shell) => Program::Shell {
+                    command: shell,
+                    hostname: pod_name.to_owned(),
+                },
+                None => Program::Missing(command.join(" ")),
+            },
         }
     }
+
+    /// The outcome of a program that exited with `status`.
+    pub(crate) fn exited(&self, status: u8) -> Outcome {
+        if status == 0 {
+            return Outcome::Success;
+        }
+        let command = match self {
+            Program::Shell { command, .. } => match &command.script {
+                Some(script) => format!("{} -c {script}", command.name),
+                None => command.name.clone(),
+            },
+            Program::Echo(_) => "echo".into(),
+            Program::Cat => "cat".into(),
+            Program::Missing(command) => command.clone(),
+        };
+        Outcome::ExitCode(
+            status,
+            format!("error executing command [{command}], exit code {status}"),
+        )
+    }
+}
+
+/// The resize channel's message: `{"Width": W, "Height": H}`.
+pub(crate) fn parse_resize(data: &[u8]) -> Option<(u16, u16)> {
+    let size: Value = serde_json::from_slice(data).ok()?;
+    let width = u16::try_from(size["Width"].as_u64()?).ok()?;
+    let height = u16::try_from(size["Height"].as_u64()?).ok()?;
+    Some((width, height))
 }
 
 /// The name of the container a request targets: the one asked for, which must
@@ -142,7 +186,7 @@ pub(crate) async fn serve(
                 "you must specify at least one command for the container",
             ));
         }
-        Program::from_command(&command)
+        Program::from_command(&command, pod_name)
     };
     if spdy {
         return crate::spdy::serve(
@@ -181,6 +225,7 @@ pub(crate) async fn serve(
         protocol,
         program,
         streams,
+        tty: query.flag("tty"),
         shutdown: shared.shutdown.clone(),
     };
     Ok(upgrade.on_upgrade(move |socket| session.run(socket)))
@@ -197,6 +242,7 @@ struct Session {
     protocol: ChannelProtocol,
     program: Program,
     streams: Streams,
+    tty: bool,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -230,10 +276,17 @@ impl Session {
                 }
                 Outcome::Success
             }
+            Program::Shell { command, hostname } => {
+                let mut shell = Shell::new(command, hostname, self.tty);
+                match self.run_shell(socket, &mut shell).await? {
+                    Some(status) => self.program.exited(status),
+                    None => return Ok(()),
+                }
+            }
             Program::Missing(command) => {
                 if self.streams.stderr {
                     let message = format!(
-                        "kube-double: {command}: executable file not found (only echo and cat are emulated)\n"
+                        "kube-double: {command}: executable file not found (only echo, cat, sh and bash are emulated)\n"
                     );
                     send(socket, STDERR, message.as_bytes()).await?;
                 }
@@ -291,6 +344,62 @@ impl Session {
         Ok(false)
     }
 
+    /// Runs the shell until it exits (`Some(status)`) or the client goes away
+    /// (`None`).
+    async fn run_shell(
+        &self,
+        socket: &mut WebSocket,
+        shell: &mut Shell,
+    ) -> Result<Option<u8>, axum::Error> {
+        let script = match &self.program {
+            Program::Shell { command, .. } => command.script.clone(),
+            _ => None,
+        };
+        let output = match &script {
+            Some(script) => shell.run_script(script),
+            None => shell.start(),
+        };
+        self.send_output(socket, output).await?;
+        while shell.exited().is_none() {
+            let Some(message) = socket.recv().await else {
+                return Ok(None);
+            };
+            match message? {
+                Message::Binary(data) => match data.first() {
+                    Some(&STDIN) if self.streams.stdin => {
+                        let output = shell.input(&data[1..]);
+                        self.send_output(socket, output).await?;
+                    }
+                    Some(&RESIZE) => {
+                        if let Some((width, height)) = parse_resize(&data[1..]) {
+                            shell.resize(width, height);
+                        }
+                    }
+                    Some(&CLOSE)
+                        if self.protocol == ChannelProtocol::V5 && data.get(1) == Some(&STDIN) =>
+                    {
+                        let output = shell.end_of_input();
+                        self.send_output(socket, output).await?;
+                    }
+                    _ => {}
+                },
+                Message::Close(_) => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(shell.exited())
+    }
+
+    async fn send_output(&self, socket: &mut WebSocket, output: Output) -> Result<(), axum::Error> {
+        if self.streams.stdout && !output.stdout.is_empty() {
+            send(socket, STDOUT, &output.stdout).await?;
+        }
+        if self.streams.stderr && !output.stderr.is_empty() {
+            send(socket, STDERR, &output.stderr).await?;
+        }
+        Ok(())
+    }
+
     async fn send_status(
         &self,
         socket: &mut WebSocket,
@@ -339,14 +448,38 @@ mod tests {
     #[test]
     fn programs() {
         assert_eq!(
-            Program::from_command(&["echo", "hi", "there"]),
+            Program::from_command(&["echo", "hi", "there"], "p"),
             Program::Echo(vec!["hi".into(), "there".into()])
         );
-        assert_eq!(Program::from_command(&["cat"]), Program::Cat);
+        assert_eq!(Program::from_command(&["cat"], "p"), Program::Cat);
         assert_eq!(
-            Program::from_command(&["sh", "-c", "ls"]),
-            Program::Missing("sh -c ls".into())
+            Program::from_command(&["/bin/sh"], "p"),
+            Program::Shell {
+                command: ShellCommand {
+                    name: "sh".into(),
+                    script: None
+                },
+                hostname: "p".into()
+            }
         );
+        assert_eq!(
+            Program::from_command(&["sh", "-x", "run.sh"], "p"),
+            Program::Missing("sh -x run.sh".into())
+        );
+        assert_eq!(
+            Program::from_command(&["python3"], "p"),
+            Program::Missing("python3".into())
+        );
+    }
+
+    #[test]
+    fn resize_messages() {
+        assert_eq!(
+            parse_resize(br#"{"Width":120,"Height":40}"#),
+            Some((120, 40))
+        );
+        assert_eq!(parse_resize(br#"{"Width":-1,"Height":40}"#), None);
+        assert_eq!(parse_resize(b"not json"), None);
     }
 
     #[test]

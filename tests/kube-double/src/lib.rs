@@ -78,9 +78,14 @@
 //!   `timestamps`; lines come from [`KubeDouble::append_log`] or
 //!   [`KubeDouble::set_generated_log`].
 //! - **Exec and attach over WebSocket**: subprotocols `v5.channel.k8s.io`,
-//!   `v4.channel.k8s.io` and `channel.k8s.io`. Only two programs exist: `echo`
-//!   (prints its arguments) and `cat` (copies stdin to stdout until stdin closes);
-//!   any other command fails with exit code 127. Attach behaves like `cat`.
+//!   `v4.channel.k8s.io` and `channel.k8s.io`. Only three programs exist: `echo`
+//!   (prints its arguments), `cat` (copies stdin to stdout until stdin closes) and
+//!   a toy shell, `sh` or `bash` (also `/bin/sh`, `/bin/bash`; see the `shell`
+//!   module): with a tty it prompts, echoes what is typed and edits the line as a
+//!   terminal would, and it runs only `echo`, `exit`, `hostname`, `stty size` (the
+//!   size last sent on the resize channel), `true` and `false`, answering `command
+//!   not found` to anything else. Any other command fails with exit code 127.
+//!   Attach behaves like `cat`.
 //! - **Exec and attach over SPDY/3.1**, as kubectl before 1.30 speaks them
 //!   (`X-Stream-Protocol-Version` `v4.channel.k8s.io`, `v3`, `v2` and
 //!   `channel.k8s.io`; streams named by `streamtype`, header blocks compressed
@@ -130,6 +135,7 @@ mod recording;
 pub mod resources;
 mod selectors;
 mod server;
+mod shell;
 mod spdy;
 mod status;
 mod store;

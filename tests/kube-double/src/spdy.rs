@@ -11,7 +11,8 @@
 //! stderr (not with a tty), resize (with a tty, v3 and later). Each is answered
 //! with a SYN_REPLY; once all the request asks for are open, the program runs
 //! as over WebSocket: output in DATA frames on stdout or stderr, stdin (closed
-//! by a FIN) read by `cat`, resizes read and ignored. Then the status goes on
+//! by a FIN) read by `cat` and the shell, resizes (one JSON object a line)
+//! read by the shell and otherwise ignored. Then the status goes on
 //! the error stream (v4: a `Status` object, success too; earlier: an error
 //! message, only on failure), every stream is finished, a GOAWAY is sent and
 //! the connection closed. PINGs are answered; SETTINGS, WINDOW_UPDATE and
@@ -29,7 +30,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::exec::{status_message, Outcome, Program, Streams};
+use crate::exec::{parse_resize, status_message, Outcome, Program, Streams};
+use crate::shell::{Output, Shell};
 use crate::status::ApiError;
 
 const PROTOCOL_HEADER: &str = "X-Stream-Protocol-Version";
@@ -415,7 +417,9 @@ impl Session {
         let expected = self.expected();
         let mut started = false;
         let mut pending_stdin: Vec<u8> = Vec::new();
+        let mut pending_resize: Vec<u8> = Vec::new();
         let mut stdin_closed = false;
+        let mut shell: Option<Shell> = None;
         loop {
             let frame = match read_frame(reader).await {
                 Ok(frame) => frame,
@@ -473,6 +477,8 @@ impl Session {
                         if flags & FLAG_FIN != 0 {
                             stdin_closed = true;
                         }
+                    } else if opened.by_type.get("resize") == Some(&stream) {
+                        pending_resize.extend_from_slice(&data);
                     }
                 }
             }
@@ -504,9 +510,42 @@ impl Session {
                     }
                     Outcome::Success
                 }
+                Program::Shell { command, hostname } => {
+                    let shell = match &mut shell {
+                        Some(shell) => shell,
+                        None => {
+                            let started = shell.insert(Shell::new(command, hostname, self.tty));
+                            let output = match &command.script {
+                                Some(script) => started.run_script(script),
+                                None => started.start(),
+                            };
+                            self.write_output(writer, &opened, output).await?;
+                            started
+                        }
+                    };
+                    // The resize stream carries one JSON object per line.
+                    while let Some(end) = pending_resize.iter().position(|&byte| byte == b'\n') {
+                        let line: Vec<u8> = pending_resize.drain(..=end).collect();
+                        if let Some((width, height)) = parse_resize(&line) {
+                            shell.resize(width, height);
+                        }
+                    }
+                    if !pending_stdin.is_empty() {
+                        let output = shell.input(&std::mem::take(&mut pending_stdin));
+                        self.write_output(writer, &opened, output).await?;
+                    }
+                    if stdin_closed && shell.exited().is_none() {
+                        let output = shell.end_of_input();
+                        self.write_output(writer, &opened, output).await?;
+                    }
+                    match shell.exited() {
+                        Some(status) => self.program.exited(status),
+                        None => continue,
+                    }
+                }
                 Program::Missing(command) => {
                     let message = format!(
-                        "kube-double: {command}: executable file not found (only echo and cat are emulated)\n"
+                        "kube-double: {command}: executable file not found (only echo, cat, sh and bash are emulated)\n"
                     );
                     self.write(writer, &opened, "stderr", message.as_bytes())
                         .await?;
@@ -530,6 +569,21 @@ impl Session {
             writer.flush().await?;
             return Ok(());
         }
+    }
+
+    async fn write_output<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        opened: &Opened,
+        output: Output,
+    ) -> std::io::Result<()> {
+        if !output.stdout.is_empty() {
+            self.write(writer, opened, "stdout", &output.stdout).await?;
+        }
+        if !output.stderr.is_empty() {
+            self.write(writer, opened, "stderr", &output.stderr).await?;
+        }
+        Ok(())
     }
 
     async fn write<W: AsyncWrite + Unpin>(

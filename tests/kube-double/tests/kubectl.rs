@@ -103,6 +103,26 @@ async fn exec_echo_prints_hi() {
         .find(|request| request.path.ends_with("/exec"))
         .expect("an exec request");
     assert_eq!(exec.header("upgrade"), Some("websocket"));
+    // The toy shell reads its commands from stdin, or runs `-c`.
+    assert_eq!(
+        kubectl
+            .run_with_input(
+                &["exec", "-i", "api-1", "--", "sh"],
+                b"echo from-a-shell\nhostname\n"
+            )
+            .await,
+        "from-a-shell\napi-1\n"
+    );
+    assert_eq!(
+        kubectl
+            .run(&["exec", "api-1", "--", "bash", "-c", "echo 'one  two'"])
+            .await,
+        "one  two\n"
+    );
+    let (status, _, stderr) = kubectl
+        .try_run(&["exec", "api-1", "--", "/bin/sh", "-c", "exit 3"])
+        .await;
+    assert_eq!(status.code(), Some(3), "{stderr}");
 }
 
 /// kubectl 1.27 opens exec and attach over SPDY/3.1: the same programs answer.
@@ -134,6 +154,15 @@ async fn exec_and_attach_over_spdy() {
     let (status, _, stderr) = kubectl.try_run(&["exec", "api-1", "--", "ls"]).await;
     assert_eq!(status.code(), Some(127), "{stderr}");
     assert!(stderr.contains("executable file not found"), "{stderr}");
+    assert_eq!(
+        kubectl
+            .run_with_input(
+                &["exec", "-i", "api-1", "--", "/bin/bash"],
+                b"echo over-spdy\nhostname\n"
+            )
+            .await,
+        "over-spdy\napi-1\n"
+    );
 }
 
 #[tokio::test]

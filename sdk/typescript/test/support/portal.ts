@@ -57,12 +57,25 @@ export const DEMO = {
   },
 } as const;
 
+/** Why the viewer may not open a terminal: the description of the rule that denies it. */
+export const EXEC_DENIED_REASON = "Terminals are for the on-call team: ask in #platform for access";
+
 /**
- * The policy: admins manage; the viewer may only read through the proxy and
- * may not manage clusters; everyone else (the guest included) may read and proxy.
+ * The policy: admins manage; the viewer may only read through the proxy (a
+ * described rule denies it exec) and may not manage clusters; everyone else
+ * (the guest included) may read and proxy. Only admins read the audit trail.
  */
 const RULES = [
   { permission: "kubernetes.clusters.manage", subjects: ["group:default/admins"], decision: "allow" },
+  { permission: "kubernetes.audit.read", subjects: ["group:default/admins"], decision: "allow" },
+  { permission: "kubernetes.audit.read", subjects: ["*"], decision: "deny" },
+  {
+    permission: "kubernetes.proxy",
+    subjects: ["user:default/viewer"],
+    actions: ["exec"],
+    decision: "deny",
+    description: EXEC_DENIED_REASON,
+  },
   { permission: "kubernetes.clusters.manage", subjects: ["*"], decision: "deny" },
   { permission: "kubernetes.proxy", subjects: ["user:default/viewer"], actions: ["read"], decision: "allow" },
   { permission: "kubernetes.proxy", subjects: ["user:default/viewer"], decision: "deny" },
@@ -307,6 +320,8 @@ export async function startPortal(options: PortalOptions = {}): Promise<RunningP
         ],
       },
       permissions: { rules: RULES },
+      // Every exec and attach session is recorded (asciicast, in the database).
+      recording: { rules: [{ clusters: ["*"], mode: "best-effort" }] },
       catalog: { baseUrl: catalog.url },
       kubernetes: {
         clusters: own ?? [
