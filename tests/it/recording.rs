@@ -917,3 +917,94 @@ async fn shutdown_cuts_a_session_stuck_mid_frame_after_the_grace_period() {
         "{text}"
     );
 }
+
+/// The newest recording, as the store holds it now.
+async fn newest_recording(app: &TestApp) -> (kubeportal::audit::RecordingInfo, String) {
+    let listed = app
+        .state
+        .recording
+        .store()
+        .list_recordings(&Default::default(), None, 1)
+        .await
+        .unwrap();
+    let info = listed.into_iter().next().expect("a recording");
+    let (info, text) = app.state.recording.read(&info.id).await.unwrap().unwrap();
+    (info, String::from_utf8(text).unwrap())
+}
+
+/// Under `required`, a session whose recording reaches `maxBytes` ends: a
+/// user cannot print junk up to the limit and then run commands unrecorded.
+#[tokio::test]
+async fn a_required_session_ends_at_its_recordings_size_limit() {
+    use futures::SinkExt;
+    let db = TestDb::sqlite();
+    let config = format!(
+        "recording:\n  maxBytes: 4096\n{}",
+        CONFIG.trim_start_matches("\nrecording:\n")
+    );
+    let app = spawn_app(&db, ConfigSource::Yaml(&config)).await;
+    let _double = start(&app).await;
+    let mut socket = ticketed_cat(&app, &app).await.unwrap();
+    let mut junk = vec![0u8];
+    junk.extend_from_slice("j".repeat(5000).as_bytes());
+    junk.push(b'\n');
+    socket.send(Message::Binary(junk.into())).await.unwrap();
+    let mut after = vec![0u8];
+    after.extend_from_slice(b"run-after-the-limit\n");
+    let _ = socket.send(Message::Binary(after.into())).await;
+    let mut stdout = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the session ends at the limit")
+        {
+            Some(Ok(Message::Binary(data))) if data.first() == Some(&1) => {
+                stdout.extend_from_slice(&data[1..])
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(
+        !String::from_utf8_lossy(&stdout).contains("run-after-the-limit"),
+        "output past the limit reached the user unrecorded"
+    );
+    let (info, text) = newest_recording(&app).await;
+    assert!(info.truncated, "{info:?}");
+    assert!(
+        text.contains("recording stopped: it reached its size limit of 4096 bytes"),
+        "{text}"
+    );
+}
+
+/// Output followed by silence is stored within a chunk's age, not only
+/// when more output comes: another replica, or an auditor, sees it while
+/// the session runs, and a replica that dies loses at most that second.
+#[tokio::test]
+async fn output_followed_by_silence_is_stored_while_the_session_runs() {
+    use futures::SinkExt;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let _double = start(&app).await;
+    let mut socket = ticketed_cat(&app, &app).await.unwrap();
+    let mut line = vec![0u8];
+    line.extend_from_slice(b"shown-to-the-user\n");
+    socket.send(Message::Binary(line.into())).await.unwrap();
+    let mut stdout = Vec::new();
+    while !String::from_utf8_lossy(&stdout).contains("shown-to-the-user") {
+        if let Message::Binary(data) = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the echo")
+            .expect("an open session")
+            .unwrap()
+        {
+            if data.first() == Some(&1) {
+                stdout.extend_from_slice(&data[1..]);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (info, text) = newest_recording(&app).await;
+    assert!(info.ended_at.is_none(), "the session still runs");
+    assert!(text.contains("shown-to-the-user"), "{text}");
+}

@@ -420,10 +420,16 @@ both_stores!(
         let (info, text) = policy.read(&id).await.unwrap().unwrap();
         assert!(info.bytes >= 16 * 1024, "{info:?}");
         assert_eq!(info.bytes, text.len() as u64);
-        // Past the limit the recording stops, marked truncated.
+        // Past the limit the recording stops, marked truncated: the output
+        // that would pass it is refused, once, and the rest is not recorded.
+        let mut refused = 0;
         for _ in 0..40 {
-            recorder.output(&line).await.unwrap();
+            if let Err(error) = recorder.output(&line).await {
+                assert!(error.to_string().contains("size limit"), "{error}");
+                refused += 1;
+            }
         }
+        assert_eq!(refused, 1);
         recorder.finish().await.unwrap();
         let (info, text) = policy.read(&id).await.unwrap().unwrap();
         assert!(info.truncated && info.ended_at.is_some(), "{info:?}");

@@ -6,8 +6,8 @@
 //! Recordings are kept in the database, in chunks written as the session
 //! runs (at least every second of output, or every 16 KiB), so a replica
 //! that stops loses at most its last chunk. A session is recorded up to a
-//! size limit; past it the recording is marked truncated and the session
-//! goes on.
+//! size limit; past it the recording is marked truncated and says so in a
+//! marker event, and where recording is required the session ends.
 //!
 //! `required` refuses a session whose recording cannot be set up; what the
 //! user types (stdin) is not recorded.
@@ -122,7 +122,10 @@ pub struct RecordingPolicy {
 /// Output kept before it is written as a chunk.
 const CHUNK_BYTES: usize = 16 * 1024;
 /// The longest output is kept before it is written.
-const CHUNK_AGE: Duration = Duration::from_secs(1);
+pub(super) const CHUNK_AGE: Duration = Duration::from_secs(1);
+
+/// The longest marker event kubeportal writes.
+const MAX_MARKER_CHARS: usize = 512;
 
 impl RecordingPolicy {
     pub fn new(
@@ -320,9 +323,31 @@ impl Recorder {
         Ok(())
     }
 
-    /// Marks a moment of the session (an asciicast `m` event), such as why it ended.
+    /// Marks a moment of the session (an asciicast `m` event), such as why
+    /// it ended. Markers are kubeportal's own few words: written past the
+    /// size limit too.
     pub async fn mark(&mut self, label: &str) -> std::io::Result<()> {
-        self.event("m", label).await
+        let label: String = label.chars().take(MAX_MARKER_CHARS).collect();
+        let line = self.line("m", &label);
+        self.pending.extend_from_slice(&line);
+        self.write_chunk().await
+    }
+
+    /// Stores what is pending if it has waited a chunk's age: called on a
+    /// timer, so that output followed by silence is stored too.
+    pub async fn store_due(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() && self.last_write.elapsed() >= CHUNK_AGE {
+            self.write_chunk().await?;
+        }
+        Ok(())
+    }
+
+    /// One asciicast event line at the session's time.
+    fn line(&self, code: &str, data: &str) -> Vec<u8> {
+        let event = serde_json::json!([self.started.elapsed().as_secs_f64(), code, data]);
+        let mut line = event.to_string().into_bytes();
+        line.push(b'\n');
+        line
     }
 
     /// Whether the WebSocket session speaks a base64 channel protocol
@@ -337,19 +362,23 @@ impl Recorder {
     }
 
     /// Records one asciicast event (`o` output, `r` resize) at the
-    /// session's time, until the size limit.
+    /// session's time, up to the size limit: the event that would pass it
+    /// marks the recording truncated and is an error, after which the
+    /// session is recorded no further (and, where recording is required,
+    /// ends).
     async fn event(&mut self, code: &str, data: &str) -> std::io::Result<()> {
         if self.truncated {
             return Ok(());
         }
-        let event = serde_json::json!([self.started.elapsed().as_secs_f64(), code, data]);
-        let mut line = event.to_string().into_bytes();
-        line.push(b'\n');
+        let line = self.line(code, data);
         let size = self.stored + self.pending.len() as u64 + line.len() as u64;
         if size > self.limit {
             self.truncated = true;
-            tracing::warn!(recording = %self.name, limit = self.limit, "session recording reached its size limit");
-            return self.write_chunk().await;
+            self.write_chunk().await?;
+            return Err(std::io::Error::other(format!(
+                "it reached its size limit of {} bytes",
+                self.limit
+            )));
         }
         self.pending.extend_from_slice(&line);
         if self.pending.len() >= CHUNK_BYTES || self.last_write.elapsed() >= CHUNK_AGE {
@@ -532,8 +561,22 @@ where
 {
     let mut buffer = vec![0u8; 16 * 1024];
     let mut recording_ok = true;
+    // Output followed by silence is stored within a chunk's age too.
+    let mut due = tokio::time::interval(CHUNK_AGE);
+    due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let read = from_cluster.read(&mut buffer).await?;
+        let read = tokio::select! {
+            read = from_cluster.read(&mut buffer) => read?,
+            _ = due.tick() => {
+                if recording_ok {
+                    if let Err(error) = recorder.store_due().await {
+                        recording_ok = false;
+                        recorder.stopped(error.to_string()).await?;
+                    }
+                }
+                continue;
+            }
+        };
         if read == 0 {
             break;
         }

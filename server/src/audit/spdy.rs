@@ -499,6 +499,19 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// Stores the recording's pending output if it is due; an error when
+    /// the session must end because it can be recorded no further.
+    async fn store_due(&mut self) -> std::io::Result<()> {
+        if !self.recording {
+            return Ok(());
+        }
+        if let Err(error) = self.recorder.store_due().await {
+            self.recording = false;
+            self.recorder.stopped(error.to_string()).await?;
+        }
+        Ok(())
+    }
+
     /// Records what was observed; an error when the session must end
     /// because it can be recorded no further.
     async fn record(&mut self, observed: Result<Vec<Observed>, SpdyError>) -> std::io::Result<()> {
@@ -582,7 +595,19 @@ where
         client_write.shutdown().await.ok();
         Ok::<_, std::io::Error>(())
     };
-    tokio::try_join!(to_cluster, to_client).map(|_| ())
+    // Output followed by silence is stored within a chunk's age too.
+    let stored = async {
+        let mut due = tokio::time::interval(super::recording::CHUNK_AGE);
+        due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            due.tick().await;
+            session.lock().await.store_due().await?;
+        }
+    };
+    tokio::select! {
+        copied = async { tokio::try_join!(to_cluster, to_client).map(|_| ()) } => copied,
+        stopped = stored => stopped,
+    }
 }
 
 #[cfg(test)]
