@@ -331,7 +331,7 @@ impl ConnectionLimits {
             idle_timeout: Duration::from_secs(server.idle_timeout_seconds),
             keep_alive_interval: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(20),
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(server.drain_timeout_seconds),
         }
     }
 }
@@ -363,6 +363,7 @@ pub async fn serve(
     // Each connection task holds a sender: when all are gone, all are drained.
     let (draining, mut drained) = tokio::sync::mpsc::channel::<()>(1);
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let force = tokio_util::sync::CancellationToken::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -397,67 +398,89 @@ pub async fn serve(
         let builder = builder.clone();
         let draining = draining.clone();
         let stopping = stopping.clone();
+        let forced = force.clone();
         tokio::spawn(async move {
             let _draining = draining;
-            let activity = Arc::new(Activity::default());
-            let tracked = activity.clone();
-            let service =
-                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let in_flight = tracked.begin();
-                    let mut request = request.map(axum::body::Body::new);
-                    request
-                        .extensions_mut()
-                        .insert(axum::extract::ConnectInfo(remote));
-                    let response = router.clone().oneshot(request);
-                    async move {
-                        let response = response.await?;
-                        Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody {
-                            body,
-                            _in_flight: in_flight,
-                        }))
+            // Past the drain period the connection is dropped, with what it
+            // has in flight (whose audit records are written as they drop).
+            let served = async move {
+                let activity = Arc::new(Activity::default());
+                let tracked = activity.clone();
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let in_flight = tracked.begin();
+                        let mut request = request.map(axum::body::Body::new);
+                        request
+                            .extensions_mut()
+                            .insert(axum::extract::ConnectInfo(remote));
+                        let response = router.clone().oneshot(request);
+                        async move {
+                            let response = response.await?;
+                            Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody {
+                                body,
+                                _in_flight: in_flight,
+                            }))
+                        }
+                    },
+                );
+                match acceptor {
+                    None => {
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        drive(
+                            connection,
+                            |connection| connection.graceful_shutdown(),
+                            &activity,
+                            limits,
+                            stopping,
+                        )
+                        .await;
                     }
-                });
-            match acceptor {
-                None => {
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    drive(
-                        connection,
-                        |connection| connection.graceful_shutdown(),
-                        &activity,
-                        limits,
-                        stopping,
-                    )
-                    .await;
+                    Some(acceptor) => {
+                        let Ok(Ok(stream)) = tokio::time::timeout(
+                            limits.tls_handshake_timeout,
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        else {
+                            return;
+                        };
+                        activity.reset_clock();
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        drive(
+                            connection,
+                            |connection| connection.graceful_shutdown(),
+                            &activity,
+                            limits,
+                            stopping,
+                        )
+                        .await;
+                    }
                 }
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
-                            .await
-                    else {
-                        return;
-                    };
-                    activity.reset_clock();
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    drive(
-                        connection,
-                        |connection| connection.graceful_shutdown(),
-                        &activity,
-                        limits,
-                        stopping,
-                    )
-                    .await;
-                }
+            };
+            tokio::select! {
+                () = served => {}
+                () = forced.cancelled() => {}
             }
         });
     }
     drop(listener);
     let _ = stop.send(true);
     drop(draining);
-    let _ = tokio::time::timeout(limits.drain_timeout, drained.recv()).await;
+    if tokio::time::timeout(limits.drain_timeout, drained.recv())
+        .await
+        .is_err()
+    {
+        force.cancel();
+        let _ = tokio::time::timeout(FORCED_CLOSE_TIMEOUT, drained.recv()).await;
+    }
     Ok(())
 }
+
+/// How long connections dropped at the end of the drain period may take to
+/// let go of what they hold.
+const FORCED_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What one connection is doing: requests whose responses are unfinished,
 /// and since when it has had none.
@@ -641,6 +664,7 @@ pub async fn serve_configured(
     let limits = ConnectionLimits::from_config(&state.config.server);
     let sessions = state.proxy.sessions.clone();
     let auditor = state.auditor.clone();
+    let recording = state.recording.clone();
     let router = router(state);
     // Upgraded sessions are told to end when the listener stops, and have
     // the drain period to do it, like the requests in flight.
@@ -666,16 +690,18 @@ pub async fn serve_configured(
     {
         tracing::warn!("upgraded sessions still open after the drain period");
     }
-    // Their audit records, and every other one handed over, are written
-    // before the process exits.
-    if tokio::time::timeout_at(
-        deadline.max(tokio::time::Instant::now()) + AUDIT_FLUSH_TIMEOUT,
-        auditor.flush(),
-    )
-    .await
-    .is_err()
+    // Their audit records and recordings, and every other record handed
+    // over, are written before the process exits.
+    let written = async {
+        recording.flush().await;
+        auditor.flush().await;
+    };
+    let flush_deadline = deadline.max(tokio::time::Instant::now()) + AUDIT_FLUSH_TIMEOUT;
+    if tokio::time::timeout_at(flush_deadline, written)
+        .await
+        .is_err()
     {
-        tracing::warn!("audit records still unwritten at exit");
+        tracing::warn!("audit records or recordings still unwritten at exit");
     }
     served.map_err(|error| StartError::Invalid(format!("server failed: {error}")))
 }
@@ -686,6 +712,18 @@ const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
+    signal().await;
+    tracing::info!("shutting down: draining requests");
+    // A second signal does not wait for the drain.
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(1);
+    });
+}
+
+/// Resolves on the next SIGINT or SIGTERM.
+async fn signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -704,5 +742,4 @@ pub async fn shutdown_signal() {
         _ = interrupt => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down: draining requests");
 }

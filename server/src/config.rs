@@ -93,6 +93,12 @@ pub struct ServerConfig {
     /// (HTTP/1.1 keep-alive or HTTP/2 without streams) before it is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_seconds: u64,
+    /// Seconds shutdown waits for requests in progress (watches, followed
+    /// logs) before it drops them; exec sessions are ended at once. The
+    /// audit trail is then written, within 10 s more: keep
+    /// `terminationGracePeriodSeconds` above both.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_seconds: u64,
     /// Origins (`https://portal.example`) besides kubeportal's own whose
     /// browser pages may open WebSockets and send writes.
     #[serde(default)]
@@ -111,9 +117,14 @@ impl Default for ServerConfig {
             max_headers: default_max_headers(),
             header_read_timeout_seconds: default_header_read_timeout(),
             idle_timeout_seconds: default_idle_timeout(),
+            drain_timeout_seconds: default_drain_timeout(),
             allowed_origins: Vec::new(),
         }
     }
+}
+
+fn default_drain_timeout() -> u64 {
+    20
 }
 
 fn default_listen() -> String {
@@ -378,6 +389,12 @@ impl Config {
         if self.server.header_read_timeout_seconds == 0 {
             return Err(invalid(
                 "server.headerReadTimeoutSeconds",
+                "must be greater than zero",
+            ));
+        }
+        if self.server.drain_timeout_seconds == 0 {
+            return Err(invalid(
+                "server.drainTimeoutSeconds",
                 "must be greater than zero",
             ));
         }

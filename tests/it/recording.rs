@@ -1008,3 +1008,85 @@ async fn output_followed_by_silence_is_stored_while_the_session_runs() {
     assert!(info.ended_at.is_none(), "the session still runs");
     assert!(text.contains("shown-to-the-user"), "{text}");
 }
+
+/// What is still in progress at the end of the drain period (a watch, an
+/// exec whose cluster has not answered its handshake) is dropped then, and
+/// still audited: the watch with its status, the unanswered exec as 499,
+/// its recording finished.
+#[tokio::test]
+async fn requests_in_flight_at_the_end_of_the_drain_are_audited() {
+    let db = TestDb::sqlite();
+    let config = format!("server:\n  drainTimeoutSeconds: 2\n{CONFIG}");
+    let app = spawn_app(&db, ConfigSource::Yaml(&config)).await;
+    let double = start(&app).await;
+    let watch = app
+        .client
+        .get(app.url(
+            "/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/default/configmaps?watch=true",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    double.delay_resource("pods", Duration::from_secs(120));
+    let ticket = exec_ticket(&app).await;
+    let handshake = tokio::spawn({
+        let app_url = app.addr;
+        async move {
+            let url = format!(
+                "ws://{app_url}/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/default/pods/api-0/exec?command=cat&stdin=true&stdout=true&ticket={ticket}"
+            );
+            let mut request = url.into_client_request().unwrap();
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                "v5.channel.k8s.io".parse().unwrap(),
+            );
+            let _ = tokio_tungstenite::connect_async(request).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state = app.state.clone();
+    tokio::time::timeout(Duration::from_secs(20), app.stop())
+        .await
+        .expect("stops after the drain period");
+    handshake.abort();
+    drop(watch);
+    let records = state
+        .auditor
+        .query(&kubeportal::audit::AuditFilter::default(), None, 100)
+        .await
+        .unwrap();
+    let found = |suffix: &str| {
+        records
+            .iter()
+            .map(|stored| &stored.record)
+            .find(|record| {
+                format!(
+                    "{}?{}",
+                    record.path,
+                    record.query.clone().unwrap_or_default()
+                )
+                .contains(suffix)
+            })
+            .cloned()
+    };
+    let watched = found("configmaps?watch=true").expect("the watch is audited");
+    assert_eq!(watched.status, 200);
+    let exec = found("/exec?").expect("the unanswered exec is audited");
+    assert_eq!(exec.status, kubeportal::audit::UNANSWERED);
+    assert!(
+        !exec.query.unwrap_or_default().contains("kt1."),
+        "the ticket is masked"
+    );
+    let recordings = state
+        .recording
+        .store()
+        .list_recordings(&Default::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(!recordings.is_empty());
+    assert!(
+        recordings.iter().all(|info| info.ended_at.is_some()),
+        "{recordings:?}"
+    );
+}

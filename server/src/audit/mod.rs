@@ -345,8 +345,38 @@ impl<F: FnOnce(u64) + Send + 'static> Drop for Counted<F> {
     }
 }
 
+/// The status an audit record gives a request dropped before its answer,
+/// as nginx logs a client that closed the request.
+pub const UNANSWERED: u16 = 499;
+
+/// Writes the record of an audited request whose answer never came, when
+/// the request is dropped.
+struct Unanswered<S: FnOnce(crate::context::NoteData, &'static str, u16, u64, u64)> {
+    parts: Option<Pending<S>>,
+}
+
+/// How to submit the record, the request's note, its body's byte count and
+/// its kind (when audited).
+type Pending<S> = (S, AuditNote, Option<Arc<AtomicU64>>, Option<&'static str>);
+
+impl<S: FnOnce(crate::context::NoteData, &'static str, u16, u64, u64)> Unanswered<S> {
+    fn answered(mut self) -> Pending<S> {
+        self.parts.take().expect("answered once")
+    }
+}
+
+impl<S: FnOnce(crate::context::NoteData, &'static str, u16, u64, u64)> Drop for Unanswered<S> {
+    fn drop(&mut self) {
+        if let Some((submit, note, bytes_in, Some(kind))) = self.parts.take() {
+            let bytes_in = bytes_in.map_or(0, |bytes_in| bytes_in.load(Ordering::Relaxed));
+            submit(note.take(), kind, UNANSWERED, bytes_in, 0);
+        }
+    }
+}
+
 /// Middleware: puts an [`AuditNote`] on the request, and writes the record
-/// when the response body has been sent (or abandoned).
+/// when the response body has been sent (or abandoned), or when the request
+/// is dropped before its answer.
 pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let note = AuditNote::default();
@@ -379,17 +409,12 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
             })
         }
     };
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let kind = match kind {
-        Some(kind) => kind,
-        None if status == 403 => "denial",
-        None => return response,
-    };
-    let (parts, body) = response.into_parts();
     let sessions = auditor.sessions.clone();
-    let auditor = auditor.clone();
-    let submit = move |data: crate::context::NoteData, bytes_in: u64, bytes_out: u64| {
+    let submit = move |data: crate::context::NoteData,
+                       kind: &'static str,
+                       status: u16,
+                       bytes_in: u64,
+                       bytes_out: u64| {
         let (path, query) = data.target.unwrap_or((path, query));
         let (impersonated_user, impersonated_groups) = data
             .impersonated
@@ -415,6 +440,21 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
             recording: data.recording,
         });
     };
+    // A request dropped before its answer (its client went away, or
+    // shutdown cut it) is recorded too: what was forwarded may have run.
+    let unanswered = Unanswered {
+        parts: Some((submit, note.clone(), bytes_in.clone(), kind)),
+    };
+    let response = next.run(request).await;
+    let (submit, note, bytes_in, kind) = unanswered.answered();
+    let status = response.status().as_u16();
+    let kind = match kind {
+        Some(kind) => kind,
+        None if status == 403 => "denial",
+        None => return response,
+    };
+    let (parts, body) = response.into_parts();
+    let submit = move |data, bytes_in, bytes_out| submit(data, kind, status, bytes_in, bytes_out);
     let finish = move |bytes_out: u64| {
         let mut data = note.take();
         // An upgraded session's record waits for the session to end, and

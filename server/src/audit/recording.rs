@@ -117,6 +117,8 @@ pub struct RecordingPolicy {
     rules: Vec<(Vec<GlobMatcher>, RecordMode)>,
     max_bytes: u64,
     store: Arc<dyn SessionStore>,
+    /// The ends of recordings whose sessions were dropped, being stored.
+    ends: tokio_util::task::TaskTracker,
 }
 
 /// Output kept before it is written as a chunk.
@@ -143,6 +145,7 @@ impl RecordingPolicy {
             rules: config.rules()?,
             max_bytes: config.max_bytes,
             store,
+            ends: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -210,6 +213,7 @@ impl RecordingPolicy {
             ended: false,
             required: self.mode(cluster) == RecordMode::Required,
             base64: false,
+            ends: self.ends.clone(),
         };
         recorder.write_chunk().await?;
         Ok(recorder)
@@ -241,6 +245,13 @@ impl RecordingPolicy {
         });
     }
 
+    /// Waits until the ends of recordings whose sessions were dropped are
+    /// stored (before the process exits).
+    pub async fn flush(&self) {
+        self.ends.close();
+        self.ends.wait().await;
+    }
+
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }
@@ -270,6 +281,7 @@ pub struct Recorder {
     required: bool,
     /// The session speaks a base64 channel protocol.
     base64: bool,
+    ends: tokio_util::task::TaskTracker,
 }
 
 impl Recorder {
@@ -439,7 +451,7 @@ impl Drop for Recorder {
         let (sequence, truncated) = (self.sequence, self.truncated);
         let bytes = self.stored + pending.len() as u64;
         let unstored = !pending.is_empty() || truncated != self.truncation_stored;
-        runtime.spawn(async move {
+        self.ends.spawn_on(async move {
             if unstored {
                 if let Err(error) = store
                     .append_recording(&name, sequence, &pending, bytes, truncated)
@@ -449,7 +461,7 @@ impl Drop for Recorder {
                 }
             }
             let _ = store.end_recording(&name, Utc::now()).await;
-        });
+        }, &runtime);
     }
 }
 

@@ -6,7 +6,8 @@
 //! A ticket is its own record: the caller, cluster, path and expiry, sealed
 //! (AES-256-GCM) with the secret key every replica shares, so any replica
 //! redeems it. It is spent in the store, by its SHA-256, the first time any
-//! replica redeems it; spent rows are pruned once expired. Tickets are
+//! replica redeems it; spent rows are pruned once expired (by some minutes,
+//! so that replicas' clocks need not agree). Tickets are
 //! never logged.
 
 use std::sync::Arc;
@@ -36,6 +37,17 @@ pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
 
 /// How often spent tickets past their expiry are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a spent ticket is kept past its expiry: replicas' clocks may
+/// differ by this much without a spent ticket being honoured again (one
+/// replica pruning by its clock while another still judges it unexpired
+/// by its own).
+const CLOCK_SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Spent tickets that expired before this may be deleted.
+fn prune_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - CLOCK_SKEW_MARGIN
+}
 
 const TICKET_PREFIX: &str = "kt1.";
 
@@ -80,7 +92,7 @@ impl Tickets {
             let mut every = tokio::time::interval(PRUNE_EVERY);
             loop {
                 every.tick().await;
-                if let Err(error) = store.prune_tickets(Utc::now()).await {
+                if let Err(error) = store.prune_tickets(prune_before(Utc::now())).await {
                     tracing::warn!(%error, "cannot prune spent tickets");
                 }
             }
@@ -325,5 +337,20 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    /// A replica whose clock runs minutes ahead prunes no spent ticket that
+    /// the others still judge unexpired.
+    #[test]
+    fn spent_tickets_are_kept_past_their_expiry_by_the_clock_margin() {
+        let now = Utc::now();
+        let expires = now + TICKET_LIFETIME;
+        // A replica 10 s (or 4 minutes) ahead, pruning as the ticket nears expiry here.
+        for ahead in [10, 240] {
+            let its_now = now + chrono::TimeDelta::seconds(ahead);
+            assert!(prune_before(its_now) < expires, "{ahead} s ahead");
+        }
+        // Long after, it goes.
+        assert!(prune_before(expires + chrono::TimeDelta::minutes(6)) > expires);
     }
 }
