@@ -100,7 +100,13 @@ pub enum Piece<'a> {
 /// top-level members and the elements of its array, holding no more than
 /// one of them at a time.
 pub struct ListSplitter {
+    /// The start of a piece that has not arrived whole.
     buffer: Vec<u8>,
+    cutter: Cutter,
+}
+
+/// Where the splitter is in the response.
+struct Cutter {
     start: usize,
     state: State,
     scan: ValueScan,
@@ -113,11 +119,13 @@ impl Default for ListSplitter {
     fn default() -> Self {
         Self {
             buffer: Vec::new(),
-            start: 0,
-            state: State::Open,
-            scan: ValueScan::default(),
-            key: String::new(),
-            read_members: false,
+            cutter: Cutter {
+                start: 0,
+                state: State::Open,
+                scan: ValueScan::default(),
+                key: String::new(),
+                read_members: false,
+            },
         }
     }
 }
@@ -127,45 +135,57 @@ impl ListSplitter {
     /// in the same pass that finds its end (when the element arrived whole
     /// in one feed, as most do).
     pub fn reading_members() -> Self {
-        Self {
-            read_members: true,
-            ..Self::default()
-        }
+        let mut splitter = Self::default();
+        splitter.cutter.read_members = true;
+        splitter
     }
 
     /// Takes the next bytes of the response and hands each complete piece
-    /// to `sink`.
+    /// to `sink`. Pieces that arrive whole are cut from `chunk` itself;
+    /// only a piece's beginning waits in the buffer for its rest.
     pub fn feed(
         &mut self,
         chunk: &[u8],
         sink: &mut dyn FnMut(Piece<'_>) -> Result<(), FilterError>,
     ) -> Result<(), FilterError> {
-        self.buffer.extend_from_slice(chunk);
-        let result = self.advance(sink);
-        self.buffer.drain(..self.start);
-        self.start = 0;
+        let result = if self.buffer.is_empty() {
+            let result = self.cutter.advance(chunk, sink);
+            self.buffer
+                .extend_from_slice(&chunk[self.cutter.start.min(chunk.len())..]);
+            result
+        } else {
+            self.buffer.extend_from_slice(chunk);
+            let result = self.cutter.advance(&self.buffer, sink);
+            self.buffer
+                .drain(..self.cutter.start.min(self.buffer.len()));
+            result
+        };
+        self.cutter.start = 0;
         result
     }
 
     /// The response has ended: it must have ended whole.
     pub fn finish(&self) -> Result<(), FilterError> {
-        let rest = &self.buffer[self.start..];
-        if self.state == State::End && whitespace(rest) == rest.len() {
+        let rest = &self.buffer[..];
+        if self.cutter.state == State::End && whitespace(rest) == rest.len() {
             Ok(())
         } else {
             Err(ScanError::Truncated.into())
         }
     }
+}
 
+impl Cutter {
     fn advance(
         &mut self,
+        buffer: &[u8],
         sink: &mut dyn FnMut(Piece<'_>) -> Result<(), FilterError>,
     ) -> Result<(), FilterError> {
         loop {
             if self.scan.is_idle() {
-                self.start += whitespace(&self.buffer[self.start..]);
+                self.start += whitespace(&buffer[self.start..]);
             }
-            let Some(&next) = self.buffer.get(self.start) else {
+            let Some(&next) = buffer.get(self.start) else {
                 return Ok(());
             };
             match self.state {
@@ -190,11 +210,11 @@ impl ListSplitter {
                     other => return Err(ScanError::Unexpected(char::from(other)).into()),
                 },
                 State::Key => {
-                    let Some(key) = self.scan_value()? else {
+                    let Some(key) = self.scan_value(buffer)? else {
                         return Ok(());
                     };
                     self.key =
-                        serde_json::from_slice(&self.buffer[key]).map_err(|_| FilterError::Key)?;
+                        serde_json::from_slice(&buffer[key]).map_err(|_| FilterError::Key)?;
                     self.state = State::Colon;
                 }
                 State::Colon => {
@@ -211,11 +231,11 @@ impl ListSplitter {
                         sink(Piece::ArrayOpen(&self.key))?;
                         continue;
                     }
-                    let Some(value) = self.scan_value()? else {
+                    let Some(value) = self.scan_value(buffer)? else {
                         return Ok(());
                     };
                     self.state = State::NextKey;
-                    sink(Piece::Member(&self.key, &self.buffer[value]))?;
+                    sink(Piece::Member(&self.key, &buffer[value]))?;
                 }
                 State::FirstElement if next == b']' => {
                     self.start += 1;
@@ -224,7 +244,7 @@ impl ListSplitter {
                 }
                 State::FirstElement | State::Element => {
                     if self.read_members && self.scan.is_idle() {
-                        let rest = &self.buffer[self.start..];
+                        let rest = &buffer[self.start..];
                         if let Prefix::Object { length, members } = object_prefix(rest) {
                             self.start += length;
                             self.state = State::AfterElement;
@@ -232,11 +252,11 @@ impl ListSplitter {
                             continue;
                         }
                     }
-                    let Some(element) = self.scan_value()? else {
+                    let Some(element) = self.scan_value(buffer)? else {
                         return Ok(());
                     };
                     self.state = State::AfterElement;
-                    sink(Piece::Element(&self.buffer[element], None))?;
+                    sink(Piece::Element(&buffer[element], None))?;
                 }
                 State::AfterElement => {
                     self.start += 1;
@@ -256,8 +276,8 @@ impl ListSplitter {
 
     /// Scans the value at the front; once complete, consumes it and returns
     /// where it is in the buffer.
-    fn scan_value(&mut self) -> Result<Option<std::ops::Range<usize>>, FilterError> {
-        let Some(length) = self.scan.advance(&self.buffer[self.start..])? else {
+    fn scan_value(&mut self, buffer: &[u8]) -> Result<Option<std::ops::Range<usize>>, FilterError> {
+        let Some(length) = self.scan.advance(&buffer[self.start..])? else {
             return Ok(None);
         };
         self.scan = ValueScan::default();
