@@ -147,6 +147,8 @@ pub enum RuleError {
     UnknownPermission(String),
     #[error("{key}: only applies to kubernetes.proxy")]
     ProxyOnly { key: &'static str },
+    #[error("clusters: kubernetes.audit.read is not judged per cluster (the audit trail and recordings are read whole); leave `clusters` out")]
+    NotPerCluster,
     #[error("{key}: only applies to kubernetes.impersonate")]
     ImpersonateOnly { key: &'static str },
     #[error("methods: `{0}` is not an HTTP method")]
@@ -352,6 +354,11 @@ impl RuleConfig {
             if let Some((key, _)) = proxy_only.iter().find(|(_, present)| *present) {
                 return Err(RuleError::ProxyOnly { key });
             }
+        }
+        // The audit trail and its recordings are read whole: a rule that
+        // names clusters would never apply to them, and say otherwise.
+        if self.clusters.is_some() && matched.iter().all(|found| *found == Permission::AuditRead) {
+            return Err(RuleError::NotPerCluster);
         }
         let impersonate_only = [
             ("users", self.users.is_some()),
@@ -1163,6 +1170,11 @@ mod tests {
             "{permission: kubernetes.proxy, subjects: ['*'], clusters: [], decision: deny}"
         )
         .starts_with("clusters:"));
+        // The audit trail is read whole: a per-cluster deny would never apply.
+        assert!(compile(
+            "{permission: kubernetes.audit.read, subjects: ['*'], clusters: [dev], decision: deny}"
+        )
+        .starts_with("clusters: kubernetes.audit.read is not judged per cluster"));
     }
 
     #[test]
