@@ -311,6 +311,13 @@ impl Recorder {
         Ok(())
     }
 
+    /// How many of the last bytes observed are not yet recorded (a
+    /// WebSocket frame or message in progress): held back from the client
+    /// until they are, so that what the user sees is in the recording.
+    pub fn withheld(&self) -> usize {
+        self.frames.withheld()
+    }
+
     /// Records output of the session (the cluster's stdout or stderr) as
     /// one event, whatever protocol carried it.
     pub async fn output(&mut self, data: &[u8]) -> std::io::Result<()> {
@@ -496,10 +503,24 @@ impl From<FrameError> for std::io::Error {
 struct FrameParser {
     buffer: Vec<u8>,
     message: Vec<u8>,
+    /// Bytes of the stream, in whole frames, of the message not yet ended
+    /// (its fragments, and control frames between them).
+    message_bytes: usize,
     failed: bool,
 }
 
 impl FrameParser {
+    /// How many of the last bytes pushed are not yet recorded: the frame
+    /// in progress and the message in progress. They are held back from
+    /// the client until they are.
+    fn withheld(&self) -> usize {
+        if self.failed {
+            0
+        } else {
+            self.buffer.len() + self.message_bytes
+        }
+    }
+
     fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
         if self.failed {
             return Ok(Vec::new());
@@ -509,6 +530,7 @@ impl FrameParser {
             self.failed = true;
             self.buffer = Vec::new();
             self.message = Vec::new();
+            self.message_bytes = 0;
         }
         parsed
     }
@@ -542,6 +564,7 @@ impl FrameParser {
                     *byte ^= mask[index % 4];
                 }
             }
+            let frame_bytes = start + length - consumed;
             consumed = start + length;
             // Continuation, text and binary frames carry data; control frames do not.
             if let OpCode::Data(_) = header.opcode {
@@ -552,7 +575,12 @@ impl FrameParser {
                     .extend_from_slice(&self.buffer[start..start + length]);
                 if header.is_final {
                     messages.push(std::mem::take(&mut self.message));
+                    self.message_bytes = 0;
+                } else {
+                    self.message_bytes += frame_bytes;
                 }
+            } else if self.message_bytes > 0 {
+                self.message_bytes += frame_bytes;
             }
         }
         self.buffer.drain(..consumed);
@@ -572,6 +600,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buffer = vec![0u8; 16 * 1024];
+    // Bytes read but held back until the message they belong to is recorded.
+    let mut held = Vec::new();
     let mut recording_ok = true;
     // Output followed by silence is stored within a chunk's age too.
     let mut due = tokio::time::interval(CHUNK_AGE);
@@ -590,6 +620,7 @@ where
             }
         };
         if read == 0 {
+            // What is held back is an unfinished message: never delivered.
             break;
         }
         // Recorded before it is delivered: what the user saw is in the file.
@@ -600,7 +631,15 @@ where
                 recorder.stopped(error.to_string()).await?;
             }
         }
-        to_client.write_all(&buffer[..read]).await?;
+        let withheld = if recording_ok { recorder.withheld() } else { 0 };
+        if held.is_empty() && withheld == 0 {
+            to_client.write_all(&buffer[..read]).await?;
+        } else {
+            held.extend_from_slice(&buffer[..read]);
+            let release = held.len().saturating_sub(withheld);
+            to_client.write_all(&held[..release]).await?;
+            held.drain(..release);
+        }
     }
     to_client.shutdown().await.ok();
     Ok(())

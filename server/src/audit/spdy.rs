@@ -183,6 +183,16 @@ impl Default for Framer {
 }
 
 impl Framer {
+    /// How many of the last bytes pushed are not yet handed on as frames
+    /// (a frame, or a piece of DATA, in progress).
+    fn withheld(&self) -> usize {
+        if self.failed {
+            0
+        } else {
+            self.buffer.len()
+        }
+    }
+
     fn push(&mut self, bytes: &[u8]) -> Result<Vec<Frame>, SpdyError> {
         if self.failed {
             return Ok(Vec::new());
@@ -359,7 +369,35 @@ fn header_value(block: &[u8], name: &str) -> Result<Option<String>, SpdyError> {
             found = Some(String::from_utf8_lossy(first).into_owned());
         }
     }
+    // spdystream reads every header block from one zlib stream: bytes left
+    // after the headers would begin the next block for the kubelet, and
+    // could name a stream the recorder never saw.
+    if !block.is_empty() {
+        return Err(SpdyError::Malformed(
+            "a header block with bytes after its headers",
+        ));
+    }
     Ok(found)
+}
+
+/// Whether a control frame's length is the one its type's layout has, as
+/// spdystream reads them (it reads fixed layouts whatever length a frame
+/// declares, so a frame of another length would be read differently by the
+/// kubelet than skipped here); unknown types end spdystream's connection.
+fn control_frame_fits(kind: u16, body: &[u8]) -> bool {
+    match kind {
+        SYN_STREAM => body.len() >= 10,
+        2 | 8 => body.len() >= 4,
+        3 | 7 | 9 => body.len() == 8,
+        6 => body.len() == 4,
+        4 => {
+            body.len() >= 4
+                && u32::from_be_bytes(body[..4].try_into().expect("four bytes")) as usize
+                    == (body.len() - 4) / 8
+                && (body.len() - 4) % 8 == 0
+        }
+        _ => false,
+    }
 }
 
 /// The streams of a session that carry something recorded.
@@ -375,6 +413,8 @@ struct ClientSide {
     framer: Framer,
     headers: HeaderDecoder,
     resize: Vec<u8>,
+    /// The last stream the client opened: spdystream refuses one not above it.
+    last_stream: u32,
 }
 
 /// What of the session concerns the recording.
@@ -406,23 +446,32 @@ impl ClientSide {
         for frame in self.framer.push(bytes)? {
             match frame {
                 Frame::Control { kind, body } => {
+                    if !control_frame_fits(kind, &body) {
+                        return Err(SpdyError::Malformed(
+                            "a control frame of an unknown type, or of another length than its type's",
+                        ));
+                    }
                     // SYN_STREAM, SYN_REPLY and HEADERS carry header blocks; every
                     // one is decompressed, in order, to keep the zlib context.
                     let block = match kind {
-                        SYN_STREAM => body.get(10..),
-                        2 | 8 => body.get(4..),
+                        SYN_STREAM => &body[10..],
+                        2 | 8 => &body[4..],
                         _ => continue,
-                    }
-                    .ok_or(SpdyError::Malformed(
-                        "a control frame too short for its kind",
-                    ))?;
+                    };
                     let block = self.headers.decompress(block)?;
+                    // Read whole, whatever the frame: nothing may be left over.
+                    let streamtype = header_value(&block, "streamtype")?;
                     if kind != SYN_STREAM {
                         continue;
                     }
-                    let stream =
-                        u32::from_be_bytes(body[..4].try_into().expect("four bytes")) & 0x7fff_ffff;
-                    let channel = match header_value(&block, "streamtype")?.as_deref() {
+                    let stream = u32::from_be_bytes(body[..4].try_into().expect("four bytes"));
+                    if stream == 0 || stream & 0x8000_0000 != 0 || stream <= self.last_stream {
+                        return Err(SpdyError::Malformed(
+                            "a stream opened with an id not above the last one",
+                        ));
+                    }
+                    self.last_stream = stream;
+                    let channel = match streamtype.as_deref() {
                         Some("stdout" | "stderr") => Channel::Output,
                         Some("resize") => Channel::Resize,
                         _ => continue,
@@ -580,17 +629,31 @@ where
     let to_client = async {
         let mut side = ClusterSide::default();
         let mut buffer = vec![0u8; 16 * 1024];
+        // Bytes read but held back until the output they carry is recorded.
+        let mut held = Vec::new();
         loop {
             let read = upstream_read.read(&mut buffer).await?;
             if read == 0 {
                 break;
             }
-            {
+            let withheld = {
                 let mut session = session.lock().await;
                 let observed = side.push(&session.streams, &buffer[..read]);
                 session.record(observed).await?;
+                if session.recording {
+                    side.framer.withheld()
+                } else {
+                    0
+                }
+            };
+            if held.is_empty() && withheld == 0 {
+                client_write.write_all(&buffer[..read]).await?;
+            } else {
+                held.extend_from_slice(&buffer[..read]);
+                let release = held.len().saturating_sub(withheld);
+                client_write.write_all(&held[..release]).await?;
+                held.drain(..release);
             }
-            client_write.write_all(&buffer[..read]).await?;
         }
         client_write.shutdown().await.ok();
         Ok::<_, std::io::Error>(())
@@ -633,6 +696,12 @@ mod tests {
                     block.extend_from_slice(part);
                 }
             }
+            self.raw(&block)
+        }
+
+        /// Compresses `block` as given.
+        fn raw(&mut self, block: &[u8]) -> Vec<u8> {
+            let block = block.to_vec();
             let mut output = Vec::with_capacity(block.len() + 1024);
             let mut input = block.as_slice();
             loop {
@@ -898,16 +967,60 @@ mod tests {
     }
 
     #[test]
-    fn unknown_frame_types_are_skipped() {
+    fn the_clients_frames_are_read_as_spdystream_reads_them() {
+        // Well-formed control frames of every kind the client sends are
+        // read past; the cluster's unknown frames are skipped.
         let mut deflate = Deflate::new();
-        let mut client = control(0x7abc, b"whatever this is");
-        client.extend(control(4, &[0, 0, 0, 0]));
+        let mut client = control(4, &[0, 0, 0, 0]);
+        client.extend(control(6, &[0, 0, 0, 1]));
         client.extend(syn_stream(1, &deflate.block(&[("streamtype", "stdout")])));
         client.extend(control(9, &[0, 0, 0, 1, 0, 0, 0x10, 0]));
         let mut cluster = control(0x7abd, &[1; 300]);
         cluster.extend(data(1, false, b"still read"));
         let observed = observe(&[&client], &[&cluster]);
         assert_eq!(output(&observed), "still read");
+
+        // What spdystream would read otherwise than skipping it by its
+        // declared length, or refuse, stops the client's side.
+        let stdout = |deflate: &mut Deflate| {
+            syn_stream(3, &deflate.block(&[("streamtype", "stdout")]))
+        };
+        let mut deflate = Deflate::new();
+        let mut ping_hiding_streams = vec![0u8, 0, 0, 1];
+        ping_hiding_streams.extend(stdout(&mut deflate));
+        let mut deflate = Deflate::new();
+        let renamed = [
+            stdout(&mut deflate),
+            syn_stream(3, &deflate.block(&[("streamtype", "resize")])),
+        ]
+        .concat();
+        let mut deflate = Deflate::new();
+        let top_bit = [
+            stdout(&mut deflate),
+            syn_stream(0x8000_0003, &deflate.block(&[("streamtype", "resize")])),
+        ]
+        .concat();
+        // A block whose headers are followed by more bytes.
+        let mut raw = 1u32.to_be_bytes().to_vec();
+        for part in [&b"streamtype"[..], b"stdout"] {
+            raw.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            raw.extend_from_slice(part);
+        }
+        raw.extend_from_slice(&[0, 0, 0, 0]);
+        let trailing = Deflate::new().raw(&raw);
+        for (what, client) in [
+            ("an unknown control frame", control(0x7abc, b"whatever this is")),
+            ("a PING longer than 4 bytes", control(6, &ping_hiding_streams)),
+            ("a SETTINGS of another length than its count", control(4, &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8])),
+            ("an RST_STREAM of 12 bytes", control(3, &[0; 12])),
+            ("a stream opened twice", renamed),
+            ("a stream id with its top bit set", top_bit),
+            ("a header block with trailing bytes", syn_stream(3, &trailing)),
+        ] {
+            let mut side = ClientSide::default();
+            let mut streams = Streams::default();
+            assert!(side.push(&mut streams, &client).is_err(), "{what}");
+        }
     }
 
     #[test]
