@@ -243,9 +243,20 @@ async fn serve_kubelet(output: &'static str) -> String {
                     .unwrap();
                 let (mut inflate, mut deflate) = (Zlib::new(), Zlib::new());
                 let mut opened: HashMap<String, u32> = HashMap::new();
+                // spdystream's validateStreamId: a stream id must grow, and
+                // fit in 31 bits; any other SYN_STREAM is reset and ignored.
+                let mut received_stream_id = 0u32;
                 loop {
                     match spdystream_read_frame(&mut socket, &mut inflate).await {
+                        Ok(Read::SynStream { stream, .. })
+                            if stream > 0x7fff_ffff || stream < received_stream_id =>
+                        {
+                            let mut body = stream.to_be_bytes().to_vec();
+                            body.extend_from_slice(&1u32.to_be_bytes());
+                            socket.write_all(&control(3, 0, &body)).await.unwrap();
+                        }
                         Ok(Read::SynStream { stream, block }) => {
+                            received_stream_id = stream + 2;
                             let mut body = stream.to_be_bytes().to_vec();
                             body.extend(deflate.block(&[]));
                             socket.write_all(&control(2, 0, &body)).await.unwrap();
@@ -373,10 +384,24 @@ const PRINTED: &str = "kubelet-output-the-user-sees\n";
 /// SYN_STREAMs hides them from the recorder while the kubelet opens them:
 /// the kubelet's stdout is delivered to the user and never recorded, under
 /// `required`, with the recording ending cleanly (no marker).
+///
+/// FINDING 1b (high). The recorder lets a later SYN_STREAM rename a stream
+/// id (`channels.insert` overwrites; ids are masked to 31 bits), while
+/// spdystream's `validateStreamId` refuses a SYN_STREAM whose id is not
+/// above the last one or has the top bit set. Naming stream 3 `stdout` and
+/// then again `resize` leaves the kubelet writing stdout on 3 and the
+/// recorder reading 3 as a resize stream.
 #[tokio::test]
 async fn spdy_streams_hidden_in_a_control_frames_declared_length_are_not_recorded() {
     let mut leaked = Vec::new();
-    for wrapper in ["none (control)", "PING", "SETTINGS", "RST_STREAM"] {
+    for wrapper in [
+        "none (control)",
+        "PING",
+        "SETTINGS",
+        "RST_STREAM",
+        "stdout renamed resize by a second SYN_STREAM of its id",
+        "stdout renamed resize by a SYN_STREAM of its id with the top bit set",
+    ] {
         let db = TestDb::sqlite();
         let app = spawn_app(&db, ConfigSource::Yaml(REQUIRED)).await;
         let url = serve_kubelet(PRINTED).await;
@@ -392,6 +417,19 @@ async fn spdy_streams_hidden_in_a_control_frames_declared_length_are_not_recorde
             "PING" => control(6, 0, &[&[0, 0, 0, 1][..], &hidden].concat()),
             "SETTINGS" => control(4, 0, &[&[0, 0, 0, 0][..], &hidden].concat()),
             "RST_STREAM" => control(3, 0, &[&[0, 0, 0, 99, 0, 0, 0, 5][..], &hidden].concat()),
+            // The kubelet refuses a SYN_STREAM whose id does not grow (or
+            // does not fit in 31 bits) and keeps stream 3 as stdout; the
+            // recorder takes it as a new name for stream 3.
+            "stdout renamed resize by a second SYN_STREAM of its id" => [
+                hidden,
+                syn_stream(3, &zlib.block(&[("streamtype", "resize")])),
+            ]
+            .concat(),
+            "stdout renamed resize by a SYN_STREAM of its id with the top bit set" => [
+                hidden,
+                syn_stream(0x8000_0003, &zlib.block(&[("streamtype", "resize")])),
+            ]
+            .concat(),
             _ => hidden,
         };
         let received = spdy_session(
