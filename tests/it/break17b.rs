@@ -589,3 +589,60 @@ async fn output_past_the_size_limit_reaches_the_user_unrecorded_over_spdy() {
         "the user received {shown} bytes of output, the recording holds {recorded}: {text}"
     );
 }
+
+/// FINDING 3 (medium). `clusters` is accepted on a `kubernetes.audit.read`
+/// rule, but audit and recording reads carry no cluster, so the rule never
+/// matches: a deny meant to keep a cluster's session recordings from some
+/// readers silently does nothing, and the next allow hands them every
+/// cluster's recordings. (`methods`, `paths` and the other proxy-only keys
+/// are refused on such a rule at start-up; `clusters` is not.)
+#[tokio::test]
+async fn a_cluster_scoped_deny_of_audit_read_is_accepted_and_ignored() {
+    let db = TestDb::sqlite();
+    let config = r#"
+recording:
+  rules:
+    - { clusters: ["dev"], mode: required }
+permissions:
+  rules:
+    - { permission: kubernetes.audit.read, subjects: ["*"], clusters: ["dev"], decision: deny, description: "dev's sessions are private" }
+    - { permission: "*", subjects: ["*"], decision: allow }
+"#;
+    let app = spawn_app(&db, ConfigSource::Yaml(config)).await;
+    let double = start_double().await;
+    double.put_object(
+        "v1",
+        "pods",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-0", "namespace": "default"},
+               "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}}),
+    );
+    register(&app, double_cluster("dev", &double)).await;
+    let mut socket = websocket(
+        &app,
+        "/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/default/pods/api-0/exec?command=echo&command=private-dev-output&stdout=true",
+        "v4.channel.k8s.io",
+    )
+    .await;
+    read_all(&mut socket).await;
+    let (info, _) = ended_recording(&app).await;
+    let listed = app
+        .client
+        .get(app.url("/api/kubernetes/recordings?cluster=dev"))
+        .send()
+        .await
+        .unwrap();
+    let status = listed.status();
+    let body = listed.text().await.unwrap();
+    let read = app
+        .client
+        .get(app.url(&format!("/api/kubernetes/recordings/{}", info.id)))
+        .send()
+        .await
+        .unwrap();
+    let read_status = read.status();
+    let text = read.text().await.unwrap();
+    assert!(
+        status == 403 && read_status == 403,
+        "a deny of kubernetes.audit.read on clusters [dev] did not apply: list {status} {body}; read {read_status} {text}"
+    );
+}
