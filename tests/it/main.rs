@@ -3,6 +3,7 @@
 //! subscriber (`cluster_logs`, `redaction`, `tracing`) are binaries of their
 //! own.
 
+mod break17b;
 mod browser_exec;
 mod faults;
 mod fleet;
