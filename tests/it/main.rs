@@ -3,7 +3,6 @@
 //! subscriber (`cluster_logs`, `redaction`, `tracing`) are binaries of their
 //! own.
 
-mod break17b;
 mod browser_exec;
 mod faults;
 mod fleet;
@@ -19,6 +18,7 @@ mod policy_fidelity;
 mod proxy;
 mod proxy_tls;
 mod recording;
+mod recording_fidelity;
 mod registry_api;
 mod replicas;
 mod security;

@@ -982,9 +982,8 @@ mod tests {
 
         // What spdystream would read otherwise than skipping it by its
         // declared length, or refuse, stops the client's side.
-        let stdout = |deflate: &mut Deflate| {
-            syn_stream(3, &deflate.block(&[("streamtype", "stdout")]))
-        };
+        let stdout =
+            |deflate: &mut Deflate| syn_stream(3, &deflate.block(&[("streamtype", "stdout")]));
         let mut deflate = Deflate::new();
         let mut ping_hiding_streams = vec![0u8, 0, 0, 1];
         ping_hiding_streams.extend(stdout(&mut deflate));
@@ -1009,13 +1008,25 @@ mod tests {
         raw.extend_from_slice(&[0, 0, 0, 0]);
         let trailing = Deflate::new().raw(&raw);
         for (what, client) in [
-            ("an unknown control frame", control(0x7abc, b"whatever this is")),
-            ("a PING longer than 4 bytes", control(6, &ping_hiding_streams)),
-            ("a SETTINGS of another length than its count", control(4, &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8])),
+            (
+                "an unknown control frame",
+                control(0x7abc, b"whatever this is"),
+            ),
+            (
+                "a PING longer than 4 bytes",
+                control(6, &ping_hiding_streams),
+            ),
+            (
+                "a SETTINGS of another length than its count",
+                control(4, &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]),
+            ),
             ("an RST_STREAM of 12 bytes", control(3, &[0; 12])),
             ("a stream opened twice", renamed),
             ("a stream id with its top bit set", top_bit),
-            ("a header block with trailing bytes", syn_stream(3, &trailing)),
+            (
+                "a header block with trailing bytes",
+                syn_stream(3, &trailing),
+            ),
         ] {
             let mut side = ClientSide::default();
             let mut streams = Streams::default();
