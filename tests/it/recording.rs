@@ -1090,3 +1090,34 @@ async fn requests_in_flight_at_the_end_of_the_drain_are_audited() {
         "{recordings:?}"
     );
 }
+
+/// A browser terminal's size (channel 4 of the WebSocket protocol) is in
+/// its recording, so that it replays at the size the user saw.
+#[tokio::test]
+async fn a_websocket_sessions_terminal_size_is_recorded() {
+    use futures::SinkExt;
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let _double = start(&app).await;
+    let mut socket = ticketed_cat(&app, &app).await.unwrap();
+    let mut resize = vec![4u8];
+    resize.extend_from_slice(br#"{"Width":100,"Height":30}"#);
+    socket.send(Message::Binary(resize.into())).await.unwrap();
+    let echoed = converse(
+        &mut socket,
+        &[b"sized\n".to_vec()],
+        Duration::from_millis(50),
+    )
+    .await;
+    assert_eq!(echoed, b"sized\n");
+    let (info, text) = loop {
+        let (info, text) = newest_recording(&app).await;
+        if info.ended_at.is_some() {
+            break (info, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(text.contains(r#""r","100x30"]"#), "{info:?}: {text}");
+    // The size comes before the output typed at it.
+    assert!(text.find("100x30") < text.find("sized"), "{text}");
+}

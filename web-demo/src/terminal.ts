@@ -156,8 +156,11 @@ export class TerminalPanel {
     else if (code !== undefined) this.setStatus(`Exited (${code})`, "warn");
     else if (result.status) this.setStatus("Failed", "bad");
     else this.setStatus(result.closeCode === 1000 ? "Closed" : `Disconnected (${result.closeCode})`, "warn");
-    if (result.status?.status === "Failure" && code === undefined && result.status.message) {
-      replace(this.message, h("div", { class: "alert alert-error", role: "alert" }, result.status.message));
+    // A command that exited non-zero says so in the status line; any other
+    // failure (a program that could not start, say) shows the cluster's words.
+    const failure = result.status?.status === "Failure" ? result.status : undefined;
+    if (failure?.message && (code === undefined || failure.reason !== "NonZeroExitCode")) {
+      replace(this.message, h("div", { class: "alert alert-error", role: "alert" }, failure.message));
     }
   }
 

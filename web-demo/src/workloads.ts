@@ -56,7 +56,7 @@ export function workloadsView(context: WorkloadsContext): HTMLElement {
     name: "entity",
     value: "shop-api",
     required: true,
-    pattern: "[A-Za-z0-9][A-Za-z0-9._-]*",
+    pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]*",
     "data-testid": "entity-input",
   });
   const results = h("div", { class: "results", "data-testid": "workloads" });

@@ -375,6 +375,11 @@ impl Recorder {
         self.base64 = base64;
     }
 
+    /// Whether it reads a base64 channel protocol.
+    pub fn reads_base64(&self) -> bool {
+        self.base64
+    }
+
     /// Records a terminal resize as an asciicast `r` event.
     pub async fn resize(&mut self, width: u16, height: u16) -> std::io::Result<()> {
         self.event("r", &format!("{width}x{height}")).await
@@ -588,12 +593,61 @@ impl FrameParser {
     }
 }
 
+/// Reads the client's side of a WebSocket session for the terminal sizes it
+/// sets (channel 4 of `*.channel.k8s.io`), so that a recording replays at
+/// the size the user saw. Best effort: what it cannot read it skips.
+pub struct ResizeReader {
+    frames: FrameParser,
+    base64: bool,
+}
+
+impl ResizeReader {
+    /// For a session whose protocol is (or is not) a base64 one.
+    pub fn new(base64: bool) -> Self {
+        Self {
+            frames: FrameParser::default(),
+            base64,
+        }
+    }
+
+    /// The sizes the client's next bytes set, in order.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<(u16, u16)> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Size {
+            width: u16,
+            height: u16,
+        }
+        let Ok(messages) = self.frames.push(bytes) else {
+            return Vec::new();
+        };
+        messages
+            .iter()
+            .filter_map(|message| {
+                let json = match (self.base64, message.as_slice()) {
+                    (false, [4, json @ ..]) => json.to_vec(),
+                    (true, [b'4', text @ ..]) => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(text.trim_ascii())
+                            .ok()?
+                    }
+                    _ => return None,
+                };
+                let size = serde_json::from_slice::<Size>(&json).ok()?;
+                Some((size.width, size.height))
+            })
+            .collect()
+    }
+}
+
 /// Copies the cluster's bytes to the client, recording them on the way.
 /// The recording's end is stored by the caller, however the copy ends.
 pub async fn copy_recorded<R, W>(
     mut from_cluster: R,
     mut to_client: W,
     recorder: &mut Recorder,
+    mut resizes: tokio::sync::mpsc::Receiver<(u16, u16)>,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -606,9 +660,23 @@ where
     // Output followed by silence is stored within a chunk's age too.
     let mut due = tokio::time::interval(CHUNK_AGE);
     due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resizing = true;
     loop {
         let read = tokio::select! {
             read = from_cluster.read(&mut buffer) => read?,
+            size = resizes.recv(), if resizing => {
+                match size {
+                    Some((width, height)) if recording_ok => {
+                        if let Err(error) = recorder.resize(width, height).await {
+                            recording_ok = false;
+                            recorder.stopped(error.to_string()).await?;
+                        }
+                    }
+                    Some(_) => {}
+                    None => resizing = false,
+                }
+                continue;
+            }
             _ = due.tick() => {
                 if recording_ok {
                     if let Err(error) = recorder.store_due().await {

@@ -190,11 +190,26 @@ where
     };
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (upstream_read, mut upstream_write) = tokio::io::split(upstream);
-    let to_cluster = async {
-        tokio::io::copy(&mut client_read, &mut upstream_write).await?;
-        tokio::io::AsyncWriteExt::shutdown(&mut upstream_write).await
+    // The client's terminal sizes go to the recording too.
+    let (sizes, resizes) = tokio::sync::mpsc::channel(16);
+    let mut reader = recording::ResizeReader::new(recorder.reads_base64());
+    let to_cluster = async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = client_read.read(&mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            for size in reader.push(&buffer[..read]) {
+                let _ = sizes.try_send(size);
+            }
+            upstream_write.write_all(&buffer[..read]).await?;
+        }
+        drop(sizes);
+        upstream_write.shutdown().await
     };
-    let to_client = recording::copy_recorded(upstream_read, &mut client_write, recorder);
+    let to_client = recording::copy_recorded(upstream_read, &mut client_write, recorder, resizes);
     tokio::try_join!(to_cluster, to_client).map(|_| ())
 }
 
