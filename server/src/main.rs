@@ -113,8 +113,13 @@ enum NameFrom {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Openapi) = cli.command {
-        print!("{}", kubeportal::openapi::document_json());
-        return Ok(());
+        use std::io::Write as _;
+        // A reader that stops early (`| head`) is not an error.
+        let written = std::io::stdout().write_all(kubeportal::openapi::document_json().as_bytes());
+        return match written {
+            Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+            _ => Ok(()),
+        };
     }
     let mut config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     if let Some(listen) = cli.listen {
