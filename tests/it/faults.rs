@@ -491,3 +491,49 @@ async fn with_fail_closed_auditing_no_request_is_served_unrecorded_through_an_ou
     }
     assert!(refused > 0);
 }
+
+/// A cluster address that accepts connections and never completes a TLS
+/// handshake fails within the connect timeout (TCP and TLS together), not
+/// after the response-header timeout.
+#[tokio::test]
+async fn a_cluster_that_never_completes_its_tls_handshake_fails_within_the_connect_timeout() {
+    let db = TestDb::sqlite();
+    let config = CONFIG.replace(
+        "timeouts: { connectMs: 2000, responseHeaderMs: 2000 }",
+        "timeouts: { connectMs: 500, responseHeaderMs: 30000 }",
+    );
+    let app = spawn_with_config(config_for_url(&db.url, ConfigSource::Yaml(&config))).await;
+    // Accepts, reads, and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let created = create(
+        &app,
+        &json!({"name": "silent", "url": format!("https://{address}"), "authProvider": "serviceAccount",
+                "serviceAccountToken": "t", "skipTLSVerify": true}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    let started = Instant::now();
+    let response = proxied(&app, "silent", "/api/v1/namespaces")
+        .timeout(Duration::from_secs(40))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains("connecting (TCP and TLS) took longer than 500ms"),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+}

@@ -31,7 +31,56 @@ pub use config::{
 pub use streams::StreamLease;
 use streams::{StreamError, StreamPool};
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+type HttpsClient = Client<ClusterConnector, Body>;
+
+/// How kubeportal connects to a cluster: TCP, then TLS (or plain HTTP),
+/// the whole within the connect timeout.
+type ClusterConnector = Bounded<HttpsConnector<HttpConnector>>;
+
+/// A connector whose whole set-up (TCP connect and TLS handshake) is bounded
+/// by the connect timeout: a cluster address that accepts connections and
+/// never completes a handshake fails as fast as one that refuses them.
+#[derive(Clone)]
+pub(crate) struct Bounded<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+/// A connection set-up that outlived the connect timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("connecting (TCP and TLS) took longer than {0:?}")]
+struct SetUpTimedOut(Duration);
+
+impl<C> tower::Service<Uri> for Bounded<C>
+where
+    C: tower::Service<Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = C::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<C::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(Box::new(SetUpTimedOut(timeout)) as Self::Error),
+            }
+        })
+    }
+}
 
 /// Why a cluster could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -528,7 +577,7 @@ impl Upstreams {
 
     /// A TLS (or plain, for `http://` clusters) connector offering HTTP/1.1,
     /// and HTTP/2 by ALPN when `http2`.
-    fn https(&self, tls: rustls::ClientConfig, http2: bool) -> HttpsConnector<HttpConnector> {
+    fn https(&self, tls: rustls::ClientConfig, http2: bool) -> ClusterConnector {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(self.timeouts.connect()));
@@ -538,10 +587,14 @@ impl Upstreams {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1();
-        if http2 {
+        let inner = if http2 {
             builder.enable_http2().wrap_connector(http)
         } else {
             builder.wrap_connector(http)
+        };
+        Bounded {
+            inner,
+            timeout: self.timeouts.connect(),
         }
     }
 
@@ -558,7 +611,7 @@ impl Upstreams {
         }
     }
 
-    fn client(&self, connector: HttpsConnector<HttpConnector>) -> HttpsClient {
+    fn client(&self, connector: ClusterConnector) -> HttpsClient {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)

@@ -21,8 +21,7 @@ use axum::body::Body;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::{Connection, HttpConnector};
+use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::ServiceExt;
 
@@ -34,7 +33,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The HTTP/2 connections that carry one cluster's long-lived streams.
 pub(super) struct StreamPool {
-    connector: HttpsConnector<HttpConnector>,
+    connector: super::ClusterConnector,
     per_connection: usize,
     connections: Mutex<Vec<Arc<StreamConnection>>>,
     /// One connection is opened at a time; concurrent callers wait for it.
@@ -71,7 +70,7 @@ pub(super) enum StreamError {
 }
 
 impl StreamPool {
-    pub(super) fn new(connector: HttpsConnector<HttpConnector>, per_connection: usize) -> Self {
+    pub(super) fn new(connector: super::ClusterConnector, per_connection: usize) -> Self {
         Self {
             connector,
             per_connection: per_connection.max(1),
