@@ -757,29 +757,12 @@ async fn stored_session(
 /// the server's task returns.
 #[tokio::test]
 async fn shutdown_ends_a_websocket_session_with_a_close_frame_and_keeps_its_record() {
-    use futures::SinkExt;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let db = TestDb::sqlite();
     let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
     let _double = start(&app).await;
     let mut socket = ticketed_cat(&app, &app).await.unwrap();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(b"typed-before-shutdown\n");
-    socket.send(Message::Binary(frame.into())).await.unwrap();
-    let mut stdout = Vec::new();
-    while !String::from_utf8_lossy(&stdout).contains("typed-before-shutdown") {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("the echo")
-            .expect("an open session")
-            .unwrap()
-        {
-            Message::Binary(data) if data.first() == Some(&1) => {
-                stdout.extend_from_slice(&data[1..])
-            }
-            _ => {}
-        }
-    }
+    echo(&mut socket, "typed-before-shutdown\n").await;
     let state = app.state.clone();
     let address = app.addr;
     let stopped = tokio::spawn(app.stop());
@@ -918,6 +901,33 @@ async fn shutdown_cuts_a_session_stuck_mid_frame_after_the_grace_period() {
     );
 }
 
+/// Sends `line` on a `cat` session's stdin and waits until it comes back
+/// on stdout, the session left open.
+async fn echo(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    line: &str,
+) {
+    use futures::SinkExt;
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(line.as_bytes());
+    socket.send(Message::Binary(frame.into())).await.unwrap();
+    let mut stdout = Vec::new();
+    while !String::from_utf8_lossy(&stdout).contains(line) {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the echo")
+            .expect("an open session")
+            .unwrap();
+        if let Message::Binary(data) = message {
+            if data.first() == Some(&1) {
+                stdout.extend_from_slice(&data[1..]);
+            }
+        }
+    }
+}
+
 /// The newest recording, as the store holds it now.
 async fn newest_recording(app: &TestApp) -> (kubeportal::audit::RecordingInfo, String) {
     let listed = app
@@ -982,27 +992,11 @@ async fn a_required_session_ends_at_its_recordings_size_limit() {
 /// the session runs, and a replica that dies loses at most that second.
 #[tokio::test]
 async fn output_followed_by_silence_is_stored_while_the_session_runs() {
-    use futures::SinkExt;
     let db = TestDb::sqlite();
     let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
     let _double = start(&app).await;
     let mut socket = ticketed_cat(&app, &app).await.unwrap();
-    let mut line = vec![0u8];
-    line.extend_from_slice(b"shown-to-the-user\n");
-    socket.send(Message::Binary(line.into())).await.unwrap();
-    let mut stdout = Vec::new();
-    while !String::from_utf8_lossy(&stdout).contains("shown-to-the-user") {
-        if let Message::Binary(data) = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("the echo")
-            .expect("an open session")
-            .unwrap()
-        {
-            if data.first() == Some(&1) {
-                stdout.extend_from_slice(&data[1..]);
-            }
-        }
-    }
+    echo(&mut socket, "shown-to-the-user\n").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (info, text) = newest_recording(&app).await;
     assert!(info.ended_at.is_none(), "the session still runs");
