@@ -11,6 +11,9 @@ use crate::processes::DoubleProcess;
 
 /// The cluster name kubeportal knows the double by.
 pub const CLUSTER: &str = "bench";
+/// The cluster name kubeportal knows the plain-HTTP double by (the proxy
+/// benchmark's second upstream).
+pub const PLAIN_CLUSTER: &str = "bench-plain";
 /// The static portal token the benchmark client presents to kubeportal.
 pub const PORTAL_TOKEN: &str = "bench-portal-token";
 /// Namespace of the small pod and of the ~1 MiB pod list.
@@ -27,9 +30,14 @@ pub const LIST_BYTES: usize = 1 << 20;
 
 /// The portal's request headers in the header form.
 pub fn portal_headers() -> Vec<(String, String)> {
+    portal_headers_for(CLUSTER)
+}
+
+/// The portal's request headers in the header form, for `cluster`.
+pub fn portal_headers_for(cluster: &str) -> Vec<(String, String)> {
     vec![
         ("Authorization".into(), format!("Bearer {PORTAL_TOKEN}")),
-        ("Backstage-Kubernetes-Cluster".into(), CLUSTER.into()),
+        ("Backstage-Kubernetes-Cluster".into(), cluster.into()),
     ]
 }
 
@@ -97,6 +105,16 @@ pub fn cluster_entry(name: &str, url: &str, ca_pem: &str, token: &str) -> Value 
         "authProvider": "serviceAccount",
         "serviceAccountToken": token,
         "caData": ca_pem,
+    })
+}
+
+/// The registry entry for a double serving plain HTTP (no CA).
+pub fn plain_cluster_entry(name: &str, url: &str, token: &str) -> Value {
+    json!({
+        "name": name,
+        "url": url,
+        "authProvider": "serviceAccount",
+        "serviceAccountToken": token,
     })
 }
 

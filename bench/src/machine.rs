@@ -61,7 +61,9 @@ pub fn describe(
         ("rustc".into(), first_line("rustc", &["--version"])),
         ("wrk".into(), wrk_version()),
         ("nginx".into(), first_line("nginx", &["-v"])),
+        ("HAProxy".into(), first_line("haproxy", &["-v"])),
         ("kubectl".into(), kubectl_version()),
+        ("valgrind".into(), first_line("valgrind", &["--version"])),
     ]
 }
 

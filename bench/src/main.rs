@@ -1,6 +1,8 @@
 //! kubeportal-bench: one command (`make bench`) that measures, in one run,
-//! kubeportal against direct access to a Kubernetes API (the test double)
-//! and against `kubectl proxy` and nginx; kubeportal's memory under a large
+//! kubeportal against direct access to a Kubernetes API (the test double,
+//! serving plain HTTP/1.1 and TLS offering HTTP/2) and against nginx, HAProxy
+//! and `kubectl proxy`, with each proxy's instructions per request under
+//! callgrind; kubeportal's memory under a large
 //! log and many watches; registry lookups at 100,000 clusters; and object
 //! fan-out over 1, 10 and 50 clusters; tenant views (a list across
 //! namespaces filtered for a caller granted some of them); and the fleet
@@ -10,6 +12,7 @@
 //! Nothing is estimated or assumed: a figure that could not be measured is
 //! reported as such, with the reason.
 
+mod callgrind;
 mod fanout;
 mod fixtures;
 mod fleet;
@@ -34,8 +37,8 @@ use clap::{Parser, ValueEnum};
 use serde_json::Value;
 
 use crate::fixtures::{Seeded, CLUSTER, WATCH_NAMESPACE};
-use crate::processes::{Binaries, DoubleProcess, KubectlProxy, Nginx, PortalProcess};
-use crate::proxy::{Endpoint, ProxyResults, Via};
+use crate::processes::{Binaries, DoubleProcess, KubectlProxy, PeerProxy, PortalProcess};
+use crate::proxy::{Endpoint, Scenario, Upstream, UpstreamResults, Via};
 use crate::report::{Row, Table};
 
 #[derive(Debug, Parser)]
@@ -237,7 +240,11 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// Throughput and latency of the four ways.
+/// A peer proxy's program (nginx, HAProxy), or why it is missing.
+type Program = std::result::Result<PathBuf, String>;
+
+/// Throughput and latency of the five ways, for both upstreams; then the
+/// instructions per request of each proxy under callgrind.
 async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()> {
     eprintln!("proxy throughput and latency:");
     let wrk = match wrk::Wrk::new(bench.dir) {
@@ -248,70 +255,307 @@ async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()>
             return Ok(());
         }
     };
-    let mut unavailable = BTreeMap::new();
-    let double = &bench.double;
-    let portal =
-        PortalProcess::start(&bench.binaries, bench.dir, "proxy", &bench.portal_config).await?;
-    let kubectl = KubectlProxy::start(double, bench.dir)
-        .await
-        .map_err(|error| format!("{error:#}"));
-    let nginx = match processes::require_tool("nginx", "nginx") {
-        Ok(program) => Nginx::start(&program, double, bench.dir)
-            .await
-            .map_err(|error| format!("{error:#}")),
-        Err(error) => Err(format!("{error:#}")),
+    // The second upstream: a double serving plain HTTP, seeded alike.
+    let plain = async {
+        let double = DoubleProcess::start_plain(&bench.binaries, bench.dir).await?;
+        let seeded = fixtures::seed(&double).await?;
+        anyhow::Ok((double, seeded))
+    }
+    .await;
+    let mut upstreams = Vec::new();
+    let mut clusters = vec![fixtures::cluster_entry(
+        CLUSTER,
+        &bench.double.url,
+        &bench.ca_pem,
+        &bench.double.token,
+    )];
+    match &plain {
+        Ok((double, seeded)) => {
+            upstreams.push((Upstream::Plain, double, *seeded));
+            clusters.push(fixtures::plain_cluster_entry(
+                Upstream::Plain.cluster(),
+                &double.url,
+                &double.token,
+            ));
+        }
+        Err(error) => {
+            findings
+                .table
+                .section(&format!("proxy, {}", Upstream::Plain.label()));
+            findings.failed("plain-HTTP upstream", error, "");
+        }
+    }
+    upstreams.push((Upstream::Tls, &bench.double, bench.seeded));
+    let portal_config = fixtures::portal_config(clusters);
+    let portal = PortalProcess::start(&bench.binaries, bench.dir, "proxy", &portal_config).await?;
+    let tool = |program: &str| -> Program {
+        processes::require_tool(program, program).map_err(|error| format!("{error:#}"))
     };
-    let mut endpoints = vec![
-        Endpoint::direct(&double.url, &double.token, double.pid()),
-        Endpoint::kubeportal(&portal.url, portal.child.pid()),
-    ];
-    match &kubectl {
-        Ok(kubectl) => endpoints.push(Endpoint::plain(
-            Via::KubectlProxy,
-            &kubectl.url,
-            kubectl.pid(),
-        )),
-        Err(reason) => {
-            unavailable.insert(Via::KubectlProxy, reason.clone());
+    let nginx = tool("nginx");
+    let haproxy = tool("haproxy");
+
+    // Every proxy in front of every upstream, checked before any load.
+    let mut peers = Vec::new();
+    let mut kubectls = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut unavailable: BTreeMap<Upstream, BTreeMap<Via, String>> = BTreeMap::new();
+    for (upstream, double, seeded) in &upstreams {
+        let (upstream, seeded) = (*upstream, *seeded);
+        let name = upstream.name();
+        let unavailable = unavailable.entry(upstream).or_default();
+        let mut mine = vec![
+            Endpoint::direct(upstream, seeded, &double.url, &double.token, double.pid()),
+            Endpoint::kubeportal(upstream, seeded, &portal.url, portal.child.pid()),
+        ];
+        for (via, program) in [(Via::Nginx, &nginx), (Via::HaProxy, &haproxy)] {
+            let started = match program {
+                Ok(program) => start_peer(via, program, double, bench.dir, name, None)
+                    .await
+                    .map_err(|error| format!("{error:#}")),
+                Err(reason) => Err(reason.clone()),
+            };
+            match started {
+                Ok(peer) => {
+                    mine.push(Endpoint::plain(
+                        upstream,
+                        seeded,
+                        via,
+                        &peer.url,
+                        peer.pid(),
+                    ));
+                    peers.push(peer);
+                }
+                Err(reason) => {
+                    unavailable.insert(via, reason);
+                }
+            }
         }
-    }
-    match &nginx {
-        Ok(nginx) => endpoints.push(Endpoint::plain(Via::Nginx, &nginx.url, nginx.pid())),
-        Err(reason) => {
-            unavailable.insert(Via::Nginx, reason.clone());
+        match KubectlProxy::start(double, bench.dir, &format!("kubectl-proxy-{name}")).await {
+            Ok(kubectl) => {
+                mine.push(Endpoint::plain(
+                    upstream,
+                    seeded,
+                    Via::KubectlProxy,
+                    &kubectl.url,
+                    kubectl.pid(),
+                ));
+                kubectls.push(kubectl);
+            }
+            Err(error) => {
+                unavailable.insert(Via::KubectlProxy, format!("{error:#}"));
+            }
         }
+        let checked: Vec<&Endpoint> = mine.iter().collect();
+        let failures = proxy::check_endpoints(&checked, &bench.ca_pem).await?;
+        if let Some(reason) = failures.get(&Via::Direct) {
+            bail!("the {name} double itself does not answer as expected: {reason}");
+        }
+        mine.retain(|endpoint| !failures.contains_key(&endpoint.via));
+        unavailable.extend(failures.into_iter().map(|(via, reason)| {
+            // kubectl (client-go) sends no bearer token to an http:// server.
+            let unauthenticated =
+                via == Via::KubectlProxy && !double.is_tls() && reason.contains("401");
+            let reason = if unauthenticated {
+                format!(
+                    "not measured: kubectl sends no bearer token to an http:// server, \
+                     which the double requires ({reason})"
+                )
+            } else {
+                reason
+            };
+            (via, reason)
+        }));
+        endpoints.extend(mine);
     }
-    let failures = proxy::check_endpoints(&endpoints, &bench.ca_pem).await?;
-    if let Some(reason) = failures.get(&Via::Direct) {
-        bail!("the double itself does not answer as expected: {reason}");
-    }
-    endpoints.retain(|endpoint| !failures.contains_key(&endpoint.via));
-    unavailable.extend(failures);
+
     let schedule = proxy::Schedule {
         rounds: bench.arguments.rounds as usize,
         warm_up: Duration::from_secs(bench.arguments.warm_up),
         duration: Duration::from_secs(bench.arguments.duration),
     };
-    let runs = proxy::measure(&wrk, &endpoints, bench.seeded, schedule).await;
-    let results = ProxyResults {
-        seeded: bench.seeded,
-        runs,
-        unavailable,
-    };
-    for (via, reason) in &results.unavailable {
+    let mut runs = proxy::measure(&wrk, &endpoints, schedule).await;
+    // The loaded processes are done; callgrind runs its own, one at a time.
+    drop((peers, kubectls, portal));
+
+    let callgrind = callgrind::Callgrind::new().map_err(|error| format!("{error:#}"));
+    if let Err(reason) = &callgrind {
         findings
             .notes
-            .push(format!("{} not measured: {reason}", via.label()));
+            .push(format!("instructions per request not measured: {reason}"));
     }
-    for ((scenario, via), result) in &results.runs {
-        if let Err(reason) = result {
-            findings
-                .notes
-                .push(format!("{scenario} via {}: {reason}", via.label()));
+    for (upstream, double, seeded) in upstreams {
+        let unavailable = unavailable.remove(&upstream).unwrap_or_default();
+        let instructions = match &callgrind {
+            Ok(callgrind) => Ok(count_instructions(
+                bench,
+                callgrind,
+                CountTarget {
+                    upstream,
+                    seeded,
+                    double,
+                    portal_config: &portal_config,
+                    nginx: &nginx,
+                    haproxy: &haproxy,
+                },
+            )
+            .await),
+            Err(reason) => Err(reason.clone()),
+        };
+        let results = UpstreamResults {
+            upstream,
+            seeded,
+            runs: Via::ALL
+                .iter()
+                .flat_map(|via| Scenario::ALL.map(|scenario| (scenario, *via)))
+                .filter_map(|(scenario, via)| {
+                    let run = runs.remove(&(scenario, upstream, via))?;
+                    Some(((scenario, via), run))
+                })
+                .collect(),
+            unavailable,
+            instructions,
+        };
+        let name = upstream.name();
+        for (via, reason) in &results.unavailable {
+            let reason = reason.strip_prefix("not measured: ").unwrap_or(reason);
+            findings.notes.push(format!(
+                "{} ({name} upstream) not measured: {reason}",
+                via.label()
+            ));
         }
+        for ((scenario, via), result) in &results.runs {
+            if let Err(reason) = result {
+                findings.notes.push(format!(
+                    "{scenario} via {} ({name} upstream): {reason}",
+                    via.label()
+                ));
+            }
+        }
+        if let Ok(measured) = &results.instructions {
+            for (via, result) in measured {
+                if let Err(reason) = result {
+                    findings.notes.push(format!(
+                        "instructions per request of {} ({name} upstream): {reason}",
+                        via.label()
+                    ));
+                }
+            }
+        }
+        report::proxy_rows(&mut findings.table, &results);
     }
-    report::proxy_rows(&mut findings.table, &results);
     Ok(())
+}
+
+/// Starts nginx or HAProxy in front of `double`.
+async fn start_peer(
+    via: Via,
+    program: &Path,
+    double: &DoubleProcess,
+    dir: &Path,
+    upstream: &str,
+    wrapper: Option<&processes::Wrapper>,
+) -> Result<PeerProxy> {
+    let variant = if wrapper.is_some() { "-callgrind" } else { "" };
+    match via {
+        Via::Nginx => {
+            let name = format!("nginx-{upstream}{variant}");
+            PeerProxy::nginx(program, double, dir, &name, wrapper).await
+        }
+        Via::HaProxy => {
+            let name = format!("haproxy-{upstream}{variant}");
+            PeerProxy::haproxy(program, double, dir, &name, wrapper).await
+        }
+        other => bail!("{} is not a peer proxy", other.label()),
+    }
+}
+
+/// What the instructions of one upstream's proxies are counted against.
+struct CountTarget<'a> {
+    upstream: Upstream,
+    seeded: fixtures::Seeded,
+    double: &'a DoubleProcess,
+    portal_config: &'a Value,
+    nginx: &'a Program,
+    haproxy: &'a Program,
+}
+
+/// Instructions per request of kubeportal, nginx and HAProxy in front of one
+/// upstream, each started afresh under callgrind and stopped after.
+async fn count_instructions(
+    bench: &Bench<'_>,
+    callgrind: &callgrind::Callgrind,
+    target: CountTarget<'_>,
+) -> BTreeMap<Via, Result<callgrind::Instructions, String>> {
+    let CountTarget {
+        upstream,
+        seeded,
+        double,
+        ..
+    } = target;
+    let name = upstream.name();
+    let path = proxy::get_pod_path();
+    let mut measured = BTreeMap::new();
+    let direct = Endpoint::direct(upstream, seeded, &double.url, &double.token, double.pid());
+    let expected = match fixtures::double_client(&bench.ca_pem) {
+        Ok(client) => proxy::fetch(&client, &direct, reqwest::Method::GET, &path)
+            .await
+            .map_err(|error| format!("GET {path} directly: {error}"))
+            .map(|(_, body)| body),
+        Err(error) => Err(format!("{error:#}")),
+    };
+    for via in [Via::Kubeportal, Via::Nginx, Via::HaProxy] {
+        eprintln!(
+            "  counting instructions of {} ({name} upstream) under callgrind…",
+            via.label()
+        );
+        let result = async {
+            let expected = expected.as_ref().map_err(|reason| anyhow!("{reason}"))?;
+            let directory = bench.dir.join(format!("callgrind-{}-{name}", via.label()));
+            let wrapper = callgrind.wrapper(&directory)?;
+            // The process under callgrind, stopped when this is dropped.
+            let (pid, endpoint, _running) = match via {
+                Via::Kubeportal => {
+                    let portal = PortalProcess::start_wrapped(
+                        &bench.binaries,
+                        bench.dir,
+                        &format!("proxy-callgrind-{name}"),
+                        target.portal_config,
+                        Some(&wrapper),
+                    )
+                    .await?;
+                    let pid = portal.child.pid();
+                    let endpoint = Endpoint::kubeportal(upstream, seeded, &portal.url, pid);
+                    (pid, endpoint, Box::new(portal) as Box<dyn std::any::Any>)
+                }
+                _ => {
+                    let program = match via {
+                        Via::Nginx => target.nginx,
+                        _ => target.haproxy,
+                    };
+                    let program = program.as_ref().map_err(|reason| anyhow!("{reason}"))?;
+                    let peer =
+                        start_peer(via, program, double, bench.dir, name, Some(&wrapper)).await?;
+                    let pid = peer.pid();
+                    let endpoint = Endpoint::plain(upstream, seeded, via, &peer.url, pid);
+                    (pid, endpoint, Box::new(peer) as Box<dyn std::any::Any>)
+                }
+            };
+            callgrind
+                .count(pid, &directory, &endpoint, &path, expected)
+                .await
+        }
+        .await
+        .map_err(|error| format!("{error:#}"));
+        match &result {
+            Ok(instructions) => eprintln!(
+                "    {:.0} instructions per request",
+                instructions.per_request()
+            ),
+            Err(reason) => eprintln!("    failed: {reason}"),
+        }
+        measured.insert(via, result);
+    }
+    measured
 }
 
 /// kubeportal's memory under a 1 GiB log and under many watches.

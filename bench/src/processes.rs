@@ -1,7 +1,9 @@
 //! The processes a benchmark runs against: the release builds of kubeportal
-//! and kube-double, `kubectl proxy`, nginx, and the system tools they need.
-//! Every child is stopped (SIGTERM, then SIGKILL) when its handle is dropped.
+//! and kube-double, `kubectl proxy`, nginx, HAProxy, and the system tools they
+//! need; each proxy optionally under a [`Wrapper`] (valgrind). Every child is
+//! stopped (SIGTERM, then SIGKILL) when its handle is dropped.
 
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +15,38 @@ use tokio::process::Command;
 
 /// How long a child may take to print its address or become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a child under a [`Wrapper`] (valgrind, some fifty times slower)
+/// may take to become ready.
+const WRAPPED_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A program that runs a child under it, e.g. `valgrind --tool=callgrind …`;
+/// the child's pid is the wrapped program's (valgrind does not fork).
+#[derive(Debug, Clone)]
+pub struct Wrapper {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+/// A command for `program`, under `wrapper` if given.
+fn command(program: &Path, wrapper: Option<&Wrapper>) -> Command {
+    match wrapper {
+        None => Command::new(program),
+        Some(wrapper) => {
+            let mut command = Command::new(&wrapper.program);
+            command.args(&wrapper.args).arg(program);
+            command
+        }
+    }
+}
+
+/// How long a child started under `wrapper` may take to become ready.
+fn start_timeout(wrapper: Option<&Wrapper>) -> Duration {
+    if wrapper.is_some() {
+        WRAPPED_START_TIMEOUT
+    } else {
+        START_TIMEOUT
+    }
+}
 
 /// The workspace root (this crate's parent directory).
 pub fn workspace_root() -> PathBuf {
@@ -202,8 +236,9 @@ impl Child {
         }
     }
 
-    /// Waits until `probe` succeeds, failing early if the child exits.
-    async fn wait_until_ready<F, Fut>(&mut self, mut probe: F) -> Result<()>
+    /// Waits until `probe` succeeds, failing early if the child exits or
+    /// after `timeout`.
+    async fn wait_until_ready<F, Fut>(&mut self, timeout: Duration, mut probe: F) -> Result<()>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -216,8 +251,8 @@ impl Child {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.failure(&format!("exited ({status})")));
             }
-            if started.elapsed() > START_TIMEOUT {
-                return Err(self.failure("was not ready within 30 s"));
+            if started.elapsed() > timeout {
+                return Err(self.failure(&format!("was not ready within {} s", timeout.as_secs())));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -269,25 +304,55 @@ impl DoubleProcess {
         self.child.pid()
     }
 
-    /// Starts the double with extra arguments (e.g. `--generated-log`).
+    /// Whether it serves HTTPS (else plain HTTP).
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("https://")
+    }
+
+    /// `host:port`, without the scheme.
+    pub fn address(&self) -> &str {
+        self.url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, address)| address)
+    }
+
+    /// Starts the double (HTTPS) with extra arguments (e.g. `--generated-log`).
     pub async fn start(
         binaries: &Binaries,
         directory: &Path,
         extra: &[String],
     ) -> Result<DoubleProcess> {
-        let ca_file = directory.join("double-ca.pem");
+        Self::start_named(binaries, directory, "kube-double", "double-ca.pem", extra).await
+    }
+
+    /// Starts a second double serving plain HTTP (`--no-tls`; it still
+    /// requires the bearer token).
+    pub async fn start_plain(binaries: &Binaries, directory: &Path) -> Result<DoubleProcess> {
+        Self::start_named(
+            binaries,
+            directory,
+            "kube-double-plain",
+            "double-plain-ca.pem",
+            &["--no-tls".to_owned()],
+        )
+        .await
+    }
+
+    async fn start_named(
+        binaries: &Binaries,
+        directory: &Path,
+        name: &str,
+        ca_file: &str,
+        extra: &[String],
+    ) -> Result<DoubleProcess> {
+        let ca_file = directory.join(ca_file);
         let token = "double-token".to_owned();
         let mut command = Command::new(&binaries.kube_double);
         command
             .args(["--listen", "127.0.0.1:0", "--token", &token, "--ca-out"])
             .arg(&ca_file)
             .args(extra);
-        let mut child = Child::spawn(
-            "kube-double",
-            command,
-            directory.join("kube-double.log"),
-            true,
-        )?;
+        let mut child = Child::spawn(name, command, directory.join(format!("{name}.log")), true)?;
         let url = child.wait_for_line("://").await?.trim().to_owned();
         Ok(DoubleProcess {
             url,
@@ -322,10 +387,21 @@ impl PortalProcess {
         name: &str,
         config: &serde_json::Value,
     ) -> Result<PortalProcess> {
+        Self::start_wrapped(binaries, directory, name, config, None).await
+    }
+
+    /// [`PortalProcess::start`], under `wrapper` if given.
+    pub async fn start_wrapped(
+        binaries: &Binaries,
+        directory: &Path,
+        name: &str,
+        config: &serde_json::Value,
+        wrapper: Option<&Wrapper>,
+    ) -> Result<PortalProcess> {
         let port = free_port()?;
         let config_file = directory.join(format!("{name}.yaml"));
         std::fs::write(&config_file, serde_json::to_vec_pretty(config)?)?;
-        let mut command = Command::new(&binaries.kubeportal);
+        let mut command = command(&binaries.kubeportal, wrapper);
         command
             .arg("--config")
             .arg(&config_file)
@@ -350,7 +426,7 @@ impl PortalProcess {
         let client = reqwest::Client::new();
         let ready = format!("{url}/readyz");
         child
-            .wait_until_ready(|| {
+            .wait_until_ready(start_timeout(wrapper), || {
                 let request = client.get(&ready).send();
                 async move {
                     request
@@ -363,7 +439,7 @@ impl PortalProcess {
     }
 }
 
-/// `kubectl proxy` in front of the double (plain HTTP on loopback).
+/// `kubectl proxy` in front of a double (plain HTTP on loopback).
 pub struct KubectlProxy {
     pub url: String,
     child: Child,
@@ -374,17 +450,27 @@ impl KubectlProxy {
         self.child.pid()
     }
 
-    pub async fn start(double: &DoubleProcess, directory: &Path) -> Result<KubectlProxy> {
+    /// `name` tells its files apart from another kubectl proxy's.
+    pub async fn start(
+        double: &DoubleProcess,
+        directory: &Path,
+        name: &str,
+    ) -> Result<KubectlProxy> {
         let kubectl = which("kubectl").ok_or_else(|| {
             anyhow!("kubectl not installed: install kubectl (e.g. from pkgs.k8s.io) to measure kubectl proxy")
         })?;
-        let kubeconfig = directory.join("kubeconfig.yaml");
+        let kubeconfig = directory.join(format!("{name}.kubeconfig.yaml"));
+        // A plain-HTTP server takes no certificate authority.
+        let authority = if double.is_tls() {
+            format!("\n    certificate-authority: {}", double.ca_file.display())
+        } else {
+            String::new()
+        };
         std::fs::write(
             &kubeconfig,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: double\n  user:\n    token: {token}\ncontexts:\n- name: double\n  context: {{cluster: double, user: double}}\ncurrent-context: double\n",
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {server}{authority}\nusers:\n- name: double\n  user:\n    token: {token}\ncontexts:\n- name: double\n  context: {{cluster: double, user: double}}\ncurrent-context: double\n",
                 server = double.url,
-                ca = double.ca_file.display(),
                 token = double.token,
             ),
         )?;
@@ -397,7 +483,7 @@ impl KubectlProxy {
         let mut child = Child::spawn(
             "kubectl proxy",
             command,
-            directory.join("kubectl-proxy.log"),
+            directory.join(format!("{name}.log")),
             true,
         )?;
         let line = child.wait_for_line("Starting to serve on").await?;
@@ -413,41 +499,73 @@ impl KubectlProxy {
     }
 }
 
-/// Debian's nginx as a plain TLS-upstream reverse proxy to the double.
-pub struct Nginx {
+const NGINX_TEMPLATE: &str = include_str!("../nginx.conf.tmpl");
+const HAPROXY_TEMPLATE: &str = include_str!("../haproxy.cfg.tmpl");
+
+/// What a template's `{{tls}}`, `{{plain}}` and `{{scheme}}` become for a
+/// TLS or a plain-HTTP upstream: the lines for the other kind are commented
+/// out.
+fn upstream_switches(tls: bool) -> [(&'static str, &'static str); 3] {
+    if tls {
+        [
+            ("tls", ""),
+            ("plain", "# (TLS upstream) "),
+            ("scheme", "https"),
+        ]
+    } else {
+        [
+            ("tls", "# (plain upstream) "),
+            ("plain", ""),
+            ("scheme", "http"),
+        ]
+    }
+}
+
+/// A reverse proxy in front of a double: nginx or HAProxy, from their
+/// templates, serving plain HTTP on loopback.
+pub struct PeerProxy {
     pub url: String,
     child: Child,
 }
 
-const NGINX_TEMPLATE: &str = include_str!("../nginx.conf.tmpl");
-
-impl Nginx {
-    /// The master's pid; [`cpu_time`] adds its workers.
+impl PeerProxy {
+    /// The main process's pid ([`cpu_time`] adds nginx's workers).
     pub fn pid(&self) -> u32 {
         self.child.pid()
     }
 
-    pub async fn start(nginx: &Path, double: &DoubleProcess, directory: &Path) -> Result<Nginx> {
+    /// Debian's nginx from `bench/nginx.conf.tmpl`. Under `wrapper`
+    /// (callgrind) it runs as one process (`master_process off`, one worker).
+    pub async fn nginx(
+        nginx: &Path,
+        double: &DoubleProcess,
+        directory: &Path,
+        name: &str,
+        wrapper: Option<&Wrapper>,
+    ) -> Result<PeerProxy> {
         let port = free_port()?;
-        let upstream = double
-            .url
-            .strip_prefix("https://")
-            .ok_or_else(|| anyhow!("the double does not serve https: {}", double.url))?;
-        let prefix = directory.join("nginx");
+        let prefix = directory.join(name);
         std::fs::create_dir_all(&prefix)?;
-        let config = render_template(
-            NGINX_TEMPLATE,
-            &[
-                ("prefix", &prefix.display().to_string()),
-                ("listen", &format!("127.0.0.1:{port}")),
-                ("upstream", upstream),
-                ("token", &double.token),
-                ("ca_file", &double.ca_file.display().to_string()),
-            ],
-        )?;
+        let (master_process, worker_processes) = if wrapper.is_some() {
+            ("off", "1")
+        } else {
+            ("on", "auto")
+        };
+        let mut values = vec![
+            ("prefix", prefix.display().to_string()),
+            ("listen", format!("127.0.0.1:{port}")),
+            ("upstream", double.address().to_owned()),
+            ("token", double.token.clone()),
+            ("ca_file", double.ca_file.display().to_string()),
+            ("master_process", master_process.to_owned()),
+            ("worker_processes", worker_processes.to_owned()),
+        ];
+        values.extend(
+            upstream_switches(double.is_tls()).map(|(name, value)| (name, value.to_owned())),
+        );
         let config_file = prefix.join("nginx.conf");
-        std::fs::write(&config_file, config)?;
-        let mut command = Command::new(nginx);
+        std::fs::write(&config_file, render(NGINX_TEMPLATE, &values)?)?;
+        let mut command = command(nginx, wrapper);
         command
             .arg("-p")
             .arg(&prefix)
@@ -455,12 +573,61 @@ impl Nginx {
             .arg(&config_file)
             .arg("-e")
             .arg(prefix.join("error.log"));
-        let mut child = Child::spawn("nginx", command, directory.join("nginx.log"), false)?;
+        let child = Child::spawn(
+            "nginx",
+            command,
+            directory.join(format!("{name}.log")),
+            false,
+        )?;
+        Self::ready(child, port, wrapper).await
+    }
+
+    /// Debian's HAProxy from `bench/haproxy.cfg.tmpl`, in the foreground
+    /// (`-db`); under `wrapper` (callgrind) with one thread.
+    pub async fn haproxy(
+        haproxy: &Path,
+        double: &DoubleProcess,
+        directory: &Path,
+        name: &str,
+        wrapper: Option<&Wrapper>,
+    ) -> Result<PeerProxy> {
+        let port = free_port()?;
+        // HAProxy's default is a thread per available CPU; said explicitly.
+        let threads = if wrapper.is_some() {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |cores| cores.get())
+        };
+        let mut values = vec![
+            ("listen", format!("127.0.0.1:{port}")),
+            ("upstream", double.address().to_owned()),
+            ("token", double.token.clone()),
+            ("ca_file", double.ca_file.display().to_string()),
+            ("threads", threads.to_string()),
+        ];
+        values.extend(
+            upstream_switches(double.is_tls()).map(|(name, value)| (name, value.to_owned())),
+        );
+        let config_file = directory.join(format!("{name}.cfg"));
+        std::fs::write(&config_file, render(HAPROXY_TEMPLATE, &values)?)?;
+        let mut command = command(haproxy, wrapper);
+        command.arg("-db").arg("-f").arg(&config_file);
+        let child = Child::spawn(
+            "haproxy",
+            command,
+            directory.join(format!("{name}.log")),
+            false,
+        )?;
+        Self::ready(child, port, wrapper).await
+    }
+
+    /// Waits until the proxy answers `/version` from the double.
+    async fn ready(mut child: Child, port: u16, wrapper: Option<&Wrapper>) -> Result<PeerProxy> {
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let probe = format!("{url}/version");
         child
-            .wait_until_ready(|| {
+            .wait_until_ready(start_timeout(wrapper), || {
                 let request = client.get(&probe).send();
                 async move {
                     request
@@ -469,8 +636,17 @@ impl Nginx {
                 }
             })
             .await?;
-        Ok(Nginx { url, child })
+        Ok(PeerProxy { url, child })
     }
+}
+
+/// [`render_template`] with owned values.
+fn render(template: &str, values: &[(&str, String)]) -> Result<String> {
+    let values: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    render_template(template, &values)
 }
 
 /// A log line without terminal colour sequences (`ESC [ ... m`).
@@ -614,16 +790,61 @@ mod tests {
 
     #[test]
     fn the_nginx_template_has_no_unknown_placeholders() {
-        let values = [
-            ("prefix", "/tmp/x"),
-            ("listen", "127.0.0.1:1"),
-            ("upstream", "127.0.0.1:2"),
-            ("token", "t"),
-            ("ca_file", "/tmp/ca.pem"),
-        ];
-        let config = render_template(NGINX_TEMPLATE, &values).unwrap();
-        assert!(config.contains("proxy_pass https://kube_double;"));
-        assert!(config.contains("Bearer t"));
+        for tls in [true, false] {
+            let mut values = vec![
+                ("prefix", "/tmp/x"),
+                ("listen", "127.0.0.1:1"),
+                ("upstream", "127.0.0.1:2"),
+                ("token", "t"),
+                ("ca_file", "/tmp/ca.pem"),
+                ("master_process", "on"),
+                ("worker_processes", "auto"),
+            ];
+            values.extend(upstream_switches(tls));
+            let config = render_template(NGINX_TEMPLATE, &values).unwrap();
+            let active = |directive: &str| {
+                config
+                    .lines()
+                    .any(|line| line.trim_start().starts_with(directive))
+            };
+            assert!(config.contains("Bearer t"));
+            assert!(active("proxy_buffering off;"));
+            if tls {
+                assert!(active("proxy_pass https://kube_double;"));
+                assert!(active("proxy_ssl_verify on;"));
+            } else {
+                assert!(active("proxy_pass http://kube_double;"));
+                assert!(!active("proxy_ssl_verify"), "{config}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_haproxy_template_has_no_unknown_placeholders() {
+        for tls in [true, false] {
+            let mut values = vec![
+                ("listen", "127.0.0.1:1"),
+                ("upstream", "127.0.0.1:2"),
+                ("token", "t"),
+                ("ca_file", "/tmp/ca.pem"),
+                ("threads", "2"),
+            ];
+            values.extend(upstream_switches(tls));
+            let config = render_template(HAPROXY_TEMPLATE, &values).unwrap();
+            let servers: Vec<&str> = config
+                .lines()
+                .map(str::trim_start)
+                .filter(|line| line.starts_with("server "))
+                .collect();
+            assert_eq!(servers.len(), 1, "{config}");
+            assert_eq!(
+                servers[0].contains("ssl verify required ca-file /tmp/ca.pem"),
+                tls
+            );
+            assert_eq!(servers[0].contains("alpn h2,http/1.1"), tls);
+            assert!(config.contains(r#"set-header Authorization "Bearer t""#));
+            assert!(config.contains("http-reuse always"));
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Proxy throughput and latency: the same Kubernetes requests, under the
-//! same wrk loads, directly to the double and through kubeportal, kubectl
-//! proxy and nginx.
+//! same wrk loads, directly to a double and through kubeportal, nginx,
+//! HAProxy and kubectl proxy, for two upstreams: a double serving plain
+//! HTTP/1.1 and one serving TLS that offers HTTP/2.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use reqwest::{Method, StatusCode};
 
+use crate::callgrind::Instructions;
 use crate::fixtures::{self, Seeded, LOG_NAMESPACE, NAMESPACE, POD};
 use crate::processes::cpu_time;
 use crate::wrk::{Load, Summary, Wrk};
@@ -18,27 +20,71 @@ use crate::wrk::{Load, Summary, Wrk};
 pub enum Via {
     Direct = 0,
     Kubeportal = 1,
-    KubectlProxy = 2,
-    Nginx = 3,
+    Nginx = 2,
+    HaProxy = 3,
+    KubectlProxy = 4,
 }
 
 impl Via {
     /// In column order (each variant's discriminant is its index).
-    pub const ALL: [Via; 4] = [Via::Direct, Via::Kubeportal, Via::KubectlProxy, Via::Nginx];
+    pub const ALL: [Via; 5] = [
+        Via::Direct,
+        Via::Kubeportal,
+        Via::Nginx,
+        Via::HaProxy,
+        Via::KubectlProxy,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Via::Direct => "direct",
             Via::Kubeportal => "kubeportal",
-            Via::KubectlProxy => "kubectl proxy",
             Via::Nginx => "nginx",
+            Via::HaProxy => "HAProxy",
+            Via::KubectlProxy => "kubectl proxy",
         }
     }
 }
 
-/// Where to send Kubernetes paths for one [`Via`], and with which headers.
+/// The double a request ends at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Upstream {
+    /// A double serving plain HTTP (HTTP/1.1 to every proxy).
+    Plain,
+    /// The double serving TLS, offering HTTP/2 by ALPN.
+    Tls,
+}
+
+impl Upstream {
+    pub fn label(self) -> &'static str {
+        match self {
+            Upstream::Plain => "(a) plain-HTTP/1.1 upstream",
+            Upstream::Tls => "(b) TLS upstream offering HTTP/2",
+        }
+    }
+
+    /// A short name for files and notes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Upstream::Plain => "plain",
+            Upstream::Tls => "tls",
+        }
+    }
+
+    /// The cluster kubeportal knows this double by.
+    pub fn cluster(self) -> &'static str {
+        match self {
+            Upstream::Plain => fixtures::PLAIN_CLUSTER,
+            Upstream::Tls => fixtures::CLUSTER,
+        }
+    }
+}
+
+/// Where to send Kubernetes paths for one [`Via`] to one [`Upstream`], and
+/// with which headers.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    pub upstream: Upstream,
     pub via: Via,
     /// Prepended to the Kubernetes path.
     pub prefix: String,
@@ -46,35 +92,49 @@ pub struct Endpoint {
     /// The process that serves it (the double, or the proxy), whose CPU time
     /// is measured.
     pub pid: u32,
+    /// What the upstream holds (for the sizes responses must have).
+    pub seeded: Seeded,
 }
 
 impl Endpoint {
-    pub fn direct(url: &str, token: &str, pid: u32) -> Endpoint {
+    pub fn direct(
+        upstream: Upstream,
+        seeded: Seeded,
+        url: &str,
+        token: &str,
+        pid: u32,
+    ) -> Endpoint {
         Endpoint {
+            upstream,
             via: Via::Direct,
             prefix: url.to_owned(),
             headers: vec![("Authorization".into(), format!("Bearer {token}"))],
             pid,
+            seeded,
         }
     }
 
-    /// kubeportal's header form.
-    pub fn kubeportal(url: &str, pid: u32) -> Endpoint {
+    /// kubeportal's header form, for the upstream's cluster.
+    pub fn kubeportal(upstream: Upstream, seeded: Seeded, url: &str, pid: u32) -> Endpoint {
         Endpoint {
+            upstream,
             via: Via::Kubeportal,
             prefix: format!("{url}/api/kubernetes/proxy"),
-            headers: fixtures::portal_headers(),
+            headers: fixtures::portal_headers_for(upstream.cluster()),
             pid,
+            seeded,
         }
     }
 
     /// A proxy that adds the credential itself.
-    pub fn plain(via: Via, url: &str, pid: u32) -> Endpoint {
+    pub fn plain(upstream: Upstream, seeded: Seeded, via: Via, url: &str, pid: u32) -> Endpoint {
         Endpoint {
+            upstream,
             via,
             prefix: url.to_owned(),
             headers: Vec::new(),
             pid,
+            seeded,
         }
     }
 
@@ -93,16 +153,15 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 3] = [
         Scenario::GetPod { connections: 1 },
-        Scenario::GetPod { connections: 16 },
         Scenario::GetPod { connections: 64 },
         Scenario::ListPods { connections: 16 },
     ];
 
     pub fn path(self) -> String {
         match self {
-            Scenario::GetPod { .. } => format!("/api/v1/namespaces/{NAMESPACE}/pods/{POD}"),
+            Scenario::GetPod { .. } => get_pod_path(),
             Scenario::ListPods { .. } => format!("/api/v1/namespaces/{NAMESPACE}/pods"),
         }
     }
@@ -112,6 +171,11 @@ impl Scenario {
             Scenario::GetPod { connections } | Scenario::ListPods { connections } => connections,
         }
     }
+}
+
+/// The small pod's path.
+pub fn get_pod_path() -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/pods/{POD}")
 }
 
 impl fmt::Display for Scenario {
@@ -125,15 +189,20 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// Every measured run; an `Err` says why a run was not measured.
-pub struct ProxyResults {
+/// Every measured run of one upstream; an `Err` says why a run was not
+/// measured.
+pub struct UpstreamResults {
+    pub upstream: Upstream,
     pub seeded: Seeded,
     pub runs: BTreeMap<(Scenario, Via), Result<Summary, String>>,
-    /// Endpoints that could not be started, and why.
+    /// Endpoints that could not be started or failed their check, and why.
     pub unavailable: BTreeMap<Via, String>,
+    /// Instructions per request under callgrind, per proxy measured; an
+    /// `Err` when none could be (valgrind missing).
+    pub instructions: Result<BTreeMap<Via, Result<Instructions, String>>, String>,
 }
 
-impl ProxyResults {
+impl UpstreamResults {
     pub fn get(&self, scenario: Scenario, via: Via) -> Result<&Summary, String> {
         if let Some(reason) = self.unavailable.get(&via) {
             return Err(reason.clone());
@@ -146,12 +215,12 @@ impl ProxyResults {
     }
 }
 
-/// Checks, before any load, that every endpoint answers both requests with
-/// exactly the bytes the double answers directly, and that kubeportal's
-/// policy is on (it denies a delete). Returns the endpoints that failed.
-/// `endpoints` starts with the direct one.
+/// Checks, before any load, that every endpoint of one upstream answers both
+/// requests with exactly the bytes the double answers directly, and that
+/// kubeportal's policy is on (it denies a delete). Returns the endpoints that
+/// failed. `endpoints` starts with the direct one.
 pub async fn check_endpoints(
-    endpoints: &[Endpoint],
+    endpoints: &[&Endpoint],
     ca_pem: &str,
 ) -> Result<BTreeMap<Via, String>> {
     if endpoints.first().map(|endpoint| endpoint.via) != Some(Via::Direct) {
@@ -204,7 +273,7 @@ pub async fn check_endpoints(
     Ok(failures)
 }
 
-async fn fetch(
+pub async fn fetch(
     client: &reqwest::Client,
     endpoint: &Endpoint,
     method: Method,
@@ -228,34 +297,36 @@ pub struct Schedule {
     pub duration: Duration,
 }
 
-/// Runs every scenario on every endpoint in rounds. Within a round the
-/// endpoints take turns (in a rotated order each round), so interference from
-/// other work on the machine is spread over all of them; a cell keeps its best
-/// run, or the first failure if any run failed.
-pub async fn measure(
-    wrk: &Wrk,
-    endpoints: &[Endpoint],
-    seeded: Seeded,
-    schedule: Schedule,
-) -> BTreeMap<(Scenario, Via), Result<Summary, String>> {
-    let mut cells: BTreeMap<(Scenario, Via), Result<Summary, String>> = BTreeMap::new();
+/// Every run, by scenario, upstream and way.
+pub type Cells = BTreeMap<(Scenario, Upstream, Via), Result<Summary, String>>;
+
+/// Runs every scenario on every endpoint (of both upstreams) in rounds.
+/// Within a round the endpoints take turns (in a rotated order each round),
+/// so interference from other work on the machine is spread over all of
+/// them; a cell keeps its best run, or the first failure if any run failed.
+pub async fn measure(wrk: &Wrk, endpoints: &[Endpoint], schedule: Schedule) -> Cells {
+    let mut cells = Cells::new();
+    if endpoints.is_empty() {
+        return cells;
+    }
     for round in 0..schedule.rounds {
         eprintln!("  round {} of {}…", round + 1, schedule.rounds);
         for scenario in Scenario::ALL {
             for offset in 0..endpoints.len() {
                 let endpoint = &endpoints[(offset + round) % endpoints.len()];
-                let cell = (scenario, endpoint.via);
+                let cell = (scenario, endpoint.upstream, endpoint.via);
                 if matches!(cells.get(&cell), Some(Err(_))) {
                     continue;
                 }
-                let result = run_once(wrk, endpoint, scenario, seeded, schedule)
+                let result = run_once(wrk, endpoint, scenario, schedule)
                     .await
                     .map_err(|error| format!("{error:#}"));
                 match (result, cells.get(&cell)) {
                     (Err(error), _) => {
                         eprintln!(
-                            "    {scenario} via {} failed: {error}",
-                            endpoint.via.label()
+                            "    {scenario} via {} ({}): failed: {error}",
+                            endpoint.via.label(),
+                            endpoint.upstream.name()
                         );
                         cells.insert(cell, Err(error));
                     }
@@ -275,7 +346,6 @@ async fn run_once(
     wrk: &Wrk,
     endpoint: &Endpoint,
     scenario: Scenario,
-    seeded: Seeded,
     schedule: Schedule,
 ) -> Result<Summary> {
     let url = endpoint.url(&scenario.path());
@@ -284,8 +354,8 @@ async fn run_once(
         duration,
     };
     let body_bytes = match scenario {
-        Scenario::GetPod { .. } => seeded.pod_bytes,
-        Scenario::ListPods { .. } => seeded.list_bytes,
+        Scenario::GetPod { .. } => endpoint.seeded.pod_bytes,
+        Scenario::ListPods { .. } => endpoint.seeded.list_bytes,
     };
     wrk.run(&url, &endpoint.headers, load(schedule.warm_up))
         .await?;

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use crate::callgrind;
 use crate::fanout::FanOutResult;
 use crate::fleet::{self, FleetResult};
 use crate::memory::{LogResult, WatchResult};
-use crate::proxy::{ProxyResults, Scenario, Via};
+use crate::proxy::{Scenario, UpstreamResults, Via};
 use crate::registry::RegistryResult;
 use crate::stats::{micros, millis};
 use crate::tenants::{ListMemory, TenantResult, Way};
@@ -46,12 +47,33 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct Row {
     pub scenario: String,
-    /// direct, kubeportal, kubectl proxy, nginx.
-    pub values: [String; 4],
-    pub portal_to_direct: String,
-    pub portal_to_kubectl: String,
+    /// In [`Via::ALL`]'s order: direct, kubeportal, nginx, HAProxy, kubectl
+    /// proxy.
+    pub values: [String; 5],
+    /// kubeportal's figure over direct's, nginx's, HAProxy's and kubectl
+    /// proxy's.
+    pub ratios: [String; 4],
     pub target: String,
     pub verdict: Verdict,
+}
+
+/// The ways kubeportal's ratios compare it with, in column order.
+const COMPARED: [Via; 4] = [Via::Direct, Via::Nginx, Via::HaProxy, Via::KubectlProxy];
+
+/// Values for the direct and kubeportal columns only.
+fn direct_and_portal(direct: String, portal: String) -> [String; 5] {
+    [direct, portal, String::new(), String::new(), String::new()]
+}
+
+/// Ratios with only kubeportal's to direct.
+fn to_direct(ratio: String) -> [String; 4] {
+    [ratio, String::new(), String::new(), String::new()]
+}
+
+/// kubeportal's ratios to every other way, from a figure per way.
+fn ratios(figure: &dyn Fn(Via) -> Option<f64>) -> [String; 4] {
+    let portal = figure(Via::Kubeportal);
+    COMPARED.map(|via| ratio_text(ratio(portal, figure(via))))
 }
 
 impl Row {
@@ -59,9 +81,8 @@ impl Row {
     fn portal_only(scenario: String, value: String, target: &str, verdict: Verdict) -> Row {
         Row {
             scenario,
-            values: [String::new(), value, String::new(), String::new()],
-            portal_to_direct: String::new(),
-            portal_to_kubectl: String::new(),
+            values: direct_and_portal(String::new(), value),
+            ratios: Default::default(),
             target: target.to_owned(),
             verdict,
         }
@@ -92,7 +113,7 @@ impl Row {
 #[derive(Debug, Clone)]
 pub enum Line {
     Section(String),
-    Row(Row),
+    Row(Box<Row>),
 }
 
 /// The table, and the verdicts it holds.
@@ -101,17 +122,22 @@ pub struct Table {
     pub lines: Vec<Line>,
 }
 
-const HEADERS: [&str; 9] = [
+const HEADERS: [&str; 12] = [
     "scenario",
     "direct",
     "kubeportal",
-    "kubectl proxy",
     "nginx",
+    "HAProxy",
+    "kubectl proxy",
     "kubeportal/direct",
+    "kubeportal/nginx",
+    "kubeportal/HAProxy",
     "kubeportal/kubectl",
     "target",
     "met?",
 ];
+/// The columns holding numbers (right-aligned).
+const NUMBERS: std::ops::RangeInclusive<usize> = 1..=9;
 
 impl Table {
     pub fn section(&mut self, title: &str) {
@@ -119,30 +145,26 @@ impl Table {
     }
 
     pub fn row(&mut self, row: Row) {
-        self.lines.push(Line::Row(row));
+        self.lines.push(Line::Row(Box::new(row)));
     }
 
     pub fn rows(&self) -> impl Iterator<Item = &Row> {
         self.lines.iter().filter_map(|line| match line {
-            Line::Row(row) => Some(row),
+            Line::Row(row) => Some(&**row),
             Line::Section(_) => None,
         })
     }
 
     /// Aligned plain text: numbers right-aligned, text left-aligned.
     pub fn render(&self) -> String {
-        let cells = |row: &Row| -> [String; 9] {
-            [
-                row.scenario.clone(),
-                row.values[0].clone(),
-                row.values[1].clone(),
-                row.values[2].clone(),
-                row.values[3].clone(),
-                row.portal_to_direct.clone(),
-                row.portal_to_kubectl.clone(),
-                row.target.clone(),
-                row.verdict.label().to_owned(),
-            ]
+        let cells = |row: &Row| -> [String; 12] {
+            let mut cells: [String; 12] = Default::default();
+            cells[0].clone_from(&row.scenario);
+            cells[1..6].clone_from_slice(&row.values);
+            cells[6..10].clone_from_slice(&row.ratios);
+            cells[10].clone_from(&row.target);
+            cells[11] = row.verdict.label().to_owned();
+            cells
         };
         let mut widths = HEADERS.map(|header| header.chars().count());
         for row in self.rows() {
@@ -158,11 +180,11 @@ impl Table {
                 format!("{text}{fill}")
             }
         };
-        let join = |cells: [String; 9]| {
+        let join = |cells: [String; 12]| {
             let line: Vec<String> = cells
                 .iter()
                 .enumerate()
-                .map(|(column, cell)| pad(cell, widths[column], (1..=6).contains(&column)))
+                .map(|(column, cell)| pad(cell, widths[column], NUMBERS.contains(&column)))
                 .collect();
             line.join("  ").trim_end().to_owned()
         };
@@ -216,18 +238,23 @@ fn mib(kib: u64) -> String {
 /// Short text for a cell that has no number.
 fn reason_cell(reason: &str) -> String {
     if reason.contains("not installed") {
-        "not installed".into()
+        "not measured (not installed)".into()
+    } else if reason.starts_with("not measured") {
+        "not measured".into()
     } else {
         "failed".into()
     }
 }
 
-/// The proxy rows: requests/s and latency per load, MB/s of the list.
-pub fn proxy_rows(table: &mut Table, results: &ProxyResults) {
+/// The proxy rows of one upstream: requests/s and latency per load, CPU per
+/// request, MB/s of the list, instructions per request; kubeportal's ratios
+/// to each other way, and its targets against direct and its peers.
+pub fn proxy_rows(table: &mut Table, results: &UpstreamResults) {
     let pod_kb = results.seeded.pod_bytes as f64 / 1000.0;
     let list_mib = results.seeded.list_bytes as f64 / (1 << 20) as f64;
     table.section(&format!(
-        "proxy: GET a {pod_kb:.1} kB pod, LIST {} pods ({list_mib:.2} MiB); wrk, keep-alive",
+        "proxy, {}: GET a {pod_kb:.1} kB pod, LIST {} pods ({list_mib:.2} MiB); wrk, keep-alive",
+        results.upstream.label(),
         results.seeded.list_items
     ));
     for scenario in Scenario::ALL {
@@ -235,161 +262,181 @@ pub fn proxy_rows(table: &mut Table, results: &ProxyResults) {
             .iter()
             .map(|via| results.get(scenario, *via))
             .collect();
-        let figure = |via: Via, value: &dyn Fn(&Summary) -> f64| -> Option<f64> {
-            summaries[via as usize]
-                .as_ref()
-                .ok()
-                .map(|summary| value(summary))
-        };
-        let cells = |format: &dyn Fn(&Summary) -> String| -> [String; 4] {
+        let cells = |format: &dyn Fn(&Summary) -> String| -> [String; 5] {
             std::array::from_fn(|index| match &summaries[index] {
                 Ok(summary) => format(summary),
                 Err(reason) => reason_cell(reason),
             })
         };
-        let connections = scenario.connections();
+        let row = |what: &str,
+                   format: &dyn Fn(&Summary) -> String,
+                   value: &dyn Fn(&Summary) -> Option<f64>,
+                   target: &str,
+                   verdict: Verdict| Row {
+            scenario: format!("{scenario}: {what}"),
+            values: cells(format),
+            ratios: ratios(&figure_of(&summaries, value)),
+            target: target.to_owned(),
+            verdict,
+        };
+        let rate = |summary: &Summary| Some(summary.requests_per_second());
+        let p50 = |summary: &Summary| Some(summary.p50_us);
+        let p99 = |summary: &Summary| Some(summary.p99_us);
+        let cpu = |summary: &Summary| summary.cpu_per_request().map(|cpu| cpu.as_secs_f64());
+        let cpu_text =
+            |summary: &Summary| summary.cpu_per_request().map_or_else(String::new, micros);
+        let latency_text = |value: f64| format!("{value:.0} µs");
         match scenario {
-            Scenario::GetPod { .. } => {
-                let rate = |summary: &Summary| summary.requests_per_second();
-                let to_direct = ratio(figure(Via::Kubeportal, &rate), figure(Via::Direct, &rate));
-                let to_kubectl = ratio(
-                    figure(Via::Kubeportal, &rate),
-                    figure(Via::KubectlProxy, &rate),
-                );
-                let (target, verdict) = if connections == 64 {
-                    (
-                        ">=0.45x direct, >=5x kubectl",
-                        match (to_direct, to_kubectl) {
-                            (Some(direct), Some(kubectl)) => {
-                                Verdict::from_bool(direct >= 0.45 && kubectl >= 5.0)
-                            }
-                            _ => Verdict::Unknown,
-                        },
-                    )
-                } else {
-                    ("", Verdict::NoTarget)
-                };
+            Scenario::GetPod { connections: 1 } => {
+                table.row(row(
+                    "requests/s",
+                    &|summary| thousands(summary.requests_per_second()),
+                    &rate,
+                    "",
+                    Verdict::NoTarget,
+                ));
+                table.row(row(
+                    "p50 latency",
+                    &|summary| latency_text(summary.p50_us),
+                    &p50,
+                    "",
+                    Verdict::NoTarget,
+                ));
+                table.row(row(
+                    "p99 latency",
+                    &|summary| latency_text(summary.p99_us),
+                    &p99,
+                    "",
+                    Verdict::NoTarget,
+                ));
+                let direct = figure_of(&summaries, &p50)(Via::Direct);
+                let added: [String; 5] =
+                    std::array::from_fn(|index| match (index, &summaries[index], direct) {
+                        (0, _, _) => String::new(),
+                        (_, Ok(summary), Some(direct)) => {
+                            format!("{:+.0} µs", summary.p50_us - direct)
+                        }
+                        (_, Err(reason), _) => reason_cell(reason),
+                        (_, Ok(_), None) => String::new(),
+                    });
+                let portal_added = figure_of(&summaries, &p50)(Via::Kubeportal)
+                    .zip(direct)
+                    .map(|(portal, direct)| portal - direct);
                 table.row(Row {
-                    scenario: format!("{scenario}: requests/s"),
-                    values: cells(&|summary| thousands(summary.requests_per_second())),
-                    portal_to_direct: ratio_text(to_direct),
-                    portal_to_kubectl: ratio_text(to_kubectl),
-                    target: target.to_owned(),
-                    verdict,
+                    scenario: format!("{scenario}: added p50 latency"),
+                    values: added,
+                    ratios: Default::default(),
+                    target: "< 25 µs".into(),
+                    verdict: portal_added
+                        .map_or(Verdict::Unknown, |added| Verdict::from_bool(added < 25.0)),
                 });
-                for (label, value) in [
-                    (
-                        "p50",
-                        (|summary: &Summary| summary.p50_us) as fn(&Summary) -> f64,
-                    ),
-                    ("p99", |summary: &Summary| summary.p99_us),
-                ] {
-                    table.row(Row {
-                        scenario: format!("{scenario}: {label} latency"),
-                        values: cells(&|summary| format!("{:.0} µs", value(summary))),
-                        portal_to_direct: ratio_text(ratio(
-                            figure(Via::Kubeportal, &value),
-                            figure(Via::Direct, &value),
-                        )),
-                        portal_to_kubectl: ratio_text(ratio(
-                            figure(Via::Kubeportal, &value),
-                            figure(Via::KubectlProxy, &value),
-                        )),
-                        target: String::new(),
-                        verdict: Verdict::NoTarget,
-                    });
-                }
-                if connections == 64 {
-                    cpu_row(table, scenario, &summaries);
-                }
-                if connections == 1 {
-                    let p50 = |summary: &Summary| summary.p50_us;
-                    let direct = figure(Via::Direct, &p50);
-                    let added: [String; 4] =
-                        std::array::from_fn(|index| match (index, &summaries[index], direct) {
-                            (0, _, _) => String::new(),
-                            (_, Ok(summary), Some(direct)) => {
-                                format!("{:+.0} µs", summary.p50_us - direct)
-                            }
-                            (_, Err(reason), _) => reason_cell(reason),
-                            (_, Ok(_), None) => String::new(),
-                        });
-                    let portal_added = figure(Via::Kubeportal, &p50)
-                        .zip(direct)
-                        .map(|(portal, direct)| portal - direct);
-                    table.row(Row {
-                        scenario: format!("{scenario}: added p50 latency"),
-                        values: added,
-                        portal_to_direct: String::new(),
-                        portal_to_kubectl: String::new(),
-                        target: "< 25 µs".into(),
-                        verdict: portal_added
-                            .map_or(Verdict::Unknown, |added| Verdict::from_bool(added < 25.0)),
-                    });
-                }
+            }
+            Scenario::GetPod { .. } => {
+                let rates = figure_of(&summaries, &rate);
+                let verdict = match (
+                    rates(Via::Kubeportal),
+                    rates(Via::Nginx),
+                    rates(Via::HaProxy),
+                ) {
+                    (Some(portal), Some(nginx), Some(haproxy)) => {
+                        Verdict::from_bool(portal >= nginx && portal >= haproxy)
+                    }
+                    _ => Verdict::Unknown,
+                };
+                table.row(row(
+                    "requests/s",
+                    &|summary| thousands(summary.requests_per_second()),
+                    &rate,
+                    ">= nginx and HAProxy",
+                    verdict,
+                ));
+                let cpus = figure_of(&summaries, &cpu);
+                let verdict = match (cpus(Via::Kubeportal), cpus(Via::Nginx)) {
+                    (Some(portal), Some(nginx)) => Verdict::from_bool(portal <= nginx),
+                    _ => Verdict::Unknown,
+                };
+                table.row(row(
+                    "CPU per request (serving process)",
+                    &cpu_text,
+                    &cpu,
+                    "<= nginx",
+                    verdict,
+                ));
             }
             Scenario::ListPods { .. } => {
-                let rate = |summary: &Summary| summary.megabytes_per_second();
-                let to_direct = ratio(figure(Via::Kubeportal, &rate), figure(Via::Direct, &rate));
-                table.row(Row {
-                    scenario: format!("{scenario}: MB/s"),
-                    values: cells(&|summary| format!("{:.0}", summary.megabytes_per_second())),
-                    portal_to_direct: ratio_text(to_direct),
-                    portal_to_kubectl: ratio_text(ratio(
-                        figure(Via::Kubeportal, &rate),
-                        figure(Via::KubectlProxy, &rate),
-                    )),
-                    target: ">=0.7x direct".into(),
-                    verdict: to_direct
-                        .map_or(Verdict::Unknown, |ratio| Verdict::from_bool(ratio >= 0.7)),
-                });
-                cpu_row(table, scenario, &summaries);
-                let p50 = |summary: &Summary| summary.p50_us;
-                table.row(Row {
-                    scenario: format!("{scenario}: p50 latency"),
-                    values: cells(&|summary| millis(Duration::from_micros(summary.p50_us as u64))),
-                    portal_to_direct: ratio_text(ratio(
-                        figure(Via::Kubeportal, &p50),
-                        figure(Via::Direct, &p50),
-                    )),
-                    portal_to_kubectl: ratio_text(ratio(
-                        figure(Via::Kubeportal, &p50),
-                        figure(Via::KubectlProxy, &p50),
-                    )),
-                    target: String::new(),
-                    verdict: Verdict::NoTarget,
-                });
+                let throughput = |summary: &Summary| Some(summary.megabytes_per_second());
+                let to_direct = ratio(
+                    figure_of(&summaries, &throughput)(Via::Kubeportal),
+                    figure_of(&summaries, &throughput)(Via::Direct),
+                );
+                table.row(row(
+                    "MB/s",
+                    &|summary| format!("{:.0}", summary.megabytes_per_second()),
+                    &throughput,
+                    ">=0.7x direct",
+                    to_direct.map_or(Verdict::Unknown, |ratio| Verdict::from_bool(ratio >= 0.7)),
+                ));
+                table.row(row(
+                    "CPU per request (serving process)",
+                    &cpu_text,
+                    &cpu,
+                    "",
+                    Verdict::NoTarget,
+                ));
+                table.row(row(
+                    "p50 latency",
+                    &|summary| millis(Duration::from_micros(summary.p50_us as u64)),
+                    &p50,
+                    "",
+                    Verdict::NoTarget,
+                ));
             }
         }
     }
+    instruction_row(table, results);
 }
 
-/// CPU time per request of the serving process: the double for direct
-/// access, the proxy alone otherwise.
-fn cpu_row(table: &mut Table, scenario: Scenario, summaries: &[Result<&Summary, String>]) {
-    let cpu = |index: usize| {
-        summaries[index]
+/// A figure of each way's summary, where there is one.
+fn figure_of<'a>(
+    summaries: &'a [Result<&Summary, String>],
+    value: &'a dyn Fn(&Summary) -> Option<f64>,
+) -> impl Fn(Via) -> Option<f64> + 'a {
+    move |via| {
+        summaries[via as usize]
             .as_ref()
             .ok()
-            .and_then(|summary| summary.cpu_per_request())
-            .map(|cpu| cpu.as_secs_f64())
+            .and_then(|summary| value(summary))
+    }
+}
+
+/// Instructions per sequential GET of each proxy, under callgrind.
+fn instruction_row(table: &mut Table, results: &UpstreamResults) {
+    let what = format!(
+        "GET pod, {} in sequence on 1 conn: instructions per request (callgrind)",
+        thousands(callgrind::REQUESTS as f64)
+    );
+    let measured = match &results.instructions {
+        Ok(measured) => measured,
+        Err(reason) => {
+            table.row(Row::portal_only_text(&format!(
+                "{what}: not measured: {reason}"
+            )));
+            return;
+        }
     };
-    let values: [String; 4] = std::array::from_fn(|index| match (&summaries[index], cpu(index)) {
-        (Ok(_), Some(seconds)) => micros(Duration::from_secs_f64(seconds)),
-        (Ok(_), None) => String::new(),
-        (Err(reason), _) => reason_cell(reason),
+    let per_request = |via: Via| match measured.get(&via) {
+        Some(Ok(instructions)) => Some(instructions.per_request()),
+        _ => None,
+    };
+    let values: [String; 5] = std::array::from_fn(|index| match measured.get(&Via::ALL[index]) {
+        None => String::new(),
+        Some(Ok(instructions)) => thousands(instructions.per_request()),
+        Some(Err(reason)) => reason_cell(reason),
     });
     table.row(Row {
-        scenario: format!("{scenario}: CPU per request (serving process)"),
+        scenario: what,
         values,
-        portal_to_direct: ratio_text(ratio(
-            cpu(Via::Kubeportal as usize),
-            cpu(Via::Direct as usize),
-        )),
-        portal_to_kubectl: ratio_text(ratio(
-            cpu(Via::Kubeportal as usize),
-            cpu(Via::KubectlProxy as usize),
-        )),
+        ratios: ratios(&per_request),
         target: String::new(),
         verdict: Verdict::NoTarget,
     });
@@ -455,14 +502,11 @@ pub fn watch_rows(table: &mut Table, result: &WatchResult, direct: Option<&Watch
     if let Some(portal) = portal {
         table.row(Row {
             scenario: "watches: RSS per open watch (direct: the double holding them itself)".into(),
-            values: [
+            values: direct_and_portal(
                 direct_kib.map_or_else(String::new, |kib| format!("{kib:.1} KiB")),
                 format!("{portal:.1} KiB"),
-                String::new(),
-                String::new(),
-            ],
-            portal_to_direct: ratio_text(ratio(Some(portal), direct_kib)),
-            portal_to_kubectl: String::new(),
+            ),
+            ratios: to_direct(ratio_text(ratio(Some(portal), direct_kib))),
             target: String::new(),
             verdict: Verdict::NoTarget,
         });
@@ -541,7 +585,7 @@ pub fn fanout_rows(table: &mut Table, results: &[FanOutResult]) {
                 if result.clusters == 1 { "" } else { "s" },
                 result.calls_per_cluster
             ),
-            values: [
+            values: direct_and_portal(
                 format!(
                     "{} / {}",
                     millis(result.direct.p50),
@@ -552,14 +596,11 @@ pub fn fanout_rows(table: &mut Table, results: &[FanOutResult]) {
                     millis(result.kubeportal.p50),
                     millis(result.kubeportal.p99)
                 ),
-                String::new(),
-                String::new(),
-            ],
-            portal_to_direct: ratio_text(ratio(
+            ),
+            ratios: to_direct(ratio_text(ratio(
                 Some(p50(result.kubeportal.p50)),
                 Some(p50(result.direct.p50)),
-            )),
-            portal_to_kubectl: String::new(),
+            ))),
             target: String::new(),
             verdict: Verdict::NoTarget,
         });
@@ -596,14 +637,8 @@ pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
         scenario: format!(
             "LIST {pods} pods ({list_mb:.0} MB), unfiltered (admin): lists/s (MB/s of the list)"
         ),
-        values: [
-            cell(Way::Direct),
-            cell(Way::Unfiltered),
-            String::new(),
-            String::new(),
-        ],
-        portal_to_direct: ratio_text(ratio(unfiltered, direct)),
-        portal_to_kubectl: String::new(),
+        values: direct_and_portal(cell(Way::Direct), cell(Way::Unfiltered)),
+        ratios: to_direct(ratio_text(ratio(unfiltered, direct))),
         target: String::new(),
         verdict: Verdict::NoTarget,
     });
@@ -611,9 +646,8 @@ pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
         scenario: format!(
             "LIST {pods} pods ({list_mb:.0} MB), filtered to team a (tenant): lists/s (MB/s of the list)"
         ),
-        values: [String::new(), cell(Way::Filtered), String::new(), String::new()],
-        portal_to_direct: ratio_text(ratio(filtered, direct)),
-        portal_to_kubectl: String::new(),
+        values: direct_and_portal(String::new(), cell(Way::Filtered)),
+        ratios: to_direct(ratio_text(ratio(filtered, direct))),
         target: String::new(),
         verdict: Verdict::NoTarget,
     });
@@ -642,14 +676,8 @@ pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
     let p50 = |_: Way, summary: &Summary| millis(Duration::from_micros(summary.p50_us as u64));
     table.row(Row {
         scenario: "LIST: p50 latency (kubeportal: unfiltered / filtered)".into(),
-        values: [
-            single(Way::Direct, &p50),
-            pair(&p50),
-            String::new(),
-            String::new(),
-        ],
-        portal_to_direct: String::new(),
-        portal_to_kubectl: String::new(),
+        values: direct_and_portal(single(Way::Direct, &p50), pair(&p50)),
+        ratios: to_direct(String::new()),
         target: String::new(),
         verdict: Verdict::NoTarget,
     });
@@ -661,14 +689,8 @@ pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
         scenario: format!(
             "LIST: CPU per list, serving process (kubeportal: unfiltered / filtered{cpu_ratio})"
         ),
-        values: [
-            single(Way::Direct, &cpu),
-            pair(&cpu),
-            String::new(),
-            String::new(),
-        ],
-        portal_to_direct: String::new(),
-        portal_to_kubectl: String::new(),
+        values: direct_and_portal(single(Way::Direct, &cpu), pair(&cpu)),
+        ratios: to_direct(String::new()),
         target: String::new(),
         verdict: Verdict::NoTarget,
     });
@@ -749,14 +771,8 @@ pub fn fleet_rows(table: &mut Table, result: &FleetResult) {
                 answering(list),
                 list.slowest_cluster
             ),
-            values: [
-                millis(list.slowest_single),
-                millis(list.fleet.p50),
-                String::new(),
-                String::new(),
-            ],
-            portal_to_direct: ratio_text(ratio(Some(fleet), Some(slowest))),
-            portal_to_kubectl: String::new(),
+            values: direct_and_portal(millis(list.slowest_single), millis(list.fleet.p50)),
+            ratios: to_direct(ratio_text(ratio(Some(fleet), Some(slowest)))),
             target: target.clone(),
             verdict: Verdict::from_bool(list.ratio_to_slowest() <= fleet::TARGET_RATIO),
         });
@@ -768,14 +784,8 @@ pub fn fleet_rows(table: &mut Table, result: &FleetResult) {
                 answering(list),
                 list.portal_cpu.map_or_else(|| "?".to_owned(), millis),
             ),
-            values: [
-                millis(list.sum_direct),
-                format!("{} / {}", millis(list.fleet.p50), millis(list.fleet.p99)),
-                String::new(),
-                String::new(),
-            ],
-            portal_to_direct: ratio_text(ratio(Some(fleet), Some(sum))),
-            portal_to_kubectl: String::new(),
+            values: direct_and_portal(millis(list.sum_direct), format!("{} / {}", millis(list.fleet.p50), millis(list.fleet.p99))),
+            ratios: to_direct(ratio_text(ratio(Some(fleet), Some(sum)))),
             target: String::new(),
             verdict: Verdict::NoTarget,
         });
@@ -842,6 +852,115 @@ mod tests {
     }
 
     #[test]
+    fn proxy_targets_compare_kubeportal_with_its_peers() {
+        use crate::fixtures::Seeded;
+        use crate::proxy::Upstream;
+        use std::collections::BTreeMap;
+
+        // A four-second run at `rate` requests/s, `cpu_us` of CPU each.
+        let run = |rate: u64, cpu_us: u64, p50_us: f64| Summary {
+            requests: rate * 4,
+            duration_us: 4_000_000,
+            bytes: rate * 4 * 3_000,
+            connect_errors: 0,
+            read_errors: 0,
+            write_errors: 0,
+            status_errors: 0,
+            timeouts: 0,
+            p50_us,
+            p90_us: p50_us,
+            p99_us: p50_us,
+            max_us: p50_us,
+            server_cpu: Some(Duration::from_micros(cpu_us * rate * 4)),
+        };
+        let mut runs = BTreeMap::new();
+        for scenario in Scenario::ALL {
+            runs.insert((scenario, Via::Direct), Ok(run(20_000, 30, 40.0)));
+            runs.insert((scenario, Via::Kubeportal), Ok(run(15_000, 25, 60.0)));
+            runs.insert((scenario, Via::Nginx), Ok(run(14_000, 28, 100.0)));
+        }
+        let mut results = UpstreamResults {
+            upstream: Upstream::Tls,
+            seeded: Seeded {
+                pod_bytes: 2_000,
+                list_bytes: 1 << 20,
+                list_items: 500,
+            },
+            runs,
+            unavailable: BTreeMap::from([(
+                Via::HaProxy,
+                "haproxy not installed: apt-get install haproxy".to_owned(),
+            )]),
+            instructions: Err("valgrind not installed: apt-get install valgrind".into()),
+        };
+        let rows = |results: &UpstreamResults| {
+            let mut table = Table::default();
+            proxy_rows(&mut table, results);
+            table.rows().cloned().collect::<Vec<Row>>()
+        };
+        let find = |rows: &[Row], prefix: &str| {
+            rows.iter()
+                .find(|row| row.scenario.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no row {prefix}"))
+                .clone()
+        };
+        let table = rows(&results);
+        let throughput = find(&table, "GET pod, 64 conn: requests/s");
+        // Ahead of nginx, but HAProxy was not measured.
+        assert_eq!(throughput.verdict, Verdict::Unknown);
+        assert_eq!(throughput.values[3], "not measured (not installed)");
+        assert_eq!(throughput.ratios[..3], ["0.75x", "1.07x", ""]);
+        let cpu = find(&table, "GET pod, 64 conn: CPU per request");
+        assert_eq!(cpu.values[1], "25.0 µs");
+        assert_eq!(cpu.verdict, Verdict::Met);
+        let added = find(&table, "GET pod, 1 conn: added p50 latency");
+        assert_eq!(added.values[1], "+20 µs");
+        assert_eq!(added.verdict, Verdict::Met);
+        assert_eq!(
+            find(&table, "LIST 1 MiB, 16 conn: MB/s").verdict,
+            Verdict::Met
+        );
+        assert!(find(&table, "GET pod, 2,000 in sequence")
+            .scenario
+            .contains("not measured: valgrind not installed"));
+
+        // HAProxy measured, faster than kubeportal: the target is missed.
+        results.unavailable.clear();
+        for scenario in Scenario::ALL {
+            results
+                .runs
+                .insert((scenario, Via::HaProxy), Ok(run(16_000, 20, 50.0)));
+        }
+        results.instructions = Ok(BTreeMap::from([
+            (
+                Via::Kubeportal,
+                Ok(callgrind::Instructions {
+                    total: 300_000_000,
+                    requests: 2_000,
+                }),
+            ),
+            (
+                Via::Nginx,
+                Ok(callgrind::Instructions {
+                    total: 60_000_000,
+                    requests: 2_000,
+                }),
+            ),
+            (Via::HaProxy, Err("haproxy exited".to_owned())),
+        ]));
+        let table = rows(&results);
+        let throughput = find(&table, "GET pod, 64 conn: requests/s");
+        assert_eq!(throughput.verdict, Verdict::Missed);
+        assert_eq!(throughput.ratios[2], "0.94x");
+        let instructions = find(&table, "GET pod, 2,000 in sequence");
+        assert_eq!(
+            instructions.values,
+            ["", "150,000", "30,000", "failed", ""].map(str::to_owned)
+        );
+        assert_eq!(instructions.ratios[1], "5.00x");
+    }
+
+    #[test]
     fn the_table_is_aligned() {
         let mut table = Table::default();
         table.section("proxy");
@@ -850,12 +969,17 @@ mod tests {
             values: [
                 "20,000".into(),
                 "9,000".into(),
-                "1,500".into(),
                 "12,000".into(),
+                "11,000".into(),
+                "1,500".into(),
             ],
-            portal_to_direct: "0.45x".into(),
-            portal_to_kubectl: "6.00x".into(),
-            target: ">=0.45x direct".into(),
+            ratios: [
+                "0.45x".into(),
+                "0.75x".into(),
+                "0.82x".into(),
+                "6.00x".into(),
+            ],
+            target: ">= nginx and HAProxy".into(),
             verdict: Verdict::Met,
         });
         table.row(Row::portal_only(
@@ -872,6 +996,8 @@ mod tests {
         // Right-aligned numbers end in the same column.
         let end = |line: &str, needle: &str| line.find(needle).unwrap() + needle.len();
         assert_eq!(end(lines[0], "kubeportal"), end(lines[3], "9,000"));
+        assert_eq!(end(lines[0], "HAProxy"), end(lines[3], "11,000"));
+        assert_eq!(end(lines[0], "kubeportal/kubectl"), end(lines[3], "6.00x"));
         assert!(lines[3].ends_with("yes"));
         assert!(lines[4].ends_with("NO"));
     }

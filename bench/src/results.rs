@@ -92,32 +92,73 @@ impl Output {
 
 /// How every figure was measured, for `RESULTS.md`.
 fn method(duration: u64, warm_up: u64, rounds: u64, watches: usize) -> String {
+    let requests = crate::report::thousands(crate::callgrind::REQUESTS as f64);
+    let warm_up_requests = crate::callgrind::WARM_UP_REQUESTS;
     format!(
         "All processes run on this one machine and share its cores: the load \
-generator, the Kubernetes API test double (kube-double, release build, TLS with a \
-generated CA, bearer-token authentication) and the proxy under test. Other work on \
-the machine (see the load average) adds noise; nothing is retried or filtered.
+generator, the Kubernetes API test double (kube-double, release build, \
+bearer-token authentication; TLS with a generated CA unless said otherwise) and \
+the proxy under test. Other work on the machine (see the load average) adds \
+noise; nothing is retried or filtered.
 
-- **Proxy rows.** Each cell is the best (most requests) of {rounds} wrk runs of \
-{duration} s (HTTP/1.1 keep-alive; 1 thread for 1 connection, 2 otherwise), each \
-after a {warm_up} s warm-up at the same concurrency; the runs of a cell are in \
-separate rounds over all rows, and the four ways take turns in a rotated order \
-each round. *direct* is wrk to the double \
-over TLS with its token. *kubeportal* is the release binary's header form \
-(`/api/kubernetes/proxy/...` with `Backstage-Kubernetes-Cluster`) with a static \
-portal token, a five-rule policy (the allowing rule is the third), the audit trail \
-on (SQLite) and the default log level; it reaches the double over TLS with the \
-cluster's service-account token. *kubectl proxy* is `kubectl proxy` with a \
-kubeconfig for the double. *nginx* is Debian's nginx with `proxy_pass https://`, \
-the token header set, HTTP/1.1 to a keep-alive upstream pool and \
-`proxy_buffering off` (`bench/nginx.conf.tmpl`). The three proxies listen on plain \
-HTTP on loopback. Before any load, every way is checked to return bodies \
-byte-identical to the direct ones, and kubeportal to deny a write; a run with any \
-failed request is reported as failed. Latencies are wrk's (microsecond resolution, \
-no coordinated-omission correction); MB/s counts response bytes with headers. *CPU \
-per request* is the serving process's user and system time during the measured run \
-(from `/proc`, 10 ms ticks) over its requests: the double's for direct, the proxy's \
-alone otherwise (nginx with its workers).
+- **Proxy rows.** Two upstreams, each a kube-double seeded with the same objects \
+(a ~2 kB pod and a namespace whose pod list is ~1 MiB): *(a)* a second double \
+started with `--no-tls`, serving plain HTTP, which every proxy reaches over \
+HTTP/1.1; *(b)* the double serving TLS, offering HTTP/2 and HTTP/1.1 by ALPN. \
+Five ways to each: *direct* is wrk to the double itself with its token (over TLS \
+for (b)). *kubeportal* is one release-build process with both doubles \
+registered, as clusters `bench-plain` (`http://`) and `bench` (`https://`), \
+addressed by its header form (`/api/kubernetes/proxy/...` with \
+`Backstage-Kubernetes-Cluster`) with a static portal token, a five-rule policy \
+(the allowing rule is the third), the audit trail on (SQLite) and the default \
+log level; it sends the cluster's service-account token, over HTTP/2 when the \
+upstream's TLS offers it. *nginx* is Debian's nginx (`bench/nginx.conf.tmpl`, a \
+process per upstream, a worker per CPU): `proxy_pass http://` for (a) and \
+`https://` with the double's CA verified for (b), the token header set, \
+HTTP/1.1 to a keep-alive upstream pool (nginx has no HTTP/2 to upstreams), \
+`proxy_buffering off`, otherwise its defaults (among them closing a keep-alive \
+connection after 1,000 requests, on both sides). *HAProxy* is Debian's HAProxy \
+(`bench/haproxy.cfg.tmpl`, a process per upstream, in the foreground with \
+`-db`, a thread per CPU): `mode http`, `http-reuse always` (idle upstream \
+connections shared between clients), `http-request set-header Authorization`, \
+for (b) `ssl verify required ca-file <the double's CA> sni str(localhost) alpn \
+h2,http/1.1` (so HTTP/2 to the double), client, server and tunnel timeouts of \
+1 h for watches; it streams responses without buffering them whole. *kubectl \
+proxy* is `kubectl proxy` with a kubeconfig for each double; kubectl sends no \
+bearer token to an `http://` server, so against (a) it is answered 401 and \
+reported as not measured. The proxies listen \
+on plain HTTP on loopback and wrk speaks HTTP/1.1 to every way. Each cell is \
+the best (most requests) of {rounds} wrk runs of {duration} s (keep-alive; 1 \
+thread for 1 connection, 2 otherwise), each after a {warm_up} s warm-up at the \
+same concurrency; the runs of a cell are in separate rounds over all rows, and \
+the ways to both upstreams take turns in a rotated order each round. \
+Before any load, every way is checked to return bodies byte-identical to the \
+direct ones from its upstream, and kubeportal to deny a write; a run with any \
+failed request is reported as failed. Latencies are wrk's (microsecond \
+resolution, no coordinated-omission correction); MB/s counts response bytes \
+with headers. *CPU per request* is the serving process's user and system time \
+during the measured run (from `/proc`, 10 ms ticks) over its requests: the \
+double's for direct, the proxy's alone otherwise (all its threads; nginx with \
+its workers). The ratio columns are kubeportal's figure over the other way's \
+(for latency and CPU lower is better). The targets, judged per upstream: \
+requests/s at 64 connections at least nginx's and HAProxy's, CPU per request at \
+64 connections at most nginx's, added p50 latency at 1 connection (over direct) \
+under 25 µs, and the list's MB/s at least 0.7x direct.
+- **Instructions per request.** Each proxy (kubeportal, nginx, HAProxy; not \
+kubectl proxy) is started afresh per upstream under `valgrind --tool=callgrind \
+--separate-threads=no` with the configuration above, except nginx as one process \
+(`master_process off; worker_processes 1;`) and HAProxy with `nbthread 1`; \
+kubeportal keeps its threads, which valgrind runs one at a time, and its count \
+sums them all. The benchmark sends {warm_up_requests} GETs of the small pod one \
+after another over a keep-alive HTTP/1.1 connection, zeroes the counters \
+(`callgrind_control --zero`), sends {requests} more the same way (a new \
+connection only when the proxy closes one, as nginx does after 1,000), dumps the \
+counters (`callgrind_control --dump`) and divides the dump's `totals:` \
+(instructions executed, `Ir`) by {requests}. Every response must be 200 with \
+the body byte-identical to the direct one. Instructions count work, not time: \
+they do not show waiting, cache misses or the cost of system calls inside the \
+kernel, and whatever the process did meanwhile (timers, the audit trail's \
+writes) is included.
 - **Memory.** A freshly started kubeportal per scenario. VmHWM from \
 `/proc/PID/status` after one client read the 1 GiB generated log through the header \
 form as fast as it could. VmRSS (the largest of ten readings over a second) with up \

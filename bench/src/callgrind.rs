@@ -1,0 +1,194 @@
+//! Instructions per request of a proxy, counted by valgrind's callgrind: the
+//! proxy runs under `valgrind --tool=callgrind`, takes a warm-up of
+//! sequential GETs, its counters are zeroed (`callgrind_control --zero`),
+//! it serves [`REQUESTS`] sequential GETs over one keep-alive connection,
+//! and the counters are dumped (`callgrind_control --dump`); the dump's
+//! total of executed instructions (all threads together) over the requests
+//! is the figure.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::{Method, StatusCode};
+
+use crate::processes::{self, Wrapper};
+use crate::proxy::{self, Endpoint};
+
+/// Sequential GETs before the counters are zeroed (connections opened,
+/// code paths and caches warm).
+pub const WARM_UP_REQUESTS: usize = 300;
+/// Sequential GETs counted.
+pub const REQUESTS: usize = 2_000;
+
+/// valgrind and callgrind_control.
+pub struct Callgrind {
+    valgrind: PathBuf,
+    control: PathBuf,
+}
+
+/// What one proxy executed for [`REQUESTS`] requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Instructions {
+    /// Instructions executed (callgrind's `Ir`, all threads).
+    pub total: u64,
+    pub requests: u64,
+}
+
+impl Instructions {
+    pub fn per_request(&self) -> f64 {
+        self.total as f64 / self.requests.max(1) as f64
+    }
+}
+
+impl Callgrind {
+    /// valgrind from PATH (installed from Debian when missing).
+    pub fn new() -> Result<Callgrind> {
+        let valgrind = processes::require_tool("valgrind", "valgrind")?;
+        let control = processes::which("callgrind_control")
+            .ok_or_else(|| anyhow!("callgrind_control not installed: apt-get install valgrind"))?;
+        Ok(Callgrind { valgrind, control })
+    }
+
+    /// `valgrind --tool=callgrind`, its output files in `directory` (created).
+    pub fn wrapper(&self, directory: &Path) -> Result<Wrapper> {
+        std::fs::create_dir_all(directory)?;
+        Ok(Wrapper {
+            program: self.valgrind.clone(),
+            args: vec![
+                "--tool=callgrind".into(),
+                // One count for the whole process, whichever thread ran.
+                "--separate-threads=no".into(),
+                format!(
+                    "--callgrind-out-file={}",
+                    directory.join("callgrind.out.%p").display()
+                )
+                .into(),
+            ],
+        })
+    }
+
+    /// Counts the instructions process `pid` (running under [`wrapper`]
+    /// with `directory`) executes to serve [`REQUESTS`] sequential GETs of
+    /// `path` from `endpoint`, each of which must answer `expected`.
+    ///
+    /// [`wrapper`]: Callgrind::wrapper
+    pub async fn count(
+        &self,
+        pid: u32,
+        directory: &Path,
+        endpoint: &Endpoint,
+        path: &str,
+        expected: &[u8],
+    ) -> Result<Instructions> {
+        // HTTP/1.1, one idle connection kept: sequential requests reuse it
+        // (a new one is opened only if the proxy closes it, as nginx does
+        // after 1,000 requests by default).
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .pool_max_idle_per_host(1)
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let send = |count: usize| {
+            let client = &client;
+            async move {
+                for index in 0..count {
+                    let (status, body) = proxy::fetch(client, endpoint, Method::GET, path)
+                        .await
+                        .with_context(|| format!("GET {path} ({} of {count})", index + 1))?;
+                    if status != StatusCode::OK {
+                        bail!("GET {path} ({} of {count}): {status}", index + 1);
+                    }
+                    if body != expected {
+                        bail!(
+                            "GET {path} ({} of {count}): {} bytes that differ from the direct {}",
+                            index + 1,
+                            body.len(),
+                            expected.len()
+                        );
+                    }
+                }
+                Ok(())
+            }
+        };
+        send(WARM_UP_REQUESTS).await.context("warming up")?;
+        self.control("--zero", pid).await?;
+        send(REQUESTS).await?;
+        self.control("--dump", pid).await?;
+        let total = newest_total(directory, pid)?;
+        Ok(Instructions {
+            total,
+            requests: REQUESTS as u64,
+        })
+    }
+
+    /// `callgrind_control OPTION PID`, which must succeed.
+    async fn control(&self, option: &str, pid: u32) -> Result<()> {
+        let output = tokio::process::Command::new(&self.control)
+            .arg(option)
+            .arg(pid.to_string())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("running callgrind_control")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || !stdout.contains("OK") {
+            bail!(
+                "callgrind_control {option} {pid} failed ({}): {} {}",
+                output.status,
+                stdout.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The instruction total of the newest dump of `pid` in `directory`
+/// (`callgrind.out.PID.N`, the highest N).
+fn newest_total(directory: &Path, pid: u32) -> Result<u64> {
+    let prefix = format!("callgrind.out.{pid}.");
+    let newest = std::fs::read_dir(directory)?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let part: u32 = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((part, entry.path()))
+        })
+        .max_by_key(|(part, _)| *part)
+        .ok_or_else(|| anyhow!("no callgrind dump of {pid} in {}", directory.display()))?
+        .1;
+    let text = std::fs::read_to_string(&newest)
+        .with_context(|| format!("reading {}", newest.display()))?;
+    parse_total(&text).ok_or_else(|| anyhow!("no totals line in {}", newest.display()))
+}
+
+/// The first event's count on a dump's `totals:` line (or `summary:`,
+/// which older versions write instead).
+fn parse_total(dump: &str) -> Option<u64> {
+    let line = |key: &str| {
+        dump.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    };
+    line("totals:").or_else(|| line("summary:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_are_read_from_a_dump() {
+        let dump = "# callgrind format\nversion: 1\ncreator: callgrind-3.19.0\n\
+                    events: Ir\nfn=(1) main\n5 100\nsummary: 1184480\n\ntotals: 1184876\n";
+        assert_eq!(parse_total(dump), Some(1_184_876));
+        assert_eq!(parse_total("events: Ir\nsummary: 42\n"), Some(42));
+        assert_eq!(parse_total("events: Ir\n"), None);
+        let instructions = Instructions {
+            total: 3_000_000,
+            requests: 2_000,
+        };
+        assert_eq!(instructions.per_request(), 1_500.0);
+    }
+}
