@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::Request;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -214,67 +215,91 @@ pub fn router(state: AppState) -> Router {
             Box::pin(async move { registry.is_registered(&name).await })
         }),
     };
-    let auditor = state.auditor.clone();
-    // The middleware wraps the routers as a whole rather than every route:
-    // axum clones and boxes a layered route's whole stack per request.
-    // Only the route template is noted per route, for metrics and errors.
-    let api = api
+    let observing = Observing {
+        auditor: state.auditor.clone(),
+        tracking,
+    };
+    let app = api
         .route(
             "/metrics",
-            axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics.clone()),
+            axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics),
         )
         .with_state(state)
-        .layer(axum::middleware::from_fn(crate::telemetry::note_route));
-    let api = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn_with_state(
-            auditor,
-            crate::audit::record,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            tracking,
-            crate::telemetry::track,
-        ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .service(api);
-    let app = Router::new()
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
-        .fallback_service(api);
-    let app = ServiceBuilder::new()
-        .layer(
-            // Method and path only: query strings may carry tickets.
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let span = tracing::info_span!(
-                        "request",
-                        otel.kind = "server",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        cluster = tracing::field::Empty,
-                    );
-                    crate::telemetry::traces::continue_trace(&span, request.headers());
-                    span
-                })
-                // A 502 or 504 is a cluster's fault, not kubeportal's: a warning.
-                // kubeportal's own faults (500) are logged at ERROR where they
-                // happen, with their cause.
-                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
-        )
-        .layer(axum::middleware::from_fn(crate::error::envelope))
-        .layer(axum::middleware::from_fn_with_state(
-            origins,
-            crate::identity::origin::guard,
-        ))
-        .layer(axum::middleware::from_fn(
-            crate::proxy::refuse_plain_connect,
-        ))
-        .service(app);
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document));
+    // One router, its routes (and fallback) each wrapped in the whole
+    // stack, which sees the matched route. Every middleware costs every
+    // request a boxed future, so those that do little are one.
+    let app = app.layer(
+        ServiceBuilder::new()
+            .layer(
+                // Method and path only: query strings may carry tickets.
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let span = tracing::info_span!(
+                            "request",
+                            otel.kind = "server",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            cluster = tracing::field::Empty,
+                        );
+                        crate::telemetry::traces::continue_trace(&span, request.headers());
+                        span
+                    })
+                    // A 502 or 504 is a cluster's fault, not kubeportal's: a
+                    // warning. kubeportal's own faults (500) are logged at
+                    // ERROR where they happen, with their cause.
+                    .on_failure(
+                        tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN),
+                    ),
+            )
+            .layer(axum::middleware::from_fn_with_state(origins, front))
+            .layer(axum::middleware::from_fn_with_state(observing, observe))
+            .layer(DefaultBodyLimit::max(body_limit)),
+    );
     // Outermost, so that a preflight from a listed origin is answered before
     // anything asks it for an identity.
-    let router = Router::new().fallback_service(app);
     match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
+        Some(cors) => app.layer(cors),
+        None => app,
     }
+}
+
+/// Errors in the shape of their route family, then the origin check and
+/// the refusal of a plain CONNECT.
+async fn front(
+    State(origins): State<Arc<crate::identity::origin::OriginPolicy>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    crate::error::envelope(request, |request| async move {
+        if let Some(refusal) = origins.refusal(request.method(), request.uri(), request.headers()) {
+            return refusal.into_response();
+        }
+        if let Some(refusal) = crate::proxy::plain_connect_refusal(&request) {
+            return refusal;
+        }
+        next.run(request).await
+    })
+    .await
+}
+
+/// What [`observe`] writes to.
+#[derive(Clone)]
+struct Observing {
+    auditor: crate::audit::Auditor,
+    tracking: crate::telemetry::Tracking,
+}
+
+/// The audit trail, and inside it the request metrics.
+async fn observe(
+    State(Observing { auditor, tracking }): State<Observing>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    crate::audit::record(auditor, request, |request| async move {
+        crate::telemetry::track(&tracking, request, |request| next.run(request)).await
+    })
+    .await
 }
 
 /// The rustls server configuration for `server.tls` (HTTP/2 and HTTP/1.1 by ALPN).

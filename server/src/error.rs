@@ -9,7 +9,6 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// An error a handler returns. Each variant's doc names its status.
@@ -223,21 +222,25 @@ pub fn is_path_form_proxy(path: &str) -> bool {
     )
 }
 
-/// Middleware: renders errors produced anywhere below it in the right shape
+/// Middleware (around `inner`): renders errors produced anywhere below it in the right shape
 /// for the route family, with the request's method and path.
-pub async fn envelope(request: Request, next: Next) -> Response {
+pub async fn envelope<F>(request: Request, inner: impl FnOnce(Request) -> F) -> Response
+where
+    F: std::future::Future<Output = Response>,
+{
     // Cheap handles (reference counts), turned into text only for an error.
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let mut response = next.run(request).await;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
+    let mut response = inner(request).await;
     let Some(pending) = response.extensions_mut().remove::<PendingError>() else {
         return response;
     };
     let path = uri.path().to_owned();
-    let route = response
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|matched| matched.as_str().to_owned());
+    let route = route.map(|matched| matched.as_str().to_owned());
     let status = response.status();
     let body = if is_path_form_proxy(&path) {
         serde_json::to_vec(&KubernetesStatus {

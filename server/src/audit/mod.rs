@@ -19,8 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -374,10 +373,18 @@ impl<S: FnOnce(crate::context::NoteData, &'static str, u16, u64, u64)> Drop for 
     }
 }
 
-/// Middleware: puts an [`AuditNote`] on the request, and writes the record
+/// Middleware (with [`Auditor`] as state, around `inner`): puts an
+/// [`AuditNote`] on the request, and writes the record
 /// when the response body has been sent (or abandoned), or when the request
 /// is dropped before its answer.
-pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: Next) -> Response {
+pub async fn record<F>(
+    auditor: Auditor,
+    mut request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Response>,
+{
     let started = Instant::now();
     let note = AuditNote::default();
     request.extensions_mut().insert(note.clone());
@@ -445,7 +452,7 @@ pub async fn record(State(auditor): State<Auditor>, mut request: Request, next: 
     let unanswered = Unanswered {
         parts: Some((submit, note.clone(), bytes_in.clone(), kind)),
     };
-    let response = next.run(request).await;
+    let response = inner(request).await;
     let (submit, note, bytes_in, kind) = unanswered.answered();
     let status = response.status().as_u16();
     let kind = match kind {

@@ -17,11 +17,7 @@
 //! Clients that are not browsers send no `Origin` and are not affected.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method};
 
 use crate::error::ApiError;
@@ -126,7 +122,12 @@ impl OriginPolicy {
     }
 
     /// Why a request must not be served, if it must not.
-    fn refusal(&self, method: &Method, uri: &http::Uri, headers: &HeaderMap) -> Option<ApiError> {
+    pub fn refusal(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Option<ApiError> {
         let host = request_host(uri, headers);
         if self.guest && !matches!(uri.path(), "/healthz" | "/readyz") {
             let trusted = host.as_ref().is_some_and(|(host, _)| {
@@ -187,18 +188,6 @@ fn is_loopback(host: &str) -> bool {
         || host
             .parse::<IpAddr>()
             .is_ok_and(|address| address.is_loopback())
-}
-
-/// Middleware: refuses what [`OriginPolicy`] refuses (403 `NotAllowedError`).
-pub async fn guard(
-    State(policy): State<Arc<OriginPolicy>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match policy.refusal(request.method(), request.uri(), request.headers()) {
-        Some(error) => error.into_response(),
-        None => next.run(request).await,
-    }
 }
 
 #[cfg(test)]

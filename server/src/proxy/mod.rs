@@ -767,22 +767,22 @@ fn not_found(attributes: &crate::kubernetes::RequestAttributes) -> ApiError {
     ))
 }
 
-/// Middleware: a CONNECT is only ever a WebSocket over HTTP/2; any other
-/// (authority-form or not, on any route) is 405 before it meets a handler.
-pub async fn refuse_plain_connect(request: Request, next: axum::middleware::Next) -> Response {
+/// A CONNECT is only ever a WebSocket over HTTP/2; any other (authority-form
+/// or not, on any route) is refused with 405 before it meets a handler.
+pub fn plain_connect_refusal(request: &Request) -> Option<Response> {
     use axum::response::IntoResponse;
-    if request.method() == http::Method::CONNECT && !is_websocket_over_http2(&request) {
-        let mut response = ApiError::MethodNotAllowed(
-            "CONNECT is not proxied (only WebSocket over HTTP/2 uses it)".into(),
-        )
-        .into_response();
-        response.headers_mut().insert(
-            http::header::ALLOW,
-            http::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-        );
-        return response;
+    if request.method() != http::Method::CONNECT || is_websocket_over_http2(request) {
+        return None;
     }
-    next.run(request).await
+    let mut response = ApiError::MethodNotAllowed(
+        "CONNECT is not proxied (only WebSocket over HTTP/2 uses it)".into(),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        http::header::ALLOW,
+        http::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    Some(response)
 }
 
 /// Whether a request is a WebSocket over HTTP/2 (extended CONNECT with

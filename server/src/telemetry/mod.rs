@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use http::header::CONTENT_TYPE;
@@ -254,18 +253,6 @@ impl Metrics {
     }
 }
 
-/// Middleware on every route: puts the route template on the response, for
-/// [`track`] and the error envelope, which wrap the router as a whole and so
-/// run before routing has matched anything.
-pub async fn note_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let mut response = next.run(request).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(route);
-    }
-    response
-}
-
 /// The `method` label: one of the standard methods, else `other`.
 pub fn method_label(method: &http::Method) -> &'static str {
     use http::Method;
@@ -325,19 +312,24 @@ pub struct Tracking {
 /// and only when it is registered: unauthenticated or denied callers, and
 /// names nobody registered, count under an empty cluster, so no caller can
 /// add series by making up names.
-pub async fn track(State(tracking): State<Tracking>, request: Request, next: Next) -> Response {
+pub async fn track<F>(
+    tracking: &Tracking,
+    request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Response>,
+{
     let started = Instant::now();
     let method = method_label(request.method());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let note = request
         .extensions()
         .get::<crate::context::AuditNote>()
         .cloned();
-    let response = next.run(request).await;
+    let response = inner(request).await;
     let elapsed = started.elapsed();
-    let route = response
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let verb = verb_label(note.as_ref().and_then(|note| note.verb()).as_deref());
     let cluster = match note.and_then(|note| note.allowed_cluster()) {
         Some(name) if (tracking.registered)(name.clone()).await => name,

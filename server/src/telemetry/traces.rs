@@ -10,11 +10,12 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{filter_fn, FilterFn};
+use tracing_subscriber::filter::{filter_fn, FilterExt as _, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::Registry;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer as _;
+use tracing_subscriber::Layer;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -83,9 +84,6 @@ pub fn init(
     telemetry: &TelemetryConfig,
 ) -> Result<Option<SdkTracerProvider>, TracesError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(logging.level.as_deref().unwrap_or("info")))
-        .add_directive(quiet_kube_client());
     let provider = match &telemetry.otlp_endpoint {
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
@@ -107,32 +105,48 @@ pub fn init(
         }
         None => None,
     };
-    let otel = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("kubeportal")));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let result = match logging.format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr)
-                    .with_filter(logged()),
-            )
-            .try_init(),
-        // Colours only on a terminal: they cost every span its styling, and
-        // are noise in a log file.
-        LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(std::io::stderr)
-                    .with_filter(logged()),
-            )
-            .try_init(),
-    };
+    let result = subscriber(logging, provider.as_ref()).try_init();
     result.map_err(TracesError::Subscriber)?;
     Ok(provider)
+}
+
+/// The subscriber: logs on stderr and, with a tracer provider, spans for
+/// export. Each has its own filter, so that a span no one wants (the
+/// upstream call's, without an exporter) is never made at all.
+fn subscriber(
+    logging: &LoggingConfig,
+    provider: Option<&SdkTracerProvider>,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    let levels = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(logging.level.as_deref().unwrap_or("info")))
+            .add_directive(quiet_kube_client())
+    };
+    let formatted: Box<dyn Layer<Registry> + Send + Sync> = match logging.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        // Colours only on a terminal: they cost every span its styling, and
+        // are noise in a log file.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let logs = tracing_subscriber::registry().with(formatted.with_filter(levels().and(logged())));
+    // Without an exporter no layer at all (an absent layer would still
+    // want every span).
+    match provider {
+        Some(provider) => Box::new(
+            logs.with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("kubeportal"))
+                    .with_filter(levels()),
+            ),
+        ),
+        None => Box::new(logs),
+    }
 }
 
 /// What the log formatter sees: everything but the upstream call's span,
@@ -186,4 +200,33 @@ pub fn propagate(span: &tracing::Span, headers: &mut HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut HeaderInjector(headers))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_an_exporter_no_upstream_span_is_made() {
+        let subscriber = subscriber(&LoggingConfig::default(), None);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::info_span!("upstream", otel.kind = "client").is_disabled());
+            assert!(!tracing::info_span!("request", otel.kind = "server").is_disabled());
+        });
+    }
+
+    #[test]
+    fn with_an_exporter_the_upstream_span_is_made() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(&LoggingConfig::default(), Some(&provider));
+        tracing::subscriber::with_default(subscriber, || {
+            let upstream = tracing::info_span!("upstream", otel.kind = "client");
+            assert!(!upstream.is_disabled());
+            assert!(!tracing::info_span!("request", otel.kind = "server").is_disabled());
+            // The exporting layer is reachable through the subscriber: the
+            // span has a trace context to propagate.
+            use opentelemetry::trace::TraceContextExt as _;
+            assert!(upstream.context().span().span_context().is_valid());
+        });
+    }
 }
