@@ -122,6 +122,13 @@ pub fn forwardable(incoming: &HeaderMap, upgrade: bool) -> HeaderMap {
 /// Removes hop-by-hop headers from an upstream response; a 101 keeps its
 /// `Connection: Upgrade` and `Upgrade`.
 pub fn strip_response(headers: &mut HeaderMap, upgrade: bool) {
+    // Most responses carry none of them (tokens named by `Connection` need a
+    // `Connection` header): one pass over the names tells.
+    let hop_by_hop =
+        |name: &HeaderName| HOP_BY_HOP.contains(&name.as_str()) || name == header::UPGRADE;
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let named_by_connection: Vec<String> = connection_tokens(headers).collect();
     for name in named_by_connection {
         if upgrade && name == "upgrade" {

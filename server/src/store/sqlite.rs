@@ -22,6 +22,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // A multi-row insert's statement journal (the audit trail's
+            // batches) in memory, not a temporary file made and removed
+            // for every batch.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
