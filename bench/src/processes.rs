@@ -203,7 +203,20 @@ impl Child {
     }
 
     /// Waits until `probe` succeeds, failing early if the child exits.
-    async fn wait_until_ready<F, Fut>(&mut self, mut probe: F) -> Result<()>
+    async fn wait_until_ready<F, Fut>(&mut self, probe: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        self.wait_until_ready_within(START_TIMEOUT, probe).await
+    }
+
+    /// [`Child::wait_until_ready`] within `timeout`.
+    async fn wait_until_ready_within<F, Fut>(
+        &mut self,
+        timeout: Duration,
+        mut probe: F,
+    ) -> Result<()>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -216,8 +229,8 @@ impl Child {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.failure(&format!("exited ({status})")));
             }
-            if started.elapsed() > START_TIMEOUT {
-                return Err(self.failure("was not ready within 30 s"));
+            if started.elapsed() > timeout {
+                return Err(self.failure(&format!("was not ready within {timeout:?}")));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -322,10 +335,31 @@ impl PortalProcess {
         name: &str,
         config: &serde_json::Value,
     ) -> Result<PortalProcess> {
+        Self::start_wrapped(binaries, directory, name, config, &[], START_TIMEOUT).await
+    }
+
+    /// [`PortalProcess::start`] as an argument of `wrapper` (a program and
+    /// its arguments, e.g. `valgrind --tool=callgrind`; none when empty),
+    /// ready within `timeout`.
+    pub async fn start_wrapped(
+        binaries: &Binaries,
+        directory: &Path,
+        name: &str,
+        config: &serde_json::Value,
+        wrapper: &[String],
+        timeout: Duration,
+    ) -> Result<PortalProcess> {
         let port = free_port()?;
         let config_file = directory.join(format!("{name}.yaml"));
         std::fs::write(&config_file, serde_json::to_vec_pretty(config)?)?;
-        let mut command = Command::new(&binaries.kubeportal);
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(&binaries.kubeportal);
+                command
+            }
+            None => Command::new(&binaries.kubeportal),
+        };
         command
             .arg("--config")
             .arg(&config_file)
@@ -350,7 +384,7 @@ impl PortalProcess {
         let client = reqwest::Client::new();
         let ready = format!("{url}/readyz");
         child
-            .wait_until_ready(|| {
+            .wait_until_ready_within(timeout, || {
                 let request = client.get(&ready).send();
                 async move {
                     request
