@@ -45,6 +45,15 @@ impl ValueScan {
     /// length once it is complete, `None` while more bytes are needed.
     /// `bytes` must hold everything given before, and maybe more.
     pub fn advance(&mut self, bytes: &[u8]) -> Result<Option<usize>, ScanError> {
+        self.advance_at(bytes, 0)
+    }
+
+    /// [`ValueScan::advance`] with `bytes` holding the value from its byte
+    /// `offset` on: the bytes before, already scanned, need not be given
+    /// again (`offset` is at most the bytes scanned so far). The value's
+    /// length is counted from its start, as ever.
+    pub fn advance_at(&mut self, bytes: &[u8], offset: usize) -> Result<Option<usize>, ScanError> {
+        debug_assert!(offset <= self.length);
         if self.length == 0 {
             let Some(&byte) = bytes.first() else {
                 return Ok(None);
@@ -58,11 +67,11 @@ impl ValueScan {
             self.length = 1;
         }
         if self.scalar {
-            return Ok(self.scalar_end(bytes));
+            return Ok(self.scalar_end(bytes, offset));
         }
         // The state in locals while the bytes are looked at; kept when more
         // are needed.
-        let mut at = self.length;
+        let mut at = self.length - offset;
         let mut depth = self.depth;
         let mut in_string = self.in_string;
         if self.escaped {
@@ -93,7 +102,7 @@ impl ValueScan {
                 at = found + 1;
                 in_string = false;
                 if depth == 0 {
-                    return Ok(Some(at));
+                    return Ok(Some(offset + at));
                 }
                 continue;
             }
@@ -112,28 +121,28 @@ impl ValueScan {
                 b'}' | b']' => {
                     depth -= 1;
                     if depth == 0 {
-                        return Ok(Some(at));
+                        return Ok(Some(offset + at));
                     }
                 }
                 _ => {}
             }
         }
-        self.length = at;
+        self.length = offset + at;
         self.depth = depth;
         self.in_string = in_string;
         Ok(None)
     }
 
     /// A number, `true`, `false` or `null` ends before a delimiter.
-    fn scalar_end(&mut self, bytes: &[u8]) -> Option<usize> {
-        let rest = bytes.get(self.length..).unwrap_or_default();
+    fn scalar_end(&mut self, bytes: &[u8], offset: usize) -> Option<usize> {
+        let rest = bytes.get(self.length - offset..).unwrap_or_default();
         match rest
             .iter()
             .position(|byte| matches!(byte, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))
         {
-            Some(offset) => Some(self.length + offset),
+            Some(end) => Some(self.length + end),
             None => {
-                self.length = bytes.len().max(self.length);
+                self.length = (offset + bytes.len()).max(self.length);
                 None
             }
         }
@@ -142,6 +151,7 @@ impl ValueScan {
 
 /// The first `"` or `\` at or after `at`: eight bytes at a time (without
 /// a call), then, in a long string, a vectorized search.
+#[inline]
 fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -225,7 +235,8 @@ pub enum Prefix<'a> {
 /// looked at) in one pass, finding its members and its end.
 pub fn object_prefix(bytes: &[u8]) -> Prefix<'_> {
     use Prefix::{Incomplete, Other};
-    let mut found = Vec::new();
+    // Room for the members of most objects.
+    let mut found = Vec::with_capacity(8);
     let mut at = whitespace(bytes);
     match bytes.get(at) {
         Some(b'{') => {}
