@@ -198,6 +198,21 @@ pub struct Member<'a> {
     pub start: usize,
     pub key: &'a [u8],
     pub value: std::ops::Range<usize>,
+    /// The value's own members (relative to the value), as [`members`]
+    /// gives them, when they were read in the same pass: for an object's
+    /// `metadata`, and that metadata's `annotations`, when they are objects
+    /// whose members can be read as written.
+    pub inner: Option<Vec<Member<'a>>>,
+}
+
+/// The member whose value's members are read with its object's, at each
+/// level from the object [`object_prefix`] reads.
+fn read_within(level: usize) -> Option<&'static [u8]> {
+    match level {
+        0 => Some(b"metadata"),
+        1 => Some(b"annotations"),
+        _ => None,
+    }
 }
 
 /// The members of the one JSON object `object` holds, in order, without
@@ -232,8 +247,13 @@ pub enum Prefix<'a> {
 }
 
 /// Reads the object at the front of `bytes` (what follows it is not
-/// looked at) in one pass, finding its members and its end.
+/// looked at) in one pass, finding its members and its end (and those of
+/// its `metadata` and their `annotations`, see [`Member::inner`]).
 pub fn object_prefix(bytes: &[u8]) -> Prefix<'_> {
+    object_prefix_at(bytes, 0)
+}
+
+fn object_prefix_at(bytes: &[u8], level: usize) -> Prefix<'_> {
     use Prefix::{Incomplete, Other};
     // Room for the members of most objects.
     let mut found = Vec::with_capacity(8);
@@ -281,15 +301,30 @@ pub fn object_prefix(bytes: &[u8]) -> Prefix<'_> {
         if at == bytes.len() {
             return Incomplete;
         }
-        let length = match ValueScan::default().advance(&bytes[at..]) {
-            Ok(Some(length)) => length,
-            Ok(None) => return Incomplete,
-            Err(_) => return Other,
+        let nested = match read_within(level) {
+            Some(within) if key == within && bytes[at] == b'{' => {
+                match object_prefix_at(&bytes[at..], level + 1) {
+                    Prefix::Object { length, members } => Some((length, members)),
+                    Incomplete => return Incomplete,
+                    // Read as any other value.
+                    Other => None,
+                }
+            }
+            _ => None,
+        };
+        let (length, inner) = match nested {
+            Some((length, members)) => (length, Some(members)),
+            None => match ValueScan::default().advance(&bytes[at..]) {
+                Ok(Some(length)) => (length, None),
+                Ok(None) => return Incomplete,
+                Err(_) => return Other,
+            },
         };
         found.push(Member {
             start,
             key,
             value: at..at + length,
+            inner,
         });
         at += length;
         at += whitespace(&bytes[at..]);
@@ -410,6 +445,46 @@ mod tests {
                 let length = first.or_else(|| scan.advance(bytes).unwrap());
                 assert_eq!(length, expected, "{text} cut at {cut}");
             }
+        }
+    }
+
+    /// An object's metadata and its annotations are read in the same pass,
+    /// their members as [`members`] reads them on their own.
+    #[test]
+    fn metadata_and_annotations_are_read_with_their_object() {
+        let object = br#"{"kind":"Pod","metadata":{"name":"a","annotations":{"x":"}","y":{"z":1}},"labels":{"metadata":{}}},"spec":{"metadata":{"a":1}}}"#;
+        let found = members(object).unwrap();
+        let alone = |member: &Member<'_>| members(&object[member.value.clone()]).unwrap();
+        fn strip<'a>(found: &[Member<'a>]) -> Vec<Member<'a>> {
+            found
+                .iter()
+                .map(|member| Member {
+                    inner: None,
+                    ..member.clone()
+                })
+                .collect()
+        }
+        assert_eq!(found[0].inner, None);
+        assert_eq!(found[2].inner, None, "only the object's own metadata");
+        let metadata = found[1].inner.as_ref().unwrap();
+        assert_eq!(strip(metadata), strip(&alone(&found[1])));
+        let annotations = metadata[1].inner.as_ref().unwrap();
+        let keys: Vec<&[u8]> = annotations.iter().map(|member| member.key).collect();
+        assert_eq!(keys, [&b"x"[..], b"y"]);
+        let metadata_value = &object[found[1].value.clone()];
+        assert_eq!(
+            *annotations,
+            members(&metadata_value[metadata[1].value.clone()]).unwrap()
+        );
+        assert_eq!(metadata[2].inner, None, "no deeper");
+        // Metadata that cannot be read as written is scanned as a value.
+        let escaped = br#"{"metadata":{"n\u0061me":"a"},"b":1}"#;
+        let found = members(escaped).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].inner, None);
+        assert_eq!(&escaped[found[0].value.clone()], br#"{"n\u0061me":"a"}"#);
+        for cut in 0..object.len() {
+            assert_eq!(object_prefix(&object[..cut]), Prefix::Incomplete, "{cut}");
         }
     }
 
