@@ -3,6 +3,7 @@
 //! timeouts, and the credential. This is the only place credentials are
 //! attached to requests. Nothing here logs a credential or puts one in an error.
 
+mod buffered;
 mod config;
 mod streams;
 pub(crate) mod tls;
@@ -33,9 +34,9 @@ use streams::{StreamError, StreamPool};
 
 type HttpsClient = Client<ClusterConnector, Body>;
 
-/// How kubeportal connects to a cluster: TCP, then TLS (or plain HTTP),
-/// the whole within the connect timeout.
-type ClusterConnector = Bounded<HttpsConnector<HttpConnector>>;
+/// How kubeportal connects to a cluster: TCP (read through a buffer), then
+/// TLS (or plain HTTP), the whole within the connect timeout.
+type ClusterConnector = Bounded<HttpsConnector<buffered::ReadBuffering<HttpConnector>>>;
 
 /// A connector whose whole set-up (TCP connect and TLS handshake) is bounded
 /// by the connect timeout: a cluster address that accepts connections and
@@ -587,6 +588,7 @@ impl Upstreams {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1();
+        let http = buffered::ReadBuffering(http);
         let inner = if http2 {
             builder.enable_http2().wrap_connector(http)
         } else {
