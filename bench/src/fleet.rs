@@ -123,7 +123,7 @@ fn seed(double: &KubeDouble) {
     }
 }
 
-fn portal_config(doubles: &[KubeDouble]) -> Value {
+pub fn portal_config(doubles: &[KubeDouble]) -> Value {
     let clusters = doubles
         .iter()
         .enumerate()
@@ -139,23 +139,29 @@ fn portal_config(doubles: &[KubeDouble]) -> Value {
     fixtures::portal_config(clusters)
 }
 
-fn fleet_url(portal: &PortalProcess) -> String {
+pub fn fleet_url(portal: &PortalProcess) -> String {
     format!(
         "{}/api/kubernetes/fleet/{GLOB}/proxy{LIST_PATH}",
         portal.url
     )
 }
 
-/// Starts the doubles, then measures every cluster count and the watches.
-pub async fn measure(binaries: &Binaries, directory: &Path) -> Result<FleetResult> {
-    let largest = CLUSTER_COUNTS.iter().copied().max().unwrap_or(0);
-    eprintln!("  starting {largest} doubles with {PODS} pods each…");
-    let mut doubles = Vec::with_capacity(largest);
-    for _ in 0..largest.max(WATCH_CLUSTERS) {
+/// Starts `count` doubles, each seeded with the same [`PODS`] pods.
+pub async fn start_doubles(count: usize) -> Result<Vec<KubeDouble>> {
+    let mut doubles = Vec::with_capacity(count);
+    for _ in 0..count {
         let double = KubeDouble::start(Options::default()).await?;
         seed(&double);
         doubles.push(double);
     }
+    Ok(doubles)
+}
+
+/// Starts the doubles, then measures every cluster count and the watches.
+pub async fn measure(binaries: &Binaries, directory: &Path) -> Result<FleetResult> {
+    let largest = CLUSTER_COUNTS.iter().copied().max().unwrap_or(0);
+    eprintln!("  starting {largest} doubles with {PODS} pods each…");
+    let doubles = start_doubles(largest.max(WATCH_CLUSTERS)).await?;
     let mut client = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false);
@@ -193,7 +199,7 @@ pub async fn measure(binaries: &Binaries, directory: &Path) -> Result<FleetResul
     Ok(FleetResult { lists, watches })
 }
 
-async fn get(client: &reqwest::Client, url: &str, token: &str) -> Result<bytes::Bytes> {
+pub async fn get(client: &reqwest::Client, url: &str, token: &str) -> Result<bytes::Bytes> {
     let response = client
         .get(url)
         .bearer_auth(token)
@@ -308,7 +314,7 @@ async fn measure_list(
 /// Fails unless `body` is a list of exactly every pod of each of the first
 /// `clusters` clusters, each annotated with its cluster, and a `clusters`
 /// stanza of every one, all successful.
-fn check_fleet_list(body: &[u8], clusters: usize) -> Result<()> {
+pub fn check_fleet_list(body: &[u8], clusters: usize) -> Result<()> {
     let list: Value = serde_json::from_slice(body)
         .with_context(|| format!("the fleet list ({} bytes) is not JSON", body.len()))?;
     let items = list["items"]

@@ -16,6 +16,7 @@ mod callgrind;
 mod fanout;
 mod fixtures;
 mod fleet;
+mod fleet_profile;
 mod machine;
 mod memory;
 mod processes;
@@ -85,6 +86,9 @@ enum Command {
     /// Minutes of steady open-loop load with watches open (`make soak`):
     /// kubeportal's memory, errors and latency over time, and a verdict.
     Soak(soak::SoakArguments),
+    /// kubeportal's CPU (or, under callgrind, instructions) per fleet list
+    /// over many clusters, and its profile.
+    FleetProfile(fleet_profile::ProfileArguments),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,6 +151,9 @@ async fn main() -> Result<()> {
     }
     if let Some(Command::Soak(soak)) = &arguments.command {
         return soak::run(soak.clone()).await;
+    }
+    if let Some(Command::FleetProfile(profile)) = &arguments.command {
+        return fleet_profile::run(profile.clone()).await;
     }
     let open_files = processes::raise_open_file_limit();
     let building = Instant::now();

@@ -3,6 +3,7 @@
 //! timeouts, and the credential. This is the only place credentials are
 //! attached to requests. Nothing here logs a credential or puts one in an error.
 
+mod buffered;
 mod config;
 mod streams;
 pub(crate) mod tls;
@@ -33,9 +34,9 @@ use streams::{StreamError, StreamPool};
 
 type HttpsClient = Client<ClusterConnector, Body>;
 
-/// How kubeportal connects to a cluster: TCP, then TLS (or plain HTTP),
-/// the whole within the connect timeout.
-type ClusterConnector = Bounded<HttpsConnector<HttpConnector>>;
+/// How kubeportal connects to a cluster: TCP (read through a buffer), then
+/// TLS (or plain HTTP), the whole within the connect timeout.
+type ClusterConnector = Bounded<HttpsConnector<buffered::ReadBuffering<HttpConnector>>>;
 
 /// A connector whose whole set-up (TCP connect and TLS handshake) is bounded
 /// by the connect timeout: a cluster address that accepts connections and
@@ -460,6 +461,9 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     parts[keep..].join(": ")
 }
 
+/// The largest HTTP/2 frame a cluster may send on a shared connection.
+const MAX_FRAME_SIZE: u32 = 64 * 1024;
+
 /// Connectors by cluster, rebuilt when the record changes (another version,
 /// or another registration under the same name), and dropped as soon as the
 /// registry drops the cluster.
@@ -587,6 +591,7 @@ impl Upstreams {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1();
+        let http = buffered::ReadBuffering(http);
         let inner = if http2 {
             builder.enable_http2().wrap_connector(http)
         } else {
@@ -615,6 +620,9 @@ impl Upstreams {
         Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
+            // A large response (a list of many megabytes) comes in a quarter
+            // of the HTTP/2 frames it would take at the default 16 KiB.
+            .http2_max_frame_size(MAX_FRAME_SIZE)
             .build(connector)
     }
 }

@@ -142,24 +142,44 @@ impl ListSplitter {
 
     /// Takes the next bytes of the response and hands each complete piece
     /// to `sink`. Pieces that arrive whole are cut from `chunk` itself;
-    /// only a piece's beginning waits in the buffer for its rest.
+    /// only a piece's beginning waits in the buffer for its rest, which is
+    /// found in `chunk` before the rest of `chunk` is cut where it lies.
     pub fn feed(
         &mut self,
         chunk: &[u8],
         sink: &mut dyn FnMut(Piece<'_>) -> Result<(), FilterError>,
     ) -> Result<(), FilterError> {
-        let result = if self.buffer.is_empty() {
-            let result = self.cutter.advance(chunk, sink);
-            self.buffer
-                .extend_from_slice(&chunk[self.cutter.start.min(chunk.len())..]);
-            result
-        } else {
+        let mut from = 0;
+        if !self.buffer.is_empty() && self.cutter.scan.is_idle() {
+            // What an error left: cut again with the chunk after it.
             self.buffer.extend_from_slice(chunk);
             let result = self.cutter.advance(&self.buffer, sink);
             self.buffer
                 .drain(..self.cutter.start.min(self.buffer.len()));
-            result
-        };
+            self.cutter.start = 0;
+            return result;
+        }
+        if !self.buffer.is_empty() {
+            // The buffer holds the beginning of one value (its scan is under
+            // way, from the buffer's first byte): the chunk completes it, or
+            // all of the chunk is more of it.
+            let held = self.buffer.len();
+            let Some(length) = self.cutter.scan.advance_at(chunk, held)? else {
+                self.buffer.extend_from_slice(chunk);
+                return Ok(());
+            };
+            from = length - held;
+            self.buffer.extend_from_slice(&chunk[..from]);
+            self.cutter.scan = ValueScan::default();
+            let whole = 0..self.buffer.len();
+            let took = self.cutter.took(&self.buffer, whole, sink);
+            self.buffer.clear();
+            took?;
+        }
+        self.cutter.start = from;
+        let result = self.cutter.advance(chunk, sink);
+        self.buffer
+            .extend_from_slice(&chunk[self.cutter.start.min(chunk.len())..]);
         self.cutter.start = 0;
         result
     }
@@ -213,9 +233,7 @@ impl Cutter {
                     let Some(key) = self.scan_value(buffer)? else {
                         return Ok(());
                     };
-                    self.key =
-                        serde_json::from_slice(&buffer[key]).map_err(|_| FilterError::Key)?;
-                    self.state = State::Colon;
+                    self.took(buffer, key, sink)?;
                 }
                 State::Colon => {
                     if next != b':' {
@@ -234,8 +252,7 @@ impl Cutter {
                     let Some(value) = self.scan_value(buffer)? else {
                         return Ok(());
                     };
-                    self.state = State::NextKey;
-                    sink(Piece::Member(&self.key, &buffer[value]))?;
+                    self.took(buffer, value, sink)?;
                 }
                 State::FirstElement if next == b']' => {
                     self.start += 1;
@@ -255,8 +272,7 @@ impl Cutter {
                     let Some(element) = self.scan_value(buffer)? else {
                         return Ok(());
                     };
-                    self.state = State::AfterElement;
-                    sink(Piece::Element(&buffer[element], None))?;
+                    self.took(buffer, element, sink)?;
                 }
                 State::AfterElement => {
                     self.start += 1;
@@ -272,6 +288,32 @@ impl Cutter {
                 State::End => return Err(ScanError::Unexpected(char::from(next)).into()),
             }
         }
+    }
+
+    /// Takes the value scanned whole at `value` in `buffer` (a key, a
+    /// member's value or an element, as the state says) and moves past it.
+    fn took(
+        &mut self,
+        buffer: &[u8],
+        value: std::ops::Range<usize>,
+        sink: &mut dyn FnMut(Piece<'_>) -> Result<(), FilterError>,
+    ) -> Result<(), FilterError> {
+        match self.state {
+            State::Key => {
+                self.key = serde_json::from_slice(&buffer[value]).map_err(|_| FilterError::Key)?;
+                self.state = State::Colon;
+            }
+            State::Value => {
+                self.state = State::NextKey;
+                sink(Piece::Member(&self.key, &buffer[value]))?;
+            }
+            State::FirstElement | State::Element => {
+                self.state = State::AfterElement;
+                sink(Piece::Element(&buffer[value], None))?;
+            }
+            other => unreachable!("no value is scanned in state {other:?}"),
+        }
+        Ok(())
     }
 
     /// Scans the value at the front; once complete, consumes it and returns
@@ -847,6 +889,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(none_left, json!({"items": []}));
+    }
+
+    /// The pieces a splitter cuts `text` into, fed `piece` bytes at a time.
+    fn pieces(text: &str, piece: usize, read_members: bool) -> Vec<String> {
+        let mut splitter = if read_members {
+            ListSplitter::reading_members()
+        } else {
+            ListSplitter::default()
+        };
+        let mut cut = Vec::new();
+        for chunk in text.as_bytes().chunks(piece) {
+            splitter
+                .feed(chunk, &mut |piece| {
+                    cut.push(match piece {
+                        Piece::Member(key, value) => {
+                            format!("member {key} {}", String::from_utf8_lossy(value))
+                        }
+                        Piece::ArrayOpen(key) => format!("open {key}"),
+                        Piece::Element(element, found) => {
+                            // Members, when found, are where they are written.
+                            for member in found.iter().flatten() {
+                                assert_eq!(element[member.start], b'"');
+                                assert!(member.value.end <= element.len());
+                            }
+                            format!("element {}", String::from_utf8_lossy(element))
+                        }
+                        Piece::ArrayClose => "close array".into(),
+                        Piece::Close => "close".into(),
+                    });
+                    Ok(())
+                })
+                .unwrap();
+        }
+        splitter.finish().unwrap();
+        cut
+    }
+
+    /// However the response arrives, it is cut into the same pieces, each
+    /// as written.
+    #[test]
+    fn lists_are_cut_alike_whatever_the_chunking() {
+        let input = json!({
+            "kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "7", "continue": "a\"b\\"},
+            "items": [pod("team-b-dev", "b1"), 12, "x\"]y", [1, {"a": "}"}], pod("team-a-dev", "a \\\" 1"), {}],
+            "after": {"k": [true, null]},
+        });
+        let pretty = serde_json::to_string_pretty(&input).unwrap();
+        for text in [input.to_string(), pretty] {
+            for read_members in [false, true] {
+                let whole = pieces(&text, text.len(), read_members);
+                assert_eq!(whole.len(), 13, "{whole:#?}");
+                for piece in 1..text.len() {
+                    assert_eq!(
+                        pieces(&text, piece, read_members),
+                        whole,
+                        "pieces of {piece}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

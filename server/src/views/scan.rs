@@ -14,8 +14,9 @@ pub enum ScanError {
     TooDeep,
 }
 
-/// Bytes of a string looked at one by one before a vectorized search.
-const SHORT_STRING: usize = 16;
+/// Bytes of a string looked at eight at a time before a vectorized search
+/// (most strings of a Kubernetes object are short).
+const SHORT_STRING: usize = 64;
 
 /// Deeper nesting than any Kubernetes object has; the API server's own
 /// decoder refuses much less.
@@ -44,88 +45,141 @@ impl ValueScan {
     /// length once it is complete, `None` while more bytes are needed.
     /// `bytes` must hold everything given before, and maybe more.
     pub fn advance(&mut self, bytes: &[u8]) -> Result<Option<usize>, ScanError> {
-        while self.length < bytes.len() {
-            if self.length == 0 {
-                let byte = bytes[0];
-                match byte {
-                    b'{' | b'[' => self.depth = 1,
-                    b'"' => self.in_string = true,
-                    b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => self.scalar = true,
-                    other => return Err(ScanError::Unexpected(char::from(other))),
-                }
-                self.length = 1;
-                if self.scalar && bytes.len() == 1 {
-                    return Ok(None);
-                }
-                continue;
-            }
-            if self.scalar {
-                if matches!(
-                    bytes[self.length],
-                    b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'
-                ) {
-                    return Ok(Some(self.length));
-                }
-                self.length += 1;
-                continue;
-            }
-            if self.in_string && !self.escaped {
-                // Most of a Kubernetes object is strings: skip to the next
-                // byte that can end one (most strings are short: looked at
-                // directly before a vectorized search).
-                let rest = &bytes[self.length..];
-                let quick = rest
-                    .iter()
-                    .take(SHORT_STRING)
-                    .position(|byte| matches!(byte, b'"' | b'\\'));
-                let found = match quick {
-                    Some(offset) => Some(offset),
-                    None if rest.len() <= SHORT_STRING => None,
-                    None => memchr::memchr2(b'"', b'\\', &rest[SHORT_STRING..])
-                        .map(|offset| offset + SHORT_STRING),
-                };
-                match found {
-                    Some(offset) => self.length += offset,
-                    None => {
-                        self.length = bytes.len();
-                        return Ok(None);
-                    }
-                }
-            }
-            let byte = bytes[self.length];
-            self.length += 1;
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if byte == b'\\' {
-                    self.escaped = true;
-                } else if byte == b'"' {
-                    self.in_string = false;
-                    if self.depth == 0 {
-                        return Ok(Some(self.length));
-                    }
-                }
-                continue;
-            }
+        self.advance_at(bytes, 0)
+    }
+
+    /// [`ValueScan::advance`] with `bytes` holding the value from its byte
+    /// `offset` on: the bytes before, already scanned, need not be given
+    /// again (`offset` is at most the bytes scanned so far). The value's
+    /// length is counted from its start, as ever.
+    pub fn advance_at(&mut self, bytes: &[u8], offset: usize) -> Result<Option<usize>, ScanError> {
+        debug_assert!(offset <= self.length);
+        if self.length == 0 {
+            let Some(&byte) = bytes.first() else {
+                return Ok(None);
+            };
             match byte {
+                b'{' | b'[' => self.depth = 1,
                 b'"' => self.in_string = true,
+                b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => self.scalar = true,
+                other => return Err(ScanError::Unexpected(char::from(other))),
+            }
+            self.length = 1;
+        }
+        if self.scalar {
+            return Ok(self.scalar_end(bytes, offset));
+        }
+        // The state in locals while the bytes are looked at; kept when more
+        // are needed.
+        let mut at = self.length - offset;
+        let mut depth = self.depth;
+        let mut in_string = self.in_string;
+        if self.escaped {
+            if at >= bytes.len() {
+                return Ok(None);
+            }
+            // The escaped byte, whatever it is.
+            at += 1;
+            self.escaped = false;
+        }
+        loop {
+            if in_string {
+                // Most of a Kubernetes object is strings: skip to the next
+                // byte that can end one.
+                let Some(found) = string_stop(bytes, at) else {
+                    at = bytes.len();
+                    break;
+                };
+                if bytes[found] == b'\\' {
+                    if found + 1 == bytes.len() {
+                        self.escaped = true;
+                        at = bytes.len();
+                        break;
+                    }
+                    at = found + 2;
+                    continue;
+                }
+                at = found + 1;
+                in_string = false;
+                if depth == 0 {
+                    return Ok(Some(offset + at));
+                }
+                continue;
+            }
+            let Some(&byte) = bytes.get(at) else {
+                break;
+            };
+            at += 1;
+            match byte {
+                b'"' => in_string = true,
                 b'{' | b'[' => {
-                    self.depth += 1;
-                    if self.depth > MAX_DEPTH {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
                         return Err(ScanError::TooDeep);
                     }
                 }
                 b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        return Ok(Some(self.length));
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(Some(offset + at));
                     }
                 }
                 _ => {}
             }
         }
+        self.length = offset + at;
+        self.depth = depth;
+        self.in_string = in_string;
         Ok(None)
     }
+
+    /// A number, `true`, `false` or `null` ends before a delimiter.
+    fn scalar_end(&mut self, bytes: &[u8], offset: usize) -> Option<usize> {
+        let rest = bytes.get(self.length - offset..).unwrap_or_default();
+        match rest
+            .iter()
+            .position(|byte| matches!(byte, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            Some(end) => Some(self.length + end),
+            None => {
+                self.length = (offset + bytes.len()).max(self.length);
+                None
+            }
+        }
+    }
+}
+
+/// The first `"` or `\` at or after `at`: eight bytes at a time (without
+/// a call), then, in a long string, a vectorized search.
+#[inline]
+fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    let short = bytes.len().min(at + SHORT_STRING);
+    while at + 8 <= short {
+        let word = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+        let quotes = word ^ QUOTES;
+        let backslashes = word ^ BACKSLASHES;
+        // A zero byte of either marks a stop; the lowest marked byte is
+        // always one (a false mark only ever follows a true one).
+        let stops = (quotes.wrapping_sub(ONES) & !quotes
+            | backslashes.wrapping_sub(ONES) & !backslashes)
+            & HIGHS;
+        if stops != 0 {
+            return Some(at + (stops.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = &bytes[at..];
+    if rest.len() < 8 {
+        return rest
+            .iter()
+            .position(|byte| matches!(byte, b'"' | b'\\'))
+            .map(|offset| at + offset);
+    }
+    memchr::memchr2(b'"', b'\\', rest).map(|offset| at + offset)
 }
 
 /// The number of leading JSON whitespace bytes.
@@ -144,6 +198,21 @@ pub struct Member<'a> {
     pub start: usize,
     pub key: &'a [u8],
     pub value: std::ops::Range<usize>,
+    /// The value's own members (relative to the value), as [`members`]
+    /// gives them, when they were read in the same pass: for an object's
+    /// `metadata`, and that metadata's `annotations`, when they are objects
+    /// whose members can be read as written.
+    pub inner: Option<Vec<Member<'a>>>,
+}
+
+/// The member whose value's members are read with its object's, at each
+/// level from the object [`object_prefix`] reads.
+fn read_within(level: usize) -> Option<&'static [u8]> {
+    match level {
+        0 => Some(b"metadata"),
+        1 => Some(b"annotations"),
+        _ => None,
+    }
 }
 
 /// The members of the one JSON object `object` holds, in order, without
@@ -178,10 +247,16 @@ pub enum Prefix<'a> {
 }
 
 /// Reads the object at the front of `bytes` (what follows it is not
-/// looked at) in one pass, finding its members and its end.
+/// looked at) in one pass, finding its members and its end (and those of
+/// its `metadata` and their `annotations`, see [`Member::inner`]).
 pub fn object_prefix(bytes: &[u8]) -> Prefix<'_> {
+    object_prefix_at(bytes, 0)
+}
+
+fn object_prefix_at(bytes: &[u8], level: usize) -> Prefix<'_> {
     use Prefix::{Incomplete, Other};
-    let mut found = Vec::new();
+    // Room for the members of most objects.
+    let mut found = Vec::with_capacity(8);
     let mut at = whitespace(bytes);
     match bytes.get(at) {
         Some(b'{') => {}
@@ -208,14 +283,14 @@ pub fn object_prefix(bytes: &[u8]) -> Prefix<'_> {
             Some(_) => return Other,
             None => return Incomplete,
         }
-        let Some(length) = memchr::memchr2(b'"', b'\\', &bytes[at + 1..]) else {
+        let Some(end) = string_stop(bytes, at + 1) else {
             return Incomplete;
         };
-        if bytes[at + 1 + length] != b'"' {
+        if bytes[end] != b'"' {
             return Other;
         }
-        let key = &bytes[at + 1..at + 1 + length];
-        at += length + 2;
+        let key = &bytes[at + 1..end];
+        at = end + 1;
         at += whitespace(&bytes[at..]);
         match bytes.get(at) {
             Some(b':') => at += 1,
@@ -226,15 +301,30 @@ pub fn object_prefix(bytes: &[u8]) -> Prefix<'_> {
         if at == bytes.len() {
             return Incomplete;
         }
-        let length = match ValueScan::default().advance(&bytes[at..]) {
-            Ok(Some(length)) => length,
-            Ok(None) => return Incomplete,
-            Err(_) => return Other,
+        let nested = match read_within(level) {
+            Some(within) if key == within && bytes[at] == b'{' => {
+                match object_prefix_at(&bytes[at..], level + 1) {
+                    Prefix::Object { length, members } => Some((length, members)),
+                    Incomplete => return Incomplete,
+                    // Read as any other value.
+                    Other => None,
+                }
+            }
+            _ => None,
+        };
+        let (length, inner) = match nested {
+            Some((length, members)) => (length, Some(members)),
+            None => match ValueScan::default().advance(&bytes[at..]) {
+                Ok(Some(length)) => (length, None),
+                Ok(None) => return Incomplete,
+                Err(_) => return Other,
+            },
         };
         found.push(Member {
             start,
             key,
             value: at..at + length,
+            inner,
         });
         at += length;
         at += whitespace(&bytes[at..]);
@@ -294,6 +384,108 @@ mod tests {
             ValueScan::default().advance(deep.as_bytes()),
             Err(ScanError::TooDeep)
         );
+    }
+
+    /// The value's end as a plain byte-by-byte reading finds it.
+    fn reference_length(text: &[u8]) -> Option<usize> {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for (index, byte) in text.iter().enumerate() {
+            if in_string {
+                match (escaped, byte) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => {
+                        in_string = false;
+                        if depth == 0 {
+                            return Some(index + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(index + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Strings long and short, with quotes and escapes at every offset
+    /// (within a word, across words, past the vectorized search's start),
+    /// read whole and in two pieces cut anywhere.
+    #[test]
+    fn strings_end_where_json_says_whatever_their_length_and_cuts() {
+        let mut texts = Vec::new();
+        for length in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 71, 72, 130] {
+            for stop in 0..=length {
+                let mut body = "a".repeat(length);
+                body.insert_str(stop, "\\\"x\\\\");
+                texts.push(format!(r#"{{"k":"{body}","n":[1,"]"]}} tail"#));
+                texts.push(format!(r#""{body}" tail"#));
+            }
+            texts.push(format!(r#"["{}\\"] tail"#, "b".repeat(length)));
+        }
+        for text in &texts {
+            let bytes = text.as_bytes();
+            let expected = reference_length(bytes);
+            assert!(expected.is_some(), "{text}");
+            assert_eq!(ValueScan::default().advance(bytes), Ok(expected), "{text}");
+            for cut in 1..bytes.len() {
+                let mut scan = ValueScan::default();
+                let first = scan.advance(&bytes[..cut]).unwrap();
+                let length = first.or_else(|| scan.advance(bytes).unwrap());
+                assert_eq!(length, expected, "{text} cut at {cut}");
+            }
+        }
+    }
+
+    /// An object's metadata and its annotations are read in the same pass,
+    /// their members as [`members`] reads them on their own.
+    #[test]
+    fn metadata_and_annotations_are_read_with_their_object() {
+        let object = br#"{"kind":"Pod","metadata":{"name":"a","annotations":{"x":"}","y":{"z":1}},"labels":{"metadata":{}}},"spec":{"metadata":{"a":1}}}"#;
+        let found = members(object).unwrap();
+        let alone = |member: &Member<'_>| members(&object[member.value.clone()]).unwrap();
+        fn strip<'a>(found: &[Member<'a>]) -> Vec<Member<'a>> {
+            found
+                .iter()
+                .map(|member| Member {
+                    inner: None,
+                    ..member.clone()
+                })
+                .collect()
+        }
+        assert_eq!(found[0].inner, None);
+        assert_eq!(found[2].inner, None, "only the object's own metadata");
+        let metadata = found[1].inner.as_ref().unwrap();
+        assert_eq!(strip(metadata), strip(&alone(&found[1])));
+        let annotations = metadata[1].inner.as_ref().unwrap();
+        let keys: Vec<&[u8]> = annotations.iter().map(|member| member.key).collect();
+        assert_eq!(keys, [&b"x"[..], b"y"]);
+        let metadata_value = &object[found[1].value.clone()];
+        assert_eq!(
+            *annotations,
+            members(&metadata_value[metadata[1].value.clone()]).unwrap()
+        );
+        assert_eq!(metadata[2].inner, None, "no deeper");
+        // Metadata that cannot be read as written is scanned as a value.
+        let escaped = br#"{"metadata":{"n\u0061me":"a"},"b":1}"#;
+        let found = members(escaped).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].inner, None);
+        assert_eq!(&escaped[found[0].value.clone()], br#"{"n\u0061me":"a"}"#);
+        for cut in 0..object.len() {
+            assert_eq!(object_prefix(&object[..cut]), Prefix::Incomplete, "{cut}");
+        }
     }
 
     #[test]

@@ -1106,7 +1106,10 @@ impl ListReader {
             // Each run of elements begins with a byte the merged list makes
             // its separator (a comma, or a space before its first element),
             // so that it is passed on without a copy.
-            let mut elements = vec![b' '];
+            // Room for the chunk's elements and their tags, so that it is
+            // rarely grown.
+            let mut elements = Vec::with_capacity(data.len() + data.len() / 8 + 256);
+            elements.push(b' ');
             let fed = splitter.feed(&data, &mut |piece| {
                 use views::filter::Piece;
                 let part = match piece {

@@ -184,15 +184,20 @@ impl Tagger {
     /// Where the annotation goes in `object`: into `metadata.annotations`,
     /// or a new `annotations` member first in `metadata`.
     fn place_annotation(&self, object: &[u8], found: Option<Vec<Member<'_>>>) -> Option<Placed> {
-        let found = match found {
+        let mut found = match found {
             Some(found) => found,
             None => members(object)?,
         };
-        let metadata = found[only(&found, b"metadata")?].value.clone();
+        let index = only(&found, b"metadata")?;
+        let metadata = found[index].value.clone();
         if object.get(metadata.start) != Some(&b'{') {
             return None;
         }
-        let inside = members(&object[metadata.clone()])?;
+        // Read with the object, or now.
+        let mut inside = match found[index].inner.take() {
+            Some(inside) => inside,
+            None => members(&object[metadata.clone()])?,
+        };
         let edit = match at_most_one(&inside, b"annotations")? {
             Some(index) => {
                 let annotations = inside[index].value.clone();
@@ -201,7 +206,10 @@ impl Tagger {
                 if object.get(annotations.start) != Some(&b'{') {
                     return None;
                 }
-                let present = members(&object[annotations.clone()])?;
+                let present = match inside[index].inner.take() {
+                    Some(present) => present,
+                    None => members(&object[annotations.clone()])?,
+                };
                 if present
                     .iter()
                     .any(|member| member.key == CLUSTER_ANNOTATION.as_bytes())
