@@ -106,9 +106,10 @@ pub async fn sqlite(directory: &Path) -> Result<RegistryResult> {
     sqlx::query(
         "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < $1) \
          INSERT INTO clusters (name, title, url, auth_provider, ca_data, skip_tls_verify, \
-         service_account_token, skip_metrics_lookup, labels, version, created_at, updated_at) \
+         service_account_token, skip_metrics_lookup, labels, version, created_at, updated_at, uid) \
          SELECT printf('cluster-%06d', i), 'Cluster ' || i, \
-         printf('https://cluster-%06d.example.com:6443', i), 'serviceAccount', $2, 0, $3, 0, $4, 1, $5, $5 \
+         printf('https://cluster-%06d.example.com:6443', i), 'serviceAccount', $2, 0, $3, 0, $4, 1, $5, $5, \
+         printf('%032x', i) \
          FROM seq",
     )
     .bind(CLUSTERS as i64)
@@ -181,10 +182,11 @@ async fn postgres_in(url: &str) -> Result<RegistryResult> {
     let started = Instant::now();
     sqlx::query(
         "INSERT INTO clusters (name, title, url, auth_provider, ca_data, skip_tls_verify, \
-         service_account_token, skip_metrics_lookup, labels, version, created_at, updated_at) \
+         service_account_token, skip_metrics_lookup, labels, version, created_at, updated_at, uid) \
          SELECT 'cluster-' || lpad(i::text, 6, '0'), 'Cluster ' || i, \
          'https://cluster-' || lpad(i::text, 6, '0') || '.example.com:6443', 'serviceAccount', \
-         $2, false, $3, false, $4, 1, $5, $5 FROM generate_series(0, $1 - 1) AS i",
+         $2, false, $3, false, $4, 1, $5, $5, lpad(to_hex(i), 32, '0') \
+         FROM generate_series(0, $1 - 1) AS i",
     )
     .bind(CLUSTERS as i64)
     .bind(&material.ca_data)
