@@ -215,9 +215,10 @@ pub fn router(state: AppState) -> Router {
             Box::pin(async move { registry.is_registered(&name).await })
         }),
     };
-    let observing = Observing {
+    let front_state = Front {
         auditor: state.auditor.clone(),
         tracking,
+        origins,
     };
     let app = api
         .route(
@@ -225,7 +226,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(crate::telemetry::metrics_endpoint).with_state(metrics),
         )
         .with_state(state)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", document));
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+        // Last, so that it covers every route above, not only the API's.
+        .method_not_allowed_fallback(crate::error::method_not_allowed);
     // One router, its routes (and fallback) each wrapped in the whole
     // stack, which sees the matched route. Every middleware costs every
     // request a boxed future, so those that do little are one.
@@ -252,8 +255,7 @@ pub fn router(state: AppState) -> Router {
                         tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN),
                     ),
             )
-            .layer(axum::middleware::from_fn_with_state(origins, front))
-            .layer(axum::middleware::from_fn_with_state(observing, observe))
+            .layer(axum::middleware::from_fn_with_state(front_state, front))
             .layer(DefaultBodyLimit::max(body_limit)),
     );
     // Outermost, so that a preflight from a listed origin is answered before
@@ -264,40 +266,43 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-/// Errors in the shape of their route family, then the origin check and
-/// the refusal of a plain CONNECT.
-async fn front(
-    State(origins): State<Arc<crate::identity::origin::OriginPolicy>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    crate::error::envelope(request, |request| async move {
-        if let Some(refusal) = origins.refusal(request.method(), request.uri(), request.headers()) {
-            return refusal.into_response();
-        }
-        if let Some(refusal) = crate::proxy::plain_connect_refusal(&request) {
-            return refusal;
-        }
-        next.run(request).await
-    })
-    .await
-}
-
-/// What [`observe`] writes to.
+/// What [`front`] writes to and judges by.
 #[derive(Clone)]
-struct Observing {
+struct Front {
     auditor: crate::audit::Auditor,
     tracking: crate::telemetry::Tracking,
+    origins: Arc<crate::identity::origin::OriginPolicy>,
 }
 
-/// The audit trail, and inside it the request metrics.
-async fn observe(
-    State(Observing { auditor, tracking }): State<Observing>,
+/// Every route's one middleware (each costs every request a boxed future):
+/// errors in the shape of their route family; inside, the audit trail;
+/// inside it the request metrics; inside those the origin check and the
+/// refusal of a plain CONNECT, so that refusals are audited and counted.
+async fn front(
+    State(Front {
+        auditor,
+        tracking,
+        origins,
+    }): State<Front>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    crate::audit::record(auditor, request, |request| async move {
-        crate::telemetry::track(&tracking, request, |request| next.run(request)).await
+    crate::error::envelope(request, |request| {
+        crate::audit::record(auditor, request, |request| async move {
+            crate::telemetry::track(&tracking, request, |request| async move {
+                // Refusals here are audited and counted like any other answer.
+                if let Some(refusal) =
+                    origins.refusal(request.method(), request.uri(), request.headers())
+                {
+                    return refusal.into_response();
+                }
+                if let Some(refusal) = crate::proxy::plain_connect_refusal(&request) {
+                    return refusal;
+                }
+                next.run(request).await
+            })
+            .await
+        })
     })
     .await
 }

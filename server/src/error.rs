@@ -203,7 +203,11 @@ fn kubernetes_reason(status: StatusCode) -> &'static str {
 
 /// Whether a path is in the path-form proxy family, whose errors are `Status` objects.
 pub fn is_path_form_proxy(path: &str) -> bool {
-    let mut segments = path.trim_start_matches('/').split('/');
+    // One leading slash: the router does not match `//api/...` to the proxy.
+    let Some(path) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut segments = path.split('/');
     matches!(
         (
             segments.next(),
@@ -313,5 +317,7 @@ mod tests {
         assert!(is_path_form_proxy("/api/kubernetes/clusters/dev/proxy"));
         assert!(!is_path_form_proxy("/api/kubernetes/clusters/dev"));
         assert!(!is_path_form_proxy("/api/kubernetes/proxy/api/v1/pods"));
+        assert!(!is_path_form_proxy("//api/kubernetes/clusters/dev/proxy"));
+        assert!(!is_path_form_proxy("api/kubernetes/clusters/dev/proxy"));
     }
 }

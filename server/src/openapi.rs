@@ -56,9 +56,7 @@ pub fn api() -> (Router<AppState>, Document) {
         .merge(crate::health::routes())
         .split_for_parts();
     document.merge(crate::proxy::ProxyDocs::openapi());
-    let router = router
-        .merge(crate::proxy::routes())
-        .method_not_allowed_fallback(crate::error::method_not_allowed);
+    let router = router.merge(crate::proxy::routes());
     (router, document)
 }
 

@@ -466,6 +466,23 @@ async fn a_method_a_route_does_not_have_is_a_405_envelope_naming_the_allowed_one
     assert_error(&body, "MethodNotAllowedError", 405);
 }
 
+// The same holds for the routes beside the API: metrics, the document and
+// its viewer.
+#[tokio::test]
+async fn every_route_answers_a_method_it_does_not_have_with_the_405_envelope() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    for path in ["/metrics", "/openapi.json", "/docs/", "/healthz"] {
+        let response = app.client.delete(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert!(response.headers().contains_key("allow"), "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["name"], "MethodNotAllowedError", "{body}");
+        assert_eq!(body["response"]["statusCode"], 405, "{body}");
+        assert_eq!(body["request"]["url"], path, "{body}");
+    }
+}
+
 // An update that sends the stored credentials somewhere else (another
 // scheme, host or port, another CA, verification off) must send them again:
 // an admin who may manage clusters but not read their secrets cannot point a

@@ -386,6 +386,35 @@ async fn other_origins_cannot_write_or_open_websockets() {
         1,
         "nothing was written"
     );
+    // The refusals are on the audit trail and in the request metrics.
+    kubeportal_tests::audit_page_when(&app, None, "?status=403", |items| {
+        [
+            "/api/kubernetes/clusters",
+            "/api/kubernetes/clusters/dev",
+            "/api/kubernetes/clusters/dev/proxy/api/v1/namespaces",
+            "/api/kubernetes/proxy/api/v1/namespaces/default",
+        ]
+        .iter()
+        .all(|path| items.iter().any(|item| item["path"] == *path))
+    })
+    .await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("kubeportal_http_requests_total")
+                && line.contains("route=\"/api/kubernetes/clusters\"")
+                && line.contains("status=\"403\"")),
+        "{metrics}"
+    );
     // Reads from another origin get an answer the browser will not show them.
     let (status, _) = send_with(
         &app,

@@ -283,9 +283,14 @@ async fn prune(store: Arc<dyn AuditStore>, retention_days: u32) {
 /// What kind of request this is, for the audit trail; `None` if not audited
 /// (unless it ends in a denial).
 fn audited_kind(method: &Method, path: &str) -> Option<&'static str> {
-    if path.starts_with("/api/kubernetes/proxy") || crate::error::is_path_form_proxy(path) {
+    // Whole segments: `/api/kubernetes/proxyfoo` is a 404, not a proxy call.
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/api/kubernetes/proxy") || crate::error::is_path_form_proxy(path) {
         Some("proxy")
-    } else if path.starts_with("/api/kubernetes/clusters")
+    } else if under("/api/kubernetes/clusters")
         && matches!(
             *method,
             Method::POST | Method::PUT | Method::DELETE | Method::PATCH
@@ -534,5 +539,14 @@ mod tests {
             Some("registry")
         );
         assert_eq!(audited_kind(&Method::GET, "/api/kubernetes/clusters"), None);
+        assert_eq!(audited_kind(&Method::GET, "/api/kubernetes/proxyfoo"), None);
+        assert_eq!(
+            audited_kind(&Method::POST, "/api/kubernetes/clustersfoo"),
+            None
+        );
+        assert_eq!(
+            audited_kind(&Method::GET, "//api/kubernetes/clusters/dev/proxy/version"),
+            None
+        );
     }
 }
