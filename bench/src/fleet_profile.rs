@@ -30,6 +30,10 @@ pub struct ProfileArguments {
     /// Measured fleet lists.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub lists: u64,
+    /// Each member answers a list after this many milliseconds (the fleet
+    /// section's second pass uses 50), so that their answers arrive together.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub member_latency_ms: u64,
     /// Run kubeportal under callgrind and count its instructions per list.
     #[arg(long)]
     pub callgrind: bool,
@@ -68,6 +72,9 @@ pub async fn run(arguments: ProfileArguments) -> Result<()> {
         fleet::PODS
     );
     let doubles = fleet::start_doubles(clusters).await?;
+    for double in &doubles {
+        double.delay_resource("pods", Duration::from_millis(arguments.member_latency_ms));
+    }
     let wrapper = arguments.callgrind.then(|| Wrapper {
         program: "valgrind".into(),
         args: vec![
@@ -105,6 +112,7 @@ pub async fn run(arguments: ProfileArguments) -> Result<()> {
     }
     let lists = arguments.lists as usize;
     let cpu_before = cpu_time(pid)?;
+    let own_before = cpu_time(std::process::id())?;
     let mut walls = Vec::with_capacity(lists);
     for _ in 0..lists {
         let started = Instant::now();
@@ -113,6 +121,7 @@ pub async fn run(arguments: ProfileArguments) -> Result<()> {
         ensure!(body.len() == bytes, "the fleet list changed size");
     }
     let cpu = cpu_time(pid)?.saturating_sub(cpu_before) / lists as u32;
+    let own = cpu_time(std::process::id())?.saturating_sub(own_before) / lists as u32;
     walls.sort();
     let mib = bytes as f64 / f64::from(1 << 20);
     println!(
@@ -123,6 +132,10 @@ pub async fn run(arguments: ProfileArguments) -> Result<()> {
         cpu.as_secs_f64() * 1e3,
         cpu.as_secs_f64() * 1e3 / mib,
         walls[lists / 2].as_secs_f64() * 1e3
+    );
+    println!(
+        "  this process's CPU per list (the doubles answering, the client reading): {:.1} ms",
+        own.as_secs_f64() * 1e3
     );
     if arguments.callgrind {
         let profile = dump(pid, &directory)?;

@@ -166,6 +166,11 @@ impl Store {
         self.state.lock().expect("store lock poisoned")
     }
 
+    /// The store's current resourceVersion: any write changes it.
+    pub(crate) fn resource_version(&self) -> u64 {
+        self.lock().resource_version
+    }
+
     /// Creates a namespace unless it exists.
     pub(crate) fn ensure_namespace(&self, namespace: &str) {
         let mut state = self.lock();
