@@ -979,3 +979,35 @@ async fn a_requests_own_timeout_is_honoured_as_the_api_server_reads_it() {
         .unwrap();
     assert_eq!(watch.status(), StatusCode::OK);
 }
+
+/// A cluster is sent its own host, never the one the caller addressed:
+/// over plain HTTP/1.1 the `Host` header names the registered URL's host
+/// and port, whatever `Host` the caller sent.
+#[tokio::test]
+async fn a_plain_http_cluster_receives_its_own_host() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = kube_double::KubeDouble::start(kube_double::Options {
+        tls: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    register(
+        &app,
+        json!({"name": "plain", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token"}),
+    )
+    .await;
+    let authority = double.url().trim_start_matches("http://").to_owned();
+    for host in [None, Some("portal.example:8443")] {
+        double.clear_requests();
+        let mut request = proxied(&app, Method::GET, "plain", "/api/v1/namespaces");
+        if let Some(host) = host {
+            request = request.header("Host", host);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "Host {host:?}");
+        let sent = double.requests().pop().expect("the cluster was asked");
+        assert_eq!(sent.header("host"), Some(authority.as_str()), "Host {host:?}");
+    }
+}

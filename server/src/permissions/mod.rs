@@ -216,6 +216,8 @@ impl Globs {
 pub struct Rule {
     index: usize,
     description: String,
+    /// `rule N: reason`, as the audit trail names the deciding rule.
+    label: String,
     /// The permissions the rule's permission glob matches, decided once.
     permissions: Vec<Permission>,
     subjects: Vec<String>,
@@ -403,6 +405,7 @@ impl RuleConfig {
             .transpose()?;
         Ok(Rule {
             index: 0,
+            label: String::new(),
             description: self.description.clone().unwrap_or_default(),
             permissions: matched,
             subjects: self
@@ -619,6 +622,7 @@ impl Policy {
             .map(|(index, config)| {
                 config.compile().map(|mut rule| {
                     rule.index = index;
+                    rule.label = format!("rule {index}: {}", rule.reason());
                     rule
                 })
             })
@@ -737,7 +741,7 @@ impl Policy {
             .find(|rule| rule.matches(caller, permission, target, facts));
         let decision = rule.map_or(Decision::Deny, |rule| rule.decision);
         if let Some(note) = &caller.note {
-            let rule = rule.map(|rule| format!("rule {}: {}", rule.index, rule.reason()));
+            let rule = rule.map(|rule| rule.label.clone());
             note.set_decision(decision == Decision::Allow, rule);
         }
         match decision {

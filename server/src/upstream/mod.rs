@@ -153,6 +153,9 @@ pub struct Connector {
     auth_provider: AuthProvider,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
+    /// For an `http://` cluster (always HTTP/1.1), its `Host` header, made
+    /// once rather than by the client for every request.
+    plain_host: Option<HeaderValue>,
     /// The cluster URL's path (e.g. Rancher's `/k8s/clusters/c-1`), no trailing slash.
     base_path: String,
     /// The header a caller sends their cluster token in.
@@ -382,6 +385,13 @@ impl Connector {
         credential: Credential,
         header_timeout: Duration,
     ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
+        if let Some(host) = &self.plain_host {
+            if let http::header::Entry::Vacant(entry) =
+                request.headers_mut().entry(http::header::HOST)
+            {
+                entry.insert(host.clone());
+            }
+        }
         let clients = match credential {
             Credential::Portal => &self.portal,
             Credential::Caller => self.without_certificate.as_ref().unwrap_or(&self.portal),
@@ -546,6 +556,17 @@ impl Upstreams {
         let authority = parts
             .authority
             .ok_or_else(|| misconfigured("url has no host".into()))?;
+        // As the HTTP/1.1 client would write it: the port only when not 80.
+        let plain_host = (scheme == http::uri::Scheme::HTTP).then(|| {
+            let host = match authority.port_u16() {
+                Some(port) if port != 80 => format!("{}:{port}", authority.host()),
+                _ => authority.host().to_owned(),
+            };
+            HeaderValue::from_str(&host)
+        });
+        let plain_host = plain_host
+            .transpose()
+            .map_err(|_| misconfigured("url's host is not a valid header value".into()))?;
         let base_path = parts
             .path_and_query
             .map(|path| path.path().trim_end_matches('/').to_owned())
@@ -571,6 +592,7 @@ impl Upstreams {
             auth_provider: record.auth_provider,
             scheme,
             authority,
+            plain_host,
             base_path,
             portal: self.clients(tls),
             without_certificate,
