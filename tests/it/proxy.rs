@@ -1008,6 +1008,10 @@ async fn a_plain_http_cluster_receives_its_own_host() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "Host {host:?}");
         let sent = double.requests().pop().expect("the cluster was asked");
-        assert_eq!(sent.header("host"), Some(authority.as_str()), "Host {host:?}");
+        assert_eq!(
+            sent.header("host"),
+            Some(authority.as_str()),
+            "Host {host:?}"
+        );
     }
 }

@@ -337,6 +337,47 @@ pub(crate) fn audit_chunks(count: usize) -> impl Iterator<Item = usize> {
     full.chain(powers)
 }
 
+/// The columns an audit row binds, in order.
+const AUDIT_COLUMNS: &str = "time, kind, subject, groups, cluster, method, path, query, status, \
+     bytes_in, bytes_out, duration_ms, decision, rule, recording, verb, impersonated_user, \
+     impersonated_groups";
+const AUDIT_VALUES: usize = 18;
+
+/// The multi-row audit INSERT for `rows` rows (a size [`audit_chunks`]
+/// makes), written once per size and database: Postgres numbers its
+/// placeholders, SQLite takes them in order.
+pub(crate) fn audit_insert_sql(rows: usize, database: &str) -> &'static str {
+    use std::fmt::Write;
+    use std::sync::OnceLock;
+    const SIZES: usize = AUDIT_CHUNK.trailing_zeros() as usize + 1;
+    static POSTGRES: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    static SQLITE: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    assert!(
+        rows.is_power_of_two() && rows <= AUDIT_CHUNK,
+        "audit chunks are powers of two up to {AUDIT_CHUNK}"
+    );
+    let numbered = database == "PostgreSQL";
+    let cells = if numbered { &POSTGRES } else { &SQLITE };
+    cells[rows.trailing_zeros() as usize].get_or_init(|| {
+        let mut sql = format!("INSERT INTO audit_records ({AUDIT_COLUMNS}) VALUES ");
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for value in 0..AUDIT_VALUES {
+                if value > 0 {
+                    sql.push_str(", ");
+                }
+                if numbered {
+                    let _ = write!(sql, "${}", row * AUDIT_VALUES + value + 1);
+                } else {
+                    sql.push('?');
+                }
+            }
+            sql.push(')');
+        }
+        sql
+    })
+}
+
 macro_rules! shared_sql {
     ($pool:ty, $database:ty) => {
         async fn list_clusters(
@@ -498,44 +539,49 @@ macro_rules! shared_sql {
             if records.is_empty() {
                 return Ok(());
             }
-            let groups: Vec<(String, String)> = records
+            // Most records have no impersonated groups, and many no groups.
+            let json = |groups: &[String]| -> std::borrow::Cow<'static, str> {
+                if groups.is_empty() {
+                    "[]".into()
+                } else {
+                    serde_json::to_string(groups).unwrap_or_else(|_| "[]".into()).into()
+                }
+            };
+            let groups: Vec<_> = records
                 .iter()
-                .map(|record| {
-                    let json = |groups: &[String]| serde_json::to_string(groups).unwrap_or_else(|_| "[]".into());
-                    (json(&record.groups), json(&record.impersonated_groups))
-                })
+                .map(|record| (json(&record.groups), json(&record.impersonated_groups)))
                 .collect();
             let mut transaction = pool.begin().await?;
             let mut offset = 0;
             for size in $crate::store::audit_chunks(records.len()) {
                 let rows = records[offset..offset + size].iter().zip(&groups[offset..offset + size]);
-                let mut builder = sqlx::QueryBuilder::<$database>::new(
-                    "INSERT INTO audit_records (time, kind, subject, groups, cluster, method, path, query, status, \
-                     bytes_in, bytes_out, duration_ms, decision, rule, recording, verb, impersonated_user, \
-                     impersonated_groups) ",
-                );
                 use $crate::store::storable;
-                builder.push_values(rows, |mut row, (record, (groups, impersonated_groups))| {
-                    row.push_bind(record.time)
-                        .push_bind(storable(&record.kind))
-                        .push_bind(storable(&record.subject))
-                        .push_bind(groups.as_str())
-                        .push_bind(record.cluster.as_deref().map(storable))
-                        .push_bind(storable(&record.method))
-                        .push_bind(storable(&record.path))
-                        .push_bind(record.query.as_deref().map(storable))
-                        .push_bind(i32::from(record.status))
-                        .push_bind(record.bytes_in as i64)
-                        .push_bind(record.bytes_out as i64)
-                        .push_bind(record.duration_ms as i64)
-                        .push_bind(storable(&record.decision))
-                        .push_bind(record.rule.as_deref().map(storable))
-                        .push_bind(record.recording.as_deref().map(storable))
-                        .push_bind(record.verb.as_deref().map(storable))
-                        .push_bind(record.impersonated_user.as_deref().map(storable))
-                        .push_bind(impersonated_groups.as_str());
-                });
-                builder.build().persistent(true).execute(&mut *transaction).await?;
+                let mut query = sqlx::query($crate::store::audit_insert_sql(
+                    size,
+                    <$database as sqlx::Database>::NAME,
+                ));
+                for (record, (groups, impersonated_groups)) in rows {
+                    query = query
+                        .bind(record.time)
+                        .bind(storable(&record.kind))
+                        .bind(storable(&record.subject))
+                        .bind(groups.as_ref())
+                        .bind(record.cluster.as_deref().map(storable))
+                        .bind(storable(&record.method))
+                        .bind(storable(&record.path))
+                        .bind(record.query.as_deref().map(storable))
+                        .bind(i32::from(record.status))
+                        .bind(record.bytes_in as i64)
+                        .bind(record.bytes_out as i64)
+                        .bind(record.duration_ms as i64)
+                        .bind(storable(&record.decision))
+                        .bind(record.rule.as_deref().map(storable))
+                        .bind(record.recording.as_deref().map(storable))
+                        .bind(record.verb.as_deref().map(storable))
+                        .bind(record.impersonated_user.as_deref().map(storable))
+                        .bind(impersonated_groups.as_ref());
+                }
+                query.persistent(true).execute(&mut *transaction).await?;
                 offset += size;
             }
             transaction.commit().await?;
@@ -942,5 +988,24 @@ mod tests {
         }
         assert_eq!(audit_chunks(5).collect::<Vec<_>>(), [4, 1]);
         assert_eq!(audit_chunks(130).collect::<Vec<_>>(), [64, 64, 2]);
+    }
+
+    #[test]
+    fn an_audit_insert_has_a_placeholder_for_every_value_of_every_row() {
+        let columns = AUDIT_COLUMNS.split(',').count();
+        assert_eq!(columns, AUDIT_VALUES);
+        for rows in audit_chunks(127) {
+            let sqlite = audit_insert_sql(rows, "SQLite");
+            assert_eq!(sqlite.matches('?').count(), rows * columns, "{sqlite}");
+            assert_eq!(sqlite.matches("), (").count(), rows - 1, "{sqlite}");
+            let postgres = audit_insert_sql(rows, "PostgreSQL");
+            let last = format!("${})", rows * columns);
+            assert!(postgres.ends_with(&last), "{postgres}");
+            assert_eq!(postgres.matches('$').count(), rows * columns, "{postgres}");
+            // Made once per size.
+            assert!(std::ptr::eq(sqlite, audit_insert_sql(rows, "SQLite")));
+        }
+        assert!(audit_insert_sql(2, "PostgreSQL").contains("($1, $2,"));
+        assert!(audit_insert_sql(2, "PostgreSQL").contains("), ($19, $20,"));
     }
 }
