@@ -64,7 +64,7 @@ const QUEUE: usize = 4;
 
 /// A cluster glob as the route gives it: cluster-name characters and `*`,
 /// `?`; matched without regard to case, as names are.
-fn cluster_glob(text: &str) -> Result<GlobMatcher, ApiError> {
+fn cluster_glob(text: &str) -> Result<Arc<GlobMatcher>, ApiError> {
     let valid = !text.is_empty()
         && text.len() <= 253
         && text
@@ -75,12 +75,22 @@ fn cluster_glob(text: &str) -> Result<GlobMatcher, ApiError> {
             "clusterGlob: cluster-name characters and the wildcards * and ? only".into(),
         ));
     }
-    GlobBuilder::new(text)
+    // Compiling a glob builds a regular expression, which costs more than
+    // a small fleet's whole list: the compiled ones are kept, keyed by the
+    // glob checked above, a few hundred at most.
+    static COMPILED: std::sync::LazyLock<moka::sync::Cache<String, Arc<GlobMatcher>>> =
+        std::sync::LazyLock::new(|| moka::sync::Cache::new(256));
+    if let Some(matcher) = COMPILED.get(text) {
+        return Ok(matcher);
+    }
+    let matcher = GlobBuilder::new(text)
         .case_insensitive(true)
         .literal_separator(true)
         .build()
-        .map(|glob| glob.compile_matcher())
-        .map_err(|error| ApiError::Input(format!("clusterGlob: {error}")))
+        .map(|glob| Arc::new(glob.compile_matcher()))
+        .map_err(|error| ApiError::Input(format!("clusterGlob: {error}")))?;
+    COMPILED.insert(text.to_owned(), matcher.clone());
+    Ok(matcher)
 }
 
 /// A path segment with its `%XX` escapes decoded; `None` for a bad escape or
@@ -1421,4 +1431,24 @@ pub async fn fleet_kubeconfig(
         &name,
         &format!("/api/kubernetes/fleet/{glob_text}/proxy"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_glob_is_compiled_once_and_matches_names_without_regard_to_case() {
+        let first = cluster_glob("prod-*").unwrap();
+        assert!(Arc::ptr_eq(&first, &cluster_glob("prod-*").unwrap()));
+        assert!(first.is_match("prod-eu") && first.is_match("PROD-us"));
+        assert!(!first.is_match("staging-eu"));
+        let one = cluster_glob("prod-?").unwrap();
+        assert!(one.is_match("prod-a") && !one.is_match("prod-ab"));
+        // What is refused is refused every time, and never kept.
+        for text in ["", "prod/*", "prod-[ab]", "{a,b}", &"a".repeat(254)] {
+            assert!(cluster_glob(text).is_err(), "{text}");
+            assert!(cluster_glob(text).is_err(), "{text}");
+        }
+    }
 }
