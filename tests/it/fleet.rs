@@ -535,3 +535,236 @@ async fn the_fleet_is_read_only_takes_no_other_identity_and_discovers_past_a_dea
         "{text}"
     );
 }
+
+/// A "cluster" whose watches send the start of one event and then more of
+/// it without end, `piece` bytes every `pause`; lists are empty. What it
+/// has sent, and whether kubeportal has closed the watch's connection.
+struct EndlessEvent {
+    url: String,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn endless_event_cluster(piece: usize, pause: Duration) -> EndlessEvent {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sent_, closed_) = (sent.clone(), closed.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (sent, closed) = (sent_.clone(), closed_.clone());
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 8192];
+                let _ = socket.read(&mut head).await;
+                if !String::from_utf8_lossy(&head).contains("watch=") {
+                    let body = r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}"#;
+                    let _ = socket
+                        .write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes())
+                        .await;
+                    return;
+                }
+                let start = br#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":""#;
+                let mut head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                head.extend_from_slice(format!("{:x}\r\n", start.len()).as_bytes());
+                head.extend_from_slice(start);
+                head.extend_from_slice(b"\r\n");
+                let _ = socket.write_all(&head).await;
+                let mut chunk = format!("{piece:x}\r\n").into_bytes();
+                chunk.extend_from_slice(&vec![b'a'; piece]);
+                chunk.extend_from_slice(b"\r\n");
+                while socket.write_all(&chunk).await.is_ok() {
+                    sent.fetch_add(piece as u64, Ordering::Relaxed);
+                    tokio::time::sleep(pause).await;
+                }
+                closed.store(true, Ordering::Relaxed);
+            });
+        }
+    });
+    EndlessEvent { url, sent, closed }
+}
+
+async fn closed_within(cluster: &EndlessEvent, limit: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if cluster.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// One event is held while it arrives only up to a limit far above any
+/// object's size: a cluster that never ends one is cut off there, not
+/// buffered without end, and the watch goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_never_ends_an_event_is_cut_off_at_the_limit() {
+    let db = TestDb::sqlite();
+    let app = kubeportal_tests::spawn_app(&db, ConfigSource::NoFile).await;
+    let cluster = endless_event_cluster(64 * 1024, Duration::ZERO).await;
+    register(
+        &app,
+        json!({"name": "endless-1", "url": cluster.url, "authProvider": "localKubectlProxy"}),
+    )
+    .await;
+    let watch = app
+        .client
+        .get(app.url("/api/kubernetes/fleet/endless-*/proxy/api/v1/pods?watch=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    assert!(
+        closed_within(&cluster, Duration::from_secs(20)).await,
+        "the member's stream was never cut off ({} bytes read)",
+        cluster.sent.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let sent = cluster.sent.load(std::sync::atomic::Ordering::Relaxed);
+    // What was read before the cut, and what the sockets' buffers held.
+    assert!(sent < 24 << 20, "{sent} bytes read before the cut");
+    drop(watch);
+}
+
+/// When a fleet watch's client leaves, its members' streams are closed,
+/// even while no event has come to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_watch_lets_go_of_its_members_when_its_client_leaves() {
+    let db = TestDb::sqlite();
+    let app = kubeportal_tests::spawn_app(&db, ConfigSource::NoFile).await;
+    let cluster = endless_event_cluster(1024, Duration::from_millis(50)).await;
+    register(
+        &app,
+        json!({"name": "slow-1", "url": cluster.url, "authProvider": "localKubectlProxy"}),
+    )
+    .await;
+    let mut watch = app
+        .client
+        .get(app.url("/api/kubernetes/fleet/slow-*/proxy/api/v1/pods?watch=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let _ = tokio::time::timeout(Duration::from_secs(1), watch.chunk()).await;
+    assert!(!cluster.closed.load(std::sync::atomic::Ordering::Relaxed));
+    drop(watch);
+    assert!(
+        closed_within(&cluster, Duration::from_secs(10)).await,
+        "10 s after the client left, the member's stream is still read"
+    );
+}
+
+/// The fleet serves lists, watches and the discovery kubectl reads
+/// (`/api`, `/apis`, `/version`, `/openapi`); no other path of a cluster,
+/// no upgrade, and no caller's own cluster token or identity, discovery
+/// included.
+#[tokio::test]
+async fn the_fleet_reaches_no_other_path_of_a_cluster() {
+    let fleet = fleet().await;
+    // HTTP/1.1, where a client can ask for an upgrade.
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let send = |path: &str, header: Option<(&'static str, &'static str)>| {
+        let mut request = client
+            .get(
+                fleet
+                    .app
+                    .url(&format!("/api/kubernetes/fleet/prod-*/proxy{path}")),
+            )
+            .bearer_auth(SRE);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    for double in &fleet.doubles {
+        double.clear_requests();
+    }
+    for path in [
+        "/healthz",
+        "/logs/",
+        "/debug/pprof/",
+        "/metrics",
+        "/readyz",
+        "/apis/x/y/z/w",
+    ] {
+        let response = send(path, None).await.unwrap();
+        assert_eq!(response.status(), 405, "{path}");
+        let status: Value = response.json().await.unwrap();
+        assert_eq!(status["kind"], "Status", "{path}");
+    }
+    let upgrade = client
+        .get(fleet.app.url("/api/kubernetes/fleet/prod-*/proxy/api"))
+        .bearer_auth(SRE)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgrade.status(), 405);
+    let with_token = send(
+        "/api",
+        Some((
+            "backstage-kubernetes-authorization",
+            "Bearer callers-own-token",
+        )),
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_token.status(), 400);
+    let as_someone = send("/apis", Some(("impersonate-user", "system:admin")))
+        .await
+        .unwrap();
+    assert_eq!(as_someone.status(), 403);
+    assert!(
+        fleet
+            .doubles
+            .iter()
+            .all(|double| double.requests().is_empty()),
+        "a cluster was asked"
+    );
+    // Discovery itself is served.
+    for path in [
+        "/api",
+        "/api/v1",
+        "/apis",
+        "/apis/apps/v1",
+        "/version",
+        "/openapi/v2",
+    ] {
+        let response = send(path, None).await.unwrap();
+        assert_ne!(response.status(), 405, "{path}");
+    }
+}
+
+/// A glob made only of dots is a dot segment of the URL, which clients
+/// remove: it is refused, never made into a kubeconfig for another route.
+/// (Sent as written: HTTP clients would remove the dots themselves.)
+#[tokio::test]
+async fn a_glob_of_dots_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::sqlite();
+    let app = kubeportal_tests::spawn_app(&db, ConfigSource::NoFile).await;
+    for glob in [".", "..", "%2E%2E", "%2e", "..."] {
+        for route in ["kubeconfig", "proxy/api/v1/pods"] {
+            let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+            let request = format!(
+                "GET /api/kubernetes/fleet/{glob}/{route} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            assert!(
+                answer.starts_with("HTTP/1.1 400"),
+                "{glob} {route}: {}",
+                answer.lines().next().unwrap_or_default()
+            );
+        }
+    }
+}

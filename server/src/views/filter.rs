@@ -166,7 +166,7 @@ impl ListSplitter {
             let held = self.buffer.len();
             let Some(length) = self.cutter.scan.advance_at(chunk, held)? else {
                 self.buffer.extend_from_slice(chunk);
-                return Ok(());
+                return held_at_most(&self.buffer);
             };
             from = length - held;
             self.buffer.extend_from_slice(&chunk[..from]);
@@ -181,7 +181,7 @@ impl ListSplitter {
         self.buffer
             .extend_from_slice(&chunk[self.cutter.start.min(chunk.len())..]);
         self.cutter.start = 0;
-        result
+        result.and_then(|()| held_at_most(&self.buffer))
     }
 
     /// The response has ended: it must have ended whole.
@@ -571,7 +571,7 @@ impl<J: Judge> WatchFilter<J> {
         let result = self.advance(out);
         self.buffer.drain(..self.start);
         self.start = 0;
-        result
+        result.and_then(|()| held_at_most(&self.buffer))
     }
 
     fn advance(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
@@ -608,6 +608,16 @@ impl<J: Judge> WatchFilter<J> {
             }
             out.push(b'\n');
         }
+    }
+}
+
+/// Fails once the part of one value still arriving is over
+/// [`MAX_VALUE`](super::scan::MAX_VALUE).
+fn held_at_most(held: &[u8]) -> Result<(), FilterError> {
+    if held.len() > super::scan::MAX_VALUE {
+        Err(ScanError::TooLarge.into())
+    } else {
+        Ok(())
     }
 }
 
@@ -1099,6 +1109,54 @@ mod tests {
             text.contains("\"after\""),
             "the watch goes on after a deep object"
         );
+    }
+
+    /// A value that never ends is held only up to the limit, in lists and
+    /// in watches, however it is cut.
+    #[test]
+    fn a_value_that_never_ends_is_refused_past_the_limit() {
+        let endless = vec![b'a'; 64 * 1024];
+        for start in [
+            &br#"{"items":[{"metadata":{"name":""#[..],
+            br#"{"items":[""#,
+        ] {
+            let mut filter = ListFilter::new(TeamA, false);
+            let mut out = Vec::new();
+            filter.feed(start, &mut out).unwrap();
+            let mut fed = start.len();
+            let error = loop {
+                match filter.feed(&endless, &mut out) {
+                    Ok(()) => fed += endless.len(),
+                    Err(error) => break error,
+                }
+                assert!(fed <= super::super::scan::MAX_VALUE + endless.len());
+            };
+            assert!(
+                matches!(error, FilterError::Scan(ScanError::TooLarge)),
+                "{error}"
+            );
+        }
+        let mut filter = WatchFilter::new(TeamA, false);
+        let mut out = Vec::new();
+        filter
+            .feed(
+                br#"{"type":"ADDED","object":{"metadata":{"name":""#,
+                &mut out,
+            )
+            .unwrap();
+        let mut fed = 0;
+        let error = loop {
+            match filter.feed(&endless, &mut out) {
+                Ok(()) => fed += endless.len(),
+                Err(error) => break error,
+            }
+            assert!(fed <= super::super::scan::MAX_VALUE + endless.len());
+        };
+        assert!(
+            matches!(error, FilterError::Scan(ScanError::TooLarge)),
+            "{error}"
+        );
+        assert!(out.is_empty());
     }
 
     #[test]

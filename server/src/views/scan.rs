@@ -12,7 +12,15 @@ pub enum ScanError {
     Truncated,
     #[error("a JSON value is nested more than {MAX_DEPTH} levels deep")]
     TooDeep,
+    #[error("a list item or watch event is larger than {} MiB", MAX_VALUE >> 20)]
+    TooLarge,
 }
+
+/// The most bytes one list item or watch event may take while it arrives:
+/// far more than any object the API server stores (etcd takes at most
+/// 1.5 MiB by default, a request body 3 MiB), so that a cluster that never
+/// ends a value cannot make kubeportal hold it without end.
+pub const MAX_VALUE: usize = 16 << 20;
 
 /// Bytes of a string looked at eight at a time before a vectorized search
 /// (most strings of a Kubernetes object are short).

@@ -65,7 +65,9 @@ const QUEUE: usize = 4;
 /// A cluster glob as the route gives it: cluster-name characters and `*`,
 /// `?`; matched without regard to case, as names are.
 fn cluster_glob(text: &str) -> Result<Arc<GlobMatcher>, ApiError> {
+    // Only dots would be a dot segment of the URL, which clients remove.
     let valid = !text.is_empty()
+        && !text.bytes().all(|byte| byte == b'.')
         && text.len() <= 253
         && text
             .chars()
@@ -91,6 +93,23 @@ fn cluster_glob(text: &str) -> Result<Arc<GlobMatcher>, ApiError> {
         .map_err(|error| ApiError::Input(format!("clusterGlob: {error}")))?;
     COMPILED.insert(text.to_owned(), matcher.clone());
     Ok(matcher)
+}
+
+/// The discovery documents kubectl and client libraries read before a
+/// list or watch: `/api` and its versions, `/apis` and its groups and
+/// versions, `/version` and the OpenAPI documents.
+fn is_discovery(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    matches!(
+        segments.as_slice(),
+        ["api" | "apis"]
+            | ["api" | "apis", _]
+            | ["apis", _, _]
+            | ["version"]
+            | ["openapi", "v2"]
+            | ["openapi", "v3", ..]
+    )
 }
 
 /// A path segment with its `%XX` escapes decoded; `None` for a bad escape or
@@ -217,9 +236,41 @@ pub(super) async fn fleet_proxy(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(response);
     }
+    // Every cluster is asked with its own credential as kubeportal holds it;
+    // a request that asks for another identity is refused, not ignored.
+    if request
+        .headers()
+        .keys()
+        .any(|name| name.as_str().starts_with("impersonate-"))
+    {
+        return Err(ApiError::Refused(
+            "the fleet view does not impersonate: ask each cluster's proxy instead".into(),
+        ));
+    }
+    if request.headers().keys().any(|name| {
+        name.as_str()
+            .starts_with("backstage-kubernetes-authorization")
+    }) {
+        return Err(ApiError::Input(
+            "the fleet view uses each cluster's credential kubeportal holds; cluster tokens are not taken"
+                .into(),
+        ));
+    }
+    if super::headers::is_upgrade(request.headers()) {
+        return Err(ApiError::MethodNotAllowed(
+            "the fleet view serves lists and watches (and discovery); it does not upgrade connections"
+                .into(),
+        ));
+    }
     let method = Method::GET;
     let (target, _) = read_target(&method, &rest, request.uri().query())?;
     let attributes = &target.attributes;
+    if !attributes.is_resource_request && !is_discovery(&target.path) {
+        return Err(ApiError::MethodNotAllowed(
+            "the fleet view serves lists and watches, and the discovery kubectl reads (/api, /apis, /version, /openapi); not this path"
+                .into(),
+        ));
+    }
     if !attributes.is_resource_request {
         // Discovery: from the first cluster of the fleet, by name, that the
         // caller may read and that answers.
@@ -259,26 +310,6 @@ pub(super) async fn fleet_proxy(
             Err(ApiError::BadGateway(message)) => Err(ApiError::Unavailable(message)),
             Err(error) => Err(error),
         };
-    }
-    // Every cluster is asked with its own credential as kubeportal holds it;
-    // a request that asks for another identity is refused, not ignored.
-    if request
-        .headers()
-        .keys()
-        .any(|name| name.as_str().starts_with("impersonate-"))
-    {
-        return Err(ApiError::Refused(
-            "the fleet view does not impersonate: ask each cluster's proxy instead".into(),
-        ));
-    }
-    if request.headers().keys().any(|name| {
-        name.as_str()
-            .starts_with("backstage-kubernetes-authorization")
-    }) {
-        return Err(ApiError::Input(
-            "the fleet view uses each cluster's credential kubeportal holds; cluster tokens are not taken"
-                .into(),
-        ));
     }
     if !views::filterable(attributes) || !matches!(attributes.verb.as_str(), "list" | "watch") {
         return Err(ApiError::MethodNotAllowed(format!(
@@ -754,7 +785,6 @@ impl Fleet {
                 .await
             {
                 Ok((response, lease, connector)) if response.status().is_success() => {
-                    backoff = Duration::from_millis(200);
                     let namespaces =
                         if view == View::Some && self.state.policy.reads_namespace_labels() {
                             self.state.views.namespaces.of(&connector).await
@@ -769,27 +799,37 @@ impl Fleet {
                     });
                     let mut body = response.into_body();
                     let mut pending = Vec::new();
+                    // Bytes of `pending` known to hold no line end.
+                    let mut searched = 0;
                     let _lease = lease;
                     'stream: while let Some(frame) = body.frame().await {
                         let Ok(frame) = frame else { break };
                         let Ok(data) = frame.into_data() else {
                             continue;
                         };
+                        // The merged watch has ended (its client left).
+                        if sender.is_closed() {
+                            return;
+                        }
                         match &mut filter {
                             Some(filter) => {
-                                if filter.feed(&data, &mut pending).is_err() {
+                                if let Err(error) = filter.feed(&data, &mut pending) {
+                                    tracing::warn!(cluster = %record.name, %error, "fleet watch stream unreadable; watching again");
                                     break;
                                 }
                             }
                             None => pending.extend_from_slice(&data),
                         }
-                        while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
-                            let line: Vec<u8> = pending.drain(..=end).collect();
+                        while let Some(end) = memchr::memchr(b'\n', &pending[searched..]) {
+                            let line: Vec<u8> = pending.drain(..=searched + end).collect();
+                            searched = 0;
                             match read_event(&line) {
                                 Read::Event(position) => {
                                     if let Some(position) = position {
                                         version = Some(position);
                                     }
+                                    // A stream that delivers is healthy again.
+                                    backoff = Duration::from_millis(200);
                                     let message = Message::Event(cluster.clone(), line);
                                     if sender.send(message).await.is_err() {
                                         return;
@@ -803,6 +843,11 @@ impl Fleet {
                                 Read::Error => break 'stream,
                                 Read::Unreadable => {}
                             }
+                        }
+                        searched = pending.len();
+                        if pending.len() > views::scan::MAX_VALUE {
+                            tracing::warn!(cluster = %record.name, error = %views::scan::ScanError::TooLarge, "fleet watch stream unreadable; watching again");
+                            break;
                         }
                     }
                 }
@@ -1446,9 +1491,48 @@ mod tests {
         let one = cluster_glob("prod-?").unwrap();
         assert!(one.is_match("prod-a") && !one.is_match("prod-ab"));
         // What is refused is refused every time, and never kept.
-        for text in ["", "prod/*", "prod-[ab]", "{a,b}", &"a".repeat(254)] {
+        for text in [
+            "",
+            ".",
+            "..",
+            "prod/*",
+            "prod-[ab]",
+            "{a,b}",
+            &"a".repeat(254),
+        ] {
             assert!(cluster_glob(text).is_err(), "{text}");
             assert!(cluster_glob(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn discovery_is_the_documents_kubectl_reads_first() {
+        for path in [
+            "/api",
+            "/api/",
+            "/api/v1",
+            "/apis",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/version",
+            "/openapi/v2",
+            "/openapi/v3",
+            "/openapi/v3/apis/apps/v1",
+        ] {
+            assert!(is_discovery(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/healthz",
+            "/livez",
+            "/metrics",
+            "/logs/",
+            "/debug/pprof/",
+            "/openapi",
+            "/apis/apps/v1/deployments",
+            "/versions",
+        ] {
+            assert!(!is_discovery(path), "{path}");
         }
     }
 }
