@@ -192,15 +192,7 @@ async fn a_database_crash_stops_writes_not_proxying_and_loses_no_acknowledged_wr
 
 /// The value of a gauge on `/metrics`.
 async fn gauge(app: &TestApp, name: &str) -> i64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))

@@ -169,16 +169,7 @@ async fn metrics_move_with_traffic() {
     let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
     let double = start_double().await;
     register(&app, double_cluster("dev", &double)).await;
-    let scrape = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || async { app.metrics_text().await };
     let proxy = |path: &'static str| {
         app.client
             .get(app.url(&format!("/api/kubernetes/proxy{path}")))

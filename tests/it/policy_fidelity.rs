@@ -412,16 +412,7 @@ async fn the_audit_trail_records_the_canonical_request_and_its_verb() {
     assert_eq!(record["query"], "watch=true&token=***");
     assert_eq!(record["verb"], "watch");
     assert!(!record.to_string().contains("hunter2"));
-    let metrics = setup
-        .app
-        .client
-        .get(setup.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.app.metrics_text().await;
     assert!(
         metrics
             .lines()

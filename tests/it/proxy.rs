@@ -589,12 +589,7 @@ async fn watches_share_a_few_http2_connections_and_give_them_back() {
 async fn watches_to_a_cluster_without_http2_get_a_connection_each() {
     let db = TestDb::sqlite();
     let app = kubeportal_tests::spawn_with_config(stream_app_config(&db, 10)).await;
-    let double = kube_double::KubeDouble::start(kube_double::Options {
-        tls: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let double = kubeportal_tests::start_plain_double().await;
     register(
         &app,
         json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token"}),
@@ -987,12 +982,7 @@ async fn a_requests_own_timeout_is_honoured_as_the_api_server_reads_it() {
 async fn a_plain_http_cluster_receives_its_own_host() {
     let db = TestDb::sqlite();
     let app = app_with_policy(&db).await;
-    let double = kube_double::KubeDouble::start(kube_double::Options {
-        tls: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let double = kubeportal_tests::start_plain_double().await;
     register(
         &app,
         json!({"name": "plain", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token"}),

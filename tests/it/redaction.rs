@@ -201,15 +201,7 @@ async fn secrets_never_reach_logs_errors_metrics_or_audit() {
         items.len() >= 8
     })
     .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
 
     let logs = logs.text();
     assert!(logs.lines().count() > 20, "the flow was logged");

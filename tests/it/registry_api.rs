@@ -490,16 +490,11 @@ async fn every_route_answers_a_method_it_does_not_have_with_the_405_envelope() {
 both_stores!(
     stored_credentials_do_not_follow_a_cluster_elsewhere,
     |backend| async move {
-        use kubeportal_tests::{start_double, DoubleOptions, KubeDouble};
+        use kubeportal_tests::start_double;
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db, ConfigSource::NoFile).await;
         let real = start_double().await;
-        let elsewhere = KubeDouble::start(DoubleOptions {
-            tls: false,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let elsewhere = kubeportal_tests::start_plain_double().await;
         let elsewhere_tls = start_double().await;
         let created = app
             .client

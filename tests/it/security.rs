@@ -55,14 +55,7 @@ fn random_text(length: usize) -> String {
 }
 
 async fn metrics_text(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    app.metrics_text().await
 }
 
 fn series(text: &str) -> Vec<&str> {
@@ -398,15 +391,7 @@ async fn other_origins_cannot_write_or_open_websockets() {
         .all(|path| items.iter().any(|item| item["path"] == *path))
     })
     .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics
             .lines()

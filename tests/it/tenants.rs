@@ -596,16 +596,7 @@ async fn continue_tokens_of_filtered_lists_name_nothing() {
 async fn filtered_watches_end_when_their_client_goes_away() {
     let tenancy = tenancy().await;
     let open_streams = || async {
-        let metrics = tenancy
-            .app
-            .client
-            .get(tenancy.app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = tenancy.app.metrics_text().await;
         metrics
             .lines()
             .find(|line| line.starts_with("kubeportal_open_streams"))

@@ -144,6 +144,18 @@ impl TestApp {
         format!("{}{}", self.url, path)
     }
 
+    /// The text `GET /metrics` answers.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the server and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -245,6 +257,16 @@ pub async fn start_double() -> KubeDouble {
     KubeDouble::start(DoubleOptions::default())
         .await
         .expect("test double")
+}
+
+/// Starts a test-double cluster serving plain HTTP.
+pub async fn start_plain_double() -> KubeDouble {
+    KubeDouble::start(DoubleOptions {
+        tls: false,
+        ..DoubleOptions::default()
+    })
+    .await
+    .expect("test double")
 }
 
 /// The registry body for a test-double cluster with a service-account token.

@@ -341,24 +341,33 @@ pub(crate) fn audit_chunks(count: usize) -> impl Iterator<Item = usize> {
 const AUDIT_COLUMNS: &str = "time, kind, subject, groups, cluster, method, path, query, status, \
      bytes_in, bytes_out, duration_ms, decision, rule, recording, verb, impersonated_user, \
      impersonated_groups";
-const AUDIT_VALUES: usize = 18;
+
+/// The values an audit row binds: one per column.
+const AUDIT_VALUES: usize = {
+    let bytes = AUDIT_COLUMNS.as_bytes();
+    let (mut index, mut commas) = (0, 0);
+    while index < bytes.len() {
+        if bytes[index] == b',' {
+            commas += 1;
+        }
+        index += 1;
+    }
+    commas + 1
+};
 
 /// The multi-row audit INSERT for `rows` rows (a size [`audit_chunks`]
-/// makes), written once per size and database: Postgres numbers its
-/// placeholders, SQLite takes them in order.
-pub(crate) fn audit_insert_sql(rows: usize, database: &str) -> &'static str {
+/// makes), written once per size. Numbered placeholders, as the other
+/// shared statements use, which both stores take.
+pub(crate) fn audit_insert_sql(rows: usize) -> &'static str {
     use std::fmt::Write;
     use std::sync::OnceLock;
     const SIZES: usize = AUDIT_CHUNK.trailing_zeros() as usize + 1;
-    static POSTGRES: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
-    static SQLITE: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    static STATEMENTS: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
     assert!(
         rows.is_power_of_two() && rows <= AUDIT_CHUNK,
         "audit chunks are powers of two up to {AUDIT_CHUNK}"
     );
-    let numbered = database == "PostgreSQL";
-    let cells = if numbered { &POSTGRES } else { &SQLITE };
-    cells[rows.trailing_zeros() as usize].get_or_init(|| {
+    STATEMENTS[rows.trailing_zeros() as usize].get_or_init(|| {
         let mut sql = format!("INSERT INTO audit_records ({AUDIT_COLUMNS}) VALUES ");
         for row in 0..rows {
             sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -366,11 +375,7 @@ pub(crate) fn audit_insert_sql(rows: usize, database: &str) -> &'static str {
                 if value > 0 {
                     sql.push_str(", ");
                 }
-                if numbered {
-                    let _ = write!(sql, "${}", row * AUDIT_VALUES + value + 1);
-                } else {
-                    sql.push('?');
-                }
+                let _ = write!(sql, "${}", row * AUDIT_VALUES + value + 1);
             }
             sql.push(')');
         }
@@ -556,10 +561,7 @@ macro_rules! shared_sql {
             for size in $crate::store::audit_chunks(records.len()) {
                 let rows = records[offset..offset + size].iter().zip(&groups[offset..offset + size]);
                 use $crate::store::storable;
-                let mut query = sqlx::query($crate::store::audit_insert_sql(
-                    size,
-                    <$database as sqlx::Database>::NAME,
-                ));
+                let mut query = sqlx::query($crate::store::audit_insert_sql(size));
                 for (record, (groups, impersonated_groups)) in rows {
                     query = query
                         .bind(record.time)
@@ -995,17 +997,15 @@ mod tests {
         let columns = AUDIT_COLUMNS.split(',').count();
         assert_eq!(columns, AUDIT_VALUES);
         for rows in audit_chunks(127) {
-            let sqlite = audit_insert_sql(rows, "SQLite");
-            assert_eq!(sqlite.matches('?').count(), rows * columns, "{sqlite}");
-            assert_eq!(sqlite.matches("), (").count(), rows - 1, "{sqlite}");
-            let postgres = audit_insert_sql(rows, "PostgreSQL");
+            let sql = audit_insert_sql(rows);
             let last = format!("${})", rows * columns);
-            assert!(postgres.ends_with(&last), "{postgres}");
-            assert_eq!(postgres.matches('$').count(), rows * columns, "{postgres}");
+            assert!(sql.ends_with(&last), "{sql}");
+            assert_eq!(sql.matches('$').count(), rows * columns, "{sql}");
+            assert_eq!(sql.matches("), (").count(), rows - 1, "{sql}");
             // Made once per size.
-            assert!(std::ptr::eq(sqlite, audit_insert_sql(rows, "SQLite")));
+            assert!(std::ptr::eq(sql, audit_insert_sql(rows)));
         }
-        assert!(audit_insert_sql(2, "PostgreSQL").contains("($1, $2,"));
-        assert!(audit_insert_sql(2, "PostgreSQL").contains("), ($19, $20,"));
+        assert!(audit_insert_sql(2).contains("($1, $2,"));
+        assert!(audit_insert_sql(2).contains("), ($19, $20,"));
     }
 }

@@ -1116,21 +1116,25 @@ mod tests {
     #[test]
     fn a_value_that_never_ends_is_refused_past_the_limit() {
         let endless = vec![b'a'; 64 * 1024];
+        // Feeds `start`, then `endless` until refused, within the limit.
+        let refusal = |feed: &mut dyn FnMut(&[u8]) -> Result<(), FilterError>, start: &[u8]| {
+            feed(start).unwrap();
+            let mut fed = 0;
+            loop {
+                match feed(&endless) {
+                    Ok(()) => fed += endless.len(),
+                    Err(error) => break error,
+                }
+                assert!(fed <= super::super::scan::MAX_VALUE + endless.len());
+            }
+        };
         for start in [
             &br#"{"items":[{"metadata":{"name":""#[..],
             br#"{"items":[""#,
         ] {
             let mut filter = ListFilter::new(TeamA, false);
             let mut out = Vec::new();
-            filter.feed(start, &mut out).unwrap();
-            let mut fed = start.len();
-            let error = loop {
-                match filter.feed(&endless, &mut out) {
-                    Ok(()) => fed += endless.len(),
-                    Err(error) => break error,
-                }
-                assert!(fed <= super::super::scan::MAX_VALUE + endless.len());
-            };
+            let error = refusal(&mut |chunk| filter.feed(chunk, &mut out), start);
             assert!(
                 matches!(error, FilterError::Scan(ScanError::TooLarge)),
                 "{error}"
@@ -1138,20 +1142,8 @@ mod tests {
         }
         let mut filter = WatchFilter::new(TeamA, false);
         let mut out = Vec::new();
-        filter
-            .feed(
-                br#"{"type":"ADDED","object":{"metadata":{"name":""#,
-                &mut out,
-            )
-            .unwrap();
-        let mut fed = 0;
-        let error = loop {
-            match filter.feed(&endless, &mut out) {
-                Ok(()) => fed += endless.len(),
-                Err(error) => break error,
-            }
-            assert!(fed <= super::super::scan::MAX_VALUE + endless.len());
-        };
+        let start = br#"{"type":"ADDED","object":{"metadata":{"name":""#;
+        let error = refusal(&mut |chunk| filter.feed(chunk, &mut out), start);
         assert!(
             matches!(error, FilterError::Scan(ScanError::TooLarge)),
             "{error}"
