@@ -6,6 +6,7 @@
 use crate::kubernetes::KubernetesRequest;
 use crate::permissions::{Facts, Policy, ProxyTarget, Target, View};
 use crate::views::{self, Judge, NamespaceLabels, Namespaces, ObjectJudge, ObjectMeta};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,15 +223,17 @@ fn view_of(
     };
     match view(&request.attributes, &facts) {
         View::All => ItemView::All,
-        View::Some => ItemView::Some(Box::new(ObjectJudge {
-            policy: context.policy.clone(),
-            caller: context.caller.clone(),
-            cluster: cluster.to_owned(),
-            method: method.clone(),
-            path: path.to_owned(),
-            attributes: request.attributes.clone(),
+        View::Some => ItemView::Some(Box::new(ObjectJudge::new(
+            context.policy.clone(),
+            &context.caller,
+            views::JudgedRead {
+                cluster: cluster.to_owned(),
+                method: method.clone(),
+                path: path.to_owned(),
+                attributes: request.attributes.clone(),
+            },
             namespaces,
-        })),
+        ))),
         View::None => {
             let mut kind = request.attributes.clone();
             kind.namespace = None;
@@ -243,13 +246,21 @@ fn view_of(
     }
 }
 
-fn object_meta(item: &DynamicObject) -> ObjectMeta {
+fn object_meta(item: &DynamicObject) -> ObjectMeta<'_> {
+    fn borrowed(value: &Option<String>) -> Option<Cow<'_, str>> {
+        value.as_deref().map(Cow::Borrowed)
+    }
     ObjectMeta {
-        name: item.metadata.name.clone().unwrap_or_default(),
-        namespace: item.metadata.namespace.clone(),
-        uid: item.metadata.uid.clone(),
+        name: Cow::Borrowed(item.metadata.name.as_deref().unwrap_or_default()),
+        namespace: borrowed(&item.metadata.namespace),
+        uid: borrowed(&item.metadata.uid),
         resource_version: None,
-        labels: item.metadata.labels.clone(),
+        labels: item.metadata.labels.as_ref().map(|labels| {
+            labels
+                .iter()
+                .map(|(key, value)| (Cow::Borrowed(key.as_str()), Cow::Borrowed(value.as_str())))
+                .collect()
+        }),
     }
 }
 

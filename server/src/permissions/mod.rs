@@ -269,6 +269,12 @@ impl Labels for std::collections::BTreeMap<String, String> {
     }
 }
 
+impl Labels for std::collections::BTreeMap<std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(|value| value.as_ref())
+    }
+}
+
 /// What the policy knows beyond the request itself.
 #[derive(Clone, Copy, Default)]
 pub struct Facts<'a> {
@@ -465,11 +471,7 @@ impl Rule {
         target: &Target<'_>,
         facts: &Facts<'_>,
     ) -> bool {
-        match self.judge(caller, permission, target, facts) {
-            Match::Yes => true,
-            Match::Maybe => self.decision == Decision::Deny,
-            Match::No => false,
-        }
+        self.decides(self.judge(caller, permission, target, facts))
     }
 
     fn judge(
@@ -479,18 +481,7 @@ impl Rule {
         target: &Target<'_>,
         facts: &Facts<'_>,
     ) -> Match {
-        if !self.permissions.contains(&permission) {
-            return Match::No;
-        }
-        let subject_matches = self.subjects.iter().any(|subject| {
-            subject == "*"
-                || subject.eq_ignore_ascii_case(&caller.subject)
-                || caller
-                    .groups
-                    .iter()
-                    .any(|group| subject.eq_ignore_ascii_case(group))
-        });
-        if !subject_matches || !Globs::matches(&self.clusters, target.cluster) {
+        if !self.concerns(caller, permission, target.cluster) {
             return Match::No;
         }
         if permission == Permission::Impersonate {
@@ -504,28 +495,54 @@ impl Rule {
                 None => false,
             });
         }
+        if !self.request_matches(target) {
+            return Match::No;
+        }
+        self.judge_facts(target, facts)
+    }
+
+    /// Whether the rule is about this permission, caller and cluster.
+    fn concerns(&self, caller: &Caller, permission: Permission, cluster: Option<&str>) -> bool {
+        self.permissions.contains(&permission)
+            && self.subjects.iter().any(|subject| {
+                subject == "*"
+                    || subject.eq_ignore_ascii_case(&caller.subject)
+                    || caller
+                        .groups
+                        .iter()
+                        .any(|group| subject.eq_ignore_ascii_case(group))
+            })
+            && Globs::matches(&self.clusters, cluster)
+    }
+
+    /// Whether the request itself (method, action, path, verb, group,
+    /// resource) is one the rule names, whatever objects it reads.
+    fn request_matches(&self, target: &Target<'_>) -> bool {
         let proxy = target.proxy.as_ref();
         let attributes = proxy.map(|proxy| proxy.attributes.as_ref());
         if let Some(methods) = &self.methods {
             if !proxy.is_some_and(|proxy| methods.contains(proxy.method)) {
-                return Match::No;
+                return false;
             }
         }
         if let Some(actions) = &self.actions {
             if !attributes.is_some_and(|attributes| actions.contains(&attributes.action)) {
-                return Match::No;
+                return false;
             }
         }
-        let request_level = Globs::matches(&self.paths, proxy.map(|proxy| proxy.path))
+        Globs::matches(&self.paths, proxy.map(|proxy| proxy.path))
             && Globs::matches(&self.verbs, attributes.map(|a| a.verb.as_str()))
             && Globs::matches(
                 &self.api_groups,
                 attributes.and_then(|a| a.api_group.as_deref()),
             )
-            && self.resource_matches(attributes);
-        if !request_level {
-            return Match::No;
-        }
+            && self.resource_matches(attributes)
+    }
+
+    /// Whether the rule's namespaces, names and selectors match what is
+    /// known of the objects the request reads.
+    fn judge_facts(&self, target: &Target<'_>, facts: &Facts<'_>) -> Match {
+        let attributes = target.proxy.as_ref().map(|proxy| proxy.attributes.as_ref());
         // A resource request without a namespace (a list across all of them,
         // or of a cluster-scoped kind) or without a name (a list, watch or
         // delete of the whole collection) spans the objects a rule names:
@@ -567,6 +584,16 @@ impl Rule {
             .min(object_labels)
     }
 
+    /// Whether a judgement decides: a match, or (failing closed) a possible
+    /// match of a deny rule.
+    fn decides(&self, judged: Match) -> bool {
+        match judged {
+            Match::Yes => true,
+            Match::Maybe => self.decision == Decision::Deny,
+            Match::No => false,
+        }
+    }
+
     /// Resources and subresources as Kubernetes RBAC reads them: `resources`
     /// alone covers only requests without a subresource (`pods` is not
     /// `pods/exec`) unless a pattern names the pair (`pods/exec`, `pods/*`,
@@ -602,6 +629,23 @@ impl Rule {
                         .any(|glob| glob.glob().glob() == "*" || glob.is_match(&pair))
             }
         }
+    }
+}
+
+/// The rules of a [`Policy`] that can decide the objects of one read
+/// ([`Policy::object_rules`]).
+#[derive(Debug, Clone)]
+pub struct ObjectRules {
+    /// Indices into the policy's rules, in order.
+    rules: Vec<usize>,
+    by_namespace: bool,
+}
+
+impl ObjectRules {
+    /// Whether an object's namespace alone decides (no rule reads names or
+    /// labels), so one judgement holds for every object of a namespace.
+    pub fn by_namespace(&self) -> bool {
+        self.by_namespace
     }
 }
 
@@ -790,9 +834,48 @@ impl Policy {
     /// Whether the caller may see one object of a read whose view is
     /// [`View::Some`]; `facts.object` names it.
     pub fn allows_object(&self, caller: &Caller, target: &Target<'_>, facts: &Facts<'_>) -> bool {
-        self.rules
+        self.allows_object_by(&self.object_rules(caller, target), target, facts)
+    }
+
+    /// The rules that can decide the objects of one proxied read by this
+    /// caller, chosen once for all its objects: those about the caller, the
+    /// cluster and the request itself, in order.
+    pub fn object_rules(&self, caller: &Caller, target: &Target<'_>) -> ObjectRules {
+        let rules: Vec<usize> = self
+            .rules
             .iter()
-            .find(|rule| rule.matches(caller, Permission::Proxy, target, facts))
+            .enumerate()
+            .filter(|(_, rule)| {
+                rule.concerns(caller, Permission::Proxy, target.cluster)
+                    && rule.request_matches(target)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        let by_namespace = rules.iter().all(|&index| {
+            let rule = &self.rules[index];
+            rule.names.is_none()
+                && rule.object_selector.is_none()
+                && rule.namespace_selector.is_none()
+        });
+        ObjectRules {
+            rules,
+            by_namespace,
+        }
+    }
+
+    /// [`Policy::allows_object`] with the rules [`Policy::object_rules`]
+    /// chose for the same caller and `target`.
+    pub fn allows_object_by(
+        &self,
+        rules: &ObjectRules,
+        target: &Target<'_>,
+        facts: &Facts<'_>,
+    ) -> bool {
+        rules
+            .rules
+            .iter()
+            .map(|&index| &self.rules[index])
+            .find(|rule| rule.decides(rule.judge_facts(target, facts)))
             .is_some_and(|rule| rule.decision == Decision::Allow)
     }
 
@@ -1275,6 +1358,42 @@ mod tests {
             "{permission: kubernetes.proxy, subjects: ['*'], users: [x], decision: allow}"
         )
         .starts_with("users:"));
+    }
+
+    #[test]
+    fn a_read_is_judged_by_namespace_alone_only_when_no_rule_of_its_caller_reads_more() {
+        let policy = rules(
+            r#"
+- { permission: kubernetes.proxy, subjects: [user:default/alice], namespaces: ["team-a-*"], verbs: [list], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/alice], resources: [secrets], names: [public-*], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/bob], clusters: [prod], objectSelector: "pool=a", decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/bob], namespaces: [shop], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/carol], namespaceSelector: "tenant=a", decision: allow }
+"#,
+        );
+        let get = Method::GET;
+        let by_namespace = |who: &str, cluster: &str, path: &str| {
+            let target = Target {
+                cluster: Some(cluster),
+                proxy: Some(proxy(&get, path, None)),
+                impersonation: None,
+            };
+            policy
+                .object_rules(&caller(who, &[]), &target)
+                .by_namespace()
+        };
+        assert!(by_namespace("user:default/alice", "dev", "/api/v1/pods"));
+        assert!(
+            !by_namespace("user:default/alice", "dev", "/api/v1/secrets"),
+            "a rule naming secrets applies"
+        );
+        assert!(by_namespace("user:default/bob", "dev", "/api/v1/pods"));
+        assert!(
+            !by_namespace("user:default/bob", "prod", "/api/v1/pods"),
+            "a rule reading labels applies in prod"
+        );
+        assert!(!by_namespace("user:default/carol", "dev", "/api/v1/pods"));
+        assert!(by_namespace("user:default/dave", "dev", "/api/v1/pods"));
     }
 
     #[test]

@@ -708,15 +708,17 @@ fn object_judge(
     target: &KubernetesRequest,
     namespaces: Option<views::Namespaces>,
 ) -> views::ObjectJudge {
-    views::ObjectJudge {
-        policy: state.policy.clone(),
-        caller: caller.clone(),
-        cluster: cluster.to_owned(),
-        method: method.clone(),
-        path: target.path.clone(),
-        attributes: target.attributes.clone(),
+    views::ObjectJudge::new(
+        state.policy.clone(),
+        caller,
+        views::JudgedRead {
+            cluster: cluster.to_owned(),
+            method: method.clone(),
+            path: target.path.clone(),
+            attributes: target.attributes.clone(),
+        },
         namespaces,
-    }
+    )
 }
 
 fn outgoing_headers_accept(headers: &mut http::HeaderMap, accept: http::HeaderValue) {

@@ -21,33 +21,113 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::scan::{object_prefix, whitespace, Member, Prefix, ScanError, ValueScan};
+use super::scan::{self, object_prefix, whitespace, Member, Prefix, ScanError, ValueScan};
 
-/// The metadata of one object, as much as a view judges.
+/// The metadata of one object, as much as a view judges, borrowed from the
+/// response where it can be.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ObjectMeta {
-    pub name: String,
-    pub namespace: Option<String>,
-    pub uid: Option<String>,
-    #[serde(rename = "resourceVersion")]
-    pub resource_version: Option<String>,
-    pub labels: Option<BTreeMap<String, String>>,
+pub struct ObjectMeta<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub uid: Option<Cow<'a, str>>,
+    #[serde(rename = "resourceVersion", borrow)]
+    pub resource_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+impl<'a> ObjectMeta<'a> {
+    /// Reads `metadata` (an object's `metadata` value) whose members were
+    /// found as written (`members`, relative to it): its strings are
+    /// borrowed where they hold no escape, and only they are parsed. `None`
+    /// when it is not metadata as a JSON parser would read it (a field of
+    /// the wrong type, or named twice).
+    pub fn read(metadata: &'a [u8], members: Option<&[Member<'a>]>) -> Option<Self> {
+        let Some(members) = members else {
+            return serde_json::from_slice(metadata).ok();
+        };
+        let mut read = ObjectMeta::default();
+        let mut seen = [false; 5];
+        for member in members {
+            let value = &metadata[member.value.clone()];
+            let field = match member.key {
+                b"name" => 0,
+                b"namespace" => 1,
+                b"uid" => 2,
+                b"resourceVersion" => 3,
+                b"labels" => 4,
+                _ => continue,
+            };
+            if std::mem::replace(&mut seen[field], true) {
+                return None;
+            }
+            match field {
+                0 => read.name = json_string(value)?,
+                1 => read.namespace = nullable(value, json_string)?,
+                2 => read.uid = nullable(value, json_string)?,
+                3 => read.resource_version = nullable(value, json_string)?,
+                _ => read.labels = nullable(value, json_labels)?,
+            }
+        }
+        Some(read)
+    }
+}
+
+/// `None` for JSON `null`, else what `read` reads (failing as it fails).
+fn nullable<'a, T>(value: &'a [u8], read: impl FnOnce(&'a [u8]) -> Option<T>) -> Option<Option<T>> {
+    if value == b"null" {
+        Some(None)
+    } else {
+        read(value).map(Some)
+    }
+}
+
+/// A JSON string value: borrowed when it holds no escape (and no control
+/// byte, which JSON forbids), else parsed.
+fn json_string(value: &[u8]) -> Option<Cow<'_, str>> {
+    match value {
+        [b'"', inner @ .., b'"'] if !inner.iter().any(|&byte| byte == b'\\' || byte < 0x20) => {
+            std::str::from_utf8(inner).ok().map(Cow::Borrowed)
+        }
+        _ => serde_json::from_slice::<String>(value).ok().map(Cow::Owned),
+    }
+}
+
+/// A JSON object of strings (labels); a key named twice makes it unreadable.
+fn json_labels(value: &[u8]) -> Option<BTreeMap<Cow<'_, str>, Cow<'_, str>>> {
+    let Some(members) = scan::flat_members(value) else {
+        return serde_json::from_slice(value).ok();
+    };
+    let mut labels = BTreeMap::new();
+    for member in members {
+        let key = json_string(&value[member.start..member.key.len() + member.start + 2])?;
+        let label = json_string(&value[member.value.clone()])?;
+        if labels.insert(key, label).is_some() {
+            return None;
+        }
+    }
+    Some(labels)
 }
 
 /// Decides whether an object is shown.
 pub trait Judge: Send + 'static {
-    fn visible(&self, object: &ObjectMeta) -> bool;
+    fn visible(&self, object: &ObjectMeta<'_>) -> bool;
 }
 
 #[derive(Deserialize)]
-pub(super) struct Object {
-    pub(super) metadata: Option<ObjectMeta>,
+pub(super) struct Object<'a> {
+    #[serde(borrow)]
+    pub(super) metadata: Option<ObjectMeta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Row {
-    object: Option<Object>,
+struct Row<'a> {
+    #[serde(borrow)]
+    object: Option<Object<'a>>,
 }
 
 /// Why a response could not be filtered; the stream is cut short.
@@ -352,7 +432,7 @@ impl<J: Judge> ListFilter<J> {
             judge,
             seal_continue: None,
             strip_row_objects,
-            splitter: ListSplitter::default(),
+            splitter: ListSplitter::reading_members(),
             array: String::new(),
             members: 0,
             kept: 0,
@@ -400,11 +480,12 @@ impl<J: Judge> ListFilter<J> {
                     array.push_str(key);
                     *kept = 0;
                 }
-                Piece::Element(element, _) => {
+                Piece::Element(element, found) => {
                     let shown = if array == "rows" {
                         keep_row(judge, element, *strip_row_objects)
                     } else {
-                        keep_object(judge, element).then_some(Cow::Borrowed(element))
+                        keep_object(judge, element, found.as_deref())
+                            .then_some(Cow::Borrowed(element))
                     };
                     if let Some(shown) = shown {
                         if *kept > 0 {
@@ -450,12 +531,33 @@ fn list_metadata(
     serde_json::to_writer(out, &metadata).map_err(|_| FilterError::Metadata)
 }
 
-/// Whether an object (a list item) is shown; one without metadata is not.
-fn keep_object(judge: &impl Judge, element: &[u8]) -> bool {
-    serde_json::from_slice::<Object>(element)
-        .ok()
-        .and_then(|object| object.metadata)
-        .is_some_and(|metadata| judge.visible(&metadata))
+/// Whether an object (a list item) is shown; one without metadata (or
+/// with more than one) is not. Only the metadata is parsed, when the
+/// object's members were found without parsing their values (`found`, or
+/// found here); when they cannot be (a key is escaped) the whole object is
+/// read as any JSON parser reads it.
+fn keep_object(judge: &impl Judge, element: &[u8], found: Option<&[Member<'_>]>) -> bool {
+    let read;
+    let found = match found {
+        Some(found) => found,
+        None => match scan::members(element) {
+            Some(members) => {
+                read = members;
+                &read[..]
+            }
+            None => {
+                return serde_json::from_slice::<Object>(element)
+                    .ok()
+                    .and_then(|object| object.metadata)
+                    .is_some_and(|metadata| judge.visible(&metadata))
+            }
+        },
+    };
+    scan::only(found, b"metadata").is_some_and(|index| {
+        let member = &found[index];
+        ObjectMeta::read(&element[member.value.clone()], member.inner.as_deref())
+            .is_some_and(|metadata| judge.visible(&metadata))
+    })
 }
 
 /// A `Table` row, if its object is shown (a row without an object is not).
@@ -494,7 +596,8 @@ struct RawEvent<'a> {
 struct ObjectHead<'a> {
     kind: Option<String>,
     api_version: Option<String>,
-    metadata: Option<ObjectMeta>,
+    #[serde(borrow)]
+    metadata: Option<ObjectMeta<'a>>,
     #[serde(borrow)]
     rows: Option<Vec<RawRow<'a>>>,
     #[serde(borrow)]
@@ -513,8 +616,9 @@ struct RawRow<'a> {
 }
 
 #[derive(Deserialize)]
-struct RowObject {
-    metadata: Option<ObjectMeta>,
+struct RowObject<'a> {
+    #[serde(borrow)]
+    metadata: Option<ObjectMeta<'a>>,
 }
 
 /// A `Table` event's object, as sent.
@@ -662,7 +766,7 @@ fn judge_event<J: Judge>(
     };
     let visible = judge.visible(&metadata);
     let key = match &metadata.uid {
-        Some(uid) => uid.clone(),
+        Some(uid) => uid.to_string(),
         None => format!(
             "{}/{}",
             metadata.namespace.as_deref().unwrap_or_default(),
@@ -757,9 +861,9 @@ fn event_bytes(kind: &str, object: &[u8]) -> Vec<u8> {
 }
 
 /// The identity of an object: what a client needs to drop it.
-fn identity(metadata: &ObjectMeta) -> Value {
+fn identity(metadata: &ObjectMeta<'_>) -> Value {
     let mut identity = serde_json::Map::new();
-    identity.insert("name".into(), Value::from(metadata.name.clone()));
+    identity.insert("name".into(), Value::from(metadata.name.as_ref()));
     if let Some(namespace) = &metadata.namespace {
         identity.insert("namespace".into(), Value::from(namespace.clone()));
     }
@@ -832,7 +936,7 @@ mod tests {
     struct TeamA;
 
     impl Judge for TeamA {
-        fn visible(&self, object: &ObjectMeta) -> bool {
+        fn visible(&self, object: &ObjectMeta<'_>) -> bool {
             match &object.namespace {
                 Some(namespace) => namespace.starts_with("team-a-"),
                 None => object
@@ -858,6 +962,109 @@ mod tests {
         }
         filter.finish()?;
         Ok(serde_json::from_slice(&out).expect("the output is JSON"))
+    }
+
+    /// Metadata as a JSON parser reads it into owned strings.
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(default)]
+    struct Owned {
+        name: String,
+        namespace: Option<String>,
+        uid: Option<String>,
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+        labels: Option<BTreeMap<String, String>>,
+    }
+
+    impl From<ObjectMeta<'_>> for Owned {
+        fn from(meta: ObjectMeta<'_>) -> Self {
+            let owned = |value: Option<Cow<'_, str>>| value.map(Cow::into_owned);
+            Owned {
+                name: meta.name.into_owned(),
+                namespace: owned(meta.namespace),
+                uid: owned(meta.uid),
+                resource_version: owned(meta.resource_version),
+                labels: meta.labels.map(|labels| {
+                    labels
+                        .into_iter()
+                        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                        .collect()
+                }),
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_is_read_as_a_json_parser_reads_it() {
+        for metadata in [
+            r#"{"name":"a","namespace":"team-a-dev","uid":"u","resourceVersion":"7","labels":{"app":"web","tier":"x"}}"#,
+            r#"{ "name" : "a" , "labels" : { "app" : "web" } , "annotations" : {"x": "{\"]"} }"#,
+            r#"{"name":"caf\u00e9 \"quoted\"","namespace":"team-a-\u0064ev","labels":{"a\\b":"c\nd"}}"#,
+            r#"{"name":"é ünïcode","namespace":null,"uid":null,"labels":null}"#,
+            r#"{"managedFields":[{"manager":"kubectl"}],"name":"a"}"#,
+            r#"{}"#,
+            // Not metadata a parser accepts: hidden.
+            r#"{"name":1}"#,
+            r#"{"name":null}"#,
+            r#"{"namespace":["team-a-dev"]}"#,
+            r#"{"labels":{"app":1}}"#,
+            r#"{"labels":["app"]}"#,
+            r#"{"name":"raw	tab"}"#,
+            r#"[]"#,
+        ] {
+            let object = format!(r#"{{"metadata":{metadata}}}"#);
+            let found = scan::members(object.as_bytes())
+                .and_then(|members| members.into_iter().next())
+                .and_then(|member| member.inner);
+            let read = ObjectMeta::read(metadata.as_bytes(), found.as_deref()).map(Owned::from);
+            let parsed = serde_json::from_str::<Owned>(metadata).ok();
+            assert_eq!(read, parsed, "{metadata}");
+        }
+        // Named twice: parsers disagree on which counts, so it is not read.
+        for twice in [
+            r#"{"namespace":"team-b-dev","namespace":"team-a-dev"}"#,
+            r#"{"labels":{"pool":"b","pool":"a"}}"#,
+        ] {
+            let object = format!(r#"{{"metadata":{twice}}}"#);
+            let found = scan::members(object.as_bytes())
+                .and_then(|members| members.into_iter().next())
+                .and_then(|member| member.inner);
+            assert!(found.is_some(), "{twice}");
+            assert!(
+                ObjectMeta::read(twice.as_bytes(), found.as_deref()).is_none(),
+                "{twice}"
+            );
+        }
+    }
+
+    #[test]
+    fn items_are_judged_by_their_one_metadata_however_written() {
+        let items = [
+            // Escaped keys: read by the JSON parser, as the client reads them.
+            r#"{"met\u0061data":{"name":"a1","namespace":"team-a-dev"}}"#,
+            r#"{"metadata":{"n\u0061me":"a2","namespace":"team-a-dev"}}"#,
+            r#"{"metadata":{"name":"a3","namesp\u0061ce":"team-a-dev"}}"#,
+            r#"{"metadata":{"name":"a4","namespace":"team-a-\u0064ev"}}"#,
+            // Two metadata, or two namespaces: never shown.
+            r#"{"metadata":{"name":"b1","namespace":"team-b-dev"},"metadata":{"name":"b1","namespace":"team-a-dev"}}"#,
+            r#"{"metadata":{"name":"b2","namespace":"team-b-dev","namespace":"team-a-dev"}}"#,
+            r#"{"metadata":{"name":"b3","namesp\u0061ce":"team-b-dev","namespace":"team-a-dev"}}"#,
+            // A metadata that is not an object, or none.
+            r#"{"metadata":"team-a-dev"}"#,
+            r#"{"spec":{"metadata":{"namespace":"team-a-dev"}}}"#,
+            r#"{"metadata":{"labels":{"pool":"b","pool":"a"}}}"#,
+            r#"{"metadata":{"labels":{"pool":"a"}}}"#,
+        ];
+        let text = format!(r#"{{"items":[{}]}}"#, items.join(","));
+        for piece in [1, 13, text.len()] {
+            let output = list(&text, piece, false).unwrap();
+            let shown: Vec<Value> = output["items"].as_array().unwrap().clone();
+            let expected: Vec<Value> = [0, 1, 2, 3, 10]
+                .iter()
+                .map(|&index| serde_json::from_str(items[index]).unwrap())
+                .collect();
+            assert_eq!(shown, expected, "pieces of {piece}");
+        }
     }
 
     #[test]

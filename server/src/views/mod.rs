@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::kubernetes::RequestAttributes;
-use crate::permissions::{Facts, Labels, ObjectFacts, Policy, ProxyTarget, Target};
+use crate::permissions::{Facts, Labels, ObjectFacts, ObjectRules, Policy, ProxyTarget, Target};
 use crate::upstream::{Connector, Credential, Route};
 
 pub use filter::{Judge, ObjectMeta};
@@ -43,14 +43,26 @@ pub fn is_namespace_kind(attributes: &RequestAttributes) -> bool {
 
 /// Judges the objects of one request for one caller.
 pub struct ObjectJudge {
-    pub policy: Arc<Policy>,
-    pub caller: Caller,
+    policy: Arc<Policy>,
+    cluster: String,
+    method: Method,
+    path: String,
+    attributes: RequestAttributes,
+    /// The cluster's namespaces, when the policy reads their labels.
+    namespaces: Option<Namespaces>,
+    /// The rules that can decide, chosen once.
+    rules: ObjectRules,
+    /// When the namespace alone decides: the last namespace judged and
+    /// whether its objects are shown (lists come ordered by namespace).
+    last: std::sync::Mutex<Option<(String, bool)>>,
+}
+
+/// What an [`ObjectJudge`] judges for.
+pub struct JudgedRead {
     pub cluster: String,
     pub method: Method,
     pub path: String,
     pub attributes: RequestAttributes,
-    /// The cluster's namespaces, when the policy reads their labels.
-    pub namespaces: Option<Namespaces>,
 }
 
 struct NoLabels;
@@ -61,15 +73,52 @@ impl Labels for NoLabels {
     }
 }
 
-impl Judge for ObjectJudge {
-    fn visible(&self, object: &ObjectMeta) -> bool {
+impl ObjectJudge {
+    /// A judge of the objects `read` returns to `caller`; `namespaces`
+    /// when the policy reads their labels.
+    pub fn new(
+        policy: Arc<Policy>,
+        caller: &Caller,
+        read: JudgedRead,
+        namespaces: Option<Namespaces>,
+    ) -> Self {
+        let JudgedRead {
+            cluster,
+            method,
+            path,
+            attributes,
+        } = read;
+        let rules = policy.object_rules(
+            caller,
+            &Target {
+                cluster: Some(&cluster),
+                proxy: Some(ProxyTarget {
+                    method: &method,
+                    path: &path,
+                    attributes: std::borrow::Cow::Borrowed(&attributes),
+                }),
+                impersonation: None,
+            },
+        );
+        Self {
+            policy,
+            cluster,
+            method,
+            path,
+            attributes,
+            namespaces,
+            rules,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn judge(&self, object: &ObjectMeta<'_>, namespace_kind: bool) -> bool {
         let own_labels: &dyn Labels = match &object.labels {
             Some(labels) => labels,
             None => &NoLabels,
         };
-        let namespace_kind = is_namespace_kind(&self.attributes);
         let namespace = if namespace_kind {
-            Some(object.name.as_str())
+            Some(object.name.as_ref())
         } else {
             object.namespace.as_deref()
         };
@@ -104,7 +153,38 @@ impl Judge for ObjectJudge {
             }),
             namespace_labels,
         };
-        self.policy.allows_object(&self.caller, &target, &facts)
+        self.policy.allows_object_by(&self.rules, &target, &facts)
+    }
+}
+
+impl Judge for ObjectJudge {
+    fn visible(&self, object: &ObjectMeta<'_>) -> bool {
+        let namespace_kind = is_namespace_kind(&self.attributes);
+        if !self.rules.by_namespace() {
+            return self.judge(object, namespace_kind);
+        }
+        // The namespace alone decides: an object of the namespace judged
+        // last is judged alike.
+        let namespace = if namespace_kind {
+            Some(object.name.as_ref())
+        } else {
+            object.namespace.as_deref()
+        };
+        let Some(namespace) = namespace else {
+            return self.judge(object, namespace_kind);
+        };
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((judged, shown)) = last.as_ref() {
+            if judged == namespace {
+                return *shown;
+            }
+        }
+        let shown = self.judge(object, namespace_kind);
+        *last = Some((namespace.to_owned(), shown));
+        shown
     }
 }
 
@@ -346,4 +426,96 @@ where
     Body::from_stream(futures::stream::poll_fn(move |context| {
         receiver.poll_recv(context)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judge(rules: &str, caller: &str, path: &str) -> ObjectJudge {
+        let configs: Vec<crate::permissions::RuleConfig> = serde_saphyr::from_str(rules).unwrap();
+        let policy = Arc::new(Policy::new(&configs).unwrap());
+        let query = crate::kubernetes::Query::parse(None).unwrap();
+        let request =
+            crate::kubernetes::KubernetesRequest::parse(&Method::GET, path, query).unwrap();
+        ObjectJudge::new(
+            policy,
+            &Caller::user(caller, Vec::new()),
+            JudgedRead {
+                cluster: "dev".into(),
+                method: Method::GET,
+                path: request.path,
+                attributes: request.attributes,
+            },
+            None,
+        )
+    }
+
+    fn meta<'a>(
+        namespace: Option<&'a str>,
+        name: &'a str,
+        pool: Option<&'a str>,
+    ) -> ObjectMeta<'a> {
+        ObjectMeta {
+            name: name.into(),
+            namespace: namespace.map(Into::into),
+            labels: pool.map(|pool| [("pool".into(), pool.into())].into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn objects_are_judged_alike_whether_or_not_their_namespace_was_judged_before() {
+        let by_namespace = judge(
+            r#"
+- { permission: kubernetes.proxy, subjects: [user:default/alice], namespaces: ["team-a-*"], decision: allow }
+- { permission: kubernetes.proxy, subjects: [user:default/bob], objectSelector: "pool=a", decision: allow }
+"#,
+            "user:default/alice",
+            "/api/v1/pods",
+        );
+        assert!(by_namespace.rules.by_namespace());
+        let seen: Vec<bool> = [
+            Some("team-a-dev"),
+            Some("team-a-dev"),
+            Some("team-b-dev"),
+            None,
+            Some("team-a-prod"),
+            Some("team-b-dev"),
+            Some("team-a-dev"),
+        ]
+        .into_iter()
+        .map(|namespace| by_namespace.visible(&meta(namespace, "p", None)))
+        .collect();
+        assert_eq!(seen, [true, true, false, false, true, false, true]);
+
+        // Rules that read labels: each object is judged by its own.
+        let by_labels = judge(
+            r#"
+- { permission: kubernetes.proxy, subjects: [user:default/bob], objectSelector: "pool=a", decision: allow }
+"#,
+            "user:default/bob",
+            "/api/v1/pods",
+        );
+        assert!(!by_labels.rules.by_namespace());
+        let seen: Vec<bool> = [Some("a"), Some("b"), None, Some("a")]
+            .into_iter()
+            .map(|pool| by_labels.visible(&meta(Some("shop"), "p", pool)))
+            .collect();
+        assert_eq!(seen, [true, false, false, true]);
+
+        // A namespace's own name is its namespace.
+        let namespaces = judge(
+            r#"
+- { permission: kubernetes.proxy, subjects: [user:default/alice], namespaces: ["team-a-*"], decision: allow }
+"#,
+            "user:default/alice",
+            "/api/v1/namespaces",
+        );
+        let seen: Vec<bool> = ["team-a-dev", "team-b-dev", "team-a-prod"]
+            .into_iter()
+            .map(|name| namespaces.visible(&meta(None, name, None)))
+            .collect();
+        assert_eq!(seen, [true, false, true]);
+    }
 }

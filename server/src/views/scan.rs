@@ -213,6 +213,9 @@ pub struct Member<'a> {
     pub inner: Option<Vec<Member<'a>>>,
 }
 
+/// The level at which no member's value is read within.
+const FLAT: usize = usize::MAX;
+
 /// The member whose value's members are read with its object's, at each
 /// level from the object [`object_prefix`] reads.
 fn read_within(level: usize) -> Option<&'static [u8]> {
@@ -235,6 +238,39 @@ pub fn members(object: &[u8]) -> Option<Vec<Member<'_>>> {
             Some(members)
         }
         _ => None,
+    }
+}
+
+/// The members of the one JSON object `object` holds, as [`members`] finds
+/// them, without reading within any (no [`Member::inner`]).
+pub fn flat_members(object: &[u8]) -> Option<Vec<Member<'_>>> {
+    match object_prefix_at(object, FLAT) {
+        Prefix::Object { length, members }
+            if length + whitespace(&object[length..]) == object.len() =>
+        {
+            Some(members)
+        }
+        _ => None,
+    }
+}
+
+/// The index of the one member named `key`; `None` when there is none, or
+/// more than one (parsers disagree on which counts).
+pub fn only(found: &[Member<'_>], key: &[u8]) -> Option<usize> {
+    at_most_one(found, key)?
+}
+
+/// `Some(None)` when no member is named `key`, `Some(Some(index))` for
+/// exactly one, `None` for more.
+pub fn at_most_one(found: &[Member<'_>], key: &[u8]) -> Option<Option<usize>> {
+    let mut named = found
+        .iter()
+        .enumerate()
+        .filter(|(_, member)| member.key == key);
+    match (named.next(), named.next()) {
+        (None, _) => Some(None),
+        (Some((index, _)), None) => Some(Some(index)),
+        (Some(_), Some(_)) => None,
     }
 }
 

@@ -479,15 +479,17 @@ impl Fleet {
         record: &ClusterRecord,
         namespaces: Option<views::Namespaces>,
     ) -> views::ObjectJudge {
-        views::ObjectJudge {
-            policy: self.state.policy.clone(),
-            caller: self.caller.clone(),
-            cluster: record.name.clone(),
-            method: Method::GET,
-            path: self.target.path.clone(),
-            attributes: self.target.attributes.clone(),
+        views::ObjectJudge::new(
+            self.state.policy.clone(),
+            &self.caller,
+            views::JudgedRead {
+                cluster: record.name.clone(),
+                method: Method::GET,
+                path: self.target.path.clone(),
+                attributes: self.target.attributes.clone(),
+            },
             namespaces,
-        }
+        )
     }
 
     /// Asks one cluster for its list, until its response headers (within

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::CLUSTER_ANNOTATION;
 use crate::views;
-use crate::views::scan::{members, whitespace, Member};
+use crate::views::scan::{at_most_one, members, only, whitespace, Member};
 
 /// A leading column of a `Table`, naming each row's cluster.
 pub(super) fn cluster_column() -> Value {
@@ -284,26 +284,6 @@ fn visible(judge: &views::ObjectJudge, metadata: &[u8]) -> bool {
     use views::Judge as _;
     serde_json::from_slice::<views::ObjectMeta>(metadata)
         .is_ok_and(|metadata| judge.visible(&metadata))
-}
-
-/// The index of the one member named `key`; `None` when there is none, or
-/// more than one (parsers disagree on which counts).
-fn only(found: &[Member<'_>], key: &[u8]) -> Option<usize> {
-    at_most_one(found, key)?
-}
-
-/// `Some(None)` when no member is named `key`, `Some(Some(index))` for
-/// exactly one, `None` for more.
-fn at_most_one(found: &[Member<'_>], key: &[u8]) -> Option<Option<usize>> {
-    let mut named = found
-        .iter()
-        .enumerate()
-        .filter(|(_, member)| member.key == key);
-    match (named.next(), named.next()) {
-        (None, _) => Some(None),
-        (Some((index, _)), None) => Some(Some(index)),
-        (Some(_), Some(_)) => None,
-    }
 }
 
 /// The bytes a member takes in its object, with one separating comma.
