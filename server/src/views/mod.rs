@@ -48,6 +48,8 @@ pub struct ObjectJudge {
     method: Method,
     path: String,
     attributes: RequestAttributes,
+    /// The read is of namespaces, whose own name is their namespace.
+    namespace_kind: bool,
     /// The cluster's namespaces, when the policy reads their labels.
     namespaces: Option<Namespaces>,
     /// The rules that can decide, chosen once.
@@ -105,6 +107,7 @@ impl ObjectJudge {
             cluster,
             method,
             path,
+            namespace_kind: is_namespace_kind(&attributes),
             attributes,
             namespaces,
             rules,
@@ -112,16 +115,22 @@ impl ObjectJudge {
         }
     }
 
-    fn judge(&self, object: &ObjectMeta<'_>, namespace_kind: bool) -> bool {
+    /// The namespace an object is judged by: a namespace's own name.
+    fn namespace_of<'o>(&self, object: &'o ObjectMeta<'_>) -> Option<&'o str> {
+        if self.namespace_kind {
+            Some(object.name.as_ref())
+        } else {
+            object.namespace.as_deref()
+        }
+    }
+
+    fn judge(&self, object: &ObjectMeta<'_>) -> bool {
+        let namespace_kind = self.namespace_kind;
         let own_labels: &dyn Labels = match &object.labels {
             Some(labels) => labels,
             None => &NoLabels,
         };
-        let namespace = if namespace_kind {
-            Some(object.name.as_ref())
-        } else {
-            object.namespace.as_deref()
-        };
+        let namespace = self.namespace_of(object);
         let namespace_object = match (&self.namespaces, namespace) {
             (Some(namespaces), Some(namespace)) if !namespace_kind => namespaces.get(namespace),
             _ => None,
@@ -159,19 +168,13 @@ impl ObjectJudge {
 
 impl Judge for ObjectJudge {
     fn visible(&self, object: &ObjectMeta<'_>) -> bool {
-        let namespace_kind = is_namespace_kind(&self.attributes);
         if !self.rules.by_namespace() {
-            return self.judge(object, namespace_kind);
+            return self.judge(object);
         }
         // The namespace alone decides: an object of the namespace judged
         // last is judged alike.
-        let namespace = if namespace_kind {
-            Some(object.name.as_ref())
-        } else {
-            object.namespace.as_deref()
-        };
-        let Some(namespace) = namespace else {
-            return self.judge(object, namespace_kind);
+        let Some(namespace) = self.namespace_of(object) else {
+            return self.judge(object);
         };
         let mut last = self
             .last
@@ -182,7 +185,7 @@ impl Judge for ObjectJudge {
                 return *shown;
             }
         }
-        let shown = self.judge(object, namespace_kind);
+        let shown = self.judge(object);
         *last = Some((namespace.to_owned(), shown));
         shown
     }

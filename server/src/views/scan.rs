@@ -231,20 +231,19 @@ fn read_within(level: usize) -> Option<&'static [u8]> {
 /// key holds an escape (compared as written, an escaped key could pass for
 /// another).
 pub fn members(object: &[u8]) -> Option<Vec<Member<'_>>> {
-    match object_prefix(object) {
-        Prefix::Object { length, members }
-            if length + whitespace(&object[length..]) == object.len() =>
-        {
-            Some(members)
-        }
-        _ => None,
-    }
+    whole_object(object, 0)
 }
 
 /// The members of the one JSON object `object` holds, as [`members`] finds
 /// them, without reading within any (no [`Member::inner`]).
 pub fn flat_members(object: &[u8]) -> Option<Vec<Member<'_>>> {
-    match object_prefix_at(object, FLAT) {
+    whole_object(object, FLAT)
+}
+
+/// The members of `object`, read from `level` on, when it holds one whole
+/// object and nothing else but whitespace.
+fn whole_object(object: &[u8], level: usize) -> Option<Vec<Member<'_>>> {
+    match object_prefix_at(object, level) {
         Prefix::Object { length, members }
             if length + whitespace(&object[length..]) == object.len() =>
         {

@@ -122,7 +122,7 @@ impl Tagger {
     ) -> Option<Tagged> {
         let placed = self.place_annotation(item, found)?;
         if let Some(judge) = judge {
-            if !visible(judge, &item[placed.metadata.clone()]) {
+            if !visible(judge, &item[placed.metadata.clone()], &placed.inside) {
                 return Some(Tagged::Hidden);
             }
         }
@@ -162,7 +162,7 @@ impl Tagger {
                 if let Some(judge) = judge {
                     let metadata =
                         placed.metadata.start + value.start..placed.metadata.end + value.start;
-                    if !visible(judge, &row[metadata]) {
+                    if !visible(judge, &row[metadata], &placed.inside) {
                         return Some(Tagged::Hidden);
                     }
                 }
@@ -183,7 +183,11 @@ impl Tagger {
 
     /// Where the annotation goes in `object`: into `metadata.annotations`,
     /// or a new `annotations` member first in `metadata`.
-    fn place_annotation(&self, object: &[u8], found: Option<Vec<Member<'_>>>) -> Option<Placed> {
+    fn place_annotation<'a>(
+        &self,
+        object: &'a [u8],
+        found: Option<Vec<Member<'a>>>,
+    ) -> Option<Placed<'a>> {
         let mut found = match found {
             Some(found) => found,
             None => members(object)?,
@@ -232,7 +236,11 @@ impl Tagger {
                 (metadata.start + 1..metadata.start + 1, text)
             }
         };
-        Some(Placed { metadata, edit })
+        Some(Placed {
+            metadata,
+            inside,
+            edit,
+        })
     }
 
     /// The slow path: parse, judge, tag, write.
@@ -275,15 +283,16 @@ impl Tagger {
 }
 
 /// Where an object's metadata lies, and the edit that annotates it.
-struct Placed {
+struct Placed<'a> {
     metadata: Range<usize>,
+    /// The metadata's members (relative to it).
+    inside: Vec<Member<'a>>,
     edit: (Range<usize>, Vec<u8>),
 }
 
-fn visible(judge: &views::ObjectJudge, metadata: &[u8]) -> bool {
+fn visible(judge: &views::ObjectJudge, metadata: &[u8], inside: &[Member<'_>]) -> bool {
     use views::Judge as _;
-    serde_json::from_slice::<views::ObjectMeta>(metadata)
-        .is_ok_and(|metadata| judge.visible(&metadata))
+    views::ObjectMeta::read(metadata, Some(inside)).is_some_and(|metadata| judge.visible(&metadata))
 }
 
 /// The bytes a member takes in its object, with one separating comma.
