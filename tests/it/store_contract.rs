@@ -508,3 +508,78 @@ both_stores!(
         }
     }
 );
+
+// The audit trail's filters by cluster (case-insensitively, as cluster names
+// are matched everywhere) and by subject search an index, not the trail.
+both_stores!(
+    audit_filters_by_cluster_and_subject_search_an_index,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let audit = store::connect(&db.url, None).await.unwrap().audit();
+        let records: Vec<kubeportal::audit::AuditRecord> = (0..3000)
+            .map(|index: u32| {
+                let cluster = if index % 1000 == 7 {
+                    "Rare".to_owned()
+                } else {
+                    format!("c{}", index % 50)
+                };
+                serde_json::from_value(serde_json::json!({
+                    "time": "2026-01-01T00:00:00Z",
+                    "kind": "proxy",
+                    "subject": format!("user:default/u{}", index % 40),
+                    "groups": [],
+                    "cluster": cluster,
+                    "method": "GET",
+                    "path": "/api/v1/pods",
+                    "query": null,
+                    "status": 200,
+                    "bytesIn": 0,
+                    "bytesOut": 0,
+                    "durationMs": 1,
+                    "decision": "allow",
+                    "rule": null,
+                    "recording": null,
+                    "verb": "list",
+                    "impersonatedUser": null,
+                    "impersonatedGroups": [],
+                }))
+                .unwrap()
+            })
+            .collect();
+        audit.insert_audit(&records).await.unwrap();
+        if backend == Backend::Postgres {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query("ANALYZE audit_records")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let by_cluster = kubeportal::audit::AuditFilter {
+            cluster: Some("rARE".into()),
+            ..Default::default()
+        };
+        let found = audit.query_audit(&by_cluster, None, 100).await.unwrap();
+        assert_eq!(found.len(), 3);
+        assert!(found
+            .iter()
+            .all(|stored| stored.record.cluster.as_deref() == Some("Rare")));
+        let by_subject = kubeportal::audit::AuditFilter {
+            subject: Some("user:default/u7".into()),
+            ..Default::default()
+        };
+        for (filter, index) in [
+            (by_cluster, "audit_records_cluster"),
+            (by_subject, "audit_records_subject"),
+        ] {
+            let plan = audit.explain_audit(&filter).await.unwrap();
+            assert!(
+                plan.contains(index),
+                "{filter:?} does not use {index}:\n{plan}"
+            );
+            assert!(
+                !plan.contains("Seq Scan") && !plan.starts_with("SCAN"),
+                "{plan}"
+            );
+        }
+    }
+);

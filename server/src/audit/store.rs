@@ -30,6 +30,9 @@ pub trait AuditStore: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StoredAuditRecord>, AuditStoreError>;
+    /// The query plan of [`AuditStore::query_audit`] for `filter`, as the
+    /// database prints it.
+    async fn explain_audit(&self, filter: &AuditFilter) -> Result<String, AuditStoreError>;
     /// Deletes audit records older than `before`; returns how many.
     async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, AuditStoreError>;
 }

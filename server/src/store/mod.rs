@@ -356,26 +356,28 @@ const AUDIT_VALUES: usize = {
 };
 
 /// The multi-row audit INSERT for `rows` rows (a size [`audit_chunks`]
-/// makes), written once per size. Numbered placeholders, as the other
-/// shared statements use, which both stores take.
-pub(crate) fn audit_insert_sql(rows: usize) -> &'static str {
-    use std::fmt::Write;
+/// makes), written once per size and form of placeholder.
+pub(crate) fn audit_insert_sql(rows: usize, dialect: Dialect) -> &'static str {
     use std::sync::OnceLock;
     const SIZES: usize = AUDIT_CHUNK.trailing_zeros() as usize + 1;
-    static STATEMENTS: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    static STATEMENTS: [[OnceLock<String>; SIZES]; 2] =
+        [const { [const { OnceLock::new() }; SIZES] }; 2];
     assert!(
         rows.is_power_of_two() && rows <= AUDIT_CHUNK,
         "audit chunks are powers of two up to {AUDIT_CHUNK}"
     );
-    STATEMENTS[rows.trailing_zeros() as usize].get_or_init(|| {
-        let mut sql = format!("INSERT INTO audit_records ({AUDIT_COLUMNS}) VALUES ");
+    STATEMENTS[dialect as usize][rows.trailing_zeros() as usize].get_or_init(|| {
+        let mut sql = format!(
+            "{} INTO audit_records ({AUDIT_COLUMNS}) VALUES ",
+            dialect.insert()
+        );
         for row in 0..rows {
             sql.push_str(if row == 0 { "(" } else { ", (" });
             for value in 0..AUDIT_VALUES {
                 if value > 0 {
                     sql.push_str(", ");
                 }
-                let _ = write!(sql, "${}", row * AUDIT_VALUES + value + 1);
+                dialect.placeholder(&mut sql, row * AUDIT_VALUES + value + 1);
             }
             sql.push(')');
         }
@@ -383,8 +385,51 @@ pub(crate) fn audit_insert_sql(rows: usize) -> &'static str {
     })
 }
 
+/// Where the two stores' SQL differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite = 0,
+    Postgres = 1,
+}
+
+impl Dialect {
+    /// The multi-row INSERT's verb. A failing row fails the whole batch
+    /// either way: the transaction that holds it is rolled back. SQLite's
+    /// `OR FAIL` keeps it from also journaling every page the statement
+    /// touches so that it could undo the statement alone (`OR ABORT`, the
+    /// default).
+    fn insert(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INSERT OR FAIL",
+            Dialect::Postgres => "INSERT",
+        }
+    }
+
+    /// What asks for a query's plan, and the column of its text.
+    pub(crate) fn explain(self) -> (&'static str, usize) {
+        match self {
+            Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
+            Dialect::Postgres => ("EXPLAIN ", 0),
+        }
+    }
+
+    /// A bound value's placeholder. SQLite's are anonymous (`?`, bound in
+    /// order): it finds a numbered one's number by searching the
+    /// statement's list of names, which for a multi-row INSERT is as long as
+    /// the statement, for every value. Postgres has only `$1`, `$2`, ….
+    fn placeholder(self, sql: &mut String, number: usize) {
+        use std::fmt::Write;
+        match self {
+            Dialect::Sqlite => sql.push('?'),
+            Dialect::Postgres => {
+                let _ = write!(sql, "${number}");
+            }
+        }
+    }
+}
+
 macro_rules! shared_sql {
-    ($pool:ty, $database:ty) => {
+    ($pool:ty, $database:ty, $dialect:expr) => {
         async fn list_clusters(
             pool: &$pool,
             after: Option<&str>,
@@ -561,7 +606,7 @@ macro_rules! shared_sql {
             for size in $crate::store::audit_chunks(records.len()) {
                 let rows = records[offset..offset + size].iter().zip(&groups[offset..offset + size]);
                 use $crate::store::storable;
-                let mut query = sqlx::query($crate::store::audit_insert_sql(size));
+                let mut query = sqlx::query($crate::store::audit_insert_sql(size, $dialect));
                 for (record, (groups, impersonated_groups)) in rows {
                     query = query
                         .bind(record.time)
@@ -590,17 +635,16 @@ macro_rules! shared_sql {
             Ok(())
         }
 
-        async fn query_audit_records(
-            pool: &$pool,
-            filter: &AuditFilter,
+        /// The audit query for `filter`, after `prefix` (empty, or the
+        /// dialect's EXPLAIN).
+        fn audit_query<'a>(
+            prefix: &str,
+            filter: &'a AuditFilter,
             before_id: Option<i64>,
             limit: u32,
-        ) -> Result<Vec<StoredAuditRecord>, AuditStoreError> {
-            let texts = [&filter.cluster, &filter.subject, &filter.method];
-            if texts.into_iter().flatten().any(|text| $crate::store::holds_nul(text)) {
-                return Ok(Vec::new());
-            }
-            let mut builder = sqlx::QueryBuilder::<$database>::new(
+        ) -> sqlx::QueryBuilder<'a, $database> {
+            let mut builder = sqlx::QueryBuilder::<$database>::new(prefix);
+            builder.push(
                 "SELECT id, time, kind, subject, groups, cluster, method, path, query, status, \
                  bytes_in, bytes_out, duration_ms, decision, rule, recording, verb, impersonated_user, \
                  impersonated_groups FROM audit_records WHERE 1 = 1",
@@ -609,13 +653,13 @@ macro_rules! shared_sql {
                 builder.push(" AND id < ").push_bind(before_id);
             }
             if let Some(cluster) = &filter.cluster {
-                builder.push(" AND lower(cluster) = lower(").push_bind(cluster.clone()).push(")");
+                builder.push(" AND lower(cluster) = lower(").push_bind(cluster.as_str()).push(")");
             }
             if let Some(subject) = &filter.subject {
-                builder.push(" AND subject = ").push_bind(subject.clone());
+                builder.push(" AND subject = ").push_bind(subject.as_str());
             }
             if let Some(method) = &filter.method {
-                builder.push(" AND method = ").push_bind(method.clone());
+                builder.push(" AND method = ").push_bind(method.as_str());
             }
             if let Some(status) = filter.status {
                 builder.push(" AND status = ").push_bind(i32::from(status));
@@ -627,8 +671,36 @@ macro_rules! shared_sql {
                 builder.push(" AND time < ").push_bind(until);
             }
             builder.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
-            let rows: Vec<$crate::store::AuditRow> = builder.build_query_as().fetch_all(pool).await?;
+            builder
+        }
+
+        async fn query_audit_records(
+            pool: &$pool,
+            filter: &AuditFilter,
+            before_id: Option<i64>,
+            limit: u32,
+        ) -> Result<Vec<StoredAuditRecord>, AuditStoreError> {
+            let texts = [&filter.cluster, &filter.subject, &filter.method];
+            if texts.into_iter().flatten().any(|text| $crate::store::holds_nul(text)) {
+                return Ok(Vec::new());
+            }
+            let rows: Vec<$crate::store::AuditRow> = audit_query("", filter, before_id, limit)
+                .build_query_as()
+                .fetch_all(pool)
+                .await?;
             Ok(rows.into_iter().map(StoredAuditRecord::from).collect())
+        }
+
+        async fn explain_audit_records(
+            pool: &$pool,
+            filter: &AuditFilter,
+        ) -> Result<String, AuditStoreError> {
+            use sqlx::Row;
+            let (prefix, column) = $dialect.explain();
+            let rows = audit_query(prefix, filter, None, 100).build().fetch_all(pool).await?;
+            let lines: Result<Vec<String>, sqlx::Error> =
+                rows.iter().map(|row| row.try_get::<String, _>(column)).collect();
+            Ok(lines?.join("\n"))
         }
 
         async fn prune_audit_records(pool: &$pool, before: chrono::DateTime<chrono::Utc>) -> Result<u64, AuditStoreError> {
@@ -897,6 +969,13 @@ macro_rules! delegate_store {
                 query_audit_records(&self.pool, filter, before_id, limit).await
             }
 
+            async fn explain_audit(
+                &self,
+                filter: &$crate::audit::AuditFilter,
+            ) -> Result<String, AuditStoreError> {
+                explain_audit_records(&self.pool, filter).await
+            }
+
             async fn prune_audit(
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
@@ -997,15 +1076,33 @@ mod tests {
         let columns = AUDIT_COLUMNS.split(',').count();
         assert_eq!(columns, AUDIT_VALUES);
         for rows in audit_chunks(127) {
-            let sql = audit_insert_sql(rows);
+            let postgres = audit_insert_sql(rows, Dialect::Postgres);
             let last = format!("${})", rows * columns);
-            assert!(sql.ends_with(&last), "{sql}");
-            assert_eq!(sql.matches('$').count(), rows * columns, "{sql}");
-            assert_eq!(sql.matches("), (").count(), rows - 1, "{sql}");
-            // Made once per size.
-            assert!(std::ptr::eq(sql, audit_insert_sql(rows)));
+            assert!(postgres.ends_with(&last), "{postgres}");
+            assert_eq!(postgres.matches('$').count(), rows * columns, "{postgres}");
+            assert_eq!(postgres.matches("), (").count(), rows - 1, "{postgres}");
+            let sqlite = audit_insert_sql(rows, Dialect::Sqlite);
+            assert_eq!(sqlite.matches('?').count(), rows * columns, "{sqlite}");
+            assert!(!sqlite.contains('$'), "{sqlite}");
+            // The same statement apart from the placeholders and the verb.
+            assert_eq!(
+                sqlite
+                    .replace('?', "")
+                    .replacen("INSERT OR FAIL", "INSERT", 1),
+                postgres.replace(|c: char| c == '$' || c.is_ascii_digit(), ""),
+            );
+            // Made once per size and dialect.
+            assert!(std::ptr::eq(
+                postgres,
+                audit_insert_sql(rows, Dialect::Postgres)
+            ));
+            assert!(std::ptr::eq(
+                sqlite,
+                audit_insert_sql(rows, Dialect::Sqlite)
+            ));
         }
-        assert!(audit_insert_sql(2).contains("($1, $2,"));
-        assert!(audit_insert_sql(2).contains("), ($19, $20,"));
+        assert!(audit_insert_sql(2, Dialect::Postgres).contains("($1, $2,"));
+        assert!(audit_insert_sql(2, Dialect::Postgres).contains("), ($19, $20,"));
+        assert!(audit_insert_sql(2, Dialect::Sqlite).contains("), (?, ?,"));
     }
 }

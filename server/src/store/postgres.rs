@@ -122,5 +122,5 @@ async fn follow(pool: PgPool, changes: mpsc::Sender<RegistryChange>) {
     }
 }
 
-shared_sql!(PgPool, Postgres);
+shared_sql!(PgPool, Postgres, super::Dialect::Postgres);
 delegate_store!(PgStore, "postgres", replicated);

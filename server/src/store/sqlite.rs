@@ -63,5 +63,5 @@ impl SqliteStore {
     }
 }
 
-shared_sql!(SqlitePool, Sqlite);
+shared_sql!(SqlitePool, Sqlite, super::Dialect::Sqlite);
 delegate_store!(SqliteStore, "sqlite");
