@@ -636,3 +636,282 @@ async fn filtered_watches_end_when_their_client_goes_away() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A stand-in cluster answering what no honest test double sends, each as
+/// the API server could (or a cluster someone controls would):
+/// - `GET /api/v1/pods`: a page holding one object outside the grant and a
+///   raw continue token naming it; with `continue`, the 410 of an expired
+///   page, whose token to go on from names it too (kube-apiserver's
+///   `handleCompactedErrorForPaging`); with `watch`, events whose whitespace
+///   holds line breaks and one event-shaped value, and a bookmark carrying a
+///   hidden object.
+/// - `GET /api/v1/nodes/{name}`: `changing` is in pool `a` on its first read
+///   and in pool `b` after; `table-a` and `table-b` answer a Table row.
+async fn crafted_cluster() -> String {
+    use axum::extract::{Path, Query, State};
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use base64::Engine as _;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let hidden_key = base64::engine::general_purpose::STANDARD
+        .encode(r#"{"v":"meta.k8s.io/v1","rv":-1,"start":"team-b-dev/hidden-0\u0000"}"#);
+    let json = |status: StatusCode, body: String| {
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    let pods = move |Query(query): Query<HashMap<String, String>>| async move {
+        if query.contains_key("watch") {
+            let at = |namespace: &str, name: &str, version: &str| {
+                let mut pod = pod(namespace, name);
+                pod["metadata"]["resourceVersion"] = json!(version);
+                pod
+            };
+            let a1 = at("team-a-dev", "a1", "11").to_string();
+            let hidden = at("team-b-dev", "b-smuggled", "11").to_string();
+            let a2 = serde_json::to_string_pretty(&at("team-a-dev", "a2", "12")).unwrap();
+            let bookmarked = at("team-b-dev", "bookmarked", "13");
+            let body = format!(
+                "{{\"type\":\"ADDED\",\"object\":{a1},\"x\":\n{{\"type\":\"ADDED\",\"object\":{hidden}}}\n}}\n\
+                 {{\"type\":\"ADDED\",\n\"object\":{a2}}}\n\
+                 {}\n",
+                json!({"type": "BOOKMARK", "object": bookmarked})
+            );
+            return json(StatusCode::OK, body);
+        }
+        if query.contains_key("continue") {
+            let status = json!({"kind": "Status", "apiVersion": "v1",
+                "metadata": {"continue": hidden_key}, "status": "Failure",
+                "message": "The provided continue parameter is too old to display a consistent list result.",
+                "reason": "Expired", "code": 410});
+            return json(StatusCode::GONE, status.to_string());
+        }
+        let list = json!({"kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "10", "continue": hidden_key},
+            "items": [pod("team-b-dev", "hidden-0")]});
+        json(StatusCode::OK, list.to_string())
+    };
+    let reads = Arc::new(AtomicUsize::new(0));
+    let nodes = move |State(reads): State<Arc<AtomicUsize>>,
+                      Path(name): Path<String>,
+                      headers: HeaderMap| async move {
+        let pool = match name.as_str() {
+            "changing" if reads.fetch_add(1, Ordering::SeqCst) == 0 => "a",
+            "changing" | "table-b" => "b",
+            _ => "a",
+        };
+        let mut node = node(&name, pool);
+        if pool == "b" {
+            node["spec"] = json!({"secret": "pool-b-only"});
+        }
+        let table = headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("as=Table"));
+        let body = if table {
+            json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+                "columnDefinitions": [{"name": "Name", "type": "string"}],
+                "rows": [{"cells": [name], "object": node}]})
+        } else {
+            node
+        };
+        json(StatusCode::OK, body.to_string())
+    };
+    let router = axum::Router::new()
+        .route("/api/v1/pods", axum::routing::get(pods))
+        .route("/api/v1/nodes/{name}", axum::routing::get(nodes))
+        .with_state(reads);
+    kubeportal_tests::serve_stand_in(router).await
+}
+
+async fn with_crafted_cluster() -> Tenancy {
+    let tenancy = tenancy().await;
+    let url = crafted_cluster().await;
+    register(
+        &tenancy.app,
+        json!({"name": "crafted", "url": url, "authProvider": "serviceAccount",
+               "serviceAccountToken": "crafted-token"}),
+    )
+    .await;
+    tenancy
+}
+
+impl Tenancy {
+    async fn get_crafted(&self, token: &str, path: &str, accept: Option<&str>) -> (u16, String) {
+        let mut request = self
+            .app
+            .client
+            .get(
+                self.app
+                    .url(&format!("/api/kubernetes/clusters/crafted/proxy{path}")),
+            )
+            .bearer_auth(token);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+/// Whether `text`, or a base64 token in it, names the hidden namespace.
+fn names_team_b(text: &str) -> bool {
+    use base64::Engine as _;
+    text.contains("team-b")
+        || text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || "+/=-_.".contains(c)))
+            .filter(|word| word.len() >= 16)
+            .any(|word| {
+                [
+                    &base64::engine::general_purpose::STANDARD,
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                ]
+                .iter()
+                .filter_map(|engine| engine.decode(word.trim_start_matches("kp1.")).ok())
+                .any(|bytes| String::from_utf8_lossy(&bytes).contains("team-b"))
+            })
+}
+
+#[tokio::test]
+async fn an_expired_page_of_a_filtered_list_names_nothing_outside_the_grant() {
+    let tenancy = with_crafted_cluster().await;
+    let (status, body) = tenancy
+        .get_crafted(BY_NAME, "/api/v1/pods?limit=1", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!names_team_b(&body), "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"], json!([]));
+    let token = page["metadata"]["continue"].as_str().unwrap().to_owned();
+    // The page has expired: the 410's token to go on from is sealed too.
+    let (status, body) = tenancy
+        .get_crafted(
+            BY_NAME,
+            &format!("/api/v1/pods?limit=1&continue={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 410, "{body}");
+    assert!(!names_team_b(&body), "{body}");
+    let expired: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(expired["reason"], "Expired");
+    let onward = expired["metadata"]["continue"].as_str().unwrap();
+    assert!(onward.starts_with("kp1."), "{body}");
+    // And it is good for going on with, by its holder only.
+    let (status, body) = tenancy
+        .get_crafted(
+            BY_NAME,
+            &format!("/api/v1/pods?limit=1&continue={onward}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 410, "{body}");
+    let (status, body) = tenancy
+        .get_crafted(
+            NODES,
+            &format!("/api/v1/pods?limit=1&continue={onward}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn a_filtered_get_sends_the_very_answer_it_judged() {
+    let tenancy = with_crafted_cluster().await;
+    // Judged in pool a and sent as judged, whatever a second read would say.
+    let (status, body) = tenancy
+        .get_crafted(NODES, "/api/v1/nodes/changing", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let node: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(node["metadata"]["labels"]["pool"], "a", "{body}");
+    assert!(!body.contains("pool-b-only"), "{body}");
+    // Now in pool b: not there.
+    let (status, body) = tenancy
+        .get_crafted(NODES, "/api/v1/nodes/changing", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("pool-b-only"), "{body}");
+    // A Table of the one object, judged by its row.
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let (status, body) = tenancy
+        .get_crafted(NODES, "/api/v1/nodes/table-a", Some(table))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["rows"][0]["cells"], json!(["table-a"]));
+    let (status, body) = tenancy
+        .get_crafted(
+            NODES,
+            "/api/v1/nodes/table-a?includeObject=None",
+            Some(table),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["rows"][0].get("object"), None, "{body}");
+    let (status, body) = tenancy
+        .get_crafted(NODES, "/api/v1/nodes/table-b", Some(table))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("pool-b-only"), "{body}");
+}
+
+#[tokio::test]
+async fn a_filtered_watch_sends_each_judged_event_as_one_line() {
+    let tenancy = with_crafted_cluster().await;
+    let (status, body) = tenancy
+        .get_crafted(BY_NAME, "/api/v1/pods?watch=1", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<Value> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}")))
+        .collect();
+    let sent: Vec<(&str, &str)> = events
+        .iter()
+        .map(|event| {
+            (
+                event["type"].as_str().unwrap(),
+                event["object"]["metadata"]["name"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(sent, [("ADDED", "a1"), ("ADDED", "a2"), ("BOOKMARK", "-")]);
+    assert_eq!(
+        events[2]["object"]["metadata"],
+        json!({"resourceVersion": "13"})
+    );
+    assert!(!names_team_b(&body), "{body}");
+    // The fleet view, which cuts what it reads at line breaks, alike.
+    let mut response = tenancy
+        .app
+        .client
+        .get(
+            tenancy
+                .app
+                .url("/api/kubernetes/fleet/crafted/proxy/api/v1/pods?watch=1"),
+        )
+        .bearer_auth(BY_NAME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut fleet = String::new();
+    // The cluster serves no namespaces to read labels from: the view waits
+    // for them (up to 5 s) before it judges.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !fleet.contains("\"a2\"") {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => fleet.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    assert!(
+        fleet.contains("\"a1\"") && fleet.contains("\"a2\""),
+        "{fleet}"
+    );
+    assert!(!names_team_b(&fleet), "{fleet}");
+}

@@ -1600,5 +1600,14 @@ mod tests {
             !write(bob, "/api/v1/pods", None),
             "a deletecollection across namespaces"
         );
+        // A deny of namespaces, without resources: the path of a
+        // cluster-scoped kind reads like a namespaced kind across all
+        // namespaces, so writes to it are refused; its objects, which have
+        // no namespace, are none of the denied namespaces' and are read.
+        assert!(!write(bob, "/api/v1/nodes/n1", None));
+        assert_eq!(view(bob, "/api/v1/nodes", None), View::Some);
+        assert_eq!(view(bob, "/api/v1/nodes/n1", None), View::Some);
+        assert!(object(bob, "/api/v1/nodes", None, "n1", &none, None));
+        assert!(object(bob, "/api/v1/nodes/n1", None, "n1", &none, None));
     }
 }

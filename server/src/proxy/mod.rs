@@ -23,6 +23,7 @@ use axum::extract::{FromRef, Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
+use bytes::Bytes;
 use http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -569,27 +570,6 @@ async fn forward(
             query = Some(rewritten);
             strip_row_objects = true;
         }
-        if attributes.name.is_some() && attributes.verb == "get" {
-            let judge = object_judge(
-                &state,
-                &caller,
-                &record.name,
-                &method,
-                &target,
-                namespaces.clone(),
-            );
-            if !Box::pin(views::object_is_visible(
-                &connector,
-                &target.path,
-                &outgoing_headers,
-                credential,
-                &judge,
-            ))
-            .await?
-            {
-                return Err(not_found(attributes));
-            }
-        }
     }
     let uri = connector.uri(&target.path, query.as_deref())?;
     let (_, body) = request.into_parts();
@@ -661,9 +641,36 @@ async fn forward(
             .headers
             .get(http::header::CONTENT_ENCODING)
             .is_none_or(|encoding| encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if view == View::Some && attributes.verb == "get" {
+        if !parts.status.is_success() {
+            // The cluster's own error about the object the caller named.
+        } else if is_json {
+            let object = read_whole(body, views::OBJECT_LIMIT).await?;
+            let judge = object_judge(&state, &caller, &record.name, &method, &target, namespaces);
+            let Some(sent) = views::judged_object(&object, &judge, strip_row_objects) else {
+                return Err(not_found(attributes));
+            };
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            return Ok(Response::from_parts(parts, Body::from(sent)));
+        } else {
+            return Err(ApiError::BadGateway(
+                "the cluster answered a filtered read in a format other than JSON".into(),
+            ));
+        }
+    }
     if view == View::Some && matches!(attributes.verb.as_str(), "list" | "watch") {
         if !parts.status.is_success() {
-            // The cluster's own error (a Status) goes back as it is.
+            // The cluster's own error (a Status) goes back as read, its
+            // token to go on from sealed like a list's.
+            if is_json {
+                let status = read_whole(body, views::OBJECT_LIMIT).await?;
+                let tokens = state.views.tokens.clone();
+                let (cluster, subject) = (record.name.clone(), caller.subject.clone());
+                let seal = move |token: &str| tokens.seal(&cluster, &subject, token);
+                let sent = views::sealed_status(&status, &seal).map_or(status, Bytes::from);
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                return Ok(Response::from_parts(parts, Body::from(sent)));
+            }
         } else if is_json {
             parts.headers.remove(http::header::CONTENT_LENGTH);
             let stream = if attributes.verb == "watch" {
@@ -697,6 +704,19 @@ async fn forward(
         frame
     });
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// A response body read whole, up to `limit` bytes.
+async fn read_whole<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|error| ApiError::BadGateway(format!("reading the cluster's answer: {error}")))
 }
 
 /// The judge of each object of a filtered read.

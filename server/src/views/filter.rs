@@ -579,6 +579,39 @@ fn keep_row<'a>(
     serde_json::to_vec(&row).ok().map(Cow::Owned)
 }
 
+/// A filtered get's answer, judged: see [`super::judged_object`].
+pub(super) fn judged_object(
+    body: &[u8],
+    judge: &impl Judge,
+    strip_row_objects: bool,
+) -> Option<Vec<u8>> {
+    let head: ObjectHead<'_> = serde_json::from_slice(body).ok()?;
+    if head.kind.as_deref() != Some("Table") {
+        let metadata = head.metadata?;
+        return judge.visible(&metadata).then(|| body.to_vec());
+    }
+    let rows = head.rows.as_deref().filter(|rows| !rows.is_empty())?;
+    let all_visible = rows.iter().all(|row| {
+        row.object
+            .and_then(|object| serde_json::from_str::<RowObject<'_>>(object.get()).ok())
+            .and_then(|object| object.metadata)
+            .is_some_and(|metadata| judge.visible(&metadata))
+    });
+    if !all_visible {
+        return None;
+    }
+    if !strip_row_objects {
+        return Some(body.to_vec());
+    }
+    // Read as a parser that keeps the last of a repeated member reads it;
+    // the strict read above refused any repeated member it judged by.
+    let mut table: serde_json::Map<String, Value> = serde_json::from_slice(body).ok()?;
+    for row in table.get_mut("rows")?.as_array_mut()? {
+        row.as_object_mut()?.remove("object");
+    }
+    serde_json::to_vec(&table).ok()
+}
+
 /// A watch event, its object left unparsed (it may be nested deeper than a
 /// parsed value may be).
 #[derive(Deserialize)]
@@ -706,12 +739,39 @@ impl<J: Judge> WatchFilter<J> {
                 &raw,
             );
             match sent {
-                Sent::Unchanged => out.extend_from_slice(bytes),
-                Sent::Rewritten(rewritten) => out.extend_from_slice(&rewritten),
+                // The event as the API server writes one: its type and its
+                // object, nothing else the cluster sent beside them.
+                Sent::Unchanged => match raw.object {
+                    Some(object) => {
+                        out.extend_from_slice(b"{\"type\":\"");
+                        out.extend_from_slice(raw.kind.as_bytes());
+                        out.extend_from_slice(b"\",\"object\":");
+                        one_line(object.get().as_bytes(), out);
+                        out.push(b'}');
+                    }
+                    None => continue,
+                },
+                Sent::Rewritten(rewritten) => one_line(&rewritten, out),
                 Sent::Not => continue,
             }
             out.push(b'\n');
         }
+    }
+}
+
+/// Appends one event as one line. An event was read as one JSON value, in
+/// which a line break can only be whitespace between tokens (JSON strings
+/// hold none unescaped): each becomes a space, so that a reader that cuts
+/// the stream at line breaks (the fleet view, many watch clients) reads the
+/// very event that was judged, never pieces of it as events of their own.
+fn one_line(event: &[u8], out: &mut Vec<u8>) {
+    if event.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
+        out.extend(event.iter().map(|&byte| match byte {
+            b'\n' | b'\r' => b' ',
+            byte => byte,
+        }));
+    } else {
+        out.extend_from_slice(event);
     }
 }
 
@@ -739,9 +799,12 @@ fn judge_event<J: Judge>(
     raw: &RawEvent<'_>,
 ) -> Sent {
     let kind = raw.kind.as_str();
-    if !matches!(kind, "ADDED" | "MODIFIED" | "DELETED") {
-        // BOOKMARK (a resourceVersion, no object) and ERROR (a Status).
-        return Sent::Unchanged;
+    match kind {
+        "ADDED" | "MODIFIED" | "DELETED" => {}
+        "BOOKMARK" => return raw.object.map_or(Sent::Not, bookmark),
+        "ERROR" => return raw.object.map_or(Sent::Not, error_status),
+        // No type the API server sends: nothing a client reads.
+        _ => return Sent::Not,
     }
     let Some(object) = raw.object else {
         return Sent::Not;
@@ -847,6 +910,69 @@ fn judge_event<J: Judge>(
         object.get().as_bytes().to_vec()
     };
     Sent::Rewritten(event_bytes(sent_as, &object_bytes))
+}
+
+/// A `BOOKMARK` as the API server makes one: the kind, and of its metadata
+/// only the resourceVersion and the end-of-initial-events annotation,
+/// whatever else the object carried.
+fn bookmark(object: &RawValue) -> Sent {
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Bookmark {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_version: Option<String>,
+        metadata: BookmarkMeta,
+    }
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct BookmarkMeta {
+        resource_version: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        annotations: BTreeMap<String, String>,
+    }
+    let Ok(mut bookmark) = serde_json::from_str::<Bookmark>(object.get()) else {
+        return Sent::Not;
+    };
+    bookmark
+        .metadata
+        .annotations
+        .retain(|key, _| key == "k8s.io/initial-events-end");
+    match serde_json::to_vec(&bookmark) {
+        Ok(object) => Sent::Rewritten(event_bytes("BOOKMARK", &object)),
+        Err(_) => Sent::Not,
+    }
+}
+
+/// An `ERROR` whose object is a `Status`, without its `details` (which name
+/// an object, one the caller may not see); any other object is not sent.
+fn error_status(object: &RawValue) -> Sent {
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Status {
+        kind: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_version: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<i64>,
+    }
+    let Ok(status) = serde_json::from_str::<Status>(object.get()) else {
+        return Sent::Not;
+    };
+    if status.kind != "Status" {
+        return Sent::Not;
+    }
+    match serde_json::to_vec(&status) {
+        Ok(object) => Sent::Rewritten(event_bytes("ERROR", &object)),
+        Err(_) => Sent::Not,
+    }
 }
 
 /// `{"type":…,"object":…}`.
@@ -1211,6 +1337,88 @@ mod tests {
             .into_iter::<Value>()
             .map(Result::unwrap)
             .collect()
+    }
+
+    /// Filters a watch's raw `text` fed in pieces of `piece` bytes.
+    fn watch_text(text: &str, piece: usize) -> String {
+        let mut filter = WatchFilter::new(TeamA, false);
+        let mut out = Vec::new();
+        for chunk in text.as_bytes().chunks(piece) {
+            filter.feed(chunk, &mut out).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn each_event_goes_out_as_one_line_whatever_whitespace_it_held() {
+        // An event whose whitespace holds line breaks, one of them before
+        // an event-shaped value: cut at line breaks, it would be two events.
+        let hidden = r#"{"type":"ADDED","object":{"metadata":{"name":"b-smuggled","namespace":"team-b-dev"},"spec":{"secret":"s"}}}"#;
+        let a1 = serde_json::to_string(&pod("team-a-dev", "a1")).unwrap();
+        let text = format!(
+            "{{\"type\":\"ADDED\",\"object\":{a1},\"x\":\r\n{hidden}\n}}\n{{\n \"type\": \"ADDED\",\n \"object\": {}\n}}\n",
+            serde_json::to_string_pretty(&pod("team-a-dev", "a2")).unwrap()
+        );
+        for piece in [1, 7, 4096] {
+            let sent = watch_text(&text, piece);
+            let lines: Vec<Value> = sent
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect();
+            let names: Vec<&str> = lines
+                .iter()
+                .map(|event| event["object"]["metadata"]["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, ["a1", "a2"], "pieces of {piece}: {sent}");
+            assert!(!sent.contains('\r'), "{sent}");
+            // Nothing the cluster sent beside an event's type and object.
+            assert!(!sent.contains("b-smuggled"), "{sent}");
+            assert!(lines
+                .iter()
+                .all(|event| event.as_object().unwrap().len() == 2));
+        }
+    }
+
+    #[test]
+    fn bookmarks_and_errors_carry_nothing_of_any_object() {
+        let event = |kind: &str, object: Value| json!({"type": kind, "object": object});
+        let mut hidden = pod("team-b-dev", "b1");
+        hidden["metadata"]["resourceVersion"] = json!("12");
+        hidden["metadata"]["annotations"] =
+            json!({"k8s.io/initial-events-end": "true", "secret": "s"});
+        hidden["kind"] = json!("Pod");
+        hidden["apiVersion"] = json!("v1");
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "too old resource version", "reason": "Expired", "code": 410,
+            "details": {"name": "b1", "kind": "pods"}, "metadata": {}});
+        let events = [
+            event("BOOKMARK", hidden.clone()),
+            event("ERROR", hidden.clone()),
+            event("added", hidden.clone()),
+            event("Bookmark", hidden.clone()),
+            event("BOOKMARK", pod("team-b-dev", "b2")),
+            event("ERROR", status),
+        ];
+        for piece in [1, 13, 4096] {
+            let sent = watch(&events, piece);
+            assert_eq!(
+                sent,
+                [
+                    event(
+                        "BOOKMARK",
+                        json!({"kind": "Pod", "apiVersion": "v1", "metadata": {
+                            "resourceVersion": "12",
+                            "annotations": {"k8s.io/initial-events-end": "true"}}})
+                    ),
+                    event(
+                        "ERROR",
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "message": "too old resource version", "reason": "Expired", "code": 410})
+                    ),
+                ],
+                "pieces of {piece}"
+            );
+        }
     }
 
     #[test]

@@ -19,11 +19,9 @@ use http::header::{HeaderValue, ACCEPT};
 use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 
-use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::kubernetes::RequestAttributes;
 use crate::permissions::{Facts, Labels, ObjectFacts, ObjectRules, Policy, ProxyTarget, Target};
-use crate::upstream::{Connector, Credential, Route};
 
 pub use filter::{Judge, ObjectMeta};
 pub use namespaces::{NamespaceLabels, Namespaces};
@@ -218,51 +216,42 @@ pub fn include_row_metadata(query: &str) -> Option<String> {
     changed.then(|| rewritten.join("&"))
 }
 
-/// Reads one object (as JSON, with the credential the request carries) and
-/// judges it: a get whose view depends on the object's labels.
-pub async fn object_is_visible(
-    connector: &Connector,
-    path: &str,
-    request_headers: &HeaderMap,
-    credential: Credential,
-    judge: &ObjectJudge,
-) -> Result<bool, ApiError> {
-    let mut headers = HeaderMap::new();
-    for name in [
-        http::header::AUTHORIZATION.as_str(),
-        "impersonate-user",
-        "impersonate-group",
-    ] {
-        for value in request_headers.get_all(name) {
-            headers.append(http::HeaderName::from_static(name), value.clone());
-        }
-    }
-    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    let mut request = http::Request::get(connector.uri(path, None)?)
-        .body(Body::empty())
-        .map_err(ApiError::internal)?;
-    *request.headers_mut() = headers;
-    let (response, _lease) = connector.send(request, Route::Shared, credential).await?;
-    let status = response.status();
-    let body = http_body_util::Limited::new(response.into_body(), OBJECT_LIMIT)
-        .collect()
-        .await
-        .map_err(|error| ApiError::BadGateway(format!("reading the object: {error}")))?
-        .to_bytes();
-    if !status.is_success() {
-        // Missing, or not readable with this credential: not visible.
-        return Ok(false);
-    }
-    let object: filter::Object = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::BadGateway("the cluster's object is not JSON".into()))?;
-    Ok(object
-        .metadata
-        .is_some_and(|metadata| judge.visible(&metadata)))
+/// A filtered get's answer (JSON), judged as it will be sent: the object
+/// itself, or a `Table` of it (every row's object must be visible, and
+/// there must be one). `None` if the caller may not see it; otherwise the
+/// bytes to send, each row's object removed when the caller asked for none.
+/// What is judged is what is sent: never an earlier read of the object.
+pub fn judged_object(body: &[u8], judge: &impl Judge, strip_row_objects: bool) -> Option<Vec<u8>> {
+    filter::judged_object(body, judge, strip_row_objects)
 }
 
-/// The most of one object read to judge it (the API server's own limit on
+/// The most of one object held to judge it (the API server's own limit on
 /// an object is about 1.5 MB in etcd).
-const OBJECT_LIMIT: usize = 8 * 1024 * 1024;
+pub const OBJECT_LIMIT: usize = 8 * 1024 * 1024;
+
+/// An error (a `Status`) a cluster answered a filtered list or watch with,
+/// as sent on: its `continue` token sealed. On an expired page (410) the
+/// API server offers a token to go on from, which holds the key of the
+/// object the caller's page was cut at. `None` when the answer is not a
+/// JSON object (nothing of it is a token); otherwise it is sent as read.
+pub fn sealed_status(body: &[u8], seal: &(dyn Fn(&str) -> String + Send)) -> Option<Vec<u8>> {
+    let mut status: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).ok()?;
+    if let Some(metadata) = status
+        .get_mut("metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        if let Some(token) = metadata
+            .get("continue")
+            .and_then(serde_json::Value::as_str)
+            .filter(|token| !token.is_empty())
+        {
+            let sealed = seal(token);
+            metadata.insert("continue".into(), serde_json::Value::from(sealed));
+        }
+    }
+    serde_json::to_vec(&status).ok()
+}
 
 /// `continue` tokens of filtered lists, sealed: a cluster's token names the
 /// last object of its page (the API server's holds its key), which the
