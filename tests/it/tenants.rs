@@ -680,6 +680,16 @@ async fn crafted_cluster() -> String {
             );
             return json(StatusCode::OK, body);
         }
+        if query.contains_key("broken") {
+            let list = json!({"kind": "PodList", "apiVersion": "v1",
+                "items": [pod("team-b-dev", "hidden-0")]});
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain")],
+                list.to_string(),
+            )
+                .into_response();
+        }
         if query.contains_key("continue") {
             let status = json!({"kind": "Status", "apiVersion": "v1",
                 "metadata": {"continue": hidden_key}, "status": "Failure",
@@ -696,6 +706,28 @@ async fn crafted_cluster() -> String {
     let nodes = move |State(reads): State<Arc<AtomicUsize>>,
                       Path(name): Path<String>,
                       headers: HeaderMap| async move {
+        let mut hidden = node(&name, "b");
+        hidden["spec"] = json!({"secret": "pool-b-only"});
+        if let Some(missing) = name.strip_prefix("missing") {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": format!("nodes \"{name}\" not found"),
+                "reason": "NotFound", "details": {"name": name, "kind": "nodes"}, "code": 404});
+            let _ = missing;
+            return json(StatusCode::NOT_FOUND, status.to_string());
+        }
+        if name == "broken" {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain")],
+                hidden.to_string(),
+            )
+                .into_response();
+        }
+        if name == "listed" {
+            let list = json!({"kind": "NodeList", "apiVersion": "v1",
+                "metadata": {"name": "listed", "labels": {"pool": "a"}}, "items": [hidden]});
+            return json(StatusCode::OK, list.to_string());
+        }
         let pool = match name.as_str() {
             "changing" if reads.fetch_add(1, Ordering::SeqCst) == 0 => "a",
             "changing" | "table-b" => "b",
@@ -914,4 +946,62 @@ async fn a_filtered_watch_sends_each_judged_event_as_one_line() {
         "{fleet}"
     );
     assert!(!names_team_b(&fleet), "{fleet}");
+}
+
+#[tokio::test]
+async fn a_filtered_read_tells_nothing_by_its_errors() {
+    let tenancy = with_crafted_cluster().await;
+    // Hidden and missing answer alike.
+    let hidden = tenancy
+        .app
+        .client
+        .get(
+            tenancy
+                .app
+                .url("/api/kubernetes/clusters/crafted/proxy/api/v1/nodes/table-b"),
+        )
+        .bearer_auth(NODES)
+        .send()
+        .await
+        .unwrap();
+    let missing = tenancy
+        .app
+        .client
+        .get(
+            tenancy
+                .app
+                .url("/api/kubernetes/clusters/crafted/proxy/api/v1/nodes/missing-b"),
+        )
+        .bearer_auth(NODES)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        hidden.headers().get("content-type"),
+        missing.headers().get("content-type")
+    );
+    let hidden = hidden.text().await.unwrap();
+    let missing = missing.text().await.unwrap();
+    assert_eq!(hidden.replace("table-b", "missing-b"), missing);
+    // An error answer holding objects, as text: only a Status of its code.
+    let (status, body) = tenancy
+        .get_crafted(BY_NAME, "/api/v1/pods?broken=1", None)
+        .await;
+    assert_eq!(status, 500, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["kind"], "Status");
+    assert!(!names_team_b(&body), "{body}");
+    let (status, body) = tenancy
+        .get_crafted(NODES, "/api/v1/nodes/broken", None)
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(!body.contains("pool-b-only"), "{body}");
+    // A get answered with a list is no object to judge.
+    let (status, body) = tenancy
+        .get_crafted(NODES, "/api/v1/nodes/listed", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("pool-b-only"), "{body}");
 }

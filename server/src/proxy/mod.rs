@@ -636,15 +636,32 @@ async fn forward(
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim_start().starts_with("application/json"))
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
         && parts
             .headers
             .get(http::header::CONTENT_ENCODING)
             .is_none_or(|encoding| encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if view == View::Some && !parts.status.is_success() {
+        // Missing is as hidden: the same 404, so that whether an object the
+        // caller may not see exists is not told by the answer.
+        if parts.status == StatusCode::NOT_FOUND && attributes.verb == "get" {
+            return Err(not_found(attributes));
+        }
+        let answer = read_whole(body, views::OBJECT_LIMIT).await?;
+        let tokens = state.views.tokens.clone();
+        let (cluster, subject) = (record.name.clone(), caller.subject.clone());
+        let seal = move |token: &str| tokens.seal(&cluster, &subject, token);
+        let status = views::error_status(parts.status, &answer, Some(&seal));
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        parts.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(Response::from_parts(parts, Body::from(status)));
+    }
     if view == View::Some && attributes.verb == "get" {
-        if !parts.status.is_success() {
-            // The cluster's own error about the object the caller named.
-        } else if is_json {
+        if is_json {
             let object = read_whole(body, views::OBJECT_LIMIT).await?;
             let judge = object_judge(&state, &caller, &record.name, &method, &target, namespaces);
             let Some(sent) = views::judged_object(&object, &judge, strip_row_objects) else {
@@ -659,19 +676,7 @@ async fn forward(
         }
     }
     if view == View::Some && matches!(attributes.verb.as_str(), "list" | "watch") {
-        if !parts.status.is_success() {
-            // The cluster's own error (a Status) goes back as read, its
-            // token to go on from sealed like a list's.
-            if is_json {
-                let status = read_whole(body, views::OBJECT_LIMIT).await?;
-                let tokens = state.views.tokens.clone();
-                let (cluster, subject) = (record.name.clone(), caller.subject.clone());
-                let seal = move |token: &str| tokens.seal(&cluster, &subject, token);
-                let sent = views::sealed_status(&status, &seal).map_or(status, Bytes::from);
-                parts.headers.remove(http::header::CONTENT_LENGTH);
-                return Ok(Response::from_parts(parts, Body::from(sent)));
-            }
-        } else if is_json {
+        if is_json {
             parts.headers.remove(http::header::CONTENT_LENGTH);
             let stream = if attributes.verb == "watch" {
                 views::Stream::Watch

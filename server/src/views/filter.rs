@@ -586,6 +586,9 @@ pub(super) fn judged_object(
     strip_row_objects: bool,
 ) -> Option<Vec<u8>> {
     let head: ObjectHead<'_> = serde_json::from_slice(body).ok()?;
+    if head.items.is_some() {
+        return None;
+    }
     if head.kind.as_deref() != Some("Table") {
         let metadata = head.metadata?;
         return judge.visible(&metadata).then(|| body.to_vec());
@@ -635,6 +638,10 @@ struct ObjectHead<'a> {
     rows: Option<Vec<RawRow<'a>>>,
     #[serde(borrow)]
     column_definitions: Option<&'a RawValue>,
+    /// A list's: never part of one object, so an object holding it is not
+    /// judged by its own metadata alone, and is not sent.
+    #[serde(borrow)]
+    items: Option<&'a RawValue>,
 }
 
 /// A `Table` row, as received and as sent.
@@ -812,6 +819,9 @@ fn judge_event<J: Judge>(
     let Ok(head) = serde_json::from_str::<ObjectHead>(object.get()) else {
         return Sent::Not;
     };
+    if head.items.is_some() {
+        return Sent::Not;
+    }
     let table = head.kind.as_deref() == Some("Table");
     let metadata = if table {
         match head.rows.as_deref() {

@@ -229,29 +229,59 @@ pub fn judged_object(body: &[u8], judge: &impl Judge, strip_row_objects: bool) -
 /// an object is about 1.5 MB in etcd).
 pub const OBJECT_LIMIT: usize = 8 * 1024 * 1024;
 
-/// An error (a `Status`) a cluster answered a filtered list or watch with,
-/// as sent on: its `continue` token sealed. On an expired page (410) the
-/// API server offers a token to go on from, which holds the key of the
-/// object the caller's page was cut at. `None` when the answer is not a
-/// JSON object (nothing of it is a token); otherwise it is sent as read.
-pub fn sealed_status(body: &[u8], seal: &(dyn Fn(&str) -> String + Send)) -> Option<Vec<u8>> {
-    let mut status: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).ok()?;
-    if let Some(metadata) = status
-        .get_mut("metadata")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        if let Some(token) = metadata
-            .get("continue")
-            .and_then(serde_json::Value::as_str)
-            .filter(|token| !token.is_empty())
-        {
-            let sealed = seal(token);
-            metadata.insert("continue".into(), serde_json::Value::from(sealed));
-        }
+/// A cluster's error answer to a filtered read, as sent on: a `Status` of
+/// its code, and of what the cluster sent only its reason and message (an
+/// error body could hold anything, objects included). A list's or watch's
+/// token to go on from (an expired page's 410 offers one, holding the key
+/// of the object the caller's page was cut at) is sealed by `seal`.
+pub fn error_status(
+    code: http::StatusCode,
+    body: &[u8],
+    seal: Option<&(dyn Fn(&str) -> String + Send)>,
+) -> Vec<u8> {
+    #[derive(Default, serde::Deserialize)]
+    #[serde(default)]
+    struct Read {
+        reason: Option<String>,
+        message: Option<String>,
+        metadata: Option<ReadMetadata>,
     }
-    serde_json::to_vec(&status).ok()
+    #[derive(Default, serde::Deserialize)]
+    #[serde(default)]
+    struct ReadMetadata {
+        #[serde(rename = "continue")]
+        token: Option<String>,
+    }
+    let read: Read = serde_json::from_slice(body).unwrap_or_default();
+    let mut metadata = serde_json::Map::new();
+    if let (Some(seal), Some(token)) = (
+        seal,
+        read.metadata
+            .and_then(|metadata| metadata.token)
+            .filter(|token| !token.is_empty()),
+    ) {
+        metadata.insert("continue".into(), serde_json::Value::from(seal(&token)));
+    }
+    let mut status = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": metadata,
+        "status": "Failure",
+        "message": read
+            .message
+            .unwrap_or_else(|| format!("the cluster answered {code}")),
+        "code": code.as_u16(),
+    });
+    if let Some(reason) = read.reason {
+        status["reason"] = serde_json::Value::from(reason);
+    }
+    serde_json::to_vec(&status).expect("a JSON value always serialises")
 }
+
+/// The size a cluster's token is padded to a multiple of before it is
+/// sealed: the API server's token for the longest key (a 63-byte namespace
+/// and a 253-byte name) fits within the first.
+const TOKEN_PADDING: usize = 768;
 
 /// `continue` tokens of filtered lists, sealed: a cluster's token names the
 /// last object of its page (the API server's holds its key), which the
@@ -272,7 +302,16 @@ impl ContinueTokens {
     /// The token a caller gets in place of `token`.
     pub fn seal(&self, scope: &str, subject: &str, token: &str) -> String {
         use base64::Engine;
-        let plaintext = serde_json::json!([scope, subject, token]).to_string();
+        let mut plaintext = serde_json::json!([scope, subject, token]).to_string();
+        // The cluster's token padded (JSON allows trailing whitespace), so
+        // that a sealed token's length does not tell how long the key of the
+        // object it was cut at is.
+        let unpadded = plaintext.len() - token.len();
+        let padded = token.len().max(1).div_ceil(TOKEN_PADDING) * TOKEN_PADDING;
+        plaintext.extend(std::iter::repeat_n(
+            ' ',
+            (unpadded + padded).saturating_sub(plaintext.len()),
+        ));
         let sealed = self.secrets.seal(
             crate::secrets::SecretField::ContinueToken,
             &secrecy::SecretString::from(plaintext),
@@ -423,6 +462,75 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_error_goes_on_as_its_code_reason_and_message_only() {
+        let seal = |token: &str| format!("sealed({token})");
+        let hidden = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+            "metadata": {"continue": "team-b/db-0", "selfLink": "team-b"},
+            "status": "Failure", "message": "too old", "reason": "Expired", "code": 410,
+            "details": {"name": "db-0", "causes": [{"message": "team-b"}]},
+            "items": [{"metadata": {"name": "db-0", "namespace": "team-b"}}]});
+        let sent: serde_json::Value = serde_json::from_slice(&error_status(
+            http::StatusCode::GONE,
+            hidden.to_string().as_bytes(),
+            Some(&seal),
+        ))
+        .unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                "metadata": {"continue": "sealed(team-b/db-0)"}, "status": "Failure",
+                "message": "too old", "reason": "Expired", "code": 410})
+        );
+        // Whatever else it is (a list, text, a body naming a field twice):
+        // nothing of it but a message of kubeportal's own.
+        for body in [
+            r#"{"kind":"PodList","items":[{"metadata":{"namespace":"team-b"}}]}"#,
+            "pods team-b/db-0 is broken",
+            r#"{"message":"a","message":"team-b"}"#,
+        ] {
+            let sent: serde_json::Value = serde_json::from_slice(&error_status(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                body.as_bytes(),
+                Some(&seal),
+            ))
+            .unwrap();
+            assert!(!sent.to_string().contains("team-b"), "{sent}");
+            assert_eq!(sent["code"], 500);
+            assert_eq!(sent["kind"], "Status");
+        }
+    }
+
+    #[test]
+    fn sealed_tokens_are_as_long_whatever_key_they_hold() {
+        use base64::Engine as _;
+        let secrets = crate::secrets::SecretBox::from_base64(
+            &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        )
+        .unwrap();
+        let tokens = ContinueTokens::new(secrets);
+        let token = |key: &str| {
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                r#"{{"v":"meta.k8s.io/v1","rv":10,"start":"{key}\u0000"}}"#
+            ))
+        };
+        let short = tokens.seal("dev", "user:default/bob", &token("b/w"));
+        let long = tokens.seal(
+            "dev",
+            "user:default/bob",
+            &token(&format!("{}/{}", "n".repeat(63), "x".repeat(253))),
+        );
+        assert_eq!(short.len(), long.len());
+        assert_eq!(
+            tokens.open("dev", "user:default/bob", &long),
+            Some(token(&format!("{}/{}", "n".repeat(63), "x".repeat(253))))
+        );
+        assert_eq!(
+            tokens.open("dev", "user:default/bob", &short),
+            Some(token("b/w"))
+        );
+    }
 
     fn judge(rules: &str, caller: &str, path: &str) -> ObjectJudge {
         let configs: Vec<crate::permissions::RuleConfig> = serde_saphyr::from_str(rules).unwrap();
