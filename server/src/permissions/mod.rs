@@ -6,7 +6,7 @@
 
 pub mod routes;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobMatcher};
 use http::Method;
 use serde::Deserialize;
 
@@ -171,15 +171,9 @@ pub enum RuleError {
     },
 }
 
-/// A set of globs; an absent set matches everything. Matched as one set,
-/// which tells a literal, prefix or suffix pattern by a lookup rather than a
-/// regular expression.
+/// A set of globs; an absent set matches everything.
 #[derive(Debug, Clone)]
-struct Globs {
-    set: GlobSet,
-    /// Whether one of the patterns is `*`.
-    star: bool,
-}
+struct Globs(Vec<GlobMatcher>);
 
 impl Globs {
     fn compile(
@@ -193,30 +187,26 @@ impl Globs {
         if patterns.is_empty() {
             return Err(RuleError::EmptyList { field });
         }
-        let mut set = GlobSetBuilder::new();
-        for pattern in patterns {
-            let glob = GlobBuilder::new(pattern)
-                .literal_separator(true)
-                .case_insensitive(case_insensitive)
-                .backslash_escape(true)
-                .build()
-                .map_err(|error| RuleError::Glob { field, error })?;
-            set.add(glob);
-        }
-        let set = set
-            .build()
-            .map_err(|error| RuleError::Glob { field, error })?;
-        Ok(Some(Globs {
-            set,
-            star: patterns.iter().any(|pattern| pattern == "*"),
-        }))
+        patterns
+            .iter()
+            .map(|pattern| {
+                GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .case_insensitive(case_insensitive)
+                    .backslash_escape(true)
+                    .build()
+                    .map(|glob| glob.compile_matcher())
+                    .map_err(|error| RuleError::Glob { field, error })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|globs| Some(Globs(globs)))
     }
 
     fn matches(globs: &Option<Globs>, value: Option<&str>) -> bool {
         match (globs, value) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(globs), Some(value)) => globs.set.is_match(value),
+            (Some(Globs(globs)), Some(value)) => globs.iter().any(|glob| glob.is_match(value)),
         }
     }
 }
@@ -621,19 +611,22 @@ impl Rule {
             return Globs::matches(&self.resources, Some(resource))
                 && Globs::matches(&self.subresources, Some(subresource.unwrap_or_default()));
         }
-        let Some(resources) = &self.resources else {
+        let Some(Globs(resources)) = &self.resources else {
             return true;
         };
         match subresource {
-            None => resources.set.is_match(resource),
+            None => resources.iter().any(|glob| glob.is_match(resource)),
             Some(subresource) => {
                 let pair = format!("{resource}/{subresource}");
                 // A deny of a resource also denies its subresources: `status`,
                 // `ephemeralcontainers` and the like answer with the whole
                 // object.
-                let denied_whole =
-                    self.decision == Decision::Deny && resources.set.is_match(resource);
-                denied_whole || resources.star || resources.set.is_match(&pair)
+                let denied_whole = self.decision == Decision::Deny
+                    && resources.iter().any(|glob| glob.is_match(resource));
+                denied_whole
+                    || resources
+                        .iter()
+                        .any(|glob| glob.glob().glob() == "*" || glob.is_match(&pair))
             }
         }
     }
