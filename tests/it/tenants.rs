@@ -690,6 +690,12 @@ async fn crafted_cluster() -> String {
             )
                 .into_response();
         }
+        if query.contains_key("internal") {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": "InternalError", "code": 500,
+                "message": "Internal error occurred: unable to transform key \"/registry/pods/team-b-dev/hidden-0\": no key"});
+            return json(StatusCode::INTERNAL_SERVER_ERROR, status.to_string());
+        }
         if query.contains_key("continue") {
             let status = json!({"kind": "Status", "apiVersion": "v1",
                 "metadata": {"continue": hidden_key}, "status": "Failure",
@@ -714,6 +720,18 @@ async fn crafted_cluster() -> String {
                 "reason": "NotFound", "details": {"name": name, "kind": "nodes"}, "code": 404});
             let _ = missing;
             return json(StatusCode::NOT_FOUND, status.to_string());
+        }
+        // kube-apiserver reads the object before it converts it: a list
+        // type asked of one object fails only when the object exists.
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .unwrap_or_default();
+        if accept.contains("as=PartialObjectMetadataList") {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": "NotAcceptable", "code": 406,
+                "message": "you requested PartialObjectMetadataList, but the requested object is not a list (*core.Node)"});
+            return json(StatusCode::NOT_ACCEPTABLE, status.to_string());
         }
         if name == "broken" {
             return (
@@ -996,8 +1014,21 @@ async fn a_filtered_read_tells_nothing_by_its_errors() {
     let (status, body) = tenancy
         .get_crafted(NODES, "/api/v1/nodes/broken", None)
         .await;
-    assert_eq!(status, 500, "{body}");
+    assert_eq!(status, 404, "{body}");
     assert!(!body.contains("pool-b-only"), "{body}");
+    // An error the cluster raises only for an object that exists.
+    let as_list = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io";
+    let (status, body) = tenancy
+        .get_crafted(NODES, "/api/v1/nodes/table-b", Some(as_list))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body.replace("table-b", "missing-b"), missing);
+    // An internal error names the storage key of an object it could not read.
+    let (status, body) = tenancy
+        .get_crafted(BY_NAME, "/api/v1/pods?internal=1", None)
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(!names_team_b(&body), "{body}");
     // A get answered with a list is no object to judge.
     let (status, body) = tenancy
         .get_crafted(NODES, "/api/v1/nodes/listed", None)

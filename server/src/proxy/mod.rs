@@ -644,8 +644,12 @@ async fn forward(
             .is_none_or(|encoding| encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
     if view == View::Some && !parts.status.is_success() {
         // Missing is as hidden: the same 404, so that whether an object the
-        // caller may not see exists is not told by the answer.
-        if parts.status == StatusCode::NOT_FOUND && attributes.verb == "get" {
+        // caller may not see exists is not told by the answer. The API
+        // server reads the object before it converts it (`as=Table` options,
+        // a list type asked of one object, a conversion webhook), so those
+        // errors too come only for an object that exists: every error but
+        // those that come before the object is read is that 404.
+        if attributes.verb == "get" && !comes_before_the_object(parts.status) {
             return Err(not_found(attributes));
         }
         let answer = read_whole(body, views::OBJECT_LIMIT).await?;
@@ -709,6 +713,20 @@ async fn forward(
         frame
     });
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Whether an API server's error for a get is decided before it reads the
+/// object: the caller's credential, its rate, the cluster's availability.
+fn comes_before_the_object(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
 }
 
 /// A response body read whole, up to `limit` bytes.

@@ -253,6 +253,7 @@ pub fn error_status(
         token: Option<String>,
     }
     let read: Read = serde_json::from_slice(body).unwrap_or_default();
+    let message = told_message(code, read.reason.as_deref(), read.message);
     let mut metadata = serde_json::Map::new();
     if let (Some(seal), Some(token)) = (
         seal,
@@ -267,15 +268,42 @@ pub fn error_status(
         "apiVersion": "v1",
         "metadata": metadata,
         "status": "Failure",
-        "message": read
-            .message
-            .unwrap_or_else(|| format!("the cluster answered {code}")),
+        "message": message,
         "code": code.as_u16(),
     });
     if let Some(reason) = read.reason {
         status["reason"] = serde_json::Value::from(reason);
     }
     serde_json::to_vec(&status).expect("a JSON value always serialises")
+}
+
+/// What of a cluster's error message a caller with a partial view is told:
+/// the message itself only for errors about the request (its credential,
+/// its parameters, its page, the cluster's load), which name nothing the
+/// caller did not send. Any other (an internal error, say, which can name
+/// the storage key of an object it could not read) is told by its code.
+pub fn told_message(
+    code: http::StatusCode,
+    reason: Option<&str>,
+    message: Option<String>,
+) -> String {
+    const ABOUT_THE_REQUEST: [&str; 11] = [
+        "Unauthorized",
+        "Forbidden",
+        "BadRequest",
+        "NotAcceptable",
+        "UnsupportedMediaType",
+        "MethodNotAllowed",
+        "Expired",
+        "Gone",
+        "Timeout",
+        "ServerTimeout",
+        "TooManyRequests",
+    ];
+    match (reason, message) {
+        (Some(reason), Some(message)) if ABOUT_THE_REQUEST.contains(&reason) => message,
+        _ => format!("the cluster answered {code}"),
+    }
 }
 
 /// The size a cluster's token is padded to a multiple of before it is
@@ -486,6 +514,7 @@ mod tests {
         // Whatever else it is (a list, text, a body naming a field twice):
         // nothing of it but a message of kubeportal's own.
         for body in [
+            r#"{"kind":"Status","reason":"InternalError","message":"Internal error occurred: unable to transform key \"/registry/secrets/team-b/db\""}"#,
             r#"{"kind":"PodList","items":[{"metadata":{"namespace":"team-b"}}]}"#,
             "pods team-b/db-0 is broken",
             r#"{"message":"a","message":"team-b"}"#,

@@ -518,10 +518,20 @@ impl Fleet {
                     .await
                     .map(|body| body.to_bytes())
                     .unwrap_or_default();
-                let message = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|status| status["message"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| format!("answered {status}"));
+                let answer = serde_json::from_slice::<Value>(&body).ok();
+                let text = |field: &str| {
+                    answer
+                        .as_ref()
+                        .and_then(|answer| answer[field].as_str().map(str::to_owned))
+                };
+                let message = match (view, text("message")) {
+                    // A partial view is told only what names nothing hidden.
+                    (View::Some, message) => {
+                        views::told_message(status, text("reason").as_deref(), message)
+                    }
+                    (_, Some(message)) => message,
+                    (_, None) => format!("answered {status}"),
+                };
                 return Err((status.as_u16(), message));
             }
             let judge = if view == View::Some {
