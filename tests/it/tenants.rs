@@ -112,12 +112,23 @@ impl Tenancy {
     }
 
     async fn get(&self, token: &str, path: &str, accept: Option<&str>) -> (u16, String) {
+        self.get_on("dev", token, path, accept).await
+    }
+
+    /// A path-form GET of `path` on `cluster`: its status and body.
+    async fn get_on(
+        &self,
+        cluster: &str,
+        token: &str,
+        path: &str,
+        accept: Option<&str>,
+    ) -> (u16, String) {
         let mut request = self
             .app
             .client
             .get(
                 self.app
-                    .url(&format!("/api/kubernetes/clusters/dev/proxy{path}")),
+                    .url(&format!("/api/kubernetes/clusters/{cluster}/proxy{path}")),
             )
             .bearer_auth(token);
         if let Some(accept) = accept {
@@ -789,19 +800,7 @@ async fn with_crafted_cluster() -> Tenancy {
 
 impl Tenancy {
     async fn get_crafted(&self, token: &str, path: &str, accept: Option<&str>) -> (u16, String) {
-        let mut request = self
-            .app
-            .client
-            .get(
-                self.app
-                    .url(&format!("/api/kubernetes/clusters/crafted/proxy{path}")),
-            )
-            .bearer_auth(token);
-        if let Some(accept) = accept {
-            request = request.header("accept", accept);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
+        self.get_on("crafted", token, path, accept).await
     }
 }
 

@@ -653,10 +653,8 @@ async fn forward(
             return Err(not_found(attributes));
         }
         let answer = read_whole(body, views::OBJECT_LIMIT).await?;
-        let tokens = state.views.tokens.clone();
-        let (cluster, subject) = (record.name.clone(), caller.subject.clone());
-        let seal = move |token: &str| tokens.seal(&cluster, &subject, token);
-        let status = views::error_status(parts.status, &answer, Some(&seal));
+        let seal = continue_sealer(&state, &record.name, &caller);
+        let status = views::error_status(parts.status, &answer, &*seal);
         parts.headers.remove(http::header::CONTENT_LENGTH);
         parts.headers.insert(
             http::header::CONTENT_TYPE,
@@ -688,10 +686,7 @@ async fn forward(
                 views::Stream::List
             };
             let judge = object_judge(&state, &caller, &record.name, &method, &target, namespaces);
-            let tokens = state.views.tokens.clone();
-            let (cluster, subject) = (record.name.clone(), caller.subject.clone());
-            let seal: views::filter::SealContinue =
-                Box::new(move |token| tokens.seal(&cluster, &subject, token));
+            let seal = continue_sealer(&state, &record.name, &caller);
             let body = views::filtered(
                 body,
                 stream,
@@ -727,6 +722,17 @@ fn comes_before_the_object(status: StatusCode) -> bool {
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT
     )
+}
+
+/// Seals the cluster's continue tokens of a filtered read for its caller.
+fn continue_sealer(
+    state: &ProxyState,
+    cluster: &str,
+    caller: &Caller,
+) -> views::filter::SealContinue {
+    let tokens = state.views.tokens.clone();
+    let (cluster, subject) = (cluster.to_owned(), caller.subject.clone());
+    Box::new(move |token| tokens.seal(&cluster, &subject, token))
 }
 
 /// A response body read whole, up to `limit` bytes.

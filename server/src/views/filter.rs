@@ -579,12 +579,12 @@ fn keep_row<'a>(
     serde_json::to_vec(&row).ok().map(Cow::Owned)
 }
 
-/// A filtered get's answer, judged: see [`super::judged_object`].
-pub(super) fn judged_object(
-    body: &[u8],
-    judge: &impl Judge,
-    strip_row_objects: bool,
-) -> Option<Vec<u8>> {
+/// A filtered get's answer (JSON), judged as it will be sent: the object
+/// itself, or a `Table` of it (every row's object must be visible, and
+/// there must be one). `None` if the caller may not see it; otherwise the
+/// bytes to send, each row's object removed when the caller asked for none.
+/// What is judged is what is sent: never an earlier read of the object.
+pub fn judged_object(body: &[u8], judge: &impl Judge, strip_row_objects: bool) -> Option<Vec<u8>> {
     let head: ObjectHead<'_> = serde_json::from_slice(body).ok()?;
     if head.items.is_some() {
         return None;

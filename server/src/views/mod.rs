@@ -23,7 +23,7 @@ use crate::identity::Caller;
 use crate::kubernetes::RequestAttributes;
 use crate::permissions::{Facts, Labels, ObjectFacts, ObjectRules, Policy, ProxyTarget, Target};
 
-pub use filter::{Judge, ObjectMeta};
+pub use filter::{judged_object, Judge, ObjectMeta};
 pub use namespaces::{NamespaceLabels, Namespaces};
 
 pub use crate::permissions::is_object_read as filterable;
@@ -216,15 +216,6 @@ pub fn include_row_metadata(query: &str) -> Option<String> {
     changed.then(|| rewritten.join("&"))
 }
 
-/// A filtered get's answer (JSON), judged as it will be sent: the object
-/// itself, or a `Table` of it (every row's object must be visible, and
-/// there must be one). `None` if the caller may not see it; otherwise the
-/// bytes to send, each row's object removed when the caller asked for none.
-/// What is judged is what is sent: never an earlier read of the object.
-pub fn judged_object(body: &[u8], judge: &impl Judge, strip_row_objects: bool) -> Option<Vec<u8>> {
-    filter::judged_object(body, judge, strip_row_objects)
-}
-
 /// The most of one object held to judge it (the API server's own limit on
 /// an object is about 1.5 MB in etcd).
 pub const OBJECT_LIMIT: usize = 8 * 1024 * 1024;
@@ -237,7 +228,7 @@ pub const OBJECT_LIMIT: usize = 8 * 1024 * 1024;
 pub fn error_status(
     code: http::StatusCode,
     body: &[u8],
-    seal: Option<&(dyn Fn(&str) -> String + Send)>,
+    seal: &(dyn Fn(&str) -> String + Send),
 ) -> Vec<u8> {
     #[derive(Default, serde::Deserialize)]
     #[serde(default)]
@@ -255,12 +246,11 @@ pub fn error_status(
     let read: Read = serde_json::from_slice(body).unwrap_or_default();
     let message = told_message(code, read.reason.as_deref(), read.message);
     let mut metadata = serde_json::Map::new();
-    if let (Some(seal), Some(token)) = (
-        seal,
-        read.metadata
-            .and_then(|metadata| metadata.token)
-            .filter(|token| !token.is_empty()),
-    ) {
+    if let Some(token) = read
+        .metadata
+        .and_then(|metadata| metadata.token)
+        .filter(|token| !token.is_empty())
+    {
         metadata.insert("continue".into(), serde_json::Value::from(seal(&token)));
     }
     let mut status = serde_json::json!({
@@ -502,7 +492,7 @@ mod tests {
         let sent: serde_json::Value = serde_json::from_slice(&error_status(
             http::StatusCode::GONE,
             hidden.to_string().as_bytes(),
-            Some(&seal),
+            &seal,
         ))
         .unwrap();
         assert_eq!(
@@ -522,7 +512,7 @@ mod tests {
             let sent: serde_json::Value = serde_json::from_slice(&error_status(
                 http::StatusCode::INTERNAL_SERVER_ERROR,
                 body.as_bytes(),
-                Some(&seal),
+                &seal,
             ))
             .unwrap();
             assert!(!sent.to_string().contains("team-b"), "{sent}");
