@@ -201,6 +201,7 @@ pub fn router(state: AppState) -> Router {
         None => api.fallback(crate::error::not_found),
     };
     let cors = crate::identity::origin::cors(&state.config.server.allowed_origins);
+    let exporting = state.config.telemetry.otlp_endpoint.is_some();
     let origins = Arc::new(crate::identity::origin::OriginPolicy::new(
         state.authenticator.guest_enabled(),
         state.config.server.public_url.as_deref(),
@@ -237,14 +238,25 @@ pub fn router(state: AppState) -> Router {
             .layer(
                 // Method and path only: query strings may carry tickets.
                 TraceLayer::new_for_http()
-                    .make_span_with(|request: &Request<_>| {
-                        let span = tracing::info_span!(
-                            "request",
-                            otel.kind = "server",
-                            method = %request.method(),
-                            path = %request.uri().path(),
-                            cluster = tracing::field::Empty,
-                        );
+                    .make_span_with(move |request: &Request<_>| {
+                        // The span kind is for the exporter alone: the log
+                        // formatter would write it into every request's span.
+                        let span = if exporting {
+                            tracing::info_span!(
+                                "request",
+                                otel.kind = "server",
+                                method = %request.method(),
+                                path = %request.uri().path(),
+                                cluster = tracing::field::Empty,
+                            )
+                        } else {
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                path = %request.uri().path(),
+                                cluster = tracing::field::Empty,
+                            )
+                        };
                         crate::telemetry::traces::continue_trace(&span, request.headers());
                         span
                     })

@@ -1,8 +1,10 @@
 //! Traces: a span per request, a child span per upstream call, and the
 //! caller's trace continued into the cluster through `traceparent`.
 
-use kubeportal_tests::{double_cluster, register, spawn_app, start_double, ConfigSource, TestDb};
-use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
+use kubeportal_tests::{
+    config_for, double_cluster, register, spawn_with_config, start_double, ConfigSource, TestDb,
+};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt;
@@ -21,7 +23,10 @@ async fn request_and_upstream_spans_share_the_callers_trace() {
         .init();
 
     let db = TestDb::sqlite();
-    let app = spawn_app(&db, ConfigSource::NoFile).await;
+    // With an exporter configured, the request span is a server span.
+    let mut config = config_for(&db, ConfigSource::NoFile);
+    config.telemetry.otlp_endpoint = Some("http://127.0.0.1:9/v1/traces".into());
+    let app = spawn_with_config(config).await;
     let double = start_double().await;
     register(&app, double_cluster("dev", &double)).await;
 
@@ -60,6 +65,8 @@ async fn request_and_upstream_spans_share_the_callers_trace() {
         .iter()
         .find(|span| span.name == "upstream")
         .expect("an upstream span");
+    assert_eq!(request.span_kind, SpanKind::Server);
+    assert_eq!(upstream.span_kind, SpanKind::Client);
     let trace_id = TraceId::from_hex(caller_trace).unwrap();
     assert_eq!(
         request.span_context.trace_id(),

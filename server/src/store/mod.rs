@@ -426,6 +426,18 @@ impl Dialect {
             }
         }
     }
+
+    /// The audit filter's comparison of a cluster name with a bound one,
+    /// without case, as its index holds it: SQLite's by the column's
+    /// `NOCASE` collation (an index on `lower(cluster)` would call a
+    /// function for every inserted row, and a statement that calls one
+    /// journals every page it touches), Postgres's by `lower(cluster)`.
+    fn cluster_is(self) -> (&'static str, &'static str) {
+        match self {
+            Dialect::Sqlite => (" AND cluster = ", " COLLATE NOCASE"),
+            Dialect::Postgres => (" AND lower(cluster) = lower(", ")"),
+        }
+    }
 }
 
 macro_rules! shared_sql {
@@ -653,7 +665,8 @@ macro_rules! shared_sql {
                 builder.push(" AND id < ").push_bind(before_id);
             }
             if let Some(cluster) = &filter.cluster {
-                builder.push(" AND lower(cluster) = lower(").push_bind(cluster.as_str()).push(")");
+                let (before, after) = $dialect.cluster_is();
+                builder.push(before).push_bind(cluster.as_str()).push(after);
             }
             if let Some(subject) = &filter.subject {
                 builder.push(" AND subject = ").push_bind(subject.as_str());
