@@ -2,6 +2,8 @@
 //! with the metav1 list-option decoding), so rules speak of verbs, resources
 //! and namespaces exactly as the API server will serve the request.
 
+use std::borrow::Cow;
+
 use http::Method;
 
 use super::fields;
@@ -29,7 +31,7 @@ pub trait RequestAttributesExt: Sized {
     /// to their canonical spelling.
     fn derive(
         method: &Method,
-        segments: &[String],
+        segments: &[Cow<'_, str>],
         query: &mut Query,
     ) -> Result<Self, AttributeError>;
 
@@ -123,7 +125,7 @@ impl RequestAttributesExt for RequestAttributes {
 
     fn derive(
         method: &Method,
-        segments: &[String],
+        segments: &[Cow<'_, str>],
         query: &mut Query,
     ) -> Result<Self, AttributeError> {
         let non_resource = || non_resource(method);
@@ -133,15 +135,15 @@ impl RequestAttributesExt for RequestAttributes {
         if segments.len() < 3 {
             return Ok(non_resource());
         }
-        let (api_group, rest) = match prefix.as_str() {
+        let (api_group, rest) = match prefix.as_ref() {
             "api" => (String::new(), rest),
-            "apis" if rest.len() >= 3 => (rest[0].clone(), &rest[1..]),
+            "apis" if rest.len() >= 3 => (rest[0].to_string(), &rest[1..]),
             _ => return Ok(non_resource()),
         };
-        let api_version = rest[0].clone();
+        let api_version = rest[0].to_string();
         let mut parts = &rest[1..];
 
-        let mut verb = match parts[0].as_str() {
+        let mut verb = match parts[0].as_ref() {
             special @ ("proxy" | "watch") => {
                 if parts.len() < 2 {
                     return Err(AttributeError::NoResource);
@@ -161,14 +163,17 @@ impl RequestAttributesExt for RequestAttributes {
 
         let mut namespace = None;
         if parts[0] == "namespaces" && parts.len() > 1 {
-            namespace = Some(parts[1].clone());
-            if parts.len() > 2 && !matches!(parts[2].as_str(), "status" | "finalize") {
+            namespace = Some(parts[1].to_string());
+            if parts.len() > 2 && !matches!(parts[2].as_ref(), "status" | "finalize") {
                 parts = &parts[2..];
             }
         }
-        let resource = parts[0].clone();
-        let mut name = parts.get(1).cloned();
-        let subresource = parts.get(2).filter(|_| verb != "proxy").cloned();
+        let resource = parts[0].to_string();
+        let mut name = parts.get(1).map(|name| name.to_string());
+        let subresource = parts
+            .get(2)
+            .filter(|_| verb != "proxy")
+            .map(|subresource| subresource.to_string());
 
         if name.is_none() && verb == "get" {
             verb = if query.canonical_boolean("watch")? {

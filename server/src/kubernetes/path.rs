@@ -7,6 +7,8 @@
 //! dropped; `..`, encoded `/` or `\`, backslashes, control characters and bad
 //! escapes are refused.
 
+use std::borrow::Cow;
+
 /// Why a request target was refused (a 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -107,14 +109,20 @@ fn is_canonical(raw: &str) -> bool {
 /// The decoded segments of a canonical path, as the API server splits its
 /// decoded `URL.Path`: `/api/v1/namespaces/a%20b/` is `["api", "v1",
 /// "namespaces", "a b"]`.
-pub fn decoded_segments(canonical: &str) -> Vec<String> {
+pub fn decoded_segments(canonical: &str) -> Vec<Cow<'_, str>> {
     canonical
         .split('/')
         .filter(|segment| !segment.is_empty())
-        .map(|segment| match decode(segment) {
-            Ok(bytes) => String::from_utf8(bytes)
-                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
-            Err(_) => segment.to_owned(),
+        .map(|segment| {
+            // Most segments hold no escape: they are their own decoding.
+            if !segment.contains('%') {
+                return Cow::Borrowed(segment);
+            }
+            Cow::Owned(match decode(segment) {
+                Ok(bytes) => String::from_utf8(bytes)
+                    .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+                Err(_) => segment.to_owned(),
+            })
         })
         .collect()
 }

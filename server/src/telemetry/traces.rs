@@ -9,8 +9,12 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Deserialize;
+use tracing::field::{Field, Visit};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::field::{RecordFields, VisitOutput as _};
 use tracing_subscriber::filter::{filter_fn, FilterExt as _, FilterFn};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::Registry;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -127,10 +131,16 @@ fn subscriber(
             .json()
             .with_writer(std::io::stderr)
             .boxed(),
-        // Colours only on a terminal: they cost every span its styling, and
-        // are noise in a log file.
+        // Colours only on a terminal: they are noise in a log file. Without
+        // them, fields are written by `TextFields`, which skips the styling.
+        LogFormat::Text if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .boxed()
+        }
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(false)
+            .fmt_fields(TextFields)
             .with_writer(std::io::stderr)
             .boxed(),
     };
@@ -146,6 +156,77 @@ fn subscriber(
             ),
         ),
         None => Box::new(logs),
+    }
+}
+
+/// Span and event fields as the default text format writes them without
+/// colours (`name=value`, separated by spaces), each field in one write. The
+/// default formatter writes a field's name, `=` and value each through its
+/// styles even when they are empty, for every request's span. Messages,
+/// errors and raw identifiers go to the default formatter as they are.
+struct TextFields;
+
+impl<'writer> FormatFields<'writer> for TextFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = TextVisitor {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct TextVisitor<'writer> {
+    writer: Writer<'writer>,
+    is_empty: bool,
+    result: std::fmt::Result,
+}
+
+impl TextVisitor<'_> {
+    /// Writes a field as the default formatter does.
+    fn as_default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() {
+            return;
+        }
+        let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut visitor);
+        self.result = visitor.finish();
+        self.is_empty = false;
+    }
+}
+
+impl Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.as_default(|visitor| visitor.record_str(field, value));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.as_default(|visitor| visitor.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            // What the log bridge carries is already in the line.
+            return;
+        }
+        if name == "message" || name.starts_with("r#") {
+            self.as_default(|visitor| visitor.record_debug(field, value));
+            return;
+        }
+        let space = if self.is_empty { "" } else { " " };
+        self.is_empty = false;
+        self.result = write!(self.writer, "{space}{name}={value:?}");
     }
 }
 
@@ -205,6 +286,99 @@ pub fn propagate(span: &tracing::Span, headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes into a buffer the test reads.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Cause;
+
+    impl std::fmt::Display for Cause {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the cause")
+        }
+    }
+
+    impl std::error::Error for Cause {}
+
+    #[derive(Debug)]
+    struct Failure(Cause);
+
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("it failed")
+        }
+    }
+
+    impl std::error::Error for Failure {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn emit() {
+        let span = tracing::info_span!(
+            "request",
+            method = %http::Method::GET,
+            path = %"/api/v1/pods",
+            cluster = tracing::field::Empty,
+            count = 3,
+            r#type = "pod",
+        );
+        span.record("cluster", "dev \"quoted\"\n");
+        let _entered = span.enter();
+        let failure = Failure(Cause);
+        tracing::warn!(
+            status = 502,
+            ok = false,
+            ratio = 0.5,
+            name = "a\u{1b}[31mred",
+            error = &failure as &(dyn std::error::Error + 'static),
+            "message with \u{1b}[2J an escape {}",
+            7
+        );
+        tracing::info!("plain message");
+        tracing::info!(only = ?vec![1, 2], "");
+        let inner = tracing::info_span!("inner", r#loop = 1, "message in a span");
+        inner.in_scope(|| tracing::error!(message = "a message field", detail = %"x y"));
+    }
+
+    /// Lines written through `TextFields` are the default formatter's
+    /// without colours.
+    #[test]
+    fn text_fields_write_what_the_default_formatter_writes() {
+        let written = |text_fields: bool| {
+            let buffer = Buffer::default();
+            let writer = buffer.clone();
+            let builder = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || writer.clone());
+            if text_fields {
+                tracing::subscriber::with_default(builder.fmt_fields(TextFields).finish(), emit);
+            } else {
+                tracing::subscriber::with_default(builder.finish(), emit);
+            }
+            let bytes = buffer.0.lock().unwrap().clone();
+            String::from_utf8(bytes).unwrap()
+        };
+        let ours = written(true);
+        assert!(ours.contains("cluster="), "{ours}");
+        assert!(ours.contains("sources="), "{ours}");
+        assert_eq!(ours, written(false));
+    }
 
     #[test]
     fn without_an_exporter_no_upstream_span_is_made() {
