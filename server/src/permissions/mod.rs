@@ -1053,6 +1053,43 @@ mod tests {
                 }
             }
         }
+        // And for generated pairs over the characters that matter: ASCII
+        // letters of both cases, `/`, `*`, multi-byte letters and the
+        // Kelvin sign (which Unicode, not ASCII, folds to `k`).
+        let alphabet = ['a', 'A', 'k', 'K', '/', '*', '-', 'é', 'É', '\u{212A}'];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        for _ in 0..4000 {
+            let length = next(5);
+            let pattern: String = (0..length)
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let length = next(6);
+            let value: String = (0..length)
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let case_insensitive = next(2) == 1;
+            let Ok(ours) = Pattern::compile(&pattern, case_insensitive) else {
+                continue;
+            };
+            let glob = GlobBuilder::new(&pattern)
+                .literal_separator(true)
+                .case_insensitive(case_insensitive)
+                .backslash_escape(true)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            assert_eq!(
+                ours.is_match(&value),
+                glob.is_match(&value),
+                "{pattern:?} against {value:?}, case_insensitive: {case_insensitive}"
+            );
+        }
         for (pattern, plain) in [
             ("bench", true),
             ("bench*", true),
