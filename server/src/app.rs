@@ -239,24 +239,18 @@ pub fn router(state: AppState) -> Router {
                 // Method and path only: query strings may carry tickets.
                 TraceLayer::new_for_http()
                     .make_span_with(move |request: &Request<_>| {
-                        // The span kind is for the exporter alone: the log
-                        // formatter would write it into every request's span.
-                        let span = if exporting {
-                            tracing::info_span!(
-                                "request",
-                                otel.kind = "server",
-                                method = %request.method(),
-                                path = %request.uri().path(),
-                                cluster = tracing::field::Empty,
-                            )
-                        } else {
-                            tracing::info_span!(
-                                "request",
-                                method = %request.method(),
-                                path = %request.uri().path(),
-                                cluster = tracing::field::Empty,
-                            )
-                        };
+                        // The span kind is for the exporter alone: an empty
+                        // field is not written into every request's log span.
+                        let span = tracing::info_span!(
+                            "request",
+                            otel.kind = tracing::field::Empty,
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            cluster = tracing::field::Empty,
+                        );
+                        if exporting {
+                            span.record("otel.kind", "server");
+                        }
                         crate::telemetry::traces::continue_trace(&span, request.headers());
                         span
                     })

@@ -211,39 +211,40 @@ impl Globs {
 /// without running it, which costs more than the rest of a rule.
 #[derive(Debug, Clone)]
 enum Pattern {
-    /// No glob syntax: the value is this text.
-    Literal {
+    /// No glob syntax but, with `then_any`, one `*` at the end: the value
+    /// is the text, or starts with it and what follows holds no `/`.
+    Text {
         text: String,
-        case_insensitive: bool,
-    },
-    /// A literal then one `*`: the value starts with the text, and what
-    /// follows holds no `/`.
-    Prefix {
-        text: String,
+        then_any: bool,
         case_insensitive: bool,
     },
     /// Anything else, by the glob's own matcher.
     Glob(GlobMatcher),
 }
 
+/// The glob matcher of a rule's pattern: `*` stops at `/`, `\` escapes.
+fn glob_matcher(pattern: &str, case_insensitive: bool) -> Result<GlobMatcher, globset::Error> {
+    Ok(GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .case_insensitive(case_insensitive)
+        .backslash_escape(true)
+        .build()?
+        .compile_matcher())
+}
+
 impl Pattern {
     fn compile(pattern: &str, case_insensitive: bool) -> Result<Pattern, globset::Error> {
         // Built either way, so that a pattern is refused exactly as before.
-        let glob = GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .case_insensitive(case_insensitive)
-            .backslash_escape(true)
-            .build()?
-            .compile_matcher();
+        let glob = glob_matcher(pattern, case_insensitive)?;
         let plain = |text: &str| !text.contains(['*', '?', '[', ']', '{', '}', '\\']);
-        Ok(if plain(pattern) {
-            Pattern::Literal {
-                text: pattern.to_owned(),
-                case_insensitive,
-            }
-        } else if let Some(text) = pattern.strip_suffix('*').filter(|text| plain(text)) {
-            Pattern::Prefix {
+        let (text, then_any) = match pattern.strip_suffix('*') {
+            Some(text) => (text, true),
+            None => (pattern, false),
+        };
+        Ok(if plain(text) {
+            Pattern::Text {
                 text: text.to_owned(),
+                then_any,
                 case_insensitive,
             }
         } else {
@@ -252,27 +253,25 @@ impl Pattern {
     }
 
     fn is_match(&self, value: &str) -> bool {
-        // The glob's expression matches bytes, folding only ASCII letters.
-        let same = |text: &str, value: &[u8], case_insensitive: bool| {
-            if case_insensitive {
-                text.as_bytes().eq_ignore_ascii_case(value)
-            } else {
-                text.as_bytes() == value
-            }
-        };
         match self {
-            Pattern::Literal {
+            Pattern::Text {
                 text,
-                case_insensitive,
-            } => same(text, value.as_bytes(), *case_insensitive),
-            Pattern::Prefix {
-                text,
+                then_any,
                 case_insensitive,
             } => {
-                value.len() >= text.len() && {
-                    let (head, rest) = value.as_bytes().split_at(text.len());
-                    same(text, head, *case_insensitive) && !rest.contains(&b'/')
-                }
+                let value = value.as_bytes();
+                let (head, rest) = match then_any {
+                    true if value.len() >= text.len() => value.split_at(text.len()),
+                    true => return false,
+                    false => (value, &[][..]),
+                };
+                // The glob's expression matches bytes, folding only ASCII letters.
+                let same = if *case_insensitive {
+                    head.eq_ignore_ascii_case(text.as_bytes())
+                } else {
+                    head == text.as_bytes()
+                };
+                same && !rest.contains(&b'/')
             }
             Pattern::Glob(glob) => glob.is_match(value),
         }
@@ -280,7 +279,7 @@ impl Pattern {
 
     /// Whether the pattern is `*`.
     fn is_star(&self) -> bool {
-        matches!(self, Pattern::Prefix { text, .. } if text.is_empty())
+        matches!(self, Pattern::Text { text, then_any: true, .. } if text.is_empty())
     }
 }
 
@@ -1037,13 +1036,7 @@ mod tests {
         for case_insensitive in [false, true] {
             for pattern in patterns {
                 let ours = Pattern::compile(pattern, case_insensitive).unwrap();
-                let glob = GlobBuilder::new(pattern)
-                    .literal_separator(true)
-                    .case_insensitive(case_insensitive)
-                    .backslash_escape(true)
-                    .build()
-                    .unwrap()
-                    .compile_matcher();
+                let glob = glob_matcher(pattern, case_insensitive).unwrap();
                 for value in values {
                     assert_eq!(
                         ours.is_match(value),
@@ -1077,13 +1070,7 @@ mod tests {
             let Ok(ours) = Pattern::compile(&pattern, case_insensitive) else {
                 continue;
             };
-            let glob = GlobBuilder::new(&pattern)
-                .literal_separator(true)
-                .case_insensitive(case_insensitive)
-                .backslash_escape(true)
-                .build()
-                .unwrap()
-                .compile_matcher();
+            let glob = glob_matcher(&pattern, case_insensitive).unwrap();
             assert_eq!(
                 ours.is_match(&value),
                 glob.is_match(&value),
