@@ -1005,3 +1005,90 @@ async fn a_plain_http_cluster_receives_its_own_host() {
         );
     }
 }
+
+/// Requests without a body to a plain-HTTP cluster go one after another on
+/// one connection, in origin form; a request with a body still goes; and a
+/// response the caller abandons takes its connection with it, so the next
+/// request gets a whole answer on a new one.
+#[tokio::test]
+async fn a_plain_http_cluster_gets_request_after_request_on_one_connection() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = kubeportal_tests::start_plain_double().await;
+    register(
+        &app,
+        json!({"name": "plain", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token"}),
+    )
+    .await;
+    let get = |path: &str| proxied(&app, Method::GET, "plain", path).send();
+    for _ in 0..3 {
+        let list = get("/api/v1/namespaces/default/configmaps").await.unwrap();
+        assert_eq!(list.status(), StatusCode::OK);
+        assert_eq!(list.json::<Value>().await.unwrap()["kind"], "ConfigMapList");
+        let missing = get("/api/v1/namespaces/default/configmaps/missing")
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(missing.json::<Value>().await.unwrap()["reason"], "NotFound");
+    }
+    let created = proxied(
+        &app,
+        Method::POST,
+        "plain",
+        "/api/v1/namespaces/default/configmaps",
+    )
+    .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "made"}}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let made = get("/api/v1/namespaces/default/configmaps/made")
+        .await
+        .unwrap();
+    assert_eq!(
+        made.json::<Value>().await.unwrap()["metadata"]["name"],
+        "made"
+    );
+    let requests = double.requests();
+    assert_eq!(requests.len(), 8);
+    let reads: std::collections::BTreeSet<_> = requests
+        .iter()
+        .filter(|request| request.method == Method::GET)
+        .map(|request| request.peer.expect("the double knows the connection"))
+        .collect();
+    assert_eq!(reads.len(), 1, "every read on one connection: {reads:?}");
+    assert!(requests
+        .iter()
+        .all(|request| request.path.starts_with("/api/v1/")));
+
+    double.put_object("v1", "pods", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chatty", "namespace": "default"}}));
+    double.set_generated_log("default", "chatty", 64 * 1024 * 1024);
+    let mut abandoned = get("/api/v1/namespaces/default/pods/chatty/log")
+        .await
+        .unwrap();
+    assert_eq!(abandoned.status(), StatusCode::OK);
+    assert!(!abandoned.chunk().await.unwrap().unwrap().is_empty());
+    assert_eq!(double.open_responses(), 1);
+    drop(abandoned);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while double.open_responses() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster sees the log abandoned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    double.clear_requests();
+    let after = get("/api/v1/namespaces/default/configmaps/made")
+        .await
+        .unwrap();
+    assert_eq!(
+        after.json::<Value>().await.unwrap()["metadata"]["name"],
+        "made"
+    );
+    let peer = double.requests()[0].peer.unwrap();
+    assert!(
+        !reads.contains(&peer),
+        "the abandoned connection is not used again"
+    );
+}

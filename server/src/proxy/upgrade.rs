@@ -4,10 +4,10 @@
 //! the client gets the cluster's 101 (or, for a WebSocket over HTTP/2, the
 //! 200 that RFC 8441 asks for).
 
+use crate::upstream::UpstreamBody;
 use axum::body::Body;
 use axum::response::Response;
 use http::StatusCode;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -66,7 +66,7 @@ pub(super) struct Bridge {
     /// The client side's upgrade, taken from its request.
     pub client: OnUpgrade,
     /// The cluster's `101 Switching Protocols`.
-    pub response: http::Response<Incoming>,
+    pub response: http::Response<UpstreamBody>,
     pub recording: Option<Recording>,
     pub cluster: String,
     /// Counts the session as an upgraded connection while it lasts.

@@ -5,16 +5,20 @@
 
 mod buffered;
 mod config;
+mod driven;
 mod streams;
 pub(crate) mod tls;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::header::{HeaderName, AUTHORIZATION};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -29,6 +33,7 @@ use crate::identity::Caller;
 pub use config::{
     validate_streams_per_connection, ImpersonationConfig, UpstreamConfigError, UpstreamTimeouts,
 };
+use driven::{DrivenBody, DrivenPool};
 pub use streams::StreamLease;
 use streams::{StreamError, StreamPool};
 
@@ -177,6 +182,54 @@ struct Clients {
     shared: HttpsClient,
     upgrade: HttpsClient,
     streams: Arc<StreamPool>,
+    /// For an `http://` cluster: connections driven by the requests they
+    /// carry, for the ordinary requests without a body.
+    driven: Option<DrivenPool>,
+}
+
+/// A cluster's response body, read from the connection that carried it.
+pub struct UpstreamBody(BodyKind);
+
+enum BodyKind {
+    /// From a pooled client, whose connection is a task of its own.
+    Pooled(Incoming),
+    /// From a connection driven by whoever reads the body.
+    Driven(DrivenBody),
+}
+
+impl From<Incoming> for UpstreamBody {
+    fn from(body: Incoming) -> Self {
+        Self(BodyKind::Pooled(body))
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().0 {
+            BodyKind::Pooled(body) => Pin::new(body).poll_frame(context),
+            BodyKind::Driven(body) => Pin::new(body).poll_frame(context),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BodyKind::Pooled(body) => body.is_end_stream(),
+            BodyKind::Driven(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            BodyKind::Pooled(body) => body.size_hint(),
+            BodyKind::Driven(body) => body.size_hint(),
+        }
+    }
 }
 
 /// Whose credential a request to a cluster carries, as [`Connector::authorize`]
@@ -372,7 +425,7 @@ impl Connector {
         request: Request<Body>,
         route: Route,
         credential: Credential,
-    ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, Option<StreamLease>), UpstreamError> {
         self.send_within(request, route, credential, self.response_header_timeout)
             .await
     }
@@ -384,7 +437,7 @@ impl Connector {
         route: Route,
         credential: Credential,
         header_timeout: Duration,
-    ) -> Result<(Response<Incoming>, Option<StreamLease>), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, Option<StreamLease>), UpstreamError> {
         if let Some(host) = &self.plain_host {
             if let http::header::Entry::Vacant(entry) =
                 request.headers_mut().entry(http::header::HOST)
@@ -411,10 +464,30 @@ impl Connector {
         };
         let sent = async {
             let client = match route {
-                Route::Shared => &clients.shared,
+                Route::Shared => match &clients.driven {
+                    // A request with a body is sent by the pooled client:
+                    // a connection could not be given back before its
+                    // body is written, which only its own task would do.
+                    Some(driven) if hyper::body::Body::is_end_stream(request.body()) => {
+                        let origin_form = request.uri().path_and_query().cloned();
+                        if let Some(origin_form) = origin_form {
+                            *request.uri_mut() = Uri::from(origin_form);
+                        }
+                        return match driven.send(request).await {
+                            Ok(response) => Ok((
+                                response.map(|body| UpstreamBody(BodyKind::Driven(body))),
+                                None,
+                            )),
+                            Err(error) => Err(unreachable(describe(&error))),
+                        };
+                    }
+                    _ => &clients.shared,
+                },
                 Route::Upgrade => &clients.upgrade,
                 Route::Stream => match Box::pin(clients.streams.send(request)).await {
-                    Ok((response, lease)) => return Ok((response, Some(lease))),
+                    Ok((response, lease)) => {
+                        return Ok((response.map(UpstreamBody::from), Some(lease)))
+                    }
                     Err(StreamError::Failed(cause)) => return Err(unreachable(cause)),
                     Err(StreamError::Http1Only(returned)) => {
                         request = *returned;
@@ -423,7 +496,7 @@ impl Connector {
                 },
             };
             match client.request(request).await {
-                Ok(response) => Ok((response, None)),
+                Ok(response) => Ok((response.map(UpstreamBody::from), None)),
                 Err(error) => Err(unreachable(describe(&error))),
             }
         };
@@ -469,6 +542,34 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     // The innermost causes are the informative ones.
     let keep = parts.len().saturating_sub(2);
     parts[keep..].join(": ")
+}
+
+/// A TLS (or plain, for `http://` clusters) connector offering HTTP/1.1,
+/// and HTTP/2 by ALPN when `http2`, whose set-up is bounded by `connect`.
+fn cluster_connector(
+    tls: rustls::ClientConfig,
+    http2: bool,
+    connect: Duration,
+) -> ClusterConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(30)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1();
+    let http = buffered::ReadBuffering(http);
+    let inner = if http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
+    };
+    Bounded {
+        inner,
+        timeout: connect,
+    }
 }
 
 /// The largest HTTP/2 frame a cluster may send on a shared connection.
@@ -536,15 +637,6 @@ impl Upstreams {
             .map_err(|error| misconfigured(error.to_string()))?;
         let tls = tls::client_config(record, client_key.as_ref())
             .map_err(|error| misconfigured(error.to_string()))?;
-        let without_certificate = match (&record.client_cert_data, &client_key) {
-            (Some(_), Some(_)) => Some(
-                self.clients(
-                    tls::client_config(record, None)
-                        .map_err(|error| misconfigured(error.to_string()))?,
-                ),
-            ),
-            _ => None,
-        };
         let uri: Uri = record
             .url
             .parse()
@@ -556,6 +648,22 @@ impl Upstreams {
         let authority = parts
             .authority
             .ok_or_else(|| misconfigured("url has no host".into()))?;
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| misconfigured("url is not a valid URI".into()))?;
+        let without_certificate = match (&record.client_cert_data, &client_key) {
+            (Some(_), Some(_)) => Some(
+                self.clients(
+                    tls::client_config(record, None)
+                        .map_err(|error| misconfigured(error.to_string()))?,
+                    &origin,
+                ),
+            ),
+            _ => None,
+        };
         // As the HTTP/1.1 client would write it: the port only when not 80.
         let plain_host = (scheme == http::uri::Scheme::HTTP).then(|| {
             let host = match authority.port_u16() {
@@ -594,41 +702,25 @@ impl Upstreams {
             authority,
             plain_host,
             base_path,
-            portal: self.clients(tls),
+            portal: self.clients(tls, &origin),
             without_certificate,
             credential,
             response_header_timeout: self.timeouts.response_header(),
         })
     }
 
-    /// A TLS (or plain, for `http://` clusters) connector offering HTTP/1.1,
-    /// and HTTP/2 by ALPN when `http2`.
     fn https(&self, tls: rustls::ClientConfig, http2: bool) -> ClusterConnector {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(self.timeouts.connect()));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(30)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1();
-        let http = buffered::ReadBuffering(http);
-        let inner = if http2 {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.wrap_connector(http)
-        };
-        Bounded {
-            inner,
-            timeout: self.timeouts.connect(),
-        }
+        cluster_connector(tls, http2, self.timeouts.connect())
     }
 
     /// The pooled clients for one TLS configuration: shared (HTTP/2 where
-    /// offered), upgrades (HTTP/1.1) and long-lived streams.
-    fn clients(&self, tls: rustls::ClientConfig) -> Clients {
+    /// offered), upgrades (HTTP/1.1) and long-lived streams; for a plain
+    /// `http://` cluster (HTTP/1.1 only), driven connections too.
+    fn clients(&self, tls: rustls::ClientConfig, origin: &Uri) -> Clients {
+        let driven = (origin.scheme() == Some(&http::uri::Scheme::HTTP))
+            .then(|| DrivenPool::new(self.https(tls.clone(), false), origin.clone()));
         Clients {
+            driven,
             shared: self.client(self.https(tls.clone(), true)),
             upgrade: self.client(self.https(tls.clone(), false)),
             streams: Arc::new(StreamPool::new(

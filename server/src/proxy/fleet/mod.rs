@@ -387,7 +387,7 @@ struct Fleet {
 enum Head {
     Answered {
         record: Arc<ClusterRecord>,
-        body: hyper::body::Incoming,
+        body: crate::upstream::UpstreamBody,
         /// The caller's view, when partial: each item is judged.
         judge: Option<Box<views::ObjectJudge>>,
         _lease: Option<crate::upstream::StreamLease>,
@@ -428,7 +428,7 @@ impl Fleet {
         timeout: Duration,
     ) -> Result<
         (
-            http::Response<hyper::body::Incoming>,
+            http::Response<crate::upstream::UpstreamBody>,
             Option<crate::upstream::StreamLease>,
             Arc<Connector>,
         ),
@@ -1145,7 +1145,11 @@ struct ListReader {
 }
 
 impl ListReader {
-    async fn read(self, body: hyper::body::Incoming, parts: tokio::sync::mpsc::Sender<Part>) {
+    async fn read(
+        self,
+        body: crate::upstream::UpstreamBody,
+        parts: tokio::sync::mpsc::Sender<Part>,
+    ) {
         let mut splitter = views::filter::ListSplitter::reading_members();
         let mut body = std::pin::pin!(body);
         let until = tokio::time::Instant::now() + self.deadline;

@@ -1,0 +1,601 @@
+//! HTTP/1.1 connections to a plain-HTTP cluster, each driven by the task of
+//! the request it carries.
+//!
+//! A pooled hyper client runs every connection as a task of its own: a
+//! request is handed to that task through a channel, and its response and
+//! each piece of its body handed back, so every request wakes two tasks.
+//! Here the connection's state machine is polled by whoever waits on it:
+//! the request's task while it waits for the response headers, then the
+//! task that reads the body (for a proxied response, the client's
+//! connection task, as it writes the body out). A connection is back in
+//! the pool once its response is read to the end; a response dropped before
+//! its end takes its connection with it, as HTTP/1.1 has no other way to
+//! abandon a response.
+//!
+//! The connection's parts wake one another as they go (the state machine
+//! hands the response over a channel and wakes its reader, the reader asks
+//! for more and wakes the state machine). Those wakes happen while the task
+//! is polling them anyway: a [`LocalWaker`] turns them into another pass of
+//! the same poll instead of a schedule of the task, which on a multi-thread
+//! runtime would also wake an idle worker to look for work.
+//!
+//! An idle connection is polled by no one: a cluster that closes it is
+//! noticed at the next checkout (the connection then reads the end of its
+//! stream and is dropped), and a connection idle for longer than
+//! [`IDLE_TIMEOUT`] is closed there too. A request that a reused connection
+//! could not take (the cluster closed it as the request was written) is
+//! sent again on another, as hyper's pooled client does.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::task::AtomicWaker;
+use http::{Request, Response, Uri};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
+use tower::ServiceExt;
+
+use super::ClusterConnector;
+
+/// How long a connection may wait in the pool before it is closed.
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per pool; more are closed as they come back.
+const MAX_IDLE: usize = 256;
+
+type Io = <ClusterConnector as tower::Service<Uri>>::Response;
+
+/// One HTTP/1.1 connection: the handle requests are sent through and the
+/// state machine that reads and writes its socket.
+struct Connection {
+    sender: http1::SendRequest<Body>,
+    /// `None` once the connection is over. Dropping the state machine
+    /// answers a request it had not written with that request, to be sent
+    /// on another connection.
+    driver: Option<Pin<Box<http1::Connection<Io, Body>>>>,
+    waker: LocalWaker,
+}
+
+/// Polls the socket's state machine; `true` once the connection is over
+/// (closed by the cluster, failed, or shut down after its response).
+fn poll_over(
+    driver: &mut Option<Pin<Box<http1::Connection<Io, Body>>>>,
+    context: &mut Context<'_>,
+) -> bool {
+    let Some(running) = driver else {
+        return true;
+    };
+    match running.as_mut().poll(context) {
+        Poll::Ready(outcome) => {
+            if let Err(error) = outcome {
+                tracing::debug!(%error, "cluster connection ended");
+            }
+            *driver = None;
+            true
+        }
+        Poll::Pending => false,
+    }
+}
+
+impl Connection {
+    /// Whether the connection can take a request now: its state machine is
+    /// polled until it waits for one, or is over.
+    async fn ready(&mut self) -> bool {
+        let Connection {
+            sender,
+            driver,
+            waker,
+        } = self;
+        poll_fn(|context| {
+            waker.poll(context, |context| {
+                if poll_over(driver, context) {
+                    return Poll::Ready(false);
+                }
+                sender.poll_ready(context).map(|ready| ready.is_ok())
+            })
+        })
+        .await
+    }
+}
+
+/// The waker a connection's parts are polled with. A wake while they are
+/// being polled asks for another pass of the same poll; any other wake (the
+/// socket is ready) wakes the task that polls them.
+struct LocalWaker {
+    shared: Arc<WakeState>,
+    waker: Waker,
+}
+
+struct WakeState {
+    task: AtomicWaker,
+    state: AtomicU8,
+}
+
+const IDLE: u8 = 0;
+const POLLING: u8 = 1;
+const WOKEN: u8 = 2;
+/// Passes of one poll before a wake goes to the task after all: tokio's
+/// cooperative budget, once spent, wakes whoever it turns away, and only
+/// the scheduler renews it.
+const PASSES: usize = 4;
+
+impl Wake for WakeState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self
+            .state
+            .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.task.wake();
+        }
+    }
+}
+
+impl LocalWaker {
+    fn new() -> Self {
+        let shared = Arc::new(WakeState {
+            task: AtomicWaker::new(),
+            state: AtomicU8::new(IDLE),
+        });
+        let waker = Waker::from(shared.clone());
+        Self { shared, waker }
+    }
+
+    /// Runs `f` as the start of a poll that follows at once: what it wakes
+    /// (handing the state machine a request wakes it) is polled then, and
+    /// asks for no schedule of the task.
+    fn quietly<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.shared.state.store(POLLING, Ordering::Release);
+        let done = f();
+        self.shared.state.store(IDLE, Ordering::Release);
+        done
+    }
+
+    /// Runs `poll` with this waker, again while it is woken during a pass.
+    fn poll<T>(
+        &self,
+        context: &Context<'_>,
+        mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.shared.task.register(context.waker());
+        let mut local = Context::from_waker(&self.waker);
+        for _ in 0..PASSES {
+            self.shared.state.store(POLLING, Ordering::Release);
+            let polled = poll(&mut local);
+            let woken = self.shared.state.swap(IDLE, Ordering::AcqRel) == WOKEN;
+            if polled.is_ready() || !woken {
+                return polled;
+            }
+        }
+        context.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+/// The idle connections of one cluster's TLS configuration.
+pub(super) struct DrivenPool {
+    connector: ClusterConnector,
+    /// Where connections go: the cluster's scheme and authority.
+    origin: Uri,
+    idle: Arc<Mutex<Vec<Idle>>>,
+}
+
+/// Why a request could not be sent; never holds a credential.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendError {
+    #[error("{0}")]
+    Connect(String),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+impl DrivenPool {
+    pub(super) fn new(connector: ClusterConnector, origin: Uri) -> Self {
+        Self {
+            connector,
+            origin,
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Sends a request whose URI is in origin form (`/path?query`) and
+    /// which carries its `Host` header, and returns the response with the
+    /// connection that reads its body.
+    pub(super) async fn send(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<DrivenBody>, SendError> {
+        loop {
+            let (mut connection, reused) = match self.checkout().await {
+                Some(connection) => (connection, true),
+                None => (self.connect().await?, false),
+            };
+            let Connection { sender, waker, .. } = &mut connection;
+            let sending = waker.quietly(|| sender.try_send_request(request));
+            let mut sending = std::pin::pin!(sending);
+            let sent = poll_fn(|context| {
+                connection.waker.poll(context, |context| {
+                    // The connection first, so that a response it reads now
+                    // is in the channel when the request's future looks.
+                    poll_over(&mut connection.driver, context);
+                    sending.as_mut().poll(context)
+                })
+            })
+            .await;
+            match sent {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let body = DrivenBody {
+                        body,
+                        connection: connection.driver.is_some().then_some(connection),
+                        idle: self.idle.clone(),
+                        ended: false,
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut error) => match error.take_message() {
+                    // Never written: the cluster had closed the connection.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(error.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is still open and ready
+    /// for a request.
+    async fn checkout(&self) -> Option<Connection> {
+        loop {
+            let Idle {
+                mut connection,
+                since,
+            } = self.lock().pop()?;
+            if since.elapsed() < IDLE_TIMEOUT && connection.ready().await {
+                return Some(connection);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, SendError> {
+        let io = self
+            .connector
+            .clone()
+            .oneshot(self.origin.clone())
+            .await
+            .map_err(|error| SendError::Connect(super::describe(error.as_ref())))?;
+        let (sender, driver) = http1::Builder::new().handshake(io).await?;
+        let mut connection = Connection {
+            sender,
+            driver: Some(Box::pin(driver)),
+            waker: LocalWaker::new(),
+        };
+        if !connection.ready().await {
+            return Err(SendError::Connect("the connection closed at once".into()));
+        }
+        Ok(connection)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        lock(&self.idle)
+    }
+
+    /// The number of idle connections (for tests).
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+fn lock(idle: &Mutex<Vec<Idle>>) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A response body read from a connection that this body drives. The
+/// connection goes back to its pool when the body is dropped after its
+/// end, and is closed when it is dropped before.
+pub struct DrivenBody {
+    body: Incoming,
+    /// `None` once the connection is over (it can carry no other request).
+    connection: Option<Connection>,
+    idle: Arc<Mutex<Vec<Idle>>>,
+    ended: bool,
+}
+
+impl hyper::body::Body for DrivenBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let body = &mut this.body;
+        let frame = match &mut this.connection {
+            Some(Connection { driver, waker, .. }) => waker.poll(context, |context| {
+                // Reads what the body waits for into its channel (or, when
+                // the channel is full, waits to be woken when it is read).
+                poll_over(driver, context);
+                Pin::new(&mut *body).poll_frame(context)
+            }),
+            None => Pin::new(&mut *body).poll_frame(context),
+        };
+        let Poll::Ready(frame) = frame else {
+            return Poll::Pending;
+        };
+        if this
+            .connection
+            .as_ref()
+            .is_some_and(|connection| connection.driver.is_none())
+        {
+            this.connection = None;
+        }
+        match &frame {
+            None => this.ended = true,
+            Some(Ok(_)) => this.ended = this.body.is_end_stream(),
+            Some(Err(_)) => this.connection = None,
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for DrivenBody {
+    fn drop(&mut self) {
+        if !(self.ended || self.body.is_end_stream()) {
+            return;
+        }
+        if let Some(connection) = self.connection.take() {
+            // The socket's wakes while idle are for no one's task.
+            connection.waker.shared.task.take();
+            let mut idle = lock(&self.idle);
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle {
+                    connection,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A cluster that answers by path, as written here, and counts the
+    /// connections it accepted and saw closed.
+    struct Cluster {
+        origin: Uri,
+        accepted: Arc<AtomicUsize>,
+        closed: Arc<AtomicUsize>,
+    }
+
+    /// What the cluster writes for a request to `path`, and whether it then
+    /// closes the connection (without saying so in the response).
+    fn answer(path: &str) -> (Vec<u8>, bool) {
+        match path {
+            "/small" => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(), false),
+            "/chunked" => (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n"
+                    .to_vec(),
+                false,
+            ),
+            "/empty" => (b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), false),
+            "/then-close" => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(), true),
+            "/big" => {
+                let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 4000000\r\n\r\n".to_vec();
+                answer.resize(answer.len() + 4_000_000, b'x');
+                (answer, false)
+            }
+            _ => (b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(), false),
+        }
+    }
+
+    async fn cluster() -> Cluster {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin: Uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (counting, ending) = (accepted.clone(), closed.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                counting.fetch_add(1, Ordering::SeqCst);
+                let ending = ending.clone();
+                tokio::spawn(async move {
+                    let mut read = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    loop {
+                        let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match socket.read(&mut buffer).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => read.extend_from_slice(&buffer[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&read[..end]).into_owned();
+                        read.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                        let (bytes, close) = answer(&path);
+                        if socket.write_all(&bytes).await.is_err() || close {
+                            break;
+                        }
+                    }
+                    drop(socket);
+                    ending.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Cluster {
+            origin,
+            accepted,
+            closed,
+        }
+    }
+
+    fn pool(cluster: &Cluster) -> DrivenPool {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let connector = super::super::cluster_connector(tls, false, Duration::from_secs(5));
+        DrivenPool::new(connector, cluster.origin.clone())
+    }
+
+    fn get(cluster: &Cluster, path: &str) -> Request<Body> {
+        Request::get(path)
+            .header(
+                http::header::HOST,
+                cluster.origin.authority().unwrap().as_str(),
+            )
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    async fn read(pool: &DrivenPool, cluster: &Cluster, path: &str) -> (u16, Bytes) {
+        let response = pool.send(get(cluster, path)).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body)
+    }
+
+    async fn until(what: &str, condition: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}");
+    }
+
+    #[tokio::test]
+    async fn one_connection_carries_request_after_request() {
+        let cluster = cluster().await;
+        let pool = pool(&cluster);
+        for round in 0..3 {
+            assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
+            assert_eq!(
+                read(&pool, &cluster, "/chunked").await,
+                (200, "hello".into())
+            );
+            assert_eq!(read(&pool, &cluster, "/empty").await, (204, Bytes::new()));
+            assert_eq!(read(&pool, &cluster, "/nothing").await, (404, Bytes::new()));
+            assert_eq!(pool.idle(), 1, "round {round}");
+        }
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_take_a_connection_each_and_give_it_back() {
+        let cluster = cluster().await;
+        let pool = pool(&cluster);
+        let first = pool.send(get(&cluster, "/small")).await.unwrap();
+        let second = pool.send(get(&cluster, "/chunked")).await.unwrap();
+        assert_eq!(pool.idle(), 0);
+        for response in [first, second] {
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "hello");
+        }
+        assert_eq!(pool.idle(), 2);
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_closes_its_connection() {
+        let cluster = cluster().await;
+        let pool = pool(&cluster);
+        let mut body = pool.send(get(&cluster, "/big")).await.unwrap().into_body();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert!(!frame.data_ref().unwrap().is_empty());
+        drop(body);
+        assert_eq!(pool.idle(), 0);
+        until("the cluster sees the connection closed", || {
+            cluster.closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_response_never_read_closes_its_connection_unless_it_is_empty() {
+        let cluster = cluster().await;
+        let pool = pool(&cluster);
+        drop(pool.send(get(&cluster, "/small")).await.unwrap());
+        assert_eq!(pool.idle(), 0);
+        drop(pool.send(get(&cluster, "/empty")).await.unwrap());
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_cluster_closed_is_not_used_again() {
+        let cluster = cluster().await;
+        let pool = pool(&cluster);
+        assert_eq!(
+            read(&pool, &cluster, "/then-close").await,
+            (200, "hello".into())
+        );
+        until("the cluster closes the connection", || {
+            cluster.closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_refuses_connections_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin: Uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(listener);
+        let cluster = Cluster {
+            origin,
+            accepted: Arc::default(),
+            closed: Arc::default(),
+        };
+        match pool(&cluster).send(get(&cluster, "/small")).await {
+            Err(SendError::Connect(cause)) => assert!(cause.contains("refused"), "{cause}"),
+            Err(error) => panic!("not a connection error: {error}"),
+            Ok(response) => panic!("answered: {}", response.status()),
+        }
+    }
+}
