@@ -1092,3 +1092,51 @@ async fn a_plain_http_cluster_gets_request_after_request_on_one_connection() {
         "the abandoned connection is not used again"
     );
 }
+
+/// Framing is the body's own. The fleet's discovery sends the caller's
+/// headers with no body: a caller's `Content-Length` going along would have
+/// the cluster read the start of the next request on that connection as
+/// this one's body (a request smuggled past the policy), so it never does.
+#[tokio::test]
+async fn a_length_the_body_does_not_have_never_reaches_a_cluster() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = kubeportal_tests::start_plain_double().await;
+    register(
+        &app,
+        json!({"name": "plain-1", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token"}),
+    )
+    .await;
+    let discovery = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.client
+            .get(app.url("/api/kubernetes/fleet/plain-*/proxy/api"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Expect", "100-continue")
+            .body("GET /smug")
+            .send(),
+    )
+    .await
+    .expect("answered in time")
+    .unwrap();
+    assert_eq!(discovery.status(), StatusCode::OK);
+    let after = tokio::time::timeout(
+        Duration::from_secs(5),
+        proxied(&app, Method::GET, "plain-1", "/api/v1/namespaces").send(),
+    )
+    .await
+    .expect("answered in time")
+    .unwrap();
+    assert_eq!(after.status(), StatusCode::OK);
+    let requests = double.requests();
+    let paths: Vec<&str> = requests
+        .iter()
+        .map(|request| request.path.as_str())
+        .collect();
+    assert_eq!(paths, ["/api", "/api/v1/namespaces"]);
+    for request in &requests {
+        for name in ["content-length", "transfer-encoding", "expect"] {
+            assert!(header(request, name).is_empty(), "{} {name}", request.path);
+        }
+    }
+}

@@ -129,6 +129,12 @@ pub fn strip_response(headers: &mut HeaderMap, upgrade: bool) {
     if !headers.keys().any(hop_by_hop) {
         return;
     }
+    // A response framed by chunks whose `Content-Length` came along: the
+    // chunks win (RFC 9112, 6.3), and the length, which the client would
+    // read the body by, goes.
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let named_by_connection: Vec<String> = connection_tokens(headers).collect();
     for name in named_by_connection {
         if upgrade && name == "upgrade" {
@@ -352,5 +358,22 @@ mod tests {
         let mut names: Vec<&str> = response.keys().map(|name| name.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["audit-id", "content-type"]);
+    }
+
+    /// Chunks win over a length sent beside them: the client would read the
+    /// body by the length, and stop part-way.
+    #[test]
+    fn a_chunked_response_loses_the_length_beside_it() {
+        let mut response = headers(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "application/json"),
+        ]);
+        strip_response(&mut response, false);
+        let names: Vec<&str> = response.keys().map(|name| name.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+        let mut response = headers(&[("content-length", "5")]);
+        strip_response(&mut response, false);
+        assert_eq!(response.get("content-length").unwrap(), "5");
     }
 }

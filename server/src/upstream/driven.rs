@@ -19,12 +19,13 @@
 //! the same poll instead of a schedule of the task, which on a multi-thread
 //! runtime would also wake an idle worker to look for work.
 //!
-//! An idle connection is polled by no one: a cluster that closes it is
-//! noticed at the next checkout (the connection then reads the end of its
-//! stream and is dropped), and a connection idle for longer than
-//! [`IDLE_TIMEOUT`] is closed there too. A request that a reused connection
-//! could not take (the cluster closed it as the request was written) is
-//! sent again on another, as hyper's pooled client does.
+//! An idle connection waits for no one: while a pool holds any, a task
+//! looks at them every [`SWEEP_EVERY`] and closes those the cluster closed
+//! (or wrote to unasked) and those idle for longer than [`IDLE_TIMEOUT`]. A
+//! connection checked out is polled first, so one closed since is noticed
+//! there. A request that a reused connection could not take (the cluster
+//! closed it as the request was written) is sent again on another, as
+//! hyper's pooled client does.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -44,9 +45,12 @@ use tower::ServiceExt;
 use super::ClusterConnector;
 
 /// How long a connection may wait in the pool before it is closed.
-pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per pool; more are closed as they come back.
 const MAX_IDLE: usize = 256;
+/// How often a pool's idle connections are looked at, to close those the
+/// cluster closed and those idle too long.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 type Io = <ClusterConnector as tower::Service<Uri>>::Response;
 
@@ -61,31 +65,37 @@ struct Connection {
     waker: LocalWaker,
 }
 
-/// Polls the socket's state machine; `true` once the connection is over
-/// (closed by the cluster, failed, or shut down after its response).
+/// Polls the socket's state machine: ready once the connection is over
+/// (closed by the cluster, failed, or shut down after its response), with
+/// the error it ended with.
+fn poll_driver(
+    driver: &mut Option<Pin<Box<http1::Connection<Io, Body>>>>,
+    context: &mut Context<'_>,
+) -> Poll<Result<(), hyper::Error>> {
+    let Some(running) = driver else {
+        return Poll::Ready(Ok(()));
+    };
+    let outcome = std::task::ready!(running.as_mut().poll(context));
+    if let Err(error) = &outcome {
+        tracing::debug!(%error, "cluster connection ended");
+    }
+    *driver = None;
+    Poll::Ready(outcome)
+}
+
+/// [`poll_driver`]: whether the connection is over.
 fn poll_over(
     driver: &mut Option<Pin<Box<http1::Connection<Io, Body>>>>,
     context: &mut Context<'_>,
 ) -> bool {
-    let Some(running) = driver else {
-        return true;
-    };
-    match running.as_mut().poll(context) {
-        Poll::Ready(outcome) => {
-            if let Err(error) = outcome {
-                tracing::debug!(%error, "cluster connection ended");
-            }
-            *driver = None;
-            true
-        }
-        Poll::Pending => false,
-    }
+    poll_driver(driver, context).is_ready()
 }
 
 impl Connection {
     /// Whether the connection can take a request now: its state machine is
-    /// polled until it waits for one, or is over.
-    async fn ready(&mut self) -> bool {
+    /// polled until it waits for one, or is over (with the error it ended
+    /// with, if any).
+    async fn ready(&mut self) -> Result<(), Option<hyper::Error>> {
         let Connection {
             sender,
             driver,
@@ -93,10 +103,10 @@ impl Connection {
         } = self;
         poll_fn(|context| {
             waker.poll(context, |context| {
-                if poll_over(driver, context) {
-                    return Poll::Ready(false);
+                if let Poll::Ready(ended) = poll_driver(driver, context) {
+                    return Poll::Ready(Err(ended.err()));
                 }
-                sender.poll_ready(context).map(|ready| ready.is_ok())
+                sender.poll_ready(context).map_err(Some)
             })
         })
         .await
@@ -186,12 +196,104 @@ struct Idle {
     since: Instant,
 }
 
+/// A pool's idle connections, the most recently used on top.
+struct IdleConnections {
+    stack: Mutex<Stack>,
+    timeout: Duration,
+    sweep_every: Duration,
+}
+
+struct Stack {
+    idle: Vec<Idle>,
+    /// Whether a task sweeps the stack (while it holds connections).
+    sweeping: bool,
+}
+
+impl IdleConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stack> {
+        self.stack
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The most recently given back connection, unless it waited too long
+    /// (and then so did all the others, which are closed).
+    fn pop(&self) -> Option<Connection> {
+        let now = Instant::now();
+        let mut stack = self.lock();
+        while let Some(Idle { connection, since }) = stack.idle.pop() {
+            if now.duration_since(since) < self.timeout {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// Gives a connection back, and has the stack swept while it holds any.
+    fn push(self: &Arc<Self>, connection: Connection) {
+        let mut stack = self.lock();
+        if stack.idle.len() >= MAX_IDLE {
+            return;
+        }
+        stack.idle.push(Idle {
+            connection,
+            since: Instant::now(),
+        });
+        if !stack.sweeping {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                stack.sweeping = true;
+                runtime.spawn(sweep(Arc::downgrade(self)));
+            }
+        }
+    }
+
+    /// Closes the connections that waited too long, and those the cluster
+    /// closed or wrote to unasked: each is polled once, with no one to wake,
+    /// and reads the end of its stream or the bytes no request asked for.
+    /// Whether any connection is left to sweep.
+    fn sweep(&self) -> bool {
+        let now = Instant::now();
+        let mut unwatched = Context::from_waker(Waker::noop());
+        let mut stack = self.lock();
+        let mut swept = Vec::new();
+        for mut idle in std::mem::take(&mut stack.idle) {
+            if now.duration_since(idle.since) >= self.timeout
+                || poll_over(&mut idle.connection.driver, &mut unwatched)
+            {
+                swept.push(idle);
+            } else {
+                stack.idle.push(idle);
+            }
+        }
+        stack.sweeping = !stack.idle.is_empty();
+        let more = stack.sweeping;
+        drop(stack);
+        drop(swept);
+        more
+    }
+}
+
+/// Sweeps a pool's idle connections now and then, until it holds none or
+/// is gone.
+async fn sweep(idle: std::sync::Weak<IdleConnections>) {
+    loop {
+        let Some(every) = idle.upgrade().map(|idle| idle.sweep_every) else {
+            return;
+        };
+        tokio::time::sleep(every).await;
+        match idle.upgrade() {
+            Some(idle) if idle.sweep() => {}
+            _ => return,
+        }
+    }
+}
+
 /// The idle connections of one cluster's TLS configuration.
 pub(super) struct DrivenPool {
     connector: ClusterConnector,
     /// Where connections go: the cluster's scheme and authority.
     origin: Uri,
-    idle: Arc<Mutex<Vec<Idle>>>,
+    idle: Arc<IdleConnections>,
 }
 
 /// Why a request could not be sent; never holds a credential.
@@ -205,10 +307,26 @@ pub(super) enum SendError {
 
 impl DrivenPool {
     pub(super) fn new(connector: ClusterConnector, origin: Uri) -> Self {
+        Self::with_idle_timeout(connector, origin, IDLE_TIMEOUT, SWEEP_EVERY)
+    }
+
+    fn with_idle_timeout(
+        connector: ClusterConnector,
+        origin: Uri,
+        timeout: Duration,
+        sweep_every: Duration,
+    ) -> Self {
         Self {
             connector,
             origin,
-            idle: Arc::new(Mutex::new(Vec::new())),
+            idle: Arc::new(IdleConnections {
+                stack: Mutex::new(Stack {
+                    idle: Vec::new(),
+                    sweeping: false,
+                }),
+                timeout,
+                sweep_every,
+            }),
         }
     }
 
@@ -260,11 +378,8 @@ impl DrivenPool {
     /// for a request.
     async fn checkout(&self) -> Option<Connection> {
         loop {
-            let Idle {
-                mut connection,
-                since,
-            } = self.lock().pop()?;
-            if since.elapsed() < IDLE_TIMEOUT && connection.ready().await {
+            let mut connection = self.idle.pop()?;
+            if connection.ready().await.is_ok() {
                 return Some(connection);
             }
         }
@@ -283,25 +398,20 @@ impl DrivenPool {
             driver: Some(Box::pin(driver)),
             waker: LocalWaker::new(),
         };
-        if !connection.ready().await {
-            return Err(SendError::Connect("the connection closed at once".into()));
+        match connection.ready().await {
+            Ok(()) => Ok(connection),
+            Err(Some(error)) => Err(error.into()),
+            Err(None) => Err(SendError::Connect(
+                "the cluster closed the connection at once".into(),
+            )),
         }
-        Ok(connection)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        lock(&self.idle)
     }
 
     /// The number of idle connections (for tests).
     #[cfg(test)]
     pub(super) fn idle(&self) -> usize {
-        self.lock().len()
+        self.idle.lock().idle.len()
     }
-}
-
-fn lock(idle: &Mutex<Vec<Idle>>) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-    idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A response body read from a connection that this body drives. The
@@ -311,7 +421,7 @@ pub struct DrivenBody {
     body: Incoming,
     /// `None` once the connection is over (it can carry no other request).
     connection: Option<Connection>,
-    idle: Arc<Mutex<Vec<Idle>>>,
+    idle: Arc<IdleConnections>,
     ended: bool,
 }
 
@@ -369,13 +479,7 @@ impl Drop for DrivenBody {
         if let Some(connection) = self.connection.take() {
             // The socket's wakes while idle are for no one's task.
             connection.waker.shared.task.take();
-            let mut idle = lock(&self.idle);
-            if idle.len() < MAX_IDLE {
-                idle.push(Idle {
-                    connection,
-                    since: Instant::now(),
-                });
-            }
+            self.idle.push(connection);
         }
     }
 }
@@ -409,7 +513,10 @@ mod tests {
                 false,
             ),
             "/empty" => (b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), false),
-            "/then-close" => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(), true),
+            "/then-close" | "/close-soon" => (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(),
+                true,
+            ),
             "/big" => {
                 let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 4000000\r\n\r\n".to_vec();
                 answer.resize(answer.len() + 4_000_000, b'x');
@@ -448,6 +555,9 @@ mod tests {
                         let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
                         let (bytes, close) = answer(&path);
                         if socket.write_all(&bytes).await.is_err() || close {
+                            if path == "/close-soon" {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                             break;
                         }
                     }
@@ -463,7 +573,7 @@ mod tests {
         }
     }
 
-    fn pool(cluster: &Cluster) -> DrivenPool {
+    fn connector() -> ClusterConnector {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -471,8 +581,11 @@ mod tests {
         .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
-        let connector = super::super::cluster_connector(tls, false, Duration::from_secs(5));
-        DrivenPool::new(connector, cluster.origin.clone())
+        super::super::cluster_connector(tls, false, Duration::from_secs(5))
+    }
+
+    fn pool(cluster: &Cluster) -> DrivenPool {
+        DrivenPool::new(connector(), cluster.origin.clone())
     }
 
     fn get(cluster: &Cluster, path: &str) -> Request<Body> {
@@ -577,6 +690,63 @@ mod tests {
         .await;
         assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
         assert_eq!(cluster.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle(), 1);
+    }
+
+    fn sweeping_pool(cluster: &Cluster, timeout: Duration) -> DrivenPool {
+        let every = Duration::from_millis(50);
+        DrivenPool::with_idle_timeout(connector(), cluster.origin.clone(), timeout, every)
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_closed() {
+        let cluster = cluster().await;
+        let pool = sweeping_pool(&cluster, Duration::from_millis(300));
+        let first = pool.send(get(&cluster, "/small")).await.unwrap();
+        let second = pool.send(get(&cluster, "/small")).await.unwrap();
+        first.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        second.into_body().collect().await.unwrap();
+        assert_eq!(pool.idle(), 2);
+        until("the first is closed, having waited too long", || {
+            cluster.closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        assert_eq!(pool.idle(), 1);
+        until("the second is closed too", || {
+            cluster.closed.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 3);
+    }
+
+    /// A trickle of requests takes the top connection each time; those
+    /// under it, which the cluster closed, are closed all the same.
+    #[tokio::test]
+    async fn connections_the_cluster_closed_while_idle_are_closed() {
+        let cluster = cluster().await;
+        let pool = sweeping_pool(&cluster, IDLE_TIMEOUT);
+        let mut closing = Vec::new();
+        for _ in 0..3 {
+            closing.push(pool.send(get(&cluster, "/close-soon")).await.unwrap());
+        }
+        let staying = pool.send(get(&cluster, "/small")).await.unwrap();
+        for response in closing {
+            response.into_body().collect().await.unwrap();
+        }
+        staying.into_body().collect().await.unwrap();
+        assert_eq!(pool.idle(), 4);
+        until("the cluster closes three", || {
+            cluster.closed.load(Ordering::SeqCst) == 3
+        })
+        .await;
+        until("the three leave the pool", || pool.idle() == 1).await;
+        for _ in 0..3 {
+            assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
+        }
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 4);
         assert_eq!(pool.idle(), 1);
     }
 

@@ -445,6 +445,7 @@ impl Connector {
                 entry.insert(host.clone());
             }
         }
+        frame_by_body(&mut request);
         let clients = match credential {
             Credential::Portal => &self.portal,
             Credential::Caller => self.without_certificate.as_ref().unwrap_or(&self.portal),
@@ -510,6 +511,22 @@ impl Connector {
                 seconds: header_timeout.as_secs_f64(),
             }),
         }
+    }
+}
+
+/// Leaves a request's framing to its body: the client writes `Content-Length`
+/// (or chunks) from the body itself. A length copied from elsewhere with a
+/// body it does not describe (a caller's headers on a request kubeportal
+/// sends without their body) would have the cluster read the start of the
+/// next request on the connection as this one's body: another request,
+/// never judged, smuggled in. An empty body expects no `100 Continue`.
+fn frame_by_body(request: &mut Request<Body>) {
+    let empty = hyper::body::Body::is_end_stream(request.body());
+    let headers = request.headers_mut();
+    headers.remove(http::header::CONTENT_LENGTH);
+    headers.remove(http::header::TRANSFER_ENCODING);
+    if empty {
+        headers.remove(http::header::EXPECT);
     }
 }
 
