@@ -1140,3 +1140,102 @@ async fn a_length_the_body_does_not_have_never_reaches_a_cluster() {
         }
     }
 }
+
+/// Headers whose names hold `_` never reach a cluster: a server or proxy
+/// that reads `_` as `-` would take `Content_Length` as the request's length
+/// (the next request smuggled in as its body) and `Impersonate_User` as an
+/// impersonation no rule granted.
+#[tokio::test]
+async fn headers_named_with_underscores_never_reach_a_cluster() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = kubeportal_tests::start_plain_double().await;
+    register(
+        &app,
+        json!({"name": "plain-1", "url": double.url(), "authProvider": "serviceAccount", "serviceAccountToken": "double-token"}),
+    )
+    .await;
+    let underscored = [
+        ("Content_Length", "58"),
+        ("Transfer_Encoding", "chunked"),
+        ("Impersonate_User", "system:admin"),
+        ("X_Remote_User", "admin"),
+        ("Some_Header", "1"),
+    ];
+    for fleet in [false, true] {
+        double.clear_requests();
+        let mut request = if fleet {
+            app.client
+                .get(app.url("/api/kubernetes/fleet/plain-*/proxy/api"))
+                .bearer_auth(ADMIN_TOKEN)
+        } else {
+            proxied(&app, Method::GET, "plain-1", "/api/v1/namespaces")
+        };
+        for (name, value) in underscored {
+            request = request.header(name, value);
+        }
+        let response = tokio::time::timeout(Duration::from_secs(5), request.send())
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "fleet {fleet}");
+        let requests = double.requests();
+        assert_eq!(requests.len(), 1, "fleet {fleet}");
+        let names: Vec<&str> = requests[0]
+            .headers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert!(
+            names.iter().all(|name| !name.contains('_')),
+            "fleet {fleet}: {names:?}"
+        );
+        assert!(header(&requests[0], "impersonate-user").is_empty());
+    }
+}
+
+/// A cluster that answers `101 Switching Protocols` to a request that asked
+/// for no upgrade: a 502, not a 101 the caller never asked for.
+#[tokio::test]
+async fn protocols_switched_unasked_are_a_bad_gateway() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\nwhatever follows")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+    });
+    register(
+        &app,
+        json!({"name": "switcher", "url": url, "authProvider": "serviceAccount", "serviceAccountToken": "t"}),
+    )
+    .await;
+    let response = proxied(&app, Method::GET, "switcher", "/api/v1/namespaces")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let status: Value = response.json().await.unwrap();
+    assert!(
+        status["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("switched protocols")),
+        "{status}"
+    );
+}

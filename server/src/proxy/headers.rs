@@ -122,6 +122,7 @@ pub fn forwardable(incoming: &HeaderMap, upgrade: bool) -> HeaderMap {
 /// Removes hop-by-hop headers from an upstream response; a 101 keeps its
 /// `Connection: Upgrade` and `Upgrade`.
 pub fn strip_response(headers: &mut HeaderMap, upgrade: bool) {
+    single_length(headers);
     // Most responses carry none of them (tokens named by `Connection` need a
     // `Connection` header): one pass over the names tells.
     let hop_by_hop =
@@ -152,6 +153,35 @@ pub fn strip_response(headers: &mut HeaderMap, upgrade: bool) {
     }
     if !upgrade {
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// A `Content-Length` the cluster repeated (`2, 2`, or two lines of it),
+/// which HTTP allows when the values agree, goes on once: a client's parser
+/// may refuse a list. Values that disagree (which the client of kubeportal
+/// refuses before this) leave no length at all.
+fn single_length(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return;
+    };
+    if values.next().is_none() && !first.as_bytes().contains(&b',') {
+        return;
+    }
+    let mut lengths = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(|length| length.trim_ascii());
+    let agreed = lengths
+        .next()
+        .filter(|length| !length.is_empty() && length.iter().all(u8::is_ascii_digit));
+    let agreed = agreed
+        .filter(|length| lengths.all(|other| other == *length))
+        .and_then(|length| HeaderValue::from_bytes(length).ok());
+    headers.remove(header::CONTENT_LENGTH);
+    if let Some(length) = agreed {
+        headers.insert(header::CONTENT_LENGTH, length);
     }
 }
 
@@ -375,5 +405,33 @@ mod tests {
         let mut response = headers(&[("content-length", "5")]);
         strip_response(&mut response, false);
         assert_eq!(response.get("content-length").unwrap(), "5");
+    }
+
+    /// A length the cluster repeated goes on once; lengths that disagree
+    /// leave none.
+    #[test]
+    fn a_repeated_length_goes_on_once() {
+        for (sent, kept) in [
+            (vec!["2, 2"], Some("2")),
+            (vec!["2", "2"], Some("2")),
+            (vec![" 7 ,7,  7 "], Some("7")),
+            (vec!["2, 3"], None),
+            (vec!["2", "3"], None),
+            (vec!["2,"], None),
+            (vec!["-2, -2"], None),
+            (vec!["12"], Some("12")),
+        ] {
+            let mut response = HeaderMap::new();
+            for value in &sent {
+                response.append("content-length", value.parse().unwrap());
+            }
+            strip_response(&mut response, false);
+            let lengths: Vec<&str> = response
+                .get_all("content-length")
+                .iter()
+                .map(|value| value.to_str().unwrap())
+                .collect();
+            assert_eq!(lengths, kept.into_iter().collect::<Vec<_>>(), "{sent:?}");
+        }
     }
 }

@@ -627,6 +627,14 @@ async fn forward(
             sessions: state.sessions.clone(),
         }));
     }
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Protocols switched on a request that asked for no upgrade: what
+        // follows on the connection is nothing HTTP can carry to the caller.
+        return Err(ApiError::BadGateway(format!(
+            "cluster {} switched protocols on a request that asked for no upgrade",
+            record.name
+        )));
+    }
     let (mut parts, body) = response.into_parts();
     headers::strip_response(&mut parts.headers, false);
     // The guards live as long as the body: the gauge counts open streams, and

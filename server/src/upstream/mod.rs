@@ -520,6 +520,12 @@ impl Connector {
 /// sends without their body) would have the cluster read the start of the
 /// next request on the connection as this one's body: another request,
 /// never judged, smuggled in. An empty body expects no `100 Continue`.
+///
+/// No header whose name holds `_` goes either, as nginx does by default:
+/// some servers and proxies read `_` as `-` (CGI names both
+/// `HTTP_CONTENT_LENGTH`), so `Content_Length` would frame the request for
+/// them and `Impersonate_User` act as `Impersonate-User`, past every check
+/// made on the names as kubeportal reads them.
 fn frame_by_body(request: &mut Request<Body>) {
     let empty = hyper::body::Body::is_end_stream(request.body());
     let headers = request.headers_mut();
@@ -527,6 +533,16 @@ fn frame_by_body(request: &mut Request<Body>) {
     headers.remove(http::header::TRANSFER_ENCODING);
     if empty {
         headers.remove(http::header::EXPECT);
+    }
+    if headers.keys().any(|name| name.as_str().contains('_')) {
+        let underscored: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().contains('_'))
+            .cloned()
+            .collect();
+        for name in underscored {
+            headers.remove(name);
+        }
     }
 }
 
