@@ -445,7 +445,7 @@ impl Connector {
                 entry.insert(host.clone());
             }
         }
-        frame_by_body(&mut request);
+        settle_headers(&mut request);
         let clients = match credential {
             Credential::Portal => &self.portal,
             Credential::Caller => self.without_certificate.as_ref().unwrap_or(&self.portal),
@@ -514,8 +514,9 @@ impl Connector {
     }
 }
 
-/// Leaves a request's framing to its body: the client writes `Content-Length`
-/// (or chunks) from the body itself. A length copied from elsewhere with a
+/// Settles what a request carries to a cluster, whoever built it. Its
+/// framing is left to its body: the client writes `Content-Length` (or
+/// chunks) from the body itself. A length copied from elsewhere with a
 /// body it does not describe (a caller's headers on a request kubeportal
 /// sends without their body) would have the cluster read the start of the
 /// next request on the connection as this one's body: another request,
@@ -526,7 +527,7 @@ impl Connector {
 /// `HTTP_CONTENT_LENGTH`), so `Content_Length` would frame the request for
 /// them and `Impersonate_User` act as `Impersonate-User`, past every check
 /// made on the names as kubeportal reads them.
-fn frame_by_body(request: &mut Request<Body>) {
+fn settle_headers(request: &mut Request<Body>) {
     let empty = hyper::body::Body::is_end_stream(request.body());
     let headers = request.headers_mut();
     headers.remove(http::header::CONTENT_LENGTH);
