@@ -4,7 +4,6 @@
 //! the client gets the cluster's 101 (or, for a WebSocket over HTTP/2, the
 //! 200 that RFC 8441 asks for).
 
-use crate::upstream::UpstreamBody;
 use axum::body::Body;
 use axum::response::Response;
 use http::StatusCode;
@@ -24,6 +23,7 @@ use super::recording::{self, Recorder};
 use crate::audit::spdy;
 use crate::context::SessionTotals;
 use crate::telemetry::GaugeGuard;
+use crate::upstream::UpstreamBody;
 
 /// The protocol of a recorded session: how the recorder reads the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
