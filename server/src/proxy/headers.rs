@@ -185,6 +185,19 @@ fn single_length(headers: &mut HeaderMap) {
     }
 }
 
+/// The protocols an `Upgrade` header names, lower case (`websocket`,
+/// `spdy/3.1`).
+pub fn upgrade_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect()
+}
+
 /// The identity a caller asks to act as with its own `Impersonate-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestedIdentity {

@@ -578,6 +578,8 @@ async fn forward(
         .uri(uri)
         .body(body)
         .map_err(ApiError::internal)?;
+    // The protocols asked for: a 101 must switch to one of them.
+    let asked_upgrade = upgrade.then(|| headers::upgrade_tokens(&outgoing_headers));
     *outgoing.headers_mut() = outgoing_headers;
 
     let route = if upgrade {
@@ -605,6 +607,14 @@ async fn forward(
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (client_upgrade, response.status())
     {
+        let answered = headers::upgrade_tokens(response.headers());
+        let asked = asked_upgrade.unwrap_or_default();
+        if !answered.iter().any(|protocol| asked.contains(protocol)) {
+            return Err(ApiError::BadGateway(format!(
+                "cluster {} switched to a protocol the request did not ask for",
+                record.name
+            )));
+        }
         let mut recording = recording;
         if let Some(recording) = recording.as_mut() {
             // `base64.channel.k8s.io` and `v4.base64.channel.k8s.io` carry

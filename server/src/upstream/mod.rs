@@ -520,28 +520,32 @@ impl Connector {
 /// body it does not describe (a caller's headers on a request kubeportal
 /// sends without their body) would have the cluster read the start of the
 /// next request on the connection as this one's body: another request,
-/// never judged, smuggled in. An empty body expects no `100 Continue`.
+/// never judged, smuggled in. No `Expect` goes: kubeportal answers a
+/// caller's `100-continue` itself, and sends the body at once.
 ///
-/// No header whose name holds `_` goes either, as nginx does by default:
-/// some servers and proxies read `_` as `-` (CGI names both
-/// `HTTP_CONTENT_LENGTH`), so `Content_Length` would frame the request for
-/// them and `Impersonate_User` act as `Impersonate-User`, past every check
+/// Only headers whose names are letters, digits and `-` go, as nginx
+/// ignores any other by default: some servers and proxies read other
+/// punctuation as `-` (CGI names `Content_Length` and `Content.Length`
+/// both `HTTP_CONTENT_LENGTH`), so such a name would frame the request for
+/// them, or `Impersonate.User` act as `Impersonate-User`, past every check
 /// made on the names as kubeportal reads them.
 fn settle_headers(request: &mut Request<Body>) {
-    let empty = hyper::body::Body::is_end_stream(request.body());
     let headers = request.headers_mut();
     headers.remove(http::header::CONTENT_LENGTH);
     headers.remove(http::header::TRANSFER_ENCODING);
-    if empty {
-        headers.remove(http::header::EXPECT);
-    }
-    if headers.keys().any(|name| name.as_str().contains('_')) {
-        let underscored: Vec<HeaderName> = headers
+    headers.remove(http::header::EXPECT);
+    let plain = |name: &HeaderName| {
+        name.as_str()
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+    };
+    if !headers.keys().all(plain) {
+        let odd: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| name.as_str().contains('_'))
+            .filter(|name| !plain(name))
             .cloned()
             .collect();
-        for name in underscored {
+        for name in odd {
             headers.remove(name);
         }
     }
