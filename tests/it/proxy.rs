@@ -40,6 +40,23 @@ fn proxied(app: &TestApp, method: Method, cluster: &str, path: &str) -> reqwest:
         .header("Backstage-Kubernetes-Cluster", cluster)
 }
 
+/// Sends a raw HTTP/1.1 request and reads the response head, byte by byte so
+/// that what follows it stays on the connection.
+async fn raw_head(app: &TestApp, request: &str) -> (tokio::net::TcpStream, String) {
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8(head).unwrap())
+}
+
 fn header<'a>(request: &'a kube_double::RecordedRequest, name: &str) -> Vec<&'a str> {
     request
         .headers
@@ -613,21 +630,10 @@ async fn raw_upgrades_are_bridged_both_ways() {
     let app = app_with_policy(&db).await;
     let double = start_double().await;
     register(&app, double_cluster("dev", &double)).await;
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let request = format!(
         "GET /api/kubernetes/proxy/debug/echo-upgrade HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nBackstage-Kubernetes-Cluster: dev\r\nConnection: Upgrade\r\nUpgrade: echo-test\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (mut stream, head) = raw_head(&app, &request).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("upgrade: echo-test"),
@@ -1237,21 +1243,10 @@ async fn protocols_switched_unasked_are_a_bad_gateway() {
     )
     .await;
     // Asked for a WebSocket, answered with another protocol: no tunnel.
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let request = format!(
         "GET /api/kubernetes/proxy/api/v1/namespaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nBackstage-Kubernetes-Cluster: switcher\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (_, head) = raw_head(&app, &request).await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let response = proxied(&app, Method::GET, "switcher", "/api/v1/namespaces")
         .send()

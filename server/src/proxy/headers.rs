@@ -26,8 +26,13 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    list_tokens(headers, header::CONNECTION)
+}
+
+/// The tokens of a comma-separated header, lower case, in every line of it.
+fn list_tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = String> + '_ {
     headers
-        .get_all(header::CONNECTION)
+        .get_all(name)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
@@ -188,14 +193,7 @@ fn single_length(headers: &mut HeaderMap) {
 /// The protocols an `Upgrade` header names, lower case (`websocket`,
 /// `spdy/3.1`).
 pub fn upgrade_tokens(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
-        .filter(|token| !token.is_empty())
-        .collect()
+    list_tokens(headers, header::UPGRADE).collect()
 }
 
 /// The identity a caller asks to act as with its own `Impersonate-*` headers.

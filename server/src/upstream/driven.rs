@@ -359,7 +359,7 @@ impl DrivenPool {
                     let (parts, body) = response.into_parts();
                     let body = DrivenBody {
                         body,
-                        connection: connection.driver.is_some().then_some(connection),
+                        connection: Some(connection),
                         idle: self.idle.clone(),
                         ended: false,
                     };
@@ -419,9 +419,12 @@ impl DrivenPool {
 /// end, and is closed when it is dropped before.
 pub struct DrivenBody {
     body: Incoming,
-    /// `None` once the connection is over (it can carry no other request).
+    /// `None` once reading the body failed: the connection carries no other
+    /// request.
     connection: Option<Connection>,
     idle: Arc<IdleConnections>,
+    /// Set when the body reads its end; a body of known length is at its end
+    /// once `is_end_stream` says so, a chunked one only then.
     ended: bool,
 }
 
@@ -447,16 +450,9 @@ impl hyper::body::Body for DrivenBody {
         let Poll::Ready(frame) = frame else {
             return Poll::Pending;
         };
-        if this
-            .connection
-            .as_ref()
-            .is_some_and(|connection| connection.driver.is_none())
-        {
-            this.connection = None;
-        }
         match &frame {
             None => this.ended = true,
-            Some(Ok(_)) => this.ended = this.body.is_end_stream(),
+            Some(Ok(_)) => {}
             Some(Err(_)) => this.connection = None,
         }
         Poll::Ready(frame)
@@ -476,7 +472,8 @@ impl Drop for DrivenBody {
         if !(self.ended || self.body.is_end_stream()) {
             return;
         }
-        if let Some(connection) = self.connection.take() {
+        // A connection that is over (its state machine gone) carries no other.
+        if let Some(connection) = self.connection.take().filter(|open| open.driver.is_some()) {
             // The socket's wakes while idle are for no one's task.
             connection.waker.shared.task.take();
             self.idle.push(connection);
