@@ -283,7 +283,8 @@ struct Front {
 /// Every route's one middleware (each costs every request a boxed future):
 /// errors in the shape of their route family; inside, the audit trail;
 /// inside it the request metrics; inside those the origin check and the
-/// refusal of a plain CONNECT, so that refusals are audited and counted.
+/// refusals of a plain CONNECT and of transfer codings other than chunked,
+/// so that refusals are audited and counted.
 async fn front(
     State(Front {
         auditor,
@@ -304,6 +305,9 @@ async fn front(
                 }
                 if let Some(refusal) = crate::proxy::plain_connect_refusal(&request) {
                     return refusal;
+                }
+                if let Some(refusal) = crate::proxy::transfer_coding_refusal(request.headers()) {
+                    return refusal.into_response();
                 }
                 next.run(request).await
             })

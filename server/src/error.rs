@@ -45,6 +45,10 @@ pub enum ApiError {
     /// 413 `PayloadTooLargeError`.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 501 `NotImplementedError`: a request in a form kubeportal does not
+    /// take (a body in a transfer coding other than chunked alone).
+    #[error("{0}")]
+    NotImplemented(String),
     /// 502 `BadGatewayError`: a cluster refused, reset or failed TLS.
     #[error("{0}")]
     BadGateway(String),
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -92,6 +97,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptableError",
             ApiError::Conflict(_) => "ConflictError",
             ApiError::PayloadTooLarge(_) => "PayloadTooLargeError",
+            ApiError::NotImplemented(_) => "NotImplementedError",
             ApiError::BadGateway(_) => "BadGatewayError",
             ApiError::Unavailable(_) => "ServiceUnavailableError",
             ApiError::GatewayTimeout(_) => "GatewayTimeoutError",

@@ -1261,3 +1261,63 @@ async fn protocols_switched_unasked_are_a_bad_gateway() {
         "{status}"
     );
 }
+
+/// A request body in a transfer coding other than chunked alone (`gzip,
+/// chunked`, chunked twice, two `Transfer-Encoding` lines) is refused with
+/// 501, as the API server's own HTTP server refuses it: the coding would not
+/// be undone, and its bytes would reach the cluster as the body. Chunked
+/// alone, in any case, still goes.
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_alone_are_not_implemented() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"coded"}}"#;
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let request = |path: &str, codings: &[&str]| {
+        let lines: String = codings
+            .iter()
+            .map(|coding| format!("Transfer-Encoding: {coding}\r\n"))
+            .collect();
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Backstage-Kubernetes-Cluster: dev\r\nContent-Type: application/json\r\n\
+             {lines}Connection: close\r\n\r\n{chunked}",
+            app.addr
+        )
+    };
+    let routes = [
+        "/api/kubernetes/proxy/api/v1/namespaces/default/configmaps",
+        "/api/kubernetes/clusters/dev/proxy/api/v1/namespaces/default/configmaps",
+        "/api/kubernetes/fleet/dev/proxy/api/v1/namespaces/default/configmaps",
+    ];
+    let refused: [&[&str]; 5] = [
+        &["gzip, chunked"],
+        &["chunked, chunked"],
+        &["deflate", "chunked"],
+        &["chunked", "chunked"],
+        &["identity, chunked"],
+    ];
+    for path in routes {
+        for codings in refused {
+            double.clear_requests();
+            let (mut stream, head) = raw_head(&app, &request(path, codings)).await;
+            assert!(
+                head.starts_with("HTTP/1.1 501 "),
+                "{path} {codings:?}: {head}"
+            );
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.contains("transfer coding"), "{answer}");
+            assert!(double.requests().is_empty(), "{path} {codings:?}");
+        }
+    }
+    double.clear_requests();
+    let (mut stream, head) = raw_head(&app, &request(routes[0], &["Chunked"])).await;
+    assert!(head.starts_with("HTTP/1.1 201 "), "{head}");
+    let mut created = String::new();
+    stream.read_to_string(&mut created).await.unwrap();
+    assert!(created.contains(r#""name":"coded""#), "{created}");
+    assert_eq!(double.requests().len(), 1);
+}

@@ -452,6 +452,7 @@ fn portal_error_name(status: StatusCode) -> Option<&'static str> {
         409 => "ConflictError",
         413 => "PayloadTooLargeError",
         500 => "InternalServerError",
+        501 => "NotImplementedError",
         502 => "BadGatewayError",
         503 => "ServiceUnavailableError",
         504 => "GatewayTimeoutError",

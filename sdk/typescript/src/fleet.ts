@@ -245,6 +245,7 @@ const PORTAL_ERROR_NAMES: Record<number, string> = {
   409: "ConflictError",
   413: "PayloadTooLargeError",
   500: "InternalServerError",
+  501: "NotImplementedError",
   502: "BadGatewayError",
   503: "ServiceUnavailableError",
   504: "GatewayTimeoutError",

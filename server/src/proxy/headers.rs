@@ -40,6 +40,25 @@ fn list_tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = St
         .filter(|token| !token.is_empty())
 }
 
+/// A request body in a transfer coding other than chunked alone is refused,
+/// as Go's HTTP server (the API server's) refuses it with 501: a coding
+/// such as `gzip, chunked` would not be undone, and its bytes would go on
+/// as the body. Chunked is taken in any case, in one `Transfer-Encoding`
+/// line; HTTP/2 has no such header.
+pub fn transfer_coding_refusal(headers: &HeaderMap) -> Option<ApiError> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let first = codings.next()?;
+    let chunked_alone = codings.next().is_none()
+        && first
+            .to_str()
+            .is_ok_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+    (!chunked_alone).then(|| {
+        ApiError::NotImplemented(
+            "a request body's transfer coding must be chunked alone; no other is supported".into(),
+        )
+    })
+}
+
 /// Whether the request asks to switch protocols (WebSocket, SPDY).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)

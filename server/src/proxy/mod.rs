@@ -10,6 +10,7 @@
 mod closing;
 mod fleet;
 mod headers;
+pub use headers::transfer_coding_refusal;
 mod kubeconfig;
 mod reviews;
 pub mod tickets;
