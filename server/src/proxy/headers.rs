@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderValue};
 use secrecy::SecretString;
 
 use crate::error::ApiError;
+use crate::upstream::CLUSTER_TOKEN_HEADER;
 
 /// The WebSocket subprotocol prefix browsers use to carry a cluster token.
 const BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
@@ -281,15 +282,15 @@ fn bearer_value(name: &str, value: &HeaderValue) -> Result<SecretString, ApiErro
 }
 
 /// The caller's cluster token from `provider_header` (e.g.
-/// `Backstage-Kubernetes-Authorization-oidc-okta`) or the generic
-/// `Backstage-Kubernetes-Authorization`.
+/// `backstage-kubernetes-authorization-oidc-okta`) or the generic
+/// [`CLUSTER_TOKEN_HEADER`].
 pub fn caller_cluster_token(
     headers: &HeaderMap,
-    provider_header: &str,
+    provider_header: Option<&HeaderName>,
 ) -> Result<Option<SecretString>, ApiError> {
-    for name in [provider_header, "Backstage-Kubernetes-Authorization"] {
+    for name in provider_header.into_iter().chain([&CLUSTER_TOKEN_HEADER]) {
         if let Some(value) = headers.get(name) {
-            return bearer_value(name, value).map(Some);
+            return bearer_value(name.as_str(), value).map(Some);
         }
     }
     Ok(None)
@@ -391,19 +392,16 @@ mod tests {
                 "Bearer okta-token",
             ),
         ]);
-        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization-oidc-okta")
+        let okta = HeaderName::from_static("backstage-kubernetes-authorization-oidc-okta");
+        let token = caller_cluster_token(&incoming, Some(&okta))
             .unwrap()
             .unwrap();
         assert_eq!(token.expose_secret(), "okta-token");
-        let token = caller_cluster_token(&incoming, "Backstage-Kubernetes-Authorization")
-            .unwrap()
-            .unwrap();
+        let token = caller_cluster_token(&incoming, None).unwrap().unwrap();
         assert_eq!(token.expose_secret(), "generic");
-        assert!(
-            caller_cluster_token(&HeaderMap::new(), "Backstage-Kubernetes-Authorization")
-                .unwrap()
-                .is_none()
-        );
+        assert!(caller_cluster_token(&HeaderMap::new(), Some(&okta))
+            .unwrap()
+            .is_none());
     }
 
     #[test]

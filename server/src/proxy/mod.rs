@@ -44,7 +44,8 @@ pub use closing::Sessions;
 pub use kubeconfig::PublicAddress;
 
 /// The header naming the cluster in the header form.
-pub const CLUSTER_HEADER: &str = "backstage-kubernetes-cluster";
+pub const CLUSTER_HEADER: http::HeaderName =
+    http::HeaderName::from_static("backstage-kubernetes-cluster");
 const HEADER_FORM_PREFIX: &str = "/api/kubernetes/proxy";
 const PATH_FORM_PREFIX: &str = "/api/kubernetes/clusters/";
 

@@ -144,18 +144,28 @@ fn subscriber(
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let logs = tracing_subscriber::registry().with(formatted.with_filter(levels().and(logged())));
-    // Without an exporter no layer at all (an absent layer would still
-    // want every span).
     match provider {
+        // The exporter sees spans the log does not (the upstream call's):
+        // each layer has its own filter.
         Some(provider) => Box::new(
-            logs.with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer("kubeportal"))
-                    .with_filter(levels()),
-            ),
+            tracing_subscriber::registry()
+                .with(formatted.with_filter(levels().and(logged())))
+                .with(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(provider.tracer("kubeportal"))
+                        .with_filter(levels()),
+                ),
         ),
-        None => Box::new(logs),
+        // Without an exporter no layer at all (an absent layer would still
+        // want every span), and the filters are the whole subscriber's: a
+        // layer's own filter costs every span's entry, exit and field a
+        // check of which layers enabled it.
+        None => Box::new(
+            tracing_subscriber::registry()
+                .with(formatted)
+                .with(levels())
+                .with(logged()),
+        ),
     }
 }
 
@@ -266,7 +276,8 @@ impl Injector for HeaderInjector<'_> {
 /// Makes `span` a child of the trace a caller's `traceparent` names, if any.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
     // Without a caller trace the span is a root, as it already is.
-    if !headers.contains_key("traceparent") {
+    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    if !headers.contains_key(TRACEPARENT) {
         return;
     }
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {

@@ -39,6 +39,11 @@ use streams::{StreamError, StreamPool};
 
 type HttpsClient = Client<ClusterConnector, Body>;
 
+/// The header a caller sends a cluster token in for any cluster (Backstage's
+/// `Backstage-Kubernetes-Authorization`).
+pub const CLUSTER_TOKEN_HEADER: HeaderName =
+    HeaderName::from_static("backstage-kubernetes-authorization");
+
 /// How kubeportal connects to a cluster: TCP (read through a buffer), then
 /// TLS (or plain HTTP), the whole within the connect timeout.
 type ClusterConnector = Bounded<HttpsConnector<buffered::ReadBuffering<HttpConnector>>>;
@@ -163,8 +168,10 @@ pub struct Connector {
     plain_host: Option<HeaderValue>,
     /// The cluster URL's path (e.g. Rancher's `/k8s/clusters/c-1`), no trailing slash.
     base_path: String,
-    /// The header a caller sends their cluster token in.
+    /// The header a caller sends their cluster token in, as messages name it.
     client_token_header: String,
+    /// That header parsed, unless it is the generic one.
+    client_token_name: Option<HeaderName>,
     /// The connections kubeportal's own credential travels on (with its
     /// client certificate, when the cluster has one).
     portal: Clients,
@@ -281,9 +288,12 @@ impl Connector {
             .map_err(|_| ApiError::Input("the request target is not a valid path".into()))
     }
 
-    /// The header a caller sends their cluster token in, for this cluster.
-    pub fn client_token_header(&self) -> &str {
-        &self.client_token_header
+    /// The header a caller sends their cluster token in for this cluster
+    /// alone, if any (the generic one,
+    /// [`CLUSTER_TOKEN_HEADER`], is
+    /// read for every cluster).
+    pub fn client_token_header(&self) -> Option<&HeaderName> {
+        self.client_token_name.as_ref()
     }
 
     /// Attaches the cluster credential to an outgoing request's headers and
@@ -730,9 +740,15 @@ impl Upstreams {
             (AuthProvider::Client, _) => "Backstage-Kubernetes-Authorization-client".into(),
             _ => "Backstage-Kubernetes-Authorization".into(),
         };
+        // Looked up by name, parsed once: a provider whose name no header
+        // can have is never sent, as before.
+        let client_token_name = HeaderName::from_bytes(client_token_header.as_bytes())
+            .ok()
+            .filter(|name| *name != CLUSTER_TOKEN_HEADER);
         Ok(Connector {
             cluster: record.name.clone(),
             client_token_header,
+            client_token_name,
             uid: record.uid.clone(),
             version: record.version,
             auth_provider: record.auth_provider,
