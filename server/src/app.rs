@@ -11,6 +11,10 @@ use axum::Router;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
+    ServerErrorsFailureClass, SharedClassifier,
+};
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -237,7 +241,7 @@ pub fn router(state: AppState) -> Router {
         ServiceBuilder::new()
             .layer(
                 // Method and path only: query strings may carry tickets.
-                TraceLayer::new_for_http()
+                TraceLayer::new(SharedClassifier::new(Failures))
                     .make_span_with(move |request: &Request<_>| {
                         // The span kind is for the exporter alone: an empty
                         // field is not written into every request's log span.
@@ -269,6 +273,32 @@ pub fn router(state: AppState) -> Router {
     match cors {
         Some(cors) => app.layer(cors),
         None => app,
+    }
+}
+
+/// Which answers the request log calls failures: those in 5xx, kubeportal's
+/// own and a cluster's, but not a 501, which refuses the form of a request
+/// (its transfer coding) before anyone is authenticated: anyone could
+/// otherwise write warnings at will.
+#[derive(Debug, Clone, Copy)]
+struct Failures;
+
+impl ClassifyResponse for Failures {
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        response: &http::Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        if response.status() == http::StatusCode::NOT_IMPLEMENTED {
+            return ClassifiedResponse::Ready(Ok(()));
+        }
+        ServerErrorsAsFailures::new().classify_response(response)
+    }
+
+    fn classify_error<E: std::fmt::Display + 'static>(self, error: &E) -> Self::FailureClass {
+        ServerErrorsAsFailures::new().classify_error(error)
     }
 }
 
@@ -307,7 +337,14 @@ async fn front(
                     return refusal;
                 }
                 if let Some(refusal) = crate::proxy::transfer_coding_refusal(request.headers()) {
-                    return refusal.into_response();
+                    // As Go's server does: what follows on the connection
+                    // is not read as another request.
+                    let mut response = refusal.into_response();
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    return response;
                 }
                 next.run(request).await
             })
@@ -781,5 +818,28 @@ async fn signal() {
     tokio::select! {
         _ = interrupt => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classified(status: u16) -> Result<(), ServerErrorsFailureClass> {
+        let response = http::Response::builder().status(status).body(()).unwrap();
+        match Failures.classify_response(&response) {
+            ClassifiedResponse::Ready(result) => result,
+            ClassifiedResponse::RequiresEos(_) => unreachable!("no response waits for its end"),
+        }
+    }
+
+    #[test]
+    fn faults_are_failures_and_refused_forms_are_not() {
+        for status in [500, 502, 503, 504] {
+            assert!(classified(status).is_err(), "{status}");
+        }
+        for status in [200, 400, 403, 404, 501] {
+            assert!(classified(status).is_ok(), "{status}");
+        }
     }
 }

@@ -357,6 +357,15 @@ async fn forward(
         return Err(refuse_once_authenticated(&state, request, error).await);
     }
     let upgrade = websocket_over_http2 || headers::is_upgrade(request.headers());
+    // An HTTP/1.1 upgrade carries no body (client-go never sends one): bytes
+    // after its head would reach the cluster ahead of the session, where a
+    // server that takes the connection over may read them as the protocol's
+    // first frames, unseen by the session's recording. (Over HTTP/2 the
+    // stream's data is the session itself.)
+    if upgrade && !websocket_over_http2 && !http_body::Body::is_end_stream(request.body()) {
+        let error = ApiError::Input("an upgrade request carries no body".into());
+        return Err(refuse_once_authenticated(&state, request, error).await);
+    }
     let method = if websocket_over_http2 {
         http::Method::GET
     } else {
