@@ -1383,3 +1383,80 @@ async fn upgrades_with_a_body_never_reach_a_cluster() {
         }
     }
 }
+
+/// A GET's body of unknown length (sent chunked) reaches the cluster with
+/// it: HTTP/1.1 clients send no body for a GET whose length they do not know
+/// unless told to chunk it, and a pod's HTTP server behind `pods/x/proxy`
+/// (a search engine's GET with a query body) needs it.
+#[tokio::test]
+async fn a_chunked_get_body_reaches_the_cluster() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = received.clone();
+    tokio::spawn(async move {
+        // Registration reads the cluster too: each connection is answered,
+        // and the search's is kept.
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                let mut buffer = [0u8; 1024];
+                // The head, then whatever body follows within a moment.
+                while !bytes.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => bytes.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                while let Ok(Ok(read)) =
+                    tokio::time::timeout(Duration::from_millis(300), socket.read(&mut buffer)).await
+                {
+                    if read == 0 {
+                        break;
+                    }
+                    bytes.extend_from_slice(&buffer[..read]);
+                }
+                if bytes.windows(7).any(|window| window == b"_search") {
+                    *recorded.lock().unwrap() = bytes;
+                }
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            });
+        }
+    });
+    register(
+        &app,
+        json!({"name": "search", "url": url, "authProvider": "serviceAccount", "serviceAccountToken": "t"}),
+    )
+    .await;
+    let request = format!(
+        "GET /api/kubernetes/proxy/api/v1/namespaces/default/pods/es-0/proxy/_search HTTP/1.1\r\n\
+         Host: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nBackstage-Kubernetes-Cluster: search\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         10\r\n{{\"query\":\"shop\"}}\r\n0\r\n\r\n"
+    );
+    let (mut stream, head) = raw_head(&app, &request).await;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}{answer}");
+    let received = String::from_utf8_lossy(&received.lock().unwrap()).to_ascii_lowercase();
+    assert!(
+        received.starts_with("get /api/v1/namespaces/default/pods/es-0/proxy/_search "),
+        "{received}"
+    );
+    assert!(
+        received.contains("transfer-encoding: chunked\r\n"),
+        "{received}"
+    );
+    assert!(
+        received.contains("\r\n\r\n10\r\n{\"query\":\"shop\"}\r\n0\r\n\r\n"),
+        "{received}"
+    );
+}

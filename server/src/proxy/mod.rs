@@ -10,7 +10,6 @@
 mod closing;
 mod fleet;
 mod headers;
-pub use headers::transfer_coding_refusal;
 mod kubeconfig;
 mod reviews;
 pub mod tickets;
@@ -41,6 +40,7 @@ use crate::views;
 use http_body_util::BodyExt;
 
 pub use closing::Sessions;
+pub use headers::transfer_coding_refusal;
 pub use kubeconfig::PublicAddress;
 
 /// The header naming the cluster in the header form.

@@ -289,9 +289,7 @@ impl Connector {
     }
 
     /// The header a caller sends their cluster token in for this cluster
-    /// alone, if any (the generic one,
-    /// [`CLUSTER_TOKEN_HEADER`], is
-    /// read for every cluster).
+    /// alone, if any ([`CLUSTER_TOKEN_HEADER`] is read for every cluster).
     pub fn client_token_header(&self) -> Option<&HeaderName> {
         self.client_token_name.as_ref()
     }
@@ -539,11 +537,25 @@ impl Connector {
 /// both `HTTP_CONTENT_LENGTH`), so such a name would frame the request for
 /// them, or `Impersonate.User` act as `Impersonate-User`, past every check
 /// made on the names as kubeportal reads them.
+///
+/// A GET or HEAD whose body's length is unknown is marked chunked: hyper's
+/// HTTP/1.1 client would otherwise send it without its body (HTTP/2 drops
+/// the header and sends the body as it always does).
 fn settle_headers(request: &mut Request<Body>) {
+    use http_body::Body as _;
+    let unknown_length = matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+        && !request.body().is_end_stream()
+        && request.body().size_hint().exact().is_none();
     let headers = request.headers_mut();
     headers.remove(http::header::CONTENT_LENGTH);
     headers.remove(http::header::TRANSFER_ENCODING);
     headers.remove(http::header::EXPECT);
+    if unknown_length {
+        headers.insert(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     let plain = |name: &HeaderName| {
         name.as_str()
             .bytes()
