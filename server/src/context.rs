@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 /// What was noted about one request.
 #[derive(Debug, Default)]
 pub struct NoteData {
-    pub subject: Option<String>,
-    pub groups: Vec<String>,
+    pub subject: Option<Arc<str>>,
+    pub groups: Arc<[String]>,
     pub cluster: Option<String>,
     /// `allow` or `deny`; absent when no policy decision was made.
     pub decision: Option<&'static str>,
@@ -54,10 +54,10 @@ impl AuditNote {
         self.with(std::mem::take)
     }
 
-    pub fn set_identity(&self, subject: &str, groups: &[String]) {
+    pub fn set_identity(&self, subject: &Arc<str>, groups: &Arc<[String]>) {
         self.with(|note| {
-            note.subject = Some(subject.to_owned());
-            note.groups = groups.to_vec();
+            note.subject = Some(subject.clone());
+            note.groups = groups.clone();
         });
     }
 

@@ -434,8 +434,10 @@ where
         auditor.submit(AuditRecord {
             time: Utc::now(),
             kind: kind.to_owned(),
-            subject: data.subject.unwrap_or_else(|| "anonymous".into()),
-            groups: data.groups,
+            subject: data
+                .subject
+                .map_or_else(|| "anonymous".into(), |subject| subject.to_string()),
+            groups: data.groups.to_vec(),
             cluster: data.cluster,
             method: method.to_string(),
             path,

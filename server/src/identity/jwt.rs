@@ -314,10 +314,10 @@ impl JwtVerifier {
                         .ent
                         .into_iter()
                         .filter(|reference| !reference.eq_ignore_ascii_case(&claims.sub))
-                        .collect();
+                        .collect::<Vec<_>>();
                     return Ok(Caller {
-                        subject: claims.sub,
-                        groups,
+                        subject: claims.sub.into(),
+                        groups: groups.into(),
                         kind: CallerKind::Jwt,
                         note: None,
                     });

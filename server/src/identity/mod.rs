@@ -38,10 +38,13 @@ pub enum CallerKind {
 }
 
 /// The portal identity of a request: a subject ref and the group refs it owns.
+/// Both are shared, not copied, by every part of a request that keeps them
+/// (the request's extensions, its audit note) and by every request of a
+/// static token.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub subject: String,
-    pub groups: Vec<String>,
+    pub subject: Arc<str>,
+    pub groups: Arc<[String]>,
     pub kind: CallerKind,
     /// Where the policy and handlers note what the audit trail needs.
     pub note: Option<AuditNote>,
@@ -50,8 +53,8 @@ pub struct Caller {
 impl Caller {
     pub fn guest() -> Self {
         Self {
-            subject: GUEST_SUBJECT.to_owned(),
-            groups: Vec::new(),
+            subject: GUEST_SUBJECT.into(),
+            groups: Arc::default(),
             kind: CallerKind::Guest,
             note: None,
         }
@@ -59,8 +62,8 @@ impl Caller {
 
     pub fn user(subject: &str, groups: Vec<String>) -> Self {
         Self {
-            subject: subject.to_owned(),
-            groups,
+            subject: subject.into(),
+            groups: groups.into(),
             kind: CallerKind::Jwt,
             note: None,
         }
@@ -98,8 +101,8 @@ pub fn validate_entity_ref(reference: &str) -> Result<(), EntityRefError> {
 }
 
 struct StaticIdentity {
-    subject: String,
-    groups: Vec<String>,
+    subject: Arc<str>,
+    groups: Arc<[String]>,
 }
 
 /// Turns request credentials into a [`Caller`].
@@ -122,8 +125,8 @@ impl Authenticator {
                 (
                     digest(token.token.expose_secret()),
                     StaticIdentity {
-                        subject: token.subject.clone(),
-                        groups: token.groups.clone(),
+                        subject: token.subject.as_str().into(),
+                        groups: token.groups.as_slice().into(),
                     },
                 )
             })
@@ -261,8 +264,8 @@ mod tests {
             .authenticate(&bearer("a-static-token-of-some-length"))
             .await
             .unwrap();
-        assert_eq!(caller.subject, "user:default/script");
-        assert_eq!(caller.groups, vec!["group:default/admins"]);
+        assert_eq!(&*caller.subject, "user:default/script");
+        assert_eq!(*caller.groups, ["group:default/admins"]);
     }
 
     #[tokio::test]

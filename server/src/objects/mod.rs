@@ -199,7 +199,7 @@ fn query_key(
     auth: &Value,
     clusters: &[ClusterRecord],
 ) -> [u8; 32] {
-    let mut groups = caller.groups.clone();
+    let mut groups = caller.groups.to_vec();
     groups.sort();
     let clusters: Vec<(&str, i64)> = clusters
         .iter()

@@ -45,8 +45,8 @@ async fn explain(
     validate_entity_ref(&request.subject)
         .map_err(|message| ApiError::Input(format!("subject: {message}")))?;
     let subject = Caller {
-        subject: request.subject.clone(),
-        groups: request.groups.clone(),
+        subject: request.subject.as_str().into(),
+        groups: request.groups.as_slice().into(),
         kind: CallerKind::Jwt,
         note: None,
     };

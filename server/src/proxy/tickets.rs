@@ -111,8 +111,8 @@ impl Tickets {
         expires: DateTime<Utc>,
     ) -> String {
         let claims = Claims {
-            subject: caller.subject.clone(),
-            groups: caller.groups.clone(),
+            subject: caller.subject.to_string(),
+            groups: caller.groups.to_vec(),
             cluster: name_key(cluster),
             path: path.to_owned(),
             expires: expires.timestamp_millis(),
@@ -147,8 +147,8 @@ impl Tickets {
             }
         }
         (claims.cluster == name_key(cluster) && claims.path == path).then_some(Caller {
-            subject: claims.subject,
-            groups: claims.groups,
+            subject: claims.subject.into(),
+            groups: claims.groups.into(),
             kind: CallerKind::Ticket,
             note: None,
         })
@@ -288,8 +288,8 @@ mod tests {
         );
         let ticket = tickets.issue(&caller, "dev", EXEC);
         let redeemed = tickets.redeem(&ticket, "DEV", EXEC).await.unwrap();
-        assert_eq!(redeemed.subject, "user:default/alice");
-        assert_eq!(redeemed.groups, ["group:default/sre"]);
+        assert_eq!(&*redeemed.subject, "user:default/alice");
+        assert_eq!(*redeemed.groups, ["group:default/sre"]);
         assert!(
             tickets.redeem(&ticket, "dev", EXEC).await.is_none(),
             "spent"

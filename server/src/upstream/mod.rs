@@ -321,13 +321,13 @@ impl Connector {
                 }
                 let user = impersonation
                     .users
-                    .get(&caller.subject)
-                    .unwrap_or(&caller.subject);
+                    .get(&*caller.subject)
+                    .map_or(&*caller.subject, String::as_str);
                 headers.insert(
                     HeaderName::from_static("impersonate-user"),
                     impersonation_value(&self.cluster, user)?,
                 );
-                for group in &caller.groups {
+                for group in caller.groups.iter() {
                     let name = impersonation.groups.get(group).unwrap_or(group);
                     headers.append(
                         HeaderName::from_static("impersonate-group"),
