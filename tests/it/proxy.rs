@@ -57,6 +57,20 @@ async fn raw_head(app: &TestApp, request: &str) -> (tokio::net::TcpStream, Strin
     (stream, String::from_utf8(head).unwrap())
 }
 
+/// Reads what a raw-socket cluster receives until a whole request head has
+/// arrived (with whatever came after it); `None` if the connection ended first.
+async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !bytes.windows(4).any(|window| window == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => bytes.extend_from_slice(&buffer[..read]),
+        }
+    }
+    Some(bytes)
+}
+
 fn header<'a>(request: &'a kube_double::RecordedRequest, name: &str) -> Vec<&'a str> {
     request
         .headers
@@ -1222,13 +1236,8 @@ async fn protocols_switched_unasked_are_a_bad_gateway() {
         loop {
             let (mut socket, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => head.extend_from_slice(&buffer[..read]),
-                    }
+                if read_request_head(&mut socket).await.is_none() {
+                    return;
                 }
                 let _ = socket
                     .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\nwhatever follows")
@@ -1403,15 +1412,11 @@ async fn a_chunked_get_body_reaches_the_cluster() {
             let (mut socket, _) = listener.accept().await.unwrap();
             let recorded = recorded.clone();
             tokio::spawn(async move {
-                let mut bytes = Vec::new();
-                let mut buffer = [0u8; 1024];
                 // The head, then whatever body follows within a moment.
-                while !bytes.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => bytes.extend_from_slice(&buffer[..read]),
-                    }
-                }
+                let Some(mut bytes) = read_request_head(&mut socket).await else {
+                    return;
+                };
+                let mut buffer = [0u8; 1024];
                 while let Ok(Ok(read)) =
                     tokio::time::timeout(Duration::from_millis(300), socket.read(&mut buffer)).await
                 {
