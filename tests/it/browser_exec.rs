@@ -203,12 +203,11 @@ async fn a_denied_ticket_carries_the_rule_description_for_who_may_see_the_cluste
     );
 }
 
-/// An HTTP/2 connection over TLS that trusts kubeportal's test CA, as a
-/// browser holds one to a portal served over HTTPS.
-async fn http2_connection(
+/// A TLS connection offering only HTTP/2 to kubeportal, trusting its test CA.
+async fn tls_stream(
     app: &TestApp,
     ca_file: &std::path::Path,
-) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca_file).unwrap();
     for certificate in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
@@ -223,13 +222,22 @@ async fn http2_connection(
     .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
         .connect(
             rustls_pki_types::ServerName::try_from("localhost").unwrap(),
             tcp,
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// An HTTP/2 connection over TLS that trusts kubeportal's test CA, as a
+/// browser holds one to a portal served over HTTPS.
+async fn http2_connection(
+    app: &TestApp,
+    ca_file: &std::path::Path,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let stream = tls_stream(app, ca_file).await;
     let (sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),
@@ -360,5 +368,67 @@ async fn websocket_over_http2_is_bridged_like_an_upgrade() {
     assert!(
         double.requests().is_empty(),
         "a plain CONNECT reaches no cluster"
+    );
+}
+
+/// An extended CONNECT's stream is the WebSocket itself: a head that gives
+/// it a length (`content-length`) is no WebSocket handshake. hyper's server
+/// refuses it before kubeportal sees it: it resets the stream and closes
+/// the connection. The caller learns so at once (no answer it waits on),
+/// and no cluster sees the handshake or its bytes. (hyper's client will not
+/// send such a request, so this speaks HTTP/2 through `h2`.)
+#[tokio::test]
+async fn websocket_over_http2_with_a_length_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let yaml = format!(
+        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"user:default/dev\"], decision: allow }}\n"
+    );
+    let mut config = kubeportal_tests::config_for(&db, ConfigSource::Yaml(&yaml));
+    let tls = kubeportal_tests::server_tls_files(dir.path());
+    let ca_file = tls.ca_file.clone().unwrap();
+    config.server.tls = Some(tls);
+    let app = kubeportal_tests::spawn_with_config(config).await;
+    let double = start_double().await;
+    register(&app, json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount", "caData": double.ca_pem(), "serviceAccountToken": "double-token"})).await;
+    double.clear_requests();
+
+    let stream = tls_stream(&app, &ca_file).await;
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // The server's SETTINGS (which allow the extended CONNECT) come in
+    // once the connection task has read them.
+    for _ in 0..100 {
+        if client.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(client.is_extended_connect_protocol_enabled());
+    let port = app.addr.port();
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("https://localhost:{port}/api/kubernetes/clusters/dev/proxy{EXEC}?command=id&stdin=true&stdout=true"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", "v5.channel.k8s.io")
+        .header("content-length", "5")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (response, mut body) = client.send_request(request, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(b"\x00id\n\n"), false)
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("the caller is not left waiting");
+    assert!(answer.is_err(), "refused, not answered: {answer:?}");
+    assert!(
+        double.requests().is_empty(),
+        "no cluster saw the handshake: {:?}",
+        double.requests()
     );
 }
