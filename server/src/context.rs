@@ -94,9 +94,10 @@ impl AuditNote {
         self.with(|note| note.cluster.clone())
     }
 
-    /// The Kubernetes verb of a proxied request, as the policy judged it.
-    pub fn verb(&self) -> Option<String> {
-        self.with(|note| note.verb.clone())
+    /// What `read` makes of the Kubernetes verb of a proxied request, as the
+    /// policy judged it (read in place, not copied).
+    pub fn verb_with<R>(&self, read: impl FnOnce(Option<&str>) -> R) -> R {
+        self.with(|note| read(note.verb.as_deref()))
     }
 
     /// The cluster, only when the policy allowed the request.

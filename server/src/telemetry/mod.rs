@@ -24,9 +24,9 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct RequestLabels {
-    pub route: String,
+    pub route: RouteTemplate,
     pub cluster: String,
-    pub method: String,
+    pub method: &'static str,
     /// For proxied requests, the Kubernetes verb the policy judged; else empty.
     pub verb: &'static str,
     pub status: u16,
@@ -34,8 +34,37 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: RouteTemplate,
     pub cluster: String,
+}
+
+/// The route template a request matched, shared with the router (a label
+/// costs no copy of it), or `unmatched`.
+#[derive(Clone, Debug)]
+pub struct RouteTemplate(Option<MatchedPath>);
+
+impl RouteTemplate {
+    pub fn new(matched: Option<MatchedPath>) -> Self {
+        Self(matched)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for RouteTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteTemplate {}
+
+impl std::hash::Hash for RouteTemplate {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -95,9 +124,9 @@ impl EncodeLabelSet for RequestLabels {
         let status = self.status.to_string();
         encode_escaped(
             &[
-                ("route", &self.route),
+                ("route", self.route.as_str()),
                 ("cluster", &self.cluster),
-                ("method", &self.method),
+                ("method", self.method),
                 ("verb", self.verb),
                 ("status", &status),
             ],
@@ -109,7 +138,7 @@ impl EncodeLabelSet for RequestLabels {
 impl EncodeLabelSet for RouteLabels {
     fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
         encode_escaped(
-            &[("route", &self.route), ("cluster", &self.cluster)],
+            &[("route", self.route.as_str()), ("cluster", &self.cluster)],
             encoder,
         )
     }
@@ -322,23 +351,19 @@ where
 {
     let started = Instant::now();
     let method = method_label(request.method());
-    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = RouteTemplate::new(request.extensions().get::<MatchedPath>().cloned());
     let note = request
         .extensions()
         .get::<crate::context::AuditNote>()
         .cloned();
     let response = inner(request).await;
     let elapsed = started.elapsed();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let verb = verb_label(note.as_ref().and_then(|note| note.verb()).as_deref());
+    let verb = note.as_ref().map_or("", |note| note.verb_with(verb_label));
     let cluster = match note.and_then(|note| note.allowed_cluster()) {
         Some(name) if (tracking.registered)(name.clone()).await => name,
         _ => String::new(),
     };
-    let labels = RouteLabels {
-        route: route.to_owned(),
-        cluster,
-    };
+    let labels = RouteLabels { route, cluster };
     let metrics = &tracking.metrics;
     metrics
         .latency
@@ -349,7 +374,7 @@ where
         .get_or_create(&RequestLabels {
             route: labels.route,
             cluster: labels.cluster,
-            method: method.to_owned(),
+            method,
             verb,
             status: response.status().as_u16(),
         })
@@ -401,9 +426,9 @@ mod tests {
         metrics
             .requests
             .get_or_create(&RequestLabels {
-                route: "/r".into(),
+                route: RouteTemplate::new(None),
                 cluster: "a\"} 1\nkubeportal_forged_total 9\n\\".into(),
-                method: "GET".into(),
+                method: "GET",
                 verb: "",
                 status: 200,
             })
