@@ -203,6 +203,33 @@ async fn a_denied_ticket_carries_the_rule_description_for_who_may_see_the_cluste
     );
 }
 
+/// kubeportal served over HTTPS (so that a client may speak HTTP/2 to it),
+/// with a static token that may do everything, and the CA that signed it.
+struct HttpsPortal {
+    app: TestApp,
+    ca_file: std::path::PathBuf,
+    _db: TestDb,
+    _tls: tempfile::TempDir,
+}
+
+async fn https_portal() -> HttpsPortal {
+    let tls_dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
+    let yaml = format!(
+        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"user:default/dev\"], decision: allow }}\n"
+    );
+    let mut config = kubeportal_tests::config_for(&db, ConfigSource::Yaml(&yaml));
+    let tls = kubeportal_tests::server_tls_files(tls_dir.path());
+    let ca_file = tls.ca_file.clone().unwrap();
+    config.server.tls = Some(tls);
+    HttpsPortal {
+        app: kubeportal_tests::spawn_with_config(config).await,
+        ca_file,
+        _db: db,
+        _tls: tls_dir,
+    }
+}
+
 /// A TLS connection offering only HTTP/2 to kubeportal, trusting its test CA.
 async fn tls_stream(
     app: &TestApp,
@@ -254,16 +281,8 @@ async fn http2_connection(
 /// plain CONNECT is 405.
 #[tokio::test]
 async fn websocket_over_http2_is_bridged_like_an_upgrade() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::sqlite();
-    let yaml = format!(
-        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"user:default/dev\"], decision: allow }}\n"
-    );
-    let mut config = kubeportal_tests::config_for(&db, ConfigSource::Yaml(&yaml));
-    let tls = kubeportal_tests::server_tls_files(dir.path());
-    let ca_file = tls.ca_file.clone().unwrap();
-    config.server.tls = Some(tls);
-    let app = kubeportal_tests::spawn_with_config(config).await;
+    let portal = https_portal().await;
+    let (app, ca_file) = (&portal.app, portal.ca_file.as_path());
     let double = start_double().await;
     double.put_object(
         "v1",
@@ -271,7 +290,7 @@ async fn websocket_over_http2_is_bridged_like_an_upgrade() {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-0", "namespace": "default"},
                "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}}),
     );
-    register(&app, json!({"name": "dev", "url": double.url(), "authProvider": "client", "caData": double.ca_pem()})).await;
+    register(app, json!({"name": "dev", "url": double.url(), "authProvider": "client", "caData": double.ca_pem()})).await;
     let issued: Value = app
         .client
         .post(app.url("/api/kubernetes/clusters/dev/tickets"))
@@ -285,7 +304,7 @@ async fn websocket_over_http2_is_bridged_like_an_upgrade() {
         .unwrap();
     let ticket = issued["ticket"].as_str().unwrap();
 
-    let mut sender = http2_connection(&app, &ca_file).await;
+    let mut sender = http2_connection(app, ca_file).await;
     let port = app.addr.port();
     let protocol = format!(
         "base64url.bearer.authorization.k8s.io.{}, v5.channel.k8s.io",
@@ -379,21 +398,13 @@ async fn websocket_over_http2_is_bridged_like_an_upgrade() {
 /// send such a request, so this speaks HTTP/2 through `h2`.)
 #[tokio::test]
 async fn websocket_over_http2_with_a_length_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::sqlite();
-    let yaml = format!(
-        "auth:\n  guest: false\n  staticTokens:\n    - {{ token: {TOKEN}, subject: \"user:default/dev\" }}\npermissions:\n  rules:\n    - {{ permission: \"*\", subjects: [\"user:default/dev\"], decision: allow }}\n"
-    );
-    let mut config = kubeportal_tests::config_for(&db, ConfigSource::Yaml(&yaml));
-    let tls = kubeportal_tests::server_tls_files(dir.path());
-    let ca_file = tls.ca_file.clone().unwrap();
-    config.server.tls = Some(tls);
-    let app = kubeportal_tests::spawn_with_config(config).await;
+    let portal = https_portal().await;
+    let (app, ca_file) = (&portal.app, portal.ca_file.as_path());
     let double = start_double().await;
-    register(&app, json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount", "caData": double.ca_pem(), "serviceAccountToken": "double-token"})).await;
+    register(app, json!({"name": "dev", "url": double.url(), "authProvider": "serviceAccount", "caData": double.ca_pem(), "serviceAccountToken": "double-token"})).await;
     double.clear_requests();
 
-    let stream = tls_stream(&app, &ca_file).await;
+    let stream = tls_stream(app, ca_file).await;
     let (client, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
