@@ -490,7 +490,7 @@ async fn followed_logs_and_watches_stream_as_the_cluster_writes() {
             .unwrap_or_else(|| panic!("no request with {needle}"))
     };
     let (watch, follow, ordinary) = (find("watch=true"), find("follow=true"), find("/namespaces"));
-    for request in [watch, follow, ordinary] {
+    for request in [watch, follow] {
         assert_eq!(
             request.version,
             reqwest::Version::HTTP_2,
@@ -499,10 +499,77 @@ async fn followed_logs_and_watches_stream_as_the_cluster_writes() {
         );
     }
     assert_eq!(watch.peer, follow.peer, "streams share their connection");
+    assert_eq!(ordinary.version, reqwest::Version::HTTP_11);
     assert_ne!(
         watch.peer, ordinary.peer,
         "ordinary requests use another connection"
     );
+}
+
+/// Ordinary requests without a body go to a TLS cluster on HTTP/1.1
+/// keep-alive connections, one request at a time, each connection used
+/// again; a request with a body goes on the shared HTTP/2 connection.
+#[tokio::test]
+async fn reads_to_a_tls_cluster_reuse_http1_connections_and_writes_share_http2() {
+    let db = TestDb::sqlite();
+    let app = app_with_policy(&db).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    for _ in 0..3 {
+        let response = proxied(
+            &app,
+            Method::GET,
+            "dev",
+            "/api/v1/namespaces/default/configmaps",
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.bytes().await.unwrap();
+    }
+    let created = proxied(
+        &app,
+        Method::POST,
+        "dev",
+        "/api/v1/namespaces/default/configmaps",
+    )
+    .json(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "written"}}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let recorded = double.requests();
+    let reads: Vec<_> = recorded
+        .iter()
+        .filter(|request| request.method == "GET" && request.path.ends_with("/configmaps"))
+        .collect();
+    assert_eq!(reads.len(), 3);
+    for read in &reads {
+        assert_eq!(read.version, reqwest::Version::HTTP_11);
+        assert_eq!(
+            read.peer, reads[0].peer,
+            "one connection carries every read"
+        );
+        let host: Vec<_> = read
+            .headers
+            .iter()
+            .filter(|(name, _)| name == "host")
+            .collect();
+        assert_eq!(
+            host,
+            [&(
+                "host".to_owned(),
+                double.url().trim_start_matches("https://").to_owned()
+            )]
+        );
+    }
+    let write = recorded
+        .iter()
+        .find(|request| request.method == "POST")
+        .expect("the write reached the cluster");
+    assert_eq!(write.version, reqwest::Version::HTTP_2);
+    assert_ne!(write.peer, reads[0].peer);
 }
 
 fn stream_app_config(db: &TestDb, per_connection: usize) -> kubeportal::config::Config {

@@ -1,5 +1,5 @@
-//! HTTP/1.1 connections to a plain-HTTP cluster, each driven by the task of
-//! the request it carries.
+//! HTTP/1.1 connections to a cluster (over TLS, or plain HTTP), each driven
+//! by the task of the request it carries.
 //!
 //! A pooled hyper client runs every connection as a task of its own: a
 //! request is handed to that task through a channel, and its response and
@@ -26,6 +26,10 @@
 //! there. A request that a reused connection could not take (the cluster
 //! closed it as the request was written) is sent again on another, as
 //! hyper's pooled client does.
+//!
+//! A pool opens at most [`MAX_OPEN`] connections, in use or idle: a
+//! request that finds none idle and no room for another is handed back,
+//! for the cluster's shared connection to carry.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -37,9 +41,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use bytes::Bytes;
 use futures::task::AtomicWaker;
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use super::ClusterConnector;
@@ -48,6 +53,8 @@ use super::ClusterConnector;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per pool; more are closed as they come back.
 const MAX_IDLE: usize = 256;
+/// Connections a pool may have open at once, in use or idle.
+const MAX_OPEN: usize = 256;
 /// How often a pool's idle connections are looked at, to close those the
 /// cluster closed and those idle too long.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -63,6 +70,8 @@ struct Connection {
     /// on another connection.
     driver: Option<Pin<Box<http1::Connection<Io, Body>>>>,
     waker: LocalWaker,
+    /// Its place among the pool's open connections, given up when it closes.
+    _room: OwnedSemaphorePermit,
 }
 
 /// Polls the socket's state machine: ready once the connection is over
@@ -100,6 +109,7 @@ impl Connection {
             sender,
             driver,
             waker,
+            ..
         } = self;
         poll_fn(|context| {
             waker.poll(context, |context| {
@@ -293,7 +303,12 @@ pub(super) struct DrivenPool {
     connector: ClusterConnector,
     /// Where connections go: the cluster's scheme and authority.
     origin: Uri,
+    /// Every request's `Host`: the cluster's authority, as the HTTP/1.1
+    /// client writes it.
+    host: HeaderValue,
     idle: Arc<IdleConnections>,
+    /// Room for the connections not yet open.
+    room: Arc<Semaphore>,
 }
 
 /// Why a request could not be sent; never holds a credential.
@@ -303,22 +318,35 @@ pub(super) enum SendError {
     Connect(String),
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// Every connection the pool may open is in use: the request, as it was.
+    #[error("every connection the pool may open is in use")]
+    Full(Box<Request<Body>>),
+}
+
+/// The connection a request goes on next.
+enum Next {
+    Reuse(Connection),
+    Open(OwnedSemaphorePermit),
 }
 
 impl DrivenPool {
-    pub(super) fn new(connector: ClusterConnector, origin: Uri) -> Self {
-        Self::with_idle_timeout(connector, origin, IDLE_TIMEOUT, SWEEP_EVERY)
+    pub(super) fn new(connector: ClusterConnector, origin: Uri, host: HeaderValue) -> Self {
+        Self::with_limits(connector, origin, host, IDLE_TIMEOUT, SWEEP_EVERY, MAX_OPEN)
     }
 
-    fn with_idle_timeout(
+    fn with_limits(
         connector: ClusterConnector,
         origin: Uri,
+        host: HeaderValue,
         timeout: Duration,
         sweep_every: Duration,
+        max_open: usize,
     ) -> Self {
         Self {
             connector,
             origin,
+            host,
+            room: Arc::new(Semaphore::new(max_open)),
             idle: Arc::new(IdleConnections {
                 stack: Mutex::new(Stack {
                     idle: Vec::new(),
@@ -330,17 +358,31 @@ impl DrivenPool {
         }
     }
 
-    /// Sends a request whose URI is in origin form (`/path?query`) and
-    /// which carries its `Host` header, and returns the response with the
-    /// connection that reads its body.
+    /// Sends a request (its URI in absolute form; it goes in origin form
+    /// with the cluster's `Host`) and returns the response with the
+    /// connection that reads its body; hands the request back, as it was,
+    /// when no connection is idle and the pool has no room for another.
     pub(super) async fn send(
         &self,
         mut request: Request<Body>,
     ) -> Result<Response<DrivenBody>, SendError> {
+        let mut next = match self.checkout().await {
+            Some(connection) => Next::Reuse(connection),
+            None => match self.room.clone().try_acquire_owned() {
+                Ok(room) => Next::Open(room),
+                Err(_) => return Err(SendError::Full(Box::new(request))),
+            },
+        };
+        if let Some(origin_form) = request.uri().path_and_query().cloned() {
+            *request.uri_mut() = Uri::from(origin_form);
+        }
+        request
+            .headers_mut()
+            .insert(http::header::HOST, self.host.clone());
         loop {
-            let (mut connection, reused) = match self.checkout().await {
-                Some(connection) => (connection, true),
-                None => (self.connect().await?, false),
+            let (mut connection, reused) = match next {
+                Next::Reuse(connection) => (connection, true),
+                Next::Open(room) => (self.connect(room).await?, false),
             };
             let Connection { sender, waker, .. } = &mut connection;
             let sending = waker.quietly(|| sender.try_send_request(request));
@@ -371,6 +413,15 @@ impl DrivenPool {
                     _ => return Err(error.into_error().into()),
                 },
             }
+            // Closed, it makes room for the next.
+            drop(connection);
+            next = match self.checkout().await {
+                Some(connection) => Next::Reuse(connection),
+                None => match self.room.clone().acquire_owned().await {
+                    Ok(room) => Next::Open(room),
+                    Err(_) => return Err(SendError::Connect("the pool is closed".into())),
+                },
+            };
         }
     }
 
@@ -385,7 +436,7 @@ impl DrivenPool {
         }
     }
 
-    async fn connect(&self) -> Result<Connection, SendError> {
+    async fn connect(&self, room: OwnedSemaphorePermit) -> Result<Connection, SendError> {
         let io = self
             .connector
             .clone()
@@ -397,6 +448,7 @@ impl DrivenPool {
             sender,
             driver: Some(Box::pin(driver)),
             waker: LocalWaker::new(),
+            _room: room,
         };
         match connection.ready().await {
             Ok(()) => Ok(connection),
@@ -581,16 +633,17 @@ mod tests {
         super::super::cluster_connector(tls, false, Duration::from_secs(5))
     }
 
+    fn host(cluster: &Cluster) -> HeaderValue {
+        HeaderValue::from_str(cluster.origin.authority().unwrap().as_str()).unwrap()
+    }
+
     fn pool(cluster: &Cluster) -> DrivenPool {
-        DrivenPool::new(connector(), cluster.origin.clone())
+        DrivenPool::new(connector(), cluster.origin.clone(), host(cluster))
     }
 
     fn get(cluster: &Cluster, path: &str) -> Request<Body> {
-        Request::get(path)
-            .header(
-                http::header::HOST,
-                cluster.origin.authority().unwrap().as_str(),
-            )
+        let authority = cluster.origin.authority().unwrap();
+        Request::get(format!("http://{authority}{path}"))
             .body(Body::empty())
             .unwrap()
     }
@@ -692,7 +745,14 @@ mod tests {
 
     fn sweeping_pool(cluster: &Cluster, timeout: Duration) -> DrivenPool {
         let every = Duration::from_millis(50);
-        DrivenPool::with_idle_timeout(connector(), cluster.origin.clone(), timeout, every)
+        DrivenPool::with_limits(
+            connector(),
+            cluster.origin.clone(),
+            host(cluster),
+            timeout,
+            every,
+            MAX_OPEN,
+        )
     }
 
     #[tokio::test]
@@ -745,6 +805,39 @@ mod tests {
         }
         assert_eq!(cluster.accepted.load(Ordering::SeqCst), 4);
         assert_eq!(pool.idle(), 1);
+    }
+
+    /// A full pool hands a request back untouched; a connection given back
+    /// or closed makes room again.
+    #[tokio::test]
+    async fn a_full_pool_hands_requests_back_until_a_connection_is_free() {
+        let cluster = cluster().await;
+        let pool = DrivenPool::with_limits(
+            connector(),
+            cluster.origin.clone(),
+            host(&cluster),
+            IDLE_TIMEOUT,
+            SWEEP_EVERY,
+            1,
+        );
+        let first = pool.send(get(&cluster, "/small")).await.unwrap();
+        match pool.send(get(&cluster, "/chunked")).await {
+            Err(SendError::Full(request)) => {
+                assert_eq!(*request.uri(), *get(&cluster, "/chunked").uri());
+                assert!(request.headers().is_empty());
+            }
+            Err(error) => panic!("not handed back: {error}"),
+            Ok(response) => panic!("sent while full: {}", response.status()),
+        }
+        first.into_body().collect().await.unwrap();
+        assert_eq!(
+            read(&pool, &cluster, "/chunked").await,
+            (200, "hello".into())
+        );
+        drop(pool.send(get(&cluster, "/big")).await.unwrap());
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(read(&pool, &cluster, "/small").await, (200, "hello".into()));
+        assert_eq!(cluster.accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -163,9 +163,6 @@ pub struct Connector {
     auth_provider: AuthProvider,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
-    /// For an `http://` cluster (always HTTP/1.1), its `Host` header, made
-    /// once rather than by the client for every request.
-    plain_host: Option<HeaderValue>,
     /// The cluster URL's path (e.g. Rancher's `/k8s/clusters/c-1`), no trailing slash.
     base_path: String,
     /// The header a caller sends their cluster token in, as messages name it.
@@ -189,9 +186,9 @@ struct Clients {
     shared: HttpsClient,
     upgrade: HttpsClient,
     streams: Arc<StreamPool>,
-    /// For an `http://` cluster: connections driven by the requests they
-    /// carry, for the ordinary requests without a body.
-    driven: Option<DrivenPool>,
+    /// HTTP/1.1 connections driven by the requests they carry, for the
+    /// ordinary requests without a body.
+    driven: DrivenPool,
 }
 
 /// A cluster's response body, read from the connection that carried it.
@@ -258,8 +255,9 @@ pub struct ClusterToken(pub SecretString);
 /// How a request travels to its cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// Ordinary requests: pooled connections, one multiplexed HTTP/2
-    /// connection where the cluster speaks it.
+    /// Ordinary requests: without a body, HTTP/1.1 keep-alive connections
+    /// driven by the request's own task; with one, pooled connections, one
+    /// multiplexed HTTP/2 connection where the cluster speaks it.
     Shared,
     /// Streams that stay open (watches, followed logs): HTTP/2 connections of
     /// their own, many streams each, so they never crowd ordinary requests.
@@ -446,13 +444,6 @@ impl Connector {
         credential: Credential,
         header_timeout: Duration,
     ) -> Result<(Response<UpstreamBody>, Option<StreamLease>), UpstreamError> {
-        if let Some(host) = &self.plain_host {
-            if let http::header::Entry::Vacant(entry) =
-                request.headers_mut().entry(http::header::HOST)
-            {
-                entry.insert(host.clone());
-            }
-        }
         settle_headers(&mut request);
         let clients = match credential {
             Credential::Portal => &self.portal,
@@ -473,25 +464,26 @@ impl Connector {
         };
         let sent = async {
             let client = match route {
-                Route::Shared => match &clients.driven {
-                    // A request with a body is sent by the pooled client:
-                    // a connection could not be given back before its
-                    // body is written, which only its own task would do.
-                    Some(driven) if hyper::body::Body::is_end_stream(request.body()) => {
-                        let origin_form = request.uri().path_and_query().cloned();
-                        if let Some(origin_form) = origin_form {
-                            *request.uri_mut() = Uri::from(origin_form);
-                        }
-                        return match driven.send(request).await {
-                            Ok(response) => Ok((
+                // A request with a body is sent by the pooled client: a
+                // connection could not be given back before its body is
+                // written, which only its own task would do.
+                // So is one that finds every driven connection in use.
+                Route::Shared if hyper::body::Body::is_end_stream(request.body()) => {
+                    match clients.driven.send(request).await {
+                        Ok(response) => {
+                            return Ok((
                                 response.map(|body| UpstreamBody(BodyKind::Driven(body))),
                                 None,
-                            )),
-                            Err(error) => Err(unreachable(describe(&error))),
-                        };
+                            ))
+                        }
+                        Err(driven::SendError::Full(returned)) => {
+                            request = *returned;
+                            &clients.shared
+                        }
+                        Err(error) => return Err(unreachable(describe(&error))),
                     }
-                    _ => &clients.shared,
-                },
+                }
+                Route::Shared => &clients.shared,
                 Route::Upgrade => &clients.upgrade,
                 Route::Stream => match Box::pin(clients.streams.send(request)).await {
                     Ok((response, lease)) => {
@@ -714,27 +706,30 @@ impl Upstreams {
             .path_and_query("/")
             .build()
             .map_err(|_| misconfigured("url is not a valid URI".into()))?;
+        // As the HTTP/1.1 client would write it: the port only when it is
+        // not the scheme's own.
+        let default_port = if scheme == http::uri::Scheme::HTTP {
+            80
+        } else {
+            443
+        };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let host = HeaderValue::from_str(&host)
+            .map_err(|_| misconfigured("url's host is not a valid header value".into()))?;
         let without_certificate = match (&record.client_cert_data, &client_key) {
             (Some(_), Some(_)) => Some(
                 self.clients(
                     tls::client_config(record, None)
                         .map_err(|error| misconfigured(error.to_string()))?,
                     &origin,
+                    &host,
                 ),
             ),
             _ => None,
         };
-        // As the HTTP/1.1 client would write it: the port only when not 80.
-        let plain_host = (scheme == http::uri::Scheme::HTTP).then(|| {
-            let host = match authority.port_u16() {
-                Some(port) if port != 80 => format!("{}:{port}", authority.host()),
-                _ => authority.host().to_owned(),
-            };
-            HeaderValue::from_str(&host)
-        });
-        let plain_host = plain_host
-            .transpose()
-            .map_err(|_| misconfigured("url's host is not a valid header value".into()))?;
         let base_path = parts
             .path_and_query
             .map(|path| path.path().trim_end_matches('/').to_owned())
@@ -766,9 +761,8 @@ impl Upstreams {
             auth_provider: record.auth_provider,
             scheme,
             authority,
-            plain_host,
             base_path,
-            portal: self.clients(tls, &origin),
+            portal: self.clients(tls, &origin, &host),
             without_certificate,
             credential,
             response_header_timeout: self.timeouts.response_header(),
@@ -779,14 +773,11 @@ impl Upstreams {
         cluster_connector(tls, http2, self.timeouts.connect())
     }
 
-    /// The pooled clients for one TLS configuration: shared (HTTP/2 where
-    /// offered), upgrades (HTTP/1.1) and long-lived streams; for a plain
-    /// `http://` cluster (HTTP/1.1 only), driven connections too.
-    fn clients(&self, tls: rustls::ClientConfig, origin: &Uri) -> Clients {
-        let driven = (origin.scheme() == Some(&http::uri::Scheme::HTTP))
-            .then(|| DrivenPool::new(self.https(tls.clone(), false), origin.clone()));
+    /// The connections of one TLS configuration: driven (HTTP/1.1), shared
+    /// (HTTP/2 where offered), upgrades (HTTP/1.1) and long-lived streams.
+    fn clients(&self, tls: rustls::ClientConfig, origin: &Uri, host: &HeaderValue) -> Clients {
         Clients {
-            driven,
+            driven: DrivenPool::new(self.https(tls.clone(), false), origin.clone(), host.clone()),
             shared: self.client(self.https(tls.clone(), true)),
             upgrade: self.client(self.https(tls.clone(), false)),
             streams: Arc::new(StreamPool::new(
