@@ -547,6 +547,7 @@ async fn reads_to_a_tls_cluster_reuse_http1_connections_and_writes_share_http2()
     assert_eq!(reads.len(), 3);
     for read in &reads {
         assert_eq!(read.version, reqwest::Version::HTTP_11);
+        assert_eq!(read.alpn.as_deref(), Some("http/1.1"));
         assert_eq!(
             read.peer, reads[0].peer,
             "one connection carries every read"
@@ -569,6 +570,7 @@ async fn reads_to_a_tls_cluster_reuse_http1_connections_and_writes_share_http2()
         .find(|request| request.method == "POST")
         .expect("the write reached the cluster");
     assert_eq!(write.version, reqwest::Version::HTTP_2);
+    assert_eq!(write.alpn.as_deref(), Some("h2"));
     assert_ne!(write.peer, reads[0].peer);
 }
 

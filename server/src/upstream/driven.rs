@@ -376,7 +376,7 @@ impl DrivenPool {
         if let Some(origin_form) = request.uri().path_and_query().cloned() {
             *request.uri_mut() = Uri::from(origin_form);
         }
-        request
+        let original_host = request
             .headers_mut()
             .insert(http::header::HOST, self.host.clone());
         loop {
@@ -413,16 +413,33 @@ impl DrivenPool {
                     _ => return Err(error.into_error().into()),
                 },
             }
-            // Closed, it makes room for the next.
+            // Closed, it makes room for the next, unless another request
+            // took the room first.
             drop(connection);
             next = match self.checkout().await {
                 Some(connection) => Next::Reuse(connection),
-                None => match self.room.clone().acquire_owned().await {
+                None => match self.room.clone().try_acquire_owned() {
                     Ok(room) => Next::Open(room),
-                    Err(_) => return Err(SendError::Connect("the pool is closed".into())),
+                    Err(_) => return Err(self.hand_back(request, original_host)),
                 },
             };
         }
+    }
+
+    /// [`SendError::Full`] with the request as it came: in absolute form,
+    /// with the `Host` it had.
+    fn hand_back(&self, mut request: Request<Body>, host: Option<HeaderValue>) -> SendError {
+        let mut parts = request.uri().clone().into_parts();
+        parts.scheme = self.origin.scheme().cloned();
+        parts.authority = self.origin.authority().cloned();
+        if let Ok(absolute) = Uri::from_parts(parts) {
+            *request.uri_mut() = absolute;
+        }
+        match host {
+            Some(host) => request.headers_mut().insert(http::header::HOST, host),
+            None => request.headers_mut().remove(http::header::HOST),
+        };
+        SendError::Full(Box::new(request))
     }
 
     /// The most recently used idle connection that is still open and ready

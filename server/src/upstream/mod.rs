@@ -608,15 +608,20 @@ fn cluster_connector(
     http.set_connect_timeout(Some(connect));
     http.set_nodelay(true);
     http.set_keepalive(Some(Duration::from_secs(30)));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1();
     let http = buffered::ReadBuffering(http);
     let inner = if http2 {
-        builder.enable_http2().wrap_connector(http)
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http)
     } else {
-        builder.wrap_connector(http)
+        // HTTP/1.1 alone, said so by ALPN (the builder would offer
+        // nothing): a server that picks by ALPN never answers in HTTP/2.
+        let mut tls = tls;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        HttpsConnector::from((http, tls))
     };
     Bounded {
         inner,

@@ -54,6 +54,9 @@ pub struct RecordedRequest {
     pub version: Version,
     /// The caller's address and port, which tells connections apart.
     pub peer: Option<std::net::SocketAddr>,
+    /// The protocol the connection's TLS handshake agreed on by ALPN
+    /// (`h2`, `http/1.1`), if any.
+    pub alpn: Option<String>,
     /// Every header in arrival order, names lowercased, repeated headers kept
     /// (values that are not UTF-8 are converted lossily).
     pub headers: Vec<(String, String)>,
@@ -71,6 +74,10 @@ impl RecordedRequest {
                 .extensions()
                 .get::<ConnectionInfo>()
                 .map(|connection| connection.peer),
+            alpn: request
+                .extensions()
+                .get::<ConnectionInfo>()
+                .and_then(|connection| connection.alpn.clone()),
             headers: request
                 .headers()
                 .iter()

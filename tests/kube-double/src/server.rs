@@ -35,6 +35,8 @@ pub(crate) struct ConnectionInfo {
     pub(crate) reset: Arc<Notify>,
     /// The caller's address and port: one per connection.
     pub(crate) peer: SocketAddr,
+    /// The application protocol the TLS handshake agreed on by ALPN.
+    pub(crate) alpn: Option<String>,
 }
 
 #[cfg(test)]
@@ -44,6 +46,7 @@ impl ConnectionInfo {
             client_common_name: client_common_name.map(str::to_owned),
             reset: Arc::new(Notify::new()),
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            alpn: None,
         }
     }
 }
@@ -237,10 +240,16 @@ async fn serve_connection(
             .peer_certificates()
             .and_then(|certificates| certificates.first())
             .and_then(crate::tls::common_name);
+        let alpn = stream
+            .get_ref()
+            .1
+            .alpn_protocol()
+            .map(|protocol| String::from_utf8_lossy(protocol).into_owned());
         let info = ConnectionInfo {
             client_common_name,
             reset: reset.clone(),
             peer,
+            alpn,
         };
         serve_http(router, stream, info, control, generation).await;
     } else {
@@ -248,6 +257,7 @@ async fn serve_connection(
             client_common_name: None,
             reset: reset.clone(),
             peer,
+            alpn: None,
         };
         serve_http(router, stream, info, control, generation).await;
     }
