@@ -51,8 +51,6 @@ use super::ClusterConnector;
 
 /// How long a connection may wait in the pool before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per pool; more are closed as they come back.
-const MAX_IDLE: usize = 256;
 /// Connections a pool may have open at once, in use or idle.
 const MAX_OPEN: usize = 256;
 /// How often a pool's idle connections are looked at, to close those the
@@ -242,9 +240,6 @@ impl IdleConnections {
     /// Gives a connection back, and has the stack swept while it holds any.
     fn push(self: &Arc<Self>, connection: Connection) {
         let mut stack = self.lock();
-        if stack.idle.len() >= MAX_IDLE {
-            return;
-        }
         stack.idle.push(Idle {
             connection,
             since: Instant::now(),
