@@ -399,6 +399,12 @@ pub enum Stream {
     Watch,
 }
 
+/// The most of a cluster's response fed to the filter at once: a large
+/// piece (an HTTP/1.1 connection hands over as much as it read, up to
+/// hundreds of kilobytes) is filtered and sent on in parts of this size,
+/// so that what waits for the client stays small.
+const FEED: usize = 64 * 1024;
+
 enum Filter {
     List(filter::ListFilter<ObjectJudge>),
     Watch(filter::WatchFilter<ObjectJudge>),
@@ -453,17 +459,19 @@ where
                     return;
                 }
             };
-            let mut out = Vec::new();
-            let fed = match &mut filter {
-                Filter::List(list) => list.feed(&data, &mut out),
-                Filter::Watch(watch) => watch.feed(&data, &mut out),
-            };
-            if !out.is_empty() && sender.send(Ok(Bytes::from(out))).await.is_err() {
-                return;
-            }
-            if let Err(error) = fed {
-                let _ = sender.send(cut(error.to_string())).await;
-                return;
+            for piece in data.chunks(FEED) {
+                let mut out = Vec::new();
+                let fed = match &mut filter {
+                    Filter::List(list) => list.feed(piece, &mut out),
+                    Filter::Watch(watch) => watch.feed(piece, &mut out),
+                };
+                if !out.is_empty() && sender.send(Ok(Bytes::from(out))).await.is_err() {
+                    return;
+                }
+                if let Err(error) = fed {
+                    let _ = sender.send(cut(error.to_string())).await;
+                    return;
+                }
             }
         }
         if let Filter::List(list) = &mut filter {
@@ -568,6 +576,49 @@ mod tests {
             },
             None,
         )
+    }
+
+    /// A list handed over in one large piece, as an HTTP/1.1 connection
+    /// reads it, is filtered and sent on in parts about as small as
+    /// [`FEED`], and whole.
+    #[tokio::test]
+    async fn a_large_piece_is_filtered_and_sent_on_in_small_parts() {
+        use http_body_util::BodyExt;
+        let judge = judge(
+            r#"
+- { permission: kubernetes.proxy, subjects: [user:default/alice], namespaces: ["team-a"], decision: allow }
+"#,
+            "user:default/alice",
+            "/api/v1/pods",
+        );
+        let items: Vec<serde_json::Value> = (0..4000)
+            .map(|index| {
+                let namespace = if index % 2 == 0 { "team-a" } else { "team-b" };
+                serde_json::json!({
+                    "metadata": {"name": format!("p-{index}"), "namespace": namespace},
+                    "spec": {"padding": "x".repeat(200)},
+                })
+            })
+            .collect();
+        let list = serde_json::to_vec(&serde_json::json!({
+            "kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items,
+        }))
+        .unwrap();
+        assert!(list.len() > 8 * FEED);
+        let piece = http_body_util::Full::new(Bytes::from(list));
+        let mut body = filtered(piece, Stream::List, judge, false, None, ());
+        let mut sent = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let part = frame.unwrap().into_data().unwrap();
+            assert!(part.len() <= FEED + 1024, "a part of {} bytes", part.len());
+            sent.extend_from_slice(&part);
+        }
+        let sent: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        let items = sent["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2000);
+        assert!(items
+            .iter()
+            .all(|item| item["metadata"]["namespace"] == "team-a"));
     }
 
     fn meta<'a>(
