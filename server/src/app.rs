@@ -215,7 +215,7 @@ pub fn router(state: AppState) -> Router {
     let registry = state.registry.clone();
     let tracking = crate::telemetry::Tracking {
         metrics: metrics.clone(),
-        registered: Arc::new(move |name: String| {
+        registered: Arc::new(move |name: Arc<str>| {
             let registry = registry.clone();
             Box::pin(async move { registry.is_registered(&name).await })
         }),

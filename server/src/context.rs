@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 pub struct NoteData {
     pub subject: Option<Arc<str>>,
     pub groups: Arc<[String]>,
-    pub cluster: Option<String>,
+    pub cluster: Option<Arc<str>>,
     /// `allow` or `deny`; absent when no policy decision was made.
     pub decision: Option<&'static str>,
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     pub recording: Option<String>,
     /// The canonical path and masked query a proxied call was forwarded with.
     pub target: Option<(String, Option<String>)>,
-    pub verb: Option<String>,
+    pub verb: Option<std::borrow::Cow<'static, str>>,
     pub impersonated: Option<(String, Vec<String>)>,
     /// An upgraded session's totals, sent when it ends: its record waits
     /// for them.
@@ -62,15 +62,18 @@ impl AuditNote {
     }
 
     pub fn set_cluster(&self, cluster: &str) {
-        self.with(|note| note.cluster = Some(cluster.to_owned()));
+        let cluster = Arc::from(cluster);
+        self.with(|note| note.cluster = Some(cluster));
     }
 
     /// The request as the cluster receives it: the canonical path, the
     /// canonical query with sensitive values already masked, and the verb.
     pub fn set_request(&self, path: &str, masked_query: Option<String>, verb: &str) {
+        let target = (path.to_owned(), masked_query);
+        let verb = known_verb(verb);
         self.with(|note| {
-            note.target = Some((path.to_owned(), masked_query));
-            note.verb = Some(verb.to_owned());
+            note.target = Some(target);
+            note.verb = Some(verb);
         });
     }
 
@@ -90,7 +93,7 @@ impl AuditNote {
         self.with(|note| note.recording = Some(name.to_owned()));
     }
 
-    pub fn cluster(&self) -> Option<String> {
+    pub fn cluster(&self) -> Option<Arc<str>> {
         self.with(|note| note.cluster.clone())
     }
 
@@ -101,7 +104,7 @@ impl AuditNote {
     }
 
     /// The cluster, only when the policy allowed the request.
-    pub fn allowed_cluster(&self) -> Option<String> {
+    pub fn allowed_cluster(&self) -> Option<Arc<str>> {
         self.with(|note| {
             (note.decision == Some("allow"))
                 .then(|| note.cluster.clone())
@@ -110,12 +113,72 @@ impl AuditNote {
     }
 
     /// Records a policy decision; the first denial or the last allow is kept.
-    pub fn set_decision(&self, allowed: bool, rule: Option<String>) {
+    pub fn set_decision(&self, allowed: bool, rule: Option<Arc<str>>) {
         self.with(|note| {
             if note.decision != Some("deny") {
                 note.decision = Some(if allowed { "allow" } else { "deny" });
                 note.rule = rule;
             }
         });
+    }
+}
+
+/// A verb as the API server names it, shared when it is one of the verbs a
+/// request can have (the resource verbs, and the lowercase methods of
+/// non-resource requests), copied otherwise.
+fn known_verb(verb: &str) -> std::borrow::Cow<'static, str> {
+    const KNOWN: [&str; 14] = [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "proxy",
+        "post",
+        "put",
+        "head",
+        "options",
+        "connect",
+    ];
+    match KNOWN.iter().find(|known| **known == verb) {
+        Some(known) => std::borrow::Cow::Borrowed(known),
+        None => std::borrow::Cow::Owned(verb.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_shares_what_the_request_already_holds() {
+        let note = AuditNote::default();
+        let subject: Arc<str> = Arc::from("user:default/jane");
+        let groups: Arc<[String]> = Arc::from(vec!["group:default/team".to_owned()]);
+        let rule: Arc<str> = Arc::from("rule 2: read-only");
+        note.set_identity(&subject, &groups);
+        note.set_decision(true, Some(rule.clone()));
+        note.set_request("/api/v1/pods", None, "list");
+        let data = note.take();
+        assert!(Arc::ptr_eq(data.subject.as_ref().unwrap(), &subject));
+        assert!(Arc::ptr_eq(&data.groups, &groups));
+        assert!(Arc::ptr_eq(data.rule.as_ref().unwrap(), &rule));
+        assert!(matches!(
+            data.verb,
+            Some(std::borrow::Cow::Borrowed("list"))
+        ));
+    }
+
+    #[test]
+    fn known_verbs_are_shared_and_others_kept_as_they_came() {
+        for verb in ["get", "deletecollection", "proxy", "options"] {
+            assert!(matches!(known_verb(verb), std::borrow::Cow::Borrowed(v) if v == verb));
+        }
+        for verb in ["escalate", "GET", ""] {
+            assert!(matches!(known_verb(verb), std::borrow::Cow::Owned(v) if v == verb));
+        }
     }
 }

@@ -336,7 +336,7 @@ both_stores!(
             "decision": "allow",
         }))
         .unwrap();
-        audit.insert_audit(&[record]).await.unwrap();
+        audit.insert_audit(&[record.into()]).await.unwrap();
         let everything = kubeportal::audit::AuditFilter::default();
         let stored = audit.query_audit(&everything, None, 10).await.unwrap();
         assert_eq!(stored.len(), 1);
@@ -495,7 +495,9 @@ both_stores!(
                 .unwrap()
             })
             .collect();
-        audit.insert_audit(&records).await.unwrap();
+        let entries: Vec<kubeportal::audit::Entry> =
+            records.iter().cloned().map(Into::into).collect();
+        audit.insert_audit(&entries).await.unwrap();
         let everything = kubeportal::audit::AuditFilter::default();
         let mut stored = audit.query_audit(&everything, None, 1000).await.unwrap();
         stored.reverse();
@@ -546,7 +548,9 @@ both_stores!(
                 .unwrap()
             })
             .collect();
-        audit.insert_audit(&records).await.unwrap();
+        let entries: Vec<kubeportal::audit::Entry> =
+            records.iter().cloned().map(Into::into).collect();
+        audit.insert_audit(&entries).await.unwrap();
         if backend == Backend::Postgres {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
             sqlx::query("ANALYZE audit_records")

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{AuditFilter, AuditRecord, StoredAuditRecord};
+use super::{AuditFilter, Entry, StoredAuditRecord};
 use crate::error::ApiError;
 
 /// An audit store failure.
@@ -22,7 +22,7 @@ pub enum AuditStoreError {
 #[async_trait]
 pub trait AuditStore: Send + Sync + 'static {
     /// Appends audit records in one transaction.
-    async fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), AuditStoreError>;
+    async fn insert_audit(&self, records: &[Entry]) -> Result<(), AuditStoreError>;
     /// Audit records matching `filter`, newest first, older than `before_id`.
     async fn query_audit(
         &self,

@@ -289,7 +289,7 @@ pub struct Rule {
     index: usize,
     description: String,
     /// `rule N: reason`, as the audit trail names the deciding rule.
-    label: String,
+    label: std::sync::Arc<str>,
     /// The permissions the rule's permission glob matches, decided once.
     permissions: Vec<Permission>,
     subjects: Vec<String>,
@@ -483,7 +483,7 @@ impl RuleConfig {
             .transpose()?;
         Ok(Rule {
             index: 0,
-            label: String::new(),
+            label: std::sync::Arc::from(""),
             description: self.description.clone().unwrap_or_default(),
             permissions: matched,
             subjects: self
@@ -738,7 +738,7 @@ impl Policy {
             .map(|(index, config)| {
                 config.compile().map(|mut rule| {
                     rule.index = index;
-                    rule.label = format!("rule {index}: {}", rule.reason());
+                    rule.label = format!("rule {index}: {}", rule.reason()).into();
                     rule
                 })
             })

@@ -126,10 +126,13 @@ fn may_ask(state: &ProxyState, asked: &ReviewRequest<'_>) -> Result<(), ApiError
         if let Some(note) = &asked.caller.note {
             note.set_decision(
                 true,
-                Some(format!(
-                    "a review of the caller's own access, judged as a read: {}",
-                    explanation.reason
-                )),
+                Some(
+                    format!(
+                        "a review of the caller's own access, judged as a read: {}",
+                        explanation.reason
+                    )
+                    .into(),
+                ),
             );
         }
         return Ok(());

@@ -597,7 +597,7 @@ macro_rules! shared_sql {
             })
         }
 
-        async fn insert_audit_records(pool: &$pool, records: &[AuditRecord]) -> Result<(), AuditStoreError> {
+        async fn insert_audit_records(pool: &$pool, records: &[$crate::audit::Entry]) -> Result<(), AuditStoreError> {
             if records.is_empty() {
                 return Ok(());
             }
@@ -626,7 +626,7 @@ macro_rules! shared_sql {
                         .bind(storable(&record.subject))
                         .bind(groups.as_ref())
                         .bind(record.cluster.as_deref().map(storable))
-                        .bind(storable(&record.method))
+                        .bind(record.method())
                         .bind(storable(&record.path))
                         .bind(record.query.as_deref().map(storable))
                         .bind(i32::from(record.status))
@@ -968,7 +968,7 @@ macro_rules! delegate_store {
         impl $crate::store::AuditStore for $store {
             async fn insert_audit(
                 &self,
-                records: &[$crate::audit::AuditRecord],
+                records: &[$crate::audit::Entry],
             ) -> Result<(), AuditStoreError> {
                 insert_audit_records(&self.pool, records).await
             }

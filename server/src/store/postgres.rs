@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{
     delegate_store, labels_json, shared_sql, AuditStoreError, ClusterRow, StoreError, StoredRow,
 };
-use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
+use crate::audit::{AuditFilter, StoredAuditRecord};
 use crate::clusters::{ClusterRecord, RegistryChange};
 
 pub struct PgStore {

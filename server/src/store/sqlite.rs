@@ -9,7 +9,7 @@ use sqlx::Sqlite;
 use super::{
     delegate_store, labels_json, shared_sql, AuditStoreError, ClusterRow, StoreError, StoredRow,
 };
-use crate::audit::{AuditFilter, AuditRecord, StoredAuditRecord};
+use crate::audit::{AuditFilter, StoredAuditRecord};
 use crate::clusters::ClusterRecord;
 
 pub struct SqliteStore {

@@ -325,7 +325,7 @@ pub fn verb_label(verb: Option<&str>) -> &'static str {
 }
 
 /// Whether a name is that of a registered cluster.
-pub type ClusterCheck = Arc<dyn Fn(String) -> BoxFuture<'static, bool> + Send + Sync>;
+pub type ClusterCheck = Arc<dyn Fn(Arc<str>) -> BoxFuture<'static, bool> + Send + Sync>;
 
 /// What [`track`] needs: the metrics, and how to tell a registered cluster
 /// name from anything else a caller may have sent.
@@ -360,7 +360,7 @@ where
     let elapsed = started.elapsed();
     let verb = note.as_ref().map_or("", |note| note.verb_with(verb_label));
     let cluster = match note.and_then(|note| note.allowed_cluster()) {
-        Some(name) if (tracking.registered)(name.clone()).await => name,
+        Some(name) if (tracking.registered)(name.clone()).await => name.to_string(),
         _ => String::new(),
     };
     let labels = RouteLabels { route, cluster };

@@ -339,7 +339,7 @@ pub(super) async fn fleet_proxy(
             .collect();
         note.set_decision(
             true,
-            Some(format!("fleet view over {glob_text}: {}", names.join(", "))),
+            Some(format!("fleet view over {glob_text}: {}", names.join(", ")).into()),
         );
     }
     let fleet = Fleet {
