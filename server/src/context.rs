@@ -11,6 +11,9 @@ pub struct NoteData {
     pub subject: Option<Arc<str>>,
     pub groups: Arc<[String]>,
     pub cluster: Option<Arc<str>>,
+    /// Whether `cluster` is the name of a registered cluster, as the
+    /// registry resolved it (else it is a name the request carried).
+    pub registered: bool,
     /// `allow` or `deny`; absent when no policy decision was made.
     pub decision: Option<&'static str>,
     pub rule: Option<Arc<str>>,
@@ -61,9 +64,22 @@ impl AuditNote {
         });
     }
 
+    /// The cluster a request names, not (yet) known to be registered.
     pub fn set_cluster(&self, cluster: &str) {
         let cluster = Arc::from(cluster);
-        self.with(|note| note.cluster = Some(cluster));
+        self.with(|note| {
+            note.cluster = Some(cluster);
+            note.registered = false;
+        });
+    }
+
+    /// The cluster a request goes to, by its name in the registry.
+    pub fn set_registered_cluster(&self, cluster: &str) {
+        let cluster = Arc::from(cluster);
+        self.with(|note| {
+            note.cluster = Some(cluster);
+            note.registered = true;
+        });
     }
 
     /// The request as the cluster receives it: the canonical path, the
@@ -103,11 +119,16 @@ impl AuditNote {
         self.with(|note| read(note.verb.as_deref()))
     }
 
-    /// The cluster, only when the policy allowed the request.
-    pub fn allowed_cluster(&self) -> Option<Arc<str>> {
+    /// The cluster, only when the policy allowed the request, and whether
+    /// it was resolved from the registry.
+    pub fn allowed_cluster(&self) -> Option<(Arc<str>, bool)> {
         self.with(|note| {
             (note.decision == Some("allow"))
-                .then(|| note.cluster.clone())
+                .then(|| {
+                    note.cluster
+                        .clone()
+                        .map(|cluster| (cluster, note.registered))
+                })
                 .flatten()
         })
     }
@@ -170,6 +191,22 @@ mod tests {
             data.verb,
             Some(std::borrow::Cow::Borrowed("list"))
         ));
+    }
+
+    #[test]
+    fn only_a_cluster_the_registry_resolved_counts_as_registered() {
+        let note = AuditNote::default();
+        note.set_decision(true, None);
+        note.set_cluster("made-up");
+        assert_eq!(note.allowed_cluster(), Some((Arc::from("made-up"), false)));
+        note.set_registered_cluster("prod");
+        assert_eq!(note.allowed_cluster(), Some((Arc::from("prod"), true)));
+        note.set_cluster("other");
+        assert_eq!(note.allowed_cluster(), Some((Arc::from("other"), false)));
+        let denied = AuditNote::default();
+        denied.set_registered_cluster("prod");
+        denied.set_decision(false, None);
+        assert_eq!(denied.allowed_cluster(), None);
     }
 
     #[test]

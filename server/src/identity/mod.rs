@@ -75,6 +75,14 @@ impl Caller {
             note.set_cluster(cluster);
         }
     }
+
+    /// Notes the cluster a request goes to, by the name the registry
+    /// resolved: metrics label it without looking it up again.
+    pub fn note_registered_cluster(&self, cluster: &str) {
+        if let Some(note) = &self.note {
+            note.set_registered_cluster(cluster);
+        }
+    }
 }
 
 /// A subject or group that is not an entity ref.

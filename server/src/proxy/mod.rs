@@ -396,7 +396,7 @@ async fn forward(
         .resolve(cluster)
         .await?
         .ok_or_else(|| crate::clusters::unknown_cluster(&state.policy, &caller, cluster))?;
-    caller.note_cluster(&record.name);
+    caller.note_registered_cluster(&record.name);
     tracing::Span::current().record("cluster", record.name.as_str());
     let query = target.query_string();
     if let Some(note) = &caller.note {

@@ -181,7 +181,7 @@ pub async fn issue_ticket(
         .resolve(&name)
         .await?
         .ok_or_else(|| crate::clusters::unknown_cluster(&state.policy, &caller, &name))?;
-    caller.note_cluster(&record.name);
+    caller.note_registered_cluster(&record.name);
     let (path, query) = request
         .path
         .split_once('?')

@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct RequestLabels {
     pub route: RouteTemplate,
-    pub cluster: String,
+    pub cluster: Arc<str>,
     pub method: &'static str,
     /// For proxied requests, the Kubernetes verb the policy judged; else empty.
     pub verb: &'static str,
@@ -35,7 +35,7 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct RouteLabels {
     pub route: RouteTemplate,
-    pub cluster: String,
+    pub cluster: Arc<str>,
 }
 
 /// The route template a request matched, shared with the router (a label
@@ -360,8 +360,9 @@ where
     let elapsed = started.elapsed();
     let verb = note.as_ref().map_or("", |note| note.verb_with(verb_label));
     let cluster = match note.and_then(|note| note.allowed_cluster()) {
-        Some(name) if (tracking.registered)(name.clone()).await => name.to_string(),
-        _ => String::new(),
+        Some((name, true)) => name,
+        Some((name, false)) if (tracking.registered)(name.clone()).await => name,
+        _ => no_cluster(),
     };
     let labels = RouteLabels { route, cluster };
     let metrics = &tracking.metrics;
@@ -380,6 +381,12 @@ where
         })
         .inc();
     response
+}
+
+/// The `cluster` label of a request that concerns no registered cluster.
+fn no_cluster() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
 }
 
 /// `GET /metrics`.
