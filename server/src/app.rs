@@ -217,7 +217,7 @@ pub fn router(state: AppState) -> Router {
         metrics: metrics.clone(),
         registered: Arc::new(move |name: Arc<str>| {
             let registry = registry.clone();
-            Box::pin(async move { registry.is_registered(&name).await })
+            Box::pin(async move { registry.registered_name(&name).await })
         }),
     };
     let front_state = Front {

@@ -156,6 +156,41 @@ both_stores!(
     }
 );
 
+/// What a request carried is recorded as it came, whoever sent it: an
+/// extension method, no identity, no decision.
+#[tokio::test]
+async fn an_unauthenticated_call_is_audited_as_it_came() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(CONFIG)).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    let method = reqwest::Method::from_bytes(b"RFOO").unwrap();
+    let refused = app
+        .client
+        .request(
+            method,
+            app.url("/api/kubernetes/clusters/dev/proxy/api/v1/pods"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let page = audit_eventually(&app, "", 1).await;
+    let record = &page["items"][0];
+    assert_eq!(record["kind"], "proxy", "{page}");
+    assert_eq!(record["method"], "RFOO", "{page}");
+    assert_eq!(record["subject"], "anonymous", "{page}");
+    assert_eq!(record["groups"], json!([]), "{page}");
+    assert_eq!(record["decision"], "none", "{page}");
+    assert_eq!(record["status"], 401, "{page}");
+    assert_eq!(
+        record["path"], "/api/kubernetes/clusters/dev/proxy/api/v1/pods",
+        "{page}"
+    );
+    assert!(record.get("rule").is_none(), "{page}");
+    assert!(record.get("verb").is_none(), "{page}");
+}
+
 fn metric(text: &str, family: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|line| line.starts_with(family) && labels.iter().all(|label| line.contains(label)))

@@ -174,6 +174,67 @@ async fn made_up_methods_and_cluster_names_add_no_metric_series() {
     );
 }
 
+/// Cluster names are case-insensitive: whatever case a caller writes a
+/// registered name in, a metric counts it under the name it is registered
+/// under, so no caller adds series by spelling one name many ways.
+#[tokio::test]
+async fn a_cluster_is_labelled_by_its_registered_name_however_a_caller_spells_it() {
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&config(""))).await;
+    let double = start_double().await;
+    register(&app, double_cluster("dev", &double)).await;
+    let send =
+        |method: Method, path: &str| app.client.request(method, app.url(path)).bearer_auth(ADMIN);
+    let proxied = send(
+        Method::GET,
+        "/api/kubernetes/clusters/DEV/proxy/api/v1/namespaces",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(proxied.status(), StatusCode::OK);
+    let by_header = send(Method::GET, "/api/kubernetes/proxy/api/v1/namespaces")
+        .header("Backstage-Kubernetes-Cluster", "Dev")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_header.status(), StatusCode::OK);
+    let read = send(Method::GET, "/api/kubernetes/clusters/DeV")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let taken = send(Method::POST, "/api/kubernetes/clusters")
+        .json(&double_cluster("dEV", &double))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+
+    let text = metrics_text(&app).await;
+    let labelled: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("kubeportal_http_requests_total"))
+        .filter_map(|line| line.split("cluster=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(labelled, ["dev"].into_iter().collect(), "{text}");
+    for (route, status) in [
+        ("/api/kubernetes/clusters/{name}/proxy/{*path}", 200),
+        ("/api/kubernetes/proxy/{*path}", 200),
+        ("/api/kubernetes/clusters/{name}", 200),
+        ("/api/kubernetes/clusters", 409),
+    ] {
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with("kubeportal_http_requests_total")
+                    && line.contains(&format!("route=\"{route}\""))
+                    && line.contains("cluster=\"dev\"")
+                    && line.contains(&format!("status=\"{status}\""))),
+            "{route} {status}: {text}"
+        );
+    }
+}
+
 /// A request with `Host` and optionally `Origin`.
 async fn send_with(
     app: &TestApp,

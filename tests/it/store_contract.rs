@@ -336,7 +336,10 @@ both_stores!(
             "decision": "allow",
         }))
         .unwrap();
-        audit.insert_audit(&[record.into()]).await.unwrap();
+        audit
+            .insert_audit(&[record.try_into().unwrap()])
+            .await
+            .unwrap();
         let everything = kubeportal::audit::AuditFilter::default();
         let stored = audit.query_audit(&everything, None, 10).await.unwrap();
         assert_eq!(stored.len(), 1);
@@ -495,8 +498,11 @@ both_stores!(
                 .unwrap()
             })
             .collect();
-        let entries: Vec<kubeportal::audit::Entry> =
-            records.iter().cloned().map(Into::into).collect();
+        let entries: Vec<kubeportal::audit::Entry> = records
+            .iter()
+            .cloned()
+            .map(|record| record.try_into().unwrap())
+            .collect();
         audit.insert_audit(&entries).await.unwrap();
         let everything = kubeportal::audit::AuditFilter::default();
         let mut stored = audit.query_audit(&everything, None, 1000).await.unwrap();
@@ -548,8 +554,11 @@ both_stores!(
                 .unwrap()
             })
             .collect();
-        let entries: Vec<kubeportal::audit::Entry> =
-            records.iter().cloned().map(Into::into).collect();
+        let entries: Vec<kubeportal::audit::Entry> = records
+            .iter()
+            .cloned()
+            .map(|record| record.try_into().unwrap())
+            .collect();
         audit.insert_audit(&entries).await.unwrap();
         if backend == Backend::Postgres {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();

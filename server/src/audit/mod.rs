@@ -136,17 +136,19 @@ impl Entry {
     }
 }
 
-/// A record read back (or written by hand) as one to store. A method that
-/// is no HTTP token is stored as `GET`: no request can have had it.
-impl From<AuditRecord> for Entry {
-    fn from(record: AuditRecord) -> Self {
-        Self {
+/// A record read back (or written by hand) as one to store; refused when
+/// its method is no HTTP method, which no request can have had.
+impl TryFrom<AuditRecord> for Entry {
+    type Error = http::method::InvalidMethod;
+
+    fn try_from(record: AuditRecord) -> Result<Self, Self::Error> {
+        Ok(Self {
             time: record.time,
             kind: record.kind.into(),
             subject: record.subject.into(),
             groups: record.groups.into(),
             cluster: record.cluster.map(Arc::from),
-            method: Method::from_bytes(record.method.as_bytes()).unwrap_or_default(),
+            method: Method::from_bytes(record.method.as_bytes())?,
             path: record.path,
             query: record.query,
             verb: record.verb.map(Cow::Owned),
@@ -159,7 +161,7 @@ impl From<AuditRecord> for Entry {
             decision: record.decision.into(),
             rule: record.rule.map(Arc::from),
             recording: record.recording,
-        }
+        })
     }
 }
 

@@ -328,13 +328,18 @@ impl Registry {
         });
     }
 
-    /// Whether a cluster of this name is registered: from the cache (without
-    /// counting a lookup) when it holds the name, else from the store.
-    pub async fn is_registered(&self, name: &str) -> bool {
-        if self.cache.contains_key(&name_key(name)) {
-            return true;
+    /// The name a cluster is registered under, when one is registered by
+    /// this name in any case: from the cache (without counting a lookup)
+    /// when it holds the name, else from the store. A metric labels a
+    /// cluster with this spelling, never with the caller's.
+    pub async fn registered_name(&self, name: &str) -> Option<Arc<str>> {
+        if let Some(cached) = self.cache.get(&name_key(name)).await {
+            return Some(Arc::from(cached.record.name.as_str()));
         }
-        matches!(self.store.get(name).await, Ok(Some(_)))
+        match self.store.get(name).await {
+            Ok(Some(record)) => Some(Arc::from(record.name.as_str())),
+            _ => None,
+        }
     }
 
     /// Drops a cluster from this process's cache, and what was built for it.

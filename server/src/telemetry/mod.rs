@@ -324,8 +324,9 @@ pub fn verb_label(verb: Option<&str>) -> &'static str {
     }
 }
 
-/// Whether a name is that of a registered cluster.
-pub type ClusterCheck = Arc<dyn Fn(Arc<str>) -> BoxFuture<'static, bool> + Send + Sync>;
+/// The name a cluster is registered under, for a name in any case; `None`
+/// when no cluster is registered by that name.
+pub type ClusterCheck = Arc<dyn Fn(Arc<str>) -> BoxFuture<'static, Option<Arc<str>>> + Send + Sync>;
 
 /// What [`track`] needs: the metrics, and how to tell a registered cluster
 /// name from anything else a caller may have sent.
@@ -338,9 +339,11 @@ pub struct Tracking {
 /// Middleware: counts requests and times them to response headers.
 ///
 /// The `cluster` label is the cluster the policy allowed the caller to use,
-/// and only when it is registered: unauthenticated or denied callers, and
-/// names nobody registered, count under an empty cluster, so no caller can
-/// add series by making up names.
+/// and only when it is registered, by the name it is registered under:
+/// unauthenticated or denied callers, and names nobody registered, count
+/// under an empty cluster, and a registered name in another case counts
+/// under the registry's spelling, so no caller can add series by making up
+/// names.
 pub async fn track<F>(
     tracking: &Tracking,
     request: Request,
@@ -361,8 +364,8 @@ where
     let verb = note.as_ref().map_or("", |note| note.verb_with(verb_label));
     let cluster = match note.and_then(|note| note.allowed_cluster()) {
         Some((name, true)) => name,
-        Some((name, false)) if (tracking.registered)(name.clone()).await => name,
-        _ => no_cluster(),
+        Some((name, false)) => (tracking.registered)(name).await.unwrap_or_else(no_cluster),
+        None => no_cluster(),
     };
     let labels = RouteLabels { route, cluster };
     let metrics = &tracking.metrics;
