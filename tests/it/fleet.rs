@@ -291,6 +291,78 @@ async fn lists_carry_clusters_pages_and_leave_out_what_the_caller_may_not_read()
     assert_eq!(status["kind"], "Status");
 }
 
+/// The audit record of a fleet read says what was read: allowed, over the
+/// members the caller may read, however many others the glob matched.
+#[tokio::test]
+async fn a_fleet_read_is_audited_as_allowed_over_the_members_it_read() {
+    let fleet = fleet().await;
+    for path in ["/api/v1/pods", "/api"] {
+        let response = fleet.get(TEAM, path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap();
+    }
+    let none_readable = fleet
+        .app
+        .client
+        .get(fleet.app.url("/api/kubernetes/fleet/dev*/proxy/version"))
+        .bearer_auth(TEAM)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none_readable.status(), 404);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let records: Vec<_> = fleet
+            .app
+            .state
+            .auditor
+            .query(&kubeportal::audit::AuditFilter::default(), None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|stored| stored.record)
+            .filter(|record| record.subject == "user:default/team")
+            .collect();
+        if records.len() >= 3 || Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let list = records
+        .iter()
+        .find(|record| record.path == "/api/v1/pods")
+        .expect("the list is audited");
+    assert_eq!(list.status, 200);
+    assert_eq!(list.decision, "allow", "{list:?}");
+    assert_eq!(
+        list.rule.as_deref(),
+        Some("fleet view over prod-*: prod-a"),
+        "{list:?}"
+    );
+    let discovery = records
+        .iter()
+        .find(|record| record.path == "/api")
+        .expect("discovery is audited");
+    assert_eq!(discovery.status, 200);
+    assert_eq!(discovery.decision, "allow", "{discovery:?}");
+    assert_eq!(
+        discovery.cluster.as_deref(),
+        Some("prod-a"),
+        "{discovery:?}"
+    );
+    let refused = records
+        .iter()
+        .find(|record| record.path.ends_with("/proxy/version"))
+        .expect("a fleet with no readable member is audited");
+    assert_eq!(refused.status, 404);
+    assert_eq!(refused.decision, "deny", "{refused:?}");
+    assert_eq!(
+        refused.rule.as_deref(),
+        Some("fleet view over dev*: no cluster readable"),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_cluster_that_dribbles_its_list_holds_back_no_other() {
     let fleet = fleet().await;

@@ -157,6 +157,13 @@ async fn members(
     method: &Method,
     target: &KubernetesRequest,
 ) -> Result<Vec<(Arc<ClusterRecord>, View)>, ApiError> {
+    // Which members the caller may read is not a decision about this
+    // request: a member left out was never asked, and the request's audit
+    // note records what is decided for the members that are.
+    let caller = &Caller {
+        note: None,
+        ..caller.clone()
+    };
     let mut records = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -276,6 +283,12 @@ pub(super) async fn fleet_proxy(
         // caller may read and that answers.
         let members = members(&state, &caller, &glob, &method, &target).await?;
         if members.is_empty() {
+            if let Some(note) = &caller.note {
+                note.set_decision(
+                    false,
+                    Some(format!("fleet view over {glob_text}: no cluster readable").into()),
+                );
+            }
             return Err(ApiError::NotFound(format!(
                 "no cluster matching {glob_text} is readable"
             )));
