@@ -310,6 +310,21 @@ async fn a_fleet_read_is_audited_as_allowed_over_the_members_it_read() {
         .await
         .unwrap();
     assert_eq!(none_readable.status(), 404);
+    let empty = fleet
+        .app
+        .client
+        .get(
+            fleet
+                .app
+                .url("/api/kubernetes/fleet/dev*/proxy/api/v1/pods"),
+        )
+        .bearer_auth(TEAM)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 200, "a fleet of nothing readable is empty");
+    let empty: Value = empty.json().await.unwrap();
+    assert_eq!(empty["items"], json!([]), "{empty}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let records = loop {
         let records: Vec<_> = fleet
@@ -323,15 +338,15 @@ async fn a_fleet_read_is_audited_as_allowed_over_the_members_it_read() {
             .map(|stored| stored.record)
             .filter(|record| record.subject == "user:default/team")
             .collect();
-        if records.len() >= 3 || Instant::now() > deadline {
+        if records.len() >= 4 || Instant::now() > deadline {
             break records;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let list = records
         .iter()
-        .find(|record| record.path == "/api/v1/pods")
-        .expect("the list is audited");
+        .find(|record| record.path == "/api/v1/pods" && record.decision == "allow")
+        .expect("the list is audited as allowed");
     assert_eq!(list.status, 200);
     assert_eq!(list.decision, "allow", "{list:?}");
     assert_eq!(
@@ -360,6 +375,17 @@ async fn a_fleet_read_is_audited_as_allowed_over_the_members_it_read() {
         refused.rule.as_deref(),
         Some("fleet view over dev*: no cluster readable"),
         "{refused:?}"
+    );
+    let empty = records
+        .iter()
+        .find(|record| record.path == "/api/v1/pods" && record.decision != "allow")
+        .expect("a fleet list with no readable member is audited");
+    assert_eq!(empty.status, 200);
+    assert_eq!(empty.decision, "deny", "{empty:?}");
+    assert_eq!(
+        empty.rule.as_deref(),
+        Some("fleet view over dev*: no cluster readable"),
+        "{empty:?}"
     );
 }
 

@@ -350,9 +350,16 @@ pub(super) async fn fleet_proxy(
             .iter()
             .map(|(record, _)| record.name.as_str())
             .collect();
+        // Over no readable cluster the answer is empty, and nothing was
+        // allowed: it is recorded as the denial it is.
+        let (allowed, read) = if names.is_empty() {
+            (false, "no cluster readable".to_owned())
+        } else {
+            (true, names.join(", "))
+        };
         note.set_decision(
-            true,
-            Some(format!("fleet view over {glob_text}: {}", names.join(", ")).into()),
+            allowed,
+            Some(format!("fleet view over {glob_text}: {read}").into()),
         );
     }
     let fleet = Fleet {
