@@ -144,30 +144,13 @@ impl AuditNote {
     }
 }
 
-/// A verb as the API server names it, shared when it is one of the verbs a
-/// request can have (the resource verbs, and the lowercase methods of
-/// non-resource requests), copied otherwise.
+/// A verb as the API server names it: a constant when it is a common one,
+/// copied otherwise.
 fn known_verb(verb: &str) -> std::borrow::Cow<'static, str> {
-    const KNOWN: [&str; 14] = [
-        "get",
-        "list",
-        "watch",
-        "create",
-        "update",
-        "patch",
-        "delete",
-        "deletecollection",
-        "proxy",
-        "post",
-        "put",
-        "head",
-        "options",
-        "connect",
-    ];
-    match KNOWN.iter().find(|known| **known == verb) {
-        Some(known) => std::borrow::Cow::Borrowed(known),
-        None => std::borrow::Cow::Owned(verb.to_owned()),
-    }
+    crate::kubernetes::common_verb(verb).map_or_else(
+        || std::borrow::Cow::Owned(verb.to_owned()),
+        std::borrow::Cow::Borrowed,
+    )
 }
 
 #[cfg(test)]

@@ -42,6 +42,15 @@ both_stores!(names_are_unique_case_insensitively, |backend| async move {
 });
 
 /// A row as the store receives it (the store never looks inside sealed bytes).
+/// Audit records as the store is handed them.
+fn entries(records: &[kubeportal::audit::AuditRecord]) -> Vec<kubeportal::audit::Entry> {
+    records
+        .iter()
+        .cloned()
+        .map(|record| record.try_into().unwrap())
+        .collect()
+}
+
 fn row(name: &str) -> kubeportal::store::ClusterRow {
     kubeportal::store::ClusterRow {
         name: name.to_owned(),
@@ -498,12 +507,7 @@ both_stores!(
                 .unwrap()
             })
             .collect();
-        let entries: Vec<kubeportal::audit::Entry> = records
-            .iter()
-            .cloned()
-            .map(|record| record.try_into().unwrap())
-            .collect();
-        audit.insert_audit(&entries).await.unwrap();
+        audit.insert_audit(&entries(&records)).await.unwrap();
         let everything = kubeportal::audit::AuditFilter::default();
         let mut stored = audit.query_audit(&everything, None, 1000).await.unwrap();
         stored.reverse();
@@ -554,12 +558,7 @@ both_stores!(
                 .unwrap()
             })
             .collect();
-        let entries: Vec<kubeportal::audit::Entry> = records
-            .iter()
-            .cloned()
-            .map(|record| record.try_into().unwrap())
-            .collect();
-        audit.insert_audit(&entries).await.unwrap();
+        audit.insert_audit(&entries(&records)).await.unwrap();
         if backend == Backend::Postgres {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
             sqlx::query("ANALYZE audit_records")

@@ -11,6 +11,30 @@ use super::query::{Query, QueryError};
 
 pub use kubeportal_api::kubernetes::{Action, RequestAttributes};
 
+/// The verbs a request's attributes usually carry: the resource verbs, and
+/// the lowercase standard methods of non-resource requests. A non-resource
+/// request with another method carries that method, lowercase, as its verb.
+const COMMON_VERBS: [&str; 13] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "proxy",
+    "head",
+    "options",
+    "post",
+    "put",
+];
+
+/// `verb` as a constant, when it is one of the [`COMMON_VERBS`].
+pub fn common_verb(verb: &str) -> Option<&'static str> {
+    COMMON_VERBS.into_iter().find(|common| *common == verb)
+}
+
 /// The action of a verb, or of the subresource that decides it.
 fn action_of(subresource: Option<&str>, verb: &str) -> Action {
     match (subresource, verb) {

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use http::Method;
 
-pub use attributes::{Action, AttributeError, RequestAttributes, RequestAttributesExt};
+pub use attributes::{
+    common_verb, Action, AttributeError, RequestAttributes, RequestAttributesExt,
+};
 pub use duration::{parse_go_duration, TimeoutError};
 pub use path::PathError;
 pub use query::{Query, QueryError};

@@ -301,27 +301,9 @@ pub fn method_label(method: &http::Method) -> &'static str {
 /// The `verb` label: a Kubernetes verb (or a non-resource request's method)
 /// from a fixed set, `other` for anything else, empty when there is none.
 pub fn verb_label(verb: Option<&str>) -> &'static str {
-    match verb {
-        None => "",
-        Some(verb) => [
-            "get",
-            "list",
-            "watch",
-            "create",
-            "update",
-            "patch",
-            "delete",
-            "deletecollection",
-            "proxy",
-            "head",
-            "options",
-            "post",
-            "put",
-        ]
-        .into_iter()
-        .find(|known| *known == verb)
-        .unwrap_or("other"),
-    }
+    verb.map_or("", |verb| {
+        crate::kubernetes::common_verb(verb).unwrap_or("other")
+    })
 }
 
 /// The name a cluster is registered under, for a name in any case; `None`

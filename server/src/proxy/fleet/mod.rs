@@ -284,10 +284,7 @@ pub(super) async fn fleet_proxy(
         let members = members(&state, &caller, &glob, &method, &target).await?;
         if members.is_empty() {
             if let Some(note) = &caller.note {
-                note.set_decision(
-                    false,
-                    Some(format!("fleet view over {glob_text}: no cluster readable").into()),
-                );
+                note_fleet_decision(note, &glob_text, &[]);
             }
             return Err(ApiError::NotFound(format!(
                 "no cluster matching {glob_text} is readable"
@@ -350,17 +347,7 @@ pub(super) async fn fleet_proxy(
             .iter()
             .map(|(record, _)| record.name.as_str())
             .collect();
-        // Over no readable cluster the answer is empty, and nothing was
-        // allowed: it is recorded as the denial it is.
-        let (allowed, read) = if names.is_empty() {
-            (false, "no cluster readable".to_owned())
-        } else {
-            (true, names.join(", "))
-        };
-        note.set_decision(
-            allowed,
-            Some(format!("fleet view over {glob_text}: {read}").into()),
-        );
+        note_fleet_decision(note, &glob_text, &names);
     }
     let fleet = Fleet {
         state: state.clone(),
@@ -374,6 +361,21 @@ pub(super) async fn fleet_proxy(
     } else {
         fleet.list(members).await
     }
+}
+
+/// Notes the decision of a fleet read over the members the caller may
+/// read: allowed, naming them; over none, the answer is empty (or 404 for
+/// discovery) and nothing was allowed, so it is the denial it is.
+fn note_fleet_decision(note: &crate::context::AuditNote, glob: &str, members: &[&str]) {
+    let (allowed, read) = if members.is_empty() {
+        (false, "no cluster readable".to_owned())
+    } else {
+        (true, members.join(", "))
+    };
+    note.set_decision(
+        allowed,
+        Some(format!("fleet view over {glob}: {read}").into()),
+    );
 }
 
 fn request_parts(request: &Request) -> http::request::Parts {
