@@ -521,6 +521,61 @@ both_stores!(
     }
 );
 
+// A caller's groups are shared by the records of its requests, and written
+// out once for a run of records that share them: every row still keeps the
+// groups of its own record, whoever came before it.
+both_stores!(
+    records_sharing_a_callers_groups_keep_their_own,
+    |backend| async move {
+        let db = TestDb::new(backend).await;
+        let audit = store::connect(&db.url, None).await.unwrap().audit();
+        let groups = |names: &[&str]| -> std::sync::Arc<[String]> {
+            names.iter().map(|name| name.to_string()).collect()
+        };
+        let first = groups(&["group:default/a", "group:default/all"]);
+        let second = groups(&["group:default/b"]);
+        let same_as_first = groups(&["group:default/a", "group:default/all"]);
+        let none = groups(&[]);
+        let callers = [
+            &first,
+            &first,
+            &second,
+            &first,
+            &none,
+            &none,
+            &same_as_first,
+            &second,
+            &second,
+            &first,
+        ];
+        let record: kubeportal::audit::AuditRecord = serde_json::from_value(serde_json::json!({
+            "time": "2026-01-01T00:00:00Z",
+            "kind": "proxy",
+            "subject": "user:default/u",
+            "groups": ["group:default/written-over"],
+            "method": "GET",
+            "path": "/api/v1/pods",
+            "status": 200,
+            "bytesIn": 0,
+            "bytesOut": 0,
+            "durationMs": 0,
+            "decision": "allow",
+        }))
+        .unwrap();
+        let mut batch = entries(&vec![record; callers.len()]);
+        for (entry, groups) in batch.iter_mut().zip(callers) {
+            entry.groups = groups.clone();
+        }
+        audit.insert_audit(&batch).await.unwrap();
+        let everything = kubeportal::audit::AuditFilter::default();
+        let mut stored = audit.query_audit(&everything, None, 100).await.unwrap();
+        stored.reverse();
+        let read: Vec<Vec<String>> = stored.into_iter().map(|row| row.record.groups).collect();
+        let expected: Vec<Vec<String>> = callers.iter().map(|groups| groups.to_vec()).collect();
+        assert_eq!(read, expected);
+    }
+);
+
 // The audit trail's filters by cluster (case-insensitively, as cluster names
 // are matched everywhere) and by subject search an index, not the trail.
 both_stores!(

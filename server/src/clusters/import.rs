@@ -278,7 +278,10 @@ fn report_collisions(planned: &mut [PlannedCluster]) {
     let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, cluster) in planned.iter().enumerate() {
         if let Some(name) = &cluster.name {
-            by_key.entry(name_key(name)).or_default().push(index);
+            by_key
+                .entry(name_key(name).into_owned())
+                .or_default()
+                .push(index);
         }
     }
     for indexes in by_key.values().filter(|indexes| indexes.len() > 1) {

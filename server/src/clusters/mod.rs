@@ -229,17 +229,17 @@ impl Registry {
     /// the background; if the store cannot be reached it stays in service.
     pub async fn resolve(&self, name: &str) -> Result<Option<SharedCluster>, StoreError> {
         let key = name_key(name);
-        let cached = self.cache.get(&key).await;
+        let cached = self.cache.get(key.as_ref()).await;
         if let Some(metrics) = &self.metrics {
             metrics.cache_lookup("clusters", cached.is_some());
         }
         if let Some(cached) = cached {
             if Instant::now() >= cached.due || cached.epoch != self.epoch.load(Ordering::Acquire) {
-                self.refresh_in_background(key, cached.record.clone());
+                self.refresh_in_background(key.into_owned(), cached.record.clone());
             }
             return Ok(Some(cached.record));
         }
-        self.read_through(key, name).await
+        self.read_through(key.into_owned(), name).await
     }
 
     /// Reads a record from the store and caches it, unless a write
@@ -333,7 +333,7 @@ impl Registry {
     /// when it holds the name, else from the store. A metric labels a
     /// cluster with this spelling, never with the caller's.
     pub async fn registered_name(&self, name: &str) -> Option<Arc<str>> {
-        if let Some(cached) = self.cache.get(&name_key(name)).await {
+        if let Some(cached) = self.cache.get(name_key(name).as_ref()).await {
             return Some(Arc::from(cached.record.name.as_str()));
         }
         match self.store.get(name).await {
@@ -346,7 +346,7 @@ impl Registry {
     pub async fn invalidate(&self, name: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let key = name_key(name);
-        self.cache.invalidate(&key).await;
+        self.cache.invalidate(key.as_ref()).await;
         let evictions = self
             .evictions
             .read()

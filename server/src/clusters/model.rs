@@ -6,6 +6,7 @@
 //! (their `Debug` prints `***`). Responses carry `hasServiceAccountToken` and
 //! `hasClientKeyData` instead of the secrets themselves.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -175,9 +176,15 @@ pub fn validate_cluster_name(name: &str) -> Result<(), FieldError> {
     }
 }
 
-/// The key clusters are unique and looked up by.
-pub fn name_key(name: &str) -> String {
-    name.to_ascii_lowercase()
+/// The key clusters are unique and looked up by: the name with ASCII letters
+/// in lower case, borrowed when it has no upper-case letter (as names are
+/// mostly written, so that a lookup copies nothing).
+pub fn name_key(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 fn validate_url(field: &'static str, text: &str) -> Result<String, FieldError> {

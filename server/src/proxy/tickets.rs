@@ -113,7 +113,7 @@ impl Tickets {
         let claims = Claims {
             subject: caller.subject.to_string(),
             groups: caller.groups.to_vec(),
-            cluster: name_key(cluster),
+            cluster: name_key(cluster).into_owned(),
             path: path.to_owned(),
             expires: expires.timestamp_millis(),
         };

@@ -609,9 +609,19 @@ macro_rules! shared_sql {
                     serde_json::to_string(groups).unwrap_or_else(|_| "[]".into()).into()
                 }
             };
+            // A caller's groups are shared by the records of its requests:
+            // they are written out once for a run of records that share them.
+            let mut written = Vec::new();
+            let mut previous: Option<&std::sync::Arc<[String]>> = None;
             let groups: Vec<_> = records
                 .iter()
-                .map(|record| (json(&record.groups), json(&record.impersonated_groups)))
+                .map(|record| {
+                    if !previous.is_some_and(|seen| std::sync::Arc::ptr_eq(seen, &record.groups)) {
+                        written.push(json(&record.groups));
+                        previous = Some(&record.groups);
+                    }
+                    (written.len() - 1, json(&record.impersonated_groups))
+                })
                 .collect();
             let mut transaction = pool.begin().await?;
             let mut offset = 0;
@@ -624,7 +634,7 @@ macro_rules! shared_sql {
                         .bind(record.time)
                         .bind(storable(&record.kind))
                         .bind(storable(&record.subject))
-                        .bind(groups.as_ref())
+                        .bind(written[*groups].as_ref())
                         .bind(record.cluster.as_deref().map(storable))
                         .bind(record.method())
                         .bind(storable(&record.path))

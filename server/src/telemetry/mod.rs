@@ -178,6 +178,17 @@ pub struct Metrics {
     pub audit_written: Counter<u64, AtomicU64>,
     pub audit_dropped: Counter<u64, AtomicU64>,
     pub cache: Family<CacheLabels, Counter>,
+    /// The series of `cache` counting the caches looked up for every
+    /// request, held so that a lookup counts without finding its series.
+    cache_series: [CacheSeries; 2],
+}
+
+/// One cache's `hit` and `miss` series.
+#[derive(Clone)]
+struct CacheSeries {
+    cache: &'static str,
+    hit: Counter,
+    miss: Counter,
 }
 
 pub type SharedMetrics = Arc<Metrics>;
@@ -250,6 +261,21 @@ impl Metrics {
             "Cache lookups by cache and result",
             cache.clone(),
         );
+        let cache_series = ["clusters", "objects"].map(|name| {
+            let series = |result| {
+                cache
+                    .get_or_create(&CacheLabels {
+                        cache: name,
+                        result,
+                    })
+                    .clone()
+            };
+            CacheSeries {
+                cache: name,
+                hit: series("hit"),
+                miss: series("miss"),
+            }
+        });
         Self {
             registry,
             requests,
@@ -261,6 +287,7 @@ impl Metrics {
             audit_written,
             audit_dropped,
             cache,
+            cache_series,
         }
     }
 
@@ -273,12 +300,19 @@ impl Metrics {
     }
 
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
-        self.cache
-            .get_or_create(&CacheLabels {
-                cache,
-                result: if hit { "hit" } else { "miss" },
-            })
-            .inc();
+        let result = if hit { "hit" } else { "miss" };
+        match self
+            .cache_series
+            .iter()
+            .find(|series| series.cache == cache)
+        {
+            Some(series) if hit => series.hit.inc(),
+            Some(series) => series.miss.inc(),
+            None => self
+                .cache
+                .get_or_create(&CacheLabels { cache, result })
+                .inc(),
+        };
     }
 }
 
@@ -403,6 +437,29 @@ impl Drop for GaugeGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_lookups_count_in_their_series() {
+        let metrics = Metrics::new();
+        metrics.cache_lookup("clusters", true);
+        metrics.cache_lookup("clusters", true);
+        metrics.cache_lookup("clusters", false);
+        metrics.cache_lookup("objects", false);
+        metrics.cache_lookup("sessions", true);
+        let text = metrics.encode();
+        for line in [
+            "kubeportal_cache_lookups_total{cache=\"clusters\",result=\"hit\"} 2",
+            "kubeportal_cache_lookups_total{cache=\"clusters\",result=\"miss\"} 1",
+            "kubeportal_cache_lookups_total{cache=\"objects\",result=\"hit\"} 0",
+            "kubeportal_cache_lookups_total{cache=\"objects\",result=\"miss\"} 1",
+            "kubeportal_cache_lookups_total{cache=\"sessions\",result=\"hit\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|written| written == line),
+                "{line} in {text}"
+            );
+        }
+    }
 
     #[test]
     fn verbs_come_from_a_fixed_set() {

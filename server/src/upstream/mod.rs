@@ -669,13 +669,13 @@ impl Upstreams {
     /// built from: a name deleted and registered again is another `uid`.
     pub fn connector(&self, record: &ClusterRecord) -> Result<Arc<Connector>, UpstreamError> {
         let key = crate::clusters::name_key(&record.name);
-        if let Some(connector) = self.connectors.get(&key) {
+        if let Some(connector) = self.connectors.get(key.as_ref()) {
             if connector.uid == record.uid && connector.version == record.version {
                 return Ok(connector);
             }
         }
         let connector = Arc::new(self.build(record)?);
-        self.connectors.insert(key, connector.clone());
+        self.connectors.insert(key.into_owned(), connector.clone());
         Ok(connector)
     }
 
