@@ -87,10 +87,6 @@ fn is_pchar(byte: u8) -> bool {
         )
 }
 
-/// Whether an absolute path is already in canonical form (what almost every
-/// client sends): no empty, `.` or `..` segment except a trailing slash, and
-/// nothing that needs decoding or encoding. Such a path is its own
-/// normalisation.
 /// `path.split('/')`, found byte by byte: a path's segments are a few bytes
 /// long, shorter than a `memchr` search pays for setting itself up.
 fn split_segments(path: &str) -> impl Iterator<Item = &str> {
@@ -110,6 +106,10 @@ fn split_segments(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Whether an absolute path is already in canonical form (what almost every
+/// client sends): no empty, `.` or `..` segment except a trailing slash, and
+/// nothing that needs decoding or encoding. Such a path is its own
+/// normalisation.
 fn is_canonical(raw: &str) -> bool {
     let mut segments = split_segments(raw).skip(1).peekable();
     while let Some(segment) = segments.next() {

@@ -178,15 +178,14 @@ pub struct Metrics {
     pub audit_written: Counter<u64, AtomicU64>,
     pub audit_dropped: Counter<u64, AtomicU64>,
     pub cache: Family<CacheLabels, Counter>,
-    /// The series of `cache` counting the caches looked up for every
+    /// The series of `cache` counting the cache looked up for every proxied
     /// request, held so that a lookup counts without finding its series.
-    cache_series: [CacheSeries; 2],
+    clusters_cache: CacheSeries,
 }
 
 /// One cache's `hit` and `miss` series.
 #[derive(Clone)]
 struct CacheSeries {
-    cache: &'static str,
     hit: Counter,
     miss: Counter,
 }
@@ -261,21 +260,18 @@ impl Metrics {
             "Cache lookups by cache and result",
             cache.clone(),
         );
-        let cache_series = ["clusters", "objects"].map(|name| {
-            let series = |result| {
-                cache
-                    .get_or_create(&CacheLabels {
-                        cache: name,
-                        result,
-                    })
-                    .clone()
-            };
-            CacheSeries {
-                cache: name,
-                hit: series("hit"),
-                miss: series("miss"),
-            }
-        });
+        let series = |result| {
+            cache
+                .get_or_create(&CacheLabels {
+                    cache: "clusters",
+                    result,
+                })
+                .clone()
+        };
+        let clusters_cache = CacheSeries {
+            hit: series("hit"),
+            miss: series("miss"),
+        };
         Self {
             registry,
             requests,
@@ -287,7 +283,7 @@ impl Metrics {
             audit_written,
             audit_dropped,
             cache,
-            cache_series,
+            clusters_cache,
         }
     }
 
@@ -301,14 +297,10 @@ impl Metrics {
 
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
-        match self
-            .cache_series
-            .iter()
-            .find(|series| series.cache == cache)
-        {
-            Some(series) if hit => series.hit.inc(),
-            Some(series) => series.miss.inc(),
-            None => self
+        match cache {
+            "clusters" if hit => self.clusters_cache.hit.inc(),
+            "clusters" => self.clusters_cache.miss.inc(),
+            _ => self
                 .cache
                 .get_or_create(&CacheLabels { cache, result })
                 .inc(),
@@ -445,20 +437,19 @@ mod tests {
         metrics.cache_lookup("clusters", true);
         metrics.cache_lookup("clusters", false);
         metrics.cache_lookup("objects", false);
-        metrics.cache_lookup("sessions", true);
         let text = metrics.encode();
         for line in [
             "kubeportal_cache_lookups_total{cache=\"clusters\",result=\"hit\"} 2",
             "kubeportal_cache_lookups_total{cache=\"clusters\",result=\"miss\"} 1",
-            "kubeportal_cache_lookups_total{cache=\"objects\",result=\"hit\"} 0",
             "kubeportal_cache_lookups_total{cache=\"objects\",result=\"miss\"} 1",
-            "kubeportal_cache_lookups_total{cache=\"sessions\",result=\"hit\"} 1",
         ] {
             assert!(
                 text.lines().any(|written| written == line),
                 "{line} in {text}"
             );
         }
+        // Another cache's series appear once it is looked up, as before.
+        assert!(!text.contains("cache=\"objects\",result=\"hit\""), "{text}");
     }
 
     #[test]
