@@ -121,7 +121,7 @@ pub struct Registry {
     /// Told of every cluster dropped from the cache, so what was built from
     /// its record (connectors) is dropped with it.
     evictions: Arc<std::sync::RwLock<Vec<Eviction>>>,
-    metrics: Option<crate::telemetry::SharedMetrics>,
+    lookups: Option<crate::telemetry::CacheSeries>,
 }
 
 /// Called with the name key of a cluster a write changed or removed.
@@ -199,7 +199,7 @@ impl Registry {
             generation: Arc::default(),
             refreshing: Arc::default(),
             evictions: Arc::default(),
-            metrics: None,
+            lookups: None,
         }
     }
 
@@ -215,7 +215,7 @@ impl Registry {
 
     /// Counts cache hits and misses in `metrics`.
     pub fn with_metrics(mut self, metrics: crate::telemetry::SharedMetrics) -> Self {
-        self.metrics = Some(metrics);
+        self.lookups = Some(metrics.cache_series("clusters"));
         self
     }
 
@@ -230,8 +230,8 @@ impl Registry {
     pub async fn resolve(&self, name: &str) -> Result<Option<SharedCluster>, StoreError> {
         let key = name_key(name);
         let cached = self.cache.get(key.as_ref()).await;
-        if let Some(metrics) = &self.metrics {
-            metrics.cache_lookup("clusters", cached.is_some());
+        if let Some(lookups) = &self.lookups {
+            lookups.count(cached.is_some());
         }
         if let Some(cached) = cached {
             if Instant::now() >= cached.due || cached.epoch != self.epoch.load(Ordering::Acquire) {

@@ -629,12 +629,12 @@ macro_rules! shared_sql {
                 let rows = records[offset..offset + size].iter().zip(&groups[offset..offset + size]);
                 use $crate::store::storable;
                 let mut query = sqlx::query($crate::store::audit_insert_sql(size, $dialect));
-                for (record, (groups, impersonated_groups)) in rows {
+                for (record, (groups_at, impersonated_groups)) in rows {
                     query = query
                         .bind(record.time)
                         .bind(storable(&record.kind))
                         .bind(storable(&record.subject))
-                        .bind(written[*groups].as_ref())
+                        .bind(written[*groups_at].as_ref())
                         .bind(record.cluster.as_deref().map(storable))
                         .bind(record.method())
                         .bind(storable(&record.path))

@@ -178,16 +178,24 @@ pub struct Metrics {
     pub audit_written: Counter<u64, AtomicU64>,
     pub audit_dropped: Counter<u64, AtomicU64>,
     pub cache: Family<CacheLabels, Counter>,
-    /// The series of `cache` counting the cache looked up for every proxied
-    /// request, held so that a lookup counts without finding its series.
-    clusters_cache: CacheSeries,
 }
 
-/// One cache's `hit` and `miss` series.
+/// One cache's `hit` and `miss` series, held by a cache looked up on a hot
+/// path so that a lookup counts without finding its series in the family.
 #[derive(Clone)]
-struct CacheSeries {
+pub struct CacheSeries {
     hit: Counter,
     miss: Counter,
+}
+
+impl CacheSeries {
+    pub fn count(&self, hit: bool) {
+        if hit {
+            self.hit.inc();
+        } else {
+            self.miss.inc();
+        }
+    }
 }
 
 pub type SharedMetrics = Arc<Metrics>;
@@ -260,18 +268,6 @@ impl Metrics {
             "Cache lookups by cache and result",
             cache.clone(),
         );
-        let series = |result| {
-            cache
-                .get_or_create(&CacheLabels {
-                    cache: "clusters",
-                    result,
-                })
-                .clone()
-        };
-        let clusters_cache = CacheSeries {
-            hit: series("hit"),
-            miss: series("miss"),
-        };
         Self {
             registry,
             requests,
@@ -283,7 +279,6 @@ impl Metrics {
             audit_written,
             audit_dropped,
             cache,
-            clusters_cache,
         }
     }
 
@@ -296,15 +291,25 @@ impl Metrics {
     }
 
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        match cache {
-            "clusters" if hit => self.clusters_cache.hit.inc(),
-            "clusters" => self.clusters_cache.miss.inc(),
-            _ => self
-                .cache
+        self.cache
+            .get_or_create(&CacheLabels {
+                cache,
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    /// `cache`'s series, made now (at zero) and held by the caller.
+    pub fn cache_series(&self, cache: &'static str) -> CacheSeries {
+        let series = |result| {
+            self.cache
                 .get_or_create(&CacheLabels { cache, result })
-                .inc(),
+                .clone()
         };
+        CacheSeries {
+            hit: series("hit"),
+            miss: series("miss"),
+        }
     }
 }
 
@@ -433,9 +438,10 @@ mod tests {
     #[test]
     fn cache_lookups_count_in_their_series() {
         let metrics = Metrics::new();
+        let clusters = metrics.cache_series("clusters");
+        clusters.count(true);
         metrics.cache_lookup("clusters", true);
-        metrics.cache_lookup("clusters", true);
-        metrics.cache_lookup("clusters", false);
+        clusters.count(false);
         metrics.cache_lookup("objects", false);
         let text = metrics.encode();
         for line in [
