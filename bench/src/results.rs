@@ -146,15 +146,18 @@ requests/s at 64 connections at least nginx's and HAProxy's, CPU per request at 
 under 25 µs, and the list's MB/s at least 0.7x direct.
 - **Instructions per request.** Each proxy (kubeportal, nginx, HAProxy; not \
 kubectl proxy) is started afresh per upstream under `valgrind --tool=callgrind \
---separate-threads=no` with the configuration above, except nginx as one process \
+--separate-threads=yes` with the configuration above, except nginx as one process \
 (`master_process off; worker_processes 1;`) and HAProxy with `nbthread 1`; \
 kubeportal keeps its threads, which valgrind runs one at a time, and its count \
-sums them all. The benchmark sends {warm_up_requests} GETs of the small pod one \
+sums them all. The row below it is the part of kubeportal's count on the threads \
+that ran SQLite (`sqlite3_step`): the audit trail's writes, done off the \
+request's path in batches whose size, and so whose cost per record, depends on \
+how fast the machine serves. The benchmark sends {warm_up_requests} GETs of the small pod one \
 after another over a keep-alive HTTP/1.1 connection, zeroes the counters \
 (`callgrind_control --zero`), sends {requests} more the same way (a new \
 connection only when the proxy closes one, as nginx does after 1,000), dumps the \
 counters (`callgrind_control --dump`) and divides the dump's `totals:` \
-(instructions executed, `Ir`) by {requests}. Every response must be 200 with \
+(instructions executed, `Ir`, summed over its threads' files) by {requests}. Every response must be 200 with \
 the body byte-identical to the direct one. Instructions count work, not time: \
 they do not show waiting, cache misses or the cost of system calls inside the \
 kernel, and whatever the process did meanwhile (timers, the audit trail's \
