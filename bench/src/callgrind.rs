@@ -5,9 +5,9 @@
 //! and the counters are dumped (`callgrind_control --dump`); the dump's
 //! total of executed instructions (all threads together) over the requests
 //! is the figure. Each thread is counted apart, so that the part of
-//! kubeportal's count spent on the threads that run SQLite (the audit
-//! trail's writes, off the request's path, in batches whose size depends on
-//! the machine's speed) is told apart from the rest.
+//! kubeportal's count spent on SQLite's worker threads (the audit trail's
+//! statements, off the request's path, in batches whose size depends on the
+//! machine's speed) is told apart from the rest.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,8 +35,10 @@ pub struct Callgrind {
 pub struct Instructions {
     /// Instructions executed (callgrind's `Ir`, all threads).
     pub total: u64,
-    /// Of those, the instructions of threads that ran SQLite (`sqlite3_step`):
-    /// kubeportal's audit store. None for a proxy without one.
+    /// Of those, the instructions of the threads that ran SQLite
+    /// (`sqlite3_step`): sqlx's SQLite worker threads, which run kubeportal's
+    /// audit statements (the writer builds its batches on the runtime's
+    /// threads, counted with the rest). 0 for a proxy without them.
     pub store: u64,
     pub requests: u64,
 }
@@ -237,24 +239,33 @@ mod tests {
         let dump = |calls: &str, total: u64| {
             format!("# callgrind format\nversion: 1\nevents: Ir\nfn=(1) main\n{calls}5 100\ntotals: {total}\n")
         };
-        // The first dump (at --zero) is not the one counted.
-        write("callgrind.out.42.1-01", &dump("", 7));
+        // An earlier dump is not the one counted: the newest is the highest
+        // number, not the last in text order.
+        write("callgrind.out.42.9-01", &dump("", 7));
         write(
-            "callgrind.out.42.2-01",
+            "callgrind.out.42.10-01",
             &dump("cfn=(2) tokio::run\ncalls=1 0\n", 1_000),
         );
+        // SQLite's step named first where the thread calls it, or where it
+        // runs (the dump is sorted by object and file, either comes first).
         write(
-            "callgrind.out.42.2-02",
+            "callgrind.out.42.10-02",
             &dump("cfn=(3) sqlite3_step\ncalls=1 0\n", 300),
         );
         write(
-            "callgrind.out.42.2-03",
+            "callgrind.out.42.10-103",
+            &dump("fn=(3) sqlite3_step\n", 40),
+        );
+        write(
+            "callgrind.out.42.10-04",
             &dump("fn=(4) sqlite3_step_not\n", 20),
         );
-        // Another process's dump, and the file of the running process.
-        write("callgrind.out.43.3-01", &dump("", 5));
+        // Another process's dump, the file of the running process and the
+        // one written at its exit.
+        write("callgrind.out.43.11-01", &dump("", 5));
         write("callgrind.out.42", &dump("", 9));
-        assert_eq!(newest_totals(directory.path(), 42).unwrap(), (1_320, 300));
+        write("callgrind.out.42-01", &dump("", 11));
+        assert_eq!(newest_totals(directory.path(), 42).unwrap(), (1_360, 340));
         assert!(newest_totals(directory.path(), 44).is_err());
     }
 }

@@ -555,8 +555,9 @@ async fn count_instructions(
         .map_err(|error| format!("{error:#}"));
         match &result {
             Ok(instructions) => eprintln!(
-                "    {:.0} instructions per request",
-                instructions.per_request()
+                "    {:.0} instructions per request ({:.0} on SQLite's threads)",
+                instructions.per_request(),
+                instructions.store_per_request()
             ),
             Err(reason) => eprintln!("    failed: {reason}"),
         }

@@ -440,15 +440,25 @@ fn instruction_row(table: &mut Table, results: &UpstreamResults) {
         target: String::new(),
         verdict: Verdict::NoTarget,
     });
-    // The audit trail's writes run on SQLite's threads, in batches as large
-    // as the machine's speed makes them: their part is shown apart.
+    // The audit trail's statements run on SQLite's worker threads, in
+    // batches as large as the machine's speed makes them: their part is
+    // shown apart. kubeportal audits every request, so none means that the
+    // threads were not told apart, not that they did nothing.
     if let Some(Ok(portal)) = measured.get(&Via::Kubeportal) {
-        table.row(Row::portal_only(
-            "of those, on the threads that run SQLite (the audit trail's writes)".into(),
-            thousands(portal.store_per_request()),
-            "",
-            Verdict::NoTarget,
-        ));
+        let scenario =
+            "of those, on SQLite's worker threads (the audit trail's statements)".to_owned();
+        table.row(if portal.store == 0 {
+            Row::portal_only_text(&format!(
+                "{scenario}: not told apart: no thread's dump names sqlite3_step"
+            ))
+        } else {
+            Row::portal_only(
+                scenario,
+                thousands(portal.store_per_request()),
+                "",
+                Verdict::NoTarget,
+            )
+        });
     }
 }
 
@@ -981,8 +991,21 @@ mod tests {
             ["", "150,000", "30,000", "failed", ""].map(str::to_owned)
         );
         assert_eq!(instructions.ratios[1], "5.00x");
-        let store = find(&table, "of those, on the threads that run SQLite");
+        let store = find(&table, "of those, on SQLite's worker threads");
         assert_eq!(store.values, ["", "20,000", "", "", ""].map(str::to_owned));
+        // Without a thread told apart, the row says so rather than 0.
+        if let Ok(measured) = &mut results.instructions {
+            if let Some(Ok(portal)) = measured.get_mut(&Via::Kubeportal) {
+                portal.store = 0;
+            }
+        }
+        let table = rows(&results);
+        let store = find(&table, "of those, on SQLite's worker threads");
+        assert!(
+            store.scenario.contains("not told apart"),
+            "{}",
+            store.scenario
+        );
     }
 
     #[test]

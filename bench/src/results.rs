@@ -150,9 +150,10 @@ kubectl proxy) is started afresh per upstream under `valgrind --tool=callgrind \
 (`master_process off; worker_processes 1;`) and HAProxy with `nbthread 1`; \
 kubeportal keeps its threads, which valgrind runs one at a time, and its count \
 sums them all. The row below it is the part of kubeportal's count on the threads \
-that ran SQLite (`sqlite3_step`): the audit trail's writes, done off the \
-request's path in batches whose size, and so whose cost per record, depends on \
-how fast the machine serves. The benchmark sends {warm_up_requests} GETs of the small pod one \
+that ran SQLite (`sqlite3_step`), sqlx's SQLite workers: the audit trail's \
+statements, run off the request's path in batches whose size, and so whose cost \
+per record, depends on how fast the machine serves (the writer builds its \
+batches on the runtime's threads, counted in the rest). The benchmark sends {warm_up_requests} GETs of the small pod one \
 after another over a keep-alive HTTP/1.1 connection, zeroes the counters \
 (`callgrind_control --zero`), sends {requests} more the same way (a new \
 connection only when the proxy closes one, as nginx does after 1,000), dumps the \
