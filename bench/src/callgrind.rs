@@ -239,32 +239,33 @@ mod tests {
         let dump = |calls: &str, total: u64| {
             format!("# callgrind format\nversion: 1\nevents: Ir\nfn=(1) main\n{calls}5 100\ntotals: {total}\n")
         };
-        // An earlier dump is not the one counted: the newest is the highest
-        // number, not the last in text order.
-        write("callgrind.out.42.9-01", &dump("", 7));
-        write(
-            "callgrind.out.42.10-01",
-            &dump("cfn=(2) tokio::run\ncalls=1 0\n", 1_000),
-        );
-        // SQLite's step named first where the thread calls it, or where it
-        // runs (the dump is sorted by object and file, either comes first).
-        write(
-            "callgrind.out.42.10-02",
-            &dump("cfn=(3) sqlite3_step\ncalls=1 0\n", 300),
-        );
-        write(
-            "callgrind.out.42.10-103",
-            &dump("fn=(3) sqlite3_step\n", 40),
-        );
-        write(
-            "callgrind.out.42.10-04",
-            &dump("fn=(4) sqlite3_step_not\n", 20),
-        );
-        // Another process's dump, the file of the running process and the
-        // one written at its exit.
-        write("callgrind.out.43.11-01", &dump("", 5));
-        write("callgrind.out.42", &dump("", 9));
-        write("callgrind.out.42-01", &dump("", 11));
+        for (name, calls, total) in [
+            // An earlier dump is not the one counted: the newest is the
+            // highest number, not the last in text order.
+            ("callgrind.out.42.9-01", "", 7),
+            (
+                "callgrind.out.42.10-01",
+                "cfn=(2) tokio::run\ncalls=1 0\n",
+                1_000,
+            ),
+            // SQLite's step named first where the thread calls it, or where
+            // it runs (the dump is sorted by object and file, either comes
+            // first), and a look-alike name.
+            (
+                "callgrind.out.42.10-02",
+                "cfn=(3) sqlite3_step\ncalls=1 0\n",
+                300,
+            ),
+            ("callgrind.out.42.10-103", "fn=(3) sqlite3_step\n", 40),
+            ("callgrind.out.42.10-04", "fn=(4) sqlite3_step_not\n", 20),
+            // Another process's dump, the file of the running process and
+            // the one written at its exit.
+            ("callgrind.out.43.11-01", "", 5),
+            ("callgrind.out.42", "", 9),
+            ("callgrind.out.42-01", "", 11),
+        ] {
+            write(name, &dump(calls, total));
+        }
         assert_eq!(newest_totals(directory.path(), 42).unwrap(), (1_360, 340));
         assert!(newest_totals(directory.path(), 44).is_err());
     }

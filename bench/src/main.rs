@@ -554,10 +554,14 @@ async fn count_instructions(
         .await
         .map_err(|error| format!("{error:#}"));
         match &result {
-            Ok(instructions) => eprintln!(
+            Ok(instructions) if instructions.store > 0 => eprintln!(
                 "    {:.0} instructions per request ({:.0} on SQLite's threads)",
                 instructions.per_request(),
                 instructions.store_per_request()
+            ),
+            Ok(instructions) => eprintln!(
+                "    {:.0} instructions per request",
+                instructions.per_request()
             ),
             Err(reason) => eprintln!("    failed: {reason}"),
         }
