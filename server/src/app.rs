@@ -97,7 +97,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     registry.follow_changes();
     let authenticator = Arc::new(
         Authenticator::new(&config.auth, config.guest_enabled())
-            .map_err(|error| StartError::Invalid(error.to_string()))?,
+            .map_err(|error| StartError::Invalid(error.to_string()))?
+            .with_metrics(&metrics),
     );
     let policy = Arc::new(default_or_configured_policy(&config)?);
     for (key, input) in config.declared_clusters() {

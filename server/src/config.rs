@@ -555,6 +555,48 @@ mod tests {
     }
 
     #[test]
+    fn a_verifier_from_the_environment_has_the_file_defaults() {
+        let from_file = Config::from_parts(
+            Some("auth:\n  jwt:\n    jwksUrl: https://a.example/jwks\n"),
+            &env(&[]),
+        )
+        .unwrap()
+        .auth
+        .jwt
+        .unwrap();
+        for variable in ["KUBEPORTAL_JWKS_URL", "KUBEPORTAL_JWT_HS256_SECRET"] {
+            let jwt = Config::from_parts(None, &env(&[(variable, "https://a.example/jwks")]))
+                .unwrap()
+                .auth
+                .jwt
+                .unwrap();
+            // The leeway, the JWKS refresh floor (which keeps forged key ids
+            // from making every request a JWKS fetch) and the cache.
+            assert_eq!(
+                (
+                    jwt.leeway_seconds,
+                    jwt.jwks_min_refresh_seconds,
+                    jwt.cache_seconds
+                ),
+                (
+                    from_file.leeway_seconds,
+                    from_file.jwks_min_refresh_seconds,
+                    from_file.cache_seconds
+                ),
+                "{variable}"
+            );
+        }
+        assert_eq!(
+            (
+                from_file.leeway_seconds,
+                from_file.jwks_min_refresh_seconds,
+                from_file.cache_seconds
+            ),
+            (30, 30, 60)
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let error =
             Config::from_parts(Some("server:\n  listen: nowhere\n"), &env(&[])).unwrap_err();

@@ -320,3 +320,62 @@ async fn anonymous_proxy_requests_are_401_before_any_other_refusal() {
         );
     }
 }
+
+/// Backstage signs user tokens with ES256: a signature check costs more CPU
+/// than the rest of a proxied request, so a token that verified is checked
+/// once, and refused again once it expires.
+#[tokio::test]
+async fn a_verified_token_is_checked_once_and_not_past_its_expiry() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = key.public_key_pem().replace('\n', "\n        ");
+    let yaml = policy_yaml(&format!(
+        "    leewaySeconds: 0\n    publicKeys:\n      - |\n        {pem}"
+    ));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
+    let lookups = || async {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = |result: &str| {
+            let series =
+                format!("kubeportal_cache_lookups_total{{cache=\"tokens\",result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .map_or(0, |count| count.parse::<u64>().unwrap())
+        };
+        (count("hit"), count("miss"))
+    };
+    let lasting = es256(
+        &key,
+        None,
+        claims("user:default/alice", &["group:default/readers"]),
+    );
+    for _ in 0..3 {
+        assert_eq!(status(&app, Some(&lasting)).await.0, StatusCode::OK);
+    }
+    assert_eq!(lookups().await, (2, 1));
+
+    let exp = now() + 1;
+    let brief = es256(
+        &key,
+        None,
+        json!({"sub": "user:default/bob", "ent": ["group:default/readers"], "exp": exp}),
+    );
+    assert_eq!(status(&app, Some(&brief)).await.0, StatusCode::OK);
+    assert_eq!(status(&app, Some(&brief)).await.0, StatusCode::OK);
+    // Refused from the second after `exp` (no leeway), remembered or not.
+    let refused_from = UNIX_EPOCH + std::time::Duration::from_millis((exp + 1) * 1000 + 50);
+    if let Ok(wait) = refused_from.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    let (code, body) = status(&app, Some(&brief)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.to_string().contains("expired"), "{body}");
+}

@@ -7,7 +7,7 @@
 //! kubeportal hammer the JWKS endpoint.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, RwLock};
 use super::{Caller, CallerKind, EntityRefError};
 
 /// `auth.jwt:` in the configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JwtConfig {
     pub hs256_secret: Option<SecretString>,
@@ -33,6 +33,29 @@ pub struct JwtConfig {
     /// Shortest time between two JWKS fetches triggered by unknown key ids.
     #[serde(default = "default_jwks_refresh_floor")]
     pub jwks_min_refresh_seconds: u64,
+    /// Longest time a verified token is remembered (by its SHA-256), so
+    /// that its signature is not checked again on each of its requests;
+    /// never past the token's own `exp`. 0 checks every request.
+    #[serde(default = "default_cache_seconds")]
+    pub cache_seconds: u64,
+}
+
+/// As a file that names no field would have it: a verifier configured by
+/// the environment alone gets the same leeway, JWKS refresh floor and
+/// cache as one configured by a file.
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            public_keys: Vec::new(),
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            leeway_seconds: default_leeway(),
+            jwks_min_refresh_seconds: default_jwks_refresh_floor(),
+            cache_seconds: default_cache_seconds(),
+        }
+    }
 }
 
 fn default_leeway() -> u64 {
@@ -41,6 +64,10 @@ fn default_leeway() -> u64 {
 
 fn default_jwks_refresh_floor() -> u64 {
     30
+}
+
+fn default_cache_seconds() -> u64 {
+    60
 }
 
 /// A configured public key that cannot be used.
@@ -81,6 +108,17 @@ struct Claims {
     sub: String,
     #[serde(default)]
     ent: Vec<String>,
+    /// A number of seconds, which may have a fraction (the library reads it
+    /// so too); required, and checked, by the validation.
+    exp: f64,
+}
+
+/// A token that verified: whom it identifies, and until when it would
+/// verify (its `exp` and the leeway; none for an `exp` no clock can hold).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub caller: Caller,
+    pub valid_until: Option<SystemTime>,
 }
 
 /// A verification key and the algorithms it may be used with.
@@ -222,6 +260,7 @@ pub struct JwtVerifier {
     public_keys: Vec<VerificationKey>,
     jwks: Option<Jwks>,
     validation: Validation,
+    leeway: Duration,
 }
 
 impl JwtVerifier {
@@ -274,11 +313,13 @@ impl JwtVerifier {
             public_keys,
             jwks,
             validation,
+            leeway: Duration::from_secs(config.leeway_seconds),
         })
     }
 
-    /// The caller a token identifies, or why it is refused (safe to return).
-    pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+    /// The caller a token identifies and until when, or why it is refused
+    /// (safe to return).
+    pub async fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         let algorithm = header.alg;
         let candidates: Vec<DecodingKey> = if algorithm == Algorithm::HS256 {
@@ -315,11 +356,21 @@ impl JwtVerifier {
                         .into_iter()
                         .filter(|reference| !reference.eq_ignore_ascii_case(&claims.sub))
                         .collect::<Vec<_>>();
-                    return Ok(Caller {
-                        subject: claims.sub.into(),
-                        groups: groups.into(),
-                        kind: CallerKind::Jwt,
-                        note: None,
+                    // The library accepts the token while `exp` is no
+                    // further than the leeway in the past (in whole seconds,
+                    // so a little longer than this).
+                    let valid_until = Duration::try_from_secs_f64(claims.exp)
+                        .ok()
+                        .and_then(|exp| UNIX_EPOCH.checked_add(exp))
+                        .and_then(|expires| expires.checked_add(self.leeway));
+                    return Ok(Verified {
+                        caller: Caller {
+                            subject: claims.sub.into(),
+                            groups: groups.into(),
+                            kind: CallerKind::Jwt,
+                            note: None,
+                        },
+                        valid_until,
                     });
                 }
                 Err(error) => {

@@ -10,6 +10,7 @@ pub mod origin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -117,7 +118,90 @@ struct StaticIdentity {
 pub struct Authenticator {
     static_tokens: HashMap<[u8; 32], StaticIdentity>,
     jwt: Option<JwtVerifier>,
+    verified: Option<VerifiedTokens>,
     guest: bool,
+}
+
+/// The most verified tokens remembered at once.
+const REMEMBERED_TOKENS: u64 = 10_000;
+
+/// JWTs that verified, by the SHA-256 of the whole token (its signature
+/// included), so that a portal token's signature is checked once rather
+/// than on every one of its requests: an ES256 or RS256 check costs more
+/// CPU than the rest of a proxied request. A token is remembered until it
+/// would no longer verify (its `exp` and the leeway) and at most
+/// `auth.jwt.cacheSeconds`: that long it stays accepted after its key
+/// leaves the JWKS. Only tokens that verified are kept, so callers without
+/// one cannot fill it.
+struct VerifiedTokens {
+    cache: moka::sync::Cache<[u8; 32], Remembered>,
+    longest: Duration,
+    lookups: Option<crate::telemetry::CacheSeries>,
+}
+
+#[derive(Clone)]
+struct Remembered {
+    subject: Arc<str>,
+    groups: Arc<[String]>,
+    /// How long from when it was remembered.
+    lasts: Duration,
+}
+
+/// Each token is remembered for its own time.
+struct UntilItExpires;
+
+impl moka::Expiry<[u8; 32], Remembered> for UntilItExpires {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        remembered: &Remembered,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(remembered.lasts)
+    }
+}
+
+impl VerifiedTokens {
+    fn new(longest: Duration) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(REMEMBERED_TOKENS)
+                .expire_after(UntilItExpires)
+                .build(),
+            longest,
+            lookups: None,
+        }
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<Caller> {
+        let found = self.cache.get(digest);
+        if let Some(lookups) = &self.lookups {
+            lookups.count(found.is_some());
+        }
+        found.map(|remembered| Caller {
+            subject: remembered.subject,
+            groups: remembered.groups,
+            kind: CallerKind::Jwt,
+            note: None,
+        })
+    }
+
+    fn remember(&self, digest: [u8; 32], verified: &jwt::Verified) {
+        let Some(valid_until) = verified.valid_until else {
+            return;
+        };
+        let Ok(left) = valid_until.duration_since(SystemTime::now()) else {
+            return;
+        };
+        self.cache.insert(
+            digest,
+            Remembered {
+                subject: verified.caller.subject.clone(),
+                groups: verified.caller.groups.clone(),
+                lasts: left.min(self.longest),
+            },
+        );
+    }
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -140,11 +224,27 @@ impl Authenticator {
             })
             .collect();
         let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose()?;
+        let verified = config
+            .jwt
+            .as_ref()
+            .map(|jwt| Duration::from_secs(jwt.cache_seconds))
+            .filter(|longest| !longest.is_zero())
+            .map(VerifiedTokens::new);
         Ok(Self {
             static_tokens,
             jwt,
+            verified,
             guest,
         })
+    }
+
+    /// Counts lookups of verified tokens in `kubeportal_cache_lookups_total`
+    /// (`cache="tokens"`: a miss is a signature checked).
+    pub fn with_metrics(mut self, metrics: &crate::telemetry::Metrics) -> Self {
+        if let Some(verified) = &mut self.verified {
+            verified.lookups = Some(metrics.cache_series("tokens"));
+        }
+        self
     }
 
     pub fn guest_enabled(&self) -> bool {
@@ -191,21 +291,31 @@ impl Authenticator {
                 note: None,
             });
         }
-        let caller = match &self.jwt {
-            Some(verifier) => verifier.verify(token).await.map_err(|reason| {
-                tracing::debug!(%reason, "token rejected");
-                ApiError::Authentication(format!("invalid token: {reason}"))
-            })?,
-            None => return Err(ApiError::Authentication("invalid token".into())),
+        let Some(verifier) = &self.jwt else {
+            return Err(ApiError::Authentication("invalid token".into()));
         };
+        if let Some(caller) = self
+            .verified
+            .as_ref()
+            .and_then(|verified| verified.get(&token_digest))
+        {
+            return Ok(caller);
+        }
+        let verified = verifier.verify(token).await.map_err(|reason| {
+            tracing::debug!(%reason, "token rejected");
+            ApiError::Authentication(format!("invalid token: {reason}"))
+        })?;
         // The guest's subject belongs to the guest alone: what the default
         // policy grants the loopback guest must not go to a token naming it.
-        if caller.subject.eq_ignore_ascii_case(GUEST_SUBJECT) {
+        if verified.caller.subject.eq_ignore_ascii_case(GUEST_SUBJECT) {
             return Err(ApiError::Authentication(format!(
                 "invalid token: sub {GUEST_SUBJECT} is reserved for the guest"
             )));
         }
-        Ok(caller)
+        if let Some(remembered) = &self.verified {
+            remembered.remember(token_digest, &verified);
+        }
+        Ok(verified.caller)
     }
 }
 
@@ -297,6 +407,163 @@ mod tests {
         let mut basic = HeaderMap::new();
         basic.insert(header::AUTHORIZATION, "Basic YTpi".parse().unwrap());
         assert!(authenticator(true).authenticate(&basic).await.is_err());
+    }
+
+    const SECRET: &str = "an-hs256-secret-for-the-token-cache-tests";
+
+    /// An HS256 verifier without leeway that remembers tokens for at most
+    /// `cache_seconds`, counting its lookups in `metrics`.
+    fn verifier(cache_seconds: u64, metrics: &crate::telemetry::Metrics) -> Authenticator {
+        let jwt = JwtConfig {
+            hs256_secret: Some(SecretString::from(SECRET)),
+            leeway_seconds: 0,
+            cache_seconds,
+            ..JwtConfig::default()
+        };
+        let config = AuthConfig {
+            guest: None,
+            static_tokens: Vec::new(),
+            jwt: Some(jwt),
+        };
+        Authenticator::new(&config, false)
+            .unwrap()
+            .with_metrics(metrics)
+    }
+
+    fn unix_now() -> f64 {
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    }
+
+    fn signed(subject: &str, exp: u64) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"sub": subject, "ent": ["group:default/a"], "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    /// The verified tokens' (hits, misses): a miss is a signature checked.
+    fn lookups(metrics: &crate::telemetry::Metrics) -> (u64, u64) {
+        let text = metrics.encode();
+        let count = |result: &str| {
+            let series =
+                format!("kubeportal_cache_lookups_total{{cache=\"tokens\",result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .map_or(0, |count| count.parse().unwrap())
+        };
+        (count("hit"), count("miss"))
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_checked_once_then_remembered() {
+        let metrics = crate::telemetry::Metrics::new();
+        let authenticator = verifier(60, &metrics);
+        let token = signed("user:default/alice", unix_now() as u64 + 600);
+        for _ in 0..3 {
+            let caller = authenticator.authenticate_token(&token).await.unwrap();
+            assert_eq!(&*caller.subject, "user:default/alice");
+            assert_eq!(*caller.groups, ["group:default/a"]);
+            assert_eq!(caller.kind, CallerKind::Jwt);
+            assert!(caller.note.is_none());
+        }
+        assert_eq!(lookups(&metrics), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_token_altered_anywhere_is_checked_anew_and_refused() {
+        let metrics = crate::telemetry::Metrics::new();
+        let authenticator = verifier(60, &metrics);
+        let exp = unix_now() as u64 + 600;
+        let token = signed("user:default/alice", exp);
+        authenticator.authenticate_token(&token).await.unwrap();
+        let (header, rest) = token.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let other_payload = signed("user:default/mallory", exp);
+        let other_payload = other_payload.split('.').nth(1).unwrap();
+        let mut last = signature.chars().last().unwrap();
+        last = if last == 'A' { 'B' } else { 'A' };
+        let altered = [
+            // Someone else's claims under the remembered token's signature.
+            format!("{header}.{other_payload}.{signature}"),
+            // The signature's last character.
+            format!("{}{last}", &token[..token.len() - 1]),
+            // Padding after the token.
+            format!("{token}="),
+        ];
+        for token in &altered {
+            assert!(
+                authenticator.authenticate_token(token).await.is_err(),
+                "{token}"
+            );
+        }
+        assert_eq!(lookups(&metrics), (0, 4));
+        authenticator.authenticate_token(&token).await.unwrap();
+        assert_eq!(lookups(&metrics), (1, 4));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_it_expires() {
+        let metrics = crate::telemetry::Metrics::new();
+        let authenticator = verifier(60, &metrics);
+        let exp = unix_now() as u64 + 1;
+        let token = signed("user:default/alice", exp);
+        authenticator.authenticate_token(&token).await.unwrap();
+        // Without leeway the library refuses it from the second after `exp`.
+        let refused_from = (exp + 1) as f64 + 0.05;
+        tokio::time::sleep(std::time::Duration::from_secs_f64(
+            refused_from - unix_now(),
+        ))
+        .await;
+        let error = authenticator.authenticate_token(&token).await.unwrap_err();
+        assert!(error.to_string().contains("expired"), "{error}");
+        assert_eq!(lookups(&metrics), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn a_token_is_remembered_no_longer_than_cache_seconds() {
+        let metrics = crate::telemetry::Metrics::new();
+        let authenticator = verifier(1, &metrics);
+        let token = signed("user:default/alice", unix_now() as u64 + 600);
+        authenticator.authenticate_token(&token).await.unwrap();
+        authenticator.authenticate_token(&token).await.unwrap();
+        assert_eq!(lookups(&metrics), (1, 1));
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        authenticator.authenticate_token(&token).await.unwrap();
+        assert_eq!(lookups(&metrics), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn without_a_cache_every_token_is_checked() {
+        let metrics = crate::telemetry::Metrics::new();
+        let authenticator = verifier(0, &metrics);
+        let token = signed("user:default/alice", unix_now() as u64 + 600);
+        for _ in 0..2 {
+            authenticator.authenticate_token(&token).await.unwrap();
+        }
+        assert_eq!(lookups(&metrics), (0, 0));
+        assert!(!metrics.encode().contains("cache=\"tokens\""));
+    }
+
+    #[tokio::test]
+    async fn refused_tokens_are_not_remembered() {
+        let metrics = crate::telemetry::Metrics::new();
+        let authenticator = verifier(60, &metrics);
+        let now = unix_now() as u64;
+        for token in [
+            signed(GUEST_SUBJECT, now + 600),
+            signed("user:default/alice", now - 100),
+            signed("not an entity ref", now + 600),
+        ] {
+            for _ in 0..2 {
+                assert!(authenticator.authenticate_token(&token).await.is_err());
+            }
+        }
+        assert_eq!(lookups(&metrics), (0, 6));
     }
 
     #[test]
