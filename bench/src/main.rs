@@ -17,6 +17,7 @@ mod fanout;
 mod fixtures;
 mod fleet;
 mod fleet_profile;
+mod identity;
 mod machine;
 mod memory;
 mod processes;
@@ -94,6 +95,9 @@ enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Section {
     Proxy,
+    /// The small GET with a static token and with a portal user's ES256
+    /// JWT, remembered once verified and checked on every request.
+    Identity,
     Memory,
     Registry,
     Fanout,
@@ -202,6 +206,9 @@ async fn main() -> Result<()> {
     let mut findings = Findings::default();
     if runs(Section::Proxy) {
         proxy_section(&bench, &mut findings).await?;
+    }
+    if runs(Section::Identity) {
+        identity_section(&bench, &mut findings).await;
     }
     if runs(Section::Memory) {
         memory_section(&bench, &mut findings).await;
@@ -787,6 +794,54 @@ async fn fanout_section(bench: &Bench<'_>, findings: &mut Findings) {
             "route not available (kubeportal does not serve it)",
         ),
         Err(error) => findings.failed("object fan-out", &error, ""),
+    }
+}
+
+/// The small GET by the caller's token: static, or a user's ES256 JWT
+/// remembered once verified or checked on every request.
+async fn identity_section(bench: &Bench<'_>, findings: &mut Findings) {
+    eprintln!("identity:");
+    let what = "identity";
+    let target = report::IDENTITY_TARGET;
+    let wrk = match wrk::Wrk::new(bench.dir) {
+        Ok(wrk) => wrk,
+        Err(error) => {
+            findings.table.section(what);
+            return findings.not_measured(what, &format!("{error:#}"));
+        }
+    };
+    let schedule = proxy::Schedule {
+        rounds: bench.arguments.rounds as usize,
+        warm_up: Duration::from_secs(bench.arguments.warm_up),
+        duration: Duration::from_secs(bench.arguments.duration),
+    };
+    match identity::measure(
+        &bench.binaries,
+        bench.dir,
+        &wrk,
+        &bench.portal_config,
+        bench.seeded.pod_bytes,
+        schedule,
+    )
+    .await
+    {
+        Ok(result) => {
+            for (load, connections) in identity::CONNECTIONS.iter().enumerate() {
+                for way in identity::Way::ALL {
+                    if let Err(reason) = result.run(load, way) {
+                        findings.notes.push(format!(
+                            "identity, {connections} conn, {}: {reason}",
+                            way.label()
+                        ));
+                    }
+                }
+            }
+            report::identity_rows(&mut findings.table, &result);
+        }
+        Err(error) => {
+            findings.table.section(what);
+            findings.failed(what, &error, target);
+        }
     }
 }
 

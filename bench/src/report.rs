@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::callgrind;
 use crate::fanout::FanOutResult;
 use crate::fleet::{self, FleetResult};
+use crate::identity::{self, IdentityResult};
 use crate::memory::{LogResult, WatchResult};
 use crate::proxy::{Scenario, UpstreamResults, Via};
 use crate::registry::RegistryResult;
@@ -630,6 +631,67 @@ pub fn fanout_rows(table: &mut Table, results: &[FanOutResult]) {
 /// The tenant-view rows: the list across namespaces filtered for a tenant
 /// beside the same list unfiltered, and kubeportal's peak memory filtering
 /// several at once.
+/// A portal user's token (an ES256 JWT) costs about what the static token
+/// does, once verified.
+pub const IDENTITY_TARGET: &str = ">=0.9x static token";
+
+/// The small GET by the caller's token, each row's kubeportal cell reading
+/// static token / ES256 user token remembered / checked on every request.
+pub fn identity_rows(table: &mut Table, result: &IdentityResult) {
+    table.section(&format!(
+        "identity: GET one pod through kubeportal, (b) TLS upstream; each cell reads \
+         static token / ES256 user token ({} B) remembered once verified / checked every request",
+        result.token_bytes
+    ));
+    let cells = |load: usize, value: &dyn Fn(&Summary) -> String| {
+        identity::Way::ALL
+            .map(|way| match result.run(load, way) {
+                Ok(summary) => value(summary),
+                Err(reason) => reason_cell(&reason),
+            })
+            .join(" / ")
+    };
+    let [many, one] = identity::CONNECTIONS;
+    let rate = |load: usize, way: identity::Way| {
+        result.run(load, way).ok().map(Summary::requests_per_second)
+    };
+    let rows = [
+        (
+            format!("GET pod, {many} conn: requests/s"),
+            cells(0, &|summary| thousands(summary.requests_per_second())),
+        ),
+        (
+            format!("GET pod, {many} conn: kubeportal CPU per request"),
+            cells(0, &|summary| {
+                summary.cpu_per_request().map(micros).unwrap_or_default()
+            }),
+        ),
+        (
+            format!("GET pod, {one} conn: p50 latency"),
+            cells(1, &|summary| {
+                micros(Duration::from_nanos((summary.p50_us * 1e3) as u64))
+            }),
+        ),
+    ];
+    for (scenario, value) in rows {
+        table.row(Row::portal_only(scenario, value, "", Verdict::NoTarget));
+    }
+    let static_token = rate(0, identity::Way::StaticToken);
+    let remembered = ratio(rate(0, identity::Way::Remembered), static_token);
+    table.row(Row::portal_only(
+        format!("ES256 user token, remembered: requests/s at {many} conn as a ratio to the static token"),
+        ratio_text(remembered),
+        IDENTITY_TARGET,
+        remembered.map_or(Verdict::Unknown, |ratio| Verdict::from_bool(ratio >= 0.9)),
+    ));
+    table.row(Row::portal_only(
+        format!("ES256 user token, checked every request (`cacheSeconds: 0`): requests/s at {many} conn as a ratio to the static token"),
+        ratio_text(ratio(rate(0, identity::Way::EveryRequest), static_token)),
+        "",
+        Verdict::NoTarget,
+    ));
+}
+
 pub fn tenant_rows(table: &mut Table, result: &TenantResult) {
     let megabytes = |bytes: usize| bytes as f64 / 1e6;
     let list_mb = megabytes(result.list_bytes);
@@ -1005,6 +1067,75 @@ mod tests {
             store.scenario.contains("not told apart"),
             "{}",
             store.scenario
+        );
+    }
+
+    #[test]
+    fn identity_rows_read_static_then_remembered_then_every_request() {
+        use crate::identity::{IdentityResult, Way};
+        let run = |rate: u64, cpu_us: u64, p50_us: f64| Summary {
+            requests: rate * 4,
+            duration_us: 4_000_000,
+            bytes: rate * 4 * 3_000,
+            connect_errors: 0,
+            read_errors: 0,
+            write_errors: 0,
+            status_errors: 0,
+            timeouts: 0,
+            p50_us,
+            p90_us: p50_us,
+            p99_us: p50_us,
+            max_us: p50_us,
+            server_cpu: Some(Duration::from_micros(cpu_us * rate * 4)),
+        };
+        let rows = |remembered: u64| {
+            let result = IdentityResult {
+                runs: [
+                    [
+                        Ok(run(30_000, 34, 0.0)),
+                        Ok(run(remembered, 36, 0.0)),
+                        Ok(run(14_000, 90, 0.0)),
+                    ],
+                    [
+                        Ok(run(9_000, 60, 105.0)),
+                        Ok(run(8_800, 62, 108.0)),
+                        Err("wrk failed".into()),
+                    ],
+                ],
+                token_bytes: 420,
+            };
+            assert_eq!(result.run(1, Way::EveryRequest), Err("wrk failed".into()));
+            let mut table = Table::default();
+            identity_rows(&mut table, &result);
+            table.rows().cloned().collect::<Vec<Row>>()
+        };
+        let table = rows(29_000);
+        let cell = |table: &[Row], prefix: &str| {
+            let row = table
+                .iter()
+                .find(|row| row.scenario.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no row {prefix}"));
+            (row.values[1].clone(), row.verdict)
+        };
+        assert_eq!(
+            cell(&table, "GET pod, 64 conn: requests/s").0,
+            "30,000 / 29,000 / 14,000"
+        );
+        assert_eq!(
+            cell(&table, "GET pod, 64 conn: kubeportal CPU").0,
+            "34.0 µs / 36.0 µs / 90.0 µs"
+        );
+        assert!(cell(&table, "GET pod, 1 conn: p50")
+            .0
+            .starts_with("105 µs / 108 µs / "));
+        assert_eq!(
+            cell(&table, "ES256 user token, remembered"),
+            ("0.97x".to_owned(), Verdict::Met)
+        );
+        assert_eq!(cell(&table, "ES256 user token, checked").0, "0.47x");
+        assert_eq!(
+            cell(&rows(20_000), "ES256 user token, remembered"),
+            ("0.67x".to_owned(), Verdict::Missed)
         );
     }
 
