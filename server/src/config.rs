@@ -597,6 +597,25 @@ mod tests {
     }
 
     #[test]
+    fn no_static_token_may_be_or_own_the_guest() {
+        let yaml = |subject: &str, group: &str| {
+            format!("auth:\n  staticTokens:\n    - {{ token: a-long-enough-token-1234, subject: '{subject}', groups: ['{group}'] }}\n")
+        };
+        let error = |yaml: &str| {
+            Config::from_parts(Some(yaml), &env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error(&yaml("user:default/guest", "group:default/a"))
+            .contains("auth.staticTokens[0].subject"),);
+        for group in ["user:default/guest", "User:Default/GUEST"] {
+            let message = error(&yaml("user:default/ci", group));
+            assert!(message.contains("auth.staticTokens[0].groups"), "{message}");
+        }
+        Config::from_parts(Some(&yaml("user:default/ci", "group:default/a")), &env(&[])).unwrap();
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let error =
             Config::from_parts(Some("server:\n  listen: nowhere\n"), &env(&[])).unwrap_err();

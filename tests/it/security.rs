@@ -625,12 +625,22 @@ async fn without_a_configuration_file_only_the_loopback_guest_may_do_anything() 
         clusters_status(&app, Some(&alice)).await,
         StatusCode::FORBIDDEN
     );
-    // No token may claim to be the guest.
-    let guest = jwt(json!({"sub": "user:default/guest", "exp": now() + 600}));
-    assert_eq!(
-        clusters_status(&app, Some(&guest)).await,
-        StatusCode::UNAUTHORIZED
-    );
+    // No token may claim to be the guest, as its subject or among the
+    // groups it owns (rules match either), in any case.
+    for claims in [
+        json!({"sub": "user:default/guest", "exp": now() + 600}),
+        json!({"sub": "user:default/mallory", "ent": ["user:default/guest"], "exp": now() + 600}),
+        json!({"sub": "user:default/mallory", "ent": ["group:default/a", "User:Default/Guest"], "exp": now() + 600}),
+    ] {
+        let guest = jwt(claims.clone());
+        for _ in 0..2 {
+            assert_eq!(
+                clusters_status(&app, Some(&guest)).await,
+                StatusCode::UNAUTHORIZED,
+                "{claims}"
+            );
+        }
+    }
 
     // Configured by environment for all interfaces: nobody may do anything.
     let env = environment(

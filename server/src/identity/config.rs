@@ -38,6 +38,8 @@ pub enum AuthConfigError {
     },
     #[error("auth.staticTokens[{index}].subject: is reserved for the guest")]
     GuestSubject { index: usize },
+    #[error("auth.staticTokens[{index}].groups: user:default/guest is reserved for the guest")]
+    GuestGroup { index: usize },
     #[error("auth.jwt.publicKeys[{index}]: {reason}")]
     PublicKey { index: usize, reason: KeyError },
     #[error("auth.jwt.jwksUrl: {reason}")]
@@ -55,6 +57,13 @@ impl AuthConfig {
                 .map_err(|reason| AuthConfigError::Subject { index, reason })?;
             if token.subject.eq_ignore_ascii_case(GUEST_SUBJECT) {
                 return Err(AuthConfigError::GuestSubject { index });
+            }
+            if token
+                .groups
+                .iter()
+                .any(|group| group.eq_ignore_ascii_case(GUEST_SUBJECT))
+            {
+                return Err(AuthConfigError::GuestGroup { index });
             }
         }
         if let Some(jwt) = &self.jwt {

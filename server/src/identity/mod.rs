@@ -122,8 +122,9 @@ pub struct Authenticator {
     guest: bool,
 }
 
-/// The most verified tokens remembered at once.
-const REMEMBERED_TOKENS: u64 = 10_000;
+/// The most the identities of verified tokens may weigh, in bytes of their
+/// subjects and groups (and a little for each entry).
+const REMEMBERED_BYTES: u64 = 16 << 20;
 
 /// JWTs that verified, by the SHA-256 of the whole token (its signature
 /// included), so that a portal token's signature is checked once rather
@@ -132,7 +133,7 @@ const REMEMBERED_TOKENS: u64 = 10_000;
 /// would no longer verify (its `exp` and the leeway) and at most
 /// `auth.jwt.cacheSeconds`: that long it stays accepted after its key
 /// leaves the JWKS. Only tokens that verified are kept, so callers without
-/// one cannot fill it.
+/// one cannot fill it, and at most [`REMEMBERED_BYTES`] of them.
 struct VerifiedTokens {
     cache: moka::sync::Cache<[u8; 32], Remembered>,
     longest: Duration,
@@ -143,8 +144,19 @@ struct VerifiedTokens {
 struct Remembered {
     subject: Arc<str>,
     groups: Arc<[String]>,
-    /// How long from when it was remembered.
+    /// How long from when it was remembered (on the monotonic clock).
     lasts: Duration,
+    /// When the token stops verifying, on the wall clock its `exp` is read
+    /// by: a clock set forward, or a machine suspended (which stops the
+    /// monotonic clock), must not keep an expired token accepted.
+    valid_until: SystemTime,
+}
+
+impl Remembered {
+    fn weight(&self) -> u32 {
+        let groups: usize = self.groups.iter().map(|group| group.len() + 24).sum();
+        u32::try_from(128 + self.subject.len() + groups).unwrap_or(u32::MAX)
+    }
 }
 
 /// Each token is remembered for its own time.
@@ -165,7 +177,8 @@ impl VerifiedTokens {
     fn new(longest: Duration) -> Self {
         Self {
             cache: moka::sync::Cache::builder()
-                .max_capacity(REMEMBERED_TOKENS)
+                .max_capacity(REMEMBERED_BYTES)
+                .weigher(|_, remembered: &Remembered| remembered.weight())
                 .expire_after(UntilItExpires)
                 .build(),
             longest,
@@ -174,7 +187,10 @@ impl VerifiedTokens {
     }
 
     fn get(&self, digest: &[u8; 32]) -> Option<Caller> {
-        let found = self.cache.get(digest);
+        let found = self
+            .cache
+            .get(digest)
+            .filter(|remembered| SystemTime::now() < remembered.valid_until);
         if let Some(lookups) = &self.lookups {
             lookups.count(found.is_some());
         }
@@ -199,6 +215,7 @@ impl VerifiedTokens {
                 subject: verified.caller.subject.clone(),
                 groups: verified.caller.groups.clone(),
                 lasts: left.min(self.longest),
+                valid_until,
             },
         );
     }
@@ -306,10 +323,14 @@ impl Authenticator {
             ApiError::Authentication(format!("invalid token: {reason}"))
         })?;
         // The guest's subject belongs to the guest alone: what the default
-        // policy grants the loopback guest must not go to a token naming it.
-        if verified.caller.subject.eq_ignore_ascii_case(GUEST_SUBJECT) {
+        // policy grants the loopback guest must not go to a token naming it,
+        // as its subject or among its groups (rules match either).
+        let guest = |reference: &str| reference.eq_ignore_ascii_case(GUEST_SUBJECT);
+        if guest(&verified.caller.subject)
+            || verified.caller.groups.iter().any(|group| guest(group))
+        {
             return Err(ApiError::Authentication(format!(
-                "invalid token: sub {GUEST_SUBJECT} is reserved for the guest"
+                "invalid token: {GUEST_SUBJECT} is reserved for the guest"
             )));
         }
         if let Some(remembered) = &self.verified {
@@ -438,9 +459,13 @@ mod tests {
     }
 
     fn signed(subject: &str, exp: u64) -> String {
+        signed_claims(serde_json::json!({"sub": subject, "ent": ["group:default/a"], "exp": exp}))
+    }
+
+    fn signed_claims(claims: serde_json::Value) -> String {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
-            &serde_json::json!({"sub": subject, "ent": ["group:default/a"], "exp": exp}),
+            &claims,
             &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
         )
         .unwrap()
@@ -556,6 +581,9 @@ mod tests {
         let now = unix_now() as u64;
         for token in [
             signed(GUEST_SUBJECT, now + 600),
+            signed_claims(serde_json::json!({
+                "sub": "user:default/alice", "ent": ["USER:default/guest"], "exp": now + 600,
+            })),
             signed("user:default/alice", now - 100),
             signed("not an entity ref", now + 600),
         ] {
@@ -563,7 +591,30 @@ mod tests {
                 assert!(authenticator.authenticate_token(&token).await.is_err());
             }
         }
-        assert_eq!(lookups(&metrics), (0, 6));
+        assert_eq!(lookups(&metrics), (0, 8));
+    }
+
+    /// The wall clock, which `exp` is read by, may move apart from the
+    /// monotonic one the cache expires entries by (set forward, or the
+    /// machine suspended): a token past its time is not taken from memory.
+    #[test]
+    fn a_remembered_token_past_its_time_on_the_wall_clock_is_not_used() {
+        let verified = VerifiedTokens::new(Duration::from_secs(60));
+        let remembered = |valid_until| Remembered {
+            subject: "user:default/alice".into(),
+            groups: Arc::default(),
+            lasts: Duration::from_secs(60),
+            valid_until,
+        };
+        let now = SystemTime::now();
+        verified
+            .cache
+            .insert([1; 32], remembered(now + Duration::from_secs(60)));
+        verified
+            .cache
+            .insert([2; 32], remembered(now - Duration::from_secs(1)));
+        assert!(verified.get(&[1; 32]).is_some());
+        assert!(verified.get(&[2; 32]).is_none());
     }
 
     #[test]
