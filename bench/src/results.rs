@@ -163,6 +163,19 @@ the body byte-identical to the direct one. Instructions count work, not time: \
 they do not show waiting, cache misses or the cost of system calls inside the \
 kernel, and whatever the process did meanwhile (timers, the audit trail's \
 writes) is included.
+- **Identity.** The small GET through kubeportal's header form to upstream \
+(b), with the static token of the proxy rows, and with a portal user's token as \
+Backstage's auth backend signs them: an ES256 JWT (P-256 key generated per run, \
+configured under `auth.jwt.publicKeys`, with `iss`, `aud`, `sub`, `ent`, `iat` \
+and an `exp` an hour ahead). Two kubeportals with the proxy rows' configuration \
+and that key: one as shipped, which remembers a token that verified (by its \
+SHA-256, `auth.jwt.cacheSeconds` 60), serves the static and the remembered \
+token; one with `cacheSeconds: 0` checks the signature on every request. The \
+three ways take turns in a rotated order each round, at 64 connections \
+(requests/s, kubeportal's CPU per request) and at 1 (p50), each cell the best \
+of its rounds, runs and warm-ups as above; each way is first checked to \
+answer 200. The target: the remembered token's throughput at least 0.9x the \
+static token's.
 - **Memory.** A freshly started kubeportal per scenario. VmHWM from \
 `/proc/PID/status` after one client read the 1 GiB generated log through the header \
 form as fast as it could. VmRSS (the largest of ten readings over a second) with up \
