@@ -95,11 +95,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let registry = Registry::new(database.clusters(), secrets.clone(), CLUSTER_CACHE_TTL)
         .with_metrics(metrics.clone());
     registry.follow_changes();
-    let authenticator = Arc::new(
-        Authenticator::new(&config.auth, config.guest_enabled())
-            .map_err(|error| StartError::Invalid(error.to_string()))?
-            .with_metrics(&metrics),
-    );
+    let mut authenticator = Authenticator::new(&config.auth, config.guest_enabled())
+        .map_err(|error| StartError::Invalid(error.to_string()))?;
+    if authenticator.remembers_tokens() {
+        let lookups = metrics.cache_series("tokens");
+        authenticator = authenticator.observe_lookups(Arc::new(move |hit| lookups.count(hit)));
+    }
+    let authenticator = Arc::new(authenticator);
     let policy = Arc::new(default_or_configured_policy(&config)?);
     for (key, input) in config.declared_clusters() {
         let spec = input

@@ -379,3 +379,38 @@ async fn a_verified_token_is_checked_once_and_not_past_its_expiry() {
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.to_string().contains("expired"), "{body}");
 }
+
+/// With `cacheSeconds: 0` every request's signature is checked, and no
+/// `cache="tokens"` series is exported for a cache that does not exist.
+#[tokio::test]
+async fn without_a_token_cache_no_token_lookups_are_exported() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = key.public_key_pem().replace('\n', "\n        ");
+    let yaml = policy_yaml(&format!(
+        "    cacheSeconds: 0\n    publicKeys:\n      - |\n        {pem}"
+    ));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
+    let token = es256(
+        &key,
+        None,
+        claims("user:default/alice", &["group:default/readers"]),
+    );
+    for _ in 0..2 {
+        assert_eq!(status(&app, Some(&token)).await.0, StatusCode::OK);
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("kubeportal_cache_lookups_total{cache="),
+        "{text}"
+    );
+    assert!(!text.contains("cache=\"tokens\""), "{text}");
+}

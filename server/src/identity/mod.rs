@@ -137,8 +137,12 @@ const REMEMBERED_BYTES: u64 = 16 << 20;
 struct VerifiedTokens {
     cache: moka::sync::Cache<[u8; 32], Remembered>,
     longest: Duration,
-    lookups: Option<crate::telemetry::CacheSeries>,
+    lookups: Option<LookupObserver>,
 }
+
+/// Told of each lookup of a verified token: `true` when it was remembered,
+/// `false` when its signature is checked.
+pub type LookupObserver = Arc<dyn Fn(bool) + Send + Sync>;
 
 #[derive(Clone)]
 struct Remembered {
@@ -192,7 +196,7 @@ impl VerifiedTokens {
             .get(digest)
             .filter(|remembered| SystemTime::now() < remembered.valid_until);
         if let Some(lookups) = &self.lookups {
-            lookups.count(found.is_some());
+            lookups(found.is_some());
         }
         found.map(|remembered| Caller {
             subject: remembered.subject,
@@ -255,11 +259,17 @@ impl Authenticator {
         })
     }
 
-    /// Counts lookups of verified tokens in `kubeportal_cache_lookups_total`
-    /// (`cache="tokens"`: a miss is a signature checked).
-    pub fn with_metrics(mut self, metrics: &crate::telemetry::Metrics) -> Self {
+    /// Whether JWTs that verified are remembered (a verifier is configured
+    /// and `auth.jwt.cacheSeconds` is not 0).
+    pub fn remembers_tokens(&self) -> bool {
+        self.verified.is_some()
+    }
+
+    /// Tells `observer` of each lookup of a remembered token (the server
+    /// counts them in `kubeportal_cache_lookups_total{cache="tokens"}`).
+    pub fn observe_lookups(mut self, observer: LookupObserver) -> Self {
         if let Some(verified) = &mut self.verified {
-            verified.lookups = Some(metrics.cache_series("tokens"));
+            verified.lookups = Some(observer);
         }
         self
     }
@@ -432,9 +442,28 @@ mod tests {
 
     const SECRET: &str = "an-hs256-secret-for-the-token-cache-tests";
 
+    /// The (hits, misses) an authenticator's observer was told of: a miss is
+    /// a signature checked.
+    #[derive(Clone, Default)]
+    struct Lookups(Arc<std::sync::Mutex<(u64, u64)>>);
+
+    impl Lookups {
+        fn observer(&self) -> LookupObserver {
+            let counts = self.0.clone();
+            Arc::new(move |hit| {
+                let mut counts = counts.lock().unwrap();
+                if hit {
+                    counts.0 += 1;
+                } else {
+                    counts.1 += 1;
+                }
+            })
+        }
+    }
+
     /// An HS256 verifier without leeway that remembers tokens for at most
-    /// `cache_seconds`, counting its lookups in `metrics`.
-    fn verifier(cache_seconds: u64, metrics: &crate::telemetry::Metrics) -> Authenticator {
+    /// `cache_seconds`, telling `metrics` of its lookups.
+    fn verifier(cache_seconds: u64, metrics: &Lookups) -> Authenticator {
         let jwt = JwtConfig {
             hs256_secret: Some(SecretString::from(SECRET)),
             leeway_seconds: 0,
@@ -448,7 +477,7 @@ mod tests {
         };
         Authenticator::new(&config, false)
             .unwrap()
-            .with_metrics(metrics)
+            .observe_lookups(metrics.observer())
     }
 
     fn unix_now() -> f64 {
@@ -471,22 +500,13 @@ mod tests {
         .unwrap()
     }
 
-    /// The verified tokens' (hits, misses): a miss is a signature checked.
-    fn lookups(metrics: &crate::telemetry::Metrics) -> (u64, u64) {
-        let text = metrics.encode();
-        let count = |result: &str| {
-            let series =
-                format!("kubeportal_cache_lookups_total{{cache=\"tokens\",result=\"{result}\"}} ");
-            text.lines()
-                .find_map(|line| line.strip_prefix(series.as_str()))
-                .map_or(0, |count| count.parse().unwrap())
-        };
-        (count("hit"), count("miss"))
+    fn lookups(metrics: &Lookups) -> (u64, u64) {
+        *metrics.0.lock().unwrap()
     }
 
     #[tokio::test]
     async fn a_verified_token_is_checked_once_then_remembered() {
-        let metrics = crate::telemetry::Metrics::new();
+        let metrics = Lookups::default();
         let authenticator = verifier(60, &metrics);
         let token = signed("user:default/alice", unix_now() as u64 + 600);
         for _ in 0..3 {
@@ -501,7 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_altered_anywhere_is_checked_anew_and_refused() {
-        let metrics = crate::telemetry::Metrics::new();
+        let metrics = Lookups::default();
         let authenticator = verifier(60, &metrics);
         let exp = unix_now() as u64 + 600;
         let token = signed("user:default/alice", exp);
@@ -533,7 +553,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_remembered_token_is_refused_once_it_expires() {
-        let metrics = crate::telemetry::Metrics::new();
+        let metrics = Lookups::default();
         let authenticator = verifier(60, &metrics);
         let exp = unix_now() as u64 + 1;
         let token = signed("user:default/alice", exp);
@@ -551,7 +571,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_is_remembered_no_longer_than_cache_seconds() {
-        let metrics = crate::telemetry::Metrics::new();
+        let metrics = Lookups::default();
         let authenticator = verifier(1, &metrics);
         let token = signed("user:default/alice", unix_now() as u64 + 600);
         authenticator.authenticate_token(&token).await.unwrap();
@@ -564,19 +584,19 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_cache_every_token_is_checked() {
-        let metrics = crate::telemetry::Metrics::new();
+        let metrics = Lookups::default();
         let authenticator = verifier(0, &metrics);
         let token = signed("user:default/alice", unix_now() as u64 + 600);
         for _ in 0..2 {
             authenticator.authenticate_token(&token).await.unwrap();
         }
         assert_eq!(lookups(&metrics), (0, 0));
-        assert!(!metrics.encode().contains("cache=\"tokens\""));
+        assert!(!authenticator.remembers_tokens());
     }
 
     #[tokio::test]
     async fn refused_tokens_are_not_remembered() {
-        let metrics = crate::telemetry::Metrics::new();
+        let metrics = Lookups::default();
         let authenticator = verifier(60, &metrics);
         let now = unix_now() as u64;
         for token in [
