@@ -321,37 +321,37 @@ async fn anonymous_proxy_requests_are_401_before_any_other_refusal() {
     }
 }
 
+/// An app that verifies ES256 tokens signed by a fresh key, with `jwt`'s
+/// further settings (YAML lines under `auth.jwt`), and that key.
+async fn es256_app(jwt: &str) -> (TestDb, kubeportal_tests::TestApp, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = key.public_key_pem().replace('\n', "\n        ");
+    let yaml = policy_yaml(&format!("{jwt}    publicKeys:\n      - |\n        {pem}"));
+    let db = TestDb::sqlite();
+    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
+    (db, app, key)
+}
+
+/// The token cache's (hits, misses) in the metrics: a miss is a signature
+/// checked.
+async fn token_lookups(app: &kubeportal_tests::TestApp) -> (u64, u64) {
+    let text = app.metrics_text().await;
+    let count = |result: &str| {
+        let series =
+            format!("kubeportal_cache_lookups_total{{cache=\"tokens\",result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .map_or(0, |count| count.parse::<u64>().unwrap())
+    };
+    (count("hit"), count("miss"))
+}
+
 /// Backstage signs user tokens with ES256: a signature check costs more CPU
 /// than the rest of a proxied request, so a token that verified is checked
 /// once, and refused again once it expires.
 #[tokio::test]
 async fn a_verified_token_is_checked_once_and_not_past_its_expiry() {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let pem = key.public_key_pem().replace('\n', "\n        ");
-    let yaml = policy_yaml(&format!(
-        "    leewaySeconds: 0\n    publicKeys:\n      - |\n        {pem}"
-    ));
-    let db = TestDb::sqlite();
-    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
-    let lookups = || async {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let count = |result: &str| {
-            let series =
-                format!("kubeportal_cache_lookups_total{{cache=\"tokens\",result=\"{result}\"}} ");
-            text.lines()
-                .find_map(|line| line.strip_prefix(series.as_str()))
-                .map_or(0, |count| count.parse::<u64>().unwrap())
-        };
-        (count("hit"), count("miss"))
-    };
+    let (_db, app, key) = es256_app("    leewaySeconds: 0\n").await;
     let lasting = es256(
         &key,
         None,
@@ -360,7 +360,7 @@ async fn a_verified_token_is_checked_once_and_not_past_its_expiry() {
     for _ in 0..3 {
         assert_eq!(status(&app, Some(&lasting)).await.0, StatusCode::OK);
     }
-    assert_eq!(lookups().await, (2, 1));
+    assert_eq!(token_lookups(&app).await, (2, 1));
 
     let exp = now() + 1;
     let brief = es256(
@@ -384,13 +384,7 @@ async fn a_verified_token_is_checked_once_and_not_past_its_expiry() {
 /// `cache="tokens"` series is exported for a cache that does not exist.
 #[tokio::test]
 async fn without_a_token_cache_no_token_lookups_are_exported() {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let pem = key.public_key_pem().replace('\n', "\n        ");
-    let yaml = policy_yaml(&format!(
-        "    cacheSeconds: 0\n    publicKeys:\n      - |\n        {pem}"
-    ));
-    let db = TestDb::sqlite();
-    let app = spawn_app(&db, ConfigSource::Yaml(&yaml)).await;
+    let (_db, app, key) = es256_app("    cacheSeconds: 0\n").await;
     let token = es256(
         &key,
         None,
@@ -399,15 +393,7 @@ async fn without_a_token_cache_no_token_lookups_are_exported() {
     for _ in 0..2 {
         assert_eq!(status(&app, Some(&token)).await.0, StatusCode::OK);
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("kubeportal_cache_lookups_total{cache="),
         "{text}"

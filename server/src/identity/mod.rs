@@ -462,8 +462,8 @@ mod tests {
     }
 
     /// An HS256 verifier without leeway that remembers tokens for at most
-    /// `cache_seconds`, telling `metrics` of its lookups.
-    fn verifier(cache_seconds: u64, metrics: &Lookups) -> Authenticator {
+    /// `cache_seconds`, its lookups `counted`.
+    fn verifier(cache_seconds: u64, counted: &Lookups) -> Authenticator {
         let jwt = JwtConfig {
             hs256_secret: Some(SecretString::from(SECRET)),
             leeway_seconds: 0,
@@ -477,7 +477,7 @@ mod tests {
         };
         Authenticator::new(&config, false)
             .unwrap()
-            .observe_lookups(metrics.observer())
+            .observe_lookups(counted.observer())
     }
 
     fn unix_now() -> f64 {
@@ -500,14 +500,14 @@ mod tests {
         .unwrap()
     }
 
-    fn lookups(metrics: &Lookups) -> (u64, u64) {
-        *metrics.0.lock().unwrap()
+    fn lookups(counted: &Lookups) -> (u64, u64) {
+        *counted.0.lock().unwrap()
     }
 
     #[tokio::test]
     async fn a_verified_token_is_checked_once_then_remembered() {
-        let metrics = Lookups::default();
-        let authenticator = verifier(60, &metrics);
+        let counted = Lookups::default();
+        let authenticator = verifier(60, &counted);
         let token = signed("user:default/alice", unix_now() as u64 + 600);
         for _ in 0..3 {
             let caller = authenticator.authenticate_token(&token).await.unwrap();
@@ -516,13 +516,13 @@ mod tests {
             assert_eq!(caller.kind, CallerKind::Jwt);
             assert!(caller.note.is_none());
         }
-        assert_eq!(lookups(&metrics), (2, 1));
+        assert_eq!(lookups(&counted), (2, 1));
     }
 
     #[tokio::test]
     async fn a_token_altered_anywhere_is_checked_anew_and_refused() {
-        let metrics = Lookups::default();
-        let authenticator = verifier(60, &metrics);
+        let counted = Lookups::default();
+        let authenticator = verifier(60, &counted);
         let exp = unix_now() as u64 + 600;
         let token = signed("user:default/alice", exp);
         authenticator.authenticate_token(&token).await.unwrap();
@@ -546,15 +546,15 @@ mod tests {
                 "{token}"
             );
         }
-        assert_eq!(lookups(&metrics), (0, 4));
+        assert_eq!(lookups(&counted), (0, 4));
         authenticator.authenticate_token(&token).await.unwrap();
-        assert_eq!(lookups(&metrics), (1, 4));
+        assert_eq!(lookups(&counted), (1, 4));
     }
 
     #[tokio::test]
     async fn a_remembered_token_is_refused_once_it_expires() {
-        let metrics = Lookups::default();
-        let authenticator = verifier(60, &metrics);
+        let counted = Lookups::default();
+        let authenticator = verifier(60, &counted);
         let exp = unix_now() as u64 + 1;
         let token = signed("user:default/alice", exp);
         authenticator.authenticate_token(&token).await.unwrap();
@@ -566,38 +566,38 @@ mod tests {
         .await;
         let error = authenticator.authenticate_token(&token).await.unwrap_err();
         assert!(error.to_string().contains("expired"), "{error}");
-        assert_eq!(lookups(&metrics), (0, 2));
+        assert_eq!(lookups(&counted), (0, 2));
     }
 
     #[tokio::test]
     async fn a_token_is_remembered_no_longer_than_cache_seconds() {
-        let metrics = Lookups::default();
-        let authenticator = verifier(1, &metrics);
+        let counted = Lookups::default();
+        let authenticator = verifier(1, &counted);
         let token = signed("user:default/alice", unix_now() as u64 + 600);
         authenticator.authenticate_token(&token).await.unwrap();
         authenticator.authenticate_token(&token).await.unwrap();
-        assert_eq!(lookups(&metrics), (1, 1));
+        assert_eq!(lookups(&counted), (1, 1));
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         authenticator.authenticate_token(&token).await.unwrap();
-        assert_eq!(lookups(&metrics), (1, 2));
+        assert_eq!(lookups(&counted), (1, 2));
     }
 
     #[tokio::test]
     async fn without_a_cache_every_token_is_checked() {
-        let metrics = Lookups::default();
-        let authenticator = verifier(0, &metrics);
+        let counted = Lookups::default();
+        let authenticator = verifier(0, &counted);
         let token = signed("user:default/alice", unix_now() as u64 + 600);
         for _ in 0..2 {
             authenticator.authenticate_token(&token).await.unwrap();
         }
-        assert_eq!(lookups(&metrics), (0, 0));
+        assert_eq!(lookups(&counted), (0, 0));
         assert!(!authenticator.remembers_tokens());
     }
 
     #[tokio::test]
     async fn refused_tokens_are_not_remembered() {
-        let metrics = Lookups::default();
-        let authenticator = verifier(60, &metrics);
+        let counted = Lookups::default();
+        let authenticator = verifier(60, &counted);
         let now = unix_now() as u64;
         for token in [
             signed(GUEST_SUBJECT, now + 600),
@@ -611,7 +611,7 @@ mod tests {
                 assert!(authenticator.authenticate_token(&token).await.is_err());
             }
         }
-        assert_eq!(lookups(&metrics), (0, 8));
+        assert_eq!(lookups(&counted), (0, 8));
     }
 
     /// The wall clock, which `exp` is read by, may move apart from the
