@@ -5,17 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::classify::{
-    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
-    ServerErrorsFailureClass, SharedClassifier,
-};
-use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::audit::recording::RecordingPolicy;
@@ -208,7 +202,6 @@ pub fn router(state: AppState) -> Router {
         None => api.fallback(crate::error::not_found),
     };
     let cors = crate::identity::origin::cors(&state.config.server.allowed_origins);
-    let exporting = state.config.telemetry.otlp_endpoint.is_some();
     let origins = Arc::new(crate::identity::origin::OriginPolicy::new(
         state.authenticator.guest_enabled(),
         state.config.server.public_url.as_deref(),
@@ -242,32 +235,6 @@ pub fn router(state: AppState) -> Router {
     // request a boxed future, so those that do little are one.
     let app = app.layer(
         ServiceBuilder::new()
-            .layer(
-                // Method and path only: query strings may carry tickets.
-                TraceLayer::new(SharedClassifier::new(Failures))
-                    .make_span_with(move |request: &Request<_>| {
-                        // The span kind is for the exporter alone: an empty
-                        // field is not written into every request's log span.
-                        let span = tracing::info_span!(
-                            "request",
-                            otel.kind = tracing::field::Empty,
-                            method = %request.method(),
-                            path = %request.uri().path(),
-                            cluster = tracing::field::Empty,
-                        );
-                        if exporting {
-                            span.record("otel.kind", "server");
-                        }
-                        crate::telemetry::traces::continue_trace(&span, request.headers());
-                        span
-                    })
-                    // A 502 or 504 is a cluster's fault, not kubeportal's: a
-                    // warning. kubeportal's own faults (500) are logged at
-                    // ERROR where they happen, with their cause.
-                    .on_failure(
-                        tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN),
-                    ),
-            )
             .layer(axum::middleware::from_fn_with_state(front_state, front))
             .layer(DefaultBodyLimit::max(body_limit)),
     );
@@ -276,32 +243,6 @@ pub fn router(state: AppState) -> Router {
     match cors {
         Some(cors) => app.layer(cors),
         None => app,
-    }
-}
-
-/// Which answers the request log calls failures: those in 5xx, kubeportal's
-/// own and a cluster's, but not a 501, which refuses the form of a request
-/// (its transfer coding) before anyone is authenticated: anyone could
-/// otherwise write warnings at will.
-#[derive(Debug, Clone, Copy)]
-struct Failures;
-
-impl ClassifyResponse for Failures {
-    type FailureClass = ServerErrorsFailureClass;
-    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
-
-    fn classify_response<B>(
-        self,
-        response: &http::Response<B>,
-    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
-        if response.status() == http::StatusCode::NOT_IMPLEMENTED {
-            return ClassifiedResponse::Ready(Ok(()));
-        }
-        ServerErrorsAsFailures::new().classify_response(response)
-    }
-
-    fn classify_error<E: std::fmt::Display + 'static>(self, error: &E) -> Self::FailureClass {
-        ServerErrorsAsFailures::new().classify_error(error)
     }
 }
 
@@ -433,6 +374,7 @@ pub async fn serve(
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: ConnectionLimits,
+    spans: crate::telemetry::traces::RequestSpans,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -489,15 +431,33 @@ pub async fn serve(
                 let service = hyper::service::service_fn(
                     move |request: http::Request<hyper::body::Incoming>| {
                         let in_flight = tracked.begin();
+                        let started = std::time::Instant::now();
+                        let span = spans.span(&request);
                         let mut request = request.map(axum::body::Body::new);
                         request
                             .extensions_mut()
                             .insert(axum::extract::ConnectInfo(remote));
                         let response = router.clone().oneshot(request);
                         async move {
-                            let response = response.await?;
+                            use std::future::Future as _;
+                            // The router's work in the request's span.
+                            let mut response = std::pin::pin!(response);
+                            let response = std::future::poll_fn(|context| {
+                                let _entered = span.enter();
+                                response.as_mut().poll(context)
+                            })
+                            .await?;
+                            if crate::telemetry::traces::is_failure(response.status()) {
+                                let _entered = span.enter();
+                                tracing::warn!(
+                                    status = response.status().as_u16(),
+                                    latency_ms = started.elapsed().as_millis() as u64,
+                                    "response failed"
+                                );
+                            }
                             Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody {
                                 body,
+                                span,
                                 _in_flight: in_flight,
                             }))
                         }
@@ -646,9 +606,12 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in progress.
+/// A response body that keeps its request counted as in progress, and its
+/// span open: the span ends when the body is finished or dropped, and each
+/// piece of the body is made in it.
 struct InFlightBody {
     body: axum::body::Body,
+    span: tracing::Span,
     _in_flight: InFlight,
 }
 
@@ -660,7 +623,9 @@ impl http_body::Body for InFlightBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        std::pin::Pin::new(&mut this.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -745,6 +710,7 @@ pub async fn serve_configured(
     let sessions = state.proxy.sessions.clone();
     let auditor = state.auditor.clone();
     let recording = state.recording.clone();
+    let state_exporting = state.config.telemetry.otlp_endpoint.is_some();
     let router = router(state);
     // Upgraded sessions are told to end when the listener stops, and have
     // the drain period to do it, like the requests in flight.
@@ -757,7 +723,10 @@ pub async fn serve_configured(
             sessions.stop();
         }
     };
-    let served = serve(listener, router, tls, limits, shutdown).await;
+    let spans = crate::telemetry::traces::RequestSpans {
+        exporting: state_exporting,
+    };
+    let served = serve(listener, router, tls, limits, spans, shutdown).await;
     let deadline = stopped_at
         .get()
         .copied()
@@ -821,28 +790,5 @@ async fn signal() {
     tokio::select! {
         _ = interrupt => {},
         _ = terminate => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn classified(status: u16) -> Result<(), ServerErrorsFailureClass> {
-        let response = http::Response::builder().status(status).body(()).unwrap();
-        match Failures.classify_response(&response) {
-            ClassifiedResponse::Ready(result) => result,
-            ClassifiedResponse::RequiresEos(_) => unreachable!("no response waits for its end"),
-        }
-    }
-
-    #[test]
-    fn faults_are_failures_and_refused_forms_are_not() {
-        for status in [500, 502, 503, 504] {
-            assert!(classified(status).is_err(), "{status}");
-        }
-        for status in [200, 400, 403, 404, 501] {
-            assert!(classified(status).is_ok(), "{status}");
-        }
     }
 }

@@ -97,4 +97,62 @@ async fn request_and_upstream_spans_share_the_callers_trace() {
         format!("00-{caller_trace}-{}-01", upstream.span_context.span_id()),
         "the cluster sees the upstream span as parent"
     );
+
+    // A cluster that cannot be reached: its answer (502) is logged as a
+    // failure, inside the request's span, which names the request and the
+    // cluster.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    register(
+        &app,
+        serde_json::json!({
+            "name": "gone",
+            "url": format!("http://{closed}"),
+            "authProvider": "serviceAccount",
+            "serviceAccountToken": "double-token",
+        }),
+    )
+    .await;
+    let response = app
+        .client
+        .get(app.url("/api/kubernetes/proxy/api/v1/namespaces?limit=1"))
+        .header("Backstage-Kubernetes-Cluster", "gone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    response.bytes().await.unwrap();
+    let attribute = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|attribute| attribute.key.as_str() == key)
+            .map(|attribute| attribute.value.as_str().into_owned())
+    };
+    let failed = loop {
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let failed = spans.into_iter().find(|span| {
+            span.name == "request" && attribute(span, "cluster").as_deref() == Some("gone")
+        });
+        if failed.is_some() || std::time::Instant::now() > deadline {
+            break failed.expect("the failed request's span");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(attribute(&failed, "method").as_deref(), Some("GET"));
+    assert_eq!(
+        attribute(&failed, "path").as_deref(),
+        Some("/api/kubernetes/proxy/api/v1/namespaces"),
+        "the path, never the query"
+    );
+    let logged = failed
+        .events
+        .iter()
+        .find(|event| event.name == "response failed")
+        .expect("the failure is logged in the request's span");
+    assert!(logged.attributes.iter().any(|attribute| {
+        attribute.key.as_str() == "status" && attribute.value.as_str() == "502"
+    }));
 }

@@ -286,6 +286,46 @@ pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
+/// Makes each request's span: from its arrival until its response body is
+/// finished or dropped, so that whatever is logged for the request, its
+/// body's streaming included, names it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpans {
+    /// Whether spans are exported (`telemetry.otlpEndpoint`).
+    pub exporting: bool,
+}
+
+impl RequestSpans {
+    /// The span of `request`: its method and path (never the query, which
+    /// may carry tickets), the cluster once it is known (`cluster`, recorded
+    /// by the proxy), and the caller's trace when it sent a `traceparent`.
+    pub fn span<B>(self, request: &http::Request<B>) -> tracing::Span {
+        // The span kind is for the exporter alone: an empty field is not
+        // written into every request's log span.
+        let span = tracing::info_span!(
+            "request",
+            otel.kind = tracing::field::Empty,
+            method = %request.method(),
+            path = %request.uri().path(),
+            cluster = tracing::field::Empty,
+        );
+        if self.exporting {
+            span.record("otel.kind", "server");
+        }
+        continue_trace(&span, request.headers());
+        span
+    }
+}
+
+/// Whether the request log calls an answer a failure (a warning): 5xx,
+/// kubeportal's own and a cluster's, but not a 501, which refuses the form
+/// of a request (its transfer coding) before anyone is authenticated:
+/// anyone could otherwise write warnings at will. kubeportal's own faults
+/// (500) are also logged at ERROR where they happen, with their cause.
+pub fn is_failure(status: http::StatusCode) -> bool {
+    status.is_server_error() && status != http::StatusCode::NOT_IMPLEMENTED
+}
+
 /// Writes `span`'s trace context (`traceparent`) into outgoing headers.
 pub fn propagate(span: &tracing::Span, headers: &mut HeaderMap) {
     let context = span.context();
@@ -297,6 +337,18 @@ pub fn propagate(span: &tracing::Span, headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faults_are_failures_and_refused_forms_are_not() {
+        for status in [500, 502, 503, 504] {
+            let status = http::StatusCode::from_u16(status).unwrap();
+            assert!(is_failure(status), "{status}");
+        }
+        for status in [200, 400, 403, 404, 501] {
+            let status = http::StatusCode::from_u16(status).unwrap();
+            assert!(!is_failure(status), "{status}");
+        }
+    }
 
     /// Writes into a buffer the test reads.
     #[derive(Clone, Default)]
