@@ -447,13 +447,16 @@ pub async fn serve(
                                 response.as_mut().poll(context)
                             })
                             .await?;
+                            let status = response.status().as_u16();
                             if crate::telemetry::traces::is_failure(response.status()) {
                                 let _entered = span.enter();
-                                tracing::warn!(
-                                    status = response.status().as_u16(),
-                                    latency_ms = started.elapsed().as_millis() as u64,
-                                    "response failed"
-                                );
+                                let latency_ms = started.elapsed().as_millis() as u64;
+                                tracing::warn!(status, latency_ms, "response failed");
+                            } else if tracing::enabled!(tracing::Level::DEBUG) {
+                                // Every answer, at DEBUG (the audit trail keeps them all).
+                                let _entered = span.enter();
+                                let latency_ms = started.elapsed().as_millis() as u64;
+                                tracing::debug!(status, latency_ms, "response");
                             }
                             Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody {
                                 body,

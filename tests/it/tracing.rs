@@ -18,7 +18,10 @@ async fn request_and_upstream_spans_share_the_callers_trace() {
         .build();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("info"))
+        // Every answer is logged at DEBUG by the server's module.
+        .with(tracing_subscriber::EnvFilter::new(
+            "info,kubeportal::app=debug",
+        ))
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
         .init();
 
@@ -66,6 +69,13 @@ async fn request_and_upstream_spans_share_the_callers_trace() {
         .find(|span| span.name == "upstream")
         .expect("an upstream span");
     assert_eq!(request.span_kind, SpanKind::Server);
+    assert!(
+        request.events.iter().any(|event| event.name == "response"
+            && event.attributes.iter().any(|attribute| {
+                attribute.key.as_str() == "status" && attribute.value.as_str() == "200"
+            })),
+        "the answer is logged at DEBUG in the request's span"
+    );
     assert_eq!(upstream.span_kind, SpanKind::Client);
     let trace_id = TraceId::from_hex(caller_trace).unwrap();
     assert_eq!(
@@ -130,6 +140,7 @@ async fn request_and_upstream_spans_share_the_callers_trace() {
             .find(|attribute| attribute.key.as_str() == key)
             .map(|attribute| attribute.value.as_str().into_owned())
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let failed = loop {
         provider.force_flush().unwrap();
         let spans = exporter.get_finished_spans().unwrap();
