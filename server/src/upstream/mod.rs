@@ -501,6 +501,9 @@ impl Connector {
                 Err(error) => Err(unreachable(describe(&error))),
             }
         };
+        // Pinned where it is made: the timeout and the span then move a
+        // reference to it, not the whole exchange's state.
+        let sent = std::pin::pin!(sent);
         match tokio::time::timeout(header_timeout, sent)
             .instrument(span)
             .await
