@@ -360,7 +360,9 @@ impl ConnectionLimits {
 /// Serves plain HTTP, or TLS when `tls` is given, until `shutdown` resolves,
 /// then drains in-flight connections (for at most `limits.drain_timeout`).
 /// HTTP/1.1 and HTTP/2 (by ALPN, or prior knowledge on plain HTTP), with
-/// upgrades.
+/// upgrades. Each request is served in a span `spans` makes, which lasts
+/// until its response body is finished or dropped; an answer in 5xx (but
+/// 501) is logged in it at WARN, every answer at DEBUG.
 ///
 /// No connection is held for free: a TLS handshake must finish within the
 /// handshake timeout, the first request must start within the header-read
@@ -713,7 +715,9 @@ pub async fn serve_configured(
     let sessions = state.proxy.sessions.clone();
     let auditor = state.auditor.clone();
     let recording = state.recording.clone();
-    let state_exporting = state.config.telemetry.otlp_endpoint.is_some();
+    let spans = crate::telemetry::traces::RequestSpans {
+        exporting: state.config.telemetry.otlp_endpoint.is_some(),
+    };
     let router = router(state);
     // Upgraded sessions are told to end when the listener stops, and have
     // the drain period to do it, like the requests in flight.
@@ -725,9 +729,6 @@ pub async fn serve_configured(
             let _ = stopped_at.set(tokio::time::Instant::now());
             sessions.stop();
         }
-    };
-    let spans = crate::telemetry::traces::RequestSpans {
-        exporting: state_exporting,
     };
     let served = serve(listener, router, tls, limits, spans, shutdown).await;
     let deadline = stopped_at
