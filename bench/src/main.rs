@@ -1,7 +1,8 @@
 //! kubeportal-bench: one command (`make bench`) that measures, in one run,
 //! kubeportal against direct access to a Kubernetes API (the test double,
-//! serving plain HTTP/1.1 and TLS offering HTTP/2) and against nginx, HAProxy
-//! and `kubectl proxy`, with each proxy's instructions per request under
+//! serving plain HTTP/1.1 and TLS offering HTTP/2), against nginx, HAProxy
+//! and `kubectl proxy`, and against a bare hyper proxy (`hyper-proxy`: the
+//! stack's own cost), with each proxy's instructions per request under
 //! callgrind; kubeportal's memory under a large
 //! log and many watches; registry lookups at 100,000 clusters; and object
 //! fan-out over 1, 10 and 50 clusters; tenant views (a list across
@@ -254,7 +255,8 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// A peer proxy's program (nginx, HAProxy), or why it is missing.
+/// A peer proxy's program (nginx, HAProxy, the bare hyper proxy), or why it
+/// is missing.
 type Program = std::result::Result<PathBuf, String>;
 
 /// Throughput and latency of the five ways, for both upstreams; then the
@@ -307,6 +309,7 @@ async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()>
     };
     let nginx = tool("nginx");
     let haproxy = tool("haproxy");
+    let bare_hyper = bare_hyper(&bench.binaries);
 
     // Every proxy in front of every upstream, checked before any load.
     let mut peers = Vec::new();
@@ -321,7 +324,11 @@ async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()>
             Endpoint::direct(upstream, seeded, &double.url, &double.token, double.pid()),
             Endpoint::kubeportal(upstream, seeded, &portal.url, portal.child.pid()),
         ];
-        for (via, program) in [(Via::Nginx, &nginx), (Via::HaProxy, &haproxy)] {
+        for (via, program) in [
+            (Via::Nginx, &nginx),
+            (Via::HaProxy, &haproxy),
+            (Via::BareHyper, &bare_hyper),
+        ] {
             let started = match program {
                 Ok(program) => start_peer(via, program, double, bench.dir, name, None)
                     .await
@@ -410,6 +417,7 @@ async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()>
                     portal_config: &portal_config,
                     nginx: &nginx,
                     haproxy: &haproxy,
+                    bare_hyper: &bare_hyper,
                 },
             )
             .await),
@@ -460,7 +468,20 @@ async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()>
     Ok(())
 }
 
-/// Starts nginx or HAProxy in front of `double`.
+/// The bare hyper proxy's program, or why it is missing.
+fn bare_hyper(binaries: &Binaries) -> Program {
+    let program = &binaries.hyper_proxy;
+    if program.exists() {
+        Ok(program.clone())
+    } else {
+        Err(format!(
+            "not measured: {} is missing (cargo build --release -p kubeportal-bench)",
+            program.display()
+        ))
+    }
+}
+
+/// Starts nginx, HAProxy or the bare hyper proxy in front of `double`.
 async fn start_peer(
     via: Via,
     program: &Path,
@@ -479,6 +500,10 @@ async fn start_peer(
             let name = format!("haproxy-{upstream}{variant}");
             PeerProxy::haproxy(program, double, dir, &name, wrapper).await
         }
+        Via::BareHyper => {
+            let name = format!("hyper-proxy-{upstream}{variant}");
+            PeerProxy::bare_hyper(program, double, dir, &name, wrapper).await
+        }
         other => bail!("{} is not a peer proxy", other.label()),
     }
 }
@@ -491,10 +516,12 @@ struct CountTarget<'a> {
     portal_config: &'a Value,
     nginx: &'a Program,
     haproxy: &'a Program,
+    bare_hyper: &'a Program,
 }
 
-/// Instructions per request of kubeportal, nginx and HAProxy in front of one
-/// upstream, each started afresh under callgrind and stopped after.
+/// Instructions per request of kubeportal, nginx, HAProxy and the bare hyper
+/// proxy in front of one upstream, each started afresh under callgrind and
+/// stopped after.
 async fn count_instructions(
     bench: &Bench<'_>,
     callgrind: &callgrind::Callgrind,
@@ -517,7 +544,7 @@ async fn count_instructions(
             .map(|(_, body)| body),
         Err(error) => Err(format!("{error:#}")),
     };
-    for via in [Via::Kubeportal, Via::Nginx, Via::HaProxy] {
+    for via in [Via::Kubeportal, Via::Nginx, Via::HaProxy, Via::BareHyper] {
         eprintln!(
             "  counting instructions of {} ({name} upstream) under callgrind…",
             via.label()
@@ -544,7 +571,8 @@ async fn count_instructions(
                 _ => {
                     let program = match via {
                         Via::Nginx => target.nginx,
-                        _ => target.haproxy,
+                        Via::HaProxy => target.haproxy,
+                        _ => target.bare_hyper,
                     };
                     let program = program.as_ref().map_err(|reason| anyhow!("{reason}"))?;
                     let peer =

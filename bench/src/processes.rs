@@ -60,6 +60,9 @@ pub fn workspace_root() -> PathBuf {
 pub struct Binaries {
     pub kubeportal: PathBuf,
     pub kube_double: PathBuf,
+    /// The bare hyper proxy (`src/bin/hyper-proxy.rs`), measured beside
+    /// kubeportal when it is there.
+    pub hyper_proxy: PathBuf,
 }
 
 impl Binaries {
@@ -78,6 +81,7 @@ impl Binaries {
         let binaries = Binaries {
             kubeportal: directory.join("kubeportal"),
             kube_double: directory.join("kube-double"),
+            hyper_proxy: directory.join("hyper-proxy"),
         };
         for binary in [&binaries.kubeportal, &binaries.kube_double] {
             if !binary.exists() {
@@ -522,7 +526,7 @@ fn upstream_switches(tls: bool) -> [(&'static str, &'static str); 3] {
 }
 
 /// A reverse proxy in front of a double: nginx or HAProxy, from their
-/// templates, serving plain HTTP on loopback.
+/// templates, or the bare hyper proxy, serving plain HTTP on loopback.
 pub struct PeerProxy {
     pub url: String,
     child: Child,
@@ -614,6 +618,32 @@ impl PeerProxy {
         command.arg("-db").arg("-f").arg(&config_file);
         let child = Child::spawn(
             "haproxy",
+            command,
+            directory.join(format!("{name}.log")),
+            false,
+        )?;
+        Self::ready(child, port, wrapper).await
+    }
+
+    /// The bare hyper proxy (`src/bin/hyper-proxy.rs`) in front of `double`.
+    pub async fn bare_hyper(
+        hyper_proxy: &Path,
+        double: &DoubleProcess,
+        directory: &Path,
+        name: &str,
+        wrapper: Option<&Wrapper>,
+    ) -> Result<PeerProxy> {
+        let port = free_port()?;
+        let mut command = command(hyper_proxy, wrapper);
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &double.url])
+            .args(["--token", &double.token]);
+        if double.is_tls() {
+            command.arg("--ca").arg(&double.ca_file);
+        }
+        let child = Child::spawn(
+            "hyper-proxy",
             command,
             directory.join(format!("{name}.log")),
             false,

@@ -23,16 +23,20 @@ pub enum Via {
     Nginx = 2,
     HaProxy = 3,
     KubectlProxy = 4,
+    /// `hyper-proxy`: the least a proxy on kubeportal's stack does, for
+    /// telling the stack's cost from kubeportal's own.
+    BareHyper = 5,
 }
 
 impl Via {
     /// In column order (each variant's discriminant is its index).
-    pub const ALL: [Via; 5] = [
+    pub const ALL: [Via; 6] = [
         Via::Direct,
         Via::Kubeportal,
         Via::Nginx,
         Via::HaProxy,
         Via::KubectlProxy,
+        Via::BareHyper,
     ];
 
     pub fn label(self) -> &'static str {
@@ -42,6 +46,7 @@ impl Via {
             Via::Nginx => "nginx",
             Via::HaProxy => "HAProxy",
             Via::KubectlProxy => "kubectl proxy",
+            Via::BareHyper => "bare hyper",
         }
     }
 }

@@ -49,30 +49,44 @@ impl Verdict {
 pub struct Row {
     pub scenario: String,
     /// In [`Via::ALL`]'s order: direct, kubeportal, nginx, HAProxy, kubectl
-    /// proxy.
-    pub values: [String; 5],
-    /// kubeportal's figure over direct's, nginx's, HAProxy's and kubectl
-    /// proxy's.
-    pub ratios: [String; 4],
+    /// proxy, bare hyper.
+    pub values: [String; WAYS],
+    /// kubeportal's figure over direct's, nginx's, HAProxy's, kubectl
+    /// proxy's and the bare hyper proxy's.
+    pub ratios: [String; COMPARED.len()],
     pub target: String,
     pub verdict: Verdict,
 }
 
 /// The ways kubeportal's ratios compare it with, in column order.
-const COMPARED: [Via; 4] = [Via::Direct, Via::Nginx, Via::HaProxy, Via::KubectlProxy];
+const COMPARED: [Via; 5] = [
+    Via::Direct,
+    Via::Nginx,
+    Via::HaProxy,
+    Via::KubectlProxy,
+    Via::BareHyper,
+];
+
+/// How many ways a request is measured (value columns).
+const WAYS: usize = Via::ALL.len();
 
 /// Values for the direct and kubeportal columns only.
-fn direct_and_portal(direct: String, portal: String) -> [String; 5] {
-    [direct, portal, String::new(), String::new(), String::new()]
+fn direct_and_portal(direct: String, portal: String) -> [String; WAYS] {
+    let mut values: [String; WAYS] = Default::default();
+    values[Via::Direct as usize] = direct;
+    values[Via::Kubeportal as usize] = portal;
+    values
 }
 
 /// Ratios with only kubeportal's to direct.
-fn to_direct(ratio: String) -> [String; 4] {
-    [ratio, String::new(), String::new(), String::new()]
+fn to_direct(ratio: String) -> [String; COMPARED.len()] {
+    let mut ratios: [String; COMPARED.len()] = Default::default();
+    ratios[0] = ratio;
+    ratios
 }
 
 /// kubeportal's ratios to every other way, from a figure per way.
-fn ratios(figure: &dyn Fn(Via) -> Option<f64>) -> [String; 4] {
+fn ratios(figure: &dyn Fn(Via) -> Option<f64>) -> [String; COMPARED.len()] {
     let portal = figure(Via::Kubeportal);
     COMPARED.map(|via| ratio_text(ratio(portal, figure(via))))
 }
@@ -123,22 +137,27 @@ pub struct Table {
     pub lines: Vec<Line>,
 }
 
-const HEADERS: [&str; 12] = [
+/// The scenario, a value per way, kubeportal's ratios, target and verdict.
+const COLUMNS: usize = 1 + WAYS + COMPARED.len() + 2;
+
+const HEADERS: [&str; COLUMNS] = [
     "scenario",
     "direct",
     "kubeportal",
     "nginx",
     "HAProxy",
     "kubectl proxy",
+    "bare hyper",
     "kubeportal/direct",
     "kubeportal/nginx",
     "kubeportal/HAProxy",
     "kubeportal/kubectl",
+    "kubeportal/bare hyper",
     "target",
     "met?",
 ];
 /// The columns holding numbers (right-aligned).
-const NUMBERS: std::ops::RangeInclusive<usize> = 1..=9;
+const NUMBERS: std::ops::RangeInclusive<usize> = 1..=WAYS + COMPARED.len();
 
 impl Table {
     pub fn section(&mut self, title: &str) {
@@ -158,13 +177,15 @@ impl Table {
 
     /// Aligned plain text: numbers right-aligned, text left-aligned.
     pub fn render(&self) -> String {
-        let cells = |row: &Row| -> [String; 12] {
-            let mut cells: [String; 12] = Default::default();
+        let cells = |row: &Row| -> [String; COLUMNS] {
+            let mut cells: [String; COLUMNS] = Default::default();
+            let ratios = 1 + WAYS;
+            let target = ratios + COMPARED.len();
             cells[0].clone_from(&row.scenario);
-            cells[1..6].clone_from_slice(&row.values);
-            cells[6..10].clone_from_slice(&row.ratios);
-            cells[10].clone_from(&row.target);
-            cells[11] = row.verdict.label().to_owned();
+            cells[1..ratios].clone_from_slice(&row.values);
+            cells[ratios..target].clone_from_slice(&row.ratios);
+            cells[target].clone_from(&row.target);
+            cells[target + 1] = row.verdict.label().to_owned();
             cells
         };
         let mut widths = HEADERS.map(|header| header.chars().count());
@@ -181,7 +202,7 @@ impl Table {
                 format!("{text}{fill}")
             }
         };
-        let join = |cells: [String; 12]| {
+        let join = |cells: [String; COLUMNS]| {
             let line: Vec<String> = cells
                 .iter()
                 .enumerate()
@@ -263,7 +284,7 @@ pub fn proxy_rows(table: &mut Table, results: &UpstreamResults) {
             .iter()
             .map(|via| results.get(scenario, *via))
             .collect();
-        let cells = |format: &dyn Fn(&Summary) -> String| -> [String; 5] {
+        let cells = |format: &dyn Fn(&Summary) -> String| -> [String; WAYS] {
             std::array::from_fn(|index| match &summaries[index] {
                 Ok(summary) => format(summary),
                 Err(reason) => reason_cell(reason),
@@ -311,7 +332,7 @@ pub fn proxy_rows(table: &mut Table, results: &UpstreamResults) {
                     Verdict::NoTarget,
                 ));
                 let direct = figure_of(&summaries, &p50)(Via::Direct);
-                let added: [String; 5] =
+                let added: [String; WAYS] =
                     std::array::from_fn(|index| match (index, &summaries[index], direct) {
                         (0, _, _) => String::new(),
                         (_, Ok(summary), Some(direct)) => {
@@ -429,11 +450,12 @@ fn instruction_row(table: &mut Table, results: &UpstreamResults) {
         Some(Ok(instructions)) => Some(instructions.per_request()),
         _ => None,
     };
-    let values: [String; 5] = std::array::from_fn(|index| match measured.get(&Via::ALL[index]) {
-        None => String::new(),
-        Some(Ok(instructions)) => thousands(instructions.per_request()),
-        Some(Err(reason)) => reason_cell(reason),
-    });
+    let values: [String; WAYS] =
+        std::array::from_fn(|index| match measured.get(&Via::ALL[index]) {
+            None => String::new(),
+            Some(Ok(instructions)) => thousands(instructions.per_request()),
+            Some(Err(reason)) => reason_cell(reason),
+        });
     table.row(Row {
         scenario: what,
         values,
@@ -1042,6 +1064,14 @@ mod tests {
                 }),
             ),
             (Via::HaProxy, Err("haproxy exited".to_owned())),
+            (
+                Via::BareHyper,
+                Ok(callgrind::Instructions {
+                    total: 75_000_000,
+                    store: 0,
+                    requests: 2_000,
+                }),
+            ),
         ]));
         let table = rows(&results);
         let throughput = find(&table, "GET pod, 64 conn: requests/s");
@@ -1050,11 +1080,15 @@ mod tests {
         let instructions = find(&table, "GET pod, 2,000 in sequence");
         assert_eq!(
             instructions.values,
-            ["", "150,000", "30,000", "failed", ""].map(str::to_owned)
+            ["", "150,000", "30,000", "failed", "", "37,500"].map(str::to_owned)
         );
         assert_eq!(instructions.ratios[1], "5.00x");
+        assert_eq!(instructions.ratios[4], "4.00x");
         let store = find(&table, "of those, on SQLite's worker threads");
-        assert_eq!(store.values, ["", "20,000", "", "", ""].map(str::to_owned));
+        assert_eq!(
+            store.values,
+            ["", "20,000", "", "", "", ""].map(str::to_owned)
+        );
         // Without a thread told apart, the row says so rather than 0.
         if let Ok(measured) = &mut results.instructions {
             if let Some(Ok(portal)) = measured.get_mut(&Via::Kubeportal) {
@@ -1151,12 +1185,14 @@ mod tests {
                 "12,000".into(),
                 "11,000".into(),
                 "1,500".into(),
+                "14,000".into(),
             ],
             ratios: [
                 "0.45x".into(),
                 "0.75x".into(),
                 "0.82x".into(),
                 "6.00x".into(),
+                "0.64x".into(),
             ],
             target: ">= nginx and HAProxy".into(),
             verdict: Verdict::Met,
@@ -1177,6 +1213,11 @@ mod tests {
         assert_eq!(end(lines[0], "kubeportal"), end(lines[3], "9,000"));
         assert_eq!(end(lines[0], "HAProxy"), end(lines[3], "11,000"));
         assert_eq!(end(lines[0], "kubeportal/kubectl"), end(lines[3], "6.00x"));
+        assert_eq!(end(lines[0], "bare hyper"), end(lines[3], "14,000"));
+        assert_eq!(
+            end(lines[0], "kubeportal/bare hyper"),
+            end(lines[3], "0.64x")
+        );
         assert!(lines[3].ends_with("yes"));
         assert!(lines[4].ends_with("NO"));
     }

@@ -105,14 +105,15 @@ noise; nothing is retried or filtered.
 (a ~2 kB pod and a namespace whose pod list is ~1 MiB): *(a)* a second double \
 started with `--no-tls`, serving plain HTTP, which every proxy reaches over \
 HTTP/1.1; *(b)* the double serving TLS, offering HTTP/2 and HTTP/1.1 by ALPN. \
-Five ways to each: *direct* is wrk to the double itself with its token (over TLS \
+Six ways to each: *direct* is wrk to the double itself with its token (over TLS \
 for (b)). *kubeportal* is one release-build process with both doubles \
 registered, as clusters `bench-plain` (`http://`) and `bench` (`https://`), \
 addressed by its header form (`/api/kubernetes/proxy/...` with \
 `Backstage-Kubernetes-Cluster`) with a static portal token, a five-rule policy \
 (the allowing rule is the third), the audit trail on (SQLite) and the default \
-log level; it sends the cluster's service-account token, over HTTP/2 when the \
-upstream's TLS offers it. *nginx* is Debian's nginx (`bench/nginx.conf.tmpl`, a \
+log level; it sends the cluster's service-account token, its reads (requests \
+without a body) over keep-alive HTTP/1.1 connections to both upstreams, writes \
+and long-lived streams over HTTP/2 where the TLS offers it. *nginx* is Debian's nginx (`bench/nginx.conf.tmpl`, a \
 process per upstream, a worker per CPU): `proxy_pass http://` for (a) and \
 `https://` with the double's CA verified for (b), the token header set, \
 HTTP/1.1 to a keep-alive upstream pool (nginx has no HTTP/2 to upstreams), \
@@ -126,7 +127,12 @@ h2,http/1.1` (so HTTP/2 to the double), client, server and tunnel timeouts of \
 1 h for watches; it streams responses without buffering them whole. *kubectl \
 proxy* is `kubectl proxy` with a kubeconfig for each double; kubectl sends no \
 bearer token to an `http://` server, so against (a) it is answered 401 and \
-reported as not measured. The proxies listen \
+reported as not measured. *bare hyper* is `hyper-proxy` (`bench/src/bin/hyper-proxy.rs`): \
+the least a proxy on kubeportal's own stack does (tokio's multi-thread runtime, \
+hyper-util's server and its pooled HTTP/1.1 client, rustls verifying the \
+double's CA for (b)), setting the token and nothing else: no identity, policy, \
+routing, audit trail, metrics or span. It tells the stack's cost from what \
+kubeportal adds; it is a measuring instrument, not a product. The proxies listen \
 on plain HTTP on loopback and wrk speaks HTTP/1.1 to every way. Each cell is \
 the best (most requests) of {rounds} wrk runs of {duration} s (keep-alive; 1 \
 thread for 1 connection, 2 otherwise), each after a {warm_up} s warm-up at the \
@@ -144,8 +150,8 @@ its workers). The ratio columns are kubeportal's figure over the other way's \
 requests/s at 64 connections at least nginx's and HAProxy's, CPU per request at \
 64 connections at most nginx's, added p50 latency at 1 connection (over direct) \
 under 25 µs, and the list's MB/s at least 0.7x direct.
-- **Instructions per request.** Each proxy (kubeportal, nginx, HAProxy; not \
-kubectl proxy) is started afresh per upstream under `valgrind --tool=callgrind \
+- **Instructions per request.** Each proxy (kubeportal, nginx, HAProxy, bare \
+hyper; not kubectl proxy) is started afresh per upstream under `valgrind --tool=callgrind \
 --separate-threads=yes` with the configuration above, except nginx as one process \
 (`master_process off; worker_processes 1;`) and HAProxy with `nbthread 1`; \
 kubeportal keeps its threads, which valgrind runs one at a time, and its count \

@@ -1,8 +1,10 @@
 //! The least a reverse proxy built on kubeportal's stack does: tokio's
 //! multi-thread runtime, hyper's server (HTTP/1.1 and HTTP/2, as kubeportal
-//! serves) and hyper-util's pooled HTTP/1.1 client to one plain-HTTP
-//! upstream, with the upstream's bearer token set on every request. No
-//! identity, policy, routing, audit trail, metrics or spans.
+//! serves) and hyper-util's pooled HTTP/1.1 client to one upstream, plain
+//! HTTP or TLS (rustls, verified against the upstream's CA; HTTP/1.1, as
+//! kubeportal reads from a cluster), with the upstream's bearer token set on
+//! every request. No identity, policy, routing, audit trail, metrics or
+//! spans.
 //!
 //! It measures what the stack costs a request before kubeportal adds
 //! anything (bench/PROFILE.md, "The stack's own cost"). It is a measuring
@@ -10,16 +12,20 @@
 //!
 //! ```text
 //! hyper-proxy --listen 127.0.0.1:18300 --upstream http://127.0.0.1:18080 --token double-token
+//! hyper-proxy --listen 127.0.0.1:18301 --upstream https://127.0.0.1:18081 --ca ca.pem --token double-token
 //! ```
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -35,9 +41,12 @@ struct Arguments {
     /// Address to listen on.
     #[arg(long)]
     listen: SocketAddr,
-    /// The plain-HTTP upstream, as scheme://host:port.
+    /// The upstream, as http://host:port or https://host:port.
     #[arg(long)]
     upstream: Uri,
+    /// The CA (PEM) an https:// upstream's certificate is verified against.
+    #[arg(long)]
+    ca: Option<PathBuf>,
     /// The upstream's bearer token.
     #[arg(long)]
     token: String,
@@ -53,8 +62,13 @@ async fn main() -> Result<()> {
         .clone();
     let host = HeaderValue::from_str(authority.as_str())?;
     let authorization = HeaderValue::from_str(&format!("Bearer {}", arguments.token))?;
-    let client: Client<HttpConnector, Incoming> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let scheme = arguments
+        .upstream
+        .scheme()
+        .context("the upstream has no scheme")?
+        .clone();
+    let client: Client<HttpsConnector<HttpConnector>, Incoming> =
+        Client::builder(TokioExecutor::new()).build(connector(&scheme, arguments.ca.as_ref())?);
     let listener = TcpListener::bind(arguments.listen).await?;
     println!("http://{}", listener.local_addr()?);
     loop {
@@ -62,13 +76,14 @@ async fn main() -> Result<()> {
         let _ = stream.set_nodelay(true);
         let client = client.clone();
         let authority = authority.clone();
+        let scheme = scheme.clone();
         let host = host.clone();
         let authorization = authorization.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let (mut parts, body) = request.into_parts();
                 let mut uri = parts.uri.into_parts();
-                uri.scheme = Some(http::uri::Scheme::HTTP);
+                uri.scheme = Some(scheme.clone());
                 uri.authority = Some(authority.clone());
                 parts.uri = Uri::from_parts(uri).expect("an origin-form path with an authority");
                 parts.headers.insert(HOST, host.clone());
@@ -89,4 +104,37 @@ async fn main() -> Result<()> {
                 .await;
         });
     }
+}
+
+/// Plain HTTP, or TLS verified against `ca` offering only HTTP/1.1.
+fn connector(
+    scheme: &http::uri::Scheme,
+    ca: Option<&PathBuf>,
+) -> Result<HttpsConnector<HttpConnector>> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let tls = *scheme == http::uri::Scheme::HTTPS;
+    if !tls && *scheme != http::uri::Scheme::HTTP {
+        bail!("the upstream's scheme is neither http nor https");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    if tls {
+        let ca = ca.context("an https:// upstream needs --ca")?;
+        for certificate in CertificateDer::pem_file_iter(ca)
+            .with_context(|| format!("reading {}", ca.display()))?
+        {
+            roots.add(certificate?)?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let builder = HttpsConnectorBuilder::new().with_tls_config(config);
+    let builder = if tls {
+        builder.https_only()
+    } else {
+        builder.https_or_http()
+    };
+    Ok(builder.enable_http1().build())
 }
