@@ -259,7 +259,7 @@ async fn main() -> Result<()> {
 /// is missing.
 type Program = std::result::Result<PathBuf, String>;
 
-/// Throughput and latency of the five ways, for both upstreams; then the
+/// Throughput and latency of the six ways, for both upstreams; then the
 /// instructions per request of each proxy under callgrind.
 async fn proxy_section(bench: &Bench<'_>, findings: &mut Findings) -> Result<()> {
     eprintln!("proxy throughput and latency:");
@@ -551,7 +551,7 @@ async fn count_instructions(
         );
         let result = async {
             let expected = expected.as_ref().map_err(|reason| anyhow!("{reason}"))?;
-            let directory = bench.dir.join(format!("callgrind-{}-{name}", via.label()));
+            let directory = bench.dir.join(format!("callgrind-{}-{name}", via.slug()));
             let wrapper = callgrind.wrapper(&directory)?;
             // The process under callgrind, stopped when this is dropped.
             let (pid, endpoint, _running) = match via {
@@ -572,7 +572,8 @@ async fn count_instructions(
                     let program = match via {
                         Via::Nginx => target.nginx,
                         Via::HaProxy => target.haproxy,
-                        _ => target.bare_hyper,
+                        Via::BareHyper => target.bare_hyper,
+                        other => bail!("{} is not a peer proxy", other.label()),
                     };
                     let program = program.as_ref().map_err(|reason| anyhow!("{reason}"))?;
                     let peer =

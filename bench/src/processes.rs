@@ -66,9 +66,10 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// The two release binaries in the directory this benchmark's own
-    /// executable lives in (`target/release`), built first (a no-op when they
-    /// are fresh) if `build`.
+    /// The release binaries in the directory this benchmark's own executable
+    /// lives in (`target/release`), built first (a no-op when they are
+    /// fresh) if `build`. kubeportal and kube-double are required; the bare
+    /// hyper proxy's column says "not measured" without it.
     pub fn locate(build: bool) -> Result<Binaries> {
         let directory = std::env::current_exe()
             .context("locating the benchmark executable")?
@@ -96,7 +97,7 @@ impl Binaries {
 
     fn build() -> Result<()> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        eprintln!("building release binaries of kubeportal and kube-double…");
+        eprintln!("building release binaries of kubeportal, kube-double and the bare hyper proxy…");
         let status = std::process::Command::new(&cargo)
             .current_dir(workspace_root())
             .args([
@@ -116,7 +117,7 @@ impl Binaries {
             .status()
             .with_context(|| format!("running {cargo} build"))?;
         if !status.success() {
-            bail!("cargo build --release of kubeportal and kube-double failed ({status})");
+            bail!("cargo build --release of the benchmark's binaries failed ({status})");
         }
         Ok(())
     }

@@ -49,6 +49,11 @@ impl Via {
             Via::BareHyper => "bare hyper",
         }
     }
+
+    /// The label as a file name: no spaces.
+    pub fn slug(self) -> String {
+        self.label().replace(' ', "-")
+    }
 }
 
 /// The double a request ends at.

@@ -154,8 +154,8 @@ under 25 µs, and the list's MB/s at least 0.7x direct.
 hyper; not kubectl proxy) is started afresh per upstream under `valgrind --tool=callgrind \
 --separate-threads=yes` with the configuration above, except nginx as one process \
 (`master_process off; worker_processes 1;`) and HAProxy with `nbthread 1`; \
-kubeportal keeps its threads, which valgrind runs one at a time, and its count \
-sums them all. The row below it is the part of kubeportal's count on the threads \
+kubeportal and the bare hyper proxy keep their threads (tokio's runtime), which \
+valgrind runs one at a time, and their counts sum them all. The row below it is the part of kubeportal's count on the threads \
 that ran SQLite (`sqlite3_step`), sqlx's SQLite workers: the audit trail's \
 statements, run off the request's path in batches whose size, and so whose cost \
 per record, depends on how fast the machine serves (the writer builds its \

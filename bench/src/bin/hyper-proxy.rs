@@ -1,10 +1,10 @@
 //! The least a reverse proxy built on kubeportal's stack does: tokio's
 //! multi-thread runtime, hyper's server (HTTP/1.1 and HTTP/2, as kubeportal
 //! serves) and hyper-util's pooled HTTP/1.1 client to one upstream, plain
-//! HTTP or TLS (rustls, verified against the upstream's CA; HTTP/1.1, as
-//! kubeportal reads from a cluster), with the upstream's bearer token set on
-//! every request. No identity, policy, routing, audit trail, metrics or
-//! spans.
+//! HTTP or TLS (rustls, verified against the upstream's CA, offering
+//! HTTP/1.1 alone, as kubeportal reads from a cluster), with the upstream's
+//! bearer token set on every request. No identity, policy, routing, audit
+//! trail, metrics or spans.
 //!
 //! It measures what the stack costs a request before kubeportal adds
 //! anything (bench/PROFILE.md, "The stack's own cost"). It is a measuring
@@ -25,7 +25,7 @@ use clap::Parser;
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -106,7 +106,8 @@ async fn main() -> Result<()> {
     }
 }
 
-/// Plain HTTP, or TLS verified against `ca` offering only HTTP/1.1.
+/// Plain HTTP, or TLS verified against `ca` offering HTTP/1.1 alone by
+/// ALPN; with `TCP_NODELAY`, as kubeportal connects to a cluster.
 fn connector(
     scheme: &http::uri::Scheme,
     ca: Option<&PathBuf>,
@@ -126,15 +127,13 @@ fn connector(
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let builder = HttpsConnectorBuilder::new().with_tls_config(config);
-    let builder = if tls {
-        builder.https_only()
-    } else {
-        builder.https_or_http()
-    };
-    Ok(builder.enable_http1().build())
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    Ok(HttpsConnector::from((http, config)))
 }
