@@ -578,13 +578,7 @@ impl PeerProxy {
             .arg(&config_file)
             .arg("-e")
             .arg(prefix.join("error.log"));
-        let child = Child::spawn(
-            "nginx",
-            command,
-            directory.join(format!("{name}.log")),
-            false,
-        )?;
-        Self::ready(child, port, wrapper).await
+        Self::start("nginx", command, directory, name, port, wrapper).await
     }
 
     /// Debian's HAProxy from `bench/haproxy.cfg.tmpl`, in the foreground
@@ -617,13 +611,7 @@ impl PeerProxy {
         std::fs::write(&config_file, render(HAPROXY_TEMPLATE, &values)?)?;
         let mut command = command(haproxy, wrapper);
         command.arg("-db").arg("-f").arg(&config_file);
-        let child = Child::spawn(
-            "haproxy",
-            command,
-            directory.join(format!("{name}.log")),
-            false,
-        )?;
-        Self::ready(child, port, wrapper).await
+        Self::start("haproxy", command, directory, name, port, wrapper).await
     }
 
     /// The bare hyper proxy (`src/bin/hyper-proxy.rs`) in front of `double`.
@@ -643,17 +631,25 @@ impl PeerProxy {
         if double.is_tls() {
             command.arg("--ca").arg(&double.ca_file);
         }
-        let child = Child::spawn(
-            "hyper-proxy",
+        Self::start("hyper-proxy", command, directory, name, port, wrapper).await
+    }
+
+    /// Runs `command` (logging to `directory/name.log`) and waits until the
+    /// proxy answers `/version` from the double on `port`.
+    async fn start(
+        program: &str,
+        command: Command,
+        directory: &Path,
+        name: &str,
+        port: u16,
+        wrapper: Option<&Wrapper>,
+    ) -> Result<PeerProxy> {
+        let mut child = Child::spawn(
+            program,
             command,
             directory.join(format!("{name}.log")),
             false,
         )?;
-        Self::ready(child, port, wrapper).await
-    }
-
-    /// Waits until the proxy answers `/version` from the double.
-    async fn ready(mut child: Child, port: u16, wrapper: Option<&Wrapper>) -> Result<PeerProxy> {
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let probe = format!("{url}/version");
